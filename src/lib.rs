@@ -1,0 +1,23 @@
+//! qpsbench: load-tests OpenAI-compatible LLM chat endpoints at fixed request rates.
+//!
+//! One module per box of DESIGN.md's diagram, in data-flow order: `cli` → `dataset` → `request`
+//! (HTTP bytes rendered once per sample) → `schedule` (arrival times) → `engine` (pinned cores,
+//! pacer, keep-alive pool, per-request state machine) → `http` (head, body framing) → `sse` →
+//! `openai` (chunk payloads) → `metrics` (per-core histograms, merged per level) → `report`
+//! (console table, results folder). `mock` is the built-in endpoint; `demo` wires both together.
+
+pub mod bench;
+pub mod cli;
+pub mod clock;
+pub mod dataset;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod mock;
+pub mod openai;
+pub mod report;
+pub mod request;
+pub mod schedule;
+pub mod sse;

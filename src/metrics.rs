@@ -1,0 +1,450 @@
+//! Measurements: each core records into its own [`Recorder`] (HdrHistograms and counters, no
+//! sharing); at the end of a level the recorders are merged into one [`LevelStats`], the per-level
+//! object written to `benchmark_qps_results.json` and shown in the console table.
+//!
+//! Definitions (DESIGN.md): latencies are measured from the arrival's intended send time; TTFT is
+//! the read that delivered the first non-empty content or reasoning text; E2E is the read that
+//! completed the response; tokens/sec is output tokens ÷ E2E; output tokens come from
+//! `usage.completion_tokens` when the server sends it, else the count of content-bearing chunks
+//! (labelled `estimated`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+/// Largest latency recorded, in microseconds (one hour); larger values are clamped.
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+/// Tokens/sec are recorded in thousandths.
+const TPS_SCALE: f64 = 1000.0;
+/// Bytes of an error response body kept as that error's sample.
+pub const ERROR_SAMPLE_BYTES: usize = 512;
+
+/// The stable category of a failed request: the key in `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// A status other than 200.
+    Http(u16),
+    /// `--timeout` elapsed.
+    TimeoutTotal,
+    ConnectionRefused,
+    ConnectionReset,
+    /// The server closed the connection before sending a response head.
+    ConnectionClosed,
+    /// Any other socket error, by its kind.
+    Io(String),
+    /// Not HTTP, bad framing, or a chunk that is not JSON.
+    Malformed(String),
+    /// The body or the stream ended before the response was complete.
+    Truncated,
+    /// An `error` object (or `event: error`) inside the stream.
+    Stream(String),
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Http(code) => write!(f, "HTTP {code}"),
+            ErrorKind::TimeoutTotal => f.write_str("Timeout (total)"),
+            ErrorKind::ConnectionRefused => f.write_str("Connection refused"),
+            ErrorKind::ConnectionReset => f.write_str("Connection reset"),
+            ErrorKind::ConnectionClosed => f.write_str("Connection closed"),
+            ErrorKind::Io(kind) => write!(f, "Connection error: {kind}"),
+            ErrorKind::Malformed(why) => write!(f, "Malformed response: {why}"),
+            ErrorKind::Truncated => f.write_str("Truncated stream"),
+            ErrorKind::Stream(msg) => write!(f, "Stream error: {msg}"),
+        }
+    }
+}
+
+impl ErrorKind {
+    /// Maps a socket error to its category.
+    pub fn from_io(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => ErrorKind::ConnectionRefused,
+            K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => ErrorKind::ConnectionReset,
+            K::UnexpectedEof => ErrorKind::ConnectionClosed,
+            K::TimedOut => ErrorKind::TimeoutTotal,
+            other => ErrorKind::Io(format!("{other:?}")),
+        }
+    }
+
+    /// A stream error message, bounded so a chatty server cannot create unbounded categories.
+    pub fn stream(msg: &str) -> Self {
+        let mut end = msg.len().min(200);
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        ErrorKind::Stream(msg[..end].to_string())
+    }
+}
+
+/// Count and first sample of one error category.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorStat {
+    pub count: u64,
+    /// The first `ERROR_SAMPLE_BYTES` of the first such response body, when there was one.
+    pub sample: Option<String>,
+}
+
+/// Where a request's output token count came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Usage,
+    Estimated,
+}
+
+/// One successful request, as measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Success {
+    pub ttft_ns: Option<u64>,
+    pub e2e_ns: u64,
+    pub output_tokens: u64,
+    pub source: TokenSource,
+    pub prompt_tokens: Option<u64>,
+}
+
+/// One core's measurements for one level.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub ttft_us: Histogram<u64>,
+    pub e2e_us: Histogram<u64>,
+    pub tps_milli: Histogram<u64>,
+    pub send_lag_ns: Histogram<u64>,
+    pub sent: u64,
+    pub succeeded: u64,
+    pub errors: HashMap<ErrorKind, ErrorStat>,
+    pub output_tokens: u64,
+    pub prompt_tokens: u64,
+    pub usage_counted: u64,
+    pub estimated_counted: u64,
+    /// Requests retried once because an idle pooled connection had died before the request.
+    pub stale_retries: u64,
+    pub new_connections: u64,
+    /// Earliest and latest actual send times (ns, monotonic clock).
+    pub first_send_ns: u64,
+    pub last_send_ns: u64,
+    /// CPU time of the core's thread during the level.
+    pub cpu_ns: u64,
+}
+
+fn histogram(max: u64) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, max, 3).expect("static histogram bounds are valid")
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self {
+            ttft_us: histogram(MAX_LATENCY_US),
+            e2e_us: histogram(MAX_LATENCY_US),
+            tps_milli: histogram(u64::MAX / 4),
+            send_lag_ns: histogram(MAX_LATENCY_US * 1000),
+            sent: 0,
+            succeeded: 0,
+            errors: HashMap::new(),
+            output_tokens: 0,
+            prompt_tokens: 0,
+            usage_counted: 0,
+            estimated_counted: 0,
+            stale_retries: 0,
+            new_connections: 0,
+            first_send_ns: u64::MAX,
+            last_send_ns: 0,
+            cpu_ns: 0,
+        }
+    }
+
+    /// A request was handed to its connection at `sent_ns`, `lag_ns` after its intended time.
+    pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64) {
+        self.sent += 1;
+        self.send_lag_ns.saturating_record(lag_ns);
+        self.first_send_ns = self.first_send_ns.min(sent_ns);
+        self.last_send_ns = self.last_send_ns.max(sent_ns);
+    }
+
+    pub fn record_success(&mut self, s: Success) {
+        self.succeeded += 1;
+        if let Some(t) = s.ttft_ns {
+            self.ttft_us.saturating_record(t / 1000);
+        }
+        self.e2e_us.saturating_record(s.e2e_ns / 1000);
+        let secs = s.e2e_ns.max(1) as f64 / 1e9;
+        self.tps_milli
+            .saturating_record((s.output_tokens as f64 / secs * TPS_SCALE) as u64);
+        self.output_tokens += s.output_tokens;
+        self.prompt_tokens += s.prompt_tokens.unwrap_or(0);
+        match s.source {
+            TokenSource::Usage => self.usage_counted += 1,
+            TokenSource::Estimated => self.estimated_counted += 1,
+        }
+    }
+
+    pub fn record_error(&mut self, kind: ErrorKind, sample: Option<&[u8]>) {
+        let stat = self.errors.entry(kind).or_default();
+        stat.count += 1;
+        if stat.sample.is_none() {
+            if let Some(body) = sample.filter(|b| !b.is_empty()) {
+                let body = &body[..body.len().min(ERROR_SAMPLE_BYTES)];
+                stat.sample = Some(String::from_utf8_lossy(body).into_owned());
+            }
+        }
+    }
+
+    /// Adds another core's measurements into this one.
+    pub fn merge(&mut self, other: &Recorder) {
+        // Same bounds on both sides: `add` cannot fail.
+        let _ = self.ttft_us.add(&other.ttft_us);
+        let _ = self.e2e_us.add(&other.e2e_us);
+        let _ = self.tps_milli.add(&other.tps_milli);
+        let _ = self.send_lag_ns.add(&other.send_lag_ns);
+        self.sent += other.sent;
+        self.succeeded += other.succeeded;
+        for (k, v) in &other.errors {
+            let stat = self.errors.entry(k.clone()).or_default();
+            stat.count += v.count;
+            if stat.sample.is_none() {
+                stat.sample.clone_from(&v.sample);
+            }
+        }
+        self.output_tokens += other.output_tokens;
+        self.prompt_tokens += other.prompt_tokens;
+        self.usage_counted += other.usage_counted;
+        self.estimated_counted += other.estimated_counted;
+        self.stale_retries += other.stale_retries;
+        self.new_connections += other.new_connections;
+        self.first_send_ns = self.first_send_ns.min(other.first_send_ns);
+        self.last_send_ns = self.last_send_ns.max(other.last_send_ns);
+        self.cpu_ns += other.cpu_ns;
+    }
+}
+
+/// Percentiles of one metric, in the order they were asked for, then `max`. `null` when the
+/// level had no sample of it (e.g. no successful request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Percentiles(pub Vec<(String, Option<f64>)>);
+
+impl Percentiles {
+    fn from_hist(h: &Histogram<u64>, pcts: &[f64], scale: f64) -> Self {
+        let mut v: Vec<(String, Option<f64>)> = pcts
+            .iter()
+            .map(|&p| {
+                let val = (!h.is_empty()).then(|| h.value_at_quantile(p / 100.0) as f64 * scale);
+                (pct_key(p), val)
+            })
+            .collect();
+        v.push(("max".into(), (!h.is_empty()).then(|| h.max() as f64 * scale)));
+        Self(v)
+    }
+
+    /// The value at percentile key `p50`, `p95`, … or `max`.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.0.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v)
+    }
+}
+
+impl Serialize for Percentiles {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, &v.map(round6))?;
+        }
+        m.end()
+    }
+}
+
+/// `50` → `p50`, `99.9` → `p99.9`.
+pub fn pct_key(p: f64) -> String {
+    if p.fract() == 0.0 {
+        format!("p{}", p as u64)
+    } else {
+        format!("p{p}")
+    }
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+/// The percentiles always computed for the JSON (p90 included), merged with the user's.
+pub fn json_percentiles(user: &[f64]) -> Vec<f64> {
+    let mut all: Vec<f64> = vec![50.0, 90.0, 95.0, 99.0];
+    for &p in user {
+        if !all.contains(&p) {
+            all.push(p);
+        }
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    all
+}
+
+/// Send-lag summary in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct SendLag {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// One level's merged result: the object written to `benchmark_qps_results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelStats {
+    pub qps_target: f64,
+    pub actual_qps: f64,
+    pub success_rate: f64,
+    pub ttft: Percentiles,
+    pub e2e_latency: Percentiles,
+    pub tokens_per_sec: Percentiles,
+    pub errors: BTreeMap<String, u64>,
+    pub total_requests: u64,
+    pub successful_requests: u64,
+    pub failed_requests: u64,
+    pub throughput_qps: f64,
+    pub send_lag_us: SendLag,
+    pub duration_s: f64,
+    pub sending_window_s: f64,
+    pub output_tokens_total: u64,
+    /// `usage`, `estimated`, `mixed`, or `none` (no successful request).
+    pub token_count_source: &'static str,
+    pub requests_with_usage: u64,
+    pub requests_estimated: u64,
+    pub prompt_tokens_total: u64,
+    pub error_samples: BTreeMap<String, String>,
+    pub stale_connection_retries: u64,
+    pub new_connections: u64,
+    pub client_cpu_s: f64,
+    pub client_cpu_us_per_request: Option<f64>,
+    pub client_cpu_us_per_token: Option<f64>,
+}
+
+impl LevelStats {
+    /// Builds the level's result from the merged recorder. `start_ns` is the level's start on the
+    /// monotonic clock; `pcts` the percentiles to report.
+    pub fn from_recorder(
+        r: &Recorder,
+        qps_target: f64,
+        duration_s: f64,
+        start_ns: u64,
+        pcts: &[f64],
+    ) -> Self {
+        let window_s = if r.sent > 0 {
+            r.last_send_ns.saturating_sub(start_ns) as f64 / 1e9
+        } else {
+            0.0
+        };
+        let actual_qps = if window_s > 0.0 {
+            r.sent as f64 / window_s
+        } else {
+            0.0
+        };
+        let failed: u64 = r.errors.values().map(|e| e.count).sum();
+        let source = match (r.usage_counted, r.estimated_counted) {
+            (0, 0) => "none",
+            (_, 0) => "usage",
+            (0, _) => "estimated",
+            _ => "mixed",
+        };
+        let lag = |q: f64| r.send_lag_ns.value_at_quantile(q) as f64 / 1000.0;
+        let per = |n: u64| (n > 0).then(|| round6(r.cpu_ns as f64 / 1000.0 / n as f64));
+        Self {
+            qps_target,
+            actual_qps: round6(actual_qps),
+            success_rate: if r.sent > 0 {
+                round6(r.succeeded as f64 * 100.0 / r.sent as f64)
+            } else {
+                0.0
+            },
+            ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
+            e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
+            tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
+            errors: r.errors.iter().map(|(k, v)| (k.to_string(), v.count)).collect(),
+            total_requests: r.sent,
+            successful_requests: r.succeeded,
+            failed_requests: failed,
+            throughput_qps: round6(r.succeeded as f64 / duration_s),
+            send_lag_us: SendLag {
+                p50: round6(lag(0.5)),
+                p99: round6(lag(0.99)),
+                max: round6(r.send_lag_ns.max() as f64 / 1000.0),
+            },
+            duration_s,
+            sending_window_s: round6(window_s),
+            output_tokens_total: r.output_tokens,
+            token_count_source: source,
+            requests_with_usage: r.usage_counted,
+            requests_estimated: r.estimated_counted,
+            prompt_tokens_total: r.prompt_tokens,
+            error_samples: r
+                .errors
+                .iter()
+                .filter_map(|(k, v)| v.sample.clone().map(|s| (k.to_string(), s)))
+                .collect(),
+            stale_connection_retries: r.stale_retries,
+            new_connections: r.new_connections,
+            client_cpu_s: round6(r.cpu_ns as f64 / 1e9),
+            client_cpu_us_per_request: per(r.sent),
+            client_cpu_us_per_token: per(r.output_tokens),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(ttft_ms: u64, e2e_ms: u64, tokens: u64) -> Success {
+        Success {
+            ttft_ns: Some(ttft_ms * 1_000_000),
+            e2e_ns: e2e_ms * 1_000_000,
+            output_tokens: tokens,
+            source: TokenSource::Usage,
+            prompt_tokens: Some(10),
+        }
+    }
+
+    #[test]
+    fn merge_and_stats() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        for i in 0..100 {
+            a.record_send(1_000_000_000 + i * 10_000_000, 20_000);
+            a.record_success(ok(100 + i, 1000, 50));
+        }
+        for i in 0..100 {
+            b.record_send(1_000_000_000 + i * 10_000_000, 40_000);
+            b.record_error(ErrorKind::Http(503), Some(b"{\"error\":\"busy\"}"));
+        }
+        a.merge(&b);
+        let s = LevelStats::from_recorder(&a, 100.0, 1.0, 1_000_000_000 - 10_000_000, &json_percentiles(&[50.0]));
+        assert_eq!(s.total_requests, 200);
+        assert_eq!(s.successful_requests, 100);
+        assert_eq!(s.success_rate, 50.0);
+        assert_eq!(s.errors.get("HTTP 503"), Some(&100));
+        assert_eq!(s.error_samples.get("HTTP 503").map(String::as_str), Some("{\"error\":\"busy\"}"));
+        assert!((s.ttft.get("p50").unwrap() - 0.149).abs() < 0.002);
+        assert!((s.tokens_per_sec.get("p99").unwrap() - 50.0).abs() < 0.1);
+        assert_eq!(s.token_count_source, "usage");
+        assert!((s.actual_qps - 200.0).abs() < 0.01);
+        assert!((s.send_lag_us.p99 - 40.0).abs() < 0.1);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["ttft"].as_object().unwrap().keys().count(), 5);
+        assert!(json["ttft"]["p90"].is_number());
+    }
+
+    #[test]
+    fn empty_level_has_null_percentiles() {
+        let s = LevelStats::from_recorder(&Recorder::new(), 1.0, 1.0, 0, &[50.0]);
+        assert_eq!(s.ttft.get("p50"), None);
+        assert_eq!(serde_json::to_value(&s).unwrap()["ttft"]["p50"], serde_json::Value::Null);
+        assert_eq!(s.token_count_source, "none");
+        assert_eq!(pct_key(99.9), "p99.9");
+    }
+}

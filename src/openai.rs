@@ -1,0 +1,172 @@
+//! OpenAI chat-completion chunk payloads: what one SSE event's JSON says about the stream.
+//!
+//! Data flow: `sse` hands each event's `data` to [`ChunkParser::parse`]; the result tells the
+//! request state machine (`engine::request`) whether the chunk carried output (content or
+//! reasoning text), ended the choice (`finish_reason`), reported `usage`, or was an `error`.
+//!
+//! simd-json mutates its input, so the payload is copied into a reused scratch buffer and parsed
+//! into a reused tape with reused buffers: no allocation per chunk once warm.
+
+use simd_json::prelude::*;
+use simd_json::tape::Tape;
+use simd_json::Buffers;
+
+/// What one chunk contributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// The chunk carries non-empty `content` or reasoning text (role-only chunks do not).
+    pub has_output: bool,
+    /// A choice carried a non-null `finish_reason`.
+    pub finished: bool,
+    /// `usage.completion_tokens`, when present.
+    pub completion_tokens: Option<u64>,
+    /// `usage.prompt_tokens`, when present.
+    pub prompt_tokens: Option<u64>,
+    /// An `{"error": …}` object: its message.
+    pub error: Option<String>,
+}
+
+/// The payload is not JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidJson;
+
+/// Reusable parser state; one per core.
+pub struct ChunkParser {
+    scratch: Vec<u8>,
+    buffers: Buffers,
+    /// Kept empty between calls; `'static` only because it holds nothing then.
+    tape: Option<Tape<'static>>,
+}
+
+impl Default for ChunkParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkParser {
+    pub fn new() -> Self {
+        Self {
+            scratch: Vec::with_capacity(1024),
+            buffers: Buffers::new(1024),
+            tape: Some(Tape::null().reset()),
+        }
+    }
+
+    /// Parses one event's data.
+    pub fn parse(&mut self, data: &[u8]) -> Result<ChunkInfo, InvalidJson> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(data);
+        let mut tape = self.tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+        let result = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
+            Ok(()) => Ok(inspect(tape.as_value())),
+            Err(_) => Err(InvalidJson),
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+fn non_empty_str(v: Option<simd_json::tape::Value<'_, '_>>) -> bool {
+    v.is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+}
+
+fn inspect(root: simd_json::tape::Value<'_, '_>) -> ChunkInfo {
+    let mut info = ChunkInfo::default();
+    let Some(obj) = root.as_object() else {
+        return info;
+    };
+    if let Some(err) = obj.get("error") {
+        if !err.is_null() {
+            let msg = err
+                .as_object()
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str().map(str::to_owned))
+                .or_else(|| err.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unknown error".to_owned());
+            info.error = Some(msg);
+            return info;
+        }
+    }
+    if let Some(choices) = obj.get("choices").and_then(|c| c.as_array()) {
+        for choice in choices.iter() {
+            let Some(choice) = choice.as_object() else {
+                continue;
+            };
+            if let Some(delta) = choice.get("delta").and_then(|d| d.as_object()) {
+                info.has_output |= non_empty_str(delta.get("content"))
+                    || non_empty_str(delta.get("reasoning_content"))
+                    || non_empty_str(delta.get("reasoning"));
+            }
+            // Legacy completions-style chunks carry `text`.
+            info.has_output |= non_empty_str(choice.get("text"));
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                info.finished = true;
+            }
+        }
+    }
+    if let Some(usage) = obj.get("usage").and_then(|u| u.as_object()) {
+        info.completion_tokens = usage.get("completion_tokens").and_then(|v| v.as_u64());
+        info.prompt_tokens = usage.get("prompt_tokens").and_then(|v| v.as_u64());
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> ChunkInfo {
+        ChunkParser::new().parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn content_role_reasoning_finish_usage() {
+        assert!(parse(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#).has_output);
+        let role = parse(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#);
+        assert!(!role.has_output && !role.finished);
+        assert!(parse(r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#).has_output);
+        assert!(parse(r#"{"choices":[{"delta":{"reasoning":"hmm","content":null}}]}"#).has_output);
+        let fin = parse(r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#);
+        assert!(fin.finished && !fin.has_output);
+        let u = parse(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}}"#);
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (Some(12), Some(34)));
+        assert_eq!(parse(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#).completion_tokens, None);
+    }
+
+    #[test]
+    fn error_objects() {
+        let e = parse(r#"{"error":{"message":"model overloaded","type":"server_error","code":503}}"#);
+        assert_eq!(e.error.as_deref(), Some("model overloaded"));
+        assert_eq!(parse(r#"{"error":"boom"}"#).error.as_deref(), Some("boom"));
+        assert_eq!(parse(r#"{"error":null,"choices":[]}"#).error, None);
+    }
+
+    #[test]
+    fn invalid_json_and_reuse() {
+        let mut p = ChunkParser::new();
+        assert_eq!(p.parse(b"{not json"), Err(InvalidJson));
+        for _ in 0..3 {
+            assert!(p.parse(br#"{"choices":[{"delta":{"content":"again"}}]}"#).unwrap().has_output);
+        }
+    }
+
+    #[test]
+    fn recorded_stream_counts() {
+        let mut p = ChunkParser::new();
+        let mut out = 0;
+        let mut usage = None;
+        let mut sse = crate::sse::SseParser::new();
+        sse.feed(include_bytes!("../tests/data/vllm_stream.sse"), |e| {
+            if !e.is_done() {
+                let c = p.parse(e.data).unwrap();
+                out += usize::from(c.has_output);
+                usage = usage.or(c.completion_tokens);
+            }
+            crate::sse::Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(out, 20);
+        assert_eq!(usage, Some(20));
+    }
+}
