@@ -1,1 +1,188 @@
-//! stub
+//! Command-line interface. The default command is the benchmark, with every flag of the seed
+//! spec (same names, same defaults) plus qpsbench's own; `serve-mock` runs the built-in endpoint
+//! and `demo` runs a short sweep against it. Each flag is documented where it is defined: this is
+//! what `--help` prints.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::schedule::Arrival;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qpsbench",
+    version,
+    about = "Load-test an OpenAI-compatible chat endpoint at fixed request rates and find where it saturates",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub bench: BenchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the built-in OpenAI-compatible streaming endpoint (for tests, demos and validating a load box).
+    ServeMock(MockArgs),
+    /// Start the built-in endpoint in-process and run a short sweep against it (~30 s).
+    Demo(DemoArgs),
+}
+
+/// The benchmark (the default command).
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// API endpoint URL, e.g. http://127.0.0.1:8000/v1/chat/completions [required]
+    #[arg(long)]
+    pub endpoint: Option<String>,
+
+    /// Authentication key, sent as `Authorization: Bearer <key>`. Also read from
+    /// QPSBENCH_API_KEY, then OPENAI_API_KEY, so it need not appear in shell history. Never
+    /// written to results or logs. [required]
+    #[arg(long, env = "QPSBENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Model name sent in each request [required]
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Path to the dataset: a JSON array of {"prompt_content", "cut_chat_history"} samples [required]
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+
+    /// QPS levels to test, comma-separated; each level sends round(qps × duration) requests
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20")]
+    pub qps: Vec<f64>,
+
+    /// Seconds per level (the window in which the level's requests are sent)
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+
+    /// Which percentiles to show in the console table, comma-separated (the JSON always has
+    /// p50, p90, p95, p99 and max, plus any asked for here)
+    #[arg(long, value_delimiter = ',', default_value = "50,95,99")]
+    pub percentiles: Vec<f64>,
+
+    /// (Deprecated - tokens/sec always shown)
+    #[arg(long)]
+    pub show_tokens: bool,
+
+    /// Max tokens per request (`max_tokens` in the request body)
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: u32,
+
+    /// Generation temperature
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+
+    /// Generate the visualization PNG (not available yet in this version)
+    #[arg(long)]
+    pub plot: bool,
+
+    /// JSON results file name, written inside the run's results folder
+    #[arg(long, default_value = "benchmark_qps_results.json")]
+    pub output: String,
+
+    /// PNG visualization file name, written inside the run's results folder
+    #[arg(long, default_value = "benchmark_qps.png")]
+    pub plot_output: String,
+
+    /// Client cores (one pinned thread with its own io_uring runtime each); default: every core
+    /// this process may run on
+    #[arg(long)]
+    pub cores: Option<usize>,
+
+    /// Arrival process within a level: `poisson` (exponential gaps) or `constant` (even gaps);
+    /// either way the level sends exactly round(qps × duration) requests in its window
+    #[arg(long, value_enum, default_value_t = Arrival::Poisson)]
+    pub arrival: Arrival,
+
+    /// Seed of the arrival schedule (recorded in metadata.json; same seed, same schedule)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Per-request time limit in seconds, from when the request is sent to its last byte; a
+    /// request over it counts as the error "Timeout (total)"
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout: f64,
+
+    /// Folder under which each run creates its own timestamped results folder
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+
+    /// Do not send `stream_options: {"include_usage": true}` (for servers that reject it); token
+    /// counts are then estimated from content chunks and labelled `estimated`
+    #[arg(long)]
+    pub no_usage_request: bool,
+}
+
+/// `qpsbench serve-mock`: the built-in endpoint.
+#[derive(Debug, Clone, Args)]
+pub struct MockArgs {
+    /// Address to listen on (use ::1 for IPv6 loopback)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free port (the address is printed on start)
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+
+    /// Time to first content token, in milliseconds
+    #[arg(long, default_value_t = 50.0)]
+    pub ttft_ms: f64,
+
+    /// Time per output token after the first, in milliseconds
+    #[arg(long, default_value_t = 10.0)]
+    pub itl_ms: f64,
+
+    /// Output tokens per response (capped by the request's max_tokens)
+    #[arg(long, default_value_t = 128)]
+    pub output_tokens: u64,
+
+    /// Tokens per content chunk (a chunk of k tokens is sent every k × itl)
+    #[arg(long, default_value_t = 1)]
+    pub tokens_per_chunk: u64,
+
+    /// Answer HTTP 503 to requests beyond this many in flight (0: unlimited)
+    #[arg(long, default_value_t = 0)]
+    pub max_concurrency: usize,
+
+    /// Send a role-only first chunk ({"role":"assistant","content":""}) at once, as vLLM does
+    #[arg(long)]
+    pub role_chunk: bool,
+
+    /// Never send a usage chunk, even when the request asks for one
+    #[arg(long)]
+    pub no_usage: bool,
+
+    /// Capacity model: a shared budget of output tokens per second across all streams; past it,
+    /// TTFT and inter-token latency grow with load (default: off, timing is exactly as set)
+    #[arg(long)]
+    pub capacity_tokens_per_sec: Option<f64>,
+
+    /// Accept loops, each on its own thread and runtime
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+
+    /// Exit after this many seconds (default: run until interrupted)
+    #[arg(long)]
+    pub exit_after: Option<f64>,
+}
+
+/// `qpsbench demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Seconds per level
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+
+    /// Folder under which the demo's results folder is created
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+
+    /// Client cores (default: every core this process may run on)
+    #[arg(long)]
+    pub cores: Option<usize>,
+}

@@ -1,1 +1,77 @@
-//! stub
+//! `qpsbench demo`: the built-in endpoint, started in-process with a capacity model that
+//! saturates within the sweep, and a short benchmark against it with the seed's example
+//! conversations (embedded in the binary). The quickest way to see every output qpsbench makes.
+
+use clap::Parser;
+
+use crate::bench::{self, DatasetSource};
+use crate::cli::{Cli, DemoArgs};
+use crate::dataset::DEMO_DATASET;
+use crate::error::{Result, UserError};
+use crate::mock::{self, MockConfig};
+
+/// The demo endpoint: 80 ms TTFT, 10 ms per token, 64 tokens per answer (~0.7 s per request), a
+/// shared budget of 1,500 tokens/s (≈15 full-speed streams, so latency grows past ~20 QPS) and
+/// HTTP 503 beyond 40 requests in flight.
+pub fn demo_endpoint() -> MockConfig {
+    MockConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        ttft_ms: 80.0,
+        itl_ms: 10.0,
+        output_tokens: 64,
+        tokens_per_chunk: 1,
+        max_concurrency: 40,
+        role_chunk: true,
+        no_usage: false,
+        capacity_tokens_per_sec: Some(1500.0),
+        threads: 1,
+    }
+}
+
+/// The demo's QPS levels: below, at and past the demo endpoint's capacity.
+pub const DEMO_QPS: &str = "5,10,20,40,80";
+
+pub fn run(args: DemoArgs) -> Result<i32> {
+    let server = mock::start(demo_endpoint())
+        .map_err(|e| UserError::input(format!("cannot start the built-in endpoint: {e}")))?;
+    eprintln!(
+        "demo: built-in endpoint on {} (TTFT 80 ms, 10 ms/token, 64 tokens, capacity 1500 tokens/s, 503 beyond 40 in flight)",
+        server.url()
+    );
+    let url = server.url();
+    let duration = args.duration.to_string();
+    let results_dir = args.results_dir.display().to_string();
+    let mut argv = vec![
+        "qpsbench",
+        "--endpoint",
+        &url,
+        "--api-key",
+        "demo-key",
+        "--model",
+        "qpsbench-demo",
+        "--qps",
+        DEMO_QPS,
+        "--duration",
+        &duration,
+        "--results-dir",
+        &results_dir,
+    ];
+    let cores = args.cores.map(|c| c.to_string());
+    if let Some(c) = &cores {
+        argv.extend(["--cores", c]);
+    }
+    let cli = Cli::try_parse_from(argv).map_err(|e| UserError::input(e.to_string()))?;
+    let code = bench::run(
+        cli.bench,
+        Some(DatasetSource::Embedded {
+            name: "built-in demo dataset (the seed's example conversations)".into(),
+            json: DEMO_DATASET,
+        }),
+    )?;
+    println!(
+        "\nThe demo endpoint serves ~15 full-speed streams (1500 tokens/s); past ~20 QPS latency grows and beyond 40 in flight it answers 503."
+    );
+    println!("Point qpsbench at your own endpoint with --endpoint, --api-key, --model and --dataset (see README.md).");
+    Ok(code)
+}

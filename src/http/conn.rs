@@ -1,1 +1,200 @@
-//! stub
+//! One HTTP/1.1 connection and one request/response exchange on it.
+//!
+//! Data flow: `engine::request` gets a [`Conn`] from its core's pool, calls [`Conn::exchange`]
+//! with the prepared request bytes and a [`ResponseHandler`]; the exchange writes the request,
+//! parses the head (`head`), decodes the body (`body`) and hands each piece of body data to the
+//! handler together with the time of the read that delivered it — the clock is read as soon as a
+//! read completes, before any parsing (DESIGN.md, "timestamp at the socket").
+//!
+//! After the exchange the connection is reusable only if the whole response was read, the server
+//! allowed keep-alive, and no stray bytes followed the response.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::body::{BodyDecoder, BodyError};
+use super::head::{parse_head, HeadError, MAX_HEAD_BYTES};
+use crate::clock::now_ns;
+
+/// Initial read buffer; reused for every read on the connection.
+const READ_BUF: usize = 16 * 1024;
+
+/// Receives a response as it arrives.
+pub trait ResponseHandler {
+    /// The final (non-1xx) response head arrived in a read completed at `t_ns`.
+    fn head(&mut self, status: u16, t_ns: u64);
+    /// Body data delivered by a read completed at `t_ns`. Return `false` to stop reading (the
+    /// connection is then closed, not reused).
+    fn body(&mut self, data: &[u8], t_ns: u64) -> bool;
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// Writing or reading failed.
+    Io(io::Error),
+    /// The server closed the connection before a complete head.
+    Closed,
+    Head(HeadError),
+    Body(BodyError),
+}
+
+/// A failed exchange, and whether any response byte had arrived (if not, and the connection was
+/// an idle pooled one, the server most likely closed it while idle: safe to retry once).
+#[derive(Debug)]
+pub struct Failure {
+    pub error: ExchangeError,
+    pub response_started: bool,
+}
+
+/// A completed exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Completed {
+    /// Time of the read that completed the response (or of the last read, if the handler stopped).
+    pub end_ns: u64,
+    /// Time of the first response byte.
+    pub first_byte_ns: u64,
+    /// The connection may carry another request.
+    pub reusable: bool,
+}
+
+/// A client connection with its reused read buffer.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Completed exchanges on this connection.
+    pub uses: u64,
+}
+
+impl Conn {
+    /// Connects to the first address that accepts, in order; sets TCP_NODELAY (small request
+    /// writes must not wait for Nagle's algorithm).
+    pub async fn connect(addrs: &[SocketAddr]) -> io::Result<Self> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
+        for addr in addrs {
+            match TcpStream::connect_addr(*addr).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(Self {
+                        stream,
+                        buf: Vec::with_capacity(READ_BUF),
+                        uses: 0,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Reads more bytes after those already in the buffer; 0 means the peer closed.
+    async fn read_more(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_BUF);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (res, slice) = self.stream.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    /// Sends `request` and reads the response into `handler`.
+    pub async fn exchange<H: ResponseHandler>(
+        &mut self,
+        request: Bytes,
+        handler: &mut H,
+    ) -> Result<Completed, Failure> {
+        let fail = |error, response_started| Failure {
+            error,
+            response_started,
+        };
+        self.buf.clear();
+        let (res, _) = self.stream.write_all(request).await;
+        res.map_err(|e| fail(ExchangeError::Io(e), false))?;
+
+        // Head: accumulate until complete, skipping interim 1xx responses.
+        let mut first_byte_ns = 0;
+        // Time of the latest read; the head's time is the read that completed it.
+        let mut t = 0;
+        let head = loop {
+            match parse_head(&self.buf) {
+                Ok(Some(h)) if (100..200).contains(&h.status) && h.status != 101 => {
+                    self.buf.drain(..h.len);
+                    continue;
+                }
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(e) => return Err(fail(ExchangeError::Head(e), true)),
+            }
+            let n = self
+                .read_more()
+                .await
+                .map_err(|e| fail(ExchangeError::Io(e), first_byte_ns != 0))?;
+            t = now_ns();
+            if n == 0 {
+                return Err(fail(ExchangeError::Closed, first_byte_ns != 0));
+            }
+            if first_byte_ns == 0 {
+                first_byte_ns = t;
+            }
+            if self.buf.len() > MAX_HEAD_BYTES + READ_BUF {
+                return Err(fail(ExchangeError::Head(HeadError::TooLarge), true));
+            }
+        };
+        handler.head(head.status, t);
+
+        // Body: decode what is buffered, then read on, handing data out with its read's time.
+        let mut decoder = BodyDecoder::new(head.framing);
+        let mut off = head.len;
+        loop {
+            while off < self.buf.len() && !decoder.is_done() {
+                let (n, data) = decoder
+                    .decode(&self.buf[off..])
+                    .map_err(|e| fail(ExchangeError::Body(e), true))?;
+                off += n;
+                if let Some(data) = data {
+                    if !handler.body(data, t) {
+                        return Ok(Completed {
+                            end_ns: t,
+                            first_byte_ns,
+                            reusable: false,
+                        });
+                    }
+                }
+            }
+            if decoder.is_done() {
+                self.uses += 1;
+                let stray = off < self.buf.len();
+                self.buf.clear();
+                return Ok(Completed {
+                    end_ns: t,
+                    first_byte_ns,
+                    reusable: head.keep_alive && !stray,
+                });
+            }
+            self.buf.clear();
+            off = 0;
+            let n = self
+                .read_more()
+                .await
+                .map_err(|e| fail(ExchangeError::Io(e), true))?;
+            t = now_ns();
+            if n == 0 {
+                decoder
+                    .eof()
+                    .map_err(|e| fail(ExchangeError::Body(e), true))?;
+                return Ok(Completed {
+                    end_ns: t,
+                    first_byte_ns,
+                    reusable: false,
+                });
+            }
+        }
+    }
+}

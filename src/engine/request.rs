@@ -1,0 +1,260 @@
+//! One request, from its intended send time to its recorded outcome.
+//!
+//! Data flow: the core's pacing loop (`engine::worker`) spawns [`run`] at the arrival's intended
+//! time. It takes a pooled connection (or opens one), runs the exchange (`http::conn`) with a
+//! [`StreamHandler`] that feeds body bytes through `sse` and `openai`, and records the outcome in
+//! the core's [`Recorder`]. Every latency is measured from the intended time, so a client that
+//! falls behind shows it instead of hiding it (no coordinated omission).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::pool::Pool;
+use crate::clock::now_ns;
+use crate::http::body::BodyError;
+use crate::http::conn::{Completed, ExchangeError, Failure, ResponseHandler};
+use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
+use crate::openai::ChunkParser;
+use crate::sse::{Flow, SseError, SseParser};
+
+/// Error bodies longer than this are not read to the end (the connection is closed instead).
+const MAX_ERROR_BODY: usize = 1 << 20;
+
+/// What a core's request tasks share: owned by the core, never by two threads.
+pub struct Core {
+    pub pool: Pool,
+    pub chunks: RefCell<ChunkParser>,
+    pub requests: Arc<[Bytes]>,
+    pub timeout: Duration,
+}
+
+/// A failed request: its category and, for HTTP errors, the start of the body.
+type Failed = (ErrorKind, Option<Vec<u8>>);
+
+/// Sends request `sample` for the arrival intended at `intended_ns` and records the outcome.
+pub async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, intended_ns: u64, sample: usize) {
+    // Sent = handed to a connection now; the lag is how late the client was against its plan.
+    let sent = now_ns();
+    rec.borrow_mut()
+        .record_send(sent, sent.saturating_sub(intended_ns));
+    let outcome = monoio::time::timeout(core.timeout, attempt(&core, &rec, intended_ns, sample)).await;
+    let mut rec = rec.borrow_mut();
+    match outcome {
+        Ok(Ok(success)) => rec.record_success(success),
+        Ok(Err((kind, body))) => rec.record_error(kind, body.as_deref()),
+        Err(_) => rec.record_error(ErrorKind::TimeoutTotal, None),
+    }
+}
+
+async fn attempt(
+    core: &Core,
+    rec: &RefCell<Recorder>,
+    intended_ns: u64,
+    sample: usize,
+) -> Result<Success, Failed> {
+    let request = core.requests[sample].clone();
+    let mut retried = false;
+    loop {
+        // A retry always uses a fresh connection: another idle one may have died the same way.
+        let pooled = if retried { None } else { core.pool.take() };
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = core
+                    .pool
+                    .connect()
+                    .await
+                    .map_err(|e| (ErrorKind::from_io(&e), None))?;
+                rec.borrow_mut().new_connections += 1;
+                c
+            }
+        };
+        let mut handler = StreamHandler::new(&core.chunks);
+        match conn.exchange(request.clone(), &mut handler).await {
+            Ok(done) => {
+                if done.reusable {
+                    core.pool.put(conn);
+                }
+                return handler.finish(done, intended_ns);
+            }
+            Err(f) if reused && !retried && is_stale_connection(&f) => {
+                // The server closed this idle connection before our request reached it: not an
+                // error of the endpoint under test.
+                retried = true;
+                rec.borrow_mut().stale_retries += 1;
+            }
+            Err(f) => return Err(handler.failure(f)),
+        }
+    }
+}
+
+/// Nothing came back and the connection was reset or closed: the signature of a keep-alive
+/// connection the server had already closed.
+fn is_stale_connection(f: &Failure) -> bool {
+    use std::io::ErrorKind as K;
+    !f.response_started
+        && match &f.error {
+            ExchangeError::Closed => true,
+            ExchangeError::Io(e) => matches!(
+                e.kind(),
+                K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted | K::UnexpectedEof
+            ),
+            _ => false,
+        }
+}
+
+/// Follows one streamed chat response.
+pub struct StreamHandler<'a> {
+    chunks: &'a RefCell<ChunkParser>,
+    status: u16,
+    sse: SseParser,
+    error_body: Vec<u8>,
+    error_body_len: usize,
+    first_token_ns: Option<u64>,
+    token_chunks: u64,
+    completion_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
+    finished: bool,
+    done: bool,
+    error: Option<ErrorKind>,
+}
+
+impl<'a> StreamHandler<'a> {
+    pub fn new(chunks: &'a RefCell<ChunkParser>) -> Self {
+        Self {
+            chunks,
+            status: 0,
+            sse: SseParser::new(),
+            error_body: Vec::new(),
+            error_body_len: 0,
+            first_token_ns: None,
+            token_chunks: 0,
+            completion_tokens: None,
+            prompt_tokens: None,
+            finished: false,
+            done: false,
+            error: None,
+        }
+    }
+
+    /// The outcome of a completed exchange.
+    pub fn finish(self, done: Completed, intended_ns: u64) -> Result<Success, Failed> {
+        if self.status != 200 {
+            return Err((ErrorKind::Http(self.status), Some(self.error_body)));
+        }
+        if let Some(e) = self.error {
+            return Err((e, None));
+        }
+        if !(self.done || self.finished) {
+            return Err((ErrorKind::Truncated, None));
+        }
+        let (output_tokens, source) = match self.completion_tokens {
+            Some(n) => (n, TokenSource::Usage),
+            None => (self.token_chunks, TokenSource::Estimated),
+        };
+        Ok(Success {
+            ttft_ns: self.first_token_ns.map(|t| t.saturating_sub(intended_ns)),
+            e2e_ns: done.end_ns.saturating_sub(intended_ns),
+            output_tokens,
+            source,
+            prompt_tokens: self.prompt_tokens,
+        })
+    }
+
+    /// The category of a failed exchange.
+    pub fn failure(self, f: Failure) -> Failed {
+        if self.status != 0 && self.status != 200 {
+            return (ErrorKind::Http(self.status), Some(self.error_body));
+        }
+        let kind = match f.error {
+            ExchangeError::Io(e) => ErrorKind::from_io(&e),
+            ExchangeError::Closed if f.response_started => {
+                ErrorKind::Malformed("connection closed inside the response head".into())
+            }
+            ExchangeError::Closed => ErrorKind::ConnectionClosed,
+            ExchangeError::Head(e) => ErrorKind::Malformed(e.to_string()),
+            ExchangeError::Body(BodyError::Truncated) => ErrorKind::Truncated,
+            ExchangeError::Body(e) => ErrorKind::Malformed(e.to_string()),
+        };
+        (kind, None)
+    }
+}
+
+impl ResponseHandler for StreamHandler<'_> {
+    fn head(&mut self, status: u16, _t_ns: u64) {
+        self.status = status;
+    }
+
+    fn body(&mut self, data: &[u8], t_ns: u64) -> bool {
+        if self.status != 200 {
+            let room = ERROR_SAMPLE_BYTES.saturating_sub(self.error_body.len());
+            self.error_body
+                .extend_from_slice(&data[..data.len().min(room)]);
+            self.error_body_len += data.len();
+            return self.error_body_len <= MAX_ERROR_BODY;
+        }
+        if self.done {
+            // After `data: [DONE]` only the end of the body is read, so the connection is reusable.
+            return true;
+        }
+        let Self {
+            chunks,
+            sse,
+            first_token_ns,
+            token_chunks,
+            completion_tokens,
+            prompt_tokens,
+            finished,
+            done,
+            error,
+            ..
+        } = self;
+        let mut parser = chunks.borrow_mut();
+        let fed = sse.feed(data, |ev| {
+            if ev.is_done() {
+                *done = true;
+                return Flow::Stop;
+            }
+            let info = match parser.parse(ev.data) {
+                Ok(info) => info,
+                Err(_) if ev.error_event => {
+                    *error = Some(ErrorKind::stream(&String::from_utf8_lossy(ev.data)));
+                    return Flow::Stop;
+                }
+                Err(_) => {
+                    *error = Some(ErrorKind::Malformed("stream chunk is not JSON".into()));
+                    return Flow::Stop;
+                }
+            };
+            if let Some(msg) = info.error {
+                *error = Some(ErrorKind::stream(&msg));
+                return Flow::Stop;
+            }
+            if ev.error_event {
+                *error = Some(ErrorKind::stream(&String::from_utf8_lossy(ev.data)));
+                return Flow::Stop;
+            }
+            if info.has_output {
+                first_token_ns.get_or_insert(t_ns);
+                *token_chunks += 1;
+            }
+            *finished |= info.finished;
+            if info.completion_tokens.is_some() {
+                *completion_tokens = info.completion_tokens;
+            }
+            if info.prompt_tokens.is_some() {
+                *prompt_tokens = info.prompt_tokens;
+            }
+            Flow::Continue
+        });
+        if let Err(SseError::TooLong) = fed {
+            *error = Some(ErrorKind::Malformed("event stream line over 4 MiB".into()));
+        }
+        error.is_none()
+    }
+}

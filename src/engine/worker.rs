@@ -1,0 +1,91 @@
+//! A core's thread: pins itself, builds its runtime, then runs each level's slice of arrivals —
+//! a pacing loop that spawns one request task per arrival at its intended time.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::pacer::Pacer;
+use super::pool::Pool;
+use super::request::{self, Core};
+use super::{CorePlan, IoDriver};
+use crate::clock::thread_cpu_ns;
+use crate::metrics::Recorder;
+use crate::openai::ChunkParser;
+
+/// Read-only run configuration shared by all cores (read once at thread start).
+pub(crate) struct Shared {
+    pub addrs: Arc<[SocketAddr]>,
+    pub requests: Arc<[Bytes]>,
+    pub timeout: Duration,
+}
+
+pub(crate) fn main(
+    core_id: Option<core_affinity::CoreId>,
+    shared: Arc<Shared>,
+    plans: mpsc::Receiver<CorePlan>,
+    results: mpsc::Sender<Recorder>,
+    ready: mpsc::Sender<Result<IoDriver, String>>,
+) {
+    if let Some(id) = core_id {
+        core_affinity::set_for_current(id);
+    }
+    // The runtime is built inside the thread that runs it: monoio runtimes cannot move.
+    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let driver = match rt {
+        monoio::FusionRuntime::Uring(_) => IoDriver::IoUring,
+        monoio::FusionRuntime::Legacy(_) => IoDriver::Epoll,
+    };
+    let _ = ready.send(Ok(driver));
+    let core = Rc::new(Core {
+        pool: Pool::new(shared.addrs.clone()),
+        chunks: RefCell::new(ChunkParser::new()),
+        requests: shared.requests.clone(),
+        timeout: shared.timeout,
+    });
+    while let Ok(plan) = plans.recv() {
+        let rec = rt.block_on(run_level(core.clone(), plan, driver));
+        if results.send(rec).is_err() {
+            break;
+        }
+    }
+}
+
+async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder {
+    let cpu_start = thread_cpu_ns();
+    let rec = Rc::new(RefCell::new(Recorder::new()));
+    let mut pacer = Pacer::new(driver == IoDriver::IoUring);
+    let mut tasks = Vec::with_capacity(plan.arrivals.len());
+    for &(offset, sample) in &plan.arrivals {
+        let intended = plan.start_ns + offset;
+        pacer.wait_until(intended).await;
+        tasks.push(monoio::spawn(request::run(
+            core.clone(),
+            rec.clone(),
+            intended,
+            sample as usize,
+        )));
+    }
+    for t in tasks {
+        t.await;
+    }
+    drop(pacer);
+    let mut rec = Rc::try_unwrap(rec)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|rc| rc.borrow().clone());
+    rec.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
+    rec
+}

@@ -1,0 +1,381 @@
+//! The built-in endpoint's connection handling: reads HTTP/1.1 requests on a keep-alive
+//! connection and answers each with a streamed (or plain JSON) chat completion, or an
+//! OpenAI-style error (400 bad JSON, 404 wrong path, 405 wrong method, 503 over capacity).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+use serde_json::Value;
+
+use super::State;
+
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 256 << 20;
+const WORDS: [&str; 8] = [" The", " quick", " brown", " fox", " jumps", " over", " a", " dog"];
+
+pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(serve_connection(stream, state.clone()));
+            }
+            // Out of file descriptors and the like: back off instead of spinning.
+            Err(_) => monoio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// A parsed request.
+struct Request {
+    method: String,
+    path: String,
+    close: bool,
+    body: Vec<u8>,
+}
+
+enum ReadError {
+    /// Clean close between requests, or a socket error: just drop the connection.
+    Gone,
+    /// Answer with this status and message, then close.
+    Bad(u16, &'static str),
+}
+
+async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut out: Vec<u8> = Vec::with_capacity(8192);
+    loop {
+        let req = match read_request(&mut stream, &mut buf).await {
+            Ok(r) => r,
+            Err(ReadError::Gone) => return,
+            Err(ReadError::Bad(code, msg)) => {
+                error_response(&mut out, code, msg, true);
+                let _ = write(&mut stream, &mut out).await;
+                return;
+            }
+        };
+        let keep = respond(&mut stream, &state, req, &mut out).await;
+        if !keep {
+            return;
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(8192);
+    }
+    let b = std::mem::take(buf);
+    let (len, cap) = (b.len(), b.capacity());
+    let (res, slice) = stream.read(b.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, ReadError> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let method = req.method.unwrap_or("").to_string();
+                let path = req.path.unwrap_or("/").to_string();
+                let http10 = req.version == Some(0);
+                let mut close = http10;
+                let mut length = 0usize;
+                for h in req.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                            .ok_or(ReadError::Bad(400, "invalid Content-Length"))?;
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return Err(ReadError::Bad(411, "send the body with a Content-Length"));
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        let v = h.value.to_ascii_lowercase();
+                        close = v.windows(5).any(|w| w == b"close")
+                            || (http10 && !v.windows(10).any(|w| w == b"keep-alive"));
+                    }
+                }
+                if length > MAX_BODY {
+                    return Err(ReadError::Bad(413, "request body too large"));
+                }
+                while buf.len() < head_len + length {
+                    match read_more(stream, buf).await {
+                        Ok(0) | Err(_) => return Err(ReadError::Gone),
+                        Ok(_) => {}
+                    }
+                }
+                let body = buf[head_len..head_len + length].to_vec();
+                buf.drain(..head_len + length);
+                return Ok(Request {
+                    method,
+                    path,
+                    close,
+                    body,
+                });
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_HEAD {
+                    return Err(ReadError::Bad(431, "request head too large"));
+                }
+            }
+            Err(_) => return Err(ReadError::Bad(400, "malformed HTTP request")),
+        }
+        match read_more(stream, buf).await {
+            Ok(0) | Err(_) => return Err(ReadError::Gone),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes `out` fully and clears it (the buffer is reused).
+async fn write(stream: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let (res, mut b) = stream.write_all(std::mem::take(out)).await;
+    b.clear();
+    *out = b;
+    res.map(|_| ())
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// An OpenAI-style error response.
+fn error_response(out: &mut Vec<u8>, code: u16, message: &str, close: bool) {
+    let kind = if code >= 500 {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    let body = serde_json::json!({
+        "error": {"message": message, "type": kind, "param": null, "code": code}
+    })
+    .to_string();
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+            reason(code),
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// Decrements the in-flight count when the response ends, however it ends.
+struct ActiveGuard(Arc<State>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the request asked for.
+struct Ask {
+    model: String,
+    max_tokens: Option<u64>,
+    stream: bool,
+    include_usage: bool,
+    prompt_tokens: u64,
+}
+
+fn parse_ask(body: &[u8]) -> Result<Ask, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
+    let obj = v.as_object().ok_or("The request body must be a JSON object")?;
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("\"messages\" must be an array")?;
+    // A rough tokenizer: ~4 characters per token plus a few per message, like real chat templates.
+    let chars: usize = messages
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_str))
+        .map(str::len)
+        .sum();
+    Ok(Ask {
+        model: obj
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock-model")
+            .to_string(),
+        max_tokens: obj
+            .get("max_tokens")
+            .or_else(|| obj.get("max_completion_tokens"))
+            .and_then(Value::as_u64),
+        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        include_usage: obj
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        prompt_tokens: (chars as u64).div_ceil(4) + 4 * messages.len() as u64,
+    })
+}
+
+/// Answers one request; returns whether the connection stays open.
+async fn respond(stream: &mut TcpStream, state: &Arc<State>, req: Request, out: &mut Vec<u8>) -> bool {
+    let arrived = Instant::now();
+    let path = req.path.split('?').next().unwrap_or("");
+    if path != "/v1/chat/completions" && path != "/chat/completions" {
+        error_response(out, 404, &format!("Not found: {path}; use /v1/chat/completions"), req.close);
+        return write(stream, out).await.is_ok() && !req.close;
+    }
+    if req.method != "POST" {
+        error_response(out, 405, "Method not allowed; use POST", req.close);
+        return write(stream, out).await.is_ok() && !req.close;
+    }
+    let ask = match parse_ask(&req.body) {
+        Ok(a) => a,
+        Err(msg) => {
+            error_response(out, 400, &msg, req.close);
+            return write(stream, out).await.is_ok() && !req.close;
+        }
+    };
+    let cfg = &state.cfg;
+    let active = state.active.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = ActiveGuard(state.clone());
+    if cfg.max_concurrency > 0 && active > cfg.max_concurrency {
+        error_response(
+            out,
+            503,
+            &format!(
+                "Server overloaded: more than {} concurrent requests",
+                cfg.max_concurrency
+            ),
+            req.close,
+        );
+        return write(stream, out).await.is_ok() && !req.close;
+    }
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let n_out = ask.max_tokens.map_or(cfg.output_tokens, |m| m.min(cfg.output_tokens));
+    let finish = if ask.max_tokens == Some(n_out) { "length" } else { "stop" };
+    let model = serde_json::to_string(&ask.model).unwrap_or_else(|_| "\"mock-model\"".into());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let prefix = format!(
+        "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion.chunk\",\"created\":{created},\"model\":{model},"
+    );
+    let usage = format!(
+        "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}}}",
+        ask.prompt_tokens,
+        ask.prompt_tokens + n_out
+    );
+    let cap = state.capacity;
+    let load = || state.active.load(Ordering::Relaxed);
+
+    if !ask.stream {
+        let secs = cfg.ttft_ms / 1000.0 * cap.slowdown(load())
+            + n_out.saturating_sub(1) as f64 * cap.itl_s(load());
+        sleep_until(arrived + Duration::from_secs_f64(secs)).await;
+        let text: String = (0..n_out).map(|i| WORDS[i as usize % WORDS.len()]).collect();
+        let body = format!(
+            "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion\",\"created\":{created},\"model\":{model},\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"finish_reason\":\"{finish}\"}}],\"usage\":{usage}}}",
+            serde_json::to_string(&text).unwrap_or_default()
+        );
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+                body.len(),
+                if req.close { "Connection: close\r\n" } else { "" }
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(body.as_bytes());
+        return write(stream, out).await.is_ok() && !req.close;
+    }
+
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
+    if req.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if cfg.role_chunk {
+        push_event(out, &prefix, "{\"role\":\"assistant\",\"content\":\"\"}", "null");
+    }
+    if write(stream, out).await.is_err() {
+        return false;
+    }
+    let per_chunk = cfg.tokens_per_chunk.max(1);
+    let mut deadline = arrived + Duration::from_secs_f64(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
+    let mut sent = 0u64;
+    let mut word = 0usize;
+    let mut content = String::with_capacity(64);
+    while sent < n_out {
+        let k = per_chunk.min(n_out - sent);
+        sleep_until(deadline).await;
+        content.clear();
+        content.push_str("{\"content\":\"");
+        for _ in 0..k {
+            content.push_str(WORDS[word % WORDS.len()]);
+            word += 1;
+        }
+        content.push_str("\"}");
+        push_event(out, &prefix, &content, "null");
+        sent += k;
+        if sent == n_out {
+            push_event(out, &prefix, "{}", &format!("\"{finish}\""));
+            if ask.include_usage && !cfg.no_usage {
+                push_chunk(out, &format!("data: {prefix}\"choices\":[],\"usage\":{usage}}}\n\n"));
+            }
+            push_chunk(out, "data: [DONE]\n\n");
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        if write(stream, out).await.is_err() {
+            return false;
+        }
+        // The next chunk carries `next_k` tokens, each taking one inter-token latency.
+        let next_k = per_chunk.min(n_out - sent);
+        deadline += Duration::from_secs_f64(next_k as f64 * cap.itl_s(load()));
+    }
+    if n_out == 0 {
+        push_event(out, &prefix, "{}", &format!("\"{finish}\""));
+        push_chunk(out, "data: [DONE]\n\n");
+        out.extend_from_slice(b"0\r\n\r\n");
+        if write(stream, out).await.is_err() {
+            return false;
+        }
+    }
+    !req.close
+}
+
+fn push_event(out: &mut Vec<u8>, prefix: &str, delta: &str, finish: &str) {
+    push_chunk(
+        out,
+        &format!(
+            "data: {prefix}\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
+        ),
+    );
+}
+
+/// One HTTP chunk.
+fn push_chunk(out: &mut Vec<u8>, data: &str) {
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+async fn sleep_until(deadline: Instant) {
+    if deadline > Instant::now() {
+        monoio::time::sleep_until(monoio::time::Instant::from_std(deadline)).await;
+    }
+}

@@ -1,0 +1,188 @@
+//! The built-in endpoint (`qpsbench serve-mock`): an OpenAI-compatible streaming chat server on
+//! the same runtime as the client, used by the demo, the tests, the benches, and by users who
+//! want to validate a load box before pointing it at a real server.
+//!
+//! Data flow: [`start`] binds a loopback (or any) address and runs `threads` accept loops, each on
+//! its own monoio runtime; `handler` serves each connection (keep-alive, TCP_NODELAY), and
+//! `capacity` decides how fast a stream may go given the current load.
+//!
+//! Without `--capacity-tokens-per-sec` timing is exactly what the flags say: the first content
+//! chunk `ttft_ms` after the request arrived, then one chunk of `tokens_per_chunk` tokens every
+//! `tokens_per_chunk × itl_ms`, scheduled on absolute deadlines so delays do not accumulate
+//! (monoio's timer has ~1 ms granularity, so each chunk may be up to ~1 ms late, never early).
+
+mod capacity;
+mod handler;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use capacity::Capacity;
+
+/// How the built-in endpoint behaves.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub host: String,
+    pub port: u16,
+    /// Time to first content token, ms.
+    pub ttft_ms: f64,
+    /// Time per output token after the first, ms.
+    pub itl_ms: f64,
+    /// Output tokens per response (capped by the request's `max_tokens`).
+    pub output_tokens: u64,
+    /// Tokens per content chunk.
+    pub tokens_per_chunk: u64,
+    /// In-flight requests beyond this get HTTP 503 (0: unlimited).
+    pub max_concurrency: usize,
+    /// Send a role-only first chunk (`{"role":"assistant","content":""}`) right away, as vLLM does.
+    pub role_chunk: bool,
+    /// Never send a usage chunk, even when asked for one.
+    pub no_usage: bool,
+    /// Shared output-token budget per second across all streams (opt-in capacity model).
+    pub capacity_tokens_per_sec: Option<f64>,
+    /// Accept loops (each its own thread and runtime).
+    pub threads: usize,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            ttft_ms: 50.0,
+            itl_ms: 10.0,
+            output_tokens: 128,
+            tokens_per_chunk: 1,
+            max_concurrency: 0,
+            role_chunk: false,
+            no_usage: false,
+            capacity_tokens_per_sec: None,
+            threads: 1,
+        }
+    }
+}
+
+/// State shared by all of the endpoint's threads (a few atomics, touched once per request).
+pub(crate) struct State {
+    pub cfg: MockConfig,
+    pub active: AtomicUsize,
+    pub next_id: AtomicU64,
+    pub capacity: Capacity,
+}
+
+/// A running endpoint. Its threads run until the process ends.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    _threads: Vec<JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// The chat completions URL clients should use.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/chat/completions", self.addr)
+    }
+}
+
+/// Binds and starts serving; port 0 picks a free port (see [`MockServer::addr`]).
+pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
+    let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
+    let listener = TcpListener::bind((host, cfg.port))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let threads = cfg.threads.max(1);
+    let state = Arc::new(State {
+        capacity: Capacity::new(cfg.capacity_tokens_per_sec, cfg.itl_ms),
+        cfg,
+        active: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+    });
+    let mut handles = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let l = listener.try_clone()?;
+        let state = state.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let h = std::thread::Builder::new()
+            .name(format!("qpsbench-mock-{i}"))
+            .spawn(move || {
+                let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .enable_timer()
+                    .build();
+                let mut rt = match rt {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match monoio::net::TcpListener::from_std(l) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    handler::accept_loop(listener, state).await
+                })
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("mock thread ended while starting"))??;
+        handles.push(h);
+    }
+    Ok(MockServer {
+        addr,
+        _threads: handles,
+    })
+}
+
+/// `qpsbench serve-mock`: validates the flags, starts the endpoint, prints its URL, then serves
+/// until interrupted (or for `--exit-after` seconds).
+pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
+    use crate::error::UserError;
+    let nonneg = |flag: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(UserError::input(format!("{flag} {v}: expected a number of 0 or more")))
+        }
+    };
+    let cfg = MockConfig {
+        host: args.host.clone(),
+        port: args.port,
+        ttft_ms: nonneg("--ttft-ms", args.ttft_ms)?,
+        itl_ms: nonneg("--itl-ms", args.itl_ms)?,
+        output_tokens: args.output_tokens,
+        tokens_per_chunk: args.tokens_per_chunk.max(1),
+        max_concurrency: args.max_concurrency,
+        role_chunk: args.role_chunk,
+        no_usage: args.no_usage,
+        capacity_tokens_per_sec: match args.capacity_tokens_per_sec {
+            Some(t) if t.is_finite() && t > 0.0 => Some(t),
+            Some(t) => {
+                return Err(UserError::input(format!(
+                    "--capacity-tokens-per-sec {t}: expected a number above 0"
+                )))
+            }
+            None => None,
+        },
+        threads: args.threads.max(1),
+    };
+    let server = start(cfg).map_err(|e| {
+        UserError::input(format!("cannot listen on {}:{}: {e}", args.host, args.port))
+    })?;
+    println!("qpsbench serve-mock listening on {}", server.url());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    match args.exit_after {
+        Some(s) if s.is_finite() && s >= 0.0 => std::thread::sleep(std::time::Duration::from_secs_f64(s)),
+        _ => loop {
+            std::thread::park();
+        },
+    }
+    Ok(0)
+}

@@ -1,0 +1,90 @@
+//! The console table, exactly as the seed prints it: the title lines, then one row per level
+//! with left-aligned 12-character columns (Success% is 10) separated by a space, percentile
+//! columns following `--percentiles`; then each level's errors by category.
+
+use std::fmt::Write as _;
+
+use crate::metrics::{pct_key, LevelStats, Percentiles};
+
+/// Renders the results table.
+pub fn render(levels: &[LevelStats], percentiles: &[f64]) -> String {
+    let mut s = String::new();
+    let rule = "=".repeat(80);
+    let _ = writeln!(s, "{rule}\nQPS BENCHMARK RESULTS\n{rule}");
+    let mut cols: Vec<String> = vec![
+        format!("{:<12}", "QPS Target"),
+        format!("{:<12}", "Actual QPS"),
+        format!("{:<10}", "Success%"),
+    ];
+    for (name, unit) in [("TTFT", "(s)"), ("E2E", "(s)"), ("Tok/s", "")] {
+        for &p in percentiles {
+            cols.push(format!("{:<12}", format!("{name} {}{unit}", pct_key(p).to_uppercase())));
+        }
+    }
+    let _ = writeln!(s, "{}", cols.join(" "));
+    for l in levels {
+        let mut cols: Vec<String> = vec![
+            format!("{:<12}", format!("{:.1}", l.qps_target)),
+            format!("{:<12}", format!("{:.2}", l.actual_qps)),
+            format!("{:<10}", format!("{:.1}", l.success_rate)),
+        ];
+        for (m, digits) in [(&l.ttft, 3), (&l.e2e_latency, 3), (&l.tokens_per_sec, 1)] {
+            for &p in percentiles {
+                cols.push(format!("{:<12}", cell(m, p, digits)));
+            }
+        }
+        let _ = writeln!(s, "{}", cols.join(" "));
+    }
+    for l in levels {
+        let total: u64 = l.errors.values().sum();
+        if total == 0 {
+            continue;
+        }
+        let _ = writeln!(s, "\nQPS {:.1} - Errors ({total} total):", l.qps_target);
+        let mut errs: Vec<_> = l.errors.iter().collect();
+        errs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (k, v) in errs {
+            let _ = writeln!(s, "  - {k}: {v} occurrences");
+        }
+    }
+    s
+}
+
+fn cell(m: &Percentiles, p: f64, digits: usize) -> String {
+    match m.get(&pct_key(p)) {
+        Some(v) => format!("{v:.digits$}"),
+        None => "-".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{json_percentiles, ErrorKind, Recorder, Success, TokenSource};
+
+    #[test]
+    fn matches_the_seed_layout() {
+        let mut r = Recorder::new();
+        r.record_send(1_000_000_000, 10);
+        r.record_success(Success {
+            ttft_ns: Some(120_000_000),
+            e2e_ns: 2_500_000_000,
+            output_tokens: 213,
+            source: TokenSource::Usage,
+            prompt_tokens: None,
+        });
+        r.record_send(1_000_000_000, 10);
+        r.record_error(ErrorKind::Http(503), None);
+        let l = LevelStats::from_recorder(&r, 1.0, 1.0, 0, &json_percentiles(&[50.0, 95.0, 99.0]));
+        let out = render(&[l], &[50.0, 95.0, 99.0]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "=".repeat(80));
+        assert_eq!(lines[1], "QPS BENCHMARK RESULTS");
+        assert_eq!(
+            lines[3],
+            "QPS Target   Actual QPS   Success%   TTFT P50(s)  TTFT P95(s)  TTFT P99(s)  E2E P50(s)   E2E P95(s)   E2E P99(s)   Tok/s P50    Tok/s P95    Tok/s P99   "
+        );
+        assert!(lines[4].starts_with("1.0          2.00         50.0       0.120        "), "{}", lines[4]);
+        assert!(out.contains("\nQPS 1.0 - Errors (1 total):\n  - HTTP 503: 1 occurrences\n"));
+    }
+}
