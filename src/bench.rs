@@ -24,7 +24,10 @@ use crate::schedule::{self, Arrival};
 pub enum DatasetSource {
     File(PathBuf),
     /// A dataset built into the binary (the demo's), with the name shown in metadata.
-    Embedded { name: String, json: &'static str },
+    Embedded {
+        name: String,
+        json: &'static str,
+    },
 }
 
 /// `metadata.json`: the seed's fields (in its order), then qpsbench's. Never the API key.
@@ -89,9 +92,11 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         .ok_or_else(|| missing("--model", "the model name to request"))?;
     let source = match dataset_override {
         Some(s) => s,
-        None => DatasetSource::File(args.dataset.clone().ok_or_else(|| {
-            missing("--dataset", "path to your conversations JSON file")
-        })?),
+        None => DatasetSource::File(
+            args.dataset
+                .clone()
+                .ok_or_else(|| missing("--dataset", "path to your conversations JSON file"))?,
+        ),
     };
 
     validate_numbers(&args)?;
@@ -106,7 +111,9 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         Endpoint::parse(&endpoint_raw).map_err(|e| UserError::input(format!("--endpoint {e}")))?;
     let (samples, dataset_name) = match &source {
         DatasetSource::File(p) => (dataset::load(p)?, p.display().to_string()),
-        DatasetSource::Embedded { name, json } => (dataset::parse(json.as_bytes(), name)?, name.clone()),
+        DatasetSource::Embedded { name, json } => {
+            (dataset::parse(json.as_bytes(), name)?, name.clone())
+        }
     };
     let output = file_name_only("--output", &args.output)?;
     let _plot_output = file_name_only("--plot-output", &args.plot_output)?;
@@ -194,7 +201,12 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     let pcts = json_percentiles(&args.percentiles);
     let mut levels: Vec<LevelStats> = Vec::with_capacity(args.qps.len());
     for (i, &qps) in args.qps.iter().enumerate() {
-        let offsets = schedule::plan(qps, args.duration, args.arrival, schedule::level_seed(args.seed, i));
+        let offsets = schedule::plan(
+            qps,
+            args.duration,
+            args.arrival,
+            schedule::level_seed(args.seed, i),
+        );
         eprintln!(
             "[{}/{}] QPS {qps:.1}: sending {} requests over {} s ...",
             i + 1,
@@ -202,10 +214,12 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             offsets.len(),
             args.duration
         );
-        let run = engine.run_level(&offsets, samples.len()).map_err(|e| UserError {
-            message: e,
-            exit_code: 1,
-        })?;
+        let run = engine
+            .run_level(&offsets, samples.len())
+            .map_err(|e| UserError {
+                message: e,
+                exit_code: 1,
+            })?;
         let stats = LevelStats::from_recorder(&run.merged, qps, args.duration, run.start_ns, &pcts);
         eprintln!(
             "      {} sent, {} ok ({:.1}%), actual {:.2} QPS, send lag p99 {:.0} µs",
@@ -242,11 +256,23 @@ fn validate_numbers(a: &BenchArgs) -> Result<()> {
     if !(a.duration.is_finite() && a.duration > 0.0) {
         return bad("--duration", &a.duration, "a number of seconds above 0");
     }
-    if let Some(p) = a.percentiles.iter().find(|p| !(p.is_finite() && **p > 0.0 && **p <= 100.0)) {
-        return bad("--percentiles", p, "percentiles between 0 (exclusive) and 100");
+    if let Some(p) = a
+        .percentiles
+        .iter()
+        .find(|p| !(p.is_finite() && **p > 0.0 && **p <= 100.0))
+    {
+        return bad(
+            "--percentiles",
+            p,
+            "percentiles between 0 (exclusive) and 100",
+        );
     }
     if a.percentiles.is_empty() {
-        return bad("--percentiles", &"(empty)", "one or more percentiles, e.g. 50,95,99");
+        return bad(
+            "--percentiles",
+            &"(empty)",
+            "one or more percentiles, e.g. 50,95,99",
+        );
     }
     if a.max_tokens == 0 {
         return bad("--max-tokens", &0, "at least 1");

@@ -53,16 +53,26 @@ pub struct BenchArgs {
     pub dataset: Option<PathBuf>,
 
     /// QPS levels to test, comma-separated; each level sends round(qps × duration) requests
-    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,5,10,20",
+        allow_negative_numbers = true
+    )]
     pub qps: Vec<f64>,
 
     /// Seconds per level (the window in which the level's requests are sent)
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     pub duration: f64,
 
     /// Which percentiles to show in the console table, comma-separated (the JSON always has
     /// p50, p90, p95, p99 and max, plus any asked for here)
-    #[arg(long, value_delimiter = ',', default_value = "50,95,99")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50,95,99",
+        allow_negative_numbers = true
+    )]
     pub percentiles: Vec<f64>,
 
     /// (Deprecated - tokens/sec always shown)
@@ -74,7 +84,7 @@ pub struct BenchArgs {
     pub max_tokens: u32,
 
     /// Generation temperature
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, allow_negative_numbers = true)]
     pub temperature: f64,
 
     /// Generate the visualization PNG (not available yet in this version)
@@ -105,7 +115,7 @@ pub struct BenchArgs {
 
     /// Per-request time limit in seconds, from when the request is sent to its last byte; a
     /// request over it counts as the error "Timeout (total)"
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = 120.0, allow_negative_numbers = true)]
     pub timeout: f64,
 
     /// Folder under which each run creates its own timestamped results folder

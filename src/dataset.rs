@@ -51,7 +51,9 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Vec<Sample>> {
         )));
     };
     if items.is_empty() {
-        return Err(err("the array is empty; it needs at least one sample".into()));
+        return Err(err(
+            "the array is empty; it needs at least one sample".into()
+        ));
     }
     items
         .into_iter()
@@ -68,10 +70,19 @@ fn sample(i: usize, item: Value) -> std::result::Result<Sample, String> {
     let prompt = match obj.remove("prompt_content") {
         None => return Err("missing \"prompt_content\" (a string: the system prompt)".into()),
         Some(Value::String(s)) => s,
-        Some(v) => return Err(format!("\"prompt_content\" must be a string, found {}", kind(&v))),
+        Some(v) => {
+            return Err(format!(
+                "\"prompt_content\" must be a string, found {}",
+                kind(&v)
+            ))
+        }
     };
     let turns = match obj.remove("cut_chat_history") {
-        None => return Err("missing \"cut_chat_history\" (an array of {\"role\", \"content\"} turns)".into()),
+        None => {
+            return Err(
+                "missing \"cut_chat_history\" (an array of {\"role\", \"content\"} turns)".into(),
+            )
+        }
         Some(Value::Array(t)) => t,
         Some(v) => {
             return Err(format!(
@@ -161,8 +172,15 @@ mod tests {
             "d.json",
         )
         .unwrap();
-        let roles: Vec<_> = s[0].messages.iter().map(|m| (m.role, m.content.as_str())).collect();
-        assert_eq!(roles, vec![("system", "P"), ("user", "a"), ("assistant", "b")]);
+        let roles: Vec<_> = s[0]
+            .messages
+            .iter()
+            .map(|m| (m.role, m.content.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            vec![("system", "P"), ("user", "a"), ("assistant", "b")]
+        );
     }
 
     #[test]
@@ -175,15 +193,25 @@ mod tests {
         assert!(err("[1,").contains("invalid JSON at line 1 column 3"));
         assert!(err("{}").contains("expected a JSON array of samples, found an object"));
         assert!(err("[]").contains("empty"));
-        assert!(err(r#"[{"prompt_content":"p","cut_chat_history":[]}, {"cut_chat_history":[]}]"#)
-            .contains("sample 1: missing \"prompt_content\""));
-        assert!(err(r#"[{"prompt_content":"p"}]"#).contains("sample 0: missing \"cut_chat_history\""));
-        assert!(err(r#"[{"prompt_content":1,"cut_chat_history":[]}]"#).contains("\"prompt_content\" must be a string, found a number"));
-        assert!(err(r#"[{"prompt_content":"p","cut_chat_history":{}}]"#).contains("must be an array of turns"));
-        assert!(err(r#"[{"prompt_content":"p","cut_chat_history":[{"role":"bot","content":"x"}]}]"#)
-            .contains("sample 0: turn 0: unknown role \"bot\""));
-        assert!(err(r#"[{"prompt_content":"p","cut_chat_history":[{"role":"user","content":null}]}]"#)
-            .contains("turn 0: \"content\" must be a string, found null"));
+        assert!(
+            err(r#"[{"prompt_content":"p","cut_chat_history":[]}, {"cut_chat_history":[]}]"#)
+                .contains("sample 1: missing \"prompt_content\"")
+        );
+        assert!(
+            err(r#"[{"prompt_content":"p"}]"#).contains("sample 0: missing \"cut_chat_history\"")
+        );
+        assert!(err(r#"[{"prompt_content":1,"cut_chat_history":[]}]"#)
+            .contains("\"prompt_content\" must be a string, found a number"));
+        assert!(err(r#"[{"prompt_content":"p","cut_chat_history":{}}]"#)
+            .contains("must be an array of turns"));
+        assert!(err(
+            r#"[{"prompt_content":"p","cut_chat_history":[{"role":"bot","content":"x"}]}]"#
+        )
+        .contains("sample 0: turn 0: unknown role \"bot\""));
+        assert!(err(
+            r#"[{"prompt_content":"p","cut_chat_history":[{"role":"user","content":null}]}]"#
+        )
+        .contains("turn 0: \"content\" must be a string, found null"));
         assert!(err(r#"[{"prompt_content":"p","cut_chat_history":["hi"]}]"#).contains("turn 0 of"));
         assert!(err("[3]").contains("sample 0: expected an object, found a number"));
         assert!(err("[1,").starts_with("dataset 'd.json'"));

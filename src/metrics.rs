@@ -129,6 +129,8 @@ pub struct Recorder {
     pub last_send_ns: u64,
     /// CPU time of the core's thread during the level.
     pub cpu_ns: u64,
+    /// Time the pacer spent yielding in a loop just before arrivals (part of `cpu_ns`).
+    pub pacer_spin_ns: u64,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -160,6 +162,7 @@ impl Recorder {
             first_send_ns: u64::MAX,
             last_send_ns: 0,
             cpu_ns: 0,
+            pacer_spin_ns: 0,
         }
     }
 
@@ -224,6 +227,7 @@ impl Recorder {
         self.first_send_ns = self.first_send_ns.min(other.first_send_ns);
         self.last_send_ns = self.last_send_ns.max(other.last_send_ns);
         self.cpu_ns += other.cpu_ns;
+        self.pacer_spin_ns += other.pacer_spin_ns;
     }
 }
 
@@ -241,7 +245,10 @@ impl Percentiles {
                 (pct_key(p), val)
             })
             .collect();
-        v.push(("max".into(), (!h.is_empty()).then(|| h.max() as f64 * scale)));
+        v.push((
+            "max".into(),
+            (!h.is_empty()).then(|| h.max() as f64 * scale),
+        ));
         Self(v)
     }
 
@@ -321,6 +328,8 @@ pub struct LevelStats {
     pub stale_connection_retries: u64,
     pub new_connections: u64,
     pub client_cpu_s: f64,
+    /// Of `client_cpu_s`, time the pacer spent spinning just before arrivals for precision.
+    pub pacer_spin_s: f64,
     pub client_cpu_us_per_request: Option<f64>,
     pub client_cpu_us_per_token: Option<f64>,
 }
@@ -365,7 +374,11 @@ impl LevelStats {
             ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
             e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
             tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
-            errors: r.errors.iter().map(|(k, v)| (k.to_string(), v.count)).collect(),
+            errors: r
+                .errors
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.count))
+                .collect(),
             total_requests: r.sent,
             successful_requests: r.succeeded,
             failed_requests: failed,
@@ -390,6 +403,7 @@ impl LevelStats {
             stale_connection_retries: r.stale_retries,
             new_connections: r.new_connections,
             client_cpu_s: round6(r.cpu_ns as f64 / 1e9),
+            pacer_spin_s: round6(r.pacer_spin_ns as f64 / 1e9),
             client_cpu_us_per_request: per(r.sent),
             client_cpu_us_per_token: per(r.output_tokens),
         }
@@ -423,12 +437,21 @@ mod tests {
             b.record_error(ErrorKind::Http(503), Some(b"{\"error\":\"busy\"}"));
         }
         a.merge(&b);
-        let s = LevelStats::from_recorder(&a, 100.0, 1.0, 1_000_000_000 - 10_000_000, &json_percentiles(&[50.0]));
+        let s = LevelStats::from_recorder(
+            &a,
+            100.0,
+            1.0,
+            1_000_000_000 - 10_000_000,
+            &json_percentiles(&[50.0]),
+        );
         assert_eq!(s.total_requests, 200);
         assert_eq!(s.successful_requests, 100);
         assert_eq!(s.success_rate, 50.0);
         assert_eq!(s.errors.get("HTTP 503"), Some(&100));
-        assert_eq!(s.error_samples.get("HTTP 503").map(String::as_str), Some("{\"error\":\"busy\"}"));
+        assert_eq!(
+            s.error_samples.get("HTTP 503").map(String::as_str),
+            Some("{\"error\":\"busy\"}")
+        );
         assert!((s.ttft.get("p50").unwrap() - 0.149).abs() < 0.002);
         assert!((s.tokens_per_sec.get("p99").unwrap() - 50.0).abs() < 0.1);
         assert_eq!(s.token_count_source, "usage");
@@ -443,7 +466,10 @@ mod tests {
     fn empty_level_has_null_percentiles() {
         let s = LevelStats::from_recorder(&Recorder::new(), 1.0, 1.0, 0, &[50.0]);
         assert_eq!(s.ttft.get("p50"), None);
-        assert_eq!(serde_json::to_value(&s).unwrap()["ttft"]["p50"], serde_json::Value::Null);
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["ttft"]["p50"],
+            serde_json::Value::Null
+        );
         assert_eq!(s.token_count_source, "none");
         assert_eq!(pct_key(99.9), "p99.9");
     }

@@ -57,7 +57,11 @@ impl ChunkParser {
     pub fn parse(&mut self, data: &[u8]) -> Result<ChunkInfo, InvalidJson> {
         self.scratch.clear();
         self.scratch.extend_from_slice(data);
-        let mut tape = self.tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+        let mut tape = self
+            .tape
+            .take()
+            .unwrap_or_else(|| Tape::null().reset())
+            .reset();
         let result = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
             Ok(()) => Ok(inspect(tape.as_value())),
             Err(_) => Err(InvalidJson),
@@ -122,21 +126,32 @@ mod tests {
 
     #[test]
     fn content_role_reasoning_finish_usage() {
-        assert!(parse(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#).has_output);
-        let role = parse(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#);
+        assert!(
+            parse(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#)
+                .has_output
+        );
+        let role = parse(
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+        );
         assert!(!role.has_output && !role.finished);
         assert!(parse(r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#).has_output);
         assert!(parse(r#"{"choices":[{"delta":{"reasoning":"hmm","content":null}}]}"#).has_output);
         let fin = parse(r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#);
         assert!(fin.finished && !fin.has_output);
-        let u = parse(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}}"#);
+        let u = parse(
+            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}}"#,
+        );
         assert_eq!((u.prompt_tokens, u.completion_tokens), (Some(12), Some(34)));
-        assert_eq!(parse(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#).completion_tokens, None);
+        assert_eq!(
+            parse(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#).completion_tokens,
+            None
+        );
     }
 
     #[test]
     fn error_objects() {
-        let e = parse(r#"{"error":{"message":"model overloaded","type":"server_error","code":503}}"#);
+        let e =
+            parse(r#"{"error":{"message":"model overloaded","type":"server_error","code":503}}"#);
         assert_eq!(e.error.as_deref(), Some("model overloaded"));
         assert_eq!(parse(r#"{"error":"boom"}"#).error.as_deref(), Some("boom"));
         assert_eq!(parse(r#"{"error":null,"choices":[]}"#).error, None);
@@ -147,7 +162,11 @@ mod tests {
         let mut p = ChunkParser::new();
         assert_eq!(p.parse(b"{not json"), Err(InvalidJson));
         for _ in 0..3 {
-            assert!(p.parse(br#"{"choices":[{"delta":{"content":"again"}}]}"#).unwrap().has_output);
+            assert!(
+                p.parse(br#"{"choices":[{"delta":{"content":"again"}}]}"#)
+                    .unwrap()
+                    .has_output
+            );
         }
     }
 

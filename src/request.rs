@@ -42,7 +42,10 @@ struct Body<'a> {
 
 /// Renders every sample. Fails (without echoing the key) if the key could break the header.
 pub fn render_all(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Vec<Bytes>> {
-    if t.api_key.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+    if t.api_key
+        .bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b == 0)
+    {
         return Err(UserError::input(
             "--api-key contains a line break or NUL byte; it cannot be sent in a header",
         ));

@@ -40,7 +40,9 @@ pub fn plan(qps: f64, duration_s: f64, arrival: Arrival, seed: u64) -> Vec<u64> 
         cum.push(t);
     }
     let scale = duration_s * 1e9 / t;
-    cum.into_iter().map(|c| (c * scale).round() as u64).collect()
+    cum.into_iter()
+        .map(|c| (c * scale).round() as u64)
+        .collect()
 }
 
 /// The seed of one level: levels of one run draw independent but reproducible schedules.
@@ -109,13 +111,22 @@ mod tests {
     #[test]
     fn constant_is_even() {
         let p = plan(4.0, 1.0, Arrival::Constant, 0);
-        assert_eq!(p, vec![250_000_000, 500_000_000, 750_000_000, 1_000_000_000]);
+        assert_eq!(
+            p,
+            vec![250_000_000, 500_000_000, 750_000_000, 1_000_000_000]
+        );
     }
 
     #[test]
     fn poisson_is_seeded_and_exponential() {
-        assert_eq!(plan(50.0, 10.0, Arrival::Poisson, 7), plan(50.0, 10.0, Arrival::Poisson, 7));
-        assert_ne!(plan(50.0, 10.0, Arrival::Poisson, 7), plan(50.0, 10.0, Arrival::Poisson, 8));
+        assert_eq!(
+            plan(50.0, 10.0, Arrival::Poisson, 7),
+            plan(50.0, 10.0, Arrival::Poisson, 7)
+        );
+        assert_ne!(
+            plan(50.0, 10.0, Arrival::Poisson, 7),
+            plan(50.0, 10.0, Arrival::Poisson, 8)
+        );
         // Exponential gaps: coefficient of variation near 1 (constant would be 0).
         let p = plan(1000.0, 20.0, Arrival::Poisson, 3);
         let gaps: Vec<f64> = std::iter::once(p[0])

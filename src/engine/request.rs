@@ -41,7 +41,8 @@ pub async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, intended_ns: u64, s
     let sent = now_ns();
     rec.borrow_mut()
         .record_send(sent, sent.saturating_sub(intended_ns));
-    let outcome = monoio::time::timeout(core.timeout, attempt(&core, &rec, intended_ns, sample)).await;
+    let outcome =
+        monoio::time::timeout(core.timeout, attempt(&core, &rec, intended_ns, sample)).await;
     let mut rec = rec.borrow_mut();
     match outcome {
         Ok(Ok(success)) => rec.record_success(success),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::pacer::Pacer;
+use super::pacer::{yield_now, Pacer};
 use super::pool::Pool;
 use super::request::{self, Core};
 use super::{CorePlan, IoDriver};
@@ -78,14 +78,16 @@ async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder
             intended,
             sample as usize,
         )));
+        // Let the new request write its bytes now, before the pacer re-arms its timer.
+        yield_now().await;
     }
     for t in tasks {
         t.await;
     }
-    drop(pacer);
     let mut rec = Rc::try_unwrap(rec)
         .map(RefCell::into_inner)
         .unwrap_or_else(|rc| rc.borrow().clone());
     rec.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
+    rec.pacer_spin_ns = pacer.spin_ns;
     rec
 }

@@ -40,13 +40,22 @@ impl std::fmt::Display for BodyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading chunk-size hex digits; `digits` seen so far.
-    Size { size: u64, digits: u8 },
+    Size {
+        size: u64,
+        digits: u8,
+    },
     /// After the size: whitespace or a chunk extension, up to the line end.
-    Extension { size: u64 },
+    Extension {
+        size: u64,
+    },
     /// Saw CR after the size line; expect LF.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     /// Inside chunk data (or a Content-Length body).
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     /// After chunk data: expect CR (or a bare LF).
     DataCr,
     /// Expect LF after chunk data's CR.
@@ -235,7 +244,11 @@ mod tests {
     use super::*;
 
     /// Decodes `input` fed in pieces cut at `splits`; returns the body and whether it completed.
-    fn decode_split(framing: Framing, input: &[u8], splits: &[usize]) -> Result<(Vec<u8>, bool, usize), BodyError> {
+    fn decode_split(
+        framing: Framing,
+        input: &[u8],
+        splits: &[usize],
+    ) -> Result<(Vec<u8>, bool, usize), BodyError> {
         let mut d = BodyDecoder::new(framing);
         let mut body = Vec::new();
         let mut last = 0;
@@ -270,7 +283,8 @@ mod tests {
 
     #[test]
     fn extensions_trailers_and_leftover_bytes() {
-        let wire = b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\nX: y\r\n\r\nNEXT";
+        let wire =
+            b"5;name=value\r\nhello\r\n6 ; x\r\n world\r\n0\r\nExpires: never\r\nX: y\r\n\r\nNEXT";
         let (body, done, used) = decode_split(Framing::Chunked, wire, &[]).unwrap();
         assert_eq!(body, b"hello world");
         assert!(done);
@@ -292,8 +306,20 @@ mod tests {
 
     #[test]
     fn malformed_chunks() {
-        for bad in [&b"zz\r\n"[..], b"\r\n", b"3\r\nabcX", b"3\rx", b"ffffffffffffffffff\r\n"] {
-            assert!(matches!(decode_split(Framing::Chunked, bad, &[]), Err(BodyError::BadChunk(_))), "{bad:?}");
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"3\r\nabcX",
+            b"3\rx",
+            b"ffffffffffffffffff\r\n",
+        ] {
+            assert!(
+                matches!(
+                    decode_split(Framing::Chunked, bad, &[]),
+                    Err(BodyError::BadChunk(_))
+                ),
+                "{bad:?}"
+            );
         }
         let mut d = BodyDecoder::new(Framing::Chunked);
         d.decode(b"5\r\nhel").unwrap();

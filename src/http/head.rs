@@ -158,7 +158,8 @@ mod tests {
 
     #[test]
     fn partial_head_needs_more_at_every_split() {
-        let raw = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\nConnection: close\r\n\r\n";
+        let raw =
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\nConnection: close\r\n\r\n";
         for i in 0..raw.len() {
             assert_eq!(parse_head(&raw[..i]), Ok(None), "prefix {i}");
         }
@@ -173,21 +174,27 @@ mod tests {
         let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.framing, Framing::Close);
         assert!(!h.keep_alive);
-        let h = parse_head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let h =
+            parse_head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
+                .unwrap()
+                .unwrap();
         assert!(h.keep_alive);
         let h = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
-        let h = parse_head(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap().unwrap();
+        let h = parse_head(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(h.framing, Framing::Empty);
     }
 
     #[test]
     fn garbage_and_bad_lengths_are_errors() {
-        assert!(matches!(parse_head(b"<html>hello</html>\r\n\r\n"), Err(HeadError::Invalid(_))));
+        assert!(matches!(
+            parse_head(b"<html>hello</html>\r\n\r\n"),
+            Err(HeadError::Invalid(_))
+        ));
         assert_eq!(
             parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n"),
             Err(HeadError::BadContentLength)

@@ -34,7 +34,9 @@ impl Endpoint {
             None => (rest, "/".to_string()),
         };
         if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(format!("'{url}': the path contains spaces or control characters"));
+            return Err(format!(
+                "'{url}': the path contains spaces or control characters"
+            ));
         }
         if authority.contains('@') {
             return Err(format!(
@@ -69,14 +71,13 @@ impl Endpoint {
         if host.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'/') {
             return Err(format!("'{url}': the host contains invalid characters"));
         }
-        let port = match port {
-            None => 80,
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| format!("'{url}': port '{p}' is not a number from 1 to 65535"))?,
-        };
+        let port =
+            match port {
+                None => 80,
+                Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| {
+                    format!("'{url}': port '{p}' is not a number from 1 to 65535")
+                })?,
+            };
         Ok(Self {
             host: host.to_string(),
             port,
@@ -110,7 +111,10 @@ mod tests {
     #[test]
     fn forms_users_write() {
         let e = Endpoint::parse("http://127.0.0.1:8000/v1/chat/completions").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.target.as_str()), ("127.0.0.1", 8000, "/v1/chat/completions"));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.target.as_str()),
+            ("127.0.0.1", 8000, "/v1/chat/completions")
+        );
         assert_eq!(e.authority, "127.0.0.1:8000");
         let e = Endpoint::parse("HTTP://example.com").unwrap();
         assert_eq!((e.port, e.target.as_str()), (80, "/"));

@@ -15,7 +15,9 @@ use super::State;
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 256 << 20;
-const WORDS: [&str; 8] = [" The", " quick", " brown", " fox", " jumps", " over", " a", " dog"];
+const WORDS: [&str; 8] = [
+    " The", " quick", " brown", " fox", " jumps", " over", " a", " dog",
+];
 
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     loop {
@@ -197,9 +199,10 @@ struct Ask {
 }
 
 fn parse_ask(body: &[u8]) -> Result<Ask, String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
-    let obj = v.as_object().ok_or("The request body must be a JSON object")?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or("The request body must be a JSON object")?;
     let messages = obj
         .get("messages")
         .and_then(Value::as_array)
@@ -231,11 +234,21 @@ fn parse_ask(body: &[u8]) -> Result<Ask, String> {
 }
 
 /// Answers one request; returns whether the connection stays open.
-async fn respond(stream: &mut TcpStream, state: &Arc<State>, req: Request, out: &mut Vec<u8>) -> bool {
+async fn respond(
+    stream: &mut TcpStream,
+    state: &Arc<State>,
+    req: Request,
+    out: &mut Vec<u8>,
+) -> bool {
     let arrived = Instant::now();
     let path = req.path.split('?').next().unwrap_or("");
     if path != "/v1/chat/completions" && path != "/chat/completions" {
-        error_response(out, 404, &format!("Not found: {path}; use /v1/chat/completions"), req.close);
+        error_response(
+            out,
+            404,
+            &format!("Not found: {path}; use /v1/chat/completions"),
+            req.close,
+        );
         return write(stream, out).await.is_ok() && !req.close;
     }
     if req.method != "POST" {
@@ -265,8 +278,14 @@ async fn respond(stream: &mut TcpStream, state: &Arc<State>, req: Request, out: 
         return write(stream, out).await.is_ok() && !req.close;
     }
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    let n_out = ask.max_tokens.map_or(cfg.output_tokens, |m| m.min(cfg.output_tokens));
-    let finish = if ask.max_tokens == Some(n_out) { "length" } else { "stop" };
+    let n_out = ask
+        .max_tokens
+        .map_or(cfg.output_tokens, |m| m.min(cfg.output_tokens));
+    let finish = if ask.max_tokens == Some(n_out) {
+        "length"
+    } else {
+        "stop"
+    };
     let model = serde_json::to_string(&ask.model).unwrap_or_else(|_| "\"mock-model\"".into());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -287,7 +306,9 @@ async fn respond(stream: &mut TcpStream, state: &Arc<State>, req: Request, out: 
         let secs = cfg.ttft_ms / 1000.0 * cap.slowdown(load())
             + n_out.saturating_sub(1) as f64 * cap.itl_s(load());
         sleep_until(arrived + Duration::from_secs_f64(secs)).await;
-        let text: String = (0..n_out).map(|i| WORDS[i as usize % WORDS.len()]).collect();
+        let text: String = (0..n_out)
+            .map(|i| WORDS[i as usize % WORDS.len()])
+            .collect();
         let body = format!(
             "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion\",\"created\":{created},\"model\":{model},\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"finish_reason\":\"{finish}\"}}],\"usage\":{usage}}}",
             serde_json::to_string(&text).unwrap_or_default()
@@ -296,7 +317,11 @@ async fn respond(stream: &mut TcpStream, state: &Arc<State>, req: Request, out: 
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
                 body.len(),
-                if req.close { "Connection: close\r\n" } else { "" }
+                if req.close {
+                    "Connection: close\r\n"
+                } else {
+                    ""
+                }
             )
             .as_bytes(),
         );
@@ -310,13 +335,19 @@ async fn respond(stream: &mut TcpStream, state: &Arc<State>, req: Request, out: 
     }
     out.extend_from_slice(b"\r\n");
     if cfg.role_chunk {
-        push_event(out, &prefix, "{\"role\":\"assistant\",\"content\":\"\"}", "null");
+        push_event(
+            out,
+            &prefix,
+            "{\"role\":\"assistant\",\"content\":\"\"}",
+            "null",
+        );
     }
     if write(stream, out).await.is_err() {
         return false;
     }
     let per_chunk = cfg.tokens_per_chunk.max(1);
-    let mut deadline = arrived + Duration::from_secs_f64(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
+    let mut deadline =
+        arrived + Duration::from_secs_f64(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
     let mut sent = 0u64;
     let mut word = 0usize;
     let mut content = String::with_capacity(64);
@@ -335,7 +366,10 @@ async fn respond(stream: &mut TcpStream, state: &Arc<State>, req: Request, out: 
         if sent == n_out {
             push_event(out, &prefix, "{}", &format!("\"{finish}\""));
             if ask.include_usage && !cfg.no_usage {
-                push_chunk(out, &format!("data: {prefix}\"choices\":[],\"usage\":{usage}}}\n\n"));
+                push_chunk(
+                    out,
+                    &format!("data: {prefix}\"choices\":[],\"usage\":{usage}}}\n\n"),
+                );
             }
             push_chunk(out, "data: [DONE]\n\n");
             out.extend_from_slice(b"0\r\n\r\n");

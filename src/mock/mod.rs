@@ -148,7 +148,9 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
         if v.is_finite() && v >= 0.0 {
             Ok(v)
         } else {
-            Err(UserError::input(format!("{flag} {v}: expected a number of 0 or more")))
+            Err(UserError::input(format!(
+                "{flag} {v}: expected a number of 0 or more"
+            )))
         }
     };
     let cfg = MockConfig {
@@ -179,7 +181,9 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     match args.exit_after {
-        Some(s) if s.is_finite() && s >= 0.0 => std::thread::sleep(std::time::Duration::from_secs_f64(s)),
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            std::thread::sleep(std::time::Duration::from_secs_f64(s))
+        }
         _ => loop {
             std::thread::park();
         },

@@ -64,9 +64,8 @@ impl RunDir {
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.path.join(name);
         let tmp = self.path.join(format!(".{name}.tmp"));
-        let err = |e: std::io::Error| {
-            UserError::input(format!("cannot write '{}': {e}", path.display()))
-        };
+        let err =
+            |e: std::io::Error| UserError::input(format!("cannot write '{}': {e}", path.display()));
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
         f.write_all(bytes).map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -101,8 +100,16 @@ mod tests {
         let a = RunDir::create(&parent, &t).unwrap();
         let b = RunDir::create(&parent, &t).unwrap();
         assert_ne!(a.path, b.path);
-        assert!(b.path.file_name().unwrap().to_str().unwrap().ends_with("-2"));
-        let p = a.write_json("x.json", &serde_json::json!({"k": 1})).unwrap();
+        assert!(b
+            .path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with("-2"));
+        let p = a
+            .write_json("x.json", &serde_json::json!({"k": 1}))
+            .unwrap();
         assert_eq!(std::fs::read_to_string(p).unwrap(), "{\n  \"k\": 1\n}\n");
         assert_eq!(std::fs::read_dir(&a.path).unwrap().count(), 1);
         std::fs::remove_dir_all(&parent).unwrap();

@@ -18,7 +18,10 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64]) -> String {
     ];
     for (name, unit) in [("TTFT", "(s)"), ("E2E", "(s)"), ("Tok/s", "")] {
         for &p in percentiles {
-            cols.push(format!("{:<12}", format!("{name} {}{unit}", pct_key(p).to_uppercase())));
+            cols.push(format!(
+                "{:<12}",
+                format!("{name} {}{unit}", pct_key(p).to_uppercase())
+            ));
         }
     }
     let _ = writeln!(s, "{}", cols.join(" "));
@@ -84,7 +87,11 @@ mod tests {
             lines[3],
             "QPS Target   Actual QPS   Success%   TTFT P50(s)  TTFT P95(s)  TTFT P99(s)  E2E P50(s)   E2E P95(s)   E2E P99(s)   Tok/s P50    Tok/s P95    Tok/s P99   "
         );
-        assert!(lines[4].starts_with("1.0          2.00         50.0       0.120        "), "{}", lines[4]);
+        assert!(
+            lines[4].starts_with("1.0          2.00         50.0       0.120        "),
+            "{}",
+            lines[4]
+        );
         assert!(out.contains("\nQPS 1.0 - Errors (1 total):\n  - HTTP 503: 1 occurrences\n"));
     }
 }

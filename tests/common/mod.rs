@@ -1,0 +1,193 @@
+//! Helpers for the integration tests: the built-in endpoint as a child process, the qpsbench
+//! binary run with a private results folder, and loaders for what it wrote.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_qpsbench");
+
+/// Load tests take this lock so that two of them never share the 2 cores of a CI machine.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `qpsbench serve-mock` on a free loopback port; killed on drop (and exits by itself after 300 s).
+pub struct Mock {
+    child: Child,
+    pub url: String,
+}
+
+impl Mock {
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1", args)
+    }
+
+    pub fn start_on(host: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve-mock",
+                "--host",
+                host,
+                "--port",
+                "0",
+                "--exit-after",
+                "300",
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start serve-mock");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read serve-mock address");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("serve-mock prints its URL")
+            .to_string();
+        assert!(
+            url.starts_with("http://"),
+            "unexpected serve-mock output: {line}"
+        );
+        Self { child, url }
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("qpsbench-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes a file in the folder and returns its path.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub const DATASET: &str = r#"[
+  {"prompt_content": "You are a helpful assistant.", "cut_chat_history": [{"role": "user", "content": "Hello"}]},
+  {"prompt_content": "You are a helpful AI assistant.", "cut_chat_history": [
+    {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "What's the weather?"}]}
+]"#;
+
+/// A finished qpsbench run.
+pub struct Run {
+    pub output: Output,
+    pub stdout: String,
+    pub stderr: String,
+    /// The run's own results folder, if one was created.
+    pub dir: Option<PathBuf>,
+}
+
+impl Run {
+    pub fn levels(&self) -> Vec<serde_json::Value> {
+        let p = self
+            .dir
+            .as_ref()
+            .expect("results folder")
+            .join("benchmark_qps_results.json");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v.as_array().expect("results are an array").clone()
+    }
+
+    pub fn metadata(&self) -> serde_json::Value {
+        let p = self
+            .dir
+            .as_ref()
+            .expect("results folder")
+            .join("metadata.json");
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    }
+
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+}
+
+/// Runs qpsbench with `args`; results go under `results` (a fresh folder per call is best).
+pub fn qpsbench(args: &[&str], results: &Path) -> Run {
+    qpsbench_env(args, results, &[])
+}
+
+pub fn qpsbench_env(args: &[&str], results: &Path, env: &[(&str, &str)]) -> Run {
+    let before: Vec<PathBuf> = list(results);
+    let output = Command::new(BIN)
+        .args(args)
+        .arg("--results-dir")
+        .arg(results)
+        .env_remove("QPSBENCH_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run qpsbench");
+    let dir = list(results).into_iter().find(|p| !before.contains(p));
+    Run {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        output,
+        dir,
+    }
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+/// The standard arguments for a run against `url` with the dataset at `dataset`.
+pub fn base_args<'a>(url: &'a str, dataset: &'a str) -> Vec<&'a str> {
+    vec![
+        "--endpoint",
+        url,
+        "--api-key",
+        "sk-test",
+        "--model",
+        "m",
+        "--dataset",
+        dataset,
+    ]
+}
+
+pub fn f(v: &serde_json::Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}

@@ -1,0 +1,231 @@
+//! The HTTP/1.1 client against small hand-written servers that answer in ways the built-in
+//! endpoint does not: close-delimited HTTP/1.0 streams, `Connection: close`, Content-Length
+//! bodies, keep-alive connections the server drops while idle, and garbage.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+const SSE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\ndata: [DONE]\n\n";
+
+/// What the canned server does with each connection.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// HTTP/1.0, no length: the body ends when the server closes.
+    Http10CloseDelimited,
+    /// HTTP/1.1 chunked with `Connection: close`, then close.
+    ChunkedConnectionClose,
+    /// HTTP/1.1 with Content-Length, keep-alive; serves requests until the client closes.
+    ContentLengthKeepAlive,
+    /// Answers one request with keep-alive headers, then closes the socket anyway (an idle
+    /// timeout on the server side).
+    DropAfterOne,
+    /// Not HTTP at all.
+    Garbage,
+    /// HTTP 500 with an HTML body.
+    Html500,
+}
+
+struct Canned {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Canned {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn read_request(s: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let Ok(n) = s.read(&mut tmp) else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let Ok(n) = s.read(&mut tmp) else {
+                    return false;
+                };
+                if n == 0 {
+                    return false;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            return true;
+        }
+    }
+}
+
+fn chunked(body: &str) -> String {
+    let mut out = String::new();
+    for part in body.split_inclusive("\n\n") {
+        out.push_str(&format!("{:x}\r\n{part}\r\n", part.len()));
+    }
+    out + "0\r\n\r\n"
+}
+
+fn serve(mode: Mode) -> Canned {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (c, st) = (connections.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !st.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+            let Ok((mut s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            std::thread::spawn(move || loop {
+                if !read_request(&mut s) {
+                    return;
+                }
+                let resp = match mode {
+                    Mode::Http10CloseDelimited => format!("HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{SSE}"),
+                    Mode::ChunkedConnectionClose => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{}",
+                        chunked(SSE)
+                    ),
+                    Mode::ContentLengthKeepAlive | Mode::DropAfterOne => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{SSE}",
+                        SSE.len()
+                    ),
+                    Mode::Garbage => "SSH-2.0-OpenSSH_9.2\r\n\r\n".to_string(),
+                    Mode::Html500 => {
+                        let body = "<html><body><h1>500 Internal Server Error</h1></body></html>";
+                        format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                    }
+                };
+                if s.write_all(resp.as_bytes()).is_err() {
+                    return;
+                }
+                match mode {
+                    Mode::ContentLengthKeepAlive | Mode::Html500 => continue,
+                    _ => return, // close (dropping the socket)
+                }
+            });
+        }
+    });
+    Canned {
+        url,
+        connections,
+        stop,
+    }
+}
+
+fn run_against(server: &Canned, qps: &str) -> serde_json::Value {
+    let tmp = TempDir::new("canned");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&server.url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        qps,
+        "--duration",
+        "1",
+        "--arrival",
+        "constant",
+        "--cores",
+        "1",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    run.levels().remove(0)
+}
+
+#[test]
+fn close_delimited_http10_stream_succeeds_on_fresh_connections() {
+    let _g = serial();
+    let s = serve(Mode::Http10CloseDelimited);
+    let l = run_against(&s, "5");
+    assert_eq!(f(&l, "success_rate"), 100.0, "{l}");
+    assert_eq!(f(&l, "output_tokens_total"), 10.0);
+    assert_eq!(l["token_count_source"], "usage");
+    assert_eq!(
+        f(&l, "new_connections"),
+        5.0,
+        "no reuse of a close-delimited connection"
+    );
+    assert_eq!(f(&l, "stale_connection_retries"), 0.0);
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let _g = serial();
+    let s = serve(Mode::ChunkedConnectionClose);
+    let l = run_against(&s, "5");
+    assert_eq!(f(&l, "success_rate"), 100.0, "{l}");
+    assert_eq!(f(&l, "new_connections"), 5.0);
+    assert_eq!(f(&l, "stale_connection_retries"), 0.0);
+    assert_eq!(s.connections.load(Ordering::Relaxed), 5);
+}
+
+#[test]
+fn content_length_body_reuses_one_connection() {
+    let _g = serial();
+    let s = serve(Mode::ContentLengthKeepAlive);
+    let l = run_against(&s, "5");
+    assert_eq!(f(&l, "success_rate"), 100.0, "{l}");
+    assert_eq!(f(&l, "new_connections"), 1.0, "{l}");
+    assert_eq!(s.connections.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn idle_connection_closed_by_the_server_is_retried_once_not_counted() {
+    let _g = serial();
+    let s = serve(Mode::DropAfterOne);
+    let l = run_against(&s, "5");
+    assert_eq!(f(&l, "success_rate"), 100.0, "{l}");
+    assert_eq!(f(&l, "stale_connection_retries"), 4.0, "{l}");
+    assert!(l["errors"].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn garbage_and_html_errors_are_categorised() {
+    let _g = serial();
+    let s = serve(Mode::Garbage);
+    let l = run_against(&s, "3");
+    let errors = l["errors"].as_object().unwrap();
+    assert_eq!(errors.len(), 1, "{l}");
+    let (k, v) = errors.iter().next().unwrap();
+    assert!(k.starts_with("Malformed response: "), "{k}");
+    assert_eq!(v, 3);
+    let s = serve(Mode::Html500);
+    let l = run_against(&s, "3");
+    assert_eq!(l["errors"]["HTTP 500"], 3, "{l}");
+    assert!(l["error_samples"]["HTTP 500"]
+        .as_str()
+        .unwrap()
+        .contains("<h1>500"));
+    assert_eq!(
+        f(&l, "new_connections"),
+        1.0,
+        "a fully read error response keeps the connection"
+    );
+}

@@ -1,0 +1,297 @@
+//! End-to-end runs of the benchmark against the built-in endpoint over loopback.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn achieved_rate_is_within_5_percent_at_20_and_200_qps() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "8"]);
+    let tmp = TempDir::new("rate");
+    let ds = tmp.file("d.json", DATASET);
+    for arrival in ["constant", "poisson"] {
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend(["--qps", "20,200", "--duration", "3", "--arrival", arrival]);
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        let levels = run.levels();
+        assert_eq!(levels.len(), 2);
+        for (l, target) in levels.iter().zip([20.0, 200.0]) {
+            assert_eq!(f(l, "qps_target"), target);
+            assert_eq!(f(l, "total_requests"), target * 3.0);
+            let actual = f(l, "actual_qps");
+            assert!(
+                (actual - target).abs() / target < 0.05,
+                "{arrival}: target {target}, actual {actual}"
+            );
+            assert_eq!(f(l, "success_rate"), 100.0, "{l}");
+            // Keep-alive: far fewer connections than requests.
+            assert!(
+                f(l, "new_connections") < f(l, "total_requests") / 2.0,
+                "{l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ttft_tracks_the_endpoint_and_a_role_chunk_does_not_count() {
+    let _g = serial();
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "200",
+        "--itl-ms",
+        "5",
+        "--output-tokens",
+        "10",
+        "--role-chunk",
+    ]);
+    let tmp = TempDir::new("ttft");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "10", "--duration", "2"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    let ttft = l["ttft"]["p50"].as_f64().unwrap();
+    // The role chunk arrives at once; TTFT must wait for content (200 ms), within a generous bound.
+    assert!((0.195..0.5).contains(&ttft), "ttft p50 {ttft}");
+    let e2e = l["e2e_latency"]["p50"].as_f64().unwrap();
+    assert!(e2e >= ttft + 0.04, "e2e {e2e} ttft {ttft}");
+}
+
+#[test]
+fn token_counts_exact_with_usage_and_labelled_estimated_without() {
+    let _g = serial();
+    let tmp = TempDir::new("tokens");
+    let ds = tmp.file("d.json", DATASET);
+    let cases: [(&[&str], &[&str], &str, f64); 3] = [
+        (&["--tokens-per-chunk", "4"], &[], "usage", 17.0),
+        // No usage from the server: chunks are counted (5 chunks carry the 17 tokens).
+        (
+            &["--tokens-per-chunk", "4", "--no-usage"],
+            &[],
+            "estimated",
+            5.0,
+        ),
+        (&[], &["--no-usage-request"], "estimated", 17.0),
+    ];
+    for (mock_args, client_args, source, per_request) in cases {
+        let mut m = vec!["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "17"];
+        m.extend(mock_args);
+        let mock = Mock::start(&m);
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend(["--qps", "10", "--duration", "1"]);
+        args.extend(client_args);
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        let l = &run.levels()[0];
+        assert_eq!(
+            l["token_count_source"], source,
+            "{mock_args:?} {client_args:?}"
+        );
+        let ok = f(l, "successful_requests");
+        assert_eq!(ok, 10.0);
+        assert_eq!(
+            f(l, "output_tokens_total"),
+            per_request * ok,
+            "{mock_args:?}"
+        );
+    }
+    // max_tokens caps the endpoint's output, and the count follows usage, not max_tokens.
+    let mock = Mock::start(&["--ttft-ms", "1", "--itl-ms", "1", "--output-tokens", "50"]);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "5", "--duration", "1", "--max-tokens", "7"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(f(&run.levels()[0], "output_tokens_total"), 35.0);
+}
+
+#[test]
+fn http_503_beyond_max_concurrency_is_counted_with_its_body() {
+    let _g = serial();
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "400",
+        "--itl-ms",
+        "10",
+        "--output-tokens",
+        "10",
+        "--max-concurrency",
+        "2",
+    ]);
+    let tmp = TempDir::new("503");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "20", "--duration", "2", "--arrival", "constant"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    let n503 = l["errors"]["HTTP 503"].as_f64().unwrap_or(0.0);
+    let ok = f(l, "successful_requests");
+    assert!(n503 >= 20.0, "{l}");
+    assert!(ok >= 2.0, "{l}");
+    assert_eq!(n503 + ok, 40.0);
+    assert!(l["error_samples"]["HTTP 503"]
+        .as_str()
+        .unwrap()
+        .contains("Server overloaded"));
+    assert!(run.stdout.contains("QPS 20.0 - Errors ("), "{}", run.stdout);
+    assert!(run.stdout.contains("  - HTTP 503: "), "{}", run.stdout);
+}
+
+#[test]
+fn results_folder_json_shape_and_no_api_key_anywhere() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "5"]);
+    let tmp = TempDir::new("shape");
+    let ds = tmp.file("d.json", DATASET);
+    let key = "sk-SECRET-4f9a8b7c6d5e";
+    let args = [
+        "--endpoint",
+        &mock.url,
+        "--model",
+        "m",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--qps",
+        "5,10",
+        "--duration",
+        "1",
+        "--percentiles",
+        "50,75",
+        "--plot",
+        "--show-tokens",
+        "--output",
+        "my_results.json",
+    ];
+    // The key comes from the environment, as the README suggests.
+    let run = qpsbench_env(&args, tmp.path(), &[("QPSBENCH_API_KEY", key)]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(run.stderr.contains("--show-tokens is deprecated"));
+    assert!(run.stderr.contains("plotting is not available yet"));
+    let dir = run.dir.clone().unwrap();
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(name.len(), 19, "{name}");
+    assert_eq!(&name[4..5], "-");
+    assert_eq!(&name[10..11], "_");
+    let meta = run.metadata();
+    for k in [
+        "timestamp",
+        "endpoint",
+        "model",
+        "dataset",
+        "qps_levels",
+        "duration",
+        "max_tokens",
+        "temperature",
+        "percentiles",
+        "show_tokens",
+        "seed",
+        "arrival",
+        "cores",
+    ] {
+        assert!(meta.get(k).is_some(), "metadata lacks {k}: {meta}");
+    }
+    assert_eq!(meta["qps_levels"], serde_json::json!([5.0, 10.0]));
+    assert_eq!(meta["duration"], 1);
+    assert_eq!(meta["max_tokens"], 512);
+    assert_eq!(meta["seed"], 42);
+    let levels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("my_results.json")).unwrap())
+            .unwrap();
+    let l = &levels[0];
+    for k in [
+        "qps_target",
+        "actual_qps",
+        "success_rate",
+        "ttft",
+        "e2e_latency",
+        "tokens_per_sec",
+        "errors",
+        "total_requests",
+        "successful_requests",
+        "throughput_qps",
+        "send_lag_us",
+        "token_count_source",
+    ] {
+        assert!(l.get(k).is_some(), "level lacks {k}: {l}");
+    }
+    for m in ["ttft", "e2e_latency", "tokens_per_sec"] {
+        for p in ["p50", "p75", "p90", "p95", "p99", "max"] {
+            assert!(l[m][p].is_number(), "{m}.{p} in {l}");
+        }
+    }
+    for p in ["p50", "p99", "max"] {
+        assert!(l["send_lag_us"][p].is_number());
+    }
+    assert!(run.stdout.contains("TTFT P75(s)"), "{}", run.stdout);
+    // The key is nowhere: not in any file written, not on the console.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(key));
+    }
+    assert!(!run.stdout.contains(key) && !run.stderr.contains(key));
+    // A second run right away gets a folder of its own.
+    let again = qpsbench_env(&args, tmp.path(), &[("QPSBENCH_API_KEY", key)]);
+    assert_eq!(again.code(), 0);
+    assert_ne!(again.dir.unwrap(), dir);
+    assert!(dir.join("metadata.json").exists());
+}
+
+#[test]
+fn ipv6_loopback_and_the_epoll_fallback() {
+    let _g = serial();
+    let mock = Mock::start_on(
+        "::1",
+        &["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "5"],
+    );
+    assert!(mock.url.starts_with("http://[::1]:"), "{}", mock.url);
+    let tmp = TempDir::new("v6");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "10", "--duration", "1"]);
+    let run = qpsbench_env(&args, tmp.path(), &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.metadata()["io_driver"], "epoll");
+    assert!(run.stderr.contains("using the epoll driver"));
+    assert_eq!(f(&run.levels()[0], "success_rate"), 100.0);
+}
+
+#[test]
+fn unreachable_endpoint_is_counted_per_level_not_fatal() {
+    let _g = serial();
+    // Bind then drop a listener: the port is very likely closed afterwards.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let tmp = TempDir::new("refused");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&url, ds.to_str().unwrap());
+    args.extend(["--qps", "5", "--duration", "1"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(l["errors"]["Connection refused"], 5, "{l}");
+    assert_eq!(f(l, "success_rate"), 0.0);
+    assert!(l["ttft"]["p50"].is_null());
+    assert!(run.stdout.contains("Connection refused: 5 occurrences"));
+}
+
+#[test]
+fn timeout_is_its_own_category() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "3000", "--output-tokens", "2"]);
+    let tmp = TempDir::new("timeout");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "4", "--duration", "1", "--timeout", "0.3"]);
+    let started = std::time::Instant::now();
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.levels()[0]["errors"]["Timeout (total)"], 4);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
