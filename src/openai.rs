@@ -4,8 +4,9 @@
 //! request state machine (`engine::request`) whether the chunk carried output (content or
 //! reasoning text), ended the choice (`finish_reason`), reported `usage`, or was an `error`.
 //!
-//! simd-json mutates its input, so the payload is copied into a reused scratch buffer and parsed
-//! into a reused tape with reused buffers: no allocation per chunk once warm.
+//! simd-json mutates its input, so the payload is copied once into a reused scratch buffer that
+//! carries simd-json's padding (so simd-json need not copy it again) and parsed into a reused tape
+//! with reused buffers: one copy and no allocation per chunk once warm.
 
 use simd_json::prelude::*;
 use simd_json::tape::Tape;

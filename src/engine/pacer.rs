@@ -54,7 +54,9 @@ struct TimerFd {
     buf: Option<Vec<u8>>,
 }
 
-/// One per core, used only by that core's pacing task.
+/// One per core, used only by that core's pacing task. That task must be spawned
+/// (`monoio::spawn`), not be the `block_on` future: yielding only lets other tasks run from a
+/// spawned task.
 pub struct Pacer {
     timer: Option<TimerFd>,
     /// Current early-wake margin for the timerfd.

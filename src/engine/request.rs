@@ -1,10 +1,14 @@
 //! One request, from its intended send time to its recorded outcome.
 //!
-//! Data flow: the core's pacing loop (`engine::worker`) spawns [`run`] at the arrival's intended
-//! time. It takes a pooled connection (or opens one), runs the exchange (`http::conn`) with a
-//! [`StreamHandler`] that feeds body bytes through `sse` and `openai`, and records the outcome in
-//! the core's [`Recorder`]. Every latency is measured from the intended time, so a client that
-//! falls behind shows it instead of hiding it (no coordinated omission).
+//! Data flow: when an arrival falls due, [`dispatch_due`] — called by the core's pacer *and* by
+//! every request task after each read — sends it at once: it takes an idle pooled connection and
+//! writes the request with a non-blocking `send`, so the request leaves when it is due even while
+//! the core is busy with other streams (a spawned task would only start after every task queued
+//! before it). It then spawns [`run`], which finishes the write if needed (or connects first when
+//! no connection was idle), runs the exchange (`http::conn`) with a [`StreamHandler`] that feeds
+//! body bytes through `sse` and `openai`, and records the outcome in the core's [`Recorder`].
+//! Every latency is measured from the intended time, so a client that falls behind shows it
+//! instead of hiding it (no coordinated omission).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,11 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use monoio::task::JoinHandle;
 
 use super::pool::Pool;
 use crate::clock::now_ns;
 use crate::http::body::BodyError;
-use crate::http::conn::{Completed, ExchangeError, Failure, ResponseHandler};
+use crate::http::conn::{Completed, Conn, ExchangeError, Failure, ResponseHandler};
 use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::openai::ChunkParser;
 use crate::sse::{Flow, SseError, SseParser};
@@ -30,19 +35,77 @@ pub struct Core {
     pub chunks: RefCell<ChunkParser>,
     pub requests: Arc<[Bytes]>,
     pub timeout: Duration,
+    /// The current level's slice of the arrival schedule.
+    pub schedule: RefCell<Schedule>,
+}
+
+/// A core's arrivals for one level and how far it has got.
+#[derive(Default)]
+pub struct Schedule {
+    pub start_ns: u64,
+    /// (offset ns from start, sample index), in time order.
+    pub arrivals: Vec<(u64, u32)>,
+    pub next: usize,
+    pub rec: Rc<RefCell<Recorder>>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Schedule {
+    /// Intended time of the next arrival not yet sent.
+    pub fn next_due_ns(&self) -> Option<u64> {
+        self.arrivals.get(self.next).map(|a| self.start_ns + a.0)
+    }
+}
+
+/// Sends every arrival of this core whose intended time has come.
+pub fn dispatch_due(core: &Rc<Core>) {
+    loop {
+        let now = now_ns();
+        let (intended, sample, rec) = {
+            let mut s = core.schedule.borrow_mut();
+            match s.arrivals.get(s.next) {
+                Some(&(off, sample)) if s.start_ns + off <= now => {
+                    s.next += 1;
+                    (s.start_ns + off, sample as usize, s.rec.clone())
+                }
+                _ => return,
+            }
+        };
+        // Sent = the moment the request is handed to the socket (or, with no idle connection,
+        // the moment its connection is started); the lag is how late that is against the plan.
+        rec.borrow_mut()
+            .record_send(now, now.saturating_sub(intended));
+        let mut first = None;
+        if let Some(mut conn) = core.pool.take() {
+            match conn.try_write_now(&core.requests[sample]) {
+                Ok(written) => first = Some((conn, written)),
+                // The server closed this idle connection: the task starts on a fresh one.
+                Err(_) => rec.borrow_mut().stale_retries += 1,
+            }
+        }
+        let task = monoio::spawn(run(core.clone(), rec, intended, sample, first));
+        core.schedule.borrow_mut().tasks.push(task);
+    }
 }
 
 /// A failed request: its category and, for HTTP errors, the start of the body.
 type Failed = (ErrorKind, Option<Vec<u8>>);
 
-/// Sends request `sample` for the arrival intended at `intended_ns` and records the outcome.
-pub async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, intended_ns: u64, sample: usize) {
-    // Sent = handed to a connection now; the lag is how late the client was against its plan.
-    let sent = now_ns();
-    rec.borrow_mut()
-        .record_send(sent, sent.saturating_sub(intended_ns));
-    let outcome =
-        monoio::time::timeout(core.timeout, attempt(&core, &rec, intended_ns, sample)).await;
+/// Completes request `sample` for the arrival intended at `intended_ns` — on `first`, a pooled
+/// connection with that many request bytes already written, if there was one — and records the
+/// outcome.
+async fn run(
+    core: Rc<Core>,
+    rec: Rc<RefCell<Recorder>>,
+    intended_ns: u64,
+    sample: usize,
+    first: Option<(Conn, usize)>,
+) {
+    let outcome = monoio::time::timeout(
+        core.timeout,
+        attempt(&core, &rec, intended_ns, sample, first),
+    )
+    .await;
     let mut rec = rec.borrow_mut();
     match outcome {
         Ok(Ok(success)) => rec.record_success(success),
@@ -52,18 +115,20 @@ pub async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, intended_ns: u64, s
 }
 
 async fn attempt(
-    core: &Core,
+    core: &Rc<Core>,
     rec: &RefCell<Recorder>,
     intended_ns: u64,
     sample: usize,
+    mut first: Option<(Conn, usize)>,
 ) -> Result<Success, Failed> {
     let request = core.requests[sample].clone();
     let mut retried = false;
     loop {
-        // A retry always uses a fresh connection: another idle one may have died the same way.
-        let pooled = if retried { None } else { core.pool.take() };
+        // The first try uses the connection the request was written to at dispatch, if any; a
+        // retry always uses a fresh connection (another idle one may have died the same way).
+        let pooled = first.take();
         let reused = pooled.is_some();
-        let mut conn = match pooled {
+        let (mut conn, written) = match pooled {
             Some(c) => c,
             None => {
                 let c = core
@@ -72,11 +137,11 @@ async fn attempt(
                     .await
                     .map_err(|e| (ErrorKind::from_io(&e), None))?;
                 rec.borrow_mut().new_connections += 1;
-                c
+                (c, 0)
             }
         };
-        let mut handler = StreamHandler::new(&core.chunks);
-        match conn.exchange(request.clone(), &mut handler).await {
+        let mut handler = StreamHandler::new(core);
+        match conn.exchange(request.clone(), written, &mut handler).await {
             Ok(done) => {
                 if done.reusable {
                     core.pool.put(conn);
@@ -111,7 +176,7 @@ fn is_stale_connection(f: &Failure) -> bool {
 
 /// Follows one streamed chat response.
 pub struct StreamHandler<'a> {
-    chunks: &'a RefCell<ChunkParser>,
+    core: &'a Rc<Core>,
     status: u16,
     sse: SseParser,
     error_body: Vec<u8>,
@@ -126,9 +191,9 @@ pub struct StreamHandler<'a> {
 }
 
 impl<'a> StreamHandler<'a> {
-    pub fn new(chunks: &'a RefCell<ChunkParser>) -> Self {
+    pub fn new(core: &'a Rc<Core>) -> Self {
         Self {
-            chunks,
+            core,
             status: 0,
             sse: SseParser::new(),
             error_body: Vec::new(),
@@ -187,6 +252,10 @@ impl<'a> StreamHandler<'a> {
 }
 
 impl ResponseHandler for StreamHandler<'_> {
+    fn on_read(&mut self) {
+        dispatch_due(self.core);
+    }
+
     fn head(&mut self, status: u16, _t_ns: u64) {
         self.status = status;
     }
@@ -204,7 +273,7 @@ impl ResponseHandler for StreamHandler<'_> {
             return true;
         }
         let Self {
-            chunks,
+            core,
             sse,
             first_token_ns,
             token_chunks,
@@ -215,7 +284,7 @@ impl ResponseHandler for StreamHandler<'_> {
             error,
             ..
         } = self;
-        let mut parser = chunks.borrow_mut();
+        let mut parser = core.chunks.borrow_mut();
         let fed = sse.feed(data, |ev| {
             if ev.is_done() {
                 *done = true;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::pacer::{yield_now, Pacer};
 use super::pool::Pool;
-use super::request::{self, Core};
+use super::request::{dispatch_due, Core, Schedule};
 use super::{CorePlan, IoDriver};
 use crate::clock::thread_cpu_ns;
 use crate::metrics::Recorder;
@@ -55,9 +55,14 @@ pub(crate) fn main(
         chunks: RefCell::new(ChunkParser::new()),
         requests: shared.requests.clone(),
         timeout: shared.timeout,
+        schedule: RefCell::new(Schedule::default()),
     });
     while let Ok(plan) = plans.recv() {
-        let rec = rt.block_on(run_level(core.clone(), plan, driver));
+        // The pacing loop must be a spawned task, not the `block_on` future itself: monoio polls
+        // a self-waking main future in a tight loop without running other tasks or reaping
+        // completions, so a pacer spinning there would stall every request on the core.
+        let core = core.clone();
+        let rec = rt.block_on(async move { monoio::spawn(run_level(core, plan, driver)).await });
         if results.send(rec).is_err() {
             break;
         }
@@ -67,23 +72,30 @@ pub(crate) fn main(
 async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder {
     let cpu_start = thread_cpu_ns();
     let rec = Rc::new(RefCell::new(Recorder::new()));
+    let n = plan.arrivals.len();
+    core.schedule.replace(Schedule {
+        start_ns: plan.start_ns,
+        arrivals: plan.arrivals,
+        next: 0,
+        rec: rec.clone(),
+        tasks: Vec::with_capacity(n),
+    });
     let mut pacer = Pacer::new(driver == IoDriver::IoUring);
-    let mut tasks = Vec::with_capacity(plan.arrivals.len());
-    for &(offset, sample) in &plan.arrivals {
-        let intended = plan.start_ns + offset;
-        pacer.wait_until(intended).await;
-        tasks.push(monoio::spawn(request::run(
-            core.clone(),
-            rec.clone(),
-            intended,
-            sample as usize,
-        )));
-        // Let the new request write its bytes now, before the pacer re-arms its timer.
+    // Request tasks also send arrivals that fall due while they run; the pacer covers the rest.
+    loop {
+        let Some(due) = core.schedule.borrow().next_due_ns() else {
+            break;
+        };
+        pacer.wait_until(due).await;
+        dispatch_due(&core);
+        // Let the new request tasks run before the pacer re-arms its timer.
         yield_now().await;
     }
+    let tasks = std::mem::take(&mut core.schedule.borrow_mut().tasks);
     for t in tasks {
         t.await;
     }
+    core.schedule.replace(Schedule::default());
     let mut rec = Rc::try_unwrap(rec)
         .map(RefCell::into_inner)
         .unwrap_or_else(|rc| rc.borrow().clone());

@@ -26,6 +26,9 @@ const READ_BUF: usize = 16 * 1024;
 
 /// Receives a response as it arrives.
 pub trait ResponseHandler {
+    /// A read completed (called before its bytes are parsed). The engine uses this to send any
+    /// arrival that fell due while this task was waiting.
+    fn on_read(&mut self) {}
     /// The final (non-1xx) response head arrived in a read completed at `t_ns`.
     fn head(&mut self, status: u16, t_ns: u64);
     /// Body data delivered by a read completed at `t_ns`. Return `false` to stop reading (the
@@ -92,6 +95,33 @@ impl Conn {
         Err(last)
     }
 
+    /// Writes as much of `bytes` as the socket takes right now, without waiting (a non-blocking
+    /// `send`). Requests are small, so on a connection with an empty send buffer this is all of
+    /// them: the request leaves at the moment the arrival is due, not when the task next runs.
+    pub fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the fd is the live socket owned by `self.stream`; `bytes` is valid for reads of
+        // its length. No io_uring write is in flight on this connection (it is idle and owned by
+        // the caller), so the bytes cannot interleave with another write.
+        let n = unsafe {
+            libc::send(
+                self.stream.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(n as usize)
+    }
+
     /// Reads more bytes after those already in the buffer; 0 means the peer closed.
     async fn read_more(&mut self) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 1024 {
@@ -104,10 +134,12 @@ impl Conn {
         res
     }
 
-    /// Sends `request` and reads the response into `handler`.
+    /// Sends `request` (its first `already_written` bytes were sent by [`Conn::try_write_now`])
+    /// and reads the response into `handler`.
     pub async fn exchange<H: ResponseHandler>(
         &mut self,
         request: Bytes,
+        already_written: usize,
         handler: &mut H,
     ) -> Result<Completed, Failure> {
         let fail = |error, response_started| Failure {
@@ -115,8 +147,13 @@ impl Conn {
             response_started,
         };
         self.buf.clear();
-        let (res, _) = self.stream.write_all(request).await;
-        res.map_err(|e| fail(ExchangeError::Io(e), false))?;
+        if already_written < request.len() {
+            let (res, _) = self
+                .stream
+                .write_all(request.slice(already_written..))
+                .await;
+            res.map_err(|e| fail(ExchangeError::Io(e), false))?;
+        }
 
         // Head: accumulate until complete, skipping interim 1xx responses.
         let mut first_byte_ns = 0;
@@ -137,6 +174,7 @@ impl Conn {
                 .await
                 .map_err(|e| fail(ExchangeError::Io(e), first_byte_ns != 0))?;
             t = now_ns();
+            handler.on_read();
             if n == 0 {
                 return Err(fail(ExchangeError::Closed, first_byte_ns != 0));
             }
@@ -185,6 +223,7 @@ impl Conn {
                 .await
                 .map_err(|e| fail(ExchangeError::Io(e), true))?;
             t = now_ns();
+            handler.on_read();
             if n == 0 {
                 decoder
                     .eof()

@@ -1,0 +1,119 @@
+//! End-to-end client cost: runs the `qpsbench` binary against `qpsbench serve-mock` over
+//! loopback and prints, per configuration, the achieved rate, the client's send lag and its CPU
+//! time per request and per streamed token (from each core thread's own CPU clock, so the
+//! endpoint's CPU is not counted).
+//!
+//! Run: `cargo bench --bench e2e`. Environment overrides: `E2E_QPS` (default 1000),
+//! `E2E_DURATION` (default 5), `E2E_TOKENS` (default 64), `E2E_CORES` (client cores, default 1;
+//! the endpoint takes another), `E2E_MOCK_THREADS` (default 1).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qpsbench");
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn main() {
+    let qps = env("E2E_QPS", "1000");
+    let duration = env("E2E_DURATION", "5");
+    let tokens = env("E2E_TOKENS", "64");
+    let cores = env("E2E_CORES", "1");
+    let mock_threads = env("E2E_MOCK_THREADS", "1");
+    for tokens_per_chunk in ["1", "4"] {
+        let mut mock = Command::new(BIN)
+            .args([
+                "serve-mock",
+                "--port",
+                "0",
+                "--exit-after",
+                "120",
+                "--ttft-ms",
+                "10",
+                "--itl-ms",
+                "1",
+                "--output-tokens",
+                &tokens,
+                "--tokens-per-chunk",
+                tokens_per_chunk,
+                "--threads",
+                &mock_threads,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start serve-mock");
+        let mut line = String::new();
+        BufReader::new(mock.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        let results = std::env::temp_dir().join(format!("qpsbench-e2e-{}", std::process::id()));
+        let dataset = results.join("d.json");
+        std::fs::create_dir_all(&results).unwrap();
+        std::fs::write(
+            &dataset,
+            r#"[{"prompt_content":"You are a helpful assistant.","cut_chat_history":[{"role":"user","content":"Hello"}]}]"#,
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "--endpoint",
+                &url,
+                "--api-key",
+                "bench",
+                "--model",
+                "m",
+                "--dataset",
+            ])
+            .arg(&dataset)
+            .args([
+                "--qps",
+                &qps,
+                "--duration",
+                &duration,
+                "--cores",
+                &cores,
+                "--arrival",
+                "poisson",
+                "--results-dir",
+            ])
+            .arg(&results)
+            .output()
+            .expect("run qpsbench");
+        let _ = mock.kill();
+        let _ = mock.wait();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = std::fs::read_dir(&results)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.is_dir())
+            .expect("results folder");
+        let levels: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join("benchmark_qps_results.json")).unwrap(),
+        )
+        .unwrap();
+        let l = &levels[0];
+        println!(
+            "e2e {qps} QPS × {duration} s, {tokens} tokens/stream, {tokens_per_chunk} token(s)/chunk, {cores} client core(s): \
+             actual {:.1} QPS, success {:.1}%, send lag p50 {:.1} µs p99 {:.1} µs max {:.1} µs, \
+             client CPU {:.1} µs/request {:.2} µs/token (pacer spin {:.3} s of {:.3} s), TTFT p50 {:.1} ms",
+            l["actual_qps"].as_f64().unwrap(),
+            l["success_rate"].as_f64().unwrap(),
+            l["send_lag_us"]["p50"].as_f64().unwrap(),
+            l["send_lag_us"]["p99"].as_f64().unwrap(),
+            l["send_lag_us"]["max"].as_f64().unwrap(),
+            l["client_cpu_us_per_request"].as_f64().unwrap_or(f64::NAN),
+            l["client_cpu_us_per_token"].as_f64().unwrap_or(f64::NAN),
+            l["pacer_spin_s"].as_f64().unwrap(),
+            l["client_cpu_s"].as_f64().unwrap(),
+            l["ttft"]["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+        );
+        let _ = std::fs::remove_dir_all(&results);
+    }
+}
