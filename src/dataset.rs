@@ -58,12 +58,11 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Vec<Sample>> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| sample(i, item).map_err(|m| err(format!("sample {i}: {m}"))))
+        .map(|(i, item)| sample(item).map_err(|m| err(format!("sample {i}: {m}"))))
         .collect()
 }
 
-fn sample(i: usize, item: Value) -> std::result::Result<Sample, String> {
-    let _ = i;
+fn sample(item: Value) -> std::result::Result<Sample, String> {
     let Value::Object(mut obj) = item else {
         return Err(format!("expected an object, found {}", kind(&item)));
     };

@@ -114,7 +114,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let keep_alive = framing != Framing::Close
         && !conn_close
         && (!http10 || conn_keep_alive)
-        && !(status == 101);
+        && status != 101;
     Ok(Some(Head {
         status,
         len,
