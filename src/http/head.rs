@@ -111,10 +111,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     } else {
         Framing::Close
     };
-    let keep_alive = framing != Framing::Close
-        && !conn_close
-        && (!http10 || conn_keep_alive)
-        && status != 101;
+    let keep_alive =
+        framing != Framing::Close && !conn_close && (!http10 || conn_keep_alive) && status != 101;
     Ok(Some(Head {
         status,
         len,
