@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench --bench e2e`. Environment overrides: `E2E_QPS` (default 1000),
 //! `E2E_DURATION` (default 5), `E2E_TOKENS` (default 64), `E2E_CORES` (client cores, default 1;
-//! the endpoint takes another), `E2E_MOCK_THREADS` (default 1).
+//! they are the first cores), `E2E_MOCK_THREADS` (default 1). The endpoint is pinned to the last
+//! core with `taskset` when it is installed, so it does not share the client's core.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -22,8 +23,17 @@ fn main() {
     let tokens = env("E2E_TOKENS", "64");
     let cores = env("E2E_CORES", "1");
     let mock_threads = env("E2E_MOCK_THREADS", "1");
-    for tokens_per_chunk in ["1", "4"] {
-        let mut mock = Command::new(BIN)
+    for tokens_per_chunk in ["1", "4", "16"] {
+        let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+        let pin = Command::new("taskset").arg("-V").output().is_ok() && last_cpu > 0;
+        let mut mock = if pin {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &last_cpu.to_string(), BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let mut mock = mock
             .args([
                 "serve-mock",
                 "--port",
@@ -100,9 +110,10 @@ fn main() {
         .unwrap();
         let l = &levels[0];
         println!(
-            "e2e {qps} QPS × {duration} s, {tokens} tokens/stream, {tokens_per_chunk} token(s)/chunk, {cores} client core(s): \
+            "e2e {qps} QPS × {duration} s, {tokens} tokens/stream, {tokens_per_chunk} token(s)/chunk, {cores} client core(s), endpoint {}: \
              actual {:.1} QPS, success {:.1}%, send lag p50 {:.1} µs p99 {:.1} µs max {:.1} µs, \
              client CPU {:.1} µs/request {:.2} µs/token (pacer spin {:.3} s of {:.3} s), TTFT p50 {:.1} ms",
+            if pin { format!("pinned to cpu {last_cpu}") } else { "unpinned".to_string() },
             l["actual_qps"].as_f64().unwrap(),
             l["success_rate"].as_f64().unwrap(),
             l["send_lag_us"]["p50"].as_f64().unwrap(),

@@ -140,11 +140,11 @@ pub struct MockArgs {
     pub port: u16,
 
     /// Time to first content token, in milliseconds
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = 50.0, allow_negative_numbers = true)]
     pub ttft_ms: f64,
 
     /// Time per output token after the first, in milliseconds
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub itl_ms: f64,
 
     /// Output tokens per response (capped by the request's max_tokens)
@@ -169,7 +169,7 @@ pub struct MockArgs {
 
     /// Capacity model: a shared budget of output tokens per second across all streams; past it,
     /// TTFT and inter-token latency grow with load (default: off, timing is exactly as set)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub capacity_tokens_per_sec: Option<f64>,
 
     /// Accept loops, each on its own thread and runtime

@@ -1,0 +1,130 @@
+//! The built-in endpoint speaks HTTP/1.1 like a real OpenAI-compatible server: keep-alive,
+//! OpenAI-style error bodies for a wrong path (404), method (405) or body (400), non-streaming
+//! answers, and usage only when asked for.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+/// Sends one raw request on `s` and reads one response (Content-Length or chunked).
+fn exchange(s: &mut TcpStream, req: &str) -> (u16, String, String) {
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        let n = s.read(&mut tmp).unwrap();
+        assert!(
+            n > 0,
+            "connection closed early; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&tmp[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let status: u16 = head[9..12].parse().unwrap();
+        let lower = head.to_ascii_lowercase();
+        if let Some(len) = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+        {
+            if body.len() >= len.trim().parse::<usize>().unwrap() {
+                return (status, head.to_string(), body.to_string());
+            }
+        } else if body.ends_with("0\r\n\r\n") {
+            return (status, head.to_string(), body.to_string());
+        }
+    }
+}
+
+fn post(path: &str, body: &str) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+}
+
+#[test]
+fn errors_are_openai_shaped_and_keep_the_connection() {
+    let mock = Mock::start(&["--ttft-ms", "1", "--itl-ms", "1", "--output-tokens", "3"]);
+    let addr = mock
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let ok_body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":10,"stream":true,"stream_options":{"include_usage":true}}"#;
+    for (req, code, needle) in [
+        (post("/v1/completions", ok_body), 404, "Not found"),
+        (
+            "GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+            405,
+            "Method not allowed",
+        ),
+        (
+            post("/v1/chat/completions", "{not json"),
+            400,
+            "Invalid JSON",
+        ),
+        (
+            post("/v1/chat/completions", r#"{"model":"m"}"#),
+            400,
+            "messages",
+        ),
+    ] {
+        let (status, head, body) = exchange(&mut s, &req);
+        assert_eq!(status, code, "{req}");
+        assert!(head
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}"
+        );
+        assert_eq!(v["error"]["code"], code);
+    }
+    // The same connection still serves a streamed completion, with usage as asked.
+    let (status, head, body) = exchange(&mut s, &post("/v1/chat/completions", ok_body));
+    assert_eq!(status, 200);
+    assert!(head.contains("text/event-stream") && head.contains("Transfer-Encoding: chunked"));
+    assert!(body.contains("\"completion_tokens\":3") && body.contains("data: [DONE]"));
+    assert!(body.contains("\"finish_reason\":\"stop\""));
+    // Non-streaming: one JSON completion.
+    let (status, _, body) = exchange(
+        &mut s,
+        &post(
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[],"max_tokens":2}"#,
+        ),
+    );
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["usage"]["completion_tokens"], 2);
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    // No usage chunk unless asked for.
+    let (_, _, body) = exchange(
+        &mut s,
+        &post(
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[],"stream":true}"#,
+        ),
+    );
+    assert!(!body.contains("usage") && body.contains("[DONE]"));
+}
+
+#[test]
+fn bad_serve_mock_flags_exit_2() {
+    let out = std::process::Command::new(BIN)
+        .args(["serve-mock", "--ttft-ms", "-5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ttft-ms"));
+}
