@@ -57,8 +57,10 @@ fn ttft_tracks_the_endpoint_and_a_role_chunk_does_not_count() {
     let ttft = l["ttft"]["p50"].as_f64().unwrap();
     // The role chunk arrives at once; TTFT must wait for content (200 ms), within a generous bound.
     assert!((0.195..0.5).contains(&ttft), "ttft p50 {ttft}");
+    // Nine more tokens follow the first, 5 ms apart (~45 ms); the bound leaves room for a late
+    // first chunk on a loaded machine.
     let e2e = l["e2e_latency"]["p50"].as_f64().unwrap();
-    assert!(e2e >= ttft + 0.04, "e2e {e2e} ttft {ttft}");
+    assert!(e2e >= ttft + 0.02, "e2e {e2e} ttft {ttft}");
 }
 
 #[test]
