@@ -19,6 +19,8 @@ use serde::{Serialize, Serializer};
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Tokens/sec are recorded in thousandths.
 const TPS_SCALE: f64 = 1000.0;
+/// Largest tokens/sec recorded (in thousandths): a billion tokens/s, far beyond any stream.
+const MAX_TPS_MILLI: u64 = 1_000_000_000_000;
 /// Bytes of an error response body kept as that error's sample.
 pub const ERROR_SAMPLE_BYTES: usize = 512;
 
@@ -129,7 +131,8 @@ pub struct Recorder {
     pub last_send_ns: u64,
     /// CPU time of the core's thread during the level.
     pub cpu_ns: u64,
-    /// Time the pacer spent yielding in a loop just before arrivals (part of `cpu_ns`).
+    /// Wall time the pacer spent in its spin phase just before arrivals (other tasks of the core
+    /// run during it too); the visible cost of precise pacing.
     pub pacer_spin_ns: u64,
 }
 
@@ -148,7 +151,7 @@ impl Recorder {
         Self {
             ttft_us: histogram(MAX_LATENCY_US),
             e2e_us: histogram(MAX_LATENCY_US),
-            tps_milli: histogram(u64::MAX / 4),
+            tps_milli: histogram(MAX_TPS_MILLI),
             send_lag_ns: histogram(MAX_LATENCY_US * 1000),
             sent: 0,
             succeeded: 0,
@@ -328,7 +331,8 @@ pub struct LevelStats {
     pub stale_connection_retries: u64,
     pub new_connections: u64,
     pub client_cpu_s: f64,
-    /// Of `client_cpu_s`, time the pacer spent spinning just before arrivals for precision.
+    /// Wall time the pacer spent spinning just before arrivals for precision (other tasks of the
+    /// core run during it too).
     pub pacer_spin_s: f64,
     pub client_cpu_us_per_request: Option<f64>,
     pub client_cpu_us_per_token: Option<f64>,
