@@ -30,6 +30,8 @@ enum Mode {
     Garbage,
     /// HTTP 500 with an HTML body.
     Html500,
+    /// 200 with one JSON completion, as a server that ignores `stream: true` answers.
+    JsonNotStream,
 }
 
 struct Canned {
@@ -118,6 +120,10 @@ fn serve(mode: Mode) -> Canned {
                         SSE.len()
                     ),
                     Mode::Garbage => "SSH-2.0-OpenSSH_9.2\r\n\r\n".to_string(),
+                    Mode::JsonNotStream => {
+                        let body = r#"{"object":"chat.completion","choices":[{"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#;
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                    }
                     Mode::Html500 => {
                         let body = "<html><body><h1>500 Internal Server Error</h1></body></html>";
                         format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}", body.len())
@@ -127,7 +133,7 @@ fn serve(mode: Mode) -> Canned {
                     return;
                 }
                 match mode {
-                    Mode::ContentLengthKeepAlive | Mode::Html500 => continue,
+                    Mode::ContentLengthKeepAlive | Mode::Html500 | Mode::JsonNotStream => continue,
                     _ => return, // close (dropping the socket)
                 }
             });
@@ -227,5 +233,16 @@ fn garbage_and_html_errors_are_categorised() {
         f(&l, "new_connections"),
         1.0,
         "a fully read error response keeps the connection"
+    );
+}
+
+#[test]
+fn a_json_answer_instead_of_a_stream_is_malformed_not_truncated() {
+    let _g = serial();
+    let s = serve(Mode::JsonNotStream);
+    let l = run_against(&s, "3");
+    assert_eq!(
+        l["errors"]["Malformed response: not an event stream (no data: events)"], 3,
+        "{l}"
     );
 }

@@ -187,6 +187,8 @@ pub struct StreamHandler<'a> {
     prompt_tokens: Option<u64>,
     finished: bool,
     done: bool,
+    /// SSE events seen (a 200 answer without any is not a stream at all).
+    events: u64,
     error: Option<ErrorKind>,
 }
 
@@ -204,6 +206,7 @@ impl<'a> StreamHandler<'a> {
             prompt_tokens: None,
             finished: false,
             done: false,
+            events: 0,
             error: None,
         }
     }
@@ -217,7 +220,13 @@ impl<'a> StreamHandler<'a> {
             return Err((e, None));
         }
         if !(self.done || self.finished) {
-            return Err((ErrorKind::Truncated, None));
+            let kind = if self.events == 0 {
+                // E.g. a server that ignored `stream: true` and answered with one JSON object.
+                ErrorKind::Malformed("not an event stream (no data: events)".into())
+            } else {
+                ErrorKind::Truncated
+            };
+            return Err((kind, None));
         }
         let (output_tokens, source) = match self.completion_tokens {
             Some(n) => (n, TokenSource::Usage),
@@ -281,11 +290,13 @@ impl ResponseHandler for StreamHandler<'_> {
             prompt_tokens,
             finished,
             done,
+            events,
             error,
             ..
         } = self;
         let mut parser = core.chunks.borrow_mut();
         let fed = sse.feed(data, |ev| {
+            *events += 1;
             if ev.is_done() {
                 *done = true;
                 return Flow::Stop;
