@@ -137,5 +137,16 @@ fn histograms(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sse_and_chunks, histograms);
+fn single_chunk(c: &mut Criterion) {
+    let chunk = br#"{"id":"chatcmpl-8f2c1e0b6a5d4c3b","object":"chat.completion.chunk","created":1732700000,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":" quick"},"logprobs":null,"finish_reason":null}]}"#;
+    let mut p = ChunkParser::new();
+    let mut g = c.benchmark_group("chunk");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_one_content_chunk", |b| {
+        b.iter(|| p.parse(chunk).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sse_and_chunks, histograms, single_chunk);
 criterion_main!(benches);

@@ -72,47 +72,75 @@ impl ChunkParser {
     }
 }
 
-fn non_empty_str(v: Option<simd_json::tape::Value<'_, '_>>) -> bool {
-    v.is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
+    v.as_str().is_some_and(|s| !s.is_empty())
 }
 
+/// One pass over each object: `Object::get` scans every key, so looking up several keys (most of
+/// them absent in a typical chunk) would walk the same object again and again.
 fn inspect(root: simd_json::tape::Value<'_, '_>) -> ChunkInfo {
     let mut info = ChunkInfo::default();
     let Some(obj) = root.as_object() else {
         return info;
     };
-    if let Some(err) = obj.get("error") {
-        if !err.is_null() {
-            let msg = err
-                .as_object()
-                .and_then(|e| e.get("message"))
-                .and_then(|m| m.as_str().map(str::to_owned))
-                .or_else(|| err.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "unknown error".to_owned());
-            info.error = Some(msg);
-            return info;
+    for (key, value) in &obj {
+        match key {
+            "choices" => {
+                let Some(choices) = value.as_array() else {
+                    continue;
+                };
+                for choice in &choices {
+                    let Some(choice) = choice.as_object() else {
+                        continue;
+                    };
+                    for (key, value) in &choice {
+                        match key {
+                            "delta" => {
+                                let Some(delta) = value.as_object() else {
+                                    continue;
+                                };
+                                for (key, value) in &delta {
+                                    if matches!(key, "content" | "reasoning_content" | "reasoning")
+                                    {
+                                        info.has_output |= non_empty_str(value);
+                                    }
+                                }
+                            }
+                            // Legacy completions-style chunks carry `text`.
+                            "text" => info.has_output |= non_empty_str(value),
+                            "finish_reason" => info.finished |= !value.is_null(),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            "usage" => {
+                let Some(usage) = value.as_object() else {
+                    continue;
+                };
+                for (key, value) in &usage {
+                    match key {
+                        "completion_tokens" => info.completion_tokens = value.as_u64(),
+                        "prompt_tokens" => info.prompt_tokens = value.as_u64(),
+                        _ => {}
+                    }
+                }
+            }
+            "error" if !value.is_null() => {
+                let message = value
+                    .as_object()
+                    .and_then(|e| e.get("message"))
+                    .and_then(|m| m.as_str().map(str::to_owned))
+                    .or_else(|| value.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "unknown error".to_owned());
+                info.error = Some(message);
+            }
+            _ => {}
         }
     }
-    if let Some(choices) = obj.get("choices").and_then(|c| c.as_array()) {
-        for choice in choices.iter() {
-            let Some(choice) = choice.as_object() else {
-                continue;
-            };
-            if let Some(delta) = choice.get("delta").and_then(|d| d.as_object()) {
-                info.has_output |= non_empty_str(delta.get("content"))
-                    || non_empty_str(delta.get("reasoning_content"))
-                    || non_empty_str(delta.get("reasoning"));
-            }
-            // Legacy completions-style chunks carry `text`.
-            info.has_output |= non_empty_str(choice.get("text"));
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
-                info.finished = true;
-            }
-        }
-    }
-    if let Some(usage) = obj.get("usage").and_then(|u| u.as_object()) {
-        info.completion_tokens = usage.get("completion_tokens").and_then(|v| v.as_u64());
-        info.prompt_tokens = usage.get("prompt_tokens").and_then(|v| v.as_u64());
+    if info.error.is_some() {
+        // An error object means the stream failed, whatever else the chunk says.
+        info.has_output = false;
     }
     info
 }
