@@ -127,6 +127,7 @@ fn histograms(c: &mut Criterion) {
                         output_tokens: 200 + i % 50,
                         source: TokenSource::Usage,
                         prompt_tokens: Some(100),
+                        token_reads: 10,
                     });
                 }
                 r

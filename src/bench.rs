@@ -12,11 +12,13 @@ use crate::clock::LocalTime;
 use crate::dataset;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Result, UserError};
-use crate::http::url::Endpoint;
-use crate::metrics::{json_percentiles, LevelStats};
+use crate::http::conn::Target;
+use crate::http::tls;
+use crate::http::url::{mask_url, Endpoint};
+use crate::metrics::{json_percentiles, ConnectionStats, LevelStats};
 use crate::report::results::{file_name_only, RunDir};
 use crate::report::table;
-use crate::request::{render_all, RequestTemplate};
+use crate::request::{masked_header, parse_header, render_all, RequestTemplate};
 use crate::schedule::{self, Arrival};
 
 /// Where the dataset comes from.
@@ -53,6 +55,24 @@ struct Metadata<'a> {
     timeout_s: f64,
     request_usage: bool,
     results_file: &'a str,
+    /// `--header`s, secret-looking values masked.
+    headers: Vec<String>,
+    tls: Option<TlsMeta>,
+    warmup_connections: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct TlsMeta {
+    ca_cert: Option<String>,
+    insecure: bool,
+}
+
+/// Keep-alive connections per core to open before a level: the level's rate per core times the
+/// expected latency (the previous level's E2E p90, else 1 s), with 25% headroom, 1 to 256.
+fn warm_per_core(qps: f64, cores: usize, expected_latency_s: f64) -> usize {
+    ((qps / cores as f64) * expected_latency_s * 1.25)
+        .ceil()
+        .clamp(1.0, 256.0) as usize
 }
 
 /// A number as an integer when it is one (the seed writes `"duration": 60`).
@@ -107,8 +127,33 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         eprintln!("note: --plot: plotting is not available yet in this version of qpsbench; no PNG will be written");
     }
 
-    let endpoint =
-        Endpoint::parse(&endpoint_raw).map_err(|e| UserError::input(format!("--endpoint {e}")))?;
+    let shown_endpoint = mask_url(&endpoint_raw);
+    let endpoint = Endpoint::parse(&endpoint_raw).map_err(|e| {
+        UserError::input(format!(
+            "--endpoint {}",
+            e.replace(&endpoint_raw, &shown_endpoint)
+        ))
+    })?;
+    let headers: Vec<(String, String)> = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<_>>()?;
+    let tls_config = if endpoint.tls {
+        let config =
+            tls::client_config(args.ca_cert.as_deref(), args.insecure).map_err(UserError::input)?;
+        let name = tls::server_name(&endpoint.host)
+            .map_err(|e| UserError::input(format!("--endpoint: {e}")))?;
+        if args.insecure {
+            eprintln!("warning: --insecure: the endpoint's TLS certificate is not verified; anyone on the path can read the key and the traffic");
+        }
+        Some((config, name))
+    } else {
+        if args.ca_cert.is_some() || args.insecure {
+            eprintln!("note: --ca-cert and --insecure apply to https:// endpoints only; this one is http://");
+        }
+        None
+    };
     let (samples, dataset_name) = match &source {
         DatasetSource::File(p) => (dataset::load(p)?, p.display().to_string()),
         DatasetSource::Embedded { name, json } => {
@@ -139,6 +184,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             max_tokens: args.max_tokens,
             temperature: args.temperature,
             include_usage: !args.no_usage_request,
+            headers: &headers,
         },
         &samples,
     )?;
@@ -154,7 +200,10 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     let run_dir = RunDir::create(&args.results_dir, &started)?;
     let engine = Engine::start(EngineConfig {
         cores,
-        addrs,
+        target: Target {
+            addrs: addrs.into(),
+            tls: tls_config,
+        },
         requests,
         timeout: Duration::from_secs_f64(args.timeout),
     })
@@ -167,7 +216,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     }
     let metadata = Metadata {
         timestamp: started.iso(),
-        endpoint: &endpoint_raw,
+        endpoint: &shown_endpoint,
         model: &model,
         dataset: dataset_name,
         qps_levels: &args.qps,
@@ -186,13 +235,19 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         timeout_s: args.timeout,
         request_usage: !args.no_usage_request,
         results_file: &output,
+        headers: headers.iter().map(|(n, v)| masked_header(n, v)).collect(),
+        tls: endpoint.tls.then(|| TlsMeta {
+            ca_cert: args.ca_cert.as_ref().map(|p| p.display().to_string()),
+            insecure: args.insecure,
+        }),
+        warmup_connections: args.warmup_connections,
     };
     run_dir.write_json("metadata.json", &metadata)?;
     eprintln!(
         "qpsbench: {} level(s) × {} s against {} on {} core(s) ({}); results in {}",
         args.qps.len(),
         args.duration,
-        endpoint_raw,
+        shown_endpoint,
         cores,
         engine.driver.name(),
         run_dir.path.display()
@@ -207,6 +262,18 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             args.arrival,
             schedule::level_seed(args.seed, i),
         );
+        // Connections are opened before the timed window, so setup stays out of TTFT.
+        let expected_latency = levels
+            .last()
+            .and_then(|l: &LevelStats| l.e2e_latency.get("p90"))
+            .unwrap_or(1.0);
+        let warm_n = args
+            .warmup_connections
+            .unwrap_or_else(|| warm_per_core(qps, cores, expected_latency));
+        let warm = engine.warm(warm_n).map_err(|e| UserError {
+            message: e,
+            exit_code: 1,
+        })?;
         eprintln!(
             "[{}/{}] QPS {qps:.1}: sending {} requests over {} s ...",
             i + 1,
@@ -220,7 +287,12 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
                 message: e,
                 exit_code: 1,
             })?;
-        let stats = LevelStats::from_recorder(&run.merged, qps, args.duration, run.start_ns, &pcts);
+        let mut stats =
+            LevelStats::from_recorder(&run.merged, qps, args.duration, run.start_ns, &pcts);
+        stats.connections = Some(ConnectionStats::new(&warm, &run.merged));
+        for w in &stats.warnings {
+            eprintln!("      warning: {w}");
+        }
         eprintln!(
             "      {} sent, {} ok ({:.1}%), actual {:.2} QPS, send lag p99 {:.0} µs",
             stats.total_requests,

@@ -126,6 +126,27 @@ pub struct BenchArgs {
     /// counts are then estimated from content chunks and labelled `estimated`
     #[arg(long)]
     pub no_usage_request: bool,
+
+    /// PEM file with one or more CA certificates to trust for https:// endpoints, in addition
+    /// to the built-in web roots (for private CAs)
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify the endpoint's TLS certificate (prints a warning once per run)
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Extra header 'Name: value' added to every request; repeatable (gateways, tenant ids). An
+    /// Authorization header replaces the Bearer one. Values of secret-looking headers (*key*,
+    /// *token*, authorization, …) are masked in metadata.json and messages
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Keep-alive connections each core opens before each level's timed window, so that
+    /// connection and TLS setup stay out of the first requests' TTFT (default: the level's rate
+    /// per core × the expected latency, 1 to 256; 0 turns warm-up off)
+    #[arg(long, value_name = "N")]
+    pub warmup_connections: Option<usize>,
 }
 
 /// `qpsbench serve-mock`: the built-in endpoint.
@@ -179,6 +200,19 @@ pub struct MockArgs {
     /// Exit after this many seconds (default: run until interrupted)
     #[arg(long)]
     pub exit_after: Option<f64>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a fresh CA and server certificate for localhost, 127.0.0.1 and ::1,
+    /// written into DIR (ca.pem is what clients pass to --ca-cert)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: Option<PathBuf>,
 }
 
 /// `qpsbench demo`.

@@ -43,6 +43,8 @@ pub enum ErrorKind {
     Truncated,
     /// An `error` object (or `event: error`) inside the stream.
     Stream(String),
+    /// A TLS handshake or record failure, by category (`unknown issuer`, `name mismatch`, …).
+    Tls(String),
 }
 
 impl fmt::Display for ErrorKind {
@@ -57,6 +59,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Malformed(why) => write!(f, "Malformed response: {why}"),
             ErrorKind::Truncated => f.write_str("Truncated stream"),
             ErrorKind::Stream(msg) => write!(f, "Stream error: {msg}"),
+            ErrorKind::Tls(what) => write!(f, "TLS: {what}"),
         }
     }
 }
@@ -65,12 +68,26 @@ impl ErrorKind {
     /// Maps a socket error to its category.
     pub fn from_io(e: &std::io::Error) -> Self {
         use std::io::ErrorKind as K;
+        if let Some(tls) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<crate::http::tls::TlsRecordError>())
+        {
+            return ErrorKind::Tls(tls.0.clone());
+        }
         match e.kind() {
             K::ConnectionRefused => ErrorKind::ConnectionRefused,
             K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => ErrorKind::ConnectionReset,
             K::UnexpectedEof => ErrorKind::ConnectionClosed,
             K::TimedOut => ErrorKind::TimeoutTotal,
             other => ErrorKind::Io(format!("{other:?}")),
+        }
+    }
+
+    /// Maps a failure to open a connection to its category.
+    pub fn from_connect(e: crate::http::conn::ConnectError) -> Self {
+        match e {
+            crate::http::conn::ConnectError::Io(e) => Self::from_io(&e),
+            crate::http::conn::ConnectError::Tls(what) => ErrorKind::Tls(what),
         }
     }
 
@@ -107,6 +124,8 @@ pub struct Success {
     pub output_tokens: u64,
     pub source: TokenSource,
     pub prompt_tokens: Option<u64>,
+    /// Distinct reads that delivered output tokens.
+    pub token_reads: u64,
 }
 
 /// One core's measurements for one level.
@@ -126,6 +145,13 @@ pub struct Recorder {
     /// Requests retried once because an idle pooled connection had died before the request.
     pub stale_retries: u64,
     pub new_connections: u64,
+    /// TCP connect and TLS handshake times of the connections opened, µs.
+    pub connect_us: Histogram<u64>,
+    pub handshake_us: Histogram<u64>,
+    /// Successful responses with more than one output token, and those of them whose tokens all
+    /// arrived in a single read (a sign of a buffering proxy).
+    pub multi_token_successes: u64,
+    pub single_read_successes: u64,
     /// Earliest and latest actual send times (ns, monotonic clock).
     pub first_send_ns: u64,
     pub last_send_ns: u64,
@@ -162,6 +188,10 @@ impl Recorder {
             estimated_counted: 0,
             stale_retries: 0,
             new_connections: 0,
+            connect_us: histogram(MAX_LATENCY_US),
+            handshake_us: histogram(MAX_LATENCY_US),
+            multi_token_successes: 0,
+            single_read_successes: 0,
             first_send_ns: u64::MAX,
             last_send_ns: 0,
             cpu_ns: 0,
@@ -177,8 +207,23 @@ impl Recorder {
         self.last_send_ns = self.last_send_ns.max(sent_ns);
     }
 
+    /// A connection was opened.
+    pub fn record_connect(&mut self, connect_ns: u64, handshake_ns: u64, tls: bool) {
+        self.new_connections += 1;
+        self.connect_us.saturating_record(connect_ns / 1000);
+        if tls {
+            self.handshake_us.saturating_record(handshake_ns / 1000);
+        }
+    }
+
     pub fn record_success(&mut self, s: Success) {
         self.succeeded += 1;
+        if s.output_tokens > 1 {
+            self.multi_token_successes += 1;
+            if s.token_reads == 1 {
+                self.single_read_successes += 1;
+            }
+        }
         if let Some(t) = s.ttft_ns {
             self.ttft_us.saturating_record(t / 1000);
         }
@@ -227,6 +272,10 @@ impl Recorder {
         self.estimated_counted += other.estimated_counted;
         self.stale_retries += other.stale_retries;
         self.new_connections += other.new_connections;
+        let _ = self.connect_us.add(&other.connect_us);
+        let _ = self.handshake_us.add(&other.handshake_us);
+        self.multi_token_successes += other.multi_token_successes;
+        self.single_read_successes += other.single_read_successes;
         self.first_send_ns = self.first_send_ns.min(other.first_send_ns);
         self.last_send_ns = self.last_send_ns.max(other.last_send_ns);
         self.cpu_ns += other.cpu_ns;
@@ -304,6 +353,38 @@ pub struct SendLag {
     pub max: f64,
 }
 
+/// Connection setup for one level: the warm-up before the window and the connections opened
+/// during it, with their TCP connect and TLS handshake times (µs; kept apart from TTFT).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionStats {
+    pub warmed_up: u64,
+    pub warmup_failures: u64,
+    pub warmup_connect_us: Percentiles,
+    pub warmup_tls_handshake_us: Percentiles,
+    pub opened_in_window: u64,
+    pub connect_us: Percentiles,
+    pub tls_handshake_us: Percentiles,
+}
+
+impl ConnectionStats {
+    pub fn new(warm: &Recorder, level: &Recorder) -> Self {
+        let p = [50.0, 90.0, 99.0];
+        Self {
+            warmed_up: warm.new_connections,
+            warmup_failures: warm.errors.values().map(|e| e.count).sum(),
+            warmup_connect_us: Percentiles::from_hist(&warm.connect_us, &p, 1.0),
+            warmup_tls_handshake_us: Percentiles::from_hist(&warm.handshake_us, &p, 1.0),
+            opened_in_window: level.new_connections,
+            connect_us: Percentiles::from_hist(&level.connect_us, &p, 1.0),
+            tls_handshake_us: Percentiles::from_hist(&level.handshake_us, &p, 1.0),
+        }
+    }
+}
+
+/// The share of multi-token responses that delivered all their tokens in one read above which a
+/// level is reported as looking buffered.
+pub const BUFFERED_SHARE: f64 = 0.9;
+
 /// One level's merged result: the object written to `benchmark_qps_results.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelStats {
@@ -336,6 +417,10 @@ pub struct LevelStats {
     pub pacer_spin_s: f64,
     pub client_cpu_us_per_request: Option<f64>,
     pub client_cpu_us_per_token: Option<f64>,
+    pub connections: Option<ConnectionStats>,
+    /// Successful responses with more than one token whose tokens all came in one read.
+    pub single_read_responses: u64,
+    pub warnings: Vec<String>,
 }
 
 impl LevelStats {
@@ -410,8 +495,23 @@ impl LevelStats {
             pacer_spin_s: round6(r.pacer_spin_ns as f64 / 1e9),
             client_cpu_us_per_request: per(r.sent),
             client_cpu_us_per_token: per(r.output_tokens),
+            connections: None,
+            single_read_responses: r.single_read_successes,
+            warnings: buffering_warning(r).into_iter().collect(),
         }
     }
+}
+
+/// When nearly every successful multi-token response arrived in one read (TTFT ≈ E2E), something
+/// between client and server is buffering the stream and TTFT means nothing.
+fn buffering_warning(r: &Recorder) -> Option<String> {
+    let n = r.multi_token_successes;
+    let single = r.single_read_successes;
+    (n >= 5 && single as f64 >= BUFFERED_SHARE * n as f64).then(|| {
+        format!(
+            "{single} of {n} responses delivered all their tokens in one read (TTFT ≈ E2E): the stream looks buffered by something between client and server (a proxy with buffering on, e.g. nginx proxy_buffering); TTFT is meaningless here"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -425,6 +525,7 @@ mod tests {
             output_tokens: tokens,
             source: TokenSource::Usage,
             prompt_tokens: Some(10),
+            token_reads: 5,
         }
     }
 

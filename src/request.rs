@@ -21,6 +21,66 @@ pub struct RequestTemplate<'a> {
     pub temperature: f64,
     /// Send `stream_options: {"include_usage": true}` so the server reports exact token counts.
     pub include_usage: bool,
+    /// Extra headers (`--header`), validated by [`parse_header`]. An `Authorization` header here
+    /// replaces the `Bearer` one.
+    pub headers: &'a [(String, String)],
+}
+
+/// Whether a header or query parameter name looks like it carries a secret; such values are
+/// masked wherever qpsbench writes or prints them.
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "auth",
+        "password",
+        "cookie",
+        "signature",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// `Name: value`, with the value masked when the name looks secret.
+pub fn masked_header(name: &str, value: &str) -> String {
+    if is_secret_name(name) {
+        format!("{name}: ****")
+    } else {
+        format!("{name}: {value}")
+    }
+}
+
+/// Parses and validates a `--header 'Name: value'`. Errors never show a secret value.
+pub fn parse_header(raw: &str) -> Result<(String, String)> {
+    let Some((name, value)) = raw.split_once(':') else {
+        return Err(UserError::input(format!(
+            "--header '{}': expected 'Name: value'",
+            if is_secret_name(raw) { "****" } else { raw }
+        )));
+    };
+    let (name, value) = (name.trim(), value.trim());
+    let shown = masked_header(name, value);
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(tchar) {
+        return Err(UserError::input(format!(
+            "--header '{shown}': the name must be a non-empty HTTP token (letters, digits, -, _, …)"
+        )));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(UserError::input(format!(
+            "--header '{name}: …': the value contains a line break or NUL byte"
+        )));
+    }
+    for reserved in ["host", "content-length", "transfer-encoding", "connection"] {
+        if name.eq_ignore_ascii_case(reserved) {
+            return Err(UserError::input(format!(
+                "--header '{shown}': {name} is set by qpsbench itself"
+            )));
+        }
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 #[derive(Serialize)]
@@ -66,14 +126,25 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Bytes {
         }),
     })
     .expect("serializing strings and numbers cannot fail");
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nUser-Agent: qpsbench/{}\r\nContent-Length: {}\r\n\r\n",
-        t.endpoint.target,
-        t.endpoint.authority,
-        t.api_key,
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\n",
+        t.endpoint.target, t.endpoint.authority
+    );
+    if !t
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+    {
+        head.push_str(&format!("Authorization: Bearer {}\r\n", t.api_key));
+    }
+    for (name, value) in t.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nAccept: text/event-stream\r\nUser-Agent: qpsbench/{}\r\nContent-Length: {}\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
         body.len()
-    );
+    ));
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(&body);
@@ -99,6 +170,7 @@ mod tests {
             max_tokens: 512,
             temperature: 0.7,
             include_usage: true,
+            headers: &[],
         };
         let r = render_all(&t, &samples).unwrap().remove(0);
         let text = std::str::from_utf8(&r).unwrap();
@@ -116,5 +188,61 @@ mod tests {
         t.api_key = "a\r\nX-Evil: 1";
         let e = render_all(&t, &samples).unwrap_err();
         assert!(!e.message.contains("Evil"));
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_validated_and_secrets_masked() {
+        assert_eq!(
+            parse_header("X-Tenant: acme").unwrap(),
+            ("X-Tenant".into(), "acme".into())
+        );
+        let e = parse_header("X-Api-Key: s3cr3t\r\nX-Evil: 1")
+            .unwrap_err()
+            .message;
+        assert!(!e.contains("s3cr3t") && !e.contains("Evil"), "{e}");
+        let e = parse_header("Bad Name: s3cr3t-token").unwrap_err().message;
+        assert!(e.contains("HTTP token"), "{e}");
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("Content-Length: 5").is_err());
+        assert_eq!(
+            masked_header("Authorization", "Bearer x"),
+            "Authorization: ****"
+        );
+        assert_eq!(masked_header("X-Auth-Token", "x"), "X-Auth-Token: ****");
+        assert_eq!(masked_header("X-Tenant", "acme"), "X-Tenant: acme");
+        assert_eq!(
+            crate::http::url::mask_url("https://h/v1?api-version=1&api-key=s3cr3t"),
+            "https://h/v1?api-version=1&api-key=****"
+        );
+    }
+
+    #[test]
+    fn custom_authorization_replaces_bearer() {
+        let ep = crate::http::url::Endpoint::parse("http://h/v1").unwrap();
+        let samples =
+            crate::dataset::parse(br#"[{"prompt_content":"p","cut_chat_history":[]}]"#, "t")
+                .unwrap();
+        let headers = vec![
+            ("Authorization".to_string(), "Basic abc".to_string()),
+            ("X-Tenant".to_string(), "acme".to_string()),
+        ];
+        let t = RequestTemplate {
+            endpoint: &ep,
+            api_key: "k",
+            model: "m",
+            max_tokens: 1,
+            temperature: 0.0,
+            include_usage: false,
+            headers: &headers,
+        };
+        let r = render(&t, &samples[0]);
+        let text = std::str::from_utf8(&r).unwrap();
+        assert!(text.contains("Authorization: Basic abc\r\n") && !text.contains("Bearer"));
+        assert!(text.contains("X-Tenant: acme\r\n"));
     }
 }

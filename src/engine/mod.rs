@@ -10,7 +10,6 @@ pub mod pool;
 pub mod request;
 mod worker;
 
-use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::clock::now_ns;
+use crate::http::conn::Target;
 use crate::metrics::Recorder;
 
 /// How long before the first arrival the plan is handed out, so every core holds it in time.
@@ -26,7 +26,7 @@ const LEAD_NS: u64 = 50_000_000;
 /// What every core needs for the whole run.
 pub struct EngineConfig {
     pub cores: usize,
-    pub addrs: Vec<SocketAddr>,
+    pub target: Target,
     pub requests: Vec<Bytes>,
     pub timeout: Duration,
 }
@@ -47,6 +47,14 @@ impl IoDriver {
     }
 }
 
+/// What the main thread asks of a core.
+pub(crate) enum Command {
+    /// Open connections until this many are idle in the pool (before a level's window).
+    Warm(usize),
+    /// Run this slice of a level.
+    Level(CorePlan),
+}
+
 /// One core's share of a level.
 pub(crate) struct CorePlan {
     /// Level start on the monotonic clock; arrival offsets count from here.
@@ -56,7 +64,7 @@ pub(crate) struct CorePlan {
 }
 
 struct Worker {
-    plans: Option<mpsc::Sender<CorePlan>>,
+    plans: Option<mpsc::Sender<Command>>,
     results: mpsc::Receiver<Recorder>,
     thread: Option<JoinHandle<()>>,
 }
@@ -79,7 +87,7 @@ impl Engine {
     pub fn start(cfg: EngineConfig) -> Result<Self, String> {
         let core_ids = core_affinity::get_core_ids().unwrap_or_default();
         let shared = Arc::new(worker::Shared {
-            addrs: cfg.addrs.into(),
+            target: cfg.target,
             requests: cfg.requests.into(),
             timeout: cfg.timeout,
         });
@@ -117,6 +125,28 @@ impl Engine {
         self.workers.len()
     }
 
+    /// Opens connections on every core until `per_core` are idle in each pool, before a level's
+    /// timed window, so that connection setup does not land in the first requests' latency.
+    /// Returns the connections' times and any failures.
+    pub fn warm(&self, per_core: usize) -> Result<Recorder, String> {
+        for w in &self.workers {
+            w.plans
+                .as_ref()
+                .expect("plans sender lives until drop")
+                .send(Command::Warm(per_core))
+                .map_err(|_| "a core thread has stopped".to_string())?;
+        }
+        let mut merged = Recorder::new();
+        for w in &self.workers {
+            let r = w
+                .results
+                .recv()
+                .map_err(|_| "a core thread stopped while opening connections".to_string())?;
+            merged.merge(&r);
+        }
+        Ok(merged)
+    }
+
     /// Runs one level: `offsets` are the arrival times (ns from the level start); arrival i sends
     /// sample `i mod n_samples` from core `i mod cores`. Returns when every request has finished
     /// or timed out.
@@ -133,7 +163,7 @@ impl Engine {
             w.plans
                 .as_ref()
                 .expect("plans sender lives until drop")
-                .send(CorePlan { start_ns, arrivals })
+                .send(Command::Level(CorePlan { start_ns, arrivals }))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }
         let mut merged = Recorder::new();

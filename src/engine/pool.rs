@@ -6,21 +6,18 @@
 //! request on first use and retried once (`engine::request`).
 
 use std::cell::RefCell;
-use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
-use crate::http::conn::Conn;
+use crate::http::conn::{Conn, ConnectError, ConnectTimes, Target};
 
 pub struct Pool {
-    addrs: Arc<[SocketAddr]>,
+    target: Target,
     idle: RefCell<Vec<Conn>>,
 }
 
 impl Pool {
-    pub fn new(addrs: Arc<[SocketAddr]>) -> Self {
+    pub fn new(target: Target) -> Self {
         Self {
-            addrs,
+            target,
             idle: RefCell::new(Vec::new()),
         }
     }
@@ -30,9 +27,9 @@ impl Pool {
         self.idle.borrow_mut().pop()
     }
 
-    /// Opens a new connection.
-    pub async fn connect(&self) -> io::Result<Conn> {
-        Conn::connect(&self.addrs).await
+    /// Opens a new connection (TCP, then TLS for `https://`).
+    pub async fn connect(&self) -> Result<(Conn, ConnectTimes), ConnectError> {
+        Conn::connect(&self.target).await
     }
 
     pub fn put(&self, conn: Conn) {

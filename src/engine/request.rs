@@ -35,6 +35,8 @@ pub struct Core {
     pub chunks: RefCell<ChunkParser>,
     pub requests: Arc<[Bytes]>,
     pub timeout: Duration,
+    /// The endpoint is `https://`.
+    pub tls: bool,
     /// The current level's slice of the arrival schedule.
     pub schedule: RefCell<Schedule>,
 }
@@ -78,7 +80,7 @@ pub fn dispatch_due(core: &Rc<Core>) {
         let mut first = None;
         if let Some(mut conn) = core.pool.take() {
             match conn.try_write_now(&core.requests[sample]) {
-                Ok(written) => first = Some((conn, written)),
+                Ok(()) => first = Some(conn),
                 // The server closed this idle connection: the task starts on a fresh one.
                 Err(_) => rec.borrow_mut().stale_retries += 1,
             }
@@ -91,15 +93,14 @@ pub fn dispatch_due(core: &Rc<Core>) {
 /// A failed request: its category and, for HTTP errors, the start of the body.
 type Failed = (ErrorKind, Option<Vec<u8>>);
 
-/// Completes request `sample` for the arrival intended at `intended_ns` — on `first`, a pooled
-/// connection with that many request bytes already written, if there was one — and records the
-/// outcome.
+/// Completes request `sample` for the arrival intended at `intended_ns` — on `first`, the pooled
+/// connection it was already handed to, if there was one — and records the outcome.
 async fn run(
     core: Rc<Core>,
     rec: Rc<RefCell<Recorder>>,
     intended_ns: u64,
     sample: usize,
-    first: Option<(Conn, usize)>,
+    first: Option<Conn>,
 ) {
     let outcome = monoio::time::timeout(
         core.timeout,
@@ -119,7 +120,7 @@ async fn attempt(
     rec: &RefCell<Recorder>,
     intended_ns: u64,
     sample: usize,
-    mut first: Option<(Conn, usize)>,
+    mut first: Option<Conn>,
 ) -> Result<Success, Failed> {
     let request = core.requests[sample].clone();
     let mut retried = false;
@@ -128,20 +129,21 @@ async fn attempt(
         // retry always uses a fresh connection (another idle one may have died the same way).
         let pooled = first.take();
         let reused = pooled.is_some();
-        let (mut conn, written) = match pooled {
+        let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let c = core
+                let (c, times) = core
                     .pool
                     .connect()
                     .await
-                    .map_err(|e| (ErrorKind::from_io(&e), None))?;
-                rec.borrow_mut().new_connections += 1;
-                (c, 0)
+                    .map_err(|e| (ErrorKind::from_connect(e), None))?;
+                rec.borrow_mut()
+                    .record_connect(times.connect_ns, times.handshake_ns, core.tls);
+                c
             }
         };
         let mut handler = StreamHandler::new(core);
-        match conn.exchange(request.clone(), written, &mut handler).await {
+        match conn.exchange(request.clone(), &mut handler).await {
             Ok(done) => {
                 if done.reusable {
                     core.pool.put(conn);
@@ -182,6 +184,9 @@ pub struct StreamHandler<'a> {
     error_body: Vec<u8>,
     error_body_len: usize,
     first_token_ns: Option<u64>,
+    last_token_ns: u64,
+    /// Distinct reads that carried output tokens.
+    token_reads: u64,
     token_chunks: u64,
     completion_tokens: Option<u64>,
     prompt_tokens: Option<u64>,
@@ -201,6 +206,8 @@ impl<'a> StreamHandler<'a> {
             error_body: Vec::new(),
             error_body_len: 0,
             first_token_ns: None,
+            last_token_ns: 0,
+            token_reads: 0,
             token_chunks: 0,
             completion_tokens: None,
             prompt_tokens: None,
@@ -238,6 +245,7 @@ impl<'a> StreamHandler<'a> {
             output_tokens,
             source,
             prompt_tokens: self.prompt_tokens,
+            token_reads: self.token_reads,
         })
     }
 
@@ -285,6 +293,8 @@ impl ResponseHandler for StreamHandler<'_> {
             core,
             sse,
             first_token_ns,
+            last_token_ns,
+            token_reads,
             token_chunks,
             completion_tokens,
             prompt_tokens,
@@ -322,6 +332,10 @@ impl ResponseHandler for StreamHandler<'_> {
             }
             if info.has_output {
                 first_token_ns.get_or_insert(t_ns);
+                if *last_token_ns != t_ns {
+                    *last_token_ns = t_ns;
+                    *token_reads += 1;
+                }
                 *token_chunks += 1;
             }
             *finished |= info.finished;

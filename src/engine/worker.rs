@@ -2,7 +2,6 @@
 //! a pacing loop that spawns one request task per arrival at its intended time.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -12,14 +11,15 @@ use bytes::Bytes;
 use super::pacer::{yield_now, Pacer};
 use super::pool::Pool;
 use super::request::{dispatch_due, Core, Schedule};
-use super::{CorePlan, IoDriver};
+use super::{Command, CorePlan, IoDriver};
 use crate::clock::thread_cpu_ns;
-use crate::metrics::Recorder;
+use crate::http::conn::Target;
+use crate::metrics::{ErrorKind, Recorder};
 use crate::openai::ChunkParser;
 
 /// Read-only run configuration shared by all cores (read once at thread start).
 pub(crate) struct Shared {
-    pub addrs: Arc<[SocketAddr]>,
+    pub target: Target,
     pub requests: Arc<[Bytes]>,
     pub timeout: Duration,
 }
@@ -27,7 +27,7 @@ pub(crate) struct Shared {
 pub(crate) fn main(
     core_id: Option<core_affinity::CoreId>,
     shared: Arc<Shared>,
-    plans: mpsc::Receiver<CorePlan>,
+    plans: mpsc::Receiver<Command>,
     results: mpsc::Sender<Recorder>,
     ready: mpsc::Sender<Result<IoDriver, String>>,
 ) {
@@ -51,22 +51,57 @@ pub(crate) fn main(
     };
     let _ = ready.send(Ok(driver));
     let core = Rc::new(Core {
-        pool: Pool::new(shared.addrs.clone()),
+        pool: Pool::new(shared.target.clone()),
+        tls: shared.target.tls.is_some(),
         chunks: RefCell::new(ChunkParser::new()),
         requests: shared.requests.clone(),
         timeout: shared.timeout,
         schedule: RefCell::new(Schedule::default()),
     });
-    while let Ok(plan) = plans.recv() {
+    while let Ok(cmd) = plans.recv() {
         // The pacing loop must be a spawned task, not the `block_on` future itself: monoio polls
         // a self-waking main future in a tight loop without running other tasks or reaping
         // completions, so a pacer spinning there would stall every request on the core.
         let core = core.clone();
-        let rec = rt.block_on(async move { monoio::spawn(run_level(core, plan, driver)).await });
+        let rec = match cmd {
+            Command::Level(plan) => {
+                rt.block_on(async move { monoio::spawn(run_level(core, plan, driver)).await })
+            }
+            Command::Warm(n) => rt.block_on(async move { monoio::spawn(warm(core, n)).await }),
+        };
         if results.send(rec).is_err() {
             break;
         }
     }
+}
+
+/// Opens connections concurrently until `want` are idle in the pool.
+async fn warm(core: Rc<Core>, want: usize) -> Recorder {
+    let rec = Rc::new(RefCell::new(Recorder::new()));
+    let need = want.saturating_sub(core.pool.idle_count());
+    let tasks: Vec<_> = (0..need)
+        .map(|_| {
+            let (core, rec) = (core.clone(), rec.clone());
+            monoio::spawn(async move {
+                match core.pool.connect().await {
+                    Ok((conn, t)) => {
+                        rec.borrow_mut()
+                            .record_connect(t.connect_ns, t.handshake_ns, core.tls);
+                        core.pool.put(conn);
+                    }
+                    Err(e) => rec
+                        .borrow_mut()
+                        .record_error(ErrorKind::from_connect(e), None),
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await;
+    }
+    Rc::try_unwrap(rec)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|rc| rc.borrow().clone())
 }
 
 async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder {

@@ -11,14 +11,19 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+
 use super::body::{BodyDecoder, BodyError};
 use super::head::{parse_head, HeadError, MAX_HEAD_BYTES};
+use super::tls::{TlsError, TlsIo};
 use crate::clock::now_ns;
 
 /// Initial read buffer; reused for every read on the connection.
@@ -66,64 +71,160 @@ pub struct Completed {
     pub reusable: bool,
 }
 
+/// Where and how to connect: the resolved addresses and, for `https://`, the TLS settings and
+/// the name to verify (also sent as SNI).
+#[derive(Clone)]
+pub struct Target {
+    pub addrs: Arc<[SocketAddr]>,
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    Io(io::Error),
+    /// The TLS handshake failed (category text, e.g. `unknown issuer`).
+    Tls(String),
+}
+
+/// How long opening a connection took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectTimes {
+    /// TCP connect, ns.
+    pub connect_ns: u64,
+    /// TLS handshake, ns (0 for plain HTTP).
+    pub handshake_ns: u64,
+}
+
+/// Request bytes already handed to the socket by [`Conn::try_write_now`].
+#[derive(Debug, Clone, Copy)]
+enum Presend {
+    /// Plain TCP: this many bytes of the request were sent.
+    Plain(usize),
+    /// TLS: the whole request was encrypted; pending ciphertext remains to be flushed.
+    Tls,
+}
+
 /// A client connection with its reused read buffer.
 pub struct Conn {
     stream: TcpStream,
+    tls: Option<Box<TlsIo<ClientConnection>>>,
     buf: Vec<u8>,
+    presend: Option<Presend>,
     /// Completed exchanges on this connection.
     pub uses: u64,
 }
 
+/// One non-blocking `send`; `Ok(0)` when the socket buffer is full.
+pub(crate) fn send_nonblocking(fd: i32, bytes: &[u8]) -> io::Result<usize> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: `fd` is a live socket owned by the caller; `bytes` is valid for reads of its
+    // length. Callers use this only on a connection they own exclusively with no io_uring write
+    // in flight, so the bytes cannot interleave with another write.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n as usize)
+}
+
 impl Conn {
-    /// Connects to the first address that accepts, in order; sets TCP_NODELAY (small request
-    /// writes must not wait for Nagle's algorithm).
-    pub async fn connect(addrs: &[SocketAddr]) -> io::Result<Self> {
+    /// Connects to the first address that accepts, in order, sets TCP_NODELAY (small request
+    /// writes must not wait for Nagle's algorithm), and runs the TLS handshake for `https://`.
+    pub async fn connect(target: &Target) -> Result<(Self, ConnectTimes), ConnectError> {
+        let start = now_ns();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
-        for addr in addrs {
+        let mut stream = None;
+        for addr in target.addrs.iter() {
             match TcpStream::connect_addr(*addr).await {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(Self {
-                        stream,
-                        buf: Vec::with_capacity(READ_BUF),
-                        uses: 0,
-                    });
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
                 }
                 Err(e) => last = e,
             }
         }
-        Err(last)
+        let mut stream = stream.ok_or(ConnectError::Io(last))?;
+        stream.set_nodelay(true).map_err(ConnectError::Io)?;
+        let connected = now_ns();
+        let mut times = ConnectTimes {
+            connect_ns: connected - start,
+            handshake_ns: 0,
+        };
+        let tls = match &target.tls {
+            None => None,
+            Some((config, name)) => {
+                let conn = ClientConnection::new(config.clone(), name.clone())
+                    .map_err(|e| ConnectError::Tls(super::tls::category(&e)))?;
+                let mut io = Box::new(TlsIo::new(conn));
+                match io.handshake(&mut stream).await {
+                    Ok(()) => {}
+                    Err(TlsError::Tls(e)) => {
+                        return Err(ConnectError::Tls(super::tls::category(&e)))
+                    }
+                    Err(TlsError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Err(ConnectError::Tls(
+                            "handshake failed (connection closed)".into(),
+                        ))
+                    }
+                    Err(TlsError::Io(e)) => return Err(ConnectError::Io(e)),
+                }
+                times.handshake_ns = now_ns() - connected;
+                Some(io)
+            }
+        };
+        Ok((
+            Self {
+                stream,
+                tls,
+                buf: Vec::with_capacity(READ_BUF),
+                presend: None,
+                uses: 0,
+            },
+            times,
+        ))
     }
 
-    /// Writes as much of `bytes` as the socket takes right now, without waiting (a non-blocking
-    /// `send`). Requests are small, so on a connection with an empty send buffer this is all of
-    /// them: the request leaves at the moment the arrival is due, not when the task next runs.
-    pub fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+    /// Hands `request` to the socket right now, without waiting (a non-blocking `send`; over TLS
+    /// the request is encrypted first). Requests are small, so on an idle connection this is
+    /// usually all of it: the request leaves at the moment the arrival is due, not when the task
+    /// next runs. Whatever the socket did not take is sent by [`Conn::exchange`].
+    pub fn try_write_now(&mut self, request: &[u8]) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        // SAFETY: the fd is the live socket owned by `self.stream`; `bytes` is valid for reads of
-        // its length. No io_uring write is in flight on this connection (it is idle and owned by
-        // the caller), so the bytes cannot interleave with another write.
-        let n = unsafe {
-            libc::send(
-                self.stream.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(0)
-            } else {
-                Err(e)
-            };
+        let fd = self.stream.as_raw_fd();
+        match &mut self.tls {
+            None => {
+                let n = send_nonblocking(fd, request)?;
+                self.presend = Some(Presend::Plain(n));
+            }
+            Some(tls) => {
+                tls.encrypt(request)?;
+                self.presend = Some(Presend::Tls);
+                tls.send_now(fd)?;
+            }
         }
-        Ok(n as usize)
+        Ok(())
     }
 
     /// Reads more bytes after those already in the buffer; 0 means the peer closed.
     async fn read_more(&mut self) -> io::Result<usize> {
+        if let Some(tls) = &mut self.tls {
+            return tls.read_plain(&mut self.stream, &mut self.buf).await;
+        }
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_BUF);
         }
@@ -134,12 +235,31 @@ impl Conn {
         res
     }
 
-    /// Sends `request` (its first `already_written` bytes were sent by [`Conn::try_write_now`])
-    /// and reads the response into `handler`.
+    /// Writes the request, or what [`Conn::try_write_now`] left of it.
+    async fn write_request(&mut self, request: Bytes) -> io::Result<()> {
+        match (self.presend.take(), &mut self.tls) {
+            (Some(Presend::Plain(n)), None) if n >= request.len() => Ok(()),
+            (Some(Presend::Plain(n)), None) => {
+                let (res, _) = self.stream.write_all(request.slice(n..)).await;
+                res.map(|_| ())
+            }
+            (None, None) => {
+                let (res, _) = self.stream.write_all(request).await;
+                res.map(|_| ())
+            }
+            (Some(_), Some(tls)) => tls.flush(&mut self.stream).await,
+            (None, Some(tls)) => {
+                tls.encrypt(&request)?;
+                tls.flush(&mut self.stream).await
+            }
+            (Some(Presend::Tls), None) => Ok(()),
+        }
+    }
+
+    /// Sends `request` and reads the response into `handler`.
     pub async fn exchange<H: ResponseHandler>(
         &mut self,
         request: Bytes,
-        already_written: usize,
         handler: &mut H,
     ) -> Result<Completed, Failure> {
         let fail = |error, response_started| Failure {
@@ -147,13 +267,9 @@ impl Conn {
             response_started,
         };
         self.buf.clear();
-        if already_written < request.len() {
-            let (res, _) = self
-                .stream
-                .write_all(request.slice(already_written..))
-                .await;
-            res.map_err(|e| fail(ExchangeError::Io(e), false))?;
-        }
+        self.write_request(request)
+            .await
+            .map_err(|e| fail(ExchangeError::Io(e), false))?;
 
         // Head: accumulate until complete, skipping interim 1xx responses.
         let mut first_byte_ns = 0;

@@ -7,4 +7,5 @@
 pub mod body;
 pub mod conn;
 pub mod head;
+pub mod tls;
 pub mod url;

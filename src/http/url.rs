@@ -1,4 +1,4 @@
-//! Endpoint URLs as users write them: `http://host[:port]/path[?query]`, IPv6 literals in
+//! Endpoint URLs as users write them: `http(s)://host[:port]/path[?query]`, IPv6 literals in
 //! brackets. Parsed and resolved once before the run (DNS never runs on a core's hot path).
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -6,6 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 /// A parsed endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// `https://`.
+    pub tls: bool,
     /// Host name or IP literal, without IPv6 brackets.
     pub host: String,
     pub port: u16,
@@ -19,12 +21,10 @@ impl Endpoint {
     /// Parses `url`; the error says what is wrong and what is expected.
     pub fn parse(url: &str) -> Result<Self, String> {
         let expect = "expected a URL like http://127.0.0.1:8000/v1/chat/completions";
-        let rest = if let Some(r) = strip_prefix_ci(url, "http://") {
-            r
-        } else if strip_prefix_ci(url, "https://").is_some() {
-            return Err(format!(
-                "'{url}': https:// is not supported yet (TLS is a planned feature); use an http:// endpoint"
-            ));
+        let (tls, rest) = if let Some(r) = strip_prefix_ci(url, "http://") {
+            (false, r)
+        } else if let Some(r) = strip_prefix_ci(url, "https://") {
+            (true, r)
         } else {
             return Err(format!("'{url}': unsupported or missing scheme; {expect}"));
         };
@@ -73,12 +73,14 @@ impl Endpoint {
         }
         let port =
             match port {
+                None if tls => 443,
                 None => 80,
                 Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| {
                     format!("'{url}': port '{p}' is not a number from 1 to 65535")
                 })?,
             };
         Ok(Self {
+            tls,
             host: host.to_string(),
             port,
             target,
@@ -104,6 +106,22 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
+/// The URL with the values of secret-looking query parameters (`api-key=…`, `token=…`) masked,
+/// for metadata and messages.
+pub fn mask_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if crate::request::is_secret_name(k) => format!("{k}=****"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", masked.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +141,13 @@ mod tests {
         assert_eq!(e.target, "/v1/chat/completions?api-version=2024");
         assert_eq!(e.authority, "[::1]:9000");
         assert_eq!(Endpoint::parse("http://h?x=1").unwrap().target, "/?x=1");
+        let e = Endpoint::parse("https://[::1]:8443/v1/chat/completions").unwrap();
+        assert!(e.tls);
+        assert_eq!((e.host.as_str(), e.port), ("::1", 8443));
+        assert_eq!(
+            Endpoint::parse("https://api.example.com/v1").unwrap().port,
+            443
+        );
     }
 
     #[test]
@@ -130,7 +155,6 @@ mod tests {
         for (url, why) in [
             ("ftp://x/", "unsupported"),
             ("127.0.0.1:8000/v1", "scheme"),
-            ("https://api.example.com/v1", "https"),
             ("http://:80/", "host is missing"),
             ("http://h:99999/", "port"),
             ("http://[::1/", "unclosed"),

@@ -11,7 +11,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use serde_json::Value;
 
+use rustls::ServerConnection;
+
 use super::State;
+use crate::http::tls::TlsIo;
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 256 << 20;
@@ -19,12 +22,72 @@ const WORDS: [&str; 8] = [
     " The", " quick", " brown", " fox", " jumps", " over", " a", " dog",
 ];
 
+/// A connection's byte stream: plain TCP, or TCP with the endpoint's TLS.
+pub(crate) enum Io {
+    Plain(TcpStream),
+    Tls(TcpStream, Box<TlsIo<ServerConnection>>),
+}
+
+impl Io {
+    /// Appends what the next read brings to `buf`; 0 means the peer closed.
+    async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Io::Plain(stream) => {
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(8192);
+                }
+                let b = std::mem::take(buf);
+                let (len, cap) = (b.len(), b.capacity());
+                let (res, slice) = stream.read(b.slice_mut(len..cap)).await;
+                *buf = slice.into_inner();
+                res
+            }
+            Io::Tls(stream, tls) => tls.read_plain(stream, buf).await,
+        }
+    }
+
+    /// Writes `out` fully and clears it (the buffer is reused).
+    async fn write(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        match self {
+            Io::Plain(stream) => {
+                let (res, mut b) = stream.write_all(std::mem::take(out)).await;
+                b.clear();
+                *out = b;
+                res.map(|_| ())
+            }
+            Io::Tls(stream, tls) => {
+                tls.encrypt(out)?;
+                out.clear();
+                tls.flush(stream).await
+            }
+        }
+    }
+}
+
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve_connection(stream, state.clone()));
+                let state = state.clone();
+                monoio::spawn(async move {
+                    let io = match &state.tls {
+                        None => Io::Plain(stream),
+                        Some(config) => {
+                            let mut stream = stream;
+                            let Ok(conn) = ServerConnection::new(config.clone()) else {
+                                return;
+                            };
+                            let mut tls = Box::new(TlsIo::new(conn));
+                            // A failed handshake (untrusting client, plain HTTP) just ends here.
+                            if tls.handshake(&mut stream).await.is_err() {
+                                return;
+                            }
+                            Io::Tls(stream, tls)
+                        }
+                    };
+                    serve_connection(io, state).await
+                });
             }
             // Out of file descriptors and the like: back off instead of spinning.
             Err(_) => monoio::time::sleep(Duration::from_millis(5)).await,
@@ -47,7 +110,7 @@ enum ReadError {
     Bad(u16, &'static str),
 }
 
-async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
+async fn serve_connection(mut stream: Io, state: Arc<State>) {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(8192);
     loop {
@@ -67,18 +130,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(8192);
-    }
-    let b = std::mem::take(buf);
-    let (len, cap) = (b.len(), b.capacity());
-    let (res, slice) = stream.read(b.slice_mut(len..cap)).await;
-    *buf = slice.into_inner();
-    res
-}
-
-async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, ReadError> {
+async fn read_request(stream: &mut Io, buf: &mut Vec<u8>) -> Result<Request, ReadError> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
@@ -107,7 +159,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Reque
                     return Err(ReadError::Bad(413, "request body too large"));
                 }
                 while buf.len() < head_len + length {
-                    match read_more(stream, buf).await {
+                    match stream.read_more(buf).await {
                         Ok(0) | Err(_) => return Err(ReadError::Gone),
                         Ok(_) => {}
                     }
@@ -128,19 +180,15 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Reque
             }
             Err(_) => return Err(ReadError::Bad(400, "malformed HTTP request")),
         }
-        match read_more(stream, buf).await {
+        match stream.read_more(buf).await {
             Ok(0) | Err(_) => return Err(ReadError::Gone),
             Ok(_) => {}
         }
     }
 }
 
-/// Writes `out` fully and clears it (the buffer is reused).
-async fn write(stream: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let (res, mut b) = stream.write_all(std::mem::take(out)).await;
-    b.clear();
-    *out = b;
-    res.map(|_| ())
+async fn write(stream: &mut Io, out: &mut Vec<u8>) -> std::io::Result<()> {
+    stream.write(out).await
 }
 
 fn reason(code: u16) -> &'static str {
@@ -234,12 +282,7 @@ fn parse_ask(body: &[u8]) -> Result<Ask, String> {
 }
 
 /// Answers one request; returns whether the connection stays open.
-async fn respond(
-    stream: &mut TcpStream,
-    state: &Arc<State>,
-    req: Request,
-    out: &mut Vec<u8>,
-) -> bool {
+async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Vec<u8>) -> bool {
     let arrived = Instant::now();
     let path = req.path.split('?').next().unwrap_or("");
     if path != "/v1/chat/completions" && path != "/chat/completions" {

@@ -45,6 +45,8 @@ pub struct MockConfig {
     pub capacity_tokens_per_sec: Option<f64>,
     /// Accept loops (each its own thread and runtime).
     pub threads: usize,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for MockConfig {
@@ -61,12 +63,14 @@ impl Default for MockConfig {
             no_usage: false,
             capacity_tokens_per_sec: None,
             threads: 1,
+            tls: None,
         }
     }
 }
 
 /// State shared by all of the endpoint's threads (a few atomics, touched once per request).
 pub(crate) struct State {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub cfg: MockConfig,
     pub active: AtomicUsize,
     pub next_id: AtomicU64,
@@ -76,13 +80,15 @@ pub(crate) struct State {
 /// A running endpoint. Its threads run until the process ends.
 pub struct MockServer {
     pub addr: SocketAddr,
+    pub tls: bool,
     _threads: Vec<JoinHandle<()>>,
 }
 
 impl MockServer {
     /// The chat completions URL clients should use.
     pub fn url(&self) -> String {
-        format!("http://{}/v1/chat/completions", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/v1/chat/completions", self.addr)
     }
 }
 
@@ -94,6 +100,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     let addr = listener.local_addr()?;
     let threads = cfg.threads.max(1);
     let state = Arc::new(State {
+        tls: cfg.tls.clone(),
         capacity: Capacity::new(cfg.capacity_tokens_per_sec, cfg.itl_ms),
         cfg,
         active: AtomicUsize::new(0),
@@ -136,6 +143,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     }
     Ok(MockServer {
         addr,
+        tls: state.tls.is_some(),
         _threads: handles,
     })
 }
@@ -173,7 +181,28 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
             None => None,
         },
         threads: args.threads.max(1),
+        tls: None,
     };
+    let mut cfg = cfg;
+    if let Some(dir) = &args.tls_self_signed {
+        let files = crate::http::tls::write_self_signed(
+            dir,
+            &["localhost", "127.0.0.1", "::1"],
+            (2099, 12, 31),
+        )
+        .map_err(UserError::input)?;
+        cfg.tls = Some(
+            crate::http::tls::server_config(&files.server_cert, &files.server_key)
+                .map_err(UserError::input)?,
+        );
+        eprintln!(
+            "serve-mock: wrote a CA and a server certificate for localhost, 127.0.0.1 and ::1 into {}; clients: --ca-cert {}",
+            dir.display(),
+            files.ca_cert.display()
+        );
+    } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls = Some(crate::http::tls::server_config(cert, key).map_err(UserError::input)?);
+    }
     let server = start(cfg).map_err(|e| {
         UserError::input(format!("cannot listen on {}:{}: {e}", args.host, args.port))
     })?;

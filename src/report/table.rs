@@ -75,6 +75,7 @@ mod tests {
             output_tokens: 213,
             source: TokenSource::Usage,
             prompt_tokens: None,
+            token_reads: 1,
         });
         r.record_send(1_000_000_000, 10);
         r.record_error(ErrorKind::Http(503), None);
