@@ -53,7 +53,7 @@ impl Mock {
             .expect("serve-mock prints its URL")
             .to_string();
         assert!(
-            url.starts_with("http://"),
+            url.starts_with("http://") || url.starts_with("https://"),
             "unexpected serve-mock output: {line}"
         );
         Self { child, url }

@@ -1,0 +1,284 @@
+//! HTTPS against the built-in endpoint over loopback: private CAs, --insecure, readable handshake
+//! failures counted per level, IPv6; plus --header, secret masking and warm-up connections.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use qpsbench::http::tls::write_self_signed;
+
+fn run_https(url: &str, extra: &[&str], tmp: &TempDir) -> Run {
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(url, ds.to_str().unwrap());
+    args.extend(["--qps", "10", "--duration", "1"]);
+    args.extend(extra);
+    qpsbench(&args, tmp.path())
+}
+
+fn only_error(l: &serde_json::Value) -> (String, u64) {
+    let errors = l["errors"].as_object().unwrap();
+    assert_eq!(errors.len(), 1, "{l}");
+    let (k, v) = errors.iter().next().unwrap();
+    (k.clone(), v.as_u64().unwrap())
+}
+
+#[test]
+fn private_ca_insecure_and_unknown_issuer() {
+    let _g = serial();
+    let tmp = TempDir::new("tls");
+    let certs = tmp.path().join("certs");
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "2",
+        "--output-tokens",
+        "8",
+        "--tls-self-signed",
+        certs.to_str().unwrap(),
+    ]);
+    assert!(mock.url.starts_with("https://127.0.0.1:"), "{}", mock.url);
+    let ca = certs.join("ca.pem");
+
+    let ok = run_https(&mock.url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
+    assert_eq!(ok.code(), 0, "{}", ok.stderr);
+    let l = &ok.levels()[0];
+    assert_eq!(f(l, "success_rate"), 100.0, "{l}");
+    assert_eq!(f(l, "output_tokens_total"), 80.0);
+    let conns = &l["connections"];
+    assert!(conns["warmed_up"].as_u64().unwrap() >= 1, "{l}");
+    assert!(
+        conns["warmup_tls_handshake_us"]["p50"].as_f64().unwrap() > 0.0,
+        "{l}"
+    );
+    assert_eq!(ok.metadata()["tls"]["insecure"], false);
+
+    let untrusted = run_https(&mock.url, &[], &tmp);
+    assert_eq!(
+        untrusted.code(),
+        0,
+        "a TLS failure is a per-level error, not fatal: {}",
+        untrusted.stderr
+    );
+    assert_eq!(
+        only_error(&untrusted.levels()[0]),
+        ("TLS: unknown issuer".into(), 10)
+    );
+    assert!(untrusted
+        .stdout
+        .contains("TLS: unknown issuer: 10 occurrences"));
+
+    let insecure = run_https(&mock.url, &["--insecure"], &tmp);
+    assert_eq!(insecure.code(), 0);
+    assert_eq!(f(&insecure.levels()[0], "success_rate"), 100.0);
+    assert_eq!(
+        insecure.stderr.matches("--insecure").count(),
+        1,
+        "one warning per run: {}",
+        insecure.stderr
+    );
+}
+
+fn mock_with_cert(
+    dir: &Path,
+    names: &[&str],
+    not_after: (i32, u8, u8),
+) -> (Mock, std::path::PathBuf) {
+    let c = write_self_signed(dir, names, not_after).unwrap();
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "4",
+        "--tls-cert",
+        c.server_cert.to_str().unwrap(),
+        "--tls-key",
+        c.server_key.to_str().unwrap(),
+    ]);
+    (mock, c.ca_cert)
+}
+
+#[test]
+fn name_mismatch_and_expired_certificates_are_categorised() {
+    let _g = serial();
+    let tmp = TempDir::new("tls-bad");
+    let (mock, ca) = mock_with_cert(&tmp.path().join("other"), &["other.example"], (2099, 1, 1));
+    let run = run_https(&mock.url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        only_error(&run.levels()[0]),
+        ("TLS: name mismatch".into(), 10)
+    );
+    drop(mock);
+    let (mock, ca) = mock_with_cert(&tmp.path().join("old"), &["127.0.0.1"], (2001, 1, 1));
+    let run = run_https(&mock.url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
+    assert_eq!(
+        only_error(&run.levels()[0]),
+        ("TLS: expired certificate".into(), 10)
+    );
+}
+
+#[test]
+fn https_over_ipv6_loopback() {
+    let _g = serial();
+    let tmp = TempDir::new("tls6");
+    let certs = tmp.path().join("certs");
+    let mock = Mock::start_on(
+        "::1",
+        &[
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "1",
+            "--output-tokens",
+            "4",
+            "--tls-self-signed",
+            certs.to_str().unwrap(),
+        ],
+    );
+    assert!(mock.url.starts_with("https://[::1]:"), "{}", mock.url);
+    let run = run_https(
+        &mock.url,
+        &["--ca-cert", certs.join("ca.pem").to_str().unwrap()],
+        &tmp,
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(f(&run.levels()[0], "success_rate"), 100.0);
+}
+
+#[test]
+fn bad_tls_and_header_input_exits_2_without_leaking() {
+    let tmp = TempDir::new("tls-input");
+    let pem = tmp.file("junk.pem", "not a certificate");
+    let url = "https://127.0.0.1:9/v1/chat/completions";
+    let run = run_https(url, &["--ca-cert", pem.to_str().unwrap()], &tmp);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr.contains("--ca-cert") && run.stderr.contains("junk.pem"),
+        "{}",
+        run.stderr
+    );
+    let run = run_https(url, &["--header", "X-Api-Key: s3cr3t\rX-Evil: 1"], &tmp);
+    assert_eq!(run.code(), 2);
+    assert!(!run.stderr.contains("s3cr3t"), "{}", run.stderr);
+    let run = run_https(url, &["--header", "Host: elsewhere"], &tmp);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr.contains("set by qpsbench"), "{}", run.stderr);
+}
+
+#[test]
+fn headers_reach_the_server_and_secrets_are_masked_everywhere() {
+    let _g = serial();
+    use std::io::{Read, Write};
+    // A one-shot server that records the request head and answers one short stream.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/v1/chat/completions?api-key=q5ecret",
+        l.local_addr().unwrap()
+    );
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut b).unwrap();
+            head.extend_from_slice(&b[..n]);
+        }
+        let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sse}",
+            sse.len()
+        );
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let tmp = TempDir::new("headers");
+    let ds = tmp.file("d.json", DATASET);
+    let args = [
+        "--endpoint",
+        &url,
+        "--api-key",
+        "sk-main-k3y",
+        "--model",
+        "m",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--qps",
+        "1",
+        "--duration",
+        "1",
+        "--warmup-connections",
+        "0",
+        "--header",
+        "X-Tenant: acme",
+        "--header",
+        "X-Api-Key: h3ader-secret",
+    ];
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let head = server.join().unwrap();
+    assert!(head.contains("\r\nX-Tenant: acme\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Api-Key: h3ader-secret\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nAuthorization: Bearer sk-main-k3y\r\n"),
+        "{head}"
+    );
+    let meta = run.metadata();
+    assert_eq!(
+        meta["headers"],
+        serde_json::json!(["X-Tenant: acme", "X-Api-Key: ****"])
+    );
+    assert!(meta["endpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with("?api-key=****"));
+    for entry in std::fs::read_dir(run.dir.as_ref().unwrap()).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for secret in ["h3ader-secret", "sk-main-k3y", "q5ecret"] {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
+    }
+    for secret in ["h3ader-secret", "sk-main-k3y", "q5ecret"] {
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "{secret} leaked to the console"
+        );
+    }
+}
+
+#[test]
+fn warm_up_opens_connections_before_the_window() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "50", "--itl-ms", "5", "--output-tokens", "10"]);
+    let tmp = TempDir::new("warm");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        "20",
+        "--duration",
+        "2",
+        "--arrival",
+        "constant",
+        "--cores",
+        "1",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    let c = &run.levels()[0]["connections"];
+    // 20 QPS × 1 s expected latency × 1.25 = 25 connections, all opened before the window.
+    assert_eq!(c["warmed_up"], 25, "{c}");
+    assert_eq!(c["opened_in_window"], 0, "{c}");
+    assert!(c["warmup_connect_us"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(c["tls_handshake_us"]["p50"].is_null(), "no TLS on http://");
+    args.extend(["--warmup-connections", "0"]);
+    let run = qpsbench(&args, tmp.path());
+    let c = &run.levels()[0]["connections"];
+    assert_eq!(c["warmed_up"], 0);
+    assert!(c["opened_in_window"].as_u64().unwrap() >= 1);
+    assert!(c["connect_us"]["p50"].as_f64().unwrap() > 0.0);
+}
