@@ -203,6 +203,15 @@ fn content_length_body_reuses_one_connection() {
     assert_eq!(f(&l, "success_rate"), 100.0, "{l}");
     assert_eq!(f(&l, "new_connections"), 1.0, "{l}");
     assert_eq!(s.connections.load(Ordering::Relaxed), 1);
+    // This server writes each whole stream at once: every response's tokens come in one read.
+    assert_eq!(f(&l, "single_read_responses"), 5.0);
+    assert!(
+        l["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("looks buffered"),
+        "{l}"
+    );
 }
 
 #[test]
