@@ -4,7 +4,9 @@
 //! endpoint's CPU is not counted).
 //!
 //! Run: `cargo bench --bench e2e`. Environment overrides: `E2E_QPS` (default 1000),
-//! `E2E_DURATION` (default 5), `E2E_TOKENS` (default 64), `E2E_CORES` (client cores, default 1;
+//! `E2E_DURATION` (default 5), `E2E_TOKENS` (default 64), `E2E_SCHEMES` (default `http,https`:
+//! the endpoint serves TLS with a fresh self-signed CA), `E2E_CHUNKS` (tokens per chunk, default
+//! `1,4,16`), `E2E_CORES` (client cores, default 1;
 //! they are the first cores), `E2E_MOCK_THREADS` (default 1). The endpoint is pinned to the last
 //! core with `taskset` when it is installed, so it does not share the client's core.
 
@@ -23,7 +25,18 @@ fn main() {
     let tokens = env("E2E_TOKENS", "64");
     let cores = env("E2E_CORES", "1");
     let mock_threads = env("E2E_MOCK_THREADS", "1");
-    for tokens_per_chunk in ["1", "4", "16"] {
+    let schemes = env("E2E_SCHEMES", "http,https");
+    let chunks = env("E2E_CHUNKS", "1,4,16");
+    for (scheme, tokens_per_chunk) in schemes
+        .split(',')
+        .flat_map(|s| chunks.split(',').map(move |c| (s, c)))
+    {
+        let certs = std::env::temp_dir().join(format!("qpsbench-e2e-certs-{}", std::process::id()));
+        let tls_args: Vec<String> = if scheme == "https" {
+            vec!["--tls-self-signed".into(), certs.display().to_string()]
+        } else {
+            vec![]
+        };
         let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
         let pin = Command::new("taskset").arg("-V").output().is_ok() && last_cpu > 0;
         let mut mock = if pin {
@@ -51,6 +64,7 @@ fn main() {
                 "--threads",
                 &mock_threads,
             ])
+            .args(&tls_args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start serve-mock");
@@ -90,6 +104,14 @@ fn main() {
                 "--results-dir",
             ])
             .arg(&results)
+            .args(if scheme == "https" {
+                vec![
+                    "--ca-cert".to_string(),
+                    certs.join("ca.pem").display().to_string(),
+                ]
+            } else {
+                vec![]
+            })
             .output()
             .expect("run qpsbench");
         let _ = mock.kill();
@@ -110,9 +132,10 @@ fn main() {
         .unwrap();
         let l = &levels[0];
         println!(
-            "e2e {qps} QPS × {duration} s, {tokens} tokens/stream, {tokens_per_chunk} token(s)/chunk, {cores} client core(s), endpoint {}: \
+            "e2e {scheme} {qps} QPS × {duration} s, {tokens} tokens/stream, {tokens_per_chunk} token(s)/chunk, {cores} client core(s), endpoint {}: \
              actual {:.1} QPS, success {:.1}%, send lag p50 {:.1} µs p99 {:.1} µs max {:.1} µs, \
-             client CPU {:.1} µs/request {:.2} µs/token (pacer spin {:.3} s of {:.3} s), TTFT p50 {:.1} ms",
+             client CPU {:.1} µs/request {:.2} µs/token (pacer spin {:.3} s of {:.3} s), TTFT p50 {:.1} ms, \
+             connections warmed {} (TLS handshake p50 {:.0} µs p99 {:.0} µs), opened in window {}, errors {}",
             if pin { format!("pinned to cpu {last_cpu}") } else { "unpinned".to_string() },
             l["actual_qps"].as_f64().unwrap(),
             l["success_rate"].as_f64().unwrap(),
@@ -124,7 +147,13 @@ fn main() {
             l["pacer_spin_s"].as_f64().unwrap(),
             l["client_cpu_s"].as_f64().unwrap(),
             l["ttft"]["p50"].as_f64().unwrap_or(f64::NAN) * 1000.0,
+            l["connections"]["warmed_up"],
+            l["connections"]["warmup_tls_handshake_us"]["p50"].as_f64().unwrap_or(f64::NAN),
+            l["connections"]["warmup_tls_handshake_us"]["p99"].as_f64().unwrap_or(f64::NAN),
+            l["connections"]["opened_in_window"],
+            l["errors"],
         );
+        let _ = std::fs::remove_dir_all(&certs);
         let _ = std::fs::remove_dir_all(&results);
     }
 }

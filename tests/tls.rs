@@ -282,3 +282,123 @@ fn warm_up_opens_connections_before_the_window() {
     assert!(c["opened_in_window"].as_u64().unwrap() >= 1);
     assert!(c["connect_us"]["p50"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_host_name_is_resolved_and_verified_by_name() {
+    let _g = serial();
+    // TLS verifies the DNS name (a SAN of the certificate) and sends it as SNI.
+    let tmp = TempDir::new("tls-name");
+    let certs = tmp.path().join("certs");
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "4",
+        "--tls-self-signed",
+        certs.to_str().unwrap(),
+    ]);
+    let port = mock
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let url = format!("https://localhost:{port}/v1/chat/completions");
+    let run = run_https(
+        &url,
+        &["--ca-cert", certs.join("ca.pem").to_str().unwrap()],
+        &tmp,
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(
+        f(&run.levels()[0], "success_rate"),
+        100.0,
+        "{}",
+        run.levels()[0]
+    );
+}
+
+#[test]
+fn addresses_are_tried_in_order_until_one_accepts() {
+    use qpsbench::http::conn::{Conn, Target};
+    let mock = Mock::start(&["--ttft-ms", "1", "--output-tokens", "1"]);
+    let good: std::net::SocketAddr = mock
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The port is free again once the listener is dropped: connecting to it is refused.
+    let target = Target {
+        addrs: vec![closed, good].into(),
+        tls: None,
+    };
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
+    let ok = rt.block_on(async move { Conn::connect(&target).await.is_ok() });
+    assert!(ok, "the second address accepts");
+    let only_closed = Target {
+        addrs: vec![closed].into(),
+        tls: None,
+    };
+    let err = rt.block_on(async move { Conn::connect(&only_closed).await.err() });
+    assert!(
+        matches!(err, Some(qpsbench::http::conn::ConnectError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    );
+}
+
+#[test]
+fn connections_opened_during_the_level_lose_no_request() {
+    let _g = serial();
+    // Without warm-up every connection is opened mid-level: the first request often reaches the
+    // endpoint in the same read as the client's last handshake message, and must not be lost.
+    let tmp = TempDir::new("tls-early");
+    let certs = tmp.path().join("certs");
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "10",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "8",
+        "--tls-self-signed",
+        certs.to_str().unwrap(),
+    ]);
+    let ca = certs.join("ca.pem");
+    for _ in 0..3 {
+        let ds = tmp.file("d.json", DATASET);
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend([
+            "--qps",
+            "20",
+            "--duration",
+            "2",
+            "--cores",
+            "1",
+            "--arrival",
+            "constant",
+            "--warmup-connections",
+            "0",
+            "--timeout",
+            "10",
+        ]);
+        args.extend(["--ca-cert", ca.to_str().unwrap()]);
+        let run = qpsbench(&args, tmp.path());
+        let l = &run.levels()[0];
+        assert_eq!(f(l, "success_rate"), 100.0, "{l}");
+        assert!(f(&l["connections"], "opened_in_window") >= 1.0);
+    }
+}

@@ -192,6 +192,9 @@ pub struct TlsIo<C> {
     rx: Vec<u8>,
     /// Ciphertext waiting to be sent, reused.
     tx: Vec<u8>,
+    /// Plaintext that arrived with the last handshake messages (a client's first request often
+    /// shares a read with its Finished message), handed out by the first `read_plain`.
+    early: Vec<u8>,
     /// The peer sent close_notify or closed the socket.
     eof: bool,
 }
@@ -206,6 +209,7 @@ where
             conn,
             rx: Vec::with_capacity(CIPHER_BUF),
             tx: Vec::with_capacity(4096),
+            early: Vec::new(),
             eof: false,
         }
     }
@@ -247,8 +251,10 @@ where
                         "connection closed during the TLS handshake",
                     )));
                 }
-                let mut discard = Vec::new();
-                self.feed(&mut discard)?;
+                let mut early = std::mem::take(&mut self.early);
+                let fed = self.feed(&mut early);
+                self.early = early;
+                fed?;
             }
         }
         self.flush(tcp).await.map_err(TlsError::Io)
@@ -317,6 +323,12 @@ where
         tcp: &mut TcpStream,
         dst: &mut Vec<u8>,
     ) -> io::Result<usize> {
+        if !self.early.is_empty() {
+            dst.extend_from_slice(&self.early);
+            let n = self.early.len();
+            self.early = Vec::new();
+            return Ok(n);
+        }
         loop {
             let got = self.drain(dst);
             if got > 0 {
