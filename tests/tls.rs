@@ -402,3 +402,42 @@ fn connections_opened_during_the_level_lose_no_request() {
         assert!(f(&l["connections"], "opened_in_window") >= 1.0);
     }
 }
+
+#[test]
+fn a_long_prompt_is_sent_whole_over_tls() {
+    let _g = serial();
+    // Far more than rustls buffers at once (64 KiB): the request is encrypted in pieces.
+    let tmp = TempDir::new("tls-big");
+    let certs = tmp.path().join("certs");
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "4",
+        "--tls-self-signed",
+        certs.to_str().unwrap(),
+    ]);
+    let prompt = "lorem ipsum ".repeat(25_000);
+    let ds = tmp.file(
+        "big.json",
+        &serde_json::json!([{"prompt_content": prompt, "cut_chat_history": [{"role": "user", "content": "Summarise"}]}]).to_string(),
+    );
+    let ca = certs.join("ca.pem");
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        "4",
+        "--duration",
+        "1",
+        "--ca-cert",
+        ca.to_str().unwrap(),
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(f(l, "success_rate"), 100.0, "{l}");
+    // The endpoint counts ~4 characters per token: it saw the whole prompt.
+    assert!(f(l, "prompt_tokens_total") > 4.0 * 70_000.0, "{l}");
+}

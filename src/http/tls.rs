@@ -359,9 +359,20 @@ where
     }
 
     /// Encrypts `plain` into the pending ciphertext (sent by the next flush or `send_now`).
-    pub fn encrypt(&mut self, plain: &[u8]) -> io::Result<()> {
-        self.conn.writer().write_all(plain)?;
-        self.collect();
+    /// rustls holds at most 64 KiB of outgoing records, so a large request (a long prompt) is
+    /// encrypted in pieces, each moved into the pending buffer before the next.
+    pub fn encrypt(&mut self, mut plain: &[u8]) -> io::Result<()> {
+        while !plain.is_empty() {
+            let n = self.conn.writer().write(plain)?;
+            self.collect();
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "TLS refused plaintext",
+                ));
+            }
+            plain = &plain[n..];
+        }
         Ok(())
     }
 
