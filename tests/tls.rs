@@ -8,6 +8,16 @@ use std::path::Path;
 use common::*;
 use qpsbench::http::tls::write_self_signed;
 
+/// The built-in endpoint serving TLS with a fresh self-signed CA (written under `tmp`); returns
+/// it and the CA file clients should trust.
+fn tls_mock(tmp: &TempDir, host: &str, args: &[&str]) -> (Mock, std::path::PathBuf) {
+    let certs = tmp.path().join("certs");
+    let dir = certs.to_str().unwrap().to_string();
+    let mut args = args.to_vec();
+    args.extend(["--tls-self-signed", &dir]);
+    (Mock::start_on(host, &args), certs.join("ca.pem"))
+}
+
 fn run_https(url: &str, extra: &[&str], tmp: &TempDir) -> Run {
     let ds = tmp.file("d.json", DATASET);
     let mut args = base_args(url, ds.to_str().unwrap());
@@ -27,19 +37,12 @@ fn only_error(l: &serde_json::Value) -> (String, u64) {
 fn private_ca_insecure_and_unknown_issuer() {
     let _g = serial();
     let tmp = TempDir::new("tls");
-    let certs = tmp.path().join("certs");
-    let mock = Mock::start(&[
-        "--ttft-ms",
-        "20",
-        "--itl-ms",
-        "2",
-        "--output-tokens",
-        "8",
-        "--tls-self-signed",
-        certs.to_str().unwrap(),
-    ]);
+    let (mock, ca) = tls_mock(
+        &tmp,
+        "127.0.0.1",
+        &["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "8"],
+    );
     assert!(mock.url.starts_with("https://127.0.0.1:"), "{}", mock.url);
-    let ca = certs.join("ca.pem");
 
     let ok = run_https(&mock.url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
     assert_eq!(ok.code(), 0, "{}", ok.stderr);
@@ -125,24 +128,15 @@ fn name_mismatch_and_expired_certificates_are_categorised() {
 fn https_over_ipv6_loopback() {
     let _g = serial();
     let tmp = TempDir::new("tls6");
-    let certs = tmp.path().join("certs");
-    let mock = Mock::start_on(
+    let (mock, ca) = tls_mock(
+        &tmp,
         "::1",
-        &[
-            "--ttft-ms",
-            "5",
-            "--itl-ms",
-            "1",
-            "--output-tokens",
-            "4",
-            "--tls-self-signed",
-            certs.to_str().unwrap(),
-        ],
+        &["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"],
     );
     assert!(mock.url.starts_with("https://[::1]:"), "{}", mock.url);
     let run = run_https(
         &mock.url,
-        &["--ca-cert", certs.join("ca.pem").to_str().unwrap()],
+        &["--ca-cert", ca.to_str().unwrap()],
         &tmp,
     );
     assert_eq!(run.code(), 0, "{}", run.stderr);
@@ -288,17 +282,11 @@ fn a_host_name_is_resolved_and_verified_by_name() {
     let _g = serial();
     // TLS verifies the DNS name (a SAN of the certificate) and sends it as SNI.
     let tmp = TempDir::new("tls-name");
-    let certs = tmp.path().join("certs");
-    let mock = Mock::start(&[
-        "--ttft-ms",
-        "5",
-        "--itl-ms",
-        "1",
-        "--output-tokens",
-        "4",
-        "--tls-self-signed",
-        certs.to_str().unwrap(),
-    ]);
+    let (mock, ca) = tls_mock(
+        &tmp,
+        "127.0.0.1",
+        &["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"],
+    );
     let port = mock
         .url
         .rsplit(':')
@@ -309,11 +297,7 @@ fn a_host_name_is_resolved_and_verified_by_name() {
         .unwrap()
         .to_string();
     let url = format!("https://localhost:{port}/v1/chat/completions");
-    let run = run_https(
-        &url,
-        &["--ca-cert", certs.join("ca.pem").to_str().unwrap()],
-        &tmp,
-    );
+    let run = run_https(&url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert_eq!(
         f(&run.levels()[0], "success_rate"),
@@ -366,18 +350,11 @@ fn connections_opened_during_the_level_lose_no_request() {
     // Without warm-up every connection is opened mid-level: the first request often reaches the
     // endpoint in the same read as the client's last handshake message, and must not be lost.
     let tmp = TempDir::new("tls-early");
-    let certs = tmp.path().join("certs");
-    let mock = Mock::start(&[
-        "--ttft-ms",
-        "10",
-        "--itl-ms",
-        "1",
-        "--output-tokens",
-        "8",
-        "--tls-self-signed",
-        certs.to_str().unwrap(),
-    ]);
-    let ca = certs.join("ca.pem");
+    let (mock, ca) = tls_mock(
+        &tmp,
+        "127.0.0.1",
+        &["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"],
+    );
     for _ in 0..3 {
         let ds = tmp.file("d.json", DATASET);
         let mut args = base_args(&mock.url, ds.to_str().unwrap());
@@ -408,23 +385,16 @@ fn a_long_prompt_is_sent_whole_over_tls() {
     let _g = serial();
     // Far more than rustls buffers at once (64 KiB): the request is encrypted in pieces.
     let tmp = TempDir::new("tls-big");
-    let certs = tmp.path().join("certs");
-    let mock = Mock::start(&[
-        "--ttft-ms",
-        "5",
-        "--itl-ms",
-        "1",
-        "--output-tokens",
-        "4",
-        "--tls-self-signed",
-        certs.to_str().unwrap(),
-    ]);
+    let (mock, ca) = tls_mock(
+        &tmp,
+        "127.0.0.1",
+        &["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"],
+    );
     let prompt = "lorem ipsum ".repeat(25_000);
     let ds = tmp.file(
         "big.json",
         &serde_json::json!([{"prompt_content": prompt, "cut_chat_history": [{"role": "user", "content": "Summarise"}]}]).to_string(),
     );
-    let ca = certs.join("ca.pem");
     let mut args = base_args(&mock.url, ds.to_str().unwrap());
     args.extend([
         "--qps",
