@@ -297,3 +297,38 @@ fn timeout_is_its_own_category() {
     assert_eq!(run.levels()[0]["errors"]["Timeout (total)"], 4);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+#[test]
+fn warm_up_is_bounded_by_the_timeout() {
+    let _g = serial();
+    // A listener that never accepts: connects complete in the kernel backlog, but over TLS the
+    // handshake then waits forever. Warm-up must give up at --timeout, not stall the run.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/v1/chat/completions", l.local_addr().unwrap());
+    let tmp = TempDir::new("warm-timeout");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        "2",
+        "--duration",
+        "1",
+        "--timeout",
+        "0.5",
+        "--warmup-connections",
+        "3",
+        "--cores",
+        "1",
+    ]);
+    let started = std::time::Instant::now();
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let l = &run.levels()[0];
+    assert_eq!(l["connections"]["warmup_failures"], 3, "{l}");
+    assert_eq!(l["errors"]["Timeout (total)"], 2, "{l}");
+}

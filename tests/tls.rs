@@ -134,11 +134,7 @@ fn https_over_ipv6_loopback() {
         &["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"],
     );
     assert!(mock.url.starts_with("https://[::1]:"), "{}", mock.url);
-    let run = run_https(
-        &mock.url,
-        &["--ca-cert", ca.to_str().unwrap()],
-        &tmp,
-    );
+    let run = run_https(&mock.url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert_eq!(f(&run.levels()[0], "success_rate"), 100.0);
 }

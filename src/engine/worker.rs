@@ -83,7 +83,13 @@ async fn warm(core: Rc<Core>, want: usize) -> Recorder {
         .map(|_| {
             let (core, rec) = (core.clone(), rec.clone());
             monoio::spawn(async move {
-                match core.pool.connect().await {
+                // Bounded like a request, so a black-holed endpoint cannot stall the run.
+                let connect = monoio::time::timeout(core.timeout, core.pool.connect()).await;
+                let Ok(connect) = connect else {
+                    rec.borrow_mut().record_error(ErrorKind::TimeoutTotal, None);
+                    return;
+                };
+                match connect {
                     Ok((conn, t)) => {
                         rec.borrow_mut()
                             .record_connect(t.connect_ns, t.handshake_ns, core.tls);
