@@ -35,10 +35,7 @@ pub(crate) fn main(
         core_affinity::set_for_current(id);
     }
     // The runtime is built inside the thread that runs it: monoio runtimes cannot move.
-    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-    {
+    let mut rt = match super::build_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));

@@ -114,9 +114,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         let h = std::thread::Builder::new()
             .name(format!("qpsbench-mock-{i}"))
             .spawn(move || {
-                let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                    .enable_timer()
-                    .build();
+                let rt = crate::engine::build_runtime();
                 let mut rt = match rt {
                     Ok(rt) => rt,
                     Err(e) => {
