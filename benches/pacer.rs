@@ -19,7 +19,7 @@ fn main() {
             let mut lates = Vec::with_capacity(n as usize);
             for i in 0..n {
                 let due = start + i * gap;
-                pacer.wait_until(due).await;
+                pacer.wait_until(due, || true).await;
                 lates.push(now_ns() - due);
             }
             (lates, thread_cpu_ns() - cpu0)

@@ -81,12 +81,14 @@ impl Pacer {
         self.early_ns
     }
 
-    /// Returns at or just after `deadline_ns` (monotonic clock); at once if it has passed.
-    pub async fn wait_until(&mut self, deadline_ns: u64) {
+    /// Returns at or just after `deadline_ns` (monotonic clock); at once if it has passed, or as
+    /// soon as `still_due()` turns false (another task of the core already sent the arrival, so
+    /// there is nothing to wait for).
+    pub async fn wait_until(&mut self, deadline_ns: u64, still_due: impl Fn() -> bool) {
         let mut spin_from = None;
         loop {
             let now = now_ns();
-            if now >= deadline_ns {
+            if now >= deadline_ns || !still_due() {
                 if let Some(from) = spin_from {
                     self.spin_ns += now - from;
                 }
@@ -102,6 +104,11 @@ impl Pacer {
                 Some(t) if left > self.early_ns => {
                     let target = deadline_ns - self.early_ns;
                     t.sleep_until(target).await;
+                    if !still_due() {
+                        // Sent by a busy core's other tasks: this wake says nothing about how
+                        // late the kernel wakes an idle core.
+                        continue;
+                    }
                     let late = now_ns().saturating_sub(target);
                     // Cover the lateness just seen (plus a quarter and 20 µs), else decay by 1/64.
                     let want = late + late / 4 + 20_000;

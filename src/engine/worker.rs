@@ -124,7 +124,9 @@ async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder
         let Some(due) = core.schedule.borrow().next_due_ns() else {
             break;
         };
-        pacer.wait_until(due).await;
+        pacer
+            .wait_until(due, || core.schedule.borrow().next_due_ns() == Some(due))
+            .await;
         dispatch_due(&core);
         // Let the new request tasks run before the pacer re-arms its timer.
         yield_now().await;
