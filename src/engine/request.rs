@@ -59,10 +59,10 @@ impl Schedule {
     }
 }
 
-/// Sends every arrival of this core whose intended time has come.
-pub fn dispatch_due(core: &Rc<Core>) {
+/// Sends every arrival of this core whose intended time has come by `now` (a time just read
+/// from the clock; it is re-read after each send).
+pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
     loop {
-        let now = now_ns();
         let (intended, sample, rec) = {
             let mut s = core.schedule.borrow_mut();
             match s.arrivals.get(s.next) {
@@ -87,6 +87,7 @@ pub fn dispatch_due(core: &Rc<Core>) {
         }
         let task = monoio::spawn(run(core.clone(), rec, intended, sample, first));
         core.schedule.borrow_mut().tasks.push(task);
+        now = now_ns();
     }
 }
 
@@ -269,8 +270,8 @@ impl<'a> StreamHandler<'a> {
 }
 
 impl ResponseHandler for StreamHandler<'_> {
-    fn on_read(&mut self) {
-        dispatch_due(self.core);
+    fn on_read(&mut self, t_ns: u64) {
+        dispatch_due(self.core, t_ns);
     }
 
     fn head(&mut self, status: u16, _t_ns: u64) {

@@ -12,7 +12,7 @@ use super::pacer::{yield_now, Pacer};
 use super::pool::Pool;
 use super::request::{dispatch_due, Core, Schedule};
 use super::{Command, CorePlan, IoDriver};
-use crate::clock::thread_cpu_ns;
+use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
 use crate::metrics::{ErrorKind, Recorder};
 use crate::openai::ChunkParser;
@@ -127,7 +127,7 @@ async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder
         pacer
             .wait_until(due, || core.schedule.borrow().next_due_ns() == Some(due))
             .await;
-        dispatch_due(&core);
+        dispatch_due(&core, now_ns());
         // Let the new request tasks run before the pacer re-arms its timer.
         yield_now().await;
     }

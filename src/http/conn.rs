@@ -31,9 +31,9 @@ const READ_BUF: usize = 16 * 1024;
 
 /// Receives a response as it arrives.
 pub trait ResponseHandler {
-    /// A read completed (called before its bytes are parsed). The engine uses this to send any
-    /// arrival that fell due while this task was waiting.
-    fn on_read(&mut self) {}
+    /// A read completed at `t_ns` (called before its bytes are parsed). The engine uses this to
+    /// send any arrival that fell due while this task was waiting.
+    fn on_read(&mut self, _t_ns: u64) {}
     /// The final (non-1xx) response head arrived in a read completed at `t_ns`.
     fn head(&mut self, status: u16, t_ns: u64);
     /// Body data delivered by a read completed at `t_ns`. Return `false` to stop reading (the
@@ -290,7 +290,7 @@ impl Conn {
                 .await
                 .map_err(|e| fail(ExchangeError::Io(e), first_byte_ns != 0))?;
             t = now_ns();
-            handler.on_read();
+            handler.on_read(t);
             if n == 0 {
                 return Err(fail(ExchangeError::Closed, first_byte_ns != 0));
             }
@@ -339,7 +339,7 @@ impl Conn {
                 .await
                 .map_err(|e| fail(ExchangeError::Io(e), true))?;
             t = now_ns();
-            handler.on_read();
+            handler.on_read(t);
             if n == 0 {
                 decoder
                     .eof()
