@@ -49,13 +49,7 @@ fn post(path: &str, body: &str) -> String {
 #[test]
 fn errors_are_openai_shaped_and_keep_the_connection() {
     let mock = Mock::start(&["--ttft-ms", "1", "--itl-ms", "1", "--output-tokens", "3"]);
-    let addr = mock
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = mock.authority();
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let ok_body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":10,"stream":true,"stream_options":{"include_usage":true}}"#;

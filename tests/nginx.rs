@@ -174,13 +174,7 @@ fn through_nginx_tls_termination_streams_unbuffered_and_buffering_is_diagnosed()
         "20",
         "--role-chunk",
     ]);
-    let upstream = mock
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let upstream = mock.authority();
     let ca = certs.ca_cert.to_str().unwrap().to_string();
 
     let (direct, _) = level(&mock.url, &[], &tmp);

@@ -307,14 +307,7 @@ fn a_host_name_is_resolved_and_verified_by_name() {
 fn addresses_are_tried_in_order_until_one_accepts() {
     use qpsbench::http::conn::{Conn, Target};
     let mock = Mock::start(&["--ttft-ms", "1", "--output-tokens", "1"]);
-    let good: std::net::SocketAddr = mock
-        .url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let good: std::net::SocketAddr = mock.authority().parse().unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

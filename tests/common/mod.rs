@@ -60,6 +60,17 @@ impl Mock {
     }
 }
 
+impl Mock {
+    /// `host:port` of the endpoint (IPv6 in brackets), as a socket address string.
+    pub fn authority(&self) -> String {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest).to_string()
+    }
+}
+
 impl Drop for Mock {
     fn drop(&mut self) {
         let _ = self.child.kill();
