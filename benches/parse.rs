@@ -128,6 +128,8 @@ fn histograms(c: &mut Criterion) {
                         source: TokenSource::Usage,
                         prompt_tokens: Some(100),
                         token_reads: 10,
+                        ttfb_ns: 1_000_000,
+                        decode_ns: 1_000_000,
                     });
                 }
                 r

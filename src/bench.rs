@@ -308,7 +308,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     drop(engine);
 
     println!();
-    print!("{}", table::render(&levels, &args.percentiles));
+    print!("{}", table::render(&levels, &args.percentiles, &args.show));
     println!("\nResults saved to: {}", run_dir.path.display());
     println!("  - {}", run_dir.path.join("metadata.json").display());
     println!("  - {}", run_dir.path.join(&output).display());

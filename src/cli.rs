@@ -142,11 +142,24 @@ pub struct BenchArgs {
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
 
+    /// Extra metric columns in the console table, comma-separated: itl (inter-token latency),
+    /// tpot (time per output token), ttfb (time to first byte). The JSON always has them
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub show: Vec<ShowMetric>,
+
     /// Keep-alive connections each core opens before each level's timed window, so that
     /// connection and TLS setup stay out of the first requests' TTFT (default: the level's rate
     /// per core × the expected latency, 1 to 256; 0 turns warm-up off)
     #[arg(long, value_name = "N")]
     pub warmup_connections: Option<usize>,
+}
+
+/// Optional console columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowMetric {
+    Itl,
+    Tpot,
+    Ttfb,
 }
 
 /// `qpsbench serve-mock`: the built-in endpoint.

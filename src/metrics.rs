@@ -126,6 +126,10 @@ pub struct Success {
     pub prompt_tokens: Option<u64>,
     /// Distinct reads that delivered output tokens.
     pub token_reads: u64,
+    /// First response byte − intended send time.
+    pub ttfb_ns: u64,
+    /// Time from the first to the last output token.
+    pub decode_ns: u64,
 }
 
 /// One core's measurements for one level.
@@ -133,6 +137,13 @@ pub struct Success {
 pub struct Recorder {
     pub ttft_us: Histogram<u64>,
     pub e2e_us: Histogram<u64>,
+    /// Time to first byte, µs (successful requests).
+    pub ttfb_us: Histogram<u64>,
+    /// Time per output token after the first, µs (successful requests with 2+ tokens).
+    pub tpot_us: Histogram<u64>,
+    /// Inter-token latency, µs: each gap between token-bearing reads, split evenly among the
+    /// tokens of the later read (every token of every HTTP 200 stream).
+    pub itl_us: Histogram<u64>,
     pub tps_milli: Histogram<u64>,
     pub send_lag_ns: Histogram<u64>,
     pub sent: u64,
@@ -177,6 +188,9 @@ impl Recorder {
         Self {
             ttft_us: histogram(MAX_LATENCY_US),
             e2e_us: histogram(MAX_LATENCY_US),
+            ttfb_us: histogram(MAX_LATENCY_US),
+            tpot_us: histogram(MAX_LATENCY_US),
+            itl_us: histogram(MAX_LATENCY_US),
             tps_milli: histogram(MAX_TPS_MILLI),
             send_lag_ns: histogram(MAX_LATENCY_US * 1000),
             sent: 0,
@@ -207,6 +221,16 @@ impl Recorder {
         self.last_send_ns = self.last_send_ns.max(sent_ns);
     }
 
+    /// `tokens` tokens arrived `gap_ns` after the previous token-bearing read: `tokens` gaps of
+    /// `gap_ns / tokens` each.
+    pub fn record_itl(&mut self, gap_ns: u64, tokens: u64) {
+        if let Some(each) = gap_ns.checked_div(tokens) {
+            let _ = self
+                .itl_us
+                .record_n((each / 1000).min(MAX_LATENCY_US), tokens);
+        }
+    }
+
     /// A connection was opened.
     pub fn record_connect(&mut self, connect_ns: u64, handshake_ns: u64, tls: bool) {
         self.new_connections += 1;
@@ -228,6 +252,11 @@ impl Recorder {
             self.ttft_us.saturating_record(t / 1000);
         }
         self.e2e_us.saturating_record(s.e2e_ns / 1000);
+        self.ttfb_us.saturating_record(s.ttfb_ns / 1000);
+        if s.output_tokens > 1 {
+            self.tpot_us
+                .saturating_record(s.decode_ns / (s.output_tokens - 1) / 1000);
+        }
         let secs = s.e2e_ns.max(1) as f64 / 1e9;
         self.tps_milli
             .saturating_record((s.output_tokens as f64 / secs * TPS_SCALE) as u64);
@@ -255,6 +284,9 @@ impl Recorder {
         // Same bounds on both sides: `add` cannot fail.
         let _ = self.ttft_us.add(&other.ttft_us);
         let _ = self.e2e_us.add(&other.e2e_us);
+        let _ = self.ttfb_us.add(&other.ttfb_us);
+        let _ = self.tpot_us.add(&other.tpot_us);
+        let _ = self.itl_us.add(&other.itl_us);
         let _ = self.tps_milli.add(&other.tps_milli);
         let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent += other.sent;
@@ -394,6 +426,14 @@ pub struct LevelStats {
     pub ttft: Percentiles,
     pub e2e_latency: Percentiles,
     pub tokens_per_sec: Percentiles,
+    /// Time to first byte, seconds.
+    pub ttfb: Percentiles,
+    /// Time per output token after the first, seconds.
+    pub tpot: Percentiles,
+    /// Inter-token latency, seconds.
+    pub itl: Percentiles,
+    /// All output tokens of the level ÷ the level's duration.
+    pub output_tokens_per_sec: f64,
     pub errors: BTreeMap<String, u64>,
     pub total_requests: u64,
     pub successful_requests: u64,
@@ -463,6 +503,10 @@ impl LevelStats {
             ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
             e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
             tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
+            ttfb: Percentiles::from_hist(&r.ttfb_us, pcts, 1e-6),
+            tpot: Percentiles::from_hist(&r.tpot_us, pcts, 1e-6),
+            itl: Percentiles::from_hist(&r.itl_us, pcts, 1e-6),
+            output_tokens_per_sec: round6(r.output_tokens as f64 / duration_s),
             errors: r
                 .errors
                 .iter()
@@ -526,6 +570,8 @@ mod tests {
             source: TokenSource::Usage,
             prompt_tokens: Some(10),
             token_reads: 5,
+            ttfb_ns: ttft_ms * 1_000_000,
+            decode_ns: (e2e_ms - ttft_ms) * 1_000_000,
         }
     }
 

@@ -332,3 +332,58 @@ fn warm_up_is_bounded_by_the_timeout() {
     assert_eq!(l["connections"]["warmup_failures"], 3, "{l}");
     assert_eq!(l["errors"]["Timeout (total)"], 2, "{l}");
 }
+
+#[test]
+fn itl_tpot_and_ttfb_follow_the_endpoint_whatever_the_chunking() {
+    let _g = serial();
+    let tmp = TempDir::new("itl");
+    let ds = tmp.file("d.json", DATASET);
+    // 10 ms per token, as 1 token per chunk or as one chunk of 4 tokens every 40 ms. TPOT (from
+    // usage) is ~10 ms either way. Without per-chunk usage a chunk's token count is unknown, so
+    // ITL counts one token per chunk: ~10 ms, or ~40 ms with 4 tokens per chunk. TTFB (headers
+    // are sent at once) is well below TTFT.
+    for (per_chunk, itl_ms) in [("1", 10.0), ("4", 40.0)] {
+        let mock = Mock::start(&[
+            "--ttft-ms",
+            "60",
+            "--itl-ms",
+            "10",
+            "--output-tokens",
+            "17",
+            "--tokens-per-chunk",
+            per_chunk,
+        ]);
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend(["--qps", "10", "--duration", "2", "--show", "itl,tpot,ttfb"]);
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        let l = &run.levels()[0];
+        let itl = l["itl"]["p50"].as_f64().unwrap();
+        let tpot = l["tpot"]["p50"].as_f64().unwrap();
+        let want = itl_ms / 1000.0;
+        assert!(
+            (want * 0.8..want * 1.4).contains(&itl),
+            "{per_chunk}/chunk: itl {itl}"
+        );
+        assert!(
+            (0.008..0.014).contains(&tpot),
+            "{per_chunk}/chunk: tpot {tpot}"
+        );
+        let ttfb = l["ttfb"]["p50"].as_f64().unwrap();
+        let ttft = l["ttft"]["p50"].as_f64().unwrap();
+        assert!(ttfb < 0.03 && ttft > 0.055, "ttfb {ttfb} ttft {ttft}");
+        for p in ["p50", "p90", "p95", "p99", "max"] {
+            assert!(
+                l["itl"][p].is_number() && l["tpot"][p].is_number() && l["ttfb"][p].is_number()
+            );
+        }
+        assert_eq!(f(l, "output_tokens_per_sec"), 17.0 * 20.0 / 2.0);
+        assert!(
+            run.stdout.contains("ITL P50(s)")
+                && run.stdout.contains("TPOT P99(s)")
+                && run.stdout.contains("TTFB P95(s)"),
+            "{}",
+            run.stdout
+        );
+    }
+}

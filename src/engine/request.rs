@@ -143,7 +143,7 @@ async fn attempt(
                 c
             }
         };
-        let mut handler = StreamHandler::new(core);
+        let mut handler = StreamHandler::new(core, rec);
         match conn.exchange(request.clone(), &mut handler).await {
             Ok(done) => {
                 if done.reusable {
@@ -180,6 +180,15 @@ fn is_stale_connection(f: &Failure) -> bool {
 /// Follows one streamed chat response.
 pub struct StreamHandler<'a> {
     core: &'a Rc<Core>,
+    rec: &'a RefCell<Recorder>,
+    /// The latest token-bearing read: tokens it carried so far, and its gap after the previous
+    /// one (none for the first). Recorded as ITL when the next token-bearing read (or the end)
+    /// comes, once the read's token count is known.
+    group_tokens: u64,
+    group_gap_ns: Option<u64>,
+    /// The running `usage.completion_tokens` seen on content chunks (servers sending continuous
+    /// usage stats), to know how many tokens a chunk carries.
+    usage_seen: u64,
     status: u16,
     sse: SseParser,
     error_body: Vec<u8>,
@@ -199,9 +208,13 @@ pub struct StreamHandler<'a> {
 }
 
 impl<'a> StreamHandler<'a> {
-    pub fn new(core: &'a Rc<Core>) -> Self {
+    pub fn new(core: &'a Rc<Core>, rec: &'a RefCell<Recorder>) -> Self {
         Self {
             core,
+            rec,
+            group_tokens: 0,
+            group_gap_ns: None,
+            usage_seen: 0,
             status: 0,
             sse: SseParser::new(),
             error_body: Vec::new(),
@@ -219,8 +232,16 @@ impl<'a> StreamHandler<'a> {
         }
     }
 
+    /// Records the last token-bearing read's inter-token gaps.
+    fn flush_itl(&mut self) {
+        if let Some(gap) = self.group_gap_ns.take() {
+            self.rec.borrow_mut().record_itl(gap, self.group_tokens);
+        }
+    }
+
     /// The outcome of a completed exchange.
-    pub fn finish(self, done: Completed, intended_ns: u64) -> Result<Success, Failed> {
+    pub fn finish(mut self, done: Completed, intended_ns: u64) -> Result<Success, Failed> {
+        self.flush_itl();
         if self.status != 200 {
             return Err((ErrorKind::Http(self.status), Some(self.error_body)));
         }
@@ -247,11 +268,16 @@ impl<'a> StreamHandler<'a> {
             source,
             prompt_tokens: self.prompt_tokens,
             token_reads: self.token_reads,
+            ttfb_ns: done.first_byte_ns.saturating_sub(intended_ns),
+            decode_ns: self
+                .first_token_ns
+                .map_or(0, |first| self.last_token_ns.saturating_sub(first)),
         })
     }
 
     /// The category of a failed exchange.
-    pub fn failure(self, f: Failure) -> Failed {
+    pub fn failure(mut self, f: Failure) -> Failed {
+        self.flush_itl();
         if self.status != 0 && self.status != 200 {
             return (ErrorKind::Http(self.status), Some(self.error_body));
         }
@@ -292,6 +318,10 @@ impl ResponseHandler for StreamHandler<'_> {
         }
         let Self {
             core,
+            rec,
+            group_tokens,
+            group_gap_ns,
+            usage_seen,
             sse,
             first_token_ns,
             last_token_ns,
@@ -334,9 +364,25 @@ impl ResponseHandler for StreamHandler<'_> {
             if info.has_output {
                 first_token_ns.get_or_insert(t_ns);
                 if *last_token_ns != t_ns {
+                    // A new token-bearing read: the previous one's token count is final.
+                    if let Some(gap) = group_gap_ns.take() {
+                        rec.borrow_mut().record_itl(gap, *group_tokens);
+                    }
+                    *group_gap_ns = (*last_token_ns != 0).then(|| t_ns - *last_token_ns);
+                    *group_tokens = 0;
                     *last_token_ns = t_ns;
                     *token_reads += 1;
                 }
+                // Tokens in this chunk: the growth of a running usage count when the server
+                // sends one with every chunk, else one per content-bearing chunk.
+                *group_tokens += match info.completion_tokens {
+                    Some(c) if c > *usage_seen => {
+                        let k = c - *usage_seen;
+                        *usage_seen = c;
+                        k
+                    }
+                    _ => 1,
+                };
                 *token_chunks += 1;
             }
             *finished |= info.finished;

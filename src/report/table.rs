@@ -4,10 +4,20 @@
 
 use std::fmt::Write as _;
 
+use crate::cli::ShowMetric;
 use crate::metrics::{pct_key, LevelStats, Percentiles};
 
-/// Renders the results table.
-pub fn render(levels: &[LevelStats], percentiles: &[f64]) -> String {
+/// Column name, unit suffix, decimals and values of an extra (`--show`) metric.
+fn extra(m: ShowMetric, l: &LevelStats) -> (&'static str, usize, &Percentiles) {
+    match m {
+        ShowMetric::Itl => ("ITL", 4, &l.itl),
+        ShowMetric::Tpot => ("TPOT", 4, &l.tpot),
+        ShowMetric::Ttfb => ("TTFB", 3, &l.ttfb),
+    }
+}
+
+/// Renders the results table; `show` adds metric columns after the seed's.
+pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -> String {
     let mut s = String::new();
     let rule = "=".repeat(80);
     let _ = writeln!(s, "{rule}\nQPS BENCHMARK RESULTS\n{rule}");
@@ -16,7 +26,11 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64]) -> String {
         format!("{:<12}", "Actual QPS"),
         format!("{:<10}", "Success%"),
     ];
-    for (name, unit) in [("TTFT", "(s)"), ("E2E", "(s)"), ("Tok/s", "")] {
+    let mut names: Vec<(&str, &str)> = vec![("TTFT", "(s)"), ("E2E", "(s)"), ("Tok/s", "")];
+    if let Some(l) = levels.first() {
+        names.extend(show.iter().map(|&m| (extra(m, l).0, "(s)")));
+    }
+    for (name, unit) in names {
         for &p in percentiles {
             cols.push(format!(
                 "{:<12}",
@@ -31,7 +45,12 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64]) -> String {
             format!("{:<12}", format!("{:.2}", l.actual_qps)),
             format!("{:<10}", format!("{:.1}", l.success_rate)),
         ];
-        for (m, digits) in [(&l.ttft, 3), (&l.e2e_latency, 3), (&l.tokens_per_sec, 1)] {
+        let mut metrics = vec![(&l.ttft, 3), (&l.e2e_latency, 3), (&l.tokens_per_sec, 1)];
+        metrics.extend(show.iter().map(|&m| {
+            let (_, digits, values) = extra(m, l);
+            (values, digits)
+        }));
+        for (m, digits) in metrics {
             for &p in percentiles {
                 cols.push(format!("{:<12}", cell(m, p, digits)));
             }
@@ -76,11 +95,13 @@ mod tests {
             source: TokenSource::Usage,
             prompt_tokens: None,
             token_reads: 1,
+            ttfb_ns: 1_000_000,
+            decode_ns: 1_000_000,
         });
         r.record_send(1_000_000_000, 10);
         r.record_error(ErrorKind::Http(503), None);
         let l = LevelStats::from_recorder(&r, 1.0, 1.0, 0, &json_percentiles(&[50.0, 95.0, 99.0]));
-        let out = render(&[l], &[50.0, 95.0, 99.0]);
+        let out = render(std::slice::from_ref(&l), &[50.0, 95.0, 99.0], &[]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "=".repeat(80));
         assert_eq!(lines[1], "QPS BENCHMARK RESULTS");
@@ -94,5 +115,11 @@ mod tests {
             lines[4]
         );
         assert!(out.contains("\nQPS 1.0 - Errors (1 total):\n  - HTTP 503: 1 occurrences\n"));
+        let wide = render(&[l], &[50.0], &[ShowMetric::Itl, ShowMetric::Ttfb]);
+        let header = wide.lines().nth(3).unwrap();
+        assert!(
+            header.ends_with("Tok/s P50    ITL P50(s)   TTFB P50(s) "),
+            "{header:?}"
+        );
     }
 }
