@@ -49,6 +49,9 @@ struct Metadata<'a> {
     dataset_samples: usize,
     requests_per_level: Vec<u64>,
     arrival: Arrival,
+    /// The gamma shape, with `--arrival gamma`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    burstiness: Option<f64>,
     seed: u64,
     cores: usize,
     io_driver: &'static str,
@@ -229,6 +232,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         dataset_samples: samples.len(),
         requests_per_level: counts.clone(),
         arrival: args.arrival,
+        burstiness: (args.arrival == Arrival::Gamma).then_some(args.burstiness),
         seed: args.seed,
         cores,
         io_driver: engine.driver.name(),
@@ -260,6 +264,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             qps,
             args.duration,
             args.arrival,
+            args.burstiness,
             schedule::level_seed(args.seed, i),
         );
         // Connections are opened before the timed window, so setup stays out of TTFT.
@@ -351,6 +356,20 @@ fn validate_numbers(a: &BenchArgs) -> Result<()> {
     }
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return bad("--temperature", &a.temperature, "a number of 0 or more");
+    }
+    if !(a.burstiness.is_finite() && a.burstiness > 0.0) {
+        return bad(
+            "--burstiness",
+            &a.burstiness,
+            "a gamma shape above 0 (1 is Poisson)",
+        );
+    }
+    if a.burstiness != 1.0 && a.arrival != Arrival::Gamma {
+        return bad(
+            "--burstiness",
+            &a.burstiness,
+            "--arrival gamma (burstiness shapes gamma-distributed gaps only)",
+        );
     }
     if a.cores == Some(0) {
         return bad("--cores", &0, "at least 1");

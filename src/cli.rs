@@ -104,10 +104,16 @@ pub struct BenchArgs {
     #[arg(long)]
     pub cores: Option<usize>,
 
-    /// Arrival process within a level: `poisson` (exponential gaps) or `constant` (even gaps);
-    /// either way the level sends exactly round(qps × duration) requests in its window
+    /// Arrival process within a level: `poisson` (exponential gaps), `constant` (even gaps) or
+    /// `gamma` (see --burstiness); any way, the level sends exactly round(qps × duration)
+    /// requests in its window
     #[arg(long, value_enum, default_value_t = Arrival::Poisson)]
     pub arrival: Arrival,
+
+    /// With `--arrival gamma`: the gamma shape of the gaps (vLLM's burstiness). Below 1 is
+    /// burstier than Poisson, 1 is Poisson, above 1 is more even; the mean gap stays 1/qps
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub burstiness: f64,
 
     /// Seed of the arrival schedule (recorded in metadata.json; same seed, same schedule)
     #[arg(long, default_value_t = 42)]

@@ -67,6 +67,12 @@ fn bad_flag_values_and_urls() {
     let mut a = base_args(url, d);
     a.extend(["--arrival", "gaussian"]);
     expect_error(&a, tmp.path(), &["--arrival"]);
+    let mut a = base_args(url, d);
+    a.extend(["--arrival", "gamma", "--burstiness", "0"]);
+    expect_error(&a, tmp.path(), &["--burstiness 0", "above 0"]);
+    let mut a = base_args(url, d);
+    a.extend(["--burstiness", "2"]);
+    expect_error(&a, tmp.path(), &["--burstiness 2", "--arrival gamma"]);
     expect_error(
         &base_args("ftp://x/", d),
         tmp.path(),

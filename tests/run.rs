@@ -387,3 +387,30 @@ fn itl_tpot_and_ttfb_follow_the_endpoint_whatever_the_chunking() {
         );
     }
 }
+
+#[test]
+fn gamma_arrivals_keep_the_rate_and_are_recorded() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"]);
+    let tmp = TempDir::new("gamma");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        "50",
+        "--duration",
+        "2",
+        "--arrival",
+        "gamma",
+        "--burstiness",
+        "0.5",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let meta = run.metadata();
+    assert_eq!(meta["arrival"], "gamma");
+    assert_eq!(meta["burstiness"], 0.5);
+    let l = &run.levels()[0];
+    assert_eq!(f(l, "total_requests"), 100.0);
+    assert!((f(l, "actual_qps") - 50.0).abs() < 2.5, "{l}");
+}
