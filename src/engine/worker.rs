@@ -102,6 +102,11 @@ async fn warm(core: Rc<Core>, want: usize) -> Recorder {
     for t in tasks {
         t.await;
     }
+    take_recorder(rec)
+}
+
+/// The recorder back from the tasks that shared it (all finished, so the Rc is unique).
+fn take_recorder(rec: Rc<RefCell<Recorder>>) -> Recorder {
     Rc::try_unwrap(rec)
         .map(RefCell::into_inner)
         .unwrap_or_else(|rc| rc.borrow().clone())
@@ -136,9 +141,7 @@ async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder
         t.await;
     }
     core.schedule.replace(Schedule::default());
-    let mut rec = Rc::try_unwrap(rec)
-        .map(RefCell::into_inner)
-        .unwrap_or_else(|rc| rc.borrow().clone());
+    let mut rec = take_recorder(rec);
     rec.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
     rec.pacer_spin_ns = pacer.spin_ns;
     rec

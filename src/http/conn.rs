@@ -115,6 +115,20 @@ pub struct Conn {
     pub uses: u64,
 }
 
+/// Reads from `stream` into the spare capacity of `buf`, after the bytes already there (monoio
+/// reads fill a buffer from its start, so the read goes into a slice past its length); 0 means
+/// the peer closed. Used by the client and the built-in endpoint alike.
+pub(crate) async fn read_append(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_BUF);
+    }
+    let b = std::mem::take(buf);
+    let (len, cap) = (b.len(), b.capacity());
+    let (res, slice) = stream.read(b.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
 /// One non-blocking `send`; `Ok(0)` when the socket buffer is full.
 pub(crate) fn send_nonblocking(fd: i32, bytes: &[u8]) -> io::Result<usize> {
     if bytes.is_empty() {
@@ -225,14 +239,7 @@ impl Conn {
         if let Some(tls) = &mut self.tls {
             return tls.read_plain(&mut self.stream, &mut self.buf).await;
         }
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_BUF);
-        }
-        let buf = std::mem::take(&mut self.buf);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let (res, slice) = self.stream.read(buf.slice_mut(len..cap)).await;
-        self.buf = slice.into_inner();
-        res
+        read_append(&mut self.stream, &mut self.buf).await
     }
 
     /// Writes the request, or what [`Conn::try_write_now`] left of it.

@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::{TcpListener, TcpStream};
 use serde_json::Value;
 
 use rustls::ServerConnection;
 
 use super::State;
+use crate::http::conn::read_append;
 use crate::http::tls::TlsIo;
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -32,16 +32,7 @@ impl Io {
     /// Appends what the next read brings to `buf`; 0 means the peer closed.
     async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         match self {
-            Io::Plain(stream) => {
-                if buf.capacity() - buf.len() < 4096 {
-                    buf.reserve(8192);
-                }
-                let b = std::mem::take(buf);
-                let (len, cap) = (b.len(), b.capacity());
-                let (res, slice) = stream.read(b.slice_mut(len..cap)).await;
-                *buf = slice.into_inner();
-                res
-            }
+            Io::Plain(stream) => read_append(stream, buf).await,
             Io::Tls(stream, tls) => tls.read_plain(stream, buf).await,
         }
     }
