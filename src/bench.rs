@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, ContinuousUsage};
 use crate::clock::LocalTime;
 use crate::dataset;
 use crate::engine::{Engine, EngineConfig};
@@ -57,6 +57,8 @@ struct Metadata<'a> {
     io_driver: &'static str,
     timeout_s: f64,
     request_usage: bool,
+    /// Whether `stream_options.continuous_usage_stats` was sent, and why.
+    continuous_usage_stats: String,
     results_file: &'a str,
     /// `--header`s, secret-looking values masked.
     headers: Vec<String>,
@@ -179,18 +181,17 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     let addrs = endpoint
         .resolve()
         .map_err(|e| UserError::input(format!("--endpoint: {e}")))?;
-    let requests = render_all(
-        &RequestTemplate {
-            endpoint: &endpoint,
-            api_key: &api_key,
-            model: &model,
-            max_tokens: args.max_tokens,
-            temperature: args.temperature,
-            include_usage: !args.no_usage_request,
-            headers: &headers,
-        },
-        &samples,
-    )?;
+    let mut template = RequestTemplate {
+        endpoint: &endpoint,
+        api_key: &api_key,
+        model: &model,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        include_usage: !args.no_usage_request,
+        continuous_usage: !args.no_usage_request && args.continuous_usage != ContinuousUsage::Off,
+        headers: &headers,
+    };
+    let requests = render_all(&template, &samples)?;
     let available = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
     let cores = args.cores.unwrap_or(available);
     if cores > available {
@@ -217,6 +218,41 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     if engine.driver == crate::engine::IoDriver::Epoll {
         eprintln!("note: io_uring is not available here; using the epoll driver (pacing spends more CPU while waiting)");
     }
+    let continuous_usage = if !template.continuous_usage {
+        "off".to_string()
+    } else if args.continuous_usage == ContinuousUsage::On {
+        "requested".to_string()
+    } else {
+        // One request decides: some servers (hosted APIs) refuse unknown stream options with
+        // HTTP 400, and a run of 400s would measure nothing.
+        let probe = engine
+            .run_level(&[0], samples.len())
+            .map_err(|e| UserError {
+                message: e,
+                exit_code: 1,
+            })?;
+        if probe.merged.succeeded == 1 {
+            "requested (probe accepted)".to_string()
+        } else {
+            let why = probe
+                .merged
+                .errors
+                .keys()
+                .next()
+                .map_or_else(|| "no answer".to_string(), |k| k.to_string());
+            eprintln!(
+                "note: the probe request with stream_options.continuous_usage_stats failed ({why}); sending without it, so ITL counts one token per chunk unless the server says otherwise"
+            );
+            template.continuous_usage = false;
+            engine
+                .set_requests(render_all(&template, &samples)?)
+                .map_err(|e| UserError {
+                    message: e,
+                    exit_code: 1,
+                })?;
+            format!("not requested (probe failed: {why})")
+        }
+    };
     let metadata = Metadata {
         timestamp: started.iso(),
         endpoint: &shown_endpoint,
@@ -238,6 +274,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         io_driver: engine.driver.name(),
         timeout_s: args.timeout,
         request_usage: !args.no_usage_request,
+        continuous_usage_stats: continuous_usage,
         results_file: &output,
         headers: headers.iter().map(|(n, v)| masked_header(n, v)).collect(),
         tls: endpoint.tls.then(|| TlsMeta {

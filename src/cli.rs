@@ -133,6 +133,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_usage_request: bool,
 
+    /// Ask for vLLM's `stream_options.continuous_usage_stats` (a running token count in every
+    /// chunk, which tells how many tokens each chunk carries, for ITL). `auto` sends one probe
+    /// request before the first level and keeps it only if the endpoint accepts it (HTTP 200)
+    #[arg(long, value_enum, default_value_t = ContinuousUsage::Auto)]
+    pub continuous_usage: ContinuousUsage,
+
     /// PEM file with one or more CA certificates to trust for https:// endpoints, in addition
     /// to the built-in web roots (for private CAs)
     #[arg(long, value_name = "FILE")]
@@ -158,6 +164,14 @@ pub struct BenchArgs {
     /// per core × the expected latency, 1 to 256; 0 turns warm-up off)
     #[arg(long, value_name = "N")]
     pub warmup_connections: Option<usize>,
+}
+
+/// `--continuous-usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContinuousUsage {
+    Auto,
+    On,
+    Off,
 }
 
 /// Optional console columns.
@@ -215,6 +229,16 @@ pub struct MockArgs {
     /// Accept loops, each on its own thread and runtime
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+
+    /// Add the endpoint's send time (`"qpsbench_sent_ns"`, CLOCK_MONOTONIC ns) to every content
+    /// chunk; a client on the same machine can then measure its own added delay
+    #[arg(long)]
+    pub stamp_chunks: bool,
+
+    /// Refuse (HTTP 400) any `stream_options` key other than `include_usage`, as some hosted
+    /// APIs do (to try clients against them)
+    #[arg(long)]
+    pub strict_stream_options: bool,
 
     /// Exit after this many seconds (default: run until interrupted)
     #[arg(long)]

@@ -26,7 +26,7 @@ pub fn demo_endpoint() -> MockConfig {
         no_usage: false,
         capacity_tokens_per_sec: Some(1500.0),
         threads: 1,
-        tls: None,
+        ..MockConfig::default()
     }
 }
 

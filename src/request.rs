@@ -21,6 +21,9 @@ pub struct RequestTemplate<'a> {
     pub temperature: f64,
     /// Send `stream_options: {"include_usage": true}` so the server reports exact token counts.
     pub include_usage: bool,
+    /// With `include_usage`: also ask for `continuous_usage_stats` (vLLM), a running usage
+    /// count in every chunk, which tells how many tokens each chunk carries (for ITL).
+    pub continuous_usage: bool,
     /// Extra headers (`--header`), validated by [`parse_header`]. An `Authorization` header here
     /// replaces the `Bearer` one.
     pub headers: &'a [(String, String)],
@@ -86,6 +89,8 @@ pub fn parse_header(raw: &str) -> Result<(String, String)> {
 #[derive(Serialize)]
 struct StreamOptions {
     include_usage: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    continuous_usage_stats: bool,
 }
 
 /// The seed's body, in the seed's key order, plus `stream_options`.
@@ -123,6 +128,7 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Bytes {
         stream: true,
         stream_options: t.include_usage.then_some(StreamOptions {
             include_usage: true,
+            continuous_usage_stats: t.continuous_usage,
         }),
     })
     .expect("serializing strings and numbers cannot fail");
@@ -170,6 +176,7 @@ mod tests {
             max_tokens: 512,
             temperature: 0.7,
             include_usage: true,
+            continuous_usage: false,
             headers: &[],
         };
         let r = render_all(&t, &samples).unwrap().remove(0);
@@ -182,6 +189,11 @@ mod tests {
             body,
             r#"{"model":"m","messages":[{"role":"system","content":"Be \"brief\""},{"role":"user","content":"Hi\n"}],"max_tokens":512,"temperature":0.7,"stream":true,"stream_options":{"include_usage":true}}"#
         );
+        t.continuous_usage = true;
+        let r = render(&t, &samples[0]);
+        assert!(std::str::from_utf8(&r).unwrap().ends_with(
+            r#""stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#
+        ));
         t.include_usage = false;
         let r = render(&t, &samples[0]);
         assert!(!std::str::from_utf8(&r).unwrap().contains("stream_options"));
@@ -238,6 +250,7 @@ mod header_tests {
             max_tokens: 1,
             temperature: 0.0,
             include_usage: false,
+            continuous_usage: false,
             headers: &headers,
         };
         let r = render(&t, &samples[0]);

@@ -339,11 +339,18 @@ fn itl_tpot_and_ttfb_follow_the_endpoint_whatever_the_chunking() {
     let tmp = TempDir::new("itl");
     let ds = tmp.file("d.json", DATASET);
     // 10 ms per token, as 1 token per chunk or as one chunk of 4 tokens every 40 ms. TPOT (from
-    // usage) is ~10 ms either way. Without per-chunk usage a chunk's token count is unknown, so
-    // ITL counts one token per chunk: ~10 ms, or ~40 ms with 4 tokens per chunk. TTFB (headers
-    // are sent at once) is well below TTFT.
-    for (per_chunk, itl_ms) in [("1", 10.0), ("4", 40.0)] {
-        let mock = Mock::start(&[
+    // usage) is ~10 ms either way. With continuous usage stats (probed and accepted by the
+    // built-in endpoint) each chunk's token count is known, so ITL is ~10 ms either way too.
+    // Without them (`--continuous-usage off`, or an endpoint that refuses them) ITL counts one
+    // token per chunk: ~40 ms with 4 tokens per chunk. TTFB (headers are sent at once) is well
+    // below TTFT.
+    for (per_chunk, continuous, refuse, itl_ms) in [
+        ("1", "auto", false, 10.0),
+        ("4", "auto", false, 10.0),
+        ("4", "off", false, 40.0),
+        ("4", "auto", true, 40.0),
+    ] {
+        let mut mock_args = vec![
             "--ttft-ms",
             "60",
             "--itl-ms",
@@ -352,9 +359,22 @@ fn itl_tpot_and_ttfb_follow_the_endpoint_whatever_the_chunking() {
             "17",
             "--tokens-per-chunk",
             per_chunk,
-        ]);
+        ];
+        if refuse {
+            mock_args.push("--strict-stream-options");
+        }
+        let mock = Mock::start(&mock_args);
         let mut args = base_args(&mock.url, ds.to_str().unwrap());
-        args.extend(["--qps", "10", "--duration", "2", "--show", "itl,tpot,ttfb"]);
+        args.extend([
+            "--qps",
+            "10",
+            "--duration",
+            "2",
+            "--show",
+            "itl,tpot,ttfb",
+            "--continuous-usage",
+            continuous,
+        ]);
         let run = qpsbench(&args, tmp.path());
         assert_eq!(run.code(), 0, "{}", run.stderr);
         let l = &run.levels()[0];
@@ -363,8 +383,22 @@ fn itl_tpot_and_ttfb_follow_the_endpoint_whatever_the_chunking() {
         let want = itl_ms / 1000.0;
         assert!(
             (want * 0.8..want * 1.4).contains(&itl),
-            "{per_chunk}/chunk: itl {itl}"
+            "{per_chunk}/chunk, {continuous}, refused {refuse}: itl {itl}"
         );
+        assert_eq!(l["errors"].as_object().unwrap().len(), 0, "{l}");
+        let meta = run.metadata();
+        let cus = meta["continuous_usage_stats"].as_str().unwrap();
+        let want_meta = match (continuous, refuse) {
+            ("off", _) => "off",
+            (_, false) => "requested (probe accepted)",
+            (_, true) => "not requested (probe failed: HTTP 400)",
+        };
+        assert_eq!(cus, want_meta);
+        if refuse {
+            assert!(run
+                .stderr
+                .contains("continuous_usage_stats failed (HTTP 400)"));
+        }
         assert!(
             (0.008..0.014).contains(&tpot),
             "{per_chunk}/chunk: tpot {tpot}"

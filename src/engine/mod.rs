@@ -75,6 +75,8 @@ pub(crate) enum Command {
     Warm(usize),
     /// Run this slice of a level.
     Level(CorePlan),
+    /// Send these rendered requests from now on (same samples, other body options).
+    Requests(Arc<[Bytes]>),
 }
 
 /// One core's share of a level.
@@ -167,6 +169,24 @@ impl Engine {
             merged.merge(&r);
         }
         Ok(merged)
+    }
+
+    /// Replaces the rendered requests (one per sample, same order) on every core.
+    pub fn set_requests(&self, requests: Vec<Bytes>) -> Result<(), String> {
+        let requests: Arc<[Bytes]> = requests.into();
+        for w in &self.workers {
+            w.plans
+                .as_ref()
+                .expect("plans sender lives until drop")
+                .send(Command::Requests(requests.clone()))
+                .map_err(|_| "a core thread has stopped".to_string())?;
+        }
+        for w in &self.workers {
+            w.results
+                .recv()
+                .map_err(|_| "a core thread stopped".to_string())?;
+        }
+        Ok(())
     }
 
     /// Runs one level: `offsets` are the arrival times (ns from the level start); arrival i sends

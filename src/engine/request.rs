@@ -33,7 +33,8 @@ const MAX_ERROR_BODY: usize = 1 << 20;
 pub struct Core {
     pub pool: Pool,
     pub chunks: RefCell<ChunkParser>,
-    pub requests: Arc<[Bytes]>,
+    /// The rendered request of each sample (replaced between levels by `Command::Requests`).
+    pub requests: RefCell<Arc<[Bytes]>>,
     pub timeout: Duration,
     /// The endpoint is `https://`.
     pub tls: bool,
@@ -79,7 +80,8 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
             .record_send(now, now.saturating_sub(intended));
         let mut first = None;
         if let Some(mut conn) = core.pool.take() {
-            match conn.try_write_now(&core.requests[sample]) {
+            let written = conn.try_write_now(&core.requests.borrow()[sample]);
+            match written {
                 Ok(()) => first = Some(conn),
                 // The server closed this idle connection: the task starts on a fresh one.
                 Err(_) => rec.borrow_mut().stale_retries += 1,
@@ -123,7 +125,7 @@ async fn attempt(
     sample: usize,
     mut first: Option<Conn>,
 ) -> Result<Success, Failed> {
-    let request = core.requests[sample].clone();
+    let request = core.requests.borrow()[sample].clone();
     let mut retried = false;
     loop {
         // The first try uses the connection the request was written to at dispatch, if any; a

@@ -51,7 +51,7 @@ pub(crate) fn main(
         pool: Pool::new(shared.target.clone()),
         tls: shared.target.tls.is_some(),
         chunks: RefCell::new(ChunkParser::new()),
-        requests: shared.requests.clone(),
+        requests: RefCell::new(shared.requests.clone()),
         timeout: shared.timeout,
         schedule: RefCell::new(Schedule::default()),
     });
@@ -65,6 +65,10 @@ pub(crate) fn main(
                 rt.block_on(async move { monoio::spawn(run_level(core, plan, driver)).await })
             }
             Command::Warm(n) => rt.block_on(async move { monoio::spawn(warm(core, n)).await }),
+            Command::Requests(requests) => {
+                core.requests.replace(requests);
+                Recorder::new()
+            }
         };
         if results.send(rec).is_err() {
             break;

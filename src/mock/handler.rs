@@ -234,10 +234,12 @@ struct Ask {
     max_tokens: Option<u64>,
     stream: bool,
     include_usage: bool,
+    /// `stream_options.continuous_usage_stats` (vLLM): a running usage object in every chunk.
+    continuous_usage: bool,
     prompt_tokens: u64,
 }
 
-fn parse_ask(body: &[u8]) -> Result<Ask, String> {
+fn parse_ask(body: &[u8], strict_stream_options: bool) -> Result<Ask, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
     let obj = v
         .as_object()
@@ -252,6 +254,19 @@ fn parse_ask(body: &[u8]) -> Result<Ask, String> {
         .filter_map(|m| m.get("content").and_then(Value::as_str))
         .map(str::len)
         .sum();
+    if strict_stream_options {
+        if let Some(opts) = obj.get("stream_options").and_then(Value::as_object) {
+            if let Some(k) = opts.keys().find(|k| *k != "include_usage") {
+                return Err(format!("Unrecognized request argument supplied: {k}"));
+            }
+        }
+    }
+    let stream_option = |name: &str| {
+        obj.get("stream_options")
+            .and_then(|o| o.get(name))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
     Ok(Ask {
         model: obj
             .get("model")
@@ -263,11 +278,8 @@ fn parse_ask(body: &[u8]) -> Result<Ask, String> {
             .or_else(|| obj.get("max_completion_tokens"))
             .and_then(Value::as_u64),
         stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        include_usage: obj
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        include_usage: stream_option("include_usage"),
+        continuous_usage: stream_option("continuous_usage_stats"),
         prompt_tokens: (chars as u64).div_ceil(4) + 4 * messages.len() as u64,
     })
 }
@@ -289,7 +301,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         error_response(out, 405, "Method not allowed; use POST", req.close);
         return write(stream, out).await.is_ok() && !req.close;
     }
-    let ask = match parse_ask(&req.body) {
+    let ask = match parse_ask(&req.body, state.cfg.strict_stream_options) {
         Ok(a) => a,
         Err(msg) => {
             error_response(out, 400, &msg, req.close);
@@ -368,12 +380,27 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    // vLLM's `continuous_usage_stats`: every chunk carries the running usage, so a client can
+    // tell how many tokens each chunk holds.
+    let continuous = ask.include_usage && ask.continuous_usage && !cfg.no_usage;
+    let mut extra = String::with_capacity(128);
+    let running_usage = |extra: &mut String, done: u64| {
+        if continuous {
+            extra.push_str(&format!(
+                ",\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{done},\"total_tokens\":{}}}",
+                ask.prompt_tokens,
+                ask.prompt_tokens + done
+            ));
+        }
+    };
     if cfg.role_chunk {
+        running_usage(&mut extra, 0);
         push_event(
             out,
             &prefix,
             "{\"role\":\"assistant\",\"content\":\"\"}",
             "null",
+            &extra,
         );
     }
     if write(stream, out).await.is_err() {
@@ -395,10 +422,19 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
             word += 1;
         }
         content.push_str("\"}");
-        push_event(out, &prefix, &content, "null");
         sent += k;
+        extra.clear();
+        running_usage(&mut extra, sent);
+        if cfg.stamp_chunks {
+            // The endpoint's send time on the shared monotonic clock, taken just before the
+            // write: the client's read time minus this is the client's added delay (selftest).
+            extra.push_str(&format!(",\"qpsbench_sent_ns\":{}", crate::clock::now_ns()));
+        }
+        push_event(out, &prefix, &content, "null", &extra);
         if sent == n_out {
-            push_event(out, &prefix, "{}", &format!("\"{finish}\""));
+            extra.clear();
+            running_usage(&mut extra, sent);
+            push_event(out, &prefix, "{}", &format!("\"{finish}\""), &extra);
             if ask.include_usage && !cfg.no_usage {
                 push_chunk(
                     out,
@@ -416,7 +452,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         deadline += Duration::from_secs_f64(next_k as f64 * cap.itl_s(load()));
     }
     if n_out == 0 {
-        push_event(out, &prefix, "{}", &format!("\"{finish}\""));
+        push_event(out, &prefix, "{}", &format!("\"{finish}\""), "");
         push_chunk(out, "data: [DONE]\n\n");
         out.extend_from_slice(b"0\r\n\r\n");
         if write(stream, out).await.is_err() {
@@ -426,11 +462,12 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
     !req.close
 }
 
-fn push_event(out: &mut Vec<u8>, prefix: &str, delta: &str, finish: &str) {
+/// One chunk event; `extra` is appended after `choices` (`,"usage":{…}` and the like).
+fn push_event(out: &mut Vec<u8>, prefix: &str, delta: &str, finish: &str, extra: &str) {
     push_chunk(
         out,
         &format!(
-            "data: {prefix}\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n"
+            "data: {prefix}\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]{extra}}}\n\n"
         ),
     );
 }

@@ -45,6 +45,13 @@ pub struct MockConfig {
     pub capacity_tokens_per_sec: Option<f64>,
     /// Accept loops (each its own thread and runtime).
     pub threads: usize,
+    /// Stamp every content chunk with the endpoint's send time (`qpsbench_sent_ns`, monotonic
+    /// clock), so a client on the same machine can measure its own added delay (selftest).
+    pub stamp_chunks: bool,
+    /// Answer HTTP 400 to `stream_options` keys other than `include_usage` (like hosted APIs).
+    pub strict_stream_options: bool,
+    /// Pin the accept loops' threads to these cores (round robin); empty: not pinned.
+    pub pin: Vec<core_affinity::CoreId>,
     /// Serve HTTPS with this configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -64,6 +71,9 @@ impl Default for MockConfig {
             capacity_tokens_per_sec: None,
             threads: 1,
             tls: None,
+            stamp_chunks: false,
+            strict_stream_options: false,
+            pin: Vec::new(),
         }
     }
 }
@@ -111,9 +121,13 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         let l = listener.try_clone()?;
         let state = state.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let pin = (!state.cfg.pin.is_empty()).then(|| state.cfg.pin[i % state.cfg.pin.len()]);
         let h = std::thread::Builder::new()
             .name(format!("qpsbench-mock-{i}"))
             .spawn(move || {
+                if let Some(id) = pin {
+                    core_affinity::set_for_current(id);
+                }
                 let rt = crate::engine::build_runtime();
                 let mut rt = match rt {
                     Ok(rt) => rt,
@@ -180,6 +194,9 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
         },
         threads: args.threads.max(1),
         tls: None,
+        stamp_chunks: args.stamp_chunks,
+        strict_stream_options: args.strict_stream_options,
+        pin: Vec::new(),
     };
     let mut cfg = cfg;
     if let Some(dir) = &args.tls_self_signed {
