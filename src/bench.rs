@@ -10,16 +10,20 @@ use serde::Serialize;
 use crate::cli::{BenchArgs, ContinuousUsage};
 use crate::clock::LocalTime;
 use crate::dataset;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, LevelRun};
 use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::tls;
 use crate::http::url::{mask_url, Endpoint};
-use crate::metrics::{json_percentiles, ConnectionStats, LevelStats};
+use crate::metrics::{
+    json_percentiles, CapStats, ConnectionStats, CoreCpu, ErrorKind, LevelStats, SendLag,
+    WarmupStats,
+};
 use crate::report::results::{file_name_only, RunDir};
 use crate::report::table;
 use crate::request::{masked_header, parse_header, render_all, RequestTemplate};
 use crate::schedule::{self, Arrival};
+use crate::validity::{self, LevelFacts, Thresholds};
 
 /// Where the dataset comes from.
 #[derive(Debug, Clone)]
@@ -64,6 +68,13 @@ struct Metadata<'a> {
     headers: Vec<String>,
     tls: Option<TlsMeta>,
     warmup_connections: Option<usize>,
+    warmup_s: f64,
+    max_concurrency: Option<usize>,
+    save_requests: bool,
+    busy_poll: bool,
+    /// The client-limited thresholds.
+    max_send_lag_ms: f64,
+    min_rate_ratio: f64,
 }
 
 #[derive(Serialize)]
@@ -193,7 +204,16 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     };
     let requests = render_all(&template, &samples)?;
     let available = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
-    let cores = args.cores.unwrap_or(available);
+    let mut cores = args.cores.unwrap_or(available);
+    if let Some(n) = args.max_concurrency {
+        if n < cores {
+            // Each core needs at least one slot of the cap.
+            eprintln!(
+                "note: --max-concurrency {n} is below the {cores} client cores; using {n} core(s)"
+            );
+            cores = n;
+        }
+    }
     if cores > available {
         eprintln!(
             "warning: --cores {cores} is more than the {available} CPU(s) this process may use; core threads will share CPUs"
@@ -210,6 +230,10 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         },
         requests,
         timeout: Duration::from_secs_f64(args.timeout),
+        max_concurrency: args.max_concurrency,
+        save_requests: args.save_requests,
+        busy_poll: args.busy_poll,
+        pin: None,
     })
     .map_err(|e| UserError {
         message: e,
@@ -226,32 +250,44 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         // One request decides: some servers (hosted APIs) refuse unknown stream options with
         // HTTP 400, and a run of 400s would measure nothing.
         let probe = engine
-            .run_level(&[0], samples.len())
+            .run_level(&[0], 0, 0, samples.len())
             .map_err(|e| UserError {
                 message: e,
                 exit_code: 1,
             })?;
-        if probe.merged.succeeded == 1 {
+        let engine_err = |e: String| UserError {
+            message: e,
+            exit_code: 1,
+        };
+        let refused = probe
+            .merged
+            .errors
+            .keys()
+            .find(|k| matches!(k, ErrorKind::Http(400..=499)));
+        let outcome = if probe.merged.succeeded == 1 {
+            engine.reset(None).map_err(engine_err)?;
             "requested (probe accepted)".to_string()
+        } else if let Some(code) = refused {
+            eprintln!(
+                "note: the endpoint refused a request with stream_options.continuous_usage_stats ({code}); sending without it, so ITL counts one token per chunk unless the server says otherwise"
+            );
+            template.continuous_usage = false;
+            engine
+                .reset(Some(render_all(&template, &samples)?))
+                .map_err(engine_err)?;
+            format!("not requested (refused by the endpoint: {code})")
         } else {
+            // Not an answer about the option (refused connection, TLS, 5xx): keep asking.
+            engine.reset(None).map_err(engine_err)?;
             let why = probe
                 .merged
                 .errors
                 .keys()
                 .next()
                 .map_or_else(|| "no answer".to_string(), |k| k.to_string());
-            eprintln!(
-                "note: the probe request with stream_options.continuous_usage_stats failed ({why}); sending without it, so ITL counts one token per chunk unless the server says otherwise"
-            );
-            template.continuous_usage = false;
-            engine
-                .set_requests(render_all(&template, &samples)?)
-                .map_err(|e| UserError {
-                    message: e,
-                    exit_code: 1,
-                })?;
-            format!("not requested (probe failed: {why})")
-        }
+            format!("requested (probe inconclusive: {why})")
+        };
+        outcome
     };
     let metadata = Metadata {
         timestamp: started.iso(),
@@ -282,6 +318,12 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             insecure: args.insecure,
         }),
         warmup_connections: args.warmup_connections,
+        warmup_s: args.warmup,
+        max_concurrency: args.max_concurrency,
+        save_requests: args.save_requests,
+        busy_poll: args.busy_poll,
+        max_send_lag_ms: args.max_send_lag_ms,
+        min_rate_ratio: args.min_rate_ratio,
     };
     run_dir.write_json("metadata.json", &metadata)?;
     eprintln!(
@@ -295,54 +337,49 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     );
 
     let pcts = json_percentiles(&args.percentiles);
+    let thresholds = Thresholds {
+        max_send_lag_p99_us: args.max_send_lag_ms * 1000.0,
+        min_rate_ratio: args.min_rate_ratio,
+    };
+    let mut requests_file = if args.save_requests {
+        Some(run_dir.create_new("requests.jsonl")?)
+    } else {
+        None
+    };
     let mut levels: Vec<LevelStats> = Vec::with_capacity(args.qps.len());
     for (i, &qps) in args.qps.iter().enumerate() {
-        let offsets = schedule::plan(
+        let spec = LevelSpec {
+            index: i,
+            levels: args.qps.len(),
             qps,
-            args.duration,
-            args.arrival,
-            args.burstiness,
-            schedule::level_seed(args.seed, i),
-        );
-        // Connections are opened before the timed window, so setup stays out of TTFT.
+            duration_s: args.duration,
+            warmup_s: args.warmup,
+            arrival: args.arrival,
+            burstiness: args.burstiness,
+            seed: schedule::level_seed(args.seed, i),
+            warmup_connections: args.warmup_connections,
+            max_concurrency: args.max_concurrency,
+            percentiles: &pcts,
+            thresholds,
+            samples: samples.len(),
+        };
         let expected_latency = levels
             .last()
             .and_then(|l: &LevelStats| l.e2e_latency.get("p90"))
             .unwrap_or(1.0);
-        let warm_n = args
-            .warmup_connections
-            .unwrap_or_else(|| warm_per_core(qps, cores, expected_latency));
-        let warm = engine.warm(warm_n).map_err(|e| UserError {
-            message: e,
-            exit_code: 1,
-        })?;
-        eprintln!(
-            "[{}/{}] QPS {qps:.1}: sending {} requests over {} s ...",
-            i + 1,
-            args.qps.len(),
-            offsets.len(),
-            args.duration
-        );
-        let run = engine
-            .run_level(&offsets, samples.len())
-            .map_err(|e| UserError {
-                message: e,
-                exit_code: 1,
-            })?;
-        let mut stats =
-            LevelStats::from_recorder(&run.merged, qps, args.duration, run.start_ns, &pcts);
-        stats.connections = Some(ConnectionStats::new(&warm, &run.merged));
-        for w in &stats.warnings {
-            eprintln!("      warning: {w}");
+        let (stats, mut run) = measure_level(&engine, &spec, expected_latency, true)?;
+        if let Some(f) = requests_file.as_mut() {
+            let mut records = std::mem::take(&mut run.warm.records);
+            records.append(&mut run.merged.records);
+            crate::records::write_level(f, i + 1, qps, run.start_ns, &mut records)
+                .and_then(|()| std::io::Write::flush(f))
+                .map_err(|e| {
+                    UserError::input(format!(
+                        "cannot write {}: {e}",
+                        run_dir.path.join("requests.jsonl").display()
+                    ))
+                })?;
         }
-        eprintln!(
-            "      {} sent, {} ok ({:.1}%), actual {:.2} QPS, send lag p99 {:.0} µs",
-            stats.total_requests,
-            stats.successful_requests,
-            stats.success_rate,
-            stats.actual_qps,
-            stats.send_lag_us.p99
-        );
         levels.push(stats);
         // Saved after every level: an interrupted run keeps what it measured.
         run_dir.write_json(&output, &levels)?;
@@ -354,7 +391,198 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     println!("\nResults saved to: {}", run_dir.path.display());
     println!("  - {}", run_dir.path.join("metadata.json").display());
     println!("  - {}", run_dir.path.join(&output).display());
+    if args.save_requests {
+        println!("  - {}", run_dir.path.join("requests.jsonl").display());
+    }
+    if levels.iter().all(|l| l.client_limited) {
+        eprintln!(
+            "error: every level was client-limited: the client fell behind its own schedule, so these numbers measure qpsbench on this machine, not the endpoint."
+        );
+        for l in &levels {
+            eprintln!(
+                "  QPS {}: {}",
+                l.qps_target,
+                l.client_limited_reasons.join("; ")
+            );
+        }
+        eprintln!("  Give it more client cores (--cores), lower the rates, or run it on a less loaded machine; `qpsbench selftest` shows what this machine can drive.");
+        return Ok(3);
+    }
     Ok(0)
+}
+
+/// One level to measure.
+pub struct LevelSpec<'a> {
+    /// 0-based, and of how many (for progress lines).
+    pub index: usize,
+    pub levels: usize,
+    pub qps: f64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub arrival: Arrival,
+    pub burstiness: f64,
+    pub seed: u64,
+    pub warmup_connections: Option<usize>,
+    pub max_concurrency: Option<usize>,
+    pub percentiles: &'a [f64],
+    pub thresholds: Thresholds,
+    pub samples: usize,
+}
+
+/// Runs one level on the engine — connection warm-up, then the warm-up seconds and the measured
+/// window as one schedule — and turns what the cores recorded into the level's statistics,
+/// validity verdict included. `expected_latency_s` sizes the connection warm-up. Returns the raw
+/// run too (for per-request records).
+pub fn measure_level(
+    engine: &Engine,
+    spec: &LevelSpec<'_>,
+    expected_latency_s: f64,
+    progress: bool,
+) -> Result<(LevelStats, LevelRun)> {
+    let qps = spec.qps;
+    let measured = schedule::plan(
+        qps,
+        spec.duration_s,
+        spec.arrival,
+        spec.burstiness,
+        spec.seed,
+    );
+    let mut offsets = if spec.warmup_s > 0.0 {
+        schedule::plan(
+            qps,
+            spec.warmup_s,
+            spec.arrival,
+            spec.burstiness,
+            spec.seed ^ 0x5741_524d,
+        )
+    } else {
+        Vec::new()
+    };
+    let warmup_n = offsets.len();
+    let window_ns = (spec.warmup_s * 1e9).round() as u64;
+    offsets.extend(measured.iter().map(|o| o + window_ns));
+    // Connections are opened before the timed window, so setup stays out of TTFT.
+    let cores = engine.cores();
+    let mut warm_n = spec
+        .warmup_connections
+        .unwrap_or_else(|| warm_per_core(qps, cores, expected_latency_s));
+    if let Some(cap) = spec.max_concurrency {
+        warm_n = warm_n.min(cap.div_ceil(cores));
+    }
+    let engine_err = |e: String| UserError {
+        message: e,
+        exit_code: 1,
+    };
+    let warm = engine.warm(warm_n).map_err(engine_err)?;
+    if progress {
+        eprintln!(
+            "[{}/{}] QPS {qps:.1}: sending {} requests over {} s{} ...",
+            spec.index + 1,
+            spec.levels,
+            measured.len(),
+            spec.duration_s,
+            if warmup_n > 0 {
+                format!(
+                    " after {warmup_n} warm-up requests over {} s",
+                    spec.warmup_s
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    let run = engine
+        .run_level(&offsets, warmup_n, window_ns, spec.samples)
+        .map_err(engine_err)?;
+    let r = &run.merged;
+    let mut stats = LevelStats::from_recorder(
+        r,
+        qps,
+        spec.duration_s,
+        run.window_start_ns,
+        spec.percentiles,
+    );
+    stats.connections = Some(ConnectionStats::new(&warm, r));
+    let answered = r.succeeded
+        + r.errors
+            .iter()
+            .filter(|(k, _)| matches!(k, ErrorKind::Http(_)))
+            .map(|(_, v)| v.count)
+            .sum::<u64>();
+    let verdict = validity::assess(
+        &LevelFacts {
+            target_qps: qps,
+            actual_qps: stats.actual_qps,
+            send_lag_p99_us: stats.send_lag_us.p99,
+            sent: r.sent,
+            answered,
+            capped: r.capped,
+        },
+        &spec.thresholds,
+    );
+    stats.client_limited = verdict.client_limited;
+    stats.client_limited_reasons = verdict.reasons;
+    stats.send_gap_fit = validity::gap_fit(
+        run.window_start_ns,
+        &r.send_times_ns,
+        spec.duration_s / measured.len().max(1) as f64,
+        spec.arrival,
+        spec.burstiness,
+    );
+    let wall_ns = run.end_ns.saturating_sub(run.start_ns).max(1) as f64;
+    stats.client_cpu_per_core = run
+        .per_core
+        .iter()
+        .enumerate()
+        .map(|(core, c)| CoreCpu {
+            core,
+            cpu_s: (c.cpu_ns as f64 / 1e6).round() / 1e3,
+            busy_pct: (c.cpu_ns as f64 * 1000.0 / wall_ns).round() / 10.0,
+        })
+        .collect();
+    stats.concurrency_cap = spec.max_concurrency.map(|limit| CapStats {
+        limit,
+        waited: r.capped,
+        wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.cap_wait_ns)),
+    });
+    stats.warmup = (warmup_n > 0).then(|| WarmupStats {
+        seconds: spec.warmup_s,
+        requests: run.warm.sent,
+        successful: run.warm.succeeded,
+    });
+    if let Some(fit) = &stats.send_gap_fit {
+        if let Some(p) = fit.p_value.filter(|&p| p < 0.01) {
+            stats.warnings.push(format!(
+                "the realised send gaps do not follow the configured {:?} process (KS p = {p:.4})",
+                spec.arrival
+            ));
+        }
+    }
+    if progress {
+        for w in &stats.warnings {
+            eprintln!("      warning: {w}");
+        }
+        eprintln!(
+            "      {} sent, {} ok ({:.1}%), actual {:.2} QPS, send lag p99 {:.0} µs{}",
+            stats.total_requests,
+            stats.successful_requests,
+            stats.success_rate,
+            stats.actual_qps,
+            stats.send_lag_us.p99,
+            if r.capped > 0 {
+                format!(", {} waited for a --max-concurrency slot", r.capped)
+            } else {
+                String::new()
+            }
+        );
+        if stats.client_limited {
+            eprintln!(
+                "      CLIENT-LIMITED: {}",
+                stats.client_limited_reasons.join("; ")
+            );
+        }
+    }
+    Ok((stats, run))
 }
 
 fn validate_numbers(a: &BenchArgs) -> Result<()> {
@@ -410,6 +638,26 @@ fn validate_numbers(a: &BenchArgs) -> Result<()> {
     }
     if a.cores == Some(0) {
         return bad("--cores", &0, "at least 1");
+    }
+    if !(a.warmup.is_finite() && a.warmup >= 0.0) {
+        return bad("--warmup", &a.warmup, "a number of seconds, 0 or more");
+    }
+    if a.max_concurrency == Some(0) {
+        return bad("--max-concurrency", &0, "at least 1");
+    }
+    if !(a.max_send_lag_ms.is_finite() && a.max_send_lag_ms > 0.0) {
+        return bad(
+            "--max-send-lag-ms",
+            &a.max_send_lag_ms,
+            "milliseconds above 0",
+        );
+    }
+    if !(a.min_rate_ratio.is_finite() && a.min_rate_ratio > 0.0 && a.min_rate_ratio <= 1.0) {
+        return bad(
+            "--min-rate-ratio",
+            &a.min_rate_ratio,
+            "a fraction above 0, at most 1 (e.g. 0.99)",
+        );
     }
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         return bad("--timeout", &a.timeout, "a number of seconds above 0");

@@ -164,6 +164,54 @@ pub struct BenchArgs {
     /// per core × the expected latency, 1 to 256; 0 turns warm-up off)
     #[arg(long, value_name = "N")]
     pub warmup_connections: Option<usize>,
+
+    /// Seconds of warm-up at each level's rate before its measured window: those requests are
+    /// sent (same arrival process) but left out of every statistic, so the endpoint is in steady
+    /// state when measuring starts
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub warmup: f64,
+
+    /// Cap on requests in flight for the whole run (split evenly across cores). An arrival that
+    /// finds every slot taken waits for one; each level reports how many waited and how long,
+    /// and their latencies still count from the intended send time
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+
+    /// Write requests.jsonl into the results folder: one line per request sent, with its
+    /// intended, sent, first-byte, token and done times (µs from the level's start), status,
+    /// error and token count. Kept in memory per core during a level, written after it
+    #[arg(long)]
+    pub save_requests: bool,
+
+    /// Client cores never sleep in the kernel while a level runs: they poll the io_uring
+    /// completion queue, removing the wake-up latency of an idle CPU (tens of µs on VMs) at the
+    /// cost of one fully busy CPU per client core
+    #[arg(long)]
+    pub busy_poll: bool,
+
+    /// A level whose send-lag p99 is above this many milliseconds is flagged client_limited
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub max_send_lag_ms: f64,
+
+    /// A level whose achieved rate is below this fraction of its target (while the server was
+    /// answering) is flagged client_limited
+    #[arg(
+        long,
+        value_name = "RATIO",
+        default_value_t = 0.99,
+        allow_negative_numbers = true
+    )]
+    pub min_rate_ratio: f64,
 }
 
 /// `--continuous-usage`.

@@ -171,6 +171,18 @@ pub struct Recorder {
     /// Wall time the pacer spent in its spin phase just before arrivals (other tasks of the core
     /// run during it too); the visible cost of precise pacing.
     pub pacer_spin_ns: u64,
+    /// Arrivals that `--max-concurrency` held back, and how long (ns, intended → sent). Their
+    /// send lag is this wait, so they are kept out of `send_lag_ns`.
+    pub capped: u64,
+    pub cap_wait_ns: Histogram<u64>,
+    /// Actual send times (ns, monotonic), for the goodness-of-fit test of the arrival process.
+    /// Moved (not merged) into the level's recorder by the engine.
+    pub send_times_ns: Vec<u64>,
+    /// Per-request records (`--save-requests`); moved like `send_times_ns`.
+    pub records: Vec<crate::records::RequestRecord>,
+    /// Client's added delay: read time − the endpoint's send stamp (`qpsbench_sent_ns`), per
+    /// stamped chunk, ns. Only the built-in endpoint with `--stamp-chunks` stamps chunks.
+    pub added_delay_ns: Histogram<u64>,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -210,13 +222,25 @@ impl Recorder {
             last_send_ns: 0,
             cpu_ns: 0,
             pacer_spin_ns: 0,
+            capped: 0,
+            cap_wait_ns: histogram(MAX_LATENCY_US * 1000),
+            send_times_ns: Vec::new(),
+            records: Vec::new(),
+            added_delay_ns: histogram(MAX_LATENCY_US * 1000),
         }
     }
 
-    /// A request was handed to its connection at `sent_ns`, `lag_ns` after its intended time.
-    pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64) {
+    /// A request was handed to its connection at `sent_ns`, `lag_ns` after its intended time;
+    /// `capped`: `--max-concurrency` held it back (the lag is then that wait, not the client's).
+    pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool) {
         self.sent += 1;
-        self.send_lag_ns.saturating_record(lag_ns);
+        if capped {
+            self.capped += 1;
+            self.cap_wait_ns.saturating_record(lag_ns);
+        } else {
+            self.send_lag_ns.saturating_record(lag_ns);
+        }
+        self.send_times_ns.push(sent_ns);
         self.first_send_ns = self.first_send_ns.min(sent_ns);
         self.last_send_ns = self.last_send_ns.max(sent_ns);
     }
@@ -312,6 +336,9 @@ impl Recorder {
         self.last_send_ns = self.last_send_ns.max(other.last_send_ns);
         self.cpu_ns += other.cpu_ns;
         self.pacer_spin_ns += other.pacer_spin_ns;
+        self.capped += other.capped;
+        let _ = self.cap_wait_ns.add(&other.cap_wait_ns);
+        let _ = self.added_delay_ns.add(&other.added_delay_ns);
     }
 }
 
@@ -377,12 +404,51 @@ pub fn json_percentiles(user: &[f64]) -> Vec<f64> {
     all
 }
 
+/// One client core's CPU use during a level.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoreCpu {
+    pub core: usize,
+    pub cpu_s: f64,
+    /// CPU time ÷ the level's wall time (from its start until its last request ended), %.
+    pub busy_pct: f64,
+}
+
+/// What `--max-concurrency` did in one level.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapStats {
+    pub limit: usize,
+    /// Arrivals that were due while every slot was taken.
+    pub waited: u64,
+    /// How long they waited (intended → sent), µs; null when none waited.
+    pub wait_us: Option<SendLag>,
+}
+
+/// The warm-up before a level's measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct WarmupStats {
+    pub seconds: f64,
+    pub requests: u64,
+    pub successful: u64,
+}
+
 /// Send-lag summary in microseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct SendLag {
     pub p50: f64,
     pub p99: f64,
     pub max: f64,
+}
+
+impl SendLag {
+    /// p50/p99/max of a histogram of nanoseconds, in µs (zeros when empty).
+    pub fn from_ns(h: &Histogram<u64>) -> Self {
+        let q = |q: f64| round6(h.value_at_quantile(q) as f64 / 1000.0);
+        Self {
+            p50: q(0.5),
+            p99: q(0.99),
+            max: round6(h.max() as f64 / 1000.0),
+        }
+    }
 }
 
 /// Connection setup for one level: the warm-up before the window and the connections opened
@@ -440,6 +506,22 @@ pub struct LevelStats {
     pub failed_requests: u64,
     pub throughput_qps: f64,
     pub send_lag_us: SendLag,
+    /// The client fell behind its own schedule (`validity`): this level measures the client.
+    pub client_limited: bool,
+    pub client_limited_reasons: Vec<String>,
+    /// How well the realised send gaps follow the configured arrival process.
+    pub send_gap_fit: Option<crate::validity::GapFit>,
+    /// CPU time of each client core's thread during the level, and its share of the level's
+    /// wall time.
+    pub client_cpu_per_core: Vec<CoreCpu>,
+    /// `--max-concurrency`: arrivals it held back and for how long (their latencies still
+    /// count from the intended time).
+    pub concurrency_cap: Option<CapStats>,
+    /// `--warmup`: requests sent before the measured window and left out of every statistic.
+    pub warmup: Option<WarmupStats>,
+    /// Read time − the built-in endpoint's send stamp, per chunk, µs (only against
+    /// `serve-mock --stamp-chunks`, as `qpsbench selftest` runs it).
+    pub client_added_delay_us: Option<SendLag>,
     pub duration_s: f64,
     pub sending_window_s: f64,
     pub output_tokens_total: u64,
@@ -490,7 +572,6 @@ impl LevelStats {
             (0, _) => "estimated",
             _ => "mixed",
         };
-        let lag = |q: f64| r.send_lag_ns.value_at_quantile(q) as f64 / 1000.0;
         let per = |n: u64| (n > 0).then(|| round6(r.cpu_ns as f64 / 1000.0 / n as f64));
         Self {
             qps_target,
@@ -516,11 +597,15 @@ impl LevelStats {
             successful_requests: r.succeeded,
             failed_requests: failed,
             throughput_qps: round6(r.succeeded as f64 / duration_s),
-            send_lag_us: SendLag {
-                p50: round6(lag(0.5)),
-                p99: round6(lag(0.99)),
-                max: round6(r.send_lag_ns.max() as f64 / 1000.0),
-            },
+            send_lag_us: SendLag::from_ns(&r.send_lag_ns),
+            client_limited: false,
+            client_limited_reasons: Vec::new(),
+            send_gap_fit: None,
+            client_cpu_per_core: Vec::new(),
+            concurrency_cap: None,
+            warmup: None,
+            client_added_delay_us: (!r.added_delay_ns.is_empty())
+                .then(|| SendLag::from_ns(&r.added_delay_ns)),
             duration_s,
             sending_window_s: round6(window_s),
             output_tokens_total: r.output_tokens,
@@ -580,11 +665,11 @@ mod tests {
         let mut a = Recorder::new();
         let mut b = Recorder::new();
         for i in 0..100 {
-            a.record_send(1_000_000_000 + i * 10_000_000, 20_000);
+            a.record_send(1_000_000_000 + i * 10_000_000, 20_000, false);
             a.record_success(ok(100 + i, 1000, 50));
         }
         for i in 0..100 {
-            b.record_send(1_000_000_000 + i * 10_000_000, 40_000);
+            b.record_send(1_000_000_000 + i * 10_000_000, 40_000, false);
             b.record_error(ErrorKind::Http(503), Some(b"{\"error\":\"busy\"}"));
         }
         a.merge(&b);

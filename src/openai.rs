@@ -25,6 +25,8 @@ pub struct ChunkInfo {
     pub prompt_tokens: Option<u64>,
     /// An `{"error": …}` object: its message.
     pub error: Option<String>,
+    /// The built-in endpoint's send time (`qpsbench_sent_ns`, with `serve-mock --stamp-chunks`).
+    pub sent_stamp_ns: Option<u64>,
 }
 
 /// The payload is not JSON.
@@ -126,6 +128,7 @@ fn inspect(root: simd_json::tape::Value<'_, '_>) -> ChunkInfo {
                     }
                 }
             }
+            "qpsbench_sent_ns" => info.sent_stamp_ns = value.as_u64(),
             "error" if !value.is_null() => {
                 let message = value
                     .as_object()

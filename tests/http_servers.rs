@@ -159,9 +159,12 @@ fn run_against(server: &Canned, qps: &str) -> serde_json::Value {
         "constant",
         "--cores",
         "1",
-        // These tests count the connections a level opens itself.
+        // These tests count the connections and requests a level makes itself (no warm-up
+        // connections, no probe request).
         "--warmup-connections",
         "0",
+        "--continuous-usage",
+        "off",
     ]);
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);

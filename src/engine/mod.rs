@@ -51,6 +51,14 @@ pub struct EngineConfig {
     pub target: Target,
     pub requests: Vec<Bytes>,
     pub timeout: Duration,
+    /// `--max-concurrency`, split across cores (None: no cap).
+    pub max_concurrency: Option<usize>,
+    /// Keep per-request records (`--save-requests`).
+    pub save_requests: bool,
+    /// `--busy-poll`: cores never sleep in the kernel while a level runs.
+    pub busy_poll: bool,
+    /// Pin core threads to these CPUs (round robin) instead of every CPU this process may use.
+    pub pin: Option<Vec<core_affinity::CoreId>>,
 }
 
 /// Which I/O driver the cores run on.
@@ -75,8 +83,9 @@ pub(crate) enum Command {
     Warm(usize),
     /// Run this slice of a level.
     Level(CorePlan),
-    /// Send these rendered requests from now on (same samples, other body options).
-    Requests(Arc<[Bytes]>),
+    /// Close every idle connection and, if given, send these rendered requests from now on
+    /// (same samples, other body options).
+    Reset(Option<Arc<[Bytes]>>),
 }
 
 /// One core's share of a level.
@@ -85,11 +94,13 @@ pub(crate) struct CorePlan {
     pub start_ns: u64,
     /// (offset ns, sample index), in time order.
     pub arrivals: Vec<(u64, u32)>,
+    /// Arrivals before this index are warm-up.
+    pub measured_from: usize,
 }
 
 struct Worker {
     plans: Option<mpsc::Sender<Command>>,
-    results: mpsc::Receiver<Recorder>,
+    results: mpsc::Receiver<(Recorder, Recorder)>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -101,19 +112,41 @@ pub struct Engine {
 
 /// A level's merged measurements.
 pub struct LevelRun {
+    /// The schedule's start (warm-up included), monotonic ns.
     pub start_ns: u64,
+    /// The measured window's start: `start_ns` + the warm-up.
+    pub window_start_ns: u64,
+    /// The measured window, all cores (with every core's send times and records moved in).
     pub merged: Recorder,
+    /// Each core's measured window (send times and records moved out).
     pub per_core: Vec<Recorder>,
+    /// The warm-up's requests, all cores.
+    pub warm: Recorder,
+    /// When the last core finished (every request ended), monotonic ns.
+    pub end_ns: u64,
 }
 
 impl Engine {
     /// Starts `cfg.cores` threads, pinned to the cores this process may use (round robin).
     pub fn start(cfg: EngineConfig) -> Result<Self, String> {
-        let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+        let core_ids = cfg
+            .pin
+            .clone()
+            .unwrap_or_else(|| core_affinity::get_core_ids().unwrap_or_default());
+        let max_inflight = (0..cfg.cores)
+            .map(|i| match cfg.max_concurrency {
+                // Split as evenly as possible: arrival i goes to core i mod N.
+                Some(n) => n / cfg.cores + usize::from(i < n % cfg.cores),
+                None => usize::MAX,
+            })
+            .collect();
         let shared = Arc::new(worker::Shared {
             target: cfg.target,
             requests: cfg.requests.into(),
             timeout: cfg.timeout,
+            max_inflight,
+            save_requests: cfg.save_requests,
+            busy_poll: cfg.busy_poll,
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;
@@ -125,7 +158,7 @@ impl Engine {
             let shared = shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("qpsbench-core-{i}"))
-                .spawn(move || worker::main(core_id, shared, plan_rx, res_tx, ready_tx))
+                .spawn(move || worker::main(i, core_id, shared, plan_rx, res_tx, ready_tx))
                 .map_err(|e| format!("cannot start core thread {i}: {e}"))?;
             match ready_rx.recv() {
                 Ok(Ok(d)) => {
@@ -162,7 +195,7 @@ impl Engine {
         }
         let mut merged = Recorder::new();
         for w in &self.workers {
-            let r = w
+            let (r, _) = w
                 .results
                 .recv()
                 .map_err(|_| "a core thread stopped while opening connections".to_string())?;
@@ -171,14 +204,15 @@ impl Engine {
         Ok(merged)
     }
 
-    /// Replaces the rendered requests (one per sample, same order) on every core.
-    pub fn set_requests(&self, requests: Vec<Bytes>) -> Result<(), String> {
-        let requests: Arc<[Bytes]> = requests.into();
+    /// Closes every core's idle connections and, if given, replaces the rendered requests (one
+    /// per sample, same order): after a probe request, so the run starts from a clean state.
+    pub fn reset(&self, requests: Option<Vec<Bytes>>) -> Result<(), String> {
+        let requests: Option<Arc<[Bytes]>> = requests.map(Into::into);
         for w in &self.workers {
             w.plans
                 .as_ref()
                 .expect("plans sender lives until drop")
-                .send(Command::Requests(requests.clone()))
+                .send(Command::Reset(requests.clone()))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }
         for w in &self.workers {
@@ -189,39 +223,63 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one level: `offsets` are the arrival times (ns from the level start); arrival i sends
-    /// sample `i mod n_samples` from core `i mod cores`. Returns when every request has finished
-    /// or timed out.
-    pub fn run_level(&self, offsets: &[u64], n_samples: usize) -> Result<LevelRun, String> {
+    /// Runs one level: `offsets` are the arrival times (ns from the level start), the first
+    /// `warmup` of them a warm-up that is sent but recorded apart, and the measured window
+    /// starting at `window_ns`; arrival i sends sample `i mod n_samples` from core `i mod cores`.
+    /// Returns when every request has finished or timed out.
+    pub fn run_level(
+        &self,
+        offsets: &[u64],
+        warmup: usize,
+        window_ns: u64,
+        n_samples: usize,
+    ) -> Result<LevelRun, String> {
         let n = self.workers.len();
         let mut slices: Vec<Vec<(u64, u32)>> = (0..n)
             .map(|_| Vec::with_capacity(offsets.len() / n + 1))
             .collect();
+        let mut measured_from = vec![0; n];
         for (i, &off) in offsets.iter().enumerate() {
             slices[i % n].push((off, (i % n_samples) as u32));
+            if i < warmup {
+                measured_from[i % n] += 1;
+            }
         }
         let start_ns = now_ns() + LEAD_NS;
-        for (w, arrivals) in self.workers.iter().zip(slices) {
+        for ((w, arrivals), measured_from) in self.workers.iter().zip(slices).zip(measured_from) {
             w.plans
                 .as_ref()
                 .expect("plans sender lives until drop")
-                .send(Command::Level(CorePlan { start_ns, arrivals }))
+                .send(Command::Level(CorePlan {
+                    start_ns,
+                    arrivals,
+                    measured_from,
+                }))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }
         let mut merged = Recorder::new();
+        let mut warm = Recorder::new();
         let mut per_core = Vec::with_capacity(n);
         for w in &self.workers {
-            let r = w
+            let (mut r, mut wr) = w
                 .results
                 .recv()
                 .map_err(|_| "a core thread stopped during the level".to_string())?;
             merged.merge(&r);
+            merged.send_times_ns.append(&mut r.send_times_ns);
+            merged.records.append(&mut r.records);
+            warm.merge(&wr);
+            warm.records.append(&mut wr.records);
             per_core.push(r);
         }
+        merged.send_times_ns.sort_unstable();
         Ok(LevelRun {
+            end_ns: now_ns(),
             start_ns,
+            window_start_ns: start_ns + window_ns,
             merged,
             per_core,
+            warm,
         })
     }
 }

@@ -36,6 +36,11 @@ impl Pool {
         self.idle.borrow_mut().push(conn);
     }
 
+    /// Takes every idle connection out of the pool.
+    pub fn drain(&self) -> Vec<Conn> {
+        std::mem::take(&mut *self.idle.borrow_mut())
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().len()
     }

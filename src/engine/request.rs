@@ -10,9 +10,10 @@
 //! Every latency is measured from the intended time, so a client that falls behind shows it
 //! instead of hiding it (no coordinated omission).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use crate::http::body::BodyError;
 use crate::http::conn::{Completed, Conn, ExchangeError, Failure, ResponseHandler};
 use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::openai::ChunkParser;
+use crate::records::RequestRecord;
 use crate::sse::{Flow, SseError, SseParser};
 
 /// Error bodies longer than this are not read to the end (the connection is closed instead).
@@ -40,6 +42,23 @@ pub struct Core {
     pub tls: bool,
     /// The current level's slice of the arrival schedule.
     pub schedule: RefCell<Schedule>,
+    /// This core's share of `--max-concurrency` (`usize::MAX`: no cap).
+    pub max_inflight: usize,
+    /// Requests sent and not finished.
+    pub inflight: Cell<usize>,
+    /// The pacer, parked while the cap holds every arrival back.
+    pub slot_waker: RefCell<Option<Waker>>,
+    /// Keep a per-request record (`--save-requests`).
+    pub save_requests: bool,
+    /// This core's index (in records).
+    pub index: u16,
+}
+
+impl Core {
+    /// The concurrency cap holds the next arrival back.
+    pub fn capped(&self) -> bool {
+        self.inflight.get() >= self.max_inflight
+    }
 }
 
 /// A core's arrivals for one level and how far it has got.
@@ -49,7 +68,12 @@ pub struct Schedule {
     /// (offset ns from start, sample index), in time order.
     pub arrivals: Vec<(u64, u32)>,
     pub next: usize,
+    /// Arrivals before this index are warm-up (`--warmup`): sent, recorded apart.
+    pub measured_from: usize,
+    /// Arrivals before this index fell due while the concurrency cap held them back.
+    pub due_seen: usize,
     pub rec: Rc<RefCell<Recorder>>,
+    pub warm_rec: Rc<RefCell<Recorder>>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -64,20 +88,44 @@ impl Schedule {
 /// from the clock; it is re-read after each send).
 pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
     loop {
-        let (intended, sample, rec) = {
+        let (intended, sample, rec, waited, warmup) = {
             let mut s = core.schedule.borrow_mut();
+            let s = &mut *s;
             match s.arrivals.get(s.next) {
+                Some(&(off, _)) if s.start_ns + off <= now && core.capped() => {
+                    // Held back by --max-concurrency: remember which arrivals waited (the scan
+                    // only moves forward, so this costs O(1) per arrival over the level).
+                    s.due_seen = s.due_seen.max(s.next);
+                    while s
+                        .arrivals
+                        .get(s.due_seen)
+                        .is_some_and(|a| s.start_ns + a.0 <= now)
+                    {
+                        s.due_seen += 1;
+                    }
+                    return;
+                }
                 Some(&(off, sample)) if s.start_ns + off <= now => {
+                    let i = s.next;
                     s.next += 1;
-                    (s.start_ns + off, sample as usize, s.rec.clone())
+                    let warmup = i < s.measured_from;
+                    let rec = if warmup { &s.warm_rec } else { &s.rec };
+                    (
+                        s.start_ns + off,
+                        sample as usize,
+                        rec.clone(),
+                        i < s.due_seen,
+                        warmup,
+                    )
                 }
                 _ => return,
             }
         };
+        core.inflight.set(core.inflight.get() + 1);
         // Sent = the moment the request is handed to the socket (or, with no idle connection,
         // the moment its connection is started); the lag is how late that is against the plan.
         rec.borrow_mut()
-            .record_send(now, now.saturating_sub(intended));
+            .record_send(now, now.saturating_sub(intended), waited);
         let mut first = None;
         if let Some(mut conn) = core.pool.take() {
             let written = conn.try_write_now(&core.requests.borrow()[sample]);
@@ -87,7 +135,13 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
                 Err(_) => rec.borrow_mut().stale_retries += 1,
             }
         }
-        let task = monoio::spawn(run(core.clone(), rec, intended, sample, first));
+        let ticket = Ticket {
+            intended_ns: intended,
+            sent_ns: now,
+            sample,
+            warmup,
+        };
+        let task = monoio::spawn(run(core.clone(), rec, ticket, first));
         core.schedule.borrow_mut().tasks.push(task);
         now = now_ns();
     }
@@ -96,25 +150,84 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
 /// A failed request: its category and, for HTTP errors, the start of the body.
 type Failed = (ErrorKind, Option<Vec<u8>>);
 
-/// Completes request `sample` for the arrival intended at `intended_ns` — on `first`, the pooled
-/// connection it was already handed to, if there was one — and records the outcome.
-async fn run(
-    core: Rc<Core>,
-    rec: Rc<RefCell<Recorder>>,
+/// One arrival, as sent.
+#[derive(Clone, Copy)]
+struct Ticket {
     intended_ns: u64,
+    sent_ns: u64,
     sample: usize,
-    first: Option<Conn>,
-) {
+    warmup: bool,
+}
+
+/// Completes the ticket's request — on `first`, the pooled connection it was already handed to,
+/// if there was one — and records the outcome. Then frees its concurrency slot.
+async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, t: Ticket, first: Option<Conn>) {
+    let mut trace = core.save_requests.then(Trace::default);
     let outcome = monoio::time::timeout(
         core.timeout,
-        attempt(&core, &rec, intended_ns, sample, first),
+        attempt(&core, &rec, t.intended_ns, t.sample, first, &mut trace),
     )
     .await;
-    let mut rec = rec.borrow_mut();
-    match outcome {
-        Ok(Ok(success)) => rec.record_success(success),
-        Ok(Err((kind, body))) => rec.record_error(kind, body.as_deref()),
-        Err(_) => rec.record_error(ErrorKind::TimeoutTotal, None),
+    {
+        let mut rec = rec.borrow_mut();
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(_) => Err((ErrorKind::TimeoutTotal, None)),
+        };
+        if let Some(trace) = trace {
+            rec.records
+                .push(trace.into_record(&t, core.index, &outcome));
+        }
+        match outcome {
+            Ok(success) => rec.record_success(success),
+            Err((kind, body)) => rec.record_error(kind, body.as_deref()),
+        }
+    }
+    core.inflight.set(core.inflight.get() - 1);
+    if core.max_inflight != usize::MAX {
+        // A slot is free: an arrival the cap held back goes now, from here, without waiting for
+        // the pacer; the pacer is woken to arm its timer for what comes next.
+        dispatch_due(&core, now_ns());
+        if let Some(w) = core.slot_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// What `--save-requests` keeps of one request besides its outcome.
+#[derive(Default)]
+pub struct Trace {
+    status: u16,
+    first_byte_ns: Option<u64>,
+    /// Times of the reads that carried output tokens.
+    token_reads_ns: Vec<u64>,
+}
+
+impl Trace {
+    fn into_record(
+        self,
+        t: &Ticket,
+        core: u16,
+        outcome: &Result<Success, Failed>,
+    ) -> RequestRecord {
+        let (error, output_tokens, source) = match outcome {
+            Ok(s) => (None, Some(s.output_tokens), Some(s.source)),
+            Err((kind, _)) => (Some(kind.to_string()), None, None),
+        };
+        RequestRecord {
+            sample: t.sample as u32,
+            core,
+            warmup: t.warmup,
+            intended_ns: t.intended_ns,
+            sent_ns: t.sent_ns,
+            first_byte_ns: self.first_byte_ns,
+            done_ns: now_ns(),
+            status: self.status,
+            error,
+            output_tokens,
+            token_source: source,
+            token_reads_ns: self.token_reads_ns,
+        }
     }
 }
 
@@ -124,6 +237,7 @@ async fn attempt(
     intended_ns: u64,
     sample: usize,
     mut first: Option<Conn>,
+    trace: &mut Option<Trace>,
 ) -> Result<Success, Failed> {
     let request = core.requests.borrow()[sample].clone();
     let mut retried = false;
@@ -145,7 +259,11 @@ async fn attempt(
                 c
             }
         };
-        let mut handler = StreamHandler::new(core, rec);
+        if let Some(t) = trace.as_mut() {
+            // A retry starts over.
+            *t = Trace::default();
+        }
+        let mut handler = StreamHandler::new(core, rec, trace.as_mut());
         match conn.exchange(request.clone(), &mut handler).await {
             Ok(done) => {
                 if done.reusable {
@@ -183,6 +301,7 @@ fn is_stale_connection(f: &Failure) -> bool {
 pub struct StreamHandler<'a> {
     core: &'a Rc<Core>,
     rec: &'a RefCell<Recorder>,
+    trace: Option<&'a mut Trace>,
     /// The latest token-bearing read: tokens it carried so far, and its gap after the previous
     /// one (none for the first). Recorded as ITL when the next token-bearing read (or the end)
     /// comes, once the read's token count is known.
@@ -210,10 +329,15 @@ pub struct StreamHandler<'a> {
 }
 
 impl<'a> StreamHandler<'a> {
-    pub fn new(core: &'a Rc<Core>, rec: &'a RefCell<Recorder>) -> Self {
+    pub fn new(
+        core: &'a Rc<Core>,
+        rec: &'a RefCell<Recorder>,
+        trace: Option<&'a mut Trace>,
+    ) -> Self {
         Self {
             core,
             rec,
+            trace,
             group_tokens: 0,
             group_gap_ns: None,
             usage_seen: 0,
@@ -299,11 +423,17 @@ impl<'a> StreamHandler<'a> {
 
 impl ResponseHandler for StreamHandler<'_> {
     fn on_read(&mut self, t_ns: u64) {
+        if let Some(t) = self.trace.as_mut() {
+            t.first_byte_ns.get_or_insert(t_ns);
+        }
         dispatch_due(self.core, t_ns);
     }
 
     fn head(&mut self, status: u16, _t_ns: u64) {
         self.status = status;
+        if let Some(t) = self.trace.as_mut() {
+            t.status = status;
+        }
     }
 
     fn body(&mut self, data: &[u8], t_ns: u64) -> bool {
@@ -321,6 +451,7 @@ impl ResponseHandler for StreamHandler<'_> {
         let Self {
             core,
             rec,
+            trace,
             group_tokens,
             group_gap_ns,
             usage_seen,
@@ -363,6 +494,13 @@ impl ResponseHandler for StreamHandler<'_> {
                 *error = Some(ErrorKind::stream(&String::from_utf8_lossy(ev.data)));
                 return Flow::Stop;
             }
+            if let Some(stamp) = info.sent_stamp_ns {
+                // Same machine, same monotonic clock: read time − send time is what the network
+                // stack and this client added.
+                rec.borrow_mut()
+                    .added_delay_ns
+                    .saturating_record(t_ns.saturating_sub(stamp));
+            }
             if info.has_output {
                 first_token_ns.get_or_insert(t_ns);
                 if *last_token_ns != t_ns {
@@ -374,6 +512,9 @@ impl ResponseHandler for StreamHandler<'_> {
                     *group_tokens = 0;
                     *last_token_ns = t_ns;
                     *token_reads += 1;
+                    if let Some(t) = trace.as_mut() {
+                        t.token_reads_ns.push(t_ns);
+                    }
                 }
                 // Tokens in this chunk: the growth of a running usage count when the server
                 // sends one with every chunk, else one per content-bearing chunk.

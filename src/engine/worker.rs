@@ -1,7 +1,7 @@
 //! A core's thread: pins itself, builds its runtime, then runs each level's slice of arrivals —
 //! a pacing loop that spawns one request task per arrival at its intended time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -22,13 +22,18 @@ pub(crate) struct Shared {
     pub target: Target,
     pub requests: Arc<[Bytes]>,
     pub timeout: Duration,
+    /// Each core's share of `--max-concurrency` (`usize::MAX`: none).
+    pub max_inflight: Vec<usize>,
+    pub save_requests: bool,
+    pub busy_poll: bool,
 }
 
 pub(crate) fn main(
+    index: usize,
     core_id: Option<core_affinity::CoreId>,
     shared: Arc<Shared>,
     plans: mpsc::Receiver<Command>,
-    results: mpsc::Sender<Recorder>,
+    results: mpsc::Sender<(Recorder, Recorder)>,
     ready: mpsc::Sender<Result<IoDriver, String>>,
 ) {
     if let Some(id) = core_id {
@@ -54,22 +59,38 @@ pub(crate) fn main(
         requests: RefCell::new(shared.requests.clone()),
         timeout: shared.timeout,
         schedule: RefCell::new(Schedule::default()),
+        max_inflight: shared.max_inflight[index],
+        inflight: Cell::new(0),
+        slot_waker: RefCell::new(None),
+        save_requests: shared.save_requests,
+        index: index as u16,
     });
+    let busy_poll = shared.busy_poll;
     while let Ok(cmd) = plans.recv() {
         // The pacing loop must be a spawned task, not the `block_on` future itself: monoio polls
         // a self-waking main future in a tight loop without running other tasks or reaping
         // completions, so a pacer spinning there would stall every request on the core.
         let core = core.clone();
-        let rec = match cmd {
-            Command::Level(plan) => {
-                rt.block_on(async move { monoio::spawn(run_level(core, plan, driver)).await })
-            }
-            Command::Warm(n) => rt.block_on(async move { monoio::spawn(warm(core, n)).await }),
-            Command::Requests(requests) => {
-                core.requests.replace(requests);
-                Recorder::new()
-            }
-        };
+        let rec =
+            match cmd {
+                Command::Level(plan) => rt.block_on(async move {
+                    monoio::spawn(run_level(core, plan, driver, busy_poll)).await
+                }),
+                Command::Warm(n) => rt
+                    .block_on(async move { (monoio::spawn(warm(core, n)).await, Recorder::new()) }),
+                Command::Reset(requests) => {
+                    if let Some(r) = requests {
+                        core.requests.replace(r);
+                    }
+                    // Dropped sockets are closed by the runtime: let it run once.
+                    let idle = core.pool.drain();
+                    rt.block_on(async move {
+                        drop(idle);
+                        super::pacer::yield_now().await;
+                    });
+                    (Recorder::new(), Recorder::new())
+                }
+            };
         if results.send(rec).is_err() {
             break;
         }
@@ -116,23 +137,44 @@ fn take_recorder(rec: Rc<RefCell<Recorder>>) -> Recorder {
         .unwrap_or_else(|rc| rc.borrow().clone())
 }
 
-async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder {
+/// Runs this core's slice of a level; returns the measured window's recorder and the warm-up's.
+async fn run_level(
+    core: Rc<Core>,
+    plan: CorePlan,
+    driver: IoDriver,
+    busy_poll: bool,
+) -> (Recorder, Recorder) {
     let cpu_start = thread_cpu_ns();
-    let rec = Rc::new(RefCell::new(Recorder::new()));
     let n = plan.arrivals.len();
+    let mut measured = Recorder::new();
+    measured
+        .send_times_ns
+        .reserve(n - plan.measured_from.min(n));
+    let rec = Rc::new(RefCell::new(measured));
+    let warm_rec = Rc::new(RefCell::new(Recorder::new()));
     core.schedule.replace(Schedule {
         start_ns: plan.start_ns,
         arrivals: plan.arrivals,
         next: 0,
+        measured_from: plan.measured_from,
+        due_seen: 0,
         rec: rec.clone(),
+        warm_rec: warm_rec.clone(),
         tasks: Vec::with_capacity(n),
     });
-    let mut pacer = Pacer::new(driver == IoDriver::IoUring);
+    let spinning = Rc::new(Cell::new(busy_poll));
+    let spinner = busy_poll.then(|| monoio::spawn(busy_poll_loop(spinning.clone())));
+    let mut pacer = Pacer::new(driver == IoDriver::IoUring && !busy_poll);
     // Request tasks also send arrivals that fall due while they run; the pacer covers the rest.
     loop {
         let Some(due) = core.schedule.borrow().next_due_ns() else {
             break;
         };
+        if core.capped() {
+            // --max-concurrency: the request that frees a slot sends what is due and wakes us.
+            wait_for_slot(&core).await;
+            continue;
+        }
         pacer
             .wait_until(due, || core.schedule.borrow().next_due_ns() == Some(due))
             .await;
@@ -144,9 +186,35 @@ async fn run_level(core: Rc<Core>, plan: CorePlan, driver: IoDriver) -> Recorder
     for t in tasks {
         t.await;
     }
+    spinning.set(false);
+    if let Some(s) = spinner {
+        s.await;
+    }
     core.schedule.replace(Schedule::default());
     let mut rec = take_recorder(rec);
     rec.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
     rec.pacer_spin_ns = pacer.spin_ns;
-    rec
+    (rec, take_recorder(warm_rec))
+}
+
+/// `--busy-poll`: a task that is always ready, so the runtime never parks the thread in the
+/// kernel: it polls the io_uring completion queue without waiting between task runs, and a
+/// completion is seen without the wake-up latency of an idle vCPU. Costs a whole core while a
+/// level runs.
+async fn busy_poll_loop(spinning: Rc<Cell<bool>>) {
+    while spinning.get() {
+        yield_now().await;
+    }
+}
+
+/// Resolves once the concurrency cap has a free slot.
+fn wait_for_slot(core: &Rc<Core>) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        if core.capped() {
+            *core.slot_waker.borrow_mut() = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
 }

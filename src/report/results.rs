@@ -61,6 +61,18 @@ impl RunDir {
         self.write_atomic(name, &bytes)
     }
 
+    /// Creates `name` inside the folder for appending (it must not exist yet): for files written
+    /// level by level, like `requests.jsonl`. Buffered; each level's lines are flushed after it.
+    pub fn create_new(&self, name: &str) -> Result<std::io::BufWriter<std::fs::File>> {
+        let path = self.path.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map(|f| std::io::BufWriter::with_capacity(1 << 20, f))
+            .map_err(|e| UserError::input(format!("cannot create '{}': {e}", path.display())))
+    }
+
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.path.join(name);
         let tmp = self.path.join(format!(".{name}.tmp"));

@@ -42,7 +42,14 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
     for l in levels {
         let mut cols: Vec<String> = vec![
             format!("{:<12}", format!("{:.1}", l.qps_target)),
-            format!("{:<12}", format!("{:.2}", l.actual_qps)),
+            format!(
+                "{:<12}",
+                format!(
+                    "{:.2}{}",
+                    l.actual_qps,
+                    if l.client_limited { "*" } else { "" }
+                )
+            ),
             format!("{:<10}", format!("{:.1}", l.success_rate)),
         ];
         let mut metrics = vec![(&l.ttft, 3), (&l.e2e_latency, 3), (&l.tokens_per_sec, 1)];
@@ -56,6 +63,20 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
             }
         }
         let _ = writeln!(s, "{}", cols.join(" "));
+    }
+    if levels.iter().any(|l| l.client_limited) {
+        let _ = writeln!(
+            s,
+            "\n* client-limited: the client fell behind its own schedule at this level, so its numbers measure the client, not the endpoint:"
+        );
+        for l in levels.iter().filter(|l| l.client_limited) {
+            let _ = writeln!(
+                s,
+                "  - QPS {:.1}: {}",
+                l.qps_target,
+                l.client_limited_reasons.join("; ")
+            );
+        }
     }
     for l in levels {
         let total: u64 = l.errors.values().sum();
@@ -87,7 +108,7 @@ mod tests {
     #[test]
     fn matches_the_seed_layout() {
         let mut r = Recorder::new();
-        r.record_send(1_000_000_000, 10);
+        r.record_send(1_000_000_000, 10, false);
         r.record_success(Success {
             ttft_ns: Some(120_000_000),
             e2e_ns: 2_500_000_000,
@@ -98,7 +119,7 @@ mod tests {
             ttfb_ns: 1_000_000,
             decode_ns: 1_000_000,
         });
-        r.record_send(1_000_000_000, 10);
+        r.record_send(1_000_000_000, 10, false);
         r.record_error(ErrorKind::Http(503), None);
         let l = LevelStats::from_recorder(&r, 1.0, 1.0, 0, &json_percentiles(&[50.0, 95.0, 99.0]));
         let out = render(std::slice::from_ref(&l), &[50.0, 95.0, 99.0], &[]);

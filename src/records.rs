@@ -1,0 +1,95 @@
+//! Per-request records (`--save-requests`): one line of `requests.jsonl` per request sent.
+//!
+//! Data flow: a core's request task fills a [`RequestRecord`] when the request ends and pushes it
+//! into the core's recorder (a plain `Vec`, no I/O and no lock in the timed window). After the
+//! level, `bench` merges the cores' records and [`write_level`] appends them to the file, so
+//! the file is written while nothing is being measured.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::metrics::TokenSource;
+
+/// One request, with raw monotonic-clock times (converted when written).
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub sample: u32,
+    pub core: u16,
+    /// Sent during `--warmup`: not in the level's statistics.
+    pub warmup: bool,
+    pub intended_ns: u64,
+    pub sent_ns: u64,
+    pub first_byte_ns: Option<u64>,
+    pub done_ns: u64,
+    /// HTTP status; 0 when no response head arrived.
+    pub status: u16,
+    /// Error category (the key in `errors`), for failed requests.
+    pub error: Option<String>,
+    /// Output tokens of a successful request, and where the count came from.
+    pub output_tokens: Option<u64>,
+    pub token_source: Option<TokenSource>,
+    /// Times of the reads that carried output tokens.
+    pub token_reads_ns: Vec<u64>,
+}
+
+/// A record as a JSON line: times in µs from the level's start (warm-up included).
+#[derive(Serialize)]
+struct Line<'a> {
+    level: usize,
+    qps_target: f64,
+    sample: u32,
+    core: u16,
+    warmup: bool,
+    intended_us: f64,
+    sent_us: f64,
+    first_byte_us: Option<f64>,
+    first_token_us: Option<f64>,
+    last_token_us: Option<f64>,
+    done_us: f64,
+    status: u16,
+    error: Option<&'a str>,
+    output_tokens: Option<u64>,
+    token_source: Option<&'static str>,
+    token_read_us: Vec<f64>,
+}
+
+/// Appends one level's records (sorted by intended time) to `out`. `level` counts from 1;
+/// `start_ns` is the level's start on the monotonic clock.
+pub fn write_level(
+    out: &mut impl Write,
+    level: usize,
+    qps_target: f64,
+    start_ns: u64,
+    records: &mut [RequestRecord],
+) -> std::io::Result<()> {
+    records.sort_by_key(|r| r.intended_ns);
+    // 0.1 µs resolution keeps lines short and is below any timestamp's precision.
+    let us = |t: u64| ((t as i64 - start_ns as i64) as f64 / 100.0).round() / 10.0;
+    for r in records.iter() {
+        let line = Line {
+            level,
+            qps_target,
+            sample: r.sample,
+            core: r.core,
+            warmup: r.warmup,
+            intended_us: us(r.intended_ns),
+            sent_us: us(r.sent_ns),
+            first_byte_us: r.first_byte_ns.map(us),
+            first_token_us: r.token_reads_ns.first().copied().map(us),
+            last_token_us: r.token_reads_ns.last().copied().map(us),
+            done_us: us(r.done_ns),
+            status: r.status,
+            error: r.error.as_deref(),
+            output_tokens: r.output_tokens,
+            token_source: r.token_source.map(|s| match s {
+                TokenSource::Usage => "usage",
+                TokenSource::Estimated => "estimated",
+            }),
+            token_read_us: r.token_reads_ns.iter().map(|&t| us(t)).collect(),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Validity gates: did the client keep up with its own plan? Computed once per level from the
+//! merged recorder, and written into the level's JSON next to the endpoint's numbers.
+//!
+//! Data flow: `engine` returns a level's recorders (with every actual send time) → [`assess`] →
+//! `bench` puts the verdict into `LevelStats`, marks the console table, and exits with status 3
+//! when every level was client-limited.
+//!
+//! A level is **client-limited** when the client fell behind its own schedule: send-lag p99
+//! above `--max-send-lag-ms` (1 ms), or an achieved rate below `--min-rate-ratio` (99%) of the
+//! target while the server was answering (a rate missed because every connection was refused is
+//! the endpoint's failure, and arrivals held back by `--max-concurrency` are the user's cap).
+//! Such a level measures the client, not the endpoint.
+//!
+//! The goodness-of-fit of the realised send gaps is reported, not gated: a Kolmogorov–Smirnov
+//! test against the configured distribution (exponential or gamma with the planned mean), or,
+//! for constant arrivals, how far each gap strayed from the planned one.
+
+use serde::Serialize;
+
+use crate::schedule::Arrival;
+
+/// The thresholds of the client-limited flag.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Send-lag p99 above this (µs) flags the level.
+    pub max_send_lag_p99_us: f64,
+    /// Achieved ÷ target rate below this flags the level.
+    pub min_rate_ratio: f64,
+}
+
+/// How well the realised send gaps follow the configured arrival process.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GapFit {
+    /// `ks` (Kolmogorov–Smirnov vs exponential or gamma), or `gap_error` (constant arrivals).
+    pub test: &'static str,
+    pub gaps: usize,
+    /// KS: the largest distance between the empirical and the configured CDF.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<f64>,
+    /// KS: the probability of a distance this large if the gaps followed the distribution (a
+    /// value below 0.01 says the realised process is not the configured one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// gap_error: |realised gap − planned gap|, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap_error_us: Option<GapError>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GapError {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The verdict on one level.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub client_limited: bool,
+    /// Why, in words (empty when not limited).
+    pub reasons: Vec<String>,
+}
+
+/// What [`assess`] looks at.
+pub struct LevelFacts {
+    pub target_qps: f64,
+    pub actual_qps: f64,
+    pub send_lag_p99_us: f64,
+    pub sent: u64,
+    /// Requests that got any HTTP response (the server was answering).
+    pub answered: u64,
+    /// Arrivals held back by `--max-concurrency`.
+    pub capped: u64,
+}
+
+/// Decides whether the client kept up.
+pub fn assess(f: &LevelFacts, t: &Thresholds) -> Verdict {
+    let mut reasons = Vec::new();
+    if f.sent > 0 && f.send_lag_p99_us > t.max_send_lag_p99_us {
+        reasons.push(format!(
+            "send lag p99 {:.0} µs is above {:.0} µs: requests left later than planned",
+            f.send_lag_p99_us, t.max_send_lag_p99_us
+        ));
+    }
+    let ratio = f.actual_qps / f.target_qps;
+    if f.answered > 0 && f.capped == 0 && f.sent > 1 && ratio < t.min_rate_ratio {
+        reasons.push(format!(
+            "achieved {:.2} QPS is {:.1}% of the target {:.2} (below {:.0}%)",
+            f.actual_qps,
+            ratio * 100.0,
+            f.target_qps,
+            t.min_rate_ratio * 100.0
+        ));
+    }
+    Verdict {
+        client_limited: !reasons.is_empty(),
+        reasons,
+    }
+}
+
+/// Tests the realised gaps between `window_start_ns` and each sorted send time against the
+/// configured process with the planned mean gap. None with fewer than 2 sends.
+pub fn gap_fit(
+    window_start_ns: u64,
+    send_times_ns: &[u64],
+    planned_mean_gap_s: f64,
+    arrival: Arrival,
+    burstiness: f64,
+) -> Option<GapFit> {
+    if send_times_ns.len() < 2 || !(planned_mean_gap_s > 0.0) {
+        return None;
+    }
+    let mut prev = window_start_ns.min(send_times_ns[0]);
+    let mut gaps: Vec<f64> = send_times_ns
+        .iter()
+        .map(|&t| {
+            let g = t.saturating_sub(prev) as f64 / 1e9;
+            prev = t;
+            g
+        })
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    let n = gaps.len();
+    let mean = planned_mean_gap_s;
+    let cdf: Box<dyn Fn(f64) -> f64> = match arrival {
+        Arrival::Constant => {
+            let mut err: Vec<f64> = gaps.iter().map(|g| (g - mean).abs() * 1e6).collect();
+            err.sort_by(f64::total_cmp);
+            let at = |q: f64| err[((q * (n - 1) as f64).round() as usize).min(n - 1)];
+            let r = |v: f64| (v * 10.0).round() / 10.0;
+            return Some(GapFit {
+                test: "gap_error",
+                gaps: n,
+                statistic: None,
+                p_value: None,
+                gap_error_us: Some(GapError {
+                    p50: r(at(0.5)),
+                    p99: r(at(0.99)),
+                    max: r(err[n - 1]),
+                }),
+            });
+        }
+        Arrival::Poisson => Box::new(move |x: f64| 1.0 - (-x / mean).exp()),
+        Arrival::Gamma => {
+            let shape = burstiness;
+            let scale = mean / shape;
+            Box::new(move |x: f64| regularized_lower_gamma(shape, x / scale))
+        }
+    };
+    let mut d: f64 = 0.0;
+    for (i, &g) in gaps.iter().enumerate() {
+        let f = cdf(g);
+        d = d
+            .max(f - i as f64 / n as f64)
+            .max((i + 1) as f64 / n as f64 - f);
+    }
+    let r = |v: f64| (v * 1e6).round() / 1e6;
+    Some(GapFit {
+        test: "ks",
+        gaps: n,
+        statistic: Some(r(d)),
+        p_value: Some(r(ks_p_value(d, n))),
+        gap_error_us: None,
+    })
+}
+
+/// P(D ≥ d) for the one-sample KS statistic over n samples (Stephens' approximation of the
+/// Kolmogorov distribution; good for n ≥ 5).
+fn ks_p_value(d: f64, n: usize) -> f64 {
+    let sn = (n as f64).sqrt();
+    let lambda = (sn + 0.12 + 0.11 / sn) * d;
+    if lambda < 0.2 {
+        return 1.0;
+    }
+    let mut sum = 0.0;
+    for k in 1..=100 {
+        let k = k as f64;
+        let term = (-2.0 * k * k * lambda * lambda).exp();
+        sum += if k as u64 % 2 == 1 { term } else { -term };
+        if term < 1e-12 {
+            break;
+        }
+    }
+    (2.0 * sum).clamp(0.0, 1.0)
+}
+
+/// P(a, x): the regularized lower incomplete gamma function (series for x < a + 1, continued
+/// fraction otherwise; Numerical Recipes §6.2).
+pub fn regularized_lower_gamma(a: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    let gln = ln_gamma(a);
+    if x < a + 1.0 {
+        let (mut ap, mut sum) = (a, 1.0 / a);
+        let mut del = sum;
+        for _ in 0..1000 {
+            ap += 1.0;
+            del *= x / ap;
+            sum += del;
+            if del.abs() < sum.abs() * 1e-14 {
+                break;
+            }
+        }
+        (sum * (-x + a * x.ln() - gln).exp()).clamp(0.0, 1.0)
+    } else {
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..1000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let del = d * c;
+            h *= del;
+            if (del - 1.0).abs() < 1e-14 {
+                break;
+            }
+        }
+        (1.0 - (-x + a * x.ln() - gln).exp() * h).clamp(0.0, 1.0)
+    }
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x)Γ(1−x) = π / sin(πx).
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::plan;
+
+    fn times(offsets: &[u64]) -> Vec<u64> {
+        offsets.iter().map(|o| 1_000_000_000 + o).collect()
+    }
+
+    #[test]
+    fn incomplete_gamma_matches_known_values() {
+        // Shape 1 is the exponential CDF; shape 2: 1 − e^−x (1 + x).
+        for x in [0.1, 1.0, 3.0, 10.0] {
+            assert!((regularized_lower_gamma(1.0, x) - (1.0 - (-x as f64).exp())).abs() < 1e-10);
+            let want = 1.0 - (-x as f64).exp() * (1.0 + x);
+            assert!((regularized_lower_gamma(2.0, x) - want).abs() < 1e-10);
+        }
+        // Shape 1/2: erf(√x).
+        assert!((regularized_lower_gamma(0.5, 1.0) - 0.842_700_792_949_715).abs() < 1e-9);
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-10);
+    }
+
+    #[test]
+    fn planned_schedules_pass_and_wrong_processes_fail() {
+        let mean = 10.0 / 2000.0;
+        let poisson = times(&plan(200.0, 10.0, Arrival::Poisson, 1.0, 7));
+        let fit = gap_fit(1_000_000_000, &poisson, mean, Arrival::Poisson, 1.0).unwrap();
+        assert_eq!(fit.test, "ks");
+        assert!(fit.p_value.unwrap() > 0.01, "{fit:?}");
+        let gamma = times(&plan(200.0, 10.0, Arrival::Gamma, 0.3, 7));
+        let fit = gap_fit(1_000_000_000, &gamma, mean, Arrival::Gamma, 0.3).unwrap();
+        assert!(fit.p_value.unwrap() > 0.01, "{fit:?}");
+        // Bursty gaps are not Poisson, and even gaps are not either.
+        let fit = gap_fit(1_000_000_000, &gamma, mean, Arrival::Poisson, 1.0).unwrap();
+        assert!(fit.p_value.unwrap() < 0.001, "{fit:?}");
+        let even = times(&plan(200.0, 10.0, Arrival::Constant, 1.0, 7));
+        let fit = gap_fit(1_000_000_000, &even, mean, Arrival::Poisson, 1.0).unwrap();
+        assert!(fit.p_value.unwrap() < 0.001, "{fit:?}");
+        let fit = gap_fit(1_000_000_000, &even, mean, Arrival::Constant, 1.0).unwrap();
+        assert_eq!(fit.test, "gap_error");
+        assert!(fit.gap_error_us.unwrap().max < 1.0);
+    }
+
+    #[test]
+    fn client_limited_rules() {
+        let t = Thresholds {
+            max_send_lag_p99_us: 1000.0,
+            min_rate_ratio: 0.99,
+        };
+        let ok = LevelFacts {
+            target_qps: 100.0,
+            actual_qps: 99.5,
+            send_lag_p99_us: 80.0,
+            sent: 1000,
+            answered: 1000,
+            capped: 0,
+        };
+        assert!(!assess(&ok, &t).client_limited);
+        let late = LevelFacts {
+            send_lag_p99_us: 5000.0,
+            ..ok
+        };
+        let v = assess(&late, &t);
+        assert!(v.client_limited && v.reasons[0].contains("send lag p99 5000 µs"));
+        let slow = LevelFacts {
+            actual_qps: 80.0,
+            ..ok
+        };
+        assert!(assess(&slow, &t).reasons[0].contains("80.0% of the target"));
+        // A missed rate is not the client's fault when nothing answered or a cap held sends.
+        let refused = LevelFacts {
+            actual_qps: 80.0,
+            answered: 0,
+            ..ok
+        };
+        assert!(!assess(&refused, &t).client_limited);
+        let capped = LevelFacts {
+            actual_qps: 80.0,
+            capped: 10,
+            ..ok
+        };
+        assert!(!assess(&capped, &t).client_limited);
+    }
+}
