@@ -545,12 +545,13 @@ pub fn measure_level(
         waited: r.capped,
         wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.cap_wait_ns)),
     });
-    stats.warmup = (warmup_n > 0).then(|| WarmupStats {
+    stats.warmup = (warmup_n > 0).then_some(WarmupStats {
         seconds: spec.warmup_s,
         requests: run.warm.sent,
         successful: run.warm.succeeded,
     });
-    if let Some(fit) = &stats.send_gap_fit {
+    if let Some(fit) = stats.send_gap_fit.as_ref().filter(|_| r.capped == 0) {
+        // (Gaps shaped by --max-concurrency are the cap's, not the pacer's.)
         if let Some(p) = fit.p_value.filter(|&p| p < 0.01) {
             stats.warnings.push(format!(
                 "the realised send gaps do not follow the configured {:?} process (KS p = {p:.4})",

@@ -122,10 +122,6 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
             }
         };
         core.inflight.set(core.inflight.get() + 1);
-        // Sent = the moment the request is handed to the socket (or, with no idle connection,
-        // the moment its connection is started); the lag is how late that is against the plan.
-        rec.borrow_mut()
-            .record_send(now, now.saturating_sub(intended), waited);
         let mut first = None;
         if let Some(mut conn) = core.pool.take() {
             let written = conn.try_write_now(&core.requests.borrow()[sample]);
@@ -135,11 +131,20 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
                 Err(_) => rec.borrow_mut().stale_retries += 1,
             }
         }
+        // Sent = the moment the request is handed to the socket, or, with no idle connection,
+        // the moment its task starts connecting (which is when the core gets to it: a busy
+        // core shows here as lag); the lag is how late that is against the plan.
+        let sent_ns = first.is_some().then_some(now);
+        if let Some(t) = sent_ns {
+            rec.borrow_mut()
+                .record_send(t, t.saturating_sub(intended), waited);
+        }
         let ticket = Ticket {
             intended_ns: intended,
-            sent_ns: now,
+            sent_ns,
             sample,
             warmup,
+            waited,
         };
         let task = monoio::spawn(run(core.clone(), rec, ticket, first));
         core.schedule.borrow_mut().tasks.push(task);
@@ -154,14 +159,23 @@ type Failed = (ErrorKind, Option<Vec<u8>>);
 #[derive(Clone, Copy)]
 struct Ticket {
     intended_ns: u64,
-    sent_ns: u64,
+    /// None until the request's task starts (no idle connection at dispatch).
+    sent_ns: Option<u64>,
     sample: usize,
     warmup: bool,
+    /// `--max-concurrency` held it back.
+    waited: bool,
 }
 
 /// Completes the ticket's request — on `first`, the pooled connection it was already handed to,
 /// if there was one — and records the outcome. Then frees its concurrency slot.
-async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, t: Ticket, first: Option<Conn>) {
+async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: Option<Conn>) {
+    if t.sent_ns.is_none() {
+        let now = now_ns();
+        t.sent_ns = Some(now);
+        rec.borrow_mut()
+            .record_send(now, now.saturating_sub(t.intended_ns), t.waited);
+    }
     let mut trace = core.save_requests.then(Trace::default);
     let outcome = monoio::time::timeout(
         core.timeout,
@@ -219,7 +233,7 @@ impl Trace {
             core,
             warmup: t.warmup,
             intended_ns: t.intended_ns,
-            sent_ns: t.sent_ns,
+            sent_ns: t.sent_ns.unwrap_or(t.intended_ns),
             first_byte_ns: self.first_byte_ns,
             done_ns: now_ns(),
             status: self.status,

@@ -106,6 +106,14 @@ impl MockServer {
 pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
     let listener = TcpListener::bind((host, cfg.port))?;
+    // std listens with a backlog of 128: a burst of new connections beyond that has its SYNs
+    // dropped and retried a second later, which would show as the endpoint's latency. Listening
+    // again on a listening socket only resizes the queue (the kernel caps it at somaxconn).
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `listen` on a valid, owned, bound socket fd has no memory-safety effects.
+        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+    }
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let threads = cfg.threads.max(1);
