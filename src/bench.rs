@@ -241,6 +241,9 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     })?;
     if engine.driver == crate::engine::IoDriver::Epoll {
         eprintln!("note: io_uring is not available here; using the epoll driver (pacing spends more CPU while waiting)");
+        if args.busy_poll {
+            eprintln!("note: --busy-poll needs io_uring; it is off for this run");
+        }
     }
     let continuous_usage = if !template.continuous_usage {
         "off".to_string()
@@ -552,7 +555,12 @@ pub fn measure_level(
     });
     if let Some(fit) = stats.send_gap_fit.as_ref().filter(|_| r.capped == 0) {
         // (Gaps shaped by --max-concurrency are the cap's, not the pacer's.)
-        if let Some(p) = fit.p_value.filter(|&p| p < 0.01) {
+        // With thousands of gaps KS flags distortions of a few µs; warn only when the shape is
+        // off by more than 5 points of the CDF as well.
+        if let Some(p) = fit
+            .p_value
+            .filter(|&p| p < 0.01 && fit.statistic.is_some_and(|d| d > 0.05))
+        {
             stats.warnings.push(format!(
                 "the realised send gaps do not follow the configured {:?} process (KS p = {p:.4})",
                 spec.arrival

@@ -29,6 +29,10 @@ pub enum Command {
     ServeMock(MockArgs),
     /// Start the built-in endpoint in-process and run a short sweep against it (~30 s).
     Demo(DemoArgs),
+    /// Measure this machine's client overhead: the built-in endpoint on its own core(s) stamps
+    /// each chunk with its send time; rising rates show the delay the client adds, its send lag
+    /// and its CPU per token (writes selftest.json)
+    Selftest(crate::selftest::SelftestArgs),
 }
 
 /// The benchmark (the default command).

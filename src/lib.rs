@@ -21,5 +21,6 @@ pub mod records;
 pub mod report;
 pub mod request;
 pub mod schedule;
+pub mod selftest;
 pub mod sse;
 pub mod validity;

@@ -4,13 +4,14 @@
 use clap::Parser;
 
 use qpsbench::cli::{Cli, Command};
-use qpsbench::{bench, demo, mock};
+use qpsbench::{bench, demo, mock, selftest};
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Some(Command::ServeMock(args)) => mock::serve(&args),
         Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Selftest(args)) => selftest::run(args),
         None => bench::run(cli.bench, None),
     };
     match result {

@@ -163,8 +163,10 @@ async fn run_level(
         tasks: Vec::with_capacity(n),
     });
     let spinning = Rc::new(Cell::new(busy_poll));
-    let spinner = busy_poll.then(|| monoio::spawn(busy_poll_loop(spinning.clone())));
-    let mut pacer = Pacer::new(driver == IoDriver::IoUring && !busy_poll);
+    // Busy polling needs io_uring (an always-complete read in flight); epoll has no equivalent.
+    let spinner = (busy_poll && driver == IoDriver::IoUring)
+        .then(|| monoio::spawn(busy_poll_loop(spinning.clone())));
+    let mut pacer = Pacer::new(driver == IoDriver::IoUring);
     // Request tasks also send arrivals that fall due while they run; the pacer covers the rest.
     loop {
         let Some(due) = core.schedule.borrow().next_due_ns() else {
@@ -197,13 +199,24 @@ async fn run_level(
     (rec, take_recorder(warm_rec))
 }
 
-/// `--busy-poll`: a task that is always ready, so the runtime never parks the thread in the
-/// kernel: it polls the io_uring completion queue without waiting between task runs, and a
-/// completion is seen without the wake-up latency of an idle vCPU. Costs a whole core while a
-/// level runs.
+/// `--busy-poll`: keeps one read of `/dev/zero` always in flight on the core's io_uring. Such a
+/// read completes as soon as it is submitted, so whenever the runtime runs out of tasks and
+/// enters the kernel to wait for completions, one is already there: the thread never sleeps, it
+/// polls the completion queue (running the kernel's pending task work on each entry), and a
+/// response is seen without the wake-up latency of an idle vCPU. A task that merely yielded in a
+/// loop would do the same but starve monoio's timers (they only advance when the runtime
+/// parks), and with them every request's timeout. Costs a whole CPU per core while a level runs.
 async fn busy_poll_loop(spinning: Rc<Cell<bool>>) {
+    let Ok(zero) = monoio::fs::File::open("/dev/zero").await else {
+        return;
+    };
+    let mut buf = vec![0u8; 1];
     while spinning.get() {
-        yield_now().await;
+        let (res, b) = zero.read_at(buf, 0).await;
+        buf = b;
+        if res.is_err() {
+            return;
+        }
     }
 }
 

@@ -41,6 +41,17 @@ impl Io {
     async fn write(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         match self {
             Io::Plain(stream) => {
+                // Straight into the socket when it has room (nearly always): the chunk leaves
+                // when it is written, not when the runtime next submits its io_uring queue, so
+                // a chunk's send stamp is its real send time even when many streams are due at
+                // once. What does not fit goes through the runtime.
+                use std::os::fd::AsRawFd;
+                let n = crate::http::conn::send_nonblocking(stream.as_raw_fd(), out)?;
+                if n == out.len() {
+                    out.clear();
+                    return Ok(());
+                }
+                out.drain(..n);
                 let (res, mut b) = stream.write_all(std::mem::take(out)).await;
                 b.clear();
                 *out = b;

@@ -1,0 +1,432 @@
+//! `qpsbench selftest`: measures what this machine's client adds to the numbers it reports.
+//!
+//! Data flow: the built-in endpoint (`mock`) starts in-process on its own core(s) and stamps
+//! every content chunk with its send time on the shared monotonic clock; the engine runs on the
+//! remaining core(s) at rising rates, exactly as a benchmark level (`bench::measure_level`);
+//! each chunk's read time minus its stamp is the client's added delay (network stack, wake-ups,
+//! parsing). Results go to `selftest.json` in a new results folder.
+//!
+//! The headline is the highest rate at which the added delay's p99 stays under
+//! `--max-added-delay-us` (100 µs), every request succeeds and the level is not client-limited.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::bench::{measure_level, LevelSpec};
+use crate::clock::LocalTime;
+use crate::engine::{Engine, EngineConfig};
+use crate::error::{Result, UserError};
+use crate::http::conn::Target;
+use crate::http::url::Endpoint;
+use crate::metrics::{json_percentiles, LevelStats, SendLag};
+use crate::mock::{self, MockConfig};
+use crate::report::results::RunDir;
+use crate::request::{render_all, RequestTemplate};
+use crate::schedule::{self, Arrival};
+use crate::validity::Thresholds;
+
+/// `--busy-poll` for the self-test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BusyPollMode {
+    Off,
+    On,
+    /// Both, one after the other (the JSON's top level is without, `busy_poll` with).
+    Both,
+}
+
+/// `qpsbench selftest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelftestArgs {
+    /// Request rates to try, in order, comma-separated; the sweep stops early once the client
+    /// cannot reach 90% of a rate
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,200,500,1000,2000,5000,10000,20000"
+    )]
+    pub rates: Vec<f64>,
+
+    /// Seconds per rate
+    #[arg(long, default_value_t = 2.0)]
+    pub duration: f64,
+
+    /// Output tokens per response (short streams, one token per chunk, 1 ms apart)
+    #[arg(long, default_value_t = 8)]
+    pub output_tokens: u64,
+
+    /// Client cores (default: half of the CPUs this process may use, at least 1); the built-in
+    /// endpoint runs on the others (on one CPU, both share it)
+    #[arg(long)]
+    pub client_cores: Option<usize>,
+
+    /// Measure without busy polling, with it, or both
+    #[arg(long, value_enum, default_value_t = BusyPollMode::Both)]
+    pub busy_poll: BusyPollMode,
+
+    /// Headline threshold: the added delay's p99 must stay under this many µs
+    #[arg(long, default_value_t = 100.0)]
+    pub max_added_delay_us: f64,
+
+    /// Folder under which the self-test's results folder is created
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+}
+
+/// One rate's figures (`selftest.json` → `rates[]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RateResult {
+    pub target_qps: f64,
+    pub actual_qps: f64,
+    pub send_lag_us: SendLag,
+    /// Read time − the endpoint's send stamp, per content chunk.
+    pub client_added_delay_us: Option<SendLag>,
+    pub client_cpu_us_per_token: Option<f64>,
+    pub client_cpu_us_per_request: Option<f64>,
+    pub success_rate: f64,
+    pub client_limited: bool,
+    pub client_limited_reasons: Vec<String>,
+}
+
+/// One sweep: every rate tried and the headline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    pub rates: Vec<RateResult>,
+    /// The highest rate meeting the headline's conditions; null if none did.
+    pub headline_qps: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cpus: usize,
+    client_cores: Vec<usize>,
+    endpoint_cores: Vec<usize>,
+    io_driver: &'static str,
+}
+
+#[derive(Serialize)]
+struct SelftestJson {
+    timestamp: String,
+    qpsbench_version: &'static str,
+    machine: Machine,
+    duration_s: f64,
+    output_tokens: u64,
+    max_added_delay_us: f64,
+    /// Without busy polling (or with it, when only `--busy-poll on` ran).
+    rates: Vec<RateResult>,
+    headline_qps: Option<f64>,
+    busy_poll_used: bool,
+    /// With `--busy-poll both`: the same sweep with busy polling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    busy_poll: Option<Sweep>,
+}
+
+fn headline(rates: &[RateResult], max_added_us: f64) -> Option<f64> {
+    rates
+        .iter()
+        .filter(|r| {
+            !r.client_limited
+                && r.success_rate >= 100.0
+                && r.client_added_delay_us
+                    .as_ref()
+                    .is_some_and(|d| d.p99 < max_added_us)
+        })
+        .map(|r| r.target_qps)
+        .reduce(f64::max)
+}
+
+pub fn run(args: SelftestArgs) -> Result<i32> {
+    if let Some(r) = args.rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+        return Err(UserError::input(format!(
+            "--rates {r}: expected rates above 0"
+        )));
+    }
+    if args.rates.is_empty() {
+        return Err(UserError::input("--rates: expected one or more rates"));
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        return Err(UserError::input(format!(
+            "--duration {}: expected seconds above 0",
+            args.duration
+        )));
+    }
+    if args.output_tokens == 0 {
+        return Err(UserError::input("--output-tokens 0: expected at least 1"));
+    }
+    let cpus = core_affinity::get_core_ids().unwrap_or_default();
+    let n = cpus.len().max(1);
+    let client_n = args.client_cores.unwrap_or((n / 2).max(1));
+    if client_n == 0 {
+        return Err(UserError::input("--client-cores 0: expected at least 1"));
+    }
+    let (client_ids, endpoint_ids) = if n >= 2 && client_n < n {
+        (cpus[n - client_n..].to_vec(), cpus[..n - client_n].to_vec())
+    } else {
+        eprintln!("note: one CPU for both the client and the endpoint: they share it");
+        (cpus.clone(), cpus.clone())
+    };
+    let server = mock::start(MockConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        ttft_ms: 0.0,
+        itl_ms: 1.0,
+        output_tokens: args.output_tokens,
+        tokens_per_chunk: 1,
+        threads: endpoint_ids.len().max(1),
+        stamp_chunks: true,
+        pin: endpoint_ids.clone(),
+        ..MockConfig::default()
+    })
+    .map_err(|e| UserError::input(format!("cannot start the built-in endpoint: {e}")))?;
+    let url = server.url();
+    let endpoint = Endpoint::parse(&url).map_err(UserError::input)?;
+    let samples = crate::dataset::parse(
+        br#"[{"prompt_content":"You are a helpful assistant.","cut_chat_history":[{"role":"user","content":"Count to eight."}]}]"#,
+        "selftest",
+    )?;
+    let requests = render_all(
+        &RequestTemplate {
+            endpoint: &endpoint,
+            api_key: "selftest",
+            model: "selftest",
+            max_tokens: args.output_tokens as u32,
+            temperature: 0.0,
+            include_usage: true,
+            continuous_usage: false,
+            headers: &[],
+        },
+        &samples,
+    )?;
+    let addrs = endpoint.resolve().map_err(UserError::input)?;
+    let started = LocalTime::now();
+    let run_dir = RunDir::create(&args.results_dir, &started)?;
+    let ids = |v: &[core_affinity::CoreId]| v.iter().map(|c| c.id).collect::<Vec<_>>();
+    eprintln!(
+        "selftest: endpoint on CPU(s) {:?}, client on CPU(s) {:?}; {} s per rate; results in {}",
+        ids(&endpoint_ids),
+        ids(&client_ids),
+        args.duration,
+        run_dir.path.display()
+    );
+
+    let modes: &[bool] = match args.busy_poll {
+        BusyPollMode::Off => &[false],
+        BusyPollMode::On => &[true],
+        BusyPollMode::Both => &[false, true],
+    };
+    let mut sweeps = Vec::new();
+    let mut driver = "io_uring";
+    for &busy in modes {
+        let engine = Engine::start(EngineConfig {
+            cores: client_ids.len(),
+            target: Target {
+                addrs: addrs.clone().into(),
+                tls: None,
+            },
+            requests: requests.clone(),
+            timeout: Duration::from_secs(10),
+            max_concurrency: None,
+            save_requests: false,
+            busy_poll: busy,
+            pin: Some(client_ids.clone()),
+        })
+        .map_err(|e| UserError {
+            message: e,
+            exit_code: 1,
+        })?;
+        driver = engine.driver.name();
+        eprintln!(
+            "selftest: {} busy polling",
+            if busy { "with" } else { "without" }
+        );
+        let sweep = sweep(&engine, &args)?;
+        sweeps.push(sweep);
+    }
+    let mut sweeps = sweeps.into_iter();
+    let first = sweeps.next().expect("at least one mode");
+    let json = SelftestJson {
+        timestamp: started.iso(),
+        qpsbench_version: env!("CARGO_PKG_VERSION"),
+        machine: Machine {
+            cpus: n,
+            client_cores: ids(&client_ids),
+            endpoint_cores: ids(&endpoint_ids),
+            io_driver: driver,
+        },
+        duration_s: args.duration,
+        output_tokens: args.output_tokens,
+        max_added_delay_us: args.max_added_delay_us,
+        headline_qps: first.headline_qps,
+        rates: first.rates,
+        busy_poll_used: args.busy_poll == BusyPollMode::On,
+        busy_poll: sweeps.next(),
+    };
+    let path = run_dir.write_json("selftest.json", &json)?;
+    println!();
+    print_sweep(
+        if json.busy_poll_used {
+            "with --busy-poll"
+        } else {
+            "without --busy-poll"
+        },
+        &json.rates,
+        json.headline_qps,
+        args.max_added_delay_us,
+    );
+    if let Some(b) = &json.busy_poll {
+        print_sweep(
+            "with --busy-poll",
+            &b.rates,
+            b.headline_qps,
+            args.max_added_delay_us,
+        );
+    }
+    println!("Results saved to: {}", path.display());
+    Ok(0)
+}
+
+/// Runs every rate on `engine`, stopping once the client cannot reach 90% of a rate.
+fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
+    let pcts = json_percentiles(&[]);
+    let mut rates = Vec::new();
+    let mut expected = 0.05;
+    for (i, &qps) in args.rates.iter().enumerate() {
+        let spec = LevelSpec {
+            index: i,
+            levels: args.rates.len(),
+            qps,
+            duration_s: args.duration,
+            warmup_s: 0.0,
+            arrival: Arrival::Poisson,
+            burstiness: 1.0,
+            seed: schedule::level_seed(42, i),
+            warmup_connections: None,
+            max_concurrency: None,
+            percentiles: &pcts,
+            thresholds: Thresholds {
+                max_send_lag_p99_us: 1000.0,
+                min_rate_ratio: 0.99,
+            },
+            samples: 1,
+        };
+        let (l, _) = measure_level(engine, &spec, expected, true)?;
+        expected = l.e2e_latency.get("p90").unwrap_or(expected);
+        let r = rate_result(&l);
+        eprintln!(
+            "      added delay p50 {} µs, p99 {} µs; client CPU {} µs/token",
+            r.client_added_delay_us
+                .as_ref()
+                .map_or("-".into(), |d| format!("{:.0}", d.p50)),
+            r.client_added_delay_us
+                .as_ref()
+                .map_or("-".into(), |d| format!("{:.0}", d.p99)),
+            r.client_cpu_us_per_token
+                .map_or("-".into(), |c| format!("{c:.1}"))
+        );
+        let hopeless = r.actual_qps < 0.9 * qps;
+        rates.push(r);
+        if hopeless {
+            eprintln!("      the client reached under 90% of this rate: stopping the sweep here");
+            break;
+        }
+    }
+    Ok(Sweep {
+        headline_qps: headline(&rates, args.max_added_delay_us),
+        rates,
+    })
+}
+
+fn rate_result(l: &LevelStats) -> RateResult {
+    RateResult {
+        target_qps: l.qps_target,
+        actual_qps: l.actual_qps,
+        send_lag_us: l.send_lag_us.clone(),
+        client_added_delay_us: l.client_added_delay_us.clone(),
+        client_cpu_us_per_token: l.client_cpu_us_per_token,
+        client_cpu_us_per_request: l.client_cpu_us_per_request,
+        success_rate: l.success_rate,
+        client_limited: l.client_limited,
+        client_limited_reasons: l.client_limited_reasons.clone(),
+    }
+}
+
+fn print_sweep(title: &str, rates: &[RateResult], headline: Option<f64>, max_us: f64) {
+    println!("SELFTEST {title}");
+    println!(
+        "{:<10} {:<10} {:<8} {:<22} {:<26} {:<10} {}",
+        "Target",
+        "Actual",
+        "OK%",
+        "Send lag p50/p99 (µs)",
+        "Added delay p50/p99/max",
+        "CPU µs/tok",
+        "Client-limited"
+    );
+    for r in rates {
+        let d = r
+            .client_added_delay_us
+            .as_ref()
+            .map_or("-".to_string(), |d| {
+                format!("{:.0}/{:.0}/{:.0}", d.p50, d.p99, d.max)
+            });
+        println!(
+            "{:<10} {:<10} {:<8} {:<22} {:<26} {:<10} {}",
+            format!("{:.0}", r.target_qps),
+            format!("{:.1}", r.actual_qps),
+            format!("{:.1}", r.success_rate),
+            format!("{:.1}/{:.1}", r.send_lag_us.p50, r.send_lag_us.p99),
+            d,
+            r.client_cpu_us_per_token
+                .map_or("-".to_string(), |c| format!("{c:.2}")),
+            if r.client_limited { "yes" } else { "no" }
+        );
+    }
+    match headline {
+        Some(q) => println!(
+            "Headline: {q:.0} requests/s (highest rate with added-delay p99 under {max_us:.0} µs, all requests OK, not client-limited)\n"
+        ),
+        None => println!(
+            "Headline: none of these rates kept the added-delay p99 under {max_us:.0} µs with every request OK and the client on schedule\n"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(q: f64, p99: f64, limited: bool) -> RateResult {
+        RateResult {
+            target_qps: q,
+            actual_qps: q,
+            send_lag_us: SendLag {
+                p50: 0.0,
+                p99: 0.0,
+                max: 0.0,
+            },
+            client_added_delay_us: Some(SendLag {
+                p50: p99 / 2.0,
+                p99,
+                max: p99,
+            }),
+            client_cpu_us_per_token: Some(1.0),
+            client_cpu_us_per_request: Some(8.0),
+            success_rate: 100.0,
+            client_limited: limited,
+            client_limited_reasons: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn headline_is_the_highest_rate_meeting_every_condition() {
+        let rates = [
+            rate(100.0, 40.0, false),
+            rate(1000.0, 90.0, false),
+            rate(2000.0, 150.0, false),
+            rate(5000.0, 80.0, true),
+        ];
+        assert_eq!(headline(&rates, 100.0), Some(1000.0));
+        assert_eq!(headline(&rates[2..], 100.0), None);
+    }
+}
