@@ -517,6 +517,10 @@ pub fn measure_level(
             target_qps: qps,
             actual_qps: stats.actual_qps,
             send_lag_p99_us: stats.send_lag_us.p99,
+            late_sends: r.send_lag_ns.count_between(
+                (spec.thresholds.max_send_lag_p99_us * 1000.0) as u64 + 1,
+                r.send_lag_ns.max(),
+            ),
             sent: r.sent,
             answered,
             capped: r.capped,

@@ -115,14 +115,12 @@ fn a_starved_client_is_flagged_and_a_modest_one_is_not() {
     let mock = Mock::start(&["--ttft-ms", "0", "--itl-ms", "0", "--output-tokens", "1"]);
     let tmp = TempDir::new("starved");
     let ds = tmp.file("d.json", DATASET);
-    // A generous lag threshold (50 ms): a modest rate stays far below it even on a loaded
-    // machine, and a starved client far above it.
+    // base_args sets a generous lag threshold (100 ms): a modest rate stays far below it even
+    // on a loaded machine; a starved client misses it or its rate.
     let mut args = base_args(&mock.url, ds.to_str().unwrap());
     args.extend([
         "--cores",
         "1",
-        "--max-send-lag-ms",
-        "50",
         "--arrival",
         "constant",
         "--warmup-connections",
@@ -226,9 +224,60 @@ fn bad_flags_of_this_issue_are_refused() {
             "http://127.0.0.1:9/v1/chat/completions",
             ds.to_str().unwrap(),
         );
-        args.extend([flag, value]);
+        // base_args sets --max-send-lag-ms: replace its value instead of repeating the flag.
+        match args.iter().position(|a| *a == flag) {
+            Some(i) => args[i + 1] = value,
+            None => args.extend([flag, value]),
+        }
         let run = qpsbench(&args, tmp.path());
         assert_eq!(run.code(), 2, "{}", run.stderr);
         assert!(run.stderr.contains(want), "{}", run.stderr);
     }
+}
+
+#[test]
+fn selftest_writes_its_json_with_and_without_busy_polling() {
+    let _g = serial();
+    let tmp = TempDir::new("selftest");
+    let run = qpsbench(
+        &[
+            "selftest",
+            "--rates",
+            "50,100",
+            "--duration",
+            "0.5",
+            "--busy-poll",
+            "both",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("SELFTEST without --busy-poll"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Headline:"));
+    let dir = run.dir.clone().expect("a results folder");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("selftest.json")).unwrap()).unwrap();
+    assert!(json.get("headline_qps").is_some(), "{json}");
+    for sweep in [&json, &json["busy_poll"]] {
+        let rates = sweep["rates"].as_array().unwrap();
+        assert_eq!(rates.len(), 2, "{sweep}");
+        for (r, target) in rates.iter().zip([50.0, 100.0]) {
+            assert_eq!(f(r, "target_qps"), target);
+            assert!((f(r, "actual_qps") - target).abs() < target * 0.1, "{r}");
+            for k in ["send_lag_us", "client_added_delay_us"] {
+                for p in ["p50", "p99", "max"] {
+                    assert!(r[k][p].is_number(), "{k}.{p}: {r}");
+                }
+            }
+            // Same machine, same clock: the delay is positive and far below a second.
+            let added = f(&r["client_added_delay_us"], "p50");
+            assert!(added > 0.0 && added < 1e6, "{r}");
+            assert!(f(r, "client_cpu_us_per_token") > 0.0);
+        }
+    }
+    assert_eq!(json["busy_poll_used"], false);
 }
