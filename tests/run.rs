@@ -289,13 +289,23 @@ fn timeout_is_its_own_category() {
     let mock = Mock::start(&["--ttft-ms", "3000", "--output-tokens", "2"]);
     let tmp = TempDir::new("timeout");
     let ds = tmp.file("d.json", DATASET);
-    let mut args = base_args(&mock.url, ds.to_str().unwrap());
-    args.extend(["--qps", "4", "--duration", "1", "--timeout", "0.3"]);
-    let started = std::time::Instant::now();
-    let run = qpsbench(&args, tmp.path());
-    assert_eq!(run.code(), 0, "{}", run.stderr);
-    assert_eq!(run.levels()[0]["errors"]["Timeout (total)"], 4);
-    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // With --busy-poll too: the cores never park, and timeouts must still fire.
+    for busy in [false, true] {
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend(["--qps", "4", "--duration", "1", "--timeout", "0.3"]);
+        if busy {
+            args.push("--busy-poll");
+        }
+        let started = std::time::Instant::now();
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(
+            run.levels()[0]["errors"]["Timeout (total)"],
+            4,
+            "busy {busy}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
 }
 
 #[test]

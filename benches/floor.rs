@@ -1,0 +1,121 @@
+//! The machine's floor for streamed tokens: the CPU a receiving thread spends per small TCP read
+//! with no HTTP, SSE, JSON or async runtime at all, in the shape qpsbench sees with one token per
+//! chunk — many connections, each receiving a ~200-byte message every few milliseconds, written by
+//! a sender on another CPU. qpsbench's client CPU per token cannot go below this on the same
+//! machine; compare it with `cargo bench --bench e2e` (CPU µs per token at 1 token per chunk).
+//!
+//! Run: `cargo bench --bench floor`. `FLOOR_CONNS` (default 64), `FLOOR_RATE` (messages/s in
+//! all, default 64000: 64 streams × 1,000 tokens/s, the e2e bench's load), `FLOOR_SECONDS`
+//! (default 3). The receiver is pinned to the first CPU and the sender to the last.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use qpsbench::clock::{now_ns, thread_cpu_ns};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pin(index_from_end: bool) {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let id = if index_from_end {
+        ids.last()
+    } else {
+        ids.first()
+    };
+    if let Some(id) = id {
+        core_affinity::set_for_current(*id);
+    }
+}
+
+fn main() {
+    let conns = env("FLOOR_CONNS", 64) as usize;
+    let rate = env("FLOOR_RATE", 64_000);
+    let seconds = env("FLOOR_SECONDS", 3);
+    let total = rate * seconds;
+    let msg = [b'x'; 200];
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let sender = std::thread::spawn(move || {
+        pin(true);
+        let mut socks: Vec<TcpStream> = (0..conns)
+            .map(|_| {
+                let (s, _) = listener.accept().expect("accept");
+                s.set_nodelay(true).unwrap();
+                s
+            })
+            .collect();
+        // Messages on absolute deadlines, round robin over the connections: each connection
+        // gets one every conns/rate seconds, like a token stream.
+        let gap = 1_000_000_000 / rate;
+        let start = now_ns() + 50_000_000;
+        for i in 0..total {
+            let due = start + i * gap;
+            while now_ns() < due {
+                std::hint::spin_loop();
+            }
+            socks[(i as usize) % conns].write_all(&msg).expect("send");
+        }
+    });
+
+    pin(false);
+    let mut socks: Vec<TcpStream> = (0..conns)
+        .map(|_| {
+            let s = TcpStream::connect(addr).expect("connect");
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    // SAFETY: plain epoll calls on fds owned by `socks`, which outlive the loop; `events` is a
+    // valid buffer of the length passed.
+    let ep = unsafe { libc::epoll_create1(0) };
+    for (i, s) in socks.iter().enumerate() {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: i as u64,
+        };
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; conns];
+    let mut buf = vec![0u8; 16 * 1024];
+    let (mut bytes, mut reads, mut wakes) = (0u64, 0u64, 0u64);
+    let want = total * msg.len() as u64;
+    let mut cpu0 = None;
+    while bytes < want {
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), conns as i32, 5000) };
+        if n <= 0 {
+            break;
+        }
+        cpu0.get_or_insert_with(thread_cpu_ns);
+        wakes += 1;
+        for ev in &events[..n as usize] {
+            let s = &mut socks[ev.u64 as usize];
+            while let Ok(k) = s.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                // A timestamp per read, as qpsbench takes one.
+                std::hint::black_box(now_ns());
+                bytes += k as u64;
+                reads += 1;
+            }
+        }
+    }
+    let cpu = thread_cpu_ns() - cpu0.unwrap_or(0);
+    sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    let msgs = bytes / msg.len() as u64;
+    println!(
+        "floor: {conns} connections, {rate} messages/s for {seconds} s: {msgs} messages in {reads} reads ({wakes} epoll wakes); receiver CPU {:.2} µs per message, {:.2} µs per read, busy {:.0}%",
+        cpu as f64 / 1000.0 / msgs as f64,
+        cpu as f64 / 1000.0 / reads.max(1) as f64,
+        cpu as f64 / (seconds * 1_000_000_000) as f64 * 100.0
+    );
+}
