@@ -4,9 +4,14 @@
 //! a sender on another CPU. qpsbench's client CPU per token cannot go below this on the same
 //! machine; compare it with `cargo bench --bench e2e` (CPU µs per token at 1 token per chunk).
 //!
+//! Each message carries the sender's send time (monotonic clock, taken just before the write), so
+//! the bench also prints the floor of `selftest`'s added delay: read time − send time for a
+//! receiver that does nothing else.
+//!
 //! Run: `cargo bench --bench floor`. `FLOOR_CONNS` (default 64), `FLOOR_RATE` (messages/s in
 //! all, default 64000: 64 streams × 1,000 tokens/s, the e2e bench's load), `FLOOR_SECONDS`
-//! (default 3). The receiver is pinned to the first CPU and the sender to the last.
+//! (default 3), `FLOOR_BUSY=1` (the receiver polls epoll without sleeping, like `--busy-poll`).
+//! The receiver is pinned to the first CPU and the sender to the last.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,7 +44,8 @@ fn main() {
     let rate = env("FLOOR_RATE", 64_000);
     let seconds = env("FLOOR_SECONDS", 3);
     let total = rate * seconds;
-    let msg = [b'x'; 200];
+    let busy = env("FLOOR_BUSY", 0) == 1;
+    const MSG: usize = 200;
 
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().unwrap();
@@ -61,6 +67,8 @@ fn main() {
             while now_ns() < due {
                 std::hint::spin_loop();
             }
+            let mut msg = [b'x'; MSG];
+            msg[..8].copy_from_slice(&now_ns().to_le_bytes());
             socks[(i as usize) % conns].write_all(&msg).expect("send");
         }
     });
@@ -85,24 +93,50 @@ fn main() {
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; conns];
     let mut buf = vec![0u8; 16 * 1024];
+    // Per connection: bytes of the current message seen so far (reads may split messages).
+    let mut partial: Vec<(usize, [u8; 8])> = vec![(0, [0; 8]); conns];
+    let mut delays: Vec<u64> = Vec::with_capacity(total as usize);
     let (mut bytes, mut reads, mut wakes) = (0u64, 0u64, 0u64);
-    let want = total * msg.len() as u64;
+    let want = total * MSG as u64;
     let mut cpu0 = None;
+    let started = now_ns();
     while bytes < want {
-        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), conns as i32, 5000) };
-        if n <= 0 {
+        let n = unsafe {
+            libc::epoll_wait(
+                ep,
+                events.as_mut_ptr(),
+                conns as i32,
+                if busy { 0 } else { 5000 },
+            )
+        };
+        if n < 0 || (n == 0 && !busy) || now_ns() - started > (seconds + 10) * 1_000_000_000 {
             break;
+        }
+        if n == 0 {
+            continue;
         }
         cpu0.get_or_insert_with(thread_cpu_ns);
         wakes += 1;
         for ev in &events[..n as usize] {
-            let s = &mut socks[ev.u64 as usize];
+            let c = ev.u64 as usize;
+            let s = &mut socks[c];
             while let Ok(k) = s.read(&mut buf) {
                 if k == 0 {
                     break;
                 }
                 // A timestamp per read, as qpsbench takes one.
-                std::hint::black_box(now_ns());
+                let t = now_ns();
+                for &b in &buf[..k] {
+                    let (pos, stamp) = &mut partial[c];
+                    if *pos < 8 {
+                        stamp[*pos] = b;
+                    }
+                    *pos += 1;
+                    if *pos == MSG {
+                        delays.push(t.saturating_sub(u64::from_le_bytes(*stamp)));
+                        *pos = 0;
+                    }
+                }
                 bytes += k as u64;
                 reads += 1;
             }
@@ -111,11 +145,21 @@ fn main() {
     let cpu = thread_cpu_ns() - cpu0.unwrap_or(0);
     sender.join().unwrap();
     std::thread::sleep(Duration::from_millis(10));
-    let msgs = bytes / msg.len() as u64;
+    let msgs = bytes / MSG as u64;
+    delays.sort_unstable();
+    let q = |p: f64| {
+        delays
+            .get(((delays.len().max(1) - 1) as f64 * p) as usize)
+            .map_or(0.0, |&d| d as f64 / 1000.0)
+    };
     println!(
-        "floor: {conns} connections, {rate} messages/s for {seconds} s: {msgs} messages in {reads} reads ({wakes} epoll wakes); receiver CPU {:.2} µs per message, {:.2} µs per read, busy {:.0}%",
+        "floor{}: {conns} connections, {rate} messages/s for {seconds} s: {msgs} messages in {reads} reads ({wakes} epoll wakes); receiver CPU {:.2} µs per message, {:.2} µs per read, busy {:.0}%; delay send→read p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+        if busy { " (busy poll)" } else { "" },
         cpu as f64 / 1000.0 / msgs as f64,
         cpu as f64 / 1000.0 / reads.max(1) as f64,
-        cpu as f64 / (seconds * 1_000_000_000) as f64 * 100.0
+        cpu as f64 / (seconds * 1_000_000_000) as f64 * 100.0,
+        q(0.5),
+        q(0.99),
+        q(1.0)
     );
 }
