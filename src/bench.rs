@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::cli::{BenchArgs, ContinuousUsage};
 use crate::clock::LocalTime;
 use crate::dataset;
+use crate::engine::request::Slo;
 use crate::engine::{Engine, EngineConfig, LevelRun};
 use crate::error::{Result, UserError};
 use crate::http::conn::Target;
@@ -19,6 +20,7 @@ use crate::metrics::{
     json_percentiles, CapStats, ConnectionStats, CoreCpu, ErrorKind, LevelStats, SendLag,
     WarmupStats,
 };
+use crate::report::analysis::{self, Criteria, LevelView};
 use crate::report::results::{file_name_only, RunDir};
 use crate::report::table;
 use crate::request::{masked_header, parse_header, render_all, RequestTemplate};
@@ -75,6 +77,13 @@ struct Metadata<'a> {
     /// The client-limited thresholds.
     max_send_lag_ms: f64,
     min_rate_ratio: f64,
+    /// The analysis' thresholds and SLOs (`summary.json`).
+    slo_ttft_s: Option<f64>,
+    slo_e2e_s: Option<f64>,
+    slo_percentile: f64,
+    saturation_success_pct: f64,
+    saturation_throughput_ratio: f64,
+    saturation_ttft_growth: f64,
 }
 
 #[derive(Serialize)]
@@ -234,6 +243,10 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         save_requests: args.save_requests,
         busy_poll: args.busy_poll,
         pin: None,
+        slo: Slo {
+            ttft_ns: args.slo_ttft.map(|s| (s * 1e9) as u64),
+            e2e_ns: args.slo_e2e.map(|s| (s * 1e9) as u64),
+        },
     })
     .map_err(|e| UserError {
         message: e,
@@ -327,6 +340,12 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         busy_poll: args.busy_poll,
         max_send_lag_ms: args.max_send_lag_ms,
         min_rate_ratio: args.min_rate_ratio,
+        slo_ttft_s: args.slo_ttft,
+        slo_e2e_s: args.slo_e2e,
+        slo_percentile: args.slo_percentile,
+        saturation_success_pct: args.saturation_success,
+        saturation_throughput_ratio: args.saturation_throughput,
+        saturation_ttft_growth: args.saturation_ttft_growth,
     };
     run_dir.write_json("metadata.json", &metadata)?;
     eprintln!(
@@ -339,7 +358,19 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         run_dir.path.display()
     );
 
-    let pcts = json_percentiles(&args.percentiles);
+    let mut asked = args.percentiles.clone();
+    asked.push(args.slo_percentile);
+    let pcts = json_percentiles(&asked);
+    let criteria = Criteria {
+        min_success_pct: args.saturation_success,
+        min_throughput_ratio: args.saturation_throughput,
+        max_ttft_growth: args.saturation_ttft_growth,
+        slo_ttft_s: args.slo_ttft,
+        slo_e2e_s: args.slo_e2e,
+        slo_percentile: args.slo_percentile,
+        headroom: 0.75,
+    };
+    let mut summary = None;
     let thresholds = Thresholds {
         max_send_lag_p99_us: args.max_send_lag_ms * 1000.0,
         min_rate_ratio: args.min_rate_ratio,
@@ -386,14 +417,21 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         levels.push(stats);
         // Saved after every level: an interrupted run keeps what it measured.
         run_dir.write_json(&output, &levels)?;
+        let s = analysis::analyze(&level_views(&levels), &criteria);
+        run_dir.write_json("summary.json", &s)?;
+        summary = Some(s);
     }
     drop(engine);
 
     println!();
     print!("{}", table::render(&levels, &args.percentiles, &args.show));
+    if let Some(s) = &summary {
+        print!("{}", analysis::render(s));
+    }
     println!("\nResults saved to: {}", run_dir.path.display());
     println!("  - {}", run_dir.path.join("metadata.json").display());
     println!("  - {}", run_dir.path.join(&output).display());
+    println!("  - {}", run_dir.path.join("summary.json").display());
     if args.save_requests {
         println!("  - {}", run_dir.path.join("requests.jsonl").display());
     }
@@ -598,6 +636,15 @@ pub fn measure_level(
     Ok((stats, run))
 }
 
+/// The levels as the analysis reads them (the same fields a saved results file has).
+fn level_views(levels: &[LevelStats]) -> Vec<LevelView> {
+    levels
+        .iter()
+        .filter_map(|l| serde_json::to_value(l).ok())
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect()
+}
+
 fn validate_numbers(a: &BenchArgs) -> Result<()> {
     let bad = |flag: &str, v: &dyn std::fmt::Display, want: &str| {
         Err(UserError::input(format!("{flag} {v}: expected {want}")))
@@ -670,6 +717,42 @@ fn validate_numbers(a: &BenchArgs) -> Result<()> {
             "--min-rate-ratio",
             &a.min_rate_ratio,
             "a fraction above 0, at most 1 (e.g. 0.99)",
+        );
+    }
+    for (flag, v) in [("--slo-ttft", a.slo_ttft), ("--slo-e2e", a.slo_e2e)] {
+        if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+            return bad(flag, &v, "a number of seconds above 0");
+        }
+    }
+    if !(a.slo_percentile.is_finite() && a.slo_percentile > 0.0 && a.slo_percentile <= 100.0) {
+        return bad(
+            "--slo-percentile",
+            &a.slo_percentile,
+            "a percentile above 0, at most 100",
+        );
+    }
+    if !(a.saturation_success.is_finite() && (0.0..=100.0).contains(&a.saturation_success)) {
+        return bad(
+            "--saturation-success",
+            &a.saturation_success,
+            "a percentage from 0 to 100",
+        );
+    }
+    if !(a.saturation_throughput.is_finite()
+        && a.saturation_throughput > 0.0
+        && a.saturation_throughput <= 1.0)
+    {
+        return bad(
+            "--saturation-throughput",
+            &a.saturation_throughput,
+            "a fraction above 0, at most 1",
+        );
+    }
+    if !(a.saturation_ttft_growth.is_finite() && a.saturation_ttft_growth > 1.0) {
+        return bad(
+            "--saturation-ttft-growth",
+            &a.saturation_ttft_growth,
+            "a factor above 1",
         );
     }
     if !(a.timeout.is_finite() && a.timeout > 0.0) {

@@ -216,6 +216,53 @@ pub struct BenchArgs {
         allow_negative_numbers = true
     )]
     pub min_rate_ratio: f64,
+
+    /// SLO on time to first token, seconds: the optimal QPS must meet it at --slo-percentile,
+    /// and a request meeting it (and --slo-e2e) counts toward goodput
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub slo_ttft: Option<f64>,
+
+    /// SLO on end-to-end latency, seconds (like --slo-ttft)
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub slo_e2e: Option<f64>,
+
+    /// The percentile at which a level must meet the SLOs
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 95.0,
+        allow_negative_numbers = true
+    )]
+    pub slo_percentile: f64,
+
+    /// Saturation rule: a level whose success rate (%) is below this is saturated
+    #[arg(
+        long,
+        value_name = "PCT",
+        default_value_t = 95.0,
+        allow_negative_numbers = true
+    )]
+    pub saturation_success: f64,
+
+    /// Saturation rule: a level whose throughput QPS is below this fraction of its target is
+    /// saturated
+    #[arg(
+        long,
+        value_name = "RATIO",
+        default_value_t = 0.9,
+        allow_negative_numbers = true
+    )]
+    pub saturation_throughput: f64,
+
+    /// Saturation rule: a level whose TTFT p95 is above this multiple of the lowest level's is
+    /// saturated
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 3.0,
+        allow_negative_numbers = true
+    )]
+    pub saturation_ttft_growth: f64,
 }
 
 /// `--continuous-usage`.

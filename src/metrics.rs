@@ -183,6 +183,8 @@ pub struct Recorder {
     /// Client's added delay: read time − the endpoint's send stamp (`qpsbench_sent_ns`), per
     /// stamped chunk, ns. Only the built-in endpoint with `--stamp-chunks` stamps chunks.
     pub added_delay_ns: Histogram<u64>,
+    /// Successful requests whose own TTFT and E2E met the SLOs (all successes without SLOs).
+    pub slo_met: u64,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -227,6 +229,7 @@ impl Recorder {
             send_times_ns: Vec::new(),
             records: Vec::new(),
             added_delay_ns: histogram(MAX_LATENCY_US * 1000),
+            slo_met: 0,
         }
     }
 
@@ -339,6 +342,7 @@ impl Recorder {
         self.capped += other.capped;
         let _ = self.cap_wait_ns.add(&other.cap_wait_ns);
         let _ = self.added_delay_ns.add(&other.added_delay_ns);
+        self.slo_met += other.slo_met;
     }
 }
 
@@ -505,6 +509,9 @@ pub struct LevelStats {
     pub successful_requests: u64,
     pub failed_requests: u64,
     pub throughput_qps: f64,
+    /// Successful requests that met every SLO given (`--slo-ttft`, `--slo-e2e`; all successful
+    /// requests when none is) ÷ the level's duration.
+    pub goodput_qps: f64,
     pub send_lag_us: SendLag,
     /// The client fell behind its own schedule (`validity`): this level measures the client.
     pub client_limited: bool,
@@ -597,6 +604,7 @@ impl LevelStats {
             successful_requests: r.succeeded,
             failed_requests: failed,
             throughput_qps: round6(r.succeeded as f64 / duration_s),
+            goodput_qps: round6(r.slo_met as f64 / duration_s),
             send_lag_us: SendLag::from_ns(&r.send_lag_ns),
             client_limited: false,
             client_limited_reasons: Vec::new(),

@@ -230,6 +230,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
             save_requests: false,
             busy_poll: busy,
             pin: Some(client_ids.clone()),
+            slo: Default::default(),
         })
         .map_err(|e| UserError {
             message: e,

@@ -59,6 +59,8 @@ pub struct EngineConfig {
     pub busy_poll: bool,
     /// Pin core threads to these CPUs (round robin) instead of every CPU this process may use.
     pub pin: Option<Vec<core_affinity::CoreId>>,
+    /// Per-request SLOs, for goodput.
+    pub slo: request::Slo,
 }
 
 /// Which I/O driver the cores run on.
@@ -147,6 +149,7 @@ impl Engine {
             max_inflight,
             save_requests: cfg.save_requests,
             busy_poll: cfg.busy_poll,
+            slo: cfg.slo,
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;

@@ -52,6 +52,23 @@ pub struct Core {
     pub save_requests: bool,
     /// This core's index (in records).
     pub index: u16,
+    /// Per-request SLOs for goodput (ns).
+    pub slo: Slo,
+}
+
+/// Per-request SLOs (`--slo-ttft`, `--slo-e2e`), ns; a success meeting both counts as goodput.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Slo {
+    pub ttft_ns: Option<u64>,
+    pub e2e_ns: Option<u64>,
+}
+
+impl Slo {
+    fn met(&self, s: &Success) -> bool {
+        self.ttft_ns
+            .is_none_or(|max| s.ttft_ns.is_some_and(|t| t <= max))
+            && self.e2e_ns.is_none_or(|max| s.e2e_ns <= max)
+    }
 }
 
 impl Core {
@@ -193,7 +210,12 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
                 .push(trace.into_record(&t, core.index, &outcome));
         }
         match outcome {
-            Ok(success) => rec.record_success(success),
+            Ok(success) => {
+                if core.slo.met(&success) {
+                    rec.slo_met += 1;
+                }
+                rec.record_success(success)
+            }
             Err((kind, body)) => rec.record_error(kind, body.as_deref()),
         }
     }

@@ -26,6 +26,7 @@ pub(crate) struct Shared {
     pub max_inflight: Vec<usize>,
     pub save_requests: bool,
     pub busy_poll: bool,
+    pub slo: super::request::Slo,
 }
 
 pub(crate) fn main(
@@ -64,6 +65,7 @@ pub(crate) fn main(
         slot_waker: RefCell::new(None),
         save_requests: shared.save_requests,
         index: index as u16,
+        slo: shared.slo,
     });
     let busy_poll = shared.busy_poll;
     while let Ok(cmd) = plans.recv() {

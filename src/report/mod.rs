@@ -1,5 +1,7 @@
-//! Reporting: the console table (`table`) and the results folder with its JSON files
-//! (`results`). Data flow: `bench` hands each finished level's `LevelStats` here.
+//! Reporting: the console table (`table`), the results folder with its JSON files (`results`)
+//! and the saturation analysis (`analysis`, `summary.json`). Data flow: `bench` hands each
+//! finished level's `LevelStats` here.
 
+pub mod analysis;
 pub mod results;
 pub mod table;

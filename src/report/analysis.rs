@@ -1,0 +1,459 @@
+//! The saturation analysis: from a run's levels to the verdict a user acts on — the highest
+//! level without 503s, the saturation point, the optimal QPS and a recommended production limit,
+//! each with its reason in words. Printed after the console table and written as `summary.json`.
+//!
+//! Data flow: `bench` (or a saved results folder) → level objects as in
+//! `benchmark_qps_results.json` → [`LevelView`] → [`analyze`] → [`Summary`].
+//!
+//! Client-limited levels measure the client, not the endpoint: they are never the saturation
+//! point, the optimal level or the last level without 503s.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::pct_key;
+
+/// The thresholds of the analysis (flags `--saturation-*`, `--slo-*`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Criteria {
+    /// A level below this success rate (%) is saturated; the optimal level needs at least it.
+    pub min_success_pct: f64,
+    /// A level whose throughput QPS is below this fraction of its target is saturated.
+    pub min_throughput_ratio: f64,
+    /// A level whose TTFT p95 is above this multiple of the lowest level's is saturated.
+    pub max_ttft_growth: f64,
+    /// SLOs at `slo_percentile`, seconds.
+    pub slo_ttft_s: Option<f64>,
+    pub slo_e2e_s: Option<f64>,
+    pub slo_percentile: f64,
+    /// The recommended production limit as a fraction of the optimal QPS.
+    pub headroom: f64,
+}
+
+impl Default for Criteria {
+    fn default() -> Self {
+        Self {
+            min_success_pct: 95.0,
+            min_throughput_ratio: 0.9,
+            max_ttft_growth: 3.0,
+            slo_ttft_s: None,
+            slo_e2e_s: None,
+            slo_percentile: 95.0,
+            headroom: 0.75,
+        }
+    }
+}
+
+/// What the analysis reads of a level (a subset of its JSON object).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LevelView {
+    pub qps_target: f64,
+    pub success_rate: f64,
+    pub throughput_qps: f64,
+    pub total_requests: u64,
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
+    pub ttft: BTreeMap<String, Option<f64>>,
+    pub e2e_latency: BTreeMap<String, Option<f64>>,
+    #[serde(default)]
+    pub client_limited: bool,
+}
+
+impl LevelView {
+    fn ttft(&self, key: &str) -> Option<f64> {
+        self.ttft.get(key).copied().flatten()
+    }
+    fn e2e(&self, key: &str) -> Option<f64> {
+        self.e2e_latency.get(key).copied().flatten()
+    }
+    fn http_503(&self) -> u64 {
+        self.errors.get("HTTP 503").copied().unwrap_or(0)
+    }
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub max_qps_without_503: Option<f64>,
+    pub saturation_qps: Option<f64>,
+    pub optimal_qps: Option<f64>,
+    pub recommended_limit_qps: Option<f64>,
+    /// One sentence per field above, keyed by its name.
+    pub reasons: BTreeMap<&'static str, String>,
+    /// Levels left out of the analysis because the client fell behind.
+    pub client_limited_levels: Vec<f64>,
+    /// `--qps auto`: the last good and first saturated rate it found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_bracket: Option<[f64; 2]>,
+}
+
+fn q(v: f64) -> String {
+    format!("{v}")
+}
+
+/// Analyzes a run's levels (any order).
+pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
+    let mut sorted: Vec<&LevelView> = levels.iter().collect();
+    sorted.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
+    let client_limited_levels: Vec<f64> = sorted
+        .iter()
+        .filter(|l| l.client_limited)
+        .map(|l| l.qps_target)
+        .collect();
+    let usable: Vec<&LevelView> = sorted
+        .iter()
+        .copied()
+        .filter(|l| !l.client_limited && l.total_requests > 0)
+        .collect();
+    let mut reasons = BTreeMap::new();
+
+    // The highest level before the first one with 503s.
+    let first_503 = usable.iter().position(|l| l.http_503() > 0);
+    let max_qps_without_503 = match first_503 {
+        Some(0) => {
+            let l = usable[0];
+            reasons.insert(
+                "max_qps_without_503",
+                format!(
+                    "even the lowest level (QPS {}) got HTTP 503 ({} of {} requests)",
+                    q(l.qps_target),
+                    l.http_503(),
+                    l.total_requests
+                ),
+            );
+            None
+        }
+        Some(i) => {
+            let (ok, bad) = (usable[i - 1], usable[i]);
+            reasons.insert(
+                "max_qps_without_503",
+                format!(
+                    "QPS {} is the highest level before the first 503s (QPS {}: {} of {} requests)",
+                    q(ok.qps_target),
+                    q(bad.qps_target),
+                    bad.http_503(),
+                    bad.total_requests
+                ),
+            );
+            Some(ok.qps_target)
+        }
+        None => match usable.last() {
+            Some(l) => {
+                reasons.insert(
+                    "max_qps_without_503",
+                    format!(
+                        "no level returned HTTP 503, up to the highest tested (QPS {}); the limit is higher",
+                        q(l.qps_target)
+                    ),
+                );
+                Some(l.qps_target)
+            }
+            None => {
+                reasons.insert("max_qps_without_503", "no level could be used".into());
+                None
+            }
+        },
+    };
+
+    // The saturation point: the first level breaking any rule.
+    let base_ttft = usable.iter().find_map(|l| l.ttft("p95"));
+    let mut saturation = None;
+    for l in &usable {
+        let mut why = Vec::new();
+        if l.success_rate < c.min_success_pct {
+            why.push(format!(
+                "success {:.1}% is below {}%",
+                l.success_rate,
+                q(c.min_success_pct)
+            ));
+        }
+        if l.throughput_qps < c.min_throughput_ratio * l.qps_target {
+            why.push(format!(
+                "throughput {:.2} QPS is below {:.0}% of the target",
+                l.throughput_qps,
+                c.min_throughput_ratio * 100.0
+            ));
+        }
+        if let (Some(base), Some(t)) = (base_ttft, l.ttft("p95")) {
+            if base > 0.0 && t > c.max_ttft_growth * base {
+                why.push(format!(
+                    "TTFT p95 {:.3} s is over {}× the lowest level's {:.3} s",
+                    t,
+                    q(c.max_ttft_growth),
+                    base
+                ));
+            }
+        }
+        if !why.is_empty() {
+            reasons.insert(
+                "saturation_qps",
+                format!("QPS {}: {}", q(l.qps_target), why.join("; ")),
+            );
+            saturation = Some(l.qps_target);
+            break;
+        }
+    }
+    if saturation.is_none() {
+        reasons.insert(
+            "saturation_qps",
+            match usable.last() {
+                Some(l) => format!(
+                    "no level saturated, up to QPS {} (success, throughput and TTFT growth all within bounds)",
+                    q(l.qps_target)
+                ),
+                None => "no level could be used".into(),
+            },
+        );
+    }
+
+    // The optimal level: the highest below the saturation point meeting success and every SLO.
+    let key = pct_key(c.slo_percentile);
+    let meets = |l: &LevelView| -> Result<(), String> {
+        if l.success_rate < c.min_success_pct {
+            return Err(format!("success {:.1}%", l.success_rate));
+        }
+        if let Some(slo) = c.slo_ttft_s {
+            match l.ttft(&key) {
+                Some(t) if t <= slo => {}
+                t => return Err(format!("TTFT {key} {t:?} s over the {slo} s SLO")),
+            }
+        }
+        if let Some(slo) = c.slo_e2e_s {
+            match l.e2e(&key) {
+                Some(t) if t <= slo => {}
+                t => return Err(format!("E2E {key} {t:?} s over the {slo} s SLO")),
+            }
+        }
+        Ok(())
+    };
+    let candidates: Vec<&LevelView> = usable
+        .iter()
+        .copied()
+        .filter(|l| saturation.is_none_or(|s| l.qps_target < s))
+        .collect();
+    let optimal = candidates.iter().rev().find(|l| meets(l).is_ok()).copied();
+    let slos = match (c.slo_ttft_s, c.slo_e2e_s) {
+        (None, None) => String::new(),
+        (t, e) => {
+            let mut s = Vec::new();
+            if let Some(t) = t {
+                s.push(format!("TTFT {key} ≤ {t} s"));
+            }
+            if let Some(e) = e {
+                s.push(format!("E2E {key} ≤ {e} s"));
+            }
+            format!(" and the SLOs ({})", s.join(", "))
+        }
+    };
+    match optimal {
+        Some(l) => {
+            reasons.insert(
+                "optimal_qps",
+                format!(
+                    "QPS {} is the highest level{} with success ≥ {}%{}",
+                    q(l.qps_target),
+                    saturation.map_or(String::new(), |s| format!(
+                        " below saturation (QPS {})",
+                        q(s)
+                    )),
+                    q(c.min_success_pct),
+                    slos
+                ),
+            );
+        }
+        None => {
+            let why = candidates.first().and_then(|l| meets(l).err()).map_or_else(
+                || "no level below the saturation point".to_string(),
+                |w| format!("the lowest level fails it: {w}"),
+            );
+            reasons.insert(
+                "optimal_qps",
+                format!(
+                    "no level met success ≥ {}%{}: {why}",
+                    q(c.min_success_pct),
+                    slos
+                ),
+            );
+        }
+    }
+    let recommended = optimal.map(|l| (l.qps_target * c.headroom * 100.0).round() / 100.0);
+    reasons.insert(
+        "recommended_limit_qps",
+        match (optimal, recommended) {
+            (Some(l), Some(r)) => format!(
+                "{r} QPS: {:.0}% of the optimal QPS {}, headroom for bursts and longer prompts than the dataset's",
+                c.headroom * 100.0,
+                q(l.qps_target)
+            ),
+            _ => "no optimal level, so no recommendation".into(),
+        },
+    );
+    Summary {
+        max_qps_without_503,
+        saturation_qps: saturation,
+        optimal_qps: optimal.map(|l| l.qps_target),
+        recommended_limit_qps: recommended,
+        reasons,
+        client_limited_levels,
+        auto_bracket: None,
+    }
+}
+
+/// The console block printed after the results table.
+pub fn render(s: &Summary) -> String {
+    let v = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v} QPS"));
+    let r = |k: &str| s.reasons.get(k).cloned().unwrap_or_default();
+    let mut out = String::from("\nSUMMARY AND RECOMMENDATIONS\n");
+    for (label, value, key) in [
+        (
+            "Max QPS without 503s",
+            s.max_qps_without_503,
+            "max_qps_without_503",
+        ),
+        ("Saturation point", s.saturation_qps, "saturation_qps"),
+        ("Optimal QPS", s.optimal_qps, "optimal_qps"),
+        (
+            "Recommended production limit",
+            s.recommended_limit_qps,
+            "recommended_limit_qps",
+        ),
+    ] {
+        out.push_str(&format!("  {label:<29} {:<12} {}\n", v(value), r(key)));
+    }
+    if !s.client_limited_levels.is_empty() {
+        out.push_str(&format!(
+            "  Left out (client-limited): QPS {}\n",
+            s.client_limited_levels
+                .iter()
+                .map(|q| q.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(qps: f64, success: f64, throughput: f64, ttft_p95: f64, e2e_p95: f64) -> LevelView {
+        let p = |v: f64| {
+            ["p50", "p90", "p95", "p99", "max"]
+                .iter()
+                .map(|k| (k.to_string(), Some(v)))
+                .collect()
+        };
+        let sent = (qps * 10.0) as u64;
+        let failed = sent - (sent as f64 * success / 100.0).round() as u64;
+        LevelView {
+            qps_target: qps,
+            success_rate: success,
+            throughput_qps: throughput,
+            total_requests: sent,
+            errors: if failed > 0 {
+                [("HTTP 503".to_string(), failed)].into()
+            } else {
+                BTreeMap::new()
+            },
+            ttft: p(ttft_p95),
+            e2e_latency: p(e2e_p95),
+            client_limited: false,
+        }
+    }
+
+    #[test]
+    fn healthy_run_has_no_saturation_and_recommends_headroom() {
+        let ls = [
+            level(10.0, 100.0, 10.0, 0.1, 1.0),
+            level(20.0, 100.0, 20.0, 0.12, 1.1),
+        ];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.max_qps_without_503, Some(20.0));
+        assert_eq!(s.saturation_qps, None);
+        assert_eq!(s.optimal_qps, Some(20.0));
+        assert_eq!(s.recommended_limit_qps, Some(15.0));
+        assert!(s.reasons["saturation_qps"].contains("no level saturated"));
+        assert!(s.reasons["max_qps_without_503"].contains("limit is higher"));
+    }
+
+    #[test]
+    fn each_saturation_rule_fires_on_its_own() {
+        // Success below 95%.
+        let ls = [
+            level(5.0, 100.0, 5.0, 0.1, 1.0),
+            level(10.0, 90.0, 9.0, 0.1, 1.0),
+        ];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.saturation_qps, Some(10.0));
+        assert_eq!(s.max_qps_without_503, Some(5.0));
+        assert!(s.reasons["saturation_qps"].contains("success 90.0%"));
+        assert_eq!(s.optimal_qps, Some(5.0));
+        // Throughput below 90% of target, every request succeeding (requests still in flight).
+        let ls = [
+            level(5.0, 100.0, 5.0, 0.1, 1.0),
+            level(10.0, 100.0, 8.5, 0.1, 1.0),
+        ];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.saturation_qps, Some(10.0));
+        assert!(s.reasons["saturation_qps"].contains("throughput 8.50"));
+        // TTFT p95 past 3× the lowest level's.
+        let ls = [
+            level(5.0, 100.0, 5.0, 0.1, 1.0),
+            level(10.0, 100.0, 10.0, 0.29, 1.0),
+            level(20.0, 100.0, 20.0, 0.31, 1.2),
+        ];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.saturation_qps, Some(20.0));
+        assert!(s.reasons["saturation_qps"].contains("TTFT p95 0.310 s is over 3×"));
+        assert_eq!(s.optimal_qps, Some(10.0));
+        assert_eq!(s.recommended_limit_qps, Some(7.5));
+    }
+
+    #[test]
+    fn slos_pick_the_optimal_level_and_order_does_not_matter() {
+        let ls = [
+            level(30.0, 100.0, 30.0, 0.25, 3.0),
+            level(10.0, 100.0, 10.0, 0.1, 1.0),
+            level(20.0, 100.0, 20.0, 0.2, 2.0),
+        ];
+        let c = Criteria {
+            slo_ttft_s: Some(0.22),
+            slo_e2e_s: Some(2.5),
+            ..Criteria::default()
+        };
+        let s = analyze(&ls, &c);
+        assert_eq!(s.optimal_qps, Some(20.0));
+        assert!(s.reasons["optimal_qps"].contains("TTFT p95 ≤ 0.22 s"));
+        let strict = Criteria {
+            slo_e2e_s: Some(0.5),
+            ..Criteria::default()
+        };
+        let s = analyze(&ls, &strict);
+        assert_eq!(s.optimal_qps, None);
+        assert_eq!(s.recommended_limit_qps, None);
+        assert!(
+            s.reasons["optimal_qps"].contains("over the 0.5 s SLO"),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn all_failing_and_client_limited_levels() {
+        let ls = [level(5.0, 0.0, 0.0, f64::NAN, f64::NAN)];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.max_qps_without_503, None);
+        assert_eq!(s.saturation_qps, Some(5.0));
+        assert_eq!(s.optimal_qps, None);
+        // A client-limited level is never the saturation point.
+        let mut limited = level(40.0, 50.0, 20.0, 1.0, 5.0);
+        limited.client_limited = true;
+        let ls = [level(20.0, 100.0, 20.0, 0.1, 1.0), limited];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.saturation_qps, None);
+        assert_eq!(s.max_qps_without_503, Some(20.0));
+        assert_eq!(s.client_limited_levels, vec![40.0]);
+        assert!(render(&s).contains("Left out (client-limited): QPS 40"));
+    }
+}
