@@ -3,7 +3,14 @@
 //! monoio's timer wheel has ~1 ms resolution, far too coarse (DESIGN.md). On io_uring the pacer
 //! sleeps on a timerfd armed with an absolute `CLOCK_MONOTONIC` deadline a little before the
 //! arrival, then yields in a loop until the deadline. Yielding lets the core's other tasks run
-//! and the runtime reap completions, so responses keep flowing while the pacer waits.
+//! and the runtime reap completions, so responses keep flowing while the pacer waits — provided
+//! the yield really goes behind the other tasks: monoio re-runs a task that wakes itself *first*,
+//! so a self-waking spin starved every stream on the core for the whole spin (milliseconds of
+//! added delay at a few thousand requests/s). The spin yields through an io_uring read of
+//! `/dev/zero` instead ([`FairYield`]), which puts the pacer at the back of the queue.
+//!
+//! With `--busy-poll` the core never sleeps, so a timerfd expiry is seen at once; the pacer then
+//! wakes a fixed 40 µs early (the expiry's own lateness on a VM) instead of a learned margin.
 //!
 //! How early to wake is learned, not fixed: any kernel sleep on a VM wakes late by the vCPU's
 //! wake-up latency (on the 2-core dev VM a 10 ms sleep wakes ~150 µs late at p50, ~250 µs at p99,
@@ -27,10 +34,16 @@ const SPIN_NS: u64 = 50_000;
 const EARLY_MIN_NS: u64 = 30_000;
 const EARLY_MAX_NS: u64 = 500_000;
 const EARLY_START_NS: u64 = 200_000;
+/// A busy-polling core sees a timerfd expiry within a poll round, but the expiry itself comes
+/// ~25 µs late on a VM: wake this early, then yield for the rest.
+const POLLED_EARLY_NS: u64 = 40_000;
 /// The coarse timer (epoll fallback) is ~1 ms late; stop sleeping this long before the deadline.
 const COARSE_EARLY_NS: u64 = 2_000_000;
 
-/// Yields once to the runtime: other ready tasks run and completions are reaped.
+/// Re-polls the calling task soon. Beware: monoio puts a task that wakes itself while being
+/// polled at the *front* of the run queue, so this runs the same task again before any other
+/// ready task — it yields to the driver's round limit, not to other tasks. Use
+/// [`FairYield`] to let the core's other tasks run first.
 pub fn yield_now() -> impl Future<Output = ()> {
     struct Yield(bool);
     impl Future for Yield {
@@ -48,6 +61,33 @@ pub fn yield_now() -> impl Future<Output = ()> {
     Yield(false)
 }
 
+/// A yield that goes to the back of the run queue: a one-byte read of `/dev/zero` on the core's
+/// io_uring, which completes as soon as it is submitted. The task is woken by the driver when it
+/// reaps that completion, like any task whose I/O finished, so every task that was ready runs
+/// first. (A task waking itself would be re-run at once: see [`yield_now`].)
+pub struct FairYield {
+    zero: monoio::fs::File,
+    buf: Option<Vec<u8>>,
+}
+
+impl FairYield {
+    /// Only on io_uring: under epoll a file read is not asynchronous.
+    pub fn open() -> Option<Self> {
+        let f = std::fs::File::open("/dev/zero").ok()?;
+        Some(Self {
+            zero: monoio::fs::File::from_std(f).ok()?,
+            buf: Some(Vec::with_capacity(1)),
+        })
+    }
+
+    pub async fn yield_now(&mut self) {
+        let mut buf = self.buf.take().unwrap_or_else(|| Vec::with_capacity(1));
+        buf.clear();
+        let (_res, buf) = self.zero.read_at(buf, 0).await;
+        self.buf = Some(buf);
+    }
+}
+
 struct TimerFd {
     file: monoio::fs::File,
     fd: i32,
@@ -63,6 +103,11 @@ pub struct Pacer {
     early_ns: u64,
     /// Wall time spent yielding in a loop close to deadlines (the visible cost of precision).
     pub spin_ns: u64,
+    /// The core busy-polls (`--busy-poll`): it never sleeps, so a timerfd expiry is seen within
+    /// a poll round and the pacer needs only a short early wake.
+    polled: bool,
+    /// How the spin phase yields (io_uring); `None`: a self-wake (epoll fallback).
+    fair: Option<FairYield>,
 }
 
 impl Pacer {
@@ -73,7 +118,32 @@ impl Pacer {
             timer,
             early_ns: EARLY_START_NS,
             spin_ns: 0,
+            polled: false,
+            fair: if use_timerfd { FairYield::open() } else { None },
         }
+    }
+
+    /// Lets every other ready task of the core run first (see [`FairYield`]).
+    pub async fn yield_fair(&mut self) {
+        self.spin_step().await
+    }
+
+    /// One step of the spin phase: the core's other ready tasks run (and completions are
+    /// reaped) before the pacer looks at the clock again.
+    async fn spin_step(&mut self) {
+        match &mut self.fair {
+            Some(f) => f.yield_now().await,
+            None => yield_now().await,
+        }
+    }
+
+    /// A pacer for a busy-polling core on io_uring: sleeps on the timerfd until the deadline
+    /// itself, since the core sees the expiry at once. Falls back to [`Pacer::new`]'s behaviour
+    /// if no timerfd can be made.
+    pub fn polled() -> Self {
+        let mut p = Self::new(true);
+        p.polled = p.timer.is_some();
+        p
     }
 
     /// The learned early-wake margin, in ns (for benches and diagnostics).
@@ -94,10 +164,16 @@ impl Pacer {
                 }
                 return;
             }
+            if self.polled && deadline_ns - now > POLLED_EARLY_NS {
+                if let Some(t) = &mut self.timer {
+                    t.sleep_until(deadline_ns - POLLED_EARLY_NS).await;
+                    continue;
+                }
+            }
             let left = deadline_ns - now;
             if left <= SPIN_NS {
                 spin_from.get_or_insert(now);
-                yield_now().await;
+                self.spin_step().await;
                 continue;
             }
             match &mut self.timer {
@@ -118,14 +194,14 @@ impl Pacer {
                 }
                 Some(_) => {
                     spin_from.get_or_insert(now);
-                    yield_now().await
+                    self.spin_step().await
                 }
                 None if left > COARSE_EARLY_NS => {
                     monoio::time::sleep(Duration::from_nanos(left - COARSE_EARLY_NS)).await
                 }
                 None => {
                     spin_from.get_or_insert(now);
-                    yield_now().await
+                    self.spin_step().await
                 }
             }
         }

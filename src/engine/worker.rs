@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::pacer::{yield_now, Pacer};
+use super::pacer::Pacer;
 use super::pool::Pool;
 use super::request::{dispatch_due, Core, Schedule};
 use super::{Command, CorePlan, IoDriver};
@@ -168,7 +168,11 @@ async fn run_level(
     // Busy polling needs io_uring (an always-complete read in flight); epoll has no equivalent.
     let spinner = (busy_poll && driver == IoDriver::IoUring)
         .then(|| monoio::spawn(busy_poll_loop(spinning.clone())));
-    let mut pacer = Pacer::new(driver == IoDriver::IoUring);
+    let mut pacer = if spinner.is_some() {
+        Pacer::polled()
+    } else {
+        Pacer::new(driver == IoDriver::IoUring)
+    };
     // Request tasks also send arrivals that fall due while they run; the pacer covers the rest.
     loop {
         let Some(due) = core.schedule.borrow().next_due_ns() else {
@@ -183,8 +187,9 @@ async fn run_level(
             .wait_until(due, || core.schedule.borrow().next_due_ns() == Some(due))
             .await;
         dispatch_due(&core, now_ns());
-        // Let the new request tasks run before the pacer re-arms its timer.
-        yield_now().await;
+        // Let the new request tasks run (their writes go out) before the pacer re-arms its
+        // timer.
+        pacer.yield_fair().await;
     }
     let tasks = std::mem::take(&mut core.schedule.borrow_mut().tasks);
     for t in tasks {
