@@ -148,9 +148,6 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     if args.show_tokens {
         eprintln!("note: --show-tokens is deprecated: tokens/sec is always shown");
     }
-    if args.plot {
-        eprintln!("note: --plot: plotting is not available yet in this version of qpsbench; no PNG will be written");
-    }
 
     let shown_endpoint = mask_url(&endpoint_raw);
     let endpoint = Endpoint::parse(&endpoint_raw).map_err(|e| {
@@ -186,7 +183,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         }
     };
     let output = file_name_only("--output", &args.output)?;
-    let _plot_output = file_name_only("--plot-output", &args.plot_output)?;
+    let plot_output = file_name_only("--plot-output", &args.plot_output)?;
     let counts: Vec<u64> = args
         .qps
         .iter()
@@ -432,6 +429,17 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     println!("  - {}", run_dir.path.join("metadata.json").display());
     println!("  - {}", run_dir.path.join(&output).display());
     println!("  - {}", run_dir.path.join("summary.json").display());
+    if args.plot {
+        if let Some(s) = &summary {
+            let png = run_dir.path.join(&plot_output);
+            let title = plot_title(&model, &shown_endpoint, &started.iso());
+            match crate::report::plot::render(&png, &level_views(&levels), s, &title) {
+                Ok(()) => println!("  - {}", png.display()),
+                // The results are saved; a failed picture must not lose them or fail the run.
+                Err(e) => eprintln!("warning: could not write {}: {e}", png.display()),
+            }
+        }
+    }
     if args.save_requests {
         println!("  - {}", run_dir.path.join("requests.jsonl").display());
     }
@@ -634,6 +642,16 @@ pub fn measure_level(
         }
     }
     Ok((stats, run))
+}
+
+/// The PNG's title: model, endpoint and the run's start (to the second).
+pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
+    let ts = timestamp
+        .split('.')
+        .next()
+        .unwrap_or(timestamp)
+        .replace('T', " ");
+    format!("qpsbench: {model} at {endpoint}, {ts}")
 }
 
 /// The levels as the analysis reads them (the same fields a saved results file has).

@@ -33,6 +33,8 @@ pub enum Command {
     /// each chunk with its send time; rising rates show the delay the client adds, its send lag
     /// and its CPU per token (writes selftest.json)
     Selftest(crate::selftest::SelftestArgs),
+    /// Re-render a saved run's PNG and summary.json from its results folder (no requests sent)
+    Plot(crate::replot::PlotArgs),
 }
 
 /// The benchmark (the default command).

@@ -57,6 +57,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         &duration,
         "--results-dir",
         &results_dir,
+        "--plot",
     ];
     let cores = args.cores.map(|c| c.to_string());
     if let Some(c) = &cores {

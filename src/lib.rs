@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod mock;
 pub mod openai;
 pub mod records;
+pub mod replot;
 pub mod report;
 pub mod request;
 pub mod schedule;

@@ -4,7 +4,7 @@
 use clap::Parser;
 
 use qpsbench::cli::{Cli, Command};
-use qpsbench::{bench, demo, mock, selftest};
+use qpsbench::{bench, demo, mock, replot, selftest};
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
@@ -12,6 +12,7 @@ fn main() {
         Some(Command::ServeMock(args)) => mock::serve(&args),
         Some(Command::Demo(args)) => demo::run(args),
         Some(Command::Selftest(args)) => selftest::run(args),
+        Some(Command::Plot(args)) => replot::run(args),
         None => bench::run(cli.bench, None),
     };
     match result {

@@ -36,7 +36,9 @@ fn summary_finds_the_limit_of_an_endpoint_with_a_known_capacity() {
         "--arrival",
         "constant",
     ]);
-    let run = qpsbench(&args, tmp.path());
+    let mut with_plot = args.clone();
+    with_plot.push("--plot");
+    let run = qpsbench(&with_plot, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
     let s = summary(&run);
     assert_eq!(s["max_qps_without_503"], 10.0, "{s}");
@@ -57,6 +59,10 @@ fn summary_finds_the_limit_of_an_endpoint_with_a_known_capacity() {
         "{}",
         run.stdout
     );
+    let png = run.dir.as_ref().unwrap().join("benchmark_qps.png");
+    assert!(run.stdout.contains("benchmark_qps.png"), "{}", run.stdout);
+    let img = image::open(&png).expect("the PNG decodes");
+    assert_eq!((img.width(), img.height()), (3200, 1200));
     // Goodput without SLOs is every successful request.
     for l in run.levels() {
         assert_eq!(f(&l, "goodput_qps"), f(&l, "throughput_qps"));
@@ -78,4 +84,57 @@ fn summary_finds_the_limit_of_an_endpoint_with_a_known_capacity() {
         .contains("SLO"));
     assert_eq!(f(&run.levels()[0], "goodput_qps"), 0.0);
     assert_eq!(run.metadata()["slo_ttft_s"], 0.05);
+}
+
+#[test]
+fn plot_re_renders_a_saved_folder_and_refuses_other_folders() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "4"]);
+    let tmp = TempDir::new("replot");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "5,10", "--duration", "1"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let dir = run.dir.clone().unwrap();
+    assert!(!dir.join("benchmark_qps.png").exists());
+    let before = std::fs::read(dir.join("benchmark_qps_results.json")).unwrap();
+    // Re-rendered with a TTFT SLO no level meets: the summary changes, the results do not.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"))
+        .args(["plot", dir.to_str().unwrap(), "--slo-ttft", "0.001"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SUMMARY AND RECOMMENDATIONS"), "{stdout}");
+    let img = image::open(dir.join("benchmark_qps.png")).expect("the PNG decodes");
+    assert_eq!((img.width(), img.height()), (3200, 1200));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(s["optimal_qps"].is_null(), "{s}");
+    assert_eq!(
+        std::fs::read(dir.join("benchmark_qps_results.json")).unwrap(),
+        before
+    );
+
+    // Not a results folder, and not a folder at all: exit 2 with the reason.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for (path, want) in [
+        (empty.clone(), "is not a qpsbench results folder"),
+        (tmp.path().join("missing"), "not a folder"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"))
+            .args(["plot", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(want), "{stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
 }

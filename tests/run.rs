@@ -171,8 +171,9 @@ fn results_folder_json_shape_and_no_api_key_anywhere() {
     let run = qpsbench_env(&args, tmp.path(), &[("QPSBENCH_API_KEY", key)]);
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert!(run.stderr.contains("--show-tokens is deprecated"));
-    assert!(run.stderr.contains("plotting is not available yet"));
     let dir = run.dir.clone().unwrap();
+    // --plot writes the PNG (default name) next to the results.
+    assert!(dir.join("benchmark_qps.png").is_file());
     let name = dir.file_name().unwrap().to_str().unwrap().to_string();
     assert_eq!(name.len(), 19, "{name}");
     assert_eq!(&name[4..5], "-");
@@ -230,8 +231,9 @@ fn results_folder_json_shape_and_no_api_key_anywhere() {
     assert!(run.stdout.contains("TTFT P75(s)"), "{}", run.stdout);
     // The key is nowhere: not in any file written, not on the console.
     for entry in std::fs::read_dir(&dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        assert!(!text.contains(key));
+        // Bytes, not text: the PNG is in the folder too.
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()));
     }
     assert!(!run.stdout.contains(key) && !run.stderr.contains(key));
     // A second run right away gets a folder of its own.

@@ -49,6 +49,8 @@ impl Default for Criteria {
 #[derive(Debug, Clone, Deserialize)]
 pub struct LevelView {
     pub qps_target: f64,
+    #[serde(default)]
+    pub actual_qps: f64,
     pub success_rate: f64,
     pub throughput_qps: f64,
     pub total_requests: u64,
@@ -56,6 +58,8 @@ pub struct LevelView {
     pub errors: BTreeMap<String, u64>,
     pub ttft: BTreeMap<String, Option<f64>>,
     pub e2e_latency: BTreeMap<String, Option<f64>>,
+    #[serde(default)]
+    pub tokens_per_sec: BTreeMap<String, Option<f64>>,
     #[serde(default)]
     pub client_limited: bool,
 }
@@ -143,7 +147,7 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
                 reasons.insert(
                     "max_qps_without_503",
                     format!(
-                        "no level returned HTTP 503, up to the highest tested (QPS {}); the limit is higher",
+                        "no level returned HTTP 503, up to the highest tested (QPS {})",
                         q(l.qps_target)
                     ),
                 );
@@ -349,6 +353,8 @@ mod tests {
         let failed = sent - (sent as f64 * success / 100.0).round() as u64;
         LevelView {
             qps_target: qps,
+            actual_qps: qps,
+            tokens_per_sec: p(50.0),
             success_rate: success,
             throughput_qps: throughput,
             total_requests: sent,
@@ -375,7 +381,7 @@ mod tests {
         assert_eq!(s.optimal_qps, Some(20.0));
         assert_eq!(s.recommended_limit_qps, Some(15.0));
         assert!(s.reasons["saturation_qps"].contains("no level saturated"));
-        assert!(s.reasons["max_qps_without_503"].contains("limit is higher"));
+        assert!(s.reasons["max_qps_without_503"].contains("no level returned HTTP 503"));
     }
 
     #[test]

@@ -3,5 +3,6 @@
 //! finished level's `LevelStats` here.
 
 pub mod analysis;
+pub mod plot;
 pub mod results;
 pub mod table;

@@ -1,0 +1,138 @@
+//! `qpsbench plot DIR`: re-renders a saved run's picture and summary from its results folder,
+//! without sending a request — after changing an SLO, or to get the PNG of a run made without
+//! `--plot`.
+//!
+//! Data flow: `DIR/metadata.json` (which results file, which thresholds) + the results JSON →
+//! `report::analysis` → `summary.json` and the PNG, written back into DIR (atomically; the
+//! measured results are only read).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Result, UserError};
+use crate::report::analysis::{self, Criteria, LevelView};
+use crate::report::results::{file_name_only, RunDir};
+
+/// `qpsbench plot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// A results folder written by qpsbench (holding metadata.json and the results JSON)
+    pub dir: PathBuf,
+
+    /// PNG file name, inside DIR
+    #[arg(long, default_value = "benchmark_qps.png")]
+    pub plot_output: String,
+
+    /// Override the run's TTFT SLO (seconds)
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_ttft: Option<f64>,
+
+    /// Override the run's E2E SLO (seconds)
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_e2e: Option<f64>,
+}
+
+fn read_json(path: &Path, what: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError::input(format!(
+            "{} is not a qpsbench results folder: cannot read {} ({e})",
+            path.parent().unwrap_or(path).display(),
+            what
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| UserError::input(format!("{}: not valid JSON: {e}", path.display())))
+}
+
+/// Loads a saved run: its metadata and its levels.
+pub fn load(dir: &Path) -> Result<(Value, Vec<LevelView>)> {
+    if !dir.is_dir() {
+        return Err(UserError::input(format!(
+            "{}: not a folder (give the run's results folder, e.g. results/2026-01-31_12-00-00)",
+            dir.display()
+        )));
+    }
+    let meta = read_json(&dir.join("metadata.json"), "metadata.json")?;
+    let results_file = meta
+        .get("results_file")
+        .and_then(Value::as_str)
+        .unwrap_or("benchmark_qps_results.json")
+        .to_string();
+    let results_path = dir.join(file_name_only("results_file", &results_file)?);
+    let results = read_json(&results_path, &results_file)?;
+    let arr = results.as_array().ok_or_else(|| {
+        UserError::input(format!(
+            "{}: expected an array of levels",
+            results_path.display()
+        ))
+    })?;
+    let levels = arr
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_value::<LevelView>(v.clone()).map_err(|e| {
+                UserError::input(format!(
+                    "{}: level {i} is not a qpsbench level: {e}",
+                    results_path.display()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((meta, levels))
+}
+
+/// The thresholds the run used (older runs without them get the defaults).
+pub fn criteria(meta: &Value) -> Criteria {
+    let d = Criteria::default();
+    let f = |k: &str| meta.get(k).and_then(Value::as_f64);
+    Criteria {
+        min_success_pct: f("saturation_success_pct").unwrap_or(d.min_success_pct),
+        min_throughput_ratio: f("saturation_throughput_ratio").unwrap_or(d.min_throughput_ratio),
+        max_ttft_growth: f("saturation_ttft_growth").unwrap_or(d.max_ttft_growth),
+        slo_ttft_s: f("slo_ttft_s"),
+        slo_e2e_s: f("slo_e2e_s"),
+        slo_percentile: f("slo_percentile").unwrap_or(d.slo_percentile),
+        headroom: d.headroom,
+    }
+}
+
+pub fn run(args: PlotArgs) -> Result<i32> {
+    let (meta, levels) = load(&args.dir)?;
+    if levels.is_empty() {
+        return Err(UserError::input(format!(
+            "{}: the run has no completed level to plot",
+            args.dir.display()
+        )));
+    }
+    let mut c = criteria(&meta);
+    c.slo_ttft_s = args.slo_ttft.or(c.slo_ttft_s);
+    c.slo_e2e_s = args.slo_e2e.or(c.slo_e2e_s);
+    let summary = analysis::analyze(&levels, &c);
+    let dir = RunDir {
+        path: args.dir.clone(),
+    };
+    dir.write_json("summary.json", &summary)?;
+    let name = file_name_only("--plot-output", &args.plot_output)?;
+    let s = |k: &str| {
+        meta.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let title = crate::bench::plot_title(&s("model"), &s("endpoint"), &s("timestamp"));
+    // Rendered beside, then renamed: an existing picture is replaced whole or not at all.
+    let tmp = args.dir.join(format!(".{name}.tmp.png"));
+    crate::report::plot::render(&tmp, &levels, &summary, &title)
+        .map_err(|e| UserError::input(format!("cannot render {}: {e}", tmp.display())))?;
+    let png = args.dir.join(&name);
+    std::fs::rename(&tmp, &png)
+        .map_err(|e| UserError::input(format!("cannot write {}: {e}", png.display())))?;
+    print!("{}", analysis::render(&summary));
+    println!(
+        "\nWrote {} and {}",
+        png.display(),
+        args.dir.join("summary.json").display()
+    );
+    Ok(0)
+}

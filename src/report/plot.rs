@@ -1,0 +1,543 @@
+//! The picture (`--plot`, `qpsbench plot DIR`): the seed's 3×2 PNG, 3200×1200 px (32×12 inches at
+//! 100 dpi) — (1) target vs actual and throughput QPS with the success rate, (2) TTFT, (3) E2E
+//! latency and (4) tokens/sec percentiles per level, (5) the summary and recommendations as text,
+//! (6) errors per level by category as stacked bars. A client-limited level is shaded and
+//! labelled in every chart and listed in the text.
+//!
+//! Data flow: the levels as saved (`analysis::LevelView`) and the `analysis::Summary` → PNG.
+//! Levels sit at evenly spaced positions labelled with their target QPS, so 1, 5, 10, 20 are as
+//! readable as 100, 1000. The font (DejaVu Sans) is compiled in: no system font library is needed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::FontStyle;
+
+use super::analysis::{LevelView, Summary};
+
+const WIDTH: u32 = 3200;
+const HEIGHT: u32 = 1200;
+const FONT: &str = "sans-serif";
+const TITLE_PX: u32 = 40;
+const LABEL_PX: u32 = 30;
+const TICK_PX: u32 = 26;
+const TEXT_PX: u32 = 27;
+const PCTS: [(&str, RGBColor); 4] = [
+    ("p50", RGBColor(31, 119, 180)),
+    ("p90", RGBColor(44, 160, 44)),
+    ("p95", RGBColor(255, 127, 14)),
+    ("p99", RGBColor(214, 39, 40)),
+];
+const LIMITED: RGBColor = RGBColor(200, 0, 0);
+const ERROR_COLORS: [RGBColor; 8] = [
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType font shipped by the `dejavu` crate.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// Renders the PNG to `path`. `levels` may be in any order and any number (one or more).
+pub fn render(
+    path: &Path,
+    levels: &[LevelView],
+    summary: &Summary,
+    title: &str,
+) -> Result<(), String> {
+    register_font();
+    let mut levels: Vec<&LevelView> = levels.iter().collect();
+    levels.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let root = root
+        .margin(12, 0, 0, 0)
+        .titled(title, (FONT, TITLE_PX).into_font().style(FontStyle::Bold))
+        .map_err(err)?;
+    let panels = root.split_evenly((2, 3));
+    qps_panel(&panels[0], &levels)?;
+    percentile_panel(&panels[1], &levels, "TTFT (s)", |l, k| {
+        l.ttft.get(k).copied().flatten()
+    })?;
+    percentile_panel(&panels[2], &levels, "E2E latency (s)", |l, k| {
+        l.e2e_latency.get(k).copied().flatten()
+    })?;
+    percentile_panel(&panels[3], &levels, "Tokens/sec per request", |l, k| {
+        l.tokens_per_sec.get(k).copied().flatten()
+    })?;
+    summary_panel(&panels[4], summary)?;
+    errors_panel(&panels[5], &levels)?;
+    root.present().map_err(err)
+}
+
+/// X axis: level i at position i, labelled with its target QPS.
+fn x_range(n: usize) -> std::ops::Range<f64> {
+    -0.5..(n as f64 - 0.5)
+}
+
+fn qps_label(levels: &[&LevelView], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() > 1e-6 || i < 0.0 {
+        return String::new();
+    }
+    levels
+        .get(i as usize)
+        .map(|l| format!("{}", l.qps_target))
+        .unwrap_or_default()
+}
+
+/// Shades client-limited levels and labels them.
+fn mark_limited<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    levels: &[&LevelView],
+    y_top: f64,
+) -> Result<(), String> {
+    for (i, l) in levels.iter().enumerate().filter(|(_, l)| l.client_limited) {
+        let x = i as f64;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - 0.45, 0.0), (x + 0.45, y_top)],
+                LIMITED.mix(0.12).filled(),
+            )))
+            .map_err(err)?;
+        // Two short lines centred on the level, so the label fits its band even at the edge.
+        let style = (FONT, 22)
+            .into_font()
+            .color(&LIMITED)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for (line, at) in [("client-", 0.98), ("limited", 0.91)] {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    line,
+                    (x, y_top * at),
+                    style.clone(),
+                )))
+                .map_err(err)?;
+        }
+        let _ = l;
+    }
+    Ok(())
+}
+
+fn no_data(area: &Area<'_>, what: &str) -> Result<(), String> {
+    let (w, h) = area.dim_in_pixel();
+    area.draw(&Text::new(
+        what.to_string(),
+        (w as i32 / 2, 30),
+        (FONT, TITLE_PX)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top)),
+    ))
+    .map_err(err)?;
+    area.draw(&Text::new(
+        "no successful request at any level",
+        (w as i32 / 2, h as i32 / 2),
+        (FONT, TEXT_PX + 4)
+            .into_font()
+            .color(&LIMITED)
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+    .map_err(err)
+}
+
+fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
+    let n = levels.len();
+    let y_max = levels
+        .iter()
+        .flat_map(|l| [l.qps_target, l.actual_qps, l.throughput_qps])
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Target vs actual QPS, success rate", (FONT, TITLE_PX))
+        .margin(20)
+        .x_label_area_size(70)
+        .y_label_area_size(110)
+        .right_y_label_area_size(110)
+        .build_cartesian_2d(x_range(n), 0.0..y_max)
+        .map_err(err)?
+        .set_secondary_coord(x_range(n), 0.0..110.0);
+    chart
+        .configure_mesh()
+        .x_labels(n.min(24))
+        .x_label_formatter(&|x| qps_label(levels, *x))
+        .x_desc("target QPS")
+        .y_desc("QPS")
+        .label_style((FONT, TICK_PX))
+        .axis_desc_style((FONT, LABEL_PX))
+        .draw()
+        .map_err(err)?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("success %")
+        .label_style((FONT, TICK_PX))
+        .axis_desc_style((FONT, LABEL_PX))
+        .draw()
+        .map_err(err)?;
+    mark_limited(&mut chart, levels, y_max)?;
+    type Series = (&'static str, RGBColor, Box<dyn Fn(&LevelView) -> f64>);
+    let series: [Series; 3] = [
+        (
+            "target QPS",
+            RGBColor(127, 127, 127),
+            Box::new(|l| l.qps_target),
+        ),
+        (
+            "actual QPS (sent)",
+            RGBColor(31, 119, 180),
+            Box::new(|l| l.actual_qps),
+        ),
+        (
+            "throughput QPS (succeeded)",
+            RGBColor(44, 160, 44),
+            Box::new(|l| l.throughput_qps),
+        ),
+    ];
+    for (name, color, f) in series {
+        let pts: Vec<(f64, f64)> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as f64, f(l)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(4)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 40, y)], color.stroke_width(4))
+            });
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 8, color.filled())))
+            .map_err(err)?;
+    }
+    let red = RGBColor(214, 39, 40);
+    let pts: Vec<(f64, f64)> = levels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as f64, l.success_rate))
+        .collect();
+    chart
+        .draw_secondary_series(LineSeries::new(pts.clone(), red.stroke_width(4)))
+        .map_err(err)?
+        .label("success % (right axis)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 40, y)], red.stroke_width(4)));
+    chart
+        .draw_secondary_series(
+            pts.into_iter()
+                .map(|p| TriangleMarker::new(p, 10, red.filled())),
+        )
+        .map_err(err)?;
+    chart
+        .configure_series_labels()
+        .legend_area_size(60)
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, TICK_PX))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+fn percentile_panel(
+    area: &Area<'_>,
+    levels: &[&LevelView],
+    what: &str,
+    get: impl Fn(&LevelView, &str) -> Option<f64>,
+) -> Result<(), String> {
+    let n = levels.len();
+    let values: Vec<f64> = levels
+        .iter()
+        .flat_map(|l| PCTS.iter().filter_map(|(k, _)| get(l, k)))
+        .filter(|v| v.is_finite())
+        .collect();
+    if values.is_empty() {
+        return no_data(area, what);
+    }
+    let y_max = values.iter().copied().fold(0.0f64, f64::max).max(1e-3) * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{what}: P50 / P90 / P95 / P99"), (FONT, TITLE_PX))
+        .margin(20)
+        .x_label_area_size(70)
+        .y_label_area_size(130)
+        .build_cartesian_2d(x_range(n), 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(n.min(24))
+        .x_label_formatter(&|x| qps_label(levels, *x))
+        .y_label_formatter(&|y| short(*y))
+        .x_desc("target QPS")
+        .y_desc(what)
+        .label_style((FONT, TICK_PX))
+        .axis_desc_style((FONT, LABEL_PX))
+        .draw()
+        .map_err(err)?;
+    mark_limited(&mut chart, levels, y_max)?;
+    for (key, color) in PCTS {
+        // A level without the value (no successful request) breaks the line.
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for (i, l) in levels.iter().enumerate() {
+            match get(l, key).filter(|v| v.is_finite()) {
+                Some(v) => runs.last_mut().expect("one run").push((i as f64, v)),
+                None => runs.push(Vec::new()),
+            }
+        }
+        let mut labelled = false;
+        for run in runs.into_iter().filter(|r| !r.is_empty()) {
+            let s = chart
+                .draw_series(LineSeries::new(run.clone(), color.stroke_width(4)))
+                .map_err(err)?;
+            if !labelled {
+                s.label(key.to_uppercase()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 40, y)], color.stroke_width(4))
+                });
+                labelled = true;
+            }
+            chart
+                .draw_series(run.into_iter().map(|p| Circle::new(p, 7, color.filled())))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .legend_area_size(60)
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, TICK_PX))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+/// Tick labels without a long tail of digits.
+fn short(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters, at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+fn summary_panel(area: &Area<'_>, s: &Summary) -> Result<(), String> {
+    let area = area.margin(20, 20, 30, 20);
+    area.fill(&RGBColor(247, 247, 247)).map_err(err)?;
+    let bold = (FONT, TITLE_PX).into_font().style(FontStyle::Bold);
+    area.draw(&Text::new("Summary and Recommendations", (20, 10), bold))
+        .map_err(err)?;
+    let v = |x: Option<f64>| x.map_or("not reached".to_string(), |v| format!("{v} QPS"));
+    let head = (FONT, TEXT_PX + 3).into_font().style(FontStyle::Bold);
+    let body = (FONT, TEXT_PX - 3).into_font();
+    let mut y = 70;
+    for (label, value, key) in [
+        ("Optimal QPS", s.optimal_qps, "optimal_qps"),
+        ("Saturation point", s.saturation_qps, "saturation_qps"),
+        (
+            "Recommended production limit",
+            s.recommended_limit_qps,
+            "recommended_limit_qps",
+        ),
+        (
+            "Max QPS without 503s",
+            s.max_qps_without_503,
+            "max_qps_without_503",
+        ),
+    ] {
+        area.draw(&Text::new(
+            format!("{label}: {}", v(value)),
+            (20, y),
+            head.clone(),
+        ))
+        .map_err(err)?;
+        y += TEXT_PX as i32 + 10;
+        for line in wrap(s.reasons.get(key).map_or("", String::as_str), 78)
+            .into_iter()
+            .take(2)
+        {
+            area.draw(&Text::new(line, (40, y), body.clone()))
+                .map_err(err)?;
+            y += TEXT_PX as i32 + 2;
+        }
+        y += 8;
+    }
+    if !s.client_limited_levels.is_empty() {
+        let list = s
+            .client_limited_levels
+            .iter()
+            .map(|q| q.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        for line in wrap(
+            &format!("Client-limited (left out, shaded in the charts): QPS {list}"),
+            70,
+        )
+        .into_iter()
+        .take(2)
+        {
+            area.draw(&Text::new(
+                line,
+                (20, y),
+                (FONT, TEXT_PX).into_font().color(&LIMITED),
+            ))
+            .map_err(err)?;
+            y += TEXT_PX as i32 + 4;
+        }
+    }
+    Ok(())
+}
+
+fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
+    let n = levels.len();
+    // Categories by total count, largest first; beyond eight, the rest are "other".
+    let mut totals: std::collections::BTreeMap<&str, u64> = Default::default();
+    for l in levels {
+        for (k, v) in &l.errors {
+            *totals.entry(k.as_str()).or_default() += v;
+        }
+    }
+    let mut cats: Vec<(&str, u64)> = totals.into_iter().collect();
+    cats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<&str> = cats
+        .iter()
+        .take(ERROR_COLORS.len() - 1)
+        .map(|c| c.0)
+        .collect();
+    let has_other = cats.len() > shown.len();
+    let y_max = levels
+        .iter()
+        .map(|l| l.errors.values().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(4) as f64
+        * 1.25;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Errors per level by category", (FONT, TITLE_PX))
+        .margin(20)
+        .x_label_area_size(70)
+        .y_label_area_size(110)
+        .build_cartesian_2d(x_range(n), 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(n.min(24))
+        .x_label_formatter(&|x| qps_label(levels, *x))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .x_desc("target QPS")
+        .y_desc("failed requests")
+        .label_style((FONT, TICK_PX))
+        .axis_desc_style((FONT, LABEL_PX))
+        .draw()
+        .map_err(err)?;
+    mark_limited(&mut chart, levels, y_max)?;
+    if cats.is_empty() {
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "no errors at any level",
+                (-0.3, y_max * 0.5),
+                (FONT, TEXT_PX).into_font(),
+            )))
+            .map_err(err)?;
+        return Ok(());
+    }
+    let mut names: Vec<String> = shown.iter().map(|s| s.to_string()).collect();
+    if has_other {
+        names.push("other".into());
+    }
+    let mut base = vec![0.0f64; n];
+    for (ci, name) in names.iter().enumerate() {
+        let color = ERROR_COLORS[ci % ERROR_COLORS.len()];
+        let mut rects = Vec::new();
+        for (i, l) in levels.iter().enumerate() {
+            let count = if name == "other" {
+                l.errors
+                    .iter()
+                    .filter(|(k, _)| !shown.contains(&k.as_str()))
+                    .map(|(_, v)| *v)
+                    .sum::<u64>()
+            } else {
+                l.errors.get(name).copied().unwrap_or(0)
+            } as f64;
+            if count > 0.0 {
+                let x = i as f64;
+                rects.push(Rectangle::new(
+                    [(x - 0.3, base[i]), (x + 0.3, base[i] + count)],
+                    color.filled(),
+                ));
+                base[i] += count;
+            }
+        }
+        let label: String = name.chars().take(40).collect();
+        chart
+            .draw_series(rects)
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 10), (x + 30, y + 10)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .legend_area_size(60)
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, TICK_PX))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_at_spaces() {
+        assert_eq!(wrap("a bb ccc dddd", 6), vec!["a bb", "ccc", "dddd"]);
+        assert_eq!(short(0.1234), "0.123");
+        assert_eq!(short(12.34), "12.3");
+    }
+}
