@@ -35,6 +35,8 @@ pub enum Command {
     Selftest(crate::selftest::SelftestArgs),
     /// Re-render a saved run's PNG and summary.json from its results folder (no requests sent)
     Plot(crate::replot::PlotArgs),
+    /// Compare two saved runs level by level (matched by target QPS), with differences
+    Compare(crate::compare::CompareArgs),
 }
 
 /// The benchmark (the default command).

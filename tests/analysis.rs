@@ -121,17 +121,45 @@ fn plot_re_renders_a_saved_folder_and_refuses_other_folders() {
         before
     );
 
+    // compare: a second run with other levels, matched by target QPS.
+    let mut args2 = base_args(&mock.url, ds.to_str().unwrap());
+    args2.extend(["--qps", "10,20", "--duration", "1"]);
+    let run2 = qpsbench(&args2, tmp.path());
+    assert_eq!(run2.code(), 0, "{}", run2.stderr);
+    let dir2 = run2.dir.clone().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"))
+        .args(["compare", dir.to_str().unwrap(), dir2.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("QPS 5\n  only in A"), "{stdout}");
+    assert!(stdout.contains("QPS 20\n  only in B"), "{stdout}");
+    let ten = stdout.split("QPS 10\n").nth(1).unwrap();
+    assert!(
+        ten.contains("TTFT P50 (s)") && ten.contains("B − A"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Optimal QPS"), "{stdout}");
+
     // Not a results folder, and not a folder at all: exit 2 with the reason.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    for (path, want) in [
-        (empty.clone(), "is not a qpsbench results folder"),
-        (tmp.path().join("missing"), "not a folder"),
+    for (cmd, path, want) in [
+        ("plot", empty.clone(), "is not a qpsbench results folder"),
+        ("plot", tmp.path().join("missing"), "not a folder"),
+        ("compare", empty.clone(), "is not a qpsbench results folder"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"))
-            .args(["plot", path.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"));
+        c.args([cmd, path.to_str().unwrap()]);
+        if cmd == "compare" {
+            c.arg(dir.to_str().unwrap());
+        }
+        let out = c.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(want), "{stderr}");
