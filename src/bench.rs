@@ -45,7 +45,10 @@ struct Metadata<'a> {
     endpoint: &'a str,
     model: &'a str,
     dataset: String,
-    qps_levels: &'a [f64],
+    /// The levels, or `"auto"`.
+    qps_levels: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto: Option<AutoMeta>,
     duration: serde_json::Value,
     max_tokens: u32,
     temperature: f64,
@@ -84,6 +87,13 @@ struct Metadata<'a> {
     saturation_success_pct: f64,
     saturation_throughput_ratio: f64,
     saturation_ttft_growth: f64,
+}
+
+#[derive(Serialize)]
+struct AutoMeta {
+    start_qps: f64,
+    max_qps: f64,
+    tolerance: f64,
 }
 
 #[derive(Serialize)]
@@ -184,15 +194,21 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     };
     let output = file_name_only("--output", &args.output)?;
     let plot_output = file_name_only("--plot-output", &args.plot_output)?;
-    let counts: Vec<u64> = args
-        .qps
+    // `None`: --qps auto.
+    let fixed_levels = parse_qps(&args.qps)?;
+    let first_rates: Vec<f64> = fixed_levels
+        .clone()
+        .unwrap_or_else(|| vec![args.auto_start]);
+    let counts: Vec<u64> = first_rates
         .iter()
         .map(|&q| schedule::request_count(q, args.duration))
         .collect();
     if let Some(i) = counts.iter().position(|&c| c == 0) {
         return Err(UserError::input(format!(
-            "--qps {} with --duration {} sends no request (round(qps × duration) = 0); raise --qps or --duration",
-            args.qps[i], args.duration
+            "{} {} with --duration {} sends no request (round(qps × duration) = 0); raise it or --duration",
+            if fixed_levels.is_some() { "--qps" } else { "--auto-start" },
+            first_rates[i],
+            args.duration
         )));
     }
     let addrs = endpoint
@@ -307,7 +323,15 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         endpoint: &shown_endpoint,
         model: &model,
         dataset: dataset_name,
-        qps_levels: &args.qps,
+        qps_levels: match &fixed_levels {
+            Some(q) => serde_json::json!(q),
+            None => serde_json::json!("auto"),
+        },
+        auto: fixed_levels.is_none().then_some(AutoMeta {
+            start_qps: args.auto_start,
+            max_qps: args.auto_max_qps,
+            tolerance: args.auto_tolerance,
+        }),
         duration: num(args.duration),
         max_tokens: args.max_tokens,
         temperature: args.temperature,
@@ -315,7 +339,11 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         show_tokens: true,
         qpsbench_version: env!("CARGO_PKG_VERSION"),
         dataset_samples: samples.len(),
-        requests_per_level: counts.clone(),
+        requests_per_level: if fixed_levels.is_some() {
+            counts.clone()
+        } else {
+            Vec::new()
+        },
         arrival: args.arrival,
         burstiness: (args.arrival == Arrival::Gamma).then_some(args.burstiness),
         seed: args.seed,
@@ -346,8 +374,13 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     };
     run_dir.write_json("metadata.json", &metadata)?;
     eprintln!(
-        "qpsbench: {} level(s) × {} s against {} on {} core(s) ({}); results in {}",
-        args.qps.len(),
+        "qpsbench: {} × {} s against {} on {} core(s) ({}); results in {}",
+        fixed_levels
+            .as_ref()
+            .map_or("--qps auto, levels".to_string(), |q| format!(
+                "{} level(s)",
+                q.len()
+            )),
         args.duration,
         shown_endpoint,
         cores,
@@ -367,7 +400,6 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         slo_percentile: args.slo_percentile,
         headroom: 0.75,
     };
-    let mut summary = None;
     let thresholds = Thresholds {
         max_send_lag_p99_us: args.max_send_lag_ms * 1000.0,
         min_rate_ratio: args.min_rate_ratio,
@@ -377,51 +409,79 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     } else {
         None
     };
-    let mut levels: Vec<LevelStats> = Vec::with_capacity(args.qps.len());
-    for (i, &qps) in args.qps.iter().enumerate() {
-        let spec = LevelSpec {
-            index: i,
-            levels: args.qps.len(),
-            qps,
-            duration_s: args.duration,
-            warmup_s: args.warmup,
-            arrival: args.arrival,
-            burstiness: args.burstiness,
-            seed: schedule::level_seed(args.seed, i),
-            warmup_connections: args.warmup_connections,
-            max_concurrency: args.max_concurrency,
-            percentiles: &pcts,
-            thresholds,
-            samples: samples.len(),
+    let mut levels: Vec<LevelStats> = Vec::new();
+    let mut auto_bracket = None;
+    {
+        // One level: measured, its records appended, the results and summary rewritten.
+        let mut run_one = |qps: f64, levels: &mut Vec<LevelStats>| -> Result<LevelStats> {
+            let i = levels.len();
+            let spec = LevelSpec {
+                index: i,
+                levels: fixed_levels.as_ref().map_or(0, Vec::len),
+                qps,
+                duration_s: args.duration,
+                warmup_s: args.warmup,
+                arrival: args.arrival,
+                burstiness: args.burstiness,
+                seed: schedule::level_seed(args.seed, i),
+                warmup_connections: args.warmup_connections,
+                max_concurrency: args.max_concurrency,
+                percentiles: &pcts,
+                thresholds,
+                samples: samples.len(),
+            };
+            let expected_latency = levels
+                .last()
+                .and_then(|l: &LevelStats| l.e2e_latency.get("p90"))
+                .unwrap_or(1.0);
+            let (stats, mut run) = measure_level(&engine, &spec, expected_latency, true)?;
+            if let Some(f) = requests_file.as_mut() {
+                let mut records = std::mem::take(&mut run.warm.records);
+                records.append(&mut run.merged.records);
+                crate::records::write_level(f, i + 1, qps, run.start_ns, &mut records)
+                    .and_then(|()| std::io::Write::flush(f))
+                    .map_err(|e| {
+                        UserError::input(format!(
+                            "cannot write {}: {e}",
+                            run_dir.path.join("requests.jsonl").display()
+                        ))
+                    })?;
+            }
+            levels.push(stats.clone());
+            // Saved after every level: an interrupted run keeps what it measured.
+            run_dir.write_json(&output, &levels)?;
+            run_dir.write_json(
+                "summary.json",
+                &analysis::analyze(&level_views(levels), &criteria),
+            )?;
+            Ok(stats)
         };
-        let expected_latency = levels
-            .last()
-            .and_then(|l: &LevelStats| l.e2e_latency.get("p90"))
-            .unwrap_or(1.0);
-        let (stats, mut run) = measure_level(&engine, &spec, expected_latency, true)?;
-        if let Some(f) = requests_file.as_mut() {
-            let mut records = std::mem::take(&mut run.warm.records);
-            records.append(&mut run.merged.records);
-            crate::records::write_level(f, i + 1, qps, run.start_ns, &mut records)
-                .and_then(|()| std::io::Write::flush(f))
-                .map_err(|e| {
-                    UserError::input(format!(
-                        "cannot write {}: {e}",
-                        run_dir.path.join("requests.jsonl").display()
-                    ))
-                })?;
+        match &fixed_levels {
+            Some(qs) => {
+                for &q in qs {
+                    run_one(q, &mut levels)?;
+                }
+            }
+            None => {
+                auto_bracket = auto_search(&mut levels, &mut run_one, &args, &criteria)?;
+            }
         }
-        levels.push(stats);
-        // Saved after every level: an interrupted run keeps what it measured.
-        run_dir.write_json(&output, &levels)?;
-        let s = analysis::analyze(&level_views(&levels), &criteria);
-        run_dir.write_json("summary.json", &s)?;
-        summary = Some(s);
+    }
+    let summary = (!levels.is_empty()).then(|| {
+        let mut s = analysis::analyze(&level_views(&levels), &criteria);
+        s.auto_bracket = auto_bracket;
+        s
+    });
+    if let Some(s) = &summary {
+        run_dir.write_json("summary.json", s)?;
     }
     drop(engine);
 
     println!();
-    print!("{}", table::render(&levels, &args.percentiles, &args.show));
+    // In QPS order (an auto search probes out of order; the JSON keeps the probe order).
+    let mut by_qps = levels.clone();
+    by_qps.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
+    print!("{}", table::render(&by_qps, &args.percentiles, &args.show));
     if let Some(s) = &summary {
         print!("{}", analysis::render(s));
     }
@@ -525,9 +585,12 @@ pub fn measure_level(
     let warm = engine.warm(warm_n).map_err(engine_err)?;
     if progress {
         eprintln!(
-            "[{}/{}] QPS {qps:.1}: sending {} requests over {} s{} ...",
-            spec.index + 1,
-            spec.levels,
+            "[{}] QPS {qps:.1}: sending {} requests over {} s{} ...",
+            if spec.levels > 0 {
+                format!("{}/{}", spec.index + 1, spec.levels)
+            } else {
+                format!("auto {}", spec.index + 1)
+            },
             measured.len(),
             spec.duration_s,
             if warmup_n > 0 {
@@ -654,6 +717,109 @@ pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
     format!("qpsbench: {model} at {endpoint}, {ts}")
 }
 
+/// `--qps`: the levels, or `None` for `auto`.
+fn parse_qps(raw: &[String]) -> Result<Option<Vec<f64>>> {
+    if raw.len() == 1 && raw[0].trim().eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    if raw.is_empty() {
+        return Err(UserError::input(
+            "--qps (empty): expected one or more rates, e.g. 1,5,10,20, or auto",
+        ));
+    }
+    raw.iter()
+        .map(|s| match s.trim().parse::<f64>() {
+            Ok(q) if q.is_finite() && q > 0.0 => Ok(q),
+            _ => Err(UserError::input(format!(
+                "--qps {s}: expected rates above 0 (e.g. 1,5,10,20), or auto"
+            ))),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// `--qps auto`: doubles from `--auto-start` until a level saturates (the analysis' rules,
+/// against the first level's TTFT), then bisects between the last good and the first saturated
+/// rate until they are within `--auto-tolerance`. Every probed level is a normal level. A
+/// client-limited level stops the search: it would measure the client, not the endpoint.
+/// Returns the bracket `[last good, first saturated]`, if both were found.
+fn auto_search(
+    levels: &mut Vec<LevelStats>,
+    run_one: &mut impl FnMut(f64, &mut Vec<LevelStats>) -> Result<LevelStats>,
+    args: &BenchArgs,
+    c: &Criteria,
+) -> Result<Option<[f64; 2]>> {
+    let view = |l: &LevelStats| level_views(std::slice::from_ref(l)).pop();
+    let mut base_ttft: Option<f64> = None;
+    // Probes one rate: Some(saturated?) or None when the search must stop (client-limited).
+    let mut probe = |q: f64, levels: &mut Vec<LevelStats>| -> Result<Option<bool>> {
+        let stats = run_one(q, levels)?;
+        if stats.client_limited {
+            eprintln!(
+                "auto: QPS {q} is client-limited ({}); stopping the search: beyond this rate qpsbench would measure itself, not the endpoint. Give it more cores (--cores) or run it on a bigger machine.",
+                stats.client_limited_reasons.join("; ")
+            );
+            return Ok(None);
+        }
+        let Some(v) = view(&stats) else {
+            return Ok(Some(true));
+        };
+        if base_ttft.is_none() {
+            base_ttft = v.ttft.get("p95").copied().flatten();
+        }
+        let why = analysis::saturation_reasons(&v, base_ttft, c);
+        if why.is_empty() {
+            eprintln!("auto: QPS {q} holds");
+        } else {
+            eprintln!("auto: QPS {q} saturates: {}", why.join("; "));
+        }
+        Ok(Some(!why.is_empty()))
+    };
+    let round = |q: f64| (q * 100.0).round() / 100.0;
+    let mut good = None::<f64>;
+    let bad: f64;
+    let mut q = args.auto_start;
+    loop {
+        match probe(q, levels)? {
+            None => return Ok(None),
+            Some(true) => {
+                bad = q;
+                break;
+            }
+            Some(false) => good = Some(q),
+        }
+        if q >= args.auto_max_qps {
+            eprintln!(
+                "auto: no saturation up to --auto-max-qps {}; the capacity is higher",
+                args.auto_max_qps
+            );
+            return Ok(None);
+        }
+        q = round((q * 2.0).min(args.auto_max_qps));
+    }
+    let mut hi = bad;
+    let Some(mut lo) = good else {
+        eprintln!(
+            "auto: already saturated at the first rate (QPS {}); lower --auto-start",
+            args.auto_start
+        );
+        return Ok(None);
+    };
+    while (hi - lo) / lo > args.auto_tolerance {
+        let mid = round((lo + hi) / 2.0);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        match probe(mid, levels)? {
+            None => break,
+            Some(true) => hi = mid,
+            Some(false) => lo = mid,
+        }
+    }
+    eprintln!("auto: capacity between QPS {lo} (holds) and QPS {hi} (saturates)");
+    Ok(Some([lo, hi]))
+}
+
 /// The levels as the analysis reads them (the same fields a saved results file has).
 fn level_views(levels: &[LevelStats]) -> Vec<LevelView> {
     levels
@@ -667,11 +833,28 @@ fn validate_numbers(a: &BenchArgs) -> Result<()> {
     let bad = |flag: &str, v: &dyn std::fmt::Display, want: &str| {
         Err(UserError::input(format!("{flag} {v}: expected {want}")))
     };
-    if a.qps.is_empty() {
-        return bad("--qps", &"(empty)", "one or more rates, e.g. 1,5,10,20");
+    parse_qps(&a.qps)?;
+    for (flag, v) in [
+        ("--auto-start", a.auto_start),
+        ("--auto-max-qps", a.auto_max_qps),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return bad(flag, &v, "a rate above 0");
+        }
     }
-    if let Some(q) = a.qps.iter().find(|q| !(q.is_finite() && **q > 0.0)) {
-        return bad("--qps", q, "rates above 0");
+    if a.auto_max_qps < a.auto_start {
+        return bad(
+            "--auto-max-qps",
+            &a.auto_max_qps,
+            "a rate at least --auto-start",
+        );
+    }
+    if !(a.auto_tolerance.is_finite() && a.auto_tolerance > 0.0 && a.auto_tolerance < 1.0) {
+        return bad(
+            "--auto-tolerance",
+            &a.auto_tolerance,
+            "a fraction between 0 and 1 (e.g. 0.1)",
+        );
     }
     if !(a.duration.is_finite() && a.duration > 0.0) {
         return bad("--duration", &a.duration, "a number of seconds above 0");

@@ -60,14 +60,44 @@ pub struct BenchArgs {
     #[arg(long)]
     pub dataset: Option<PathBuf>,
 
-    /// QPS levels to test, comma-separated; each level sends round(qps × duration) requests
+    /// QPS levels to test, comma-separated; each level sends round(qps × duration) requests.
+    /// `auto` finds the capacity instead: doubles from --auto-start until a level saturates,
+    /// then bisects until the bracket is within --auto-tolerance
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "1,5,10,20",
         allow_negative_numbers = true
     )]
-    pub qps: Vec<f64>,
+    pub qps: Vec<String>,
+
+    /// With --qps auto: the first rate tried
+    #[arg(
+        long,
+        value_name = "QPS",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub auto_start: f64,
+
+    /// With --qps auto: the highest rate tried
+    #[arg(
+        long,
+        value_name = "QPS",
+        default_value_t = 1000.0,
+        allow_negative_numbers = true
+    )]
+    pub auto_max_qps: f64,
+
+    /// With --qps auto: stop bisecting when (first saturated − last good) ÷ last good is below
+    /// this
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = 0.1,
+        allow_negative_numbers = true
+    )]
+    pub auto_tolerance: f64,
 
     /// Seconds per level (the window in which the level's requests are sent)
     #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]

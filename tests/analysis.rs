@@ -166,3 +166,56 @@ fn plot_re_renders_a_saved_folder_and_refuses_other_folders() {
         assert!(!stderr.contains("panicked"));
     }
 }
+
+#[test]
+fn qps_auto_brackets_a_known_capacity() {
+    let _g = serial();
+    // ~0.2 s per request and 503 beyond 4 in flight: capacity ≈ 4 ÷ 0.2 s = 20 QPS.
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "100",
+        "--itl-ms",
+        "10",
+        "--output-tokens",
+        "10",
+        "--max-concurrency",
+        "4",
+    ]);
+    let tmp = TempDir::new("auto");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        "auto",
+        "--auto-start",
+        "2",
+        "--duration",
+        "1.5",
+        "--arrival",
+        "constant",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let s = summary(&run);
+    let b = s["auto_bracket"].as_array().expect("a bracket").clone();
+    let (lo, hi) = (b[0].as_f64().unwrap(), b[1].as_f64().unwrap());
+    assert!(lo < hi && (hi - lo) / lo <= 0.1 + 1e-9, "{s}");
+    assert!(
+        lo <= 24.0 && hi >= 16.0,
+        "bracket [{lo}, {hi}] misses ~20 QPS: {s}"
+    );
+    // Every probed level is a normal level: the doubling 2, 4, 8, 16, 32 and then the bisection.
+    let levels = run.levels();
+    let targets: Vec<f64> = levels.iter().map(|l| f(l, "qps_target")).collect();
+    assert_eq!(&targets[..4], &[2.0, 4.0, 8.0, 16.0], "{targets:?}");
+    assert!(
+        targets.contains(&lo) && targets.contains(&hi),
+        "{targets:?}"
+    );
+    assert_eq!(run.metadata()["qps_levels"], "auto");
+    assert!(
+        run.stderr.contains("auto: capacity between"),
+        "{}",
+        run.stderr
+    );
+}

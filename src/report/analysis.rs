@@ -96,6 +96,38 @@ fn q(v: f64) -> String {
     format!("{v}")
 }
 
+/// Why a level is saturated (empty: it is not): success below the threshold, throughput below
+/// its share of the target, or TTFT p95 past its growth limit over `base_ttft_p95` (the lowest
+/// level's).
+pub fn saturation_reasons(l: &LevelView, base_ttft_p95: Option<f64>, c: &Criteria) -> Vec<String> {
+    let mut why = Vec::new();
+    if l.success_rate < c.min_success_pct {
+        why.push(format!(
+            "success {:.1}% is below {}%",
+            l.success_rate,
+            q(c.min_success_pct)
+        ));
+    }
+    if l.throughput_qps < c.min_throughput_ratio * l.qps_target {
+        why.push(format!(
+            "throughput {:.2} QPS is below {:.0}% of the target",
+            l.throughput_qps,
+            c.min_throughput_ratio * 100.0
+        ));
+    }
+    if let (Some(base), Some(t)) = (base_ttft_p95, l.ttft("p95")) {
+        if base > 0.0 && t > c.max_ttft_growth * base {
+            why.push(format!(
+                "TTFT p95 {:.3} s is over {}× the lowest level's {:.3} s",
+                t,
+                q(c.max_ttft_growth),
+                base
+            ));
+        }
+    }
+    why
+}
+
 /// Analyzes a run's levels (any order).
 pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
     let mut sorted: Vec<&LevelView> = levels.iter().collect();
@@ -164,31 +196,7 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
     let base_ttft = usable.iter().find_map(|l| l.ttft("p95"));
     let mut saturation = None;
     for l in &usable {
-        let mut why = Vec::new();
-        if l.success_rate < c.min_success_pct {
-            why.push(format!(
-                "success {:.1}% is below {}%",
-                l.success_rate,
-                q(c.min_success_pct)
-            ));
-        }
-        if l.throughput_qps < c.min_throughput_ratio * l.qps_target {
-            why.push(format!(
-                "throughput {:.2} QPS is below {:.0}% of the target",
-                l.throughput_qps,
-                c.min_throughput_ratio * 100.0
-            ));
-        }
-        if let (Some(base), Some(t)) = (base_ttft, l.ttft("p95")) {
-            if base > 0.0 && t > c.max_ttft_growth * base {
-                why.push(format!(
-                    "TTFT p95 {:.3} s is over {}× the lowest level's {:.3} s",
-                    t,
-                    q(c.max_ttft_growth),
-                    base
-                ));
-            }
-        }
+        let why = saturation_reasons(l, base_ttft, c);
         if !why.is_empty() {
             reasons.insert(
                 "saturation_qps",
@@ -324,6 +332,12 @@ pub fn render(s: &Summary) -> String {
         ),
     ] {
         out.push_str(&format!("  {label:<29} {:<12} {}\n", v(value), r(key)));
+    }
+    if let Some([lo, hi]) = s.auto_bracket {
+        out.push_str(&format!(
+            "  {:<29} {lo} QPS holds, {hi} QPS saturates\n",
+            "Capacity (--qps auto)"
+        ));
     }
     if !s.client_limited_levels.is_empty() {
         out.push_str(&format!(

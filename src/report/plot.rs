@@ -406,6 +406,15 @@ fn summary_panel(area: &Area<'_>, s: &Summary) -> Result<(), String> {
         }
         y += 8;
     }
+    if let Some([lo, hi]) = s.auto_bracket {
+        area.draw(&Text::new(
+            format!("Capacity (--qps auto): between {lo} QPS (holds) and {hi} QPS (saturates)"),
+            (20, y),
+            head.clone(),
+        ))
+        .map_err(err)?;
+        y += TEXT_PX as i32 + 12;
+    }
     if !s.client_limited_levels.is_empty() {
         let list = s
             .client_limited_levels
