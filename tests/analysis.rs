@@ -219,3 +219,31 @@ fn qps_auto_brackets_a_known_capacity() {
         run.stderr
     );
 }
+
+#[test]
+fn qps_auto_stops_at_a_client_limited_level() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"]);
+    let tmp = TempDir::new("auto-limited");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    // A send-lag threshold of 1 ns flags every level as client-limited: the search must stop at
+    // the first one instead of reading it as the endpoint's limit.
+    let i = args.iter().position(|a| *a == "--max-send-lag-ms").unwrap();
+    args[i + 1] = "0.000001";
+    args.extend(["--qps", "auto", "--auto-start", "10", "--duration", "1"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("auto: QPS 10 is client-limited")
+            && run.stderr.contains("stopping the search"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.levels().len(), 1);
+    let s = summary(&run);
+    assert!(
+        s.get("auto_bracket").is_none() && s["saturation_qps"].is_null(),
+        "{s}"
+    );
+}
