@@ -10,7 +10,8 @@
 //! `/dev/zero` instead ([`FairYield`]), which puts the pacer at the back of the queue.
 //!
 //! With `--busy-poll` the core never sleeps, so a timerfd expiry is seen at once; the pacer then
-//! wakes a fixed 40 µs early (the expiry's own lateness on a VM) instead of a learned margin.
+//! wakes a fixed 150 µs early (covering the expiry's own lateness on a VM) instead of a learned
+//! margin.
 //!
 //! How early to wake is learned, not fixed: any kernel sleep on a VM wakes late by the vCPU's
 //! wake-up latency (on the 2-core dev VM a 10 ms sleep wakes ~150 µs late at p50, ~250 µs at p99,
@@ -35,8 +36,9 @@ const EARLY_MIN_NS: u64 = 30_000;
 const EARLY_MAX_NS: u64 = 500_000;
 const EARLY_START_NS: u64 = 200_000;
 /// A busy-polling core sees a timerfd expiry within a poll round, but the expiry itself comes
-/// ~25 µs late on a VM: wake this early, then yield for the rest.
-const POLLED_EARLY_NS: u64 = 40_000;
+/// ~25 µs late on a VM, with a tail of ~100 µs: wake this early, then yield (fairly) for the
+/// rest. The core spins anyway, so the margin costs no extra CPU.
+const POLLED_EARLY_NS: u64 = 150_000;
 /// The coarse timer (epoll fallback) is ~1 ms late; stop sleeping this long before the deadline.
 const COARSE_EARLY_NS: u64 = 2_000_000;
 
