@@ -242,6 +242,27 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         );
     }
 
+    // Every connection is a file: raise the soft limit, then say before the run if the planned
+    // concurrency may still not fit (or may run out of ephemeral ports).
+    let nofile = crate::limits::raise_nofile();
+    let top_qps = fixed_levels
+        .as_ref()
+        .map_or(args.auto_max_qps, |q| q.iter().copied().fold(0.0, f64::max));
+    let (planned, what) = match args.max_concurrency {
+        Some(n) => (n as u64, format!("--max-concurrency {n}")),
+        None => {
+            // A slow endpoint holds requests open for up to --timeout; 10 s is a generous
+            // middle ground for the estimate.
+            let hold = args.timeout.min(10.0);
+            (
+                (top_qps * hold).ceil() as u64,
+                format!("QPS {top_qps} × up to {hold} s per request"),
+            )
+        }
+    };
+    for w in crate::limits::warnings(planned, &what, nofile, crate::limits::ephemeral_ports()) {
+        eprintln!("warning: {w}");
+    }
     let started = LocalTime::now();
     let run_dir = RunDir::create(&args.results_dir, &started)?;
     let engine = Engine::start(EngineConfig {

@@ -14,7 +14,10 @@ pub mod dataset;
 pub mod demo;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod mock;
 pub mod openai;

@@ -198,3 +198,38 @@ fn help_lists_every_seed_flag() {
     assert!(help.contains("[default: 1,5,10,20]"));
     assert!(help.contains("[default: 50,95,99]"));
 }
+
+#[test]
+fn a_low_open_file_limit_is_reported_before_the_run() {
+    use std::os::unix::process::CommandExt;
+    let tmp = TempDir::new("nofile");
+    let ds = tmp.file("d.json", DATASET);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"));
+    cmd.args(base_args(
+        "http://127.0.0.1:9/v1/chat/completions",
+        ds.to_str().unwrap(),
+    ))
+    .args(["--qps", "100", "--duration", "0.05", "--results-dir"])
+    .arg(tmp.path());
+    // SAFETY: setrlimit is async-signal-safe and only lowers this child's own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 100 QPS × up to 10 s may hold 1,000 connections: more than 256 files.
+    let warning = stderr
+        .lines()
+        .position(|l| l.contains("the open-file limit is 256"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let started = stderr.lines().position(|l| l.contains("[1/1]")).unwrap();
+    assert!(warning < started, "{stderr}");
+    assert!(stderr.contains("ulimit -n"), "{stderr}");
+}

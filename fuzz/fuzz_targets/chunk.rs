@@ -1,11 +1,6 @@
-//! Chunk payload parsing: arbitrary bytes never panic.
+//! Chunk payload parsing: arbitrary bytes never panic (`qpsbench::fuzzing::chunk`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qpsbench::openai::ChunkParser;
 
-fuzz_target!(|data: &[u8]| {
-    let mut p = ChunkParser::new();
-    let _ = p.parse(data);
-    let _ = p.parse(data);
-});
+fuzz_target!(|data: &[u8]| qpsbench::fuzzing::chunk(data));
