@@ -11,7 +11,7 @@ use crate::cli::{BenchArgs, ContinuousUsage};
 use crate::clock::LocalTime;
 use crate::dataset;
 use crate::engine::request::Slo;
-use crate::engine::{Engine, EngineConfig, LevelRun};
+use crate::engine::{Engine, EngineConfig, LevelRun, Timeouts};
 use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::tls;
@@ -280,6 +280,11 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         slo: Slo {
             ttft_ns: args.slo_ttft.map(|s| (s * 1e9) as u64),
             e2e_ns: args.slo_e2e.map(|s| (s * 1e9) as u64),
+        },
+        timeouts: Timeouts {
+            connect: Duration::from_secs_f64(args.connect_timeout),
+            first_token: args.ttft_timeout.map(Duration::from_secs_f64),
+            idle: args.idle_timeout.map(Duration::from_secs_f64),
         },
     })
     .map_err(|e| UserError {
@@ -976,6 +981,15 @@ fn validate_numbers(a: &BenchArgs) -> Result<()> {
             &a.saturation_ttft_growth,
             "a factor above 1",
         );
+    }
+    for (flag, v) in [
+        ("--connect-timeout", Some(a.connect_timeout)),
+        ("--ttft-timeout", a.ttft_timeout),
+        ("--idle-timeout", a.idle_timeout),
+    ] {
+        if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+            return bad(flag, &v, "a number of seconds above 0");
+        }
     }
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         return bad("--timeout", &a.timeout, "a number of seconds above 0");

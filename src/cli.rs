@@ -162,6 +162,26 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 120.0, allow_negative_numbers = true)]
     pub timeout: f64,
 
+    /// Limit on opening a connection (TCP connect and TLS handshake), seconds; over it:
+    /// "Timeout (connect)"
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
+    pub connect_timeout: f64,
+
+    /// Limit from the send to the first output token, seconds; over it: "Timeout (first token)"
+    /// (default: only --timeout applies)
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub ttft_timeout: Option<f64>,
+
+    /// Limit on the gap between two reads of a response, seconds; over it: "Timeout (idle)"
+    /// (default: only --timeout applies)
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub idle_timeout: Option<f64>,
+
     /// Folder under which each run creates its own timestamped results folder
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,

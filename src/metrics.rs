@@ -31,6 +31,12 @@ pub enum ErrorKind {
     Http(u16),
     /// `--timeout` elapsed.
     TimeoutTotal,
+    /// `--connect-timeout` elapsed (TCP connect and TLS handshake).
+    TimeoutConnect,
+    /// `--ttft-timeout` elapsed before the first output token.
+    TimeoutFirstToken,
+    /// `--idle-timeout` elapsed between reads.
+    TimeoutIdle,
     ConnectionRefused,
     ConnectionReset,
     /// The server closed the connection before sending a response head.
@@ -52,6 +58,9 @@ impl fmt::Display for ErrorKind {
         match self {
             ErrorKind::Http(code) => write!(f, "HTTP {code}"),
             ErrorKind::TimeoutTotal => f.write_str("Timeout (total)"),
+            ErrorKind::TimeoutConnect => f.write_str("Timeout (connect)"),
+            ErrorKind::TimeoutFirstToken => f.write_str("Timeout (first token)"),
+            ErrorKind::TimeoutIdle => f.write_str("Timeout (idle)"),
             ErrorKind::ConnectionRefused => f.write_str("Connection refused"),
             ErrorKind::ConnectionReset => f.write_str("Connection reset"),
             ErrorKind::ConnectionClosed => f.write_str("Connection closed"),

@@ -231,6 +231,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
             busy_poll: busy,
             pin: Some(client_ids.clone()),
             slo: Default::default(),
+            timeouts: Default::default(),
         })
         .map_err(|e| UserError {
             message: e,

@@ -343,6 +343,53 @@ fn warm_up_is_bounded_by_the_timeout() {
     let l = &run.levels()[0];
     assert_eq!(l["connections"]["warmup_failures"], 3, "{l}");
     assert_eq!(l["errors"]["Timeout (total)"], 2, "{l}");
+    // With a connect timeout shorter than the total one, the same stall is a connect timeout.
+    let i = args.iter().position(|a| *a == "--timeout").unwrap();
+    args[i + 1] = "5";
+    args.extend(["--connect-timeout", "0.3"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(l["errors"]["Timeout (connect)"], 2, "{l}");
+    assert_eq!(l["errors"].as_object().unwrap().len(), 1, "{l}");
+}
+
+#[test]
+fn first_token_and_idle_timeouts_have_their_own_categories() {
+    let _g = serial();
+    let tmp = TempDir::new("ttft-idle");
+    let ds = tmp.file("d.json", DATASET);
+    // The first token after 3 s: over a 0.3 s first-token limit.
+    let slow_start = Mock::start(&["--ttft-ms", "3000", "--output-tokens", "2"]);
+    // The first token at once, then 2 s to the next: over a 0.3 s idle limit.
+    let stall = Mock::start(&["--ttft-ms", "5", "--itl-ms", "2000", "--output-tokens", "3"]);
+    for (mock, flag, want) in [
+        (&slow_start, "--ttft-timeout", "Timeout (first token)"),
+        (&stall, "--idle-timeout", "Timeout (idle)"),
+    ] {
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend([
+            "--qps",
+            "4",
+            "--duration",
+            "1",
+            "--timeout",
+            "10",
+            flag,
+            "0.3",
+        ]);
+        let started = std::time::Instant::now();
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        let l = &run.levels()[0];
+        assert_eq!(l["errors"][want], 4, "{flag}: {l}");
+        assert_eq!(l["errors"].as_object().unwrap().len(), 1, "{l}");
+        // Well before the 10 s total limit (and the endpoint's 3–4 s).
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "{flag}"
+        );
+    }
 }
 
 #[test]

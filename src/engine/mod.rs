@@ -61,6 +61,29 @@ pub struct EngineConfig {
     pub pin: Option<Vec<core_affinity::CoreId>>,
     /// Per-request SLOs, for goodput.
     pub slo: request::Slo,
+    /// Connect, first-token and idle timeouts (the total one is `timeout`).
+    pub timeouts: Timeouts,
+}
+
+/// Timeouts besides the total one, each with its own error category.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect and TLS handshake: `Timeout (connect)`.
+    pub connect: Duration,
+    /// From the send to the first output token: `Timeout (first token)`.
+    pub first_token: Option<Duration>,
+    /// Between two reads of a response: `Timeout (idle)`.
+    pub idle: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_token: None,
+            idle: None,
+        }
+    }
 }
 
 /// Which I/O driver the cores run on.
@@ -150,6 +173,7 @@ impl Engine {
             save_requests: cfg.save_requests,
             busy_poll: cfg.busy_poll,
             slo: cfg.slo,
+            timeouts: cfg.timeouts,
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;

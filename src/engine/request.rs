@@ -22,7 +22,7 @@ use monoio::task::JoinHandle;
 use super::pool::Pool;
 use crate::clock::now_ns;
 use crate::http::body::BodyError;
-use crate::http::conn::{Completed, Conn, ExchangeError, Failure, ResponseHandler};
+use crate::http::conn::{Completed, Conn, ExchangeError, Failure, ReadTimeout, ResponseHandler};
 use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::openai::ChunkParser;
 use crate::records::RequestRecord;
@@ -54,6 +54,11 @@ pub struct Core {
     pub index: u16,
     /// Per-request SLOs for goodput (ns).
     pub slo: Slo,
+    /// Bounds on connecting (TCP + TLS), on the first token (from the send) and on the gap
+    /// between reads.
+    pub connect_timeout: Duration,
+    pub ttft_timeout_ns: Option<u64>,
+    pub idle_timeout_ns: Option<u64>,
 }
 
 /// Per-request SLOs (`--slo-ttft`, `--slo-e2e`), ns; a success meeting both counts as goodput.
@@ -194,11 +199,8 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
             .record_send(now, now.saturating_sub(t.intended_ns), t.waited);
     }
     let mut trace = core.save_requests.then(Trace::default);
-    let outcome = monoio::time::timeout(
-        core.timeout,
-        attempt(&core, &rec, t.intended_ns, t.sample, first, &mut trace),
-    )
-    .await;
+    let outcome =
+        monoio::time::timeout(core.timeout, attempt(&core, &rec, &t, first, &mut trace)).await;
     {
         let mut rec = rec.borrow_mut();
         let outcome = match outcome {
@@ -270,11 +272,14 @@ impl Trace {
 async fn attempt(
     core: &Rc<Core>,
     rec: &RefCell<Recorder>,
-    intended_ns: u64,
-    sample: usize,
+    t: &Ticket,
     mut first: Option<Conn>,
     trace: &mut Option<Trace>,
 ) -> Result<Success, Failed> {
+    let (intended_ns, sample) = (t.intended_ns, t.sample);
+    let ttft_deadline = core
+        .ttft_timeout_ns
+        .map(|d| t.sent_ns.unwrap_or(intended_ns) + d);
     let request = core.requests.borrow()[sample].clone();
     let mut retried = false;
     loop {
@@ -285,10 +290,9 @@ async fn attempt(
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let (c, times) = core
-                    .pool
-                    .connect()
+                let (c, times) = monoio::time::timeout(core.connect_timeout, core.pool.connect())
                     .await
+                    .map_err(|_| (ErrorKind::TimeoutConnect, None))?
                     .map_err(|e| (ErrorKind::from_connect(e), None))?;
                 rec.borrow_mut()
                     .record_connect(times.connect_ns, times.handshake_ns, core.tls);
@@ -299,7 +303,7 @@ async fn attempt(
             // A retry starts over.
             *t = Trace::default();
         }
-        let mut handler = StreamHandler::new(core, rec, trace.as_mut());
+        let mut handler = StreamHandler::new(core, rec, trace.as_mut(), ttft_deadline);
         match conn.exchange(request.clone(), &mut handler).await {
             Ok(done) => {
                 if done.reusable {
@@ -338,6 +342,10 @@ pub struct StreamHandler<'a> {
     core: &'a Rc<Core>,
     rec: &'a RefCell<Recorder>,
     trace: Option<&'a mut Trace>,
+    /// `--ttft-timeout`: the first token must be read by then (monotonic ns).
+    ttft_deadline: Option<u64>,
+    /// The latest read, for `--idle-timeout`.
+    last_read_ns: u64,
     /// The latest token-bearing read: tokens it carried so far, and its gap after the previous
     /// one (none for the first). Recorded as ITL when the next token-bearing read (or the end)
     /// comes, once the read's token count is known.
@@ -369,11 +377,14 @@ impl<'a> StreamHandler<'a> {
         core: &'a Rc<Core>,
         rec: &'a RefCell<Recorder>,
         trace: Option<&'a mut Trace>,
+        ttft_deadline: Option<u64>,
     ) -> Self {
         Self {
             core,
             rec,
             trace,
+            ttft_deadline,
+            last_read_ns: 0,
             group_tokens: 0,
             group_gap_ns: None,
             usage_seen: 0,
@@ -452,13 +463,32 @@ impl<'a> StreamHandler<'a> {
             ExchangeError::Head(e) => ErrorKind::Malformed(e.to_string()),
             ExchangeError::Body(BodyError::Truncated) => ErrorKind::Truncated,
             ExchangeError::Body(e) => ErrorKind::Malformed(e.to_string()),
+            ExchangeError::Timeout(ReadTimeout::FirstToken) => ErrorKind::TimeoutFirstToken,
+            ExchangeError::Timeout(ReadTimeout::Idle) => ErrorKind::TimeoutIdle,
         };
         (kind, None)
     }
 }
 
 impl ResponseHandler for StreamHandler<'_> {
+    fn read_deadline(&self) -> Option<(u64, ReadTimeout)> {
+        let ttft = self
+            .ttft_deadline
+            .filter(|_| self.first_token_ns.is_none())
+            .map(|d| (d, ReadTimeout::FirstToken));
+        let idle = self
+            .core
+            .idle_timeout_ns
+            .filter(|_| self.last_read_ns != 0)
+            .map(|d| (self.last_read_ns + d, ReadTimeout::Idle));
+        match (ttft, idle) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn on_read(&mut self, t_ns: u64) {
+        self.last_read_ns = t_ns;
         if let Some(t) = self.trace.as_mut() {
             t.first_byte_ns.get_or_insert(t_ns);
         }

@@ -27,6 +27,7 @@ pub(crate) struct Shared {
     pub save_requests: bool,
     pub busy_poll: bool,
     pub slo: super::request::Slo,
+    pub timeouts: super::Timeouts,
 }
 
 pub(crate) fn main(
@@ -66,6 +67,9 @@ pub(crate) fn main(
         save_requests: shared.save_requests,
         index: index as u16,
         slo: shared.slo,
+        connect_timeout: shared.timeouts.connect,
+        ttft_timeout_ns: shared.timeouts.first_token.map(|d| d.as_nanos() as u64),
+        idle_timeout_ns: shared.timeouts.idle.map(|d| d.as_nanos() as u64),
     });
     let busy_poll = shared.busy_poll;
     while let Ok(cmd) = plans.recv() {
@@ -107,10 +111,12 @@ async fn warm(core: Rc<Core>, want: usize) -> Recorder {
         .map(|_| {
             let (core, rec) = (core.clone(), rec.clone());
             monoio::spawn(async move {
-                // Bounded like a request, so a black-holed endpoint cannot stall the run.
-                let connect = monoio::time::timeout(core.timeout, core.pool.connect()).await;
+                // Bounded like a request's connect, so a black-holed endpoint cannot stall the run.
+                let limit = core.connect_timeout.min(core.timeout);
+                let connect = monoio::time::timeout(limit, core.pool.connect()).await;
                 let Ok(connect) = connect else {
-                    rec.borrow_mut().record_error(ErrorKind::TimeoutTotal, None);
+                    rec.borrow_mut()
+                        .record_error(ErrorKind::TimeoutConnect, None);
                     return;
                 };
                 match connect {

@@ -12,6 +12,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use monoio::buf::IoBufMut;
@@ -39,6 +40,11 @@ pub trait ResponseHandler {
     /// Body data delivered by a read completed at `t_ns`. Return `false` to stop reading (the
     /// connection is then closed, not reused).
     fn body(&mut self, data: &[u8], t_ns: u64) -> bool;
+    /// The deadline (monotonic ns) for the next read to complete, and what it is; `None`: wait
+    /// as long as it takes (the caller's total timeout still applies).
+    fn read_deadline(&self) -> Option<(u64, ReadTimeout)> {
+        None
+    }
 }
 
 /// Why an exchange failed.
@@ -50,6 +56,17 @@ pub enum ExchangeError {
     Closed,
     Head(HeadError),
     Body(BodyError),
+    /// A read deadline of the handler passed.
+    Timeout(ReadTimeout),
+}
+
+/// Which read deadline passed (see [`ResponseHandler::read_deadline`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTimeout {
+    /// No output token by the first-token deadline.
+    FirstToken,
+    /// Nothing read for too long between reads.
+    Idle,
 }
 
 /// A failed exchange, and whether any response byte had arrived (if not, and the connection was
@@ -234,6 +251,26 @@ impl Conn {
         Ok(())
     }
 
+    /// [`Conn::read_more`] bounded by `deadline`. Without a deadline no timer is armed, so the
+    /// common case costs nothing extra per read.
+    async fn read_until(
+        &mut self,
+        deadline: Option<(u64, ReadTimeout)>,
+    ) -> Result<usize, ExchangeError> {
+        let Some((at, kind)) = deadline else {
+            return self.read_more().await.map_err(ExchangeError::Io);
+        };
+        let now = now_ns();
+        if at <= now {
+            return Err(ExchangeError::Timeout(kind));
+        }
+        match monoio::time::timeout(Duration::from_nanos(at - now), self.read_more()).await {
+            Ok(r) => r.map_err(ExchangeError::Io),
+            // The connection is dropped after this, so the cancelled read's buffer is not missed.
+            Err(_) => Err(ExchangeError::Timeout(kind)),
+        }
+    }
+
     /// Reads more bytes after those already in the buffer; 0 means the peer closed.
     async fn read_more(&mut self) -> io::Result<usize> {
         if let Some(tls) = &mut self.tls {
@@ -293,9 +330,9 @@ impl Conn {
                 Err(e) => return Err(fail(ExchangeError::Head(e), true)),
             }
             let n = self
-                .read_more()
+                .read_until(handler.read_deadline())
                 .await
-                .map_err(|e| fail(ExchangeError::Io(e), first_byte_ns != 0))?;
+                .map_err(|e| fail(e, first_byte_ns != 0))?;
             t = now_ns();
             handler.on_read(t);
             if n == 0 {
@@ -342,9 +379,9 @@ impl Conn {
             self.buf.clear();
             off = 0;
             let n = self
-                .read_more()
+                .read_until(handler.read_deadline())
                 .await
-                .map_err(|e| fail(ExchangeError::Io(e), true))?;
+                .map_err(|e| fail(e, true))?;
             t = now_ns();
             handler.on_read(t);
             if n == 0 {
