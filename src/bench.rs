@@ -265,6 +265,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     }
     let started = LocalTime::now();
     let run_dir = RunDir::create(&args.results_dir, &started)?;
+    crate::interrupt::install();
     let engine = Engine::start(EngineConfig {
         cores,
         target: Target {
@@ -460,7 +461,8 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
                 .last()
                 .and_then(|l: &LevelStats| l.e2e_latency.get("p90"))
                 .unwrap_or(1.0);
-            let (stats, mut run) = measure_level(&engine, &spec, expected_latency, true)?;
+            let (mut stats, mut run) = measure_level(&engine, &spec, expected_latency, true)?;
+            stats.interrupted = crate::interrupt::requested();
             if let Some(f) = requests_file.as_mut() {
                 let mut records = std::mem::take(&mut run.warm.records);
                 records.append(&mut run.merged.records);
@@ -486,6 +488,9 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             Some(qs) => {
                 for &q in qs {
                     run_one(q, &mut levels)?;
+                    if crate::interrupt::requested() {
+                        break;
+                    }
                 }
             }
             None => {
@@ -528,6 +533,19 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     }
     if args.save_requests {
         println!("  - {}", run_dir.path.join("requests.jsonl").display());
+    }
+    if crate::interrupt::requested() {
+        let partial = levels.last().map_or(0, |l| l.unfinished_requests);
+        eprintln!(
+            "qpsbench: interrupted; {} level(s) saved, the last one marked \"interrupted\"{}",
+            levels.len(),
+            if partial > 0 {
+                format!(" ({partial} request(s) still in flight were not recorded)")
+            } else {
+                String::new()
+            }
+        );
+        return Ok(130);
     }
     if levels.iter().all(|l| l.client_limited) {
         eprintln!(
@@ -780,6 +798,9 @@ fn auto_search(
     // Probes one rate: Some(saturated?) or None when the search must stop (client-limited).
     let mut probe = |q: f64, levels: &mut Vec<LevelStats>| -> Result<Option<bool>> {
         let stats = run_one(q, levels)?;
+        if crate::interrupt::requested() {
+            return Ok(None);
+        }
         if stats.client_limited {
             eprintln!(
                 "auto: QPS {q} is client-limited ({}); stopping the search: beyond this rate qpsbench would measure itself, not the endpoint. Give it more cores (--cores) or run it on a bigger machine.",

@@ -17,6 +17,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod interrupt;
 pub mod limits;
 pub mod metrics;
 pub mod mock;

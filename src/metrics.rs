@@ -522,6 +522,10 @@ pub struct LevelStats {
     /// requests when none is) ÷ the level's duration.
     pub goodput_qps: f64,
     pub send_lag_us: SendLag,
+    /// The run was stopped (Ctrl-C / SIGTERM) during this level: it sent only part of its
+    /// schedule, and `unfinished_requests` were still in flight after the grace period.
+    pub interrupted: bool,
+    pub unfinished_requests: u64,
     /// The client fell behind its own schedule (`validity`): this level measures the client.
     pub client_limited: bool,
     pub client_limited_reasons: Vec<String>,
@@ -615,6 +619,8 @@ impl LevelStats {
             throughput_qps: round6(r.succeeded as f64 / duration_s),
             goodput_qps: round6(r.slo_met as f64 / duration_s),
             send_lag_us: SendLag::from_ns(&r.send_lag_ns),
+            interrupted: false,
+            unfinished_requests: r.sent.saturating_sub(r.succeeded + failed),
             client_limited: false,
             client_limited_reasons: Vec::new(),
             send_gap_fit: None,

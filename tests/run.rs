@@ -505,3 +505,107 @@ fn gamma_arrivals_keep_the_rate_and_are_recorded() {
     assert_eq!(f(l, "total_requests"), 100.0);
     assert!((f(l, "actual_qps") - 50.0).abs() < 2.5, "{l}");
 }
+
+/// Starts a qpsbench run in the background and returns it once its first level has started.
+fn spawn_run(
+    args: &[&str],
+    results: &std::path::Path,
+) -> (std::process::Child, std::path::PathBuf) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"))
+        .args(args)
+        .arg("--results-dir")
+        .arg(results)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut dir = None;
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(i) = line.find("results in ") {
+            dir = Some(std::path::PathBuf::from(line[i + 11..].trim()));
+        }
+        if line.starts_with("[1/") {
+            break;
+        }
+        line.clear();
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (child, dir.expect("the run printed its results folder"))
+}
+
+#[test]
+fn ctrl_c_saves_the_partial_level_and_exits_130() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "300", "--itl-ms", "50", "--output-tokens", "4"]);
+    let tmp = TempDir::new("sigint");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "5,5", "--duration", "20"]);
+    let (child, dir) = spawn_run(&args, tmp.path());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let stopped = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    // Stops within the grace period, not at the end of the 20 s level.
+    assert!(stopped.elapsed() < std::time::Duration::from_secs(8));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("QPS BENCHMARK RESULTS"), "{stdout}");
+    assert!(stdout.contains("interrupted (a partial level"), "{stdout}");
+    let levels: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("benchmark_qps_results.json")).unwrap(),
+    )
+    .unwrap();
+    let levels = levels.as_array().unwrap();
+    assert_eq!(levels.len(), 1, "the second level never started");
+    let l = &levels[0];
+    assert_eq!(l["interrupted"], true);
+    let sent = f(l, "total_requests");
+    assert!((3.0..100.0).contains(&sent), "{l}");
+    assert_eq!(
+        f(l, "successful_requests") + f(l, "failed_requests") + f(l, "unfinished_requests"),
+        sent
+    );
+    // The partial level is not taken for the endpoint's saturation point.
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(s["saturation_qps"].is_null(), "{s}");
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_files_stay_valid() {
+    let _g = serial();
+    // Requests that take 10 s: the grace period would not be enough for them.
+    let mock = Mock::start(&["--ttft-ms", "10000", "--output-tokens", "2"]);
+    let tmp = TempDir::new("sigint2");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "5", "--duration", "20"]);
+    let (mut child, dir) = spawn_run(&args, tmp.path());
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let stopped = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(stopped.elapsed() < std::time::Duration::from_secs(2));
+    // Whatever was written is whole JSON (metadata always; results only if a level ended).
+    for name in [
+        "metadata.json",
+        "benchmark_qps_results.json",
+        "summary.json",
+    ] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+    assert!(dir.join("metadata.json").exists());
+}

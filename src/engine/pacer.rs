@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use crate::clock::now_ns;
 
+/// The longest single sleep: how soon a stop request is noticed while waiting for an arrival.
+const MAX_SLEEP_NS: u64 = 50_000_000;
 /// Below this much time to go, yield instead of sleeping.
 const SPIN_NS: u64 = 50_000;
 /// Bounds and start of the learned early-wake margin for the timerfd.
@@ -168,7 +170,11 @@ impl Pacer {
             }
             if self.polled && deadline_ns - now > POLLED_EARLY_NS {
                 if let Some(t) = &mut self.timer {
-                    t.sleep_until(deadline_ns - POLLED_EARLY_NS).await;
+                    t.sleep_until((deadline_ns - POLLED_EARLY_NS).min(now + MAX_SLEEP_NS))
+                        .await;
+                    if crate::interrupt::requested() {
+                        return;
+                    }
                     continue;
                 }
             }
@@ -179,6 +185,13 @@ impl Pacer {
                 continue;
             }
             match &mut self.timer {
+                Some(t) if left > self.early_ns + MAX_SLEEP_NS => {
+                    // A long wait is slept in pieces, so a stop request (Ctrl-C) is seen soon.
+                    t.sleep_until(now + MAX_SLEEP_NS).await;
+                    if crate::interrupt::requested() {
+                        return;
+                    }
+                }
                 Some(t) if left > self.early_ns => {
                     let target = deadline_ns - self.early_ns;
                     t.sleep_until(target).await;
@@ -199,7 +212,11 @@ impl Pacer {
                     self.spin_step().await
                 }
                 None if left > COARSE_EARLY_NS => {
-                    monoio::time::sleep(Duration::from_nanos(left - COARSE_EARLY_NS)).await
+                    let nap = (left - COARSE_EARLY_NS).min(MAX_SLEEP_NS);
+                    monoio::time::sleep(Duration::from_nanos(nap)).await;
+                    if crate::interrupt::requested() {
+                        return;
+                    }
                 }
                 None => {
                     spin_from.get_or_insert(now);

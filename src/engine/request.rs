@@ -109,6 +109,10 @@ impl Schedule {
 /// Sends every arrival of this core whose intended time has come by `now` (a time just read
 /// from the clock; it is re-read after each send).
 pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
+    if crate::interrupt::requested() {
+        // Ctrl-C: nothing more is sent.
+        return;
+    }
     loop {
         let (intended, sample, rec, waited, warmup) = {
             let mut s = core.schedule.borrow_mut();

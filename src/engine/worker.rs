@@ -184,6 +184,9 @@ async fn run_level(
         let Some(due) = core.schedule.borrow().next_due_ns() else {
             break;
         };
+        if crate::interrupt::requested() {
+            break;
+        }
         if core.capped() {
             // --max-concurrency: the request that frees a slot sends what is due and wakes us.
             wait_for_slot(&core).await;
@@ -198,8 +201,23 @@ async fn run_level(
         pacer.yield_fair().await;
     }
     let tasks = std::mem::take(&mut core.schedule.borrow_mut().tasks);
-    for t in tasks {
-        t.await;
+    // Every request is awaited; after a stop request, only for a short grace period (the rest
+    // are left unrecorded, and the level is marked interrupted).
+    let mut grace_until = None;
+    'tasks: for mut t in tasks {
+        loop {
+            match monoio::time::timeout(Duration::from_millis(50), &mut t).await {
+                Ok(()) => break,
+                Err(_) if crate::interrupt::requested() => {
+                    let until =
+                        *grace_until.get_or_insert_with(|| now_ns() + crate::interrupt::GRACE_NS);
+                    if now_ns() >= until {
+                        break 'tasks;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
     }
     spinning.set(false);
     if let Some(s) = spinner {

@@ -62,6 +62,9 @@ pub struct LevelView {
     pub tokens_per_sec: BTreeMap<String, Option<f64>>,
     #[serde(default)]
     pub client_limited: bool,
+    /// A partial level (the run was stopped during it): left out of the analysis.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 impl LevelView {
@@ -140,7 +143,7 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
     let usable: Vec<&LevelView> = sorted
         .iter()
         .copied()
-        .filter(|l| !l.client_limited && l.total_requests > 0)
+        .filter(|l| !l.client_limited && !l.interrupted && l.total_requests > 0)
         .collect();
     let mut reasons = BTreeMap::new();
 
@@ -380,6 +383,7 @@ mod tests {
             ttft: p(ttft_p95),
             e2e_latency: p(e2e_p95),
             client_limited: false,
+            interrupted: false,
         }
     }
 

@@ -78,6 +78,13 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
             );
         }
     }
+    for l in levels.iter().filter(|l| l.interrupted) {
+        let _ = writeln!(
+            s,
+            "\nQPS {:.1}: interrupted (a partial level: {} sent, {} still in flight not recorded)",
+            l.qps_target, l.total_requests, l.unfinished_requests
+        );
+    }
     for l in levels {
         let total: u64 = l.errors.values().sum();
         if total == 0 {
