@@ -393,6 +393,14 @@ pub struct MockArgs {
     #[arg(long)]
     pub strict_stream_options: bool,
 
+    /// Fault mode, MODE[:PROBABILITY] (probability 1 if left out); repeatable, drawn per request
+    /// in order. Modes: garbage, close-before-head, reset-mid-stream, truncated-chunk,
+    /// stall-head, stall-first-token, stall-between-tokens, huge-head, endless, bad-json,
+    /// error-event, json-answer, html502, retry429, and the valid but unusual http10 and
+    /// chunk-extensions
+    #[arg(long = "fault", value_name = "MODE[:P]")]
+    pub faults: Vec<String>,
+
     /// Exit after this many seconds (default: run until interrupted)
     #[arg(long)]
     pub exit_after: Option<f64>,

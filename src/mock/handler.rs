@@ -38,7 +38,30 @@ impl Io {
     }
 
     /// Writes `out` fully and clears it (the buffer is reused).
-    async fn write(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+    /// Makes the coming close a TCP reset (SO_LINGER with a zero timeout), for the
+    /// `reset-mid-stream` fault.
+    pub(crate) fn reset(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Io::Plain(s) | Io::Tls(s, _) => s.as_raw_fd(),
+        };
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on a live socket with a valid, correctly sized linger struct.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+    }
+
+    pub(crate) async fn write(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         match self {
             Io::Plain(stream) => {
                 // Straight into the socket when it has room (nearly always): the chunk leaves
@@ -356,6 +379,18 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         ask.prompt_tokens,
         ask.prompt_tokens + n_out
     );
+    if let Some(fault) = super::fault::pick(
+        &cfg.faults,
+        state.fault_draws.fetch_add(1, Ordering::Relaxed),
+    ) {
+        let s = super::fault::Stream {
+            prefix: &prefix,
+            usage: &usage,
+            tokens: n_out,
+            itl: Duration::from_secs_f64(cfg.itl_ms / 1000.0),
+        };
+        return super::fault::serve(fault, stream, &s, out).await && !req.close;
+    }
     let cap = state.capacity;
     let load = || state.active.load(Ordering::Relaxed);
 

@@ -12,6 +12,7 @@
 //! (monoio's timer has ~1 ms granularity, so each chunk may be up to ~1 ms late, never early).
 
 mod capacity;
+pub mod fault;
 mod handler;
 
 use std::io;
@@ -50,6 +51,8 @@ pub struct MockConfig {
     pub stamp_chunks: bool,
     /// Answer HTTP 400 to `stream_options` keys other than `include_usage` (like hosted APIs).
     pub strict_stream_options: bool,
+    /// Fault modes (`--fault`), drawn per request in order.
+    pub faults: Vec<fault::FaultSpec>,
     /// Pin the accept loops' threads to these cores (round robin); empty: not pinned.
     pub pin: Vec<core_affinity::CoreId>,
     /// Serve HTTPS with this configuration.
@@ -73,6 +76,7 @@ impl Default for MockConfig {
             tls: None,
             stamp_chunks: false,
             strict_stream_options: false,
+            faults: Vec::new(),
             pin: Vec::new(),
         }
     }
@@ -84,6 +88,8 @@ pub(crate) struct State {
     pub cfg: MockConfig,
     pub active: AtomicUsize,
     pub next_id: AtomicU64,
+    /// Draws of `--fault` (one per request).
+    pub fault_draws: AtomicU64,
     pub capacity: Capacity,
 }
 
@@ -123,6 +129,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         cfg,
         active: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
+        fault_draws: AtomicU64::new(0),
     });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -204,6 +211,11 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
         tls: None,
         stamp_chunks: args.stamp_chunks,
         strict_stream_options: args.strict_stream_options,
+        faults: args
+            .faults
+            .iter()
+            .map(|f| fault::parse(f).map_err(UserError::input))
+            .collect::<crate::error::Result<_>>()?,
         pin: Vec::new(),
     };
     let mut cfg = cfg;

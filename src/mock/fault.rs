@@ -1,0 +1,303 @@
+//! Fault modes of the built-in endpoint (`serve-mock --fault MODE[:PROBABILITY]`): the ways
+//! overloaded or broken servers answer, on demand, so the client's handling of each can be tried
+//! over a real socket. Each request draws its fault (the first listed whose probability hits);
+//! the others are served normally.
+//!
+//! Data flow: `handler::respond` asks [`pick`] for a fault after reading a valid request and, if
+//! one comes up, hands the connection to [`serve`] instead of the normal stream.
+
+use std::time::Duration;
+
+use super::handler::Io;
+
+/// One way to fail (or, for the last three, an unusual but valid answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Bytes that are not HTTP, then close.
+    Garbage,
+    /// Close without answering.
+    CloseBeforeHead,
+    /// A few tokens, then a TCP reset.
+    ResetMidStream,
+    /// A few tokens, then close in the middle of a chunk.
+    TruncatedChunk,
+    /// Never send the response head.
+    StallHead,
+    /// Send the head (and a role chunk), never a token.
+    StallFirstToken,
+    /// A few tokens, then nothing more.
+    StallBetweenTokens,
+    /// A response head over 64 KiB.
+    HugeHead,
+    /// Tokens forever, never a finish.
+    Endless,
+    /// A chunk that is not JSON.
+    BadJson,
+    /// `event: error` with an `{"error": …}` payload.
+    ErrorEvent,
+    /// A non-streaming JSON completion instead of a stream.
+    JsonAnswer,
+    /// An HTML 502 page, as a proxy in front of a dead server sends.
+    Html502,
+    /// 429 with `Retry-After`.
+    Retry429,
+    /// HTTP/1.0 with a close-delimited body (valid: must succeed).
+    Http10,
+    /// Chunk extensions and trailers (valid: must succeed).
+    ChunkExtensions,
+}
+
+/// A fault and how often it strikes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultSpec {
+    pub fault: Fault,
+    pub probability: f64,
+}
+
+/// Parses `MODE[:PROBABILITY]`.
+pub fn parse(raw: &str) -> Result<FaultSpec, String> {
+    use clap::ValueEnum;
+    let (mode, p) = match raw.split_once(':') {
+        Some((m, p)) => (m, Some(p)),
+        None => (raw, None),
+    };
+    let fault = Fault::from_str(mode.trim(), true).map_err(|_| {
+        let names: Vec<String> = Fault::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        format!(
+            "--fault {raw}: unknown mode '{mode}'; expected one of {}",
+            names.join(", ")
+        )
+    })?;
+    let probability = match p {
+        None => 1.0,
+        Some(p) => match p.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => v,
+            _ => {
+                return Err(format!(
+                    "--fault {raw}: the probability must be a number from 0 to 1"
+                ))
+            }
+        },
+    };
+    Ok(FaultSpec { fault, probability })
+}
+
+/// The fault for request number `id`, if any (deterministic in `id`).
+pub fn pick(specs: &[FaultSpec], id: u64) -> Option<Fault> {
+    let mut state = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    specs.iter().find_map(|s| {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let u = (z ^ (z >> 31)) as f64 / u64::MAX as f64;
+        (u < s.probability).then_some(s.fault)
+    })
+}
+
+/// What [`serve`] needs to write chunks.
+pub(crate) struct Stream<'a> {
+    pub prefix: &'a str,
+    pub usage: &'a str,
+    pub tokens: u64,
+    pub itl: Duration,
+}
+
+fn event(prefix: &str, delta: &str, finish: &str) -> String {
+    format!(
+        "data: {prefix}\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+    )
+}
+
+fn token(prefix: &str, i: u64) -> String {
+    event(prefix, &format!("{{\"content\":\" tok{i}\"}}"), "null")
+}
+
+/// The complete SSE text of a normal stream.
+fn full_stream(s: &Stream<'_>) -> String {
+    let mut out: String = (0..s.tokens).map(|i| token(s.prefix, i)).collect();
+    out.push_str(&event(s.prefix, "{}", "\"stop\""));
+    out.push_str(&format!(
+        "data: {}\"choices\":[],\"usage\":{}}}\n\n",
+        s.prefix, s.usage
+    ));
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+fn chunk(out: &mut Vec<u8>, data: &str) {
+    out.extend_from_slice(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes());
+}
+
+const SSE_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+/// Long enough to outlast any client timeout a test sets; the connection ends with the client.
+const STALL: Duration = Duration::from_secs(3600);
+
+/// Serves `fault`; returns whether the connection stays open.
+pub(crate) async fn serve(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    match fault {
+        Fault::Garbage => {
+            out.extend_from_slice(b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n");
+            let _ = io.write(out).await;
+            false
+        }
+        Fault::CloseBeforeHead => false,
+        Fault::ResetMidStream | Fault::TruncatedChunk | Fault::StallBetweenTokens => {
+            out.extend_from_slice(SSE_HEAD);
+            for i in 0..2 {
+                chunk(out, &token(s.prefix, i));
+            }
+            if fault == Fault::TruncatedChunk {
+                let next = token(s.prefix, 2);
+                out.extend_from_slice(format!("{:x}\r\n", next.len()).as_bytes());
+                out.extend_from_slice(&next.as_bytes()[..next.len() / 2]);
+            }
+            if io.write(out).await.is_err() {
+                return false;
+            }
+            match fault {
+                Fault::ResetMidStream => io.reset(),
+                Fault::StallBetweenTokens => monoio::time::sleep(STALL).await,
+                _ => {}
+            }
+            false
+        }
+        Fault::StallHead => {
+            monoio::time::sleep(STALL).await;
+            false
+        }
+        Fault::StallFirstToken => {
+            out.extend_from_slice(SSE_HEAD);
+            chunk(
+                out,
+                &event(
+                    s.prefix,
+                    "{\"role\":\"assistant\",\"content\":\"\"}",
+                    "null",
+                ),
+            );
+            if io.write(out).await.is_ok() {
+                monoio::time::sleep(STALL).await;
+            }
+            false
+        }
+        Fault::HugeHead => {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n");
+            let pad = "x".repeat(1000);
+            for i in 0..70 {
+                out.extend_from_slice(format!("X-Pad-{i}: {pad}\r\n").as_bytes());
+            }
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            let _ = io.write(out).await;
+            false
+        }
+        Fault::Endless => {
+            out.extend_from_slice(SSE_HEAD);
+            let mut i = 0;
+            loop {
+                chunk(out, &token(s.prefix, i));
+                if io.write(out).await.is_err() {
+                    return false;
+                }
+                i += 1;
+                monoio::time::sleep(s.itl.max(Duration::from_millis(1))).await;
+            }
+        }
+        Fault::BadJson | Fault::ErrorEvent => {
+            out.extend_from_slice(SSE_HEAD);
+            chunk(out, &token(s.prefix, 0));
+            chunk(
+                out,
+                if fault == Fault::BadJson {
+                    "data: {\"choices\": [ not json\n\n"
+                } else {
+                    "event: error\ndata: {\"error\":{\"message\":\"mock fault: model overloaded\",\"type\":\"server_error\",\"code\":503}}\n\n"
+                },
+            );
+            out.extend_from_slice(b"0\r\n\r\n");
+            io.write(out).await.is_ok()
+        }
+        Fault::JsonAnswer => {
+            let body = format!(
+                "{}\"object\":\"chat.completion\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"not streamed\"}},\"finish_reason\":\"stop\"}}],\"usage\":{}}}",
+                s.prefix.replace("chat.completion.chunk", "chat.completion"),
+                s.usage
+            );
+            out.extend_from_slice(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            io.write(out).await.is_ok()
+        }
+        Fault::Html502 => {
+            let body = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\r\n";
+            out.extend_from_slice(
+                format!(
+                    "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            io.write(out).await.is_ok()
+        }
+        Fault::Retry429 => {
+            let body = "{\"error\":{\"message\":\"Rate limit reached; retry after 1 s\",\"type\":\"rate_limit_error\",\"code\":429}}";
+            out.extend_from_slice(
+                format!(
+                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            io.write(out).await.is_ok()
+        }
+        Fault::Http10 => {
+            out.extend_from_slice(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+            out.extend_from_slice(full_stream(s).as_bytes());
+            let _ = io.write(out).await;
+            false
+        }
+        Fault::ChunkExtensions => {
+            out.extend_from_slice(SSE_HEAD);
+            for (i, ev) in full_stream(s).split_inclusive("\n\n").enumerate() {
+                out.extend_from_slice(format!("{:x};seq={i}\r\n{ev}\r\n", ev.len()).as_bytes());
+            }
+            out.extend_from_slice(b"0\r\nX-Mock-Trailer: done\r\nX-Other: 1\r\n\r\n");
+            io.write(out).await.is_ok()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_draw_at_their_rate() {
+        assert_eq!(
+            parse("html502").unwrap(),
+            FaultSpec {
+                fault: Fault::Html502,
+                probability: 1.0
+            }
+        );
+        assert_eq!(parse("reset-mid-stream:0.25").unwrap().probability, 0.25);
+        assert!(parse("nope")
+            .unwrap_err()
+            .contains("expected one of garbage"));
+        assert!(parse("garbage:2").unwrap_err().contains("from 0 to 1"));
+        let specs = [parse("garbage:0.3").unwrap()];
+        let hits = (0..10_000).filter(|&id| pick(&specs, id).is_some()).count();
+        assert!((2_700..3_300).contains(&hits), "{hits}");
+        assert_eq!(pick(&[parse("garbage:0").unwrap()], 7), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! Every fault mode of the built-in endpoint (`serve-mock --fault MODE:0.5`) gets its error
+//! category, the run finishes within its time bound, and the healthy requests of the same level
+//! succeed.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
+    let _g = serial();
+    let tmp = TempDir::new("faults");
+    let ds = tmp.file("d.json", DATASET);
+    // (mode, extra client flags, the category expected; None: a valid answer, no errors)
+    let cases: [(&str, &[&str], Option<&str>); 16] = [
+        ("garbage", &[], Some("Malformed response:")),
+        ("close-before-head", &[], Some("Connection closed")),
+        ("reset-mid-stream", &[], Some("Connection reset")),
+        ("truncated-chunk", &[], Some("Truncated stream")),
+        (
+            "stall-head",
+            &["--ttft-timeout", "0.5"],
+            Some("Timeout (first token)"),
+        ),
+        (
+            "stall-first-token",
+            &["--ttft-timeout", "0.5"],
+            Some("Timeout (first token)"),
+        ),
+        (
+            "stall-between-tokens",
+            &["--idle-timeout", "0.5"],
+            Some("Timeout (idle)"),
+        ),
+        ("huge-head", &[], Some("Malformed response:")),
+        ("endless", &["--timeout", "1"], Some("Timeout (total)")),
+        (
+            "bad-json",
+            &[],
+            Some("Malformed response: stream chunk is not JSON"),
+        ),
+        (
+            "error-event",
+            &[],
+            Some("Stream error: mock fault: model overloaded"),
+        ),
+        (
+            "json-answer",
+            &[],
+            Some("Malformed response: not an event stream"),
+        ),
+        ("html502", &[], Some("HTTP 502")),
+        ("retry429", &[], Some("HTTP 429")),
+        ("http10", &[], None),
+        ("chunk-extensions", &[], None),
+    ];
+    for (mode, flags, want) in cases {
+        let spec = format!("{mode}:0.5");
+        let mock = Mock::start(&[
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "5",
+            "--output-tokens",
+            "4",
+            "--fault",
+            &spec,
+        ]);
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend([
+            "--qps",
+            "20",
+            "--duration",
+            "1",
+            "--continuous-usage",
+            "off",
+        ]);
+        args.extend(flags);
+        let started = std::time::Instant::now();
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{mode}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{mode}: {}", run.stderr);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{mode}: {:?}",
+            started.elapsed()
+        );
+        let l = &run.levels()[0];
+        let errors = l["errors"].as_object().unwrap();
+        let ok = f(l, "successful_requests");
+        assert!(ok >= 1.0, "{mode}: healthy requests must succeed: {l}");
+        match want {
+            Some(prefix) => {
+                let hits: u64 = errors
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(prefix))
+                    .map(|(_, v)| v.as_u64().unwrap())
+                    .sum();
+                assert!(hits >= 1, "{mode}: no '{prefix}' in {errors:?}");
+                assert_eq!(
+                    hits,
+                    f(l, "failed_requests") as u64,
+                    "{mode}: other categories too: {errors:?}"
+                );
+                assert_eq!(ok + hits as f64, f(l, "total_requests"), "{mode}: {l}");
+            }
+            None => {
+                assert!(errors.is_empty(), "{mode}: {errors:?}");
+                assert_eq!(ok, f(l, "total_requests"), "{mode}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_fault_specs_are_refused() {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"))
+        .args(["serve-mock", "--port", "0", "--fault", "sometimes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown mode 'sometimes'") && stderr.contains("garbage"));
+}
