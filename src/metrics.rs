@@ -51,6 +51,8 @@ pub enum ErrorKind {
     Stream(String),
     /// A TLS handshake or record failure, by category (`unknown issuer`, `name mismatch`, …).
     Tls(String),
+    /// A response over one of the memory bounds (head, event line, body), by which.
+    TooLarge(String),
 }
 
 impl fmt::Display for ErrorKind {
@@ -69,6 +71,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Truncated => f.write_str("Truncated stream"),
             ErrorKind::Stream(msg) => write!(f, "Stream error: {msg}"),
             ErrorKind::Tls(what) => write!(f, "TLS: {what}"),
+            ErrorKind::TooLarge(what) => write!(f, "Response too large: {what}"),
         }
     }
 }

@@ -32,7 +32,11 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
             &["--idle-timeout", "0.5"],
             Some("Timeout (idle)"),
         ),
-        ("huge-head", &[], Some("Malformed response:")),
+        (
+            "huge-head",
+            &[],
+            Some("Response too large: response head over"),
+        ),
         ("endless", &["--timeout", "1"], Some("Timeout (total)")),
         (
             "bad-json",

@@ -23,6 +23,7 @@ use super::pool::Pool;
 use crate::clock::now_ns;
 use crate::http::body::BodyError;
 use crate::http::conn::{Completed, Conn, ExchangeError, Failure, ReadTimeout, ResponseHandler};
+use crate::http::head::HeadError;
 use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::openai::ChunkParser;
 use crate::records::RequestRecord;
@@ -30,6 +31,9 @@ use crate::sse::{Flow, SseError, SseParser};
 
 /// Error bodies longer than this are not read to the end (the connection is closed instead).
 const MAX_ERROR_BODY: usize = 1 << 20;
+/// A streamed response longer than this fails as `Response too large` (memory stays bounded
+/// even against an endpoint that never stops sending; a 64k-token answer is ~15 MiB of SSE).
+pub const MAX_STREAM_BODY: usize = 256 << 20;
 
 /// What a core's request tasks share: owned by the core, never by two threads.
 pub struct Core {
@@ -350,6 +354,8 @@ pub struct StreamHandler<'a> {
     ttft_deadline: Option<u64>,
     /// The latest read, for `--idle-timeout`.
     last_read_ns: u64,
+    /// Body bytes of a 200 answer so far (bounded by [`MAX_STREAM_BODY`]).
+    body_bytes: usize,
     /// The latest token-bearing read: tokens it carried so far, and its gap after the previous
     /// one (none for the first). Recorded as ITL when the next token-bearing read (or the end)
     /// comes, once the read's token count is known.
@@ -389,6 +395,7 @@ impl<'a> StreamHandler<'a> {
             trace,
             ttft_deadline,
             last_read_ns: 0,
+            body_bytes: 0,
             group_tokens: 0,
             group_gap_ns: None,
             usage_seen: 0,
@@ -464,6 +471,7 @@ impl<'a> StreamHandler<'a> {
                 ErrorKind::Malformed("connection closed inside the response head".into())
             }
             ExchangeError::Closed => ErrorKind::ConnectionClosed,
+            ExchangeError::Head(e @ HeadError::TooLarge) => ErrorKind::TooLarge(e.to_string()),
             ExchangeError::Head(e) => ErrorKind::Malformed(e.to_string()),
             ExchangeError::Body(BodyError::Truncated) => ErrorKind::Truncated,
             ExchangeError::Body(e) => ErrorKind::Malformed(e.to_string()),
@@ -517,6 +525,14 @@ impl ResponseHandler for StreamHandler<'_> {
         if self.done {
             // After `data: [DONE]` only the end of the body is read, so the connection is reusable.
             return true;
+        }
+        self.body_bytes += data.len();
+        if self.body_bytes > MAX_STREAM_BODY {
+            self.error = Some(ErrorKind::TooLarge(format!(
+                "stream body over {} MiB",
+                MAX_STREAM_BODY >> 20
+            )));
+            return false;
         }
         let Self {
             core,
@@ -608,7 +624,7 @@ impl ResponseHandler for StreamHandler<'_> {
             Flow::Continue
         });
         if let Err(SseError::TooLong) = fed {
-            *error = Some(ErrorKind::Malformed("event stream line over 4 MiB".into()));
+            *error = Some(ErrorKind::TooLarge("event stream line over 4 MiB".into()));
         }
         error.is_none()
     }
