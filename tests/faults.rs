@@ -71,6 +71,7 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
             &spec,
         ]);
         let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        // One client core: the faulty and the healthy requests share it.
         args.extend([
             "--qps",
             "20",
@@ -78,6 +79,8 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
             "1",
             "--continuous-usage",
             "off",
+            "--cores",
+            "1",
         ]);
         args.extend(flags);
         let started = std::time::Instant::now();

@@ -589,8 +589,9 @@ fn a_second_ctrl_c_exits_at_once_and_files_stay_valid() {
     let (mut child, dir) = spawn_run(&args, tmp.path());
     std::thread::sleep(std::time::Duration::from_millis(1000));
     let stopped = std::time::Instant::now();
+    // SIGTERM first (as a service manager sends), then Ctrl-C.
     // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     std::thread::sleep(std::time::Duration::from_millis(200));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
