@@ -42,6 +42,21 @@ const ERROR_COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
+/// The legend of a chart (single or dual axis: the builder types differ, the style does not).
+macro_rules! draw_legend {
+    ($chart:expr) => {
+        $chart
+            .configure_series_labels()
+            .legend_area_size(60)
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, TICK_PX))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)
+    };
+}
+
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -251,15 +266,7 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
                 .map(|p| TriangleMarker::new(p, 10, red.filled())),
         )
         .map_err(err)?;
-    chart
-        .configure_series_labels()
-        .legend_area_size(60)
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, TICK_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    draw_legend!(chart)
 }
 
 fn percentile_panel(
@@ -322,15 +329,7 @@ fn percentile_panel(
                 .map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .legend_area_size(60)
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, TICK_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    draw_legend!(chart)
 }
 
 /// Tick labels without a long tail of digits.
@@ -528,15 +527,7 @@ fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 10), (x + 30, y + 10)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .legend_area_size(60)
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, TICK_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    draw_legend!(chart)
 }
 
 #[cfg(test)]
