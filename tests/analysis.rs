@@ -10,12 +10,10 @@ fn summary(run: &Run) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-#[test]
-fn summary_finds_the_limit_of_an_endpoint_with_a_known_capacity() {
-    let _g = serial();
-    // ~0.19 s per request and 503 beyond 4 in flight: ~20 QPS of capacity. Constant arrivals keep
-    // 5 and 10 QPS (1–2 in flight) clear of it and put 60 QPS (~11 in flight) far past it.
-    let mock = Mock::start(&[
+/// The built-in endpoint with a known capacity: ~0.19 s per request (100 ms to the first of 10
+/// tokens, 10 ms apart) and HTTP 503 beyond 4 in flight, so ≈ 4 ÷ 0.2 s = 20 QPS.
+fn capacity_mock() -> Mock {
+    Mock::start(&[
         "--ttft-ms",
         "100",
         "--itl-ms",
@@ -24,7 +22,15 @@ fn summary_finds_the_limit_of_an_endpoint_with_a_known_capacity() {
         "10",
         "--max-concurrency",
         "4",
-    ]);
+    ])
+}
+
+#[test]
+fn summary_finds_the_limit_of_an_endpoint_with_a_known_capacity() {
+    let _g = serial();
+    // ~0.19 s per request and 503 beyond 4 in flight: ~20 QPS of capacity. Constant arrivals keep
+    // 5 and 10 QPS (1–2 in flight) clear of it and put 60 QPS (~11 in flight) far past it.
+    let mock = capacity_mock();
     let tmp = TempDir::new("summary");
     let ds = tmp.file("d.json", DATASET);
     let mut args = base_args(&mock.url, ds.to_str().unwrap());
@@ -171,16 +177,7 @@ fn plot_re_renders_a_saved_folder_and_refuses_other_folders() {
 fn qps_auto_brackets_a_known_capacity() {
     let _g = serial();
     // ~0.2 s per request and 503 beyond 4 in flight: capacity ≈ 4 ÷ 0.2 s = 20 QPS.
-    let mock = Mock::start(&[
-        "--ttft-ms",
-        "100",
-        "--itl-ms",
-        "10",
-        "--output-tokens",
-        "10",
-        "--max-concurrency",
-        "4",
-    ]);
+    let mock = capacity_mock();
     let tmp = TempDir::new("auto");
     let ds = tmp.file("d.json", DATASET);
     let mut args = base_args(&mock.url, ds.to_str().unwrap());
@@ -229,8 +226,7 @@ fn qps_auto_stops_at_a_client_limited_level() {
     let mut args = base_args(&mock.url, ds.to_str().unwrap());
     // A send-lag threshold of 1 ns flags every level as client-limited: the search must stop at
     // the first one instead of reading it as the endpoint's limit.
-    let i = args.iter().position(|a| *a == "--max-send-lag-ms").unwrap();
-    args[i + 1] = "0.000001";
+    set_arg(&mut args, "--max-send-lag-ms", "0.000001");
     args.extend(["--qps", "auto", "--auto-start", "10", "--duration", "1"]);
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 3, "{}", run.stderr);

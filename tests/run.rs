@@ -344,9 +344,8 @@ fn warm_up_is_bounded_by_the_timeout() {
     assert_eq!(l["connections"]["warmup_failures"], 3, "{l}");
     assert_eq!(l["errors"]["Timeout (total)"], 2, "{l}");
     // With a connect timeout shorter than the total one, the same stall is a connect timeout.
-    let i = args.iter().position(|a| *a == "--timeout").unwrap();
-    args[i + 1] = "5";
-    args.extend(["--connect-timeout", "0.3"]);
+    set_arg(&mut args, "--timeout", "5");
+    set_arg(&mut args, "--connect-timeout", "0.3");
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
     let l = &run.levels()[0];

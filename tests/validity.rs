@@ -224,11 +224,7 @@ fn bad_flags_of_this_issue_are_refused() {
             "http://127.0.0.1:9/v1/chat/completions",
             ds.to_str().unwrap(),
         );
-        // base_args sets --max-send-lag-ms: replace its value instead of repeating the flag.
-        match args.iter().position(|a| *a == flag) {
-            Some(i) => args[i + 1] = value,
-            None => args.extend([flag, value]),
-        }
+        set_arg(&mut args, flag, value);
         let run = qpsbench(&args, tmp.path());
         assert_eq!(run.code(), 2, "{}", run.stderr);
         assert!(run.stderr.contains(want), "{}", run.stderr);

@@ -157,6 +157,45 @@ fn mark_limited<DB: DrawingBackend>(
     Ok(())
 }
 
+type LevelChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A single-axis chart over the levels: caption, mesh (x labelled with each level's QPS; y from
+/// 0 to `y_max`, described and formatted as given, in a label area `y_px` wide) and the
+/// client-limited shading.
+fn level_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    levels: &[&LevelView],
+    (y_max, y_desc, y_px): (f64, &str, u32),
+    y_fmt: &dyn Fn(&f64) -> String,
+) -> Result<LevelChart<'a, 'b>, String> {
+    let n = levels.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, TITLE_PX))
+        .margin(20)
+        .x_label_area_size(70)
+        .y_label_area_size(y_px)
+        .build_cartesian_2d(x_range(n), 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(n.min(24))
+        .x_label_formatter(&|x| qps_label(levels, *x))
+        .y_label_formatter(y_fmt)
+        .x_desc("target QPS")
+        .y_desc(y_desc)
+        .label_style((FONT, TICK_PX))
+        .axis_desc_style((FONT, LABEL_PX))
+        .draw()
+        .map_err(err)?;
+    mark_limited(&mut chart, levels, y_max)?;
+    Ok(chart)
+}
+
 fn no_data(area: &Area<'_>, what: &str) -> Result<(), String> {
     let (w, h) = area.dim_in_pixel();
     area.draw(&Text::new(
@@ -275,7 +314,6 @@ fn percentile_panel(
     what: &str,
     get: impl Fn(&LevelView, &str) -> Option<f64>,
 ) -> Result<(), String> {
-    let n = levels.len();
     let values: Vec<f64> = levels
         .iter()
         .flat_map(|l| PCTS.iter().filter_map(|(k, _)| get(l, k)))
@@ -285,25 +323,13 @@ fn percentile_panel(
         return no_data(area, what);
     }
     let y_max = values.iter().copied().fold(0.0f64, f64::max).max(1e-3) * 1.15;
-    let mut chart = ChartBuilder::on(area)
-        .caption(format!("{what}: P50 / P90 / P95 / P99"), (FONT, TITLE_PX))
-        .margin(20)
-        .x_label_area_size(70)
-        .y_label_area_size(130)
-        .build_cartesian_2d(x_range(n), 0.0..y_max)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_labels(n.min(24))
-        .x_label_formatter(&|x| qps_label(levels, *x))
-        .y_label_formatter(&|y| short(*y))
-        .x_desc("target QPS")
-        .y_desc(what)
-        .label_style((FONT, TICK_PX))
-        .axis_desc_style((FONT, LABEL_PX))
-        .draw()
-        .map_err(err)?;
-    mark_limited(&mut chart, levels, y_max)?;
+    let mut chart = level_chart(
+        area,
+        &format!("{what}: P50 / P90 / P95 / P99"),
+        levels,
+        (y_max, what, 130),
+        &|y| short(*y),
+    )?;
     for (key, color) in PCTS {
         // A level without the value (no successful request) breaks the line.
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
@@ -464,25 +490,13 @@ fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
         .unwrap_or(0)
         .max(4) as f64
         * 1.25;
-    let mut chart = ChartBuilder::on(area)
-        .caption("Errors per level by category", (FONT, TITLE_PX))
-        .margin(20)
-        .x_label_area_size(70)
-        .y_label_area_size(110)
-        .build_cartesian_2d(x_range(n), 0.0..y_max)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_labels(n.min(24))
-        .x_label_formatter(&|x| qps_label(levels, *x))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .x_desc("target QPS")
-        .y_desc("failed requests")
-        .label_style((FONT, TICK_PX))
-        .axis_desc_style((FONT, LABEL_PX))
-        .draw()
-        .map_err(err)?;
-    mark_limited(&mut chart, levels, y_max)?;
+    let mut chart = level_chart(
+        area,
+        "Errors per level by category",
+        levels,
+        (y_max, "failed requests", 110),
+        &|y| format!("{y:.0}"),
+    )?;
     if cats.is_empty() {
         chart
             .draw_series(std::iter::once(Text::new(

@@ -184,6 +184,16 @@ fn list(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The standard arguments for a run against `url` with the dataset at `dataset`.
+/// Sets `flag` to `value` in `args`: replaces its value if the flag is there (clap refuses a
+/// repeated flag), else appends both.
+#[allow(dead_code)]
+pub fn set_arg<'a>(args: &mut Vec<&'a str>, flag: &'a str, value: &'a str) {
+    match args.iter().position(|a| *a == flag) {
+        Some(i) => args[i + 1] = value,
+        None => args.extend([flag, value]),
+    }
+}
+
 pub fn base_args<'a>(url: &'a str, dataset: &'a str) -> Vec<&'a str> {
     vec![
         "--endpoint",
