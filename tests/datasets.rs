@@ -5,14 +5,6 @@ mod common;
 
 use common::*;
 
-/// Peak resident memory of the children this test process has waited for, in MiB.
-fn children_max_rss_mib() -> f64 {
-    // SAFETY: getrusage only writes the struct passed.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    u.ru_maxrss as f64 / 1024.0
-}
-
 #[test]
 fn a_100k_sample_dataset_and_10_mb_prompts_run_in_bounded_memory() {
     let _g = serial();

@@ -17,7 +17,6 @@ use std::task::Waker;
 use std::time::Duration;
 
 use bytes::Bytes;
-use monoio::task::JoinHandle;
 
 use super::pool::Pool;
 use crate::clock::now_ns;
@@ -52,6 +51,8 @@ pub struct Core {
     pub inflight: Cell<usize>,
     /// The pacer, parked while the cap holds every arrival back.
     pub slot_waker: RefCell<Option<Waker>>,
+    /// The level's end, parked until every request sent has finished (`inflight` is 0).
+    pub idle_waker: RefCell<Option<Waker>>,
     /// Keep a per-request record (`--save-requests`).
     pub save_requests: bool,
     /// This core's index (in records).
@@ -100,7 +101,6 @@ pub struct Schedule {
     pub due_seen: usize,
     pub rec: Rc<RefCell<Recorder>>,
     pub warm_rec: Rc<RefCell<Recorder>>,
-    pub tasks: Vec<JoinHandle<()>>,
 }
 
 impl Schedule {
@@ -176,8 +176,11 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
             warmup,
             waited,
         };
-        let task = monoio::spawn(run(core.clone(), rec, ticket, first));
-        core.schedule.borrow_mut().tasks.push(task);
+        // Detached: the level's end waits on `Core::inflight` instead of the handle, so a
+        // finished request's task (~3.5 KiB) is freed at once and its memory reused by the next
+        // one. Keeping every handle to the level's end held them all: the heap grew by a fresh,
+        // page-faulting 16 KiB every few requests (22 MB per level at 3,000 requests/s).
+        drop(monoio::spawn(run(core.clone(), rec, ticket, first)));
         now = now_ns();
     }
 }
@@ -230,6 +233,11 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
         }
     }
     core.inflight.set(core.inflight.get() - 1);
+    if core.inflight.get() == 0 {
+        if let Some(w) = core.idle_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
     if core.max_inflight != usize::MAX {
         // A slot is free: an arrival the cap held back goes now, from here, without waiting for
         // the pacer; the pacer is woken to arm its timer for what comes next.

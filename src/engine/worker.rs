@@ -64,6 +64,7 @@ pub(crate) fn main(
         max_inflight: shared.max_inflight[index],
         inflight: Cell::new(0),
         slot_waker: RefCell::new(None),
+        idle_waker: RefCell::new(None),
         save_requests: shared.save_requests,
         index: index as u16,
         slo: shared.slo,
@@ -168,7 +169,6 @@ async fn run_level(
         due_seen: 0,
         rec: rec.clone(),
         warm_rec: warm_rec.clone(),
-        tasks: Vec::with_capacity(n),
     });
     let spinning = Rc::new(Cell::new(busy_poll));
     // Busy polling needs io_uring (an always-complete read in flight); epoll has no equivalent.
@@ -200,22 +200,18 @@ async fn run_level(
         // timer.
         pacer.yield_fair().await;
     }
-    let tasks = std::mem::take(&mut core.schedule.borrow_mut().tasks);
     // Every request is awaited; after a stop request, only for a short grace period (the rest
     // are left unrecorded, and the level is marked interrupted).
     let mut grace_until = None;
-    'tasks: for mut t in tasks {
-        loop {
-            match monoio::time::timeout(Duration::from_millis(50), &mut t).await {
-                Ok(()) => break,
-                Err(_) if crate::interrupt::requested() => {
-                    let until =
-                        *grace_until.get_or_insert_with(|| now_ns() + crate::interrupt::GRACE_NS);
-                    if now_ns() >= until {
-                        break 'tasks;
-                    }
-                }
-                Err(_) => {}
+    while core.inflight.get() > 0 {
+        if monoio::time::timeout(Duration::from_millis(50), all_finished(&core))
+            .await
+            .is_err()
+            && crate::interrupt::requested()
+        {
+            let until = *grace_until.get_or_insert_with(|| now_ns() + crate::interrupt::GRACE_NS);
+            if now_ns() >= until {
+                break;
             }
         }
     }
@@ -249,6 +245,18 @@ async fn busy_poll_loop(spinning: Rc<Cell<bool>>) {
             return;
         }
     }
+}
+
+/// Resolves once every request the core sent has finished.
+fn all_finished(core: &Rc<Core>) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        if core.inflight.get() > 0 {
+            *core.idle_waker.borrow_mut() = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
 }
 
 /// Resolves once the concurrency cap has a free slot.

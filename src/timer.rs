@@ -1,0 +1,367 @@
+//! Precise timers on io_uring: a timerfd armed with an absolute `CLOCK_MONOTONIC` deadline and
+//! read through the core's ring, so the thread's other tasks keep running while it waits.
+//!
+//! monoio's own timer is a wheel with 1 ms ticks: every sleep ends on the next tick, so all the
+//! sleeps due within one millisecond end together. That is too coarse for the pacer (an arrival
+//! must leave at its µs) and for the built-in endpoint: its streams' chunks, each due at its own
+//! time, would leave in one burst per tick, and the stamped self-test would measure the client
+//! draining bursts the configuration never asked for. The pacer (`engine::pacer`) owns one
+//! [`TimerFd`]; the endpoint's streams borrow one per sleep from a small per-thread pool
+//! ([`sleep_until`]).
+//!
+//! A timerfd read is asynchronous only on io_uring: under epoll monoio reads files synchronously,
+//! which would block the whole thread. A thread says it runs on io_uring with
+//! [`enable_on_this_thread`]; elsewhere [`sleep_until`] uses monoio's wheel.
+//!
+//! A busy-polling thread (`--busy-poll`, the self-test's endpoint) needs no kernel timer at all:
+//! its spin loop calls [`fire_due`] on every round and wakes the sleepers whose time has come
+//! from a per-thread heap ([`spin_driven`]). That saves a timer interrupt per sleep, which on a
+//! VM is a VM exit landing in the middle of whatever the thread was doing (a chunk's send, say),
+//! and it wakes a sleeper within one round of the loop (~1 µs) of its deadline.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::os::fd::FromRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::clock::now_ns;
+
+/// A timerfd read through the runtime.
+pub struct TimerFd {
+    file: monoio::fs::File,
+    fd: i32,
+    buf: Option<Vec<u8>>,
+}
+
+impl TimerFd {
+    /// `None` where the kernel or the runtime refuses one.
+    pub fn open() -> Option<Self> {
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just created by timerfd_create and is owned by nothing else; the File
+        // takes sole ownership and closes it on drop.
+        let std_file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let file = monoio::fs::File::from_std(std_file).ok()?;
+        Some(Self {
+            file,
+            fd,
+            buf: Some(Vec::with_capacity(8)),
+        })
+    }
+
+    /// Returns once the monotonic clock reaches `at_ns` (at once if it has; on an arming error,
+    /// after one yield, so callers that loop on the clock still make progress).
+    pub async fn sleep_until(&mut self, at_ns: u64) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
+            },
+        };
+        // SAFETY: `self.fd` is the live timerfd owned by `self.file`; `spec` is a valid
+        // itimerspec and the old-value pointer may be null.
+        let rc = unsafe {
+            libc::timerfd_settime(
+                self.fd,
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != 0 {
+            crate::engine::pacer::yield_now().await;
+            return;
+        }
+        let mut buf = self.buf.take().unwrap_or_else(|| Vec::with_capacity(8));
+        buf.clear();
+        let (_res, buf) = self.file.read_at(buf, 0).await;
+        self.buf = Some(buf);
+    }
+}
+
+thread_local! {
+    /// This thread's runtime is io_uring (timerfd reads are asynchronous).
+    static URING: Cell<bool> = const { Cell::new(false) };
+    /// Idle timerfds of this thread, reused so a sleep costs one `timerfd_settime`, not a
+    /// create and a close as well.
+    static POOL: RefCell<Vec<TimerFd>> = const { RefCell::new(Vec::new()) };
+    /// Sleepers woken by this thread's spin loop; `None` while no spin loop runs.
+    static SPUN: RefCell<Option<BinaryHeap<Sleeper>>> = const { RefCell::new(None) };
+}
+
+/// One task sleeping on the spin loop, ordered so the heap's top is the earliest deadline.
+struct Sleeper {
+    at_ns: u64,
+    waker: Waker,
+}
+
+impl PartialEq for Sleeper {
+    fn eq(&self, other: &Self) -> bool {
+        self.at_ns == other.at_ns
+    }
+}
+impl Eq for Sleeper {}
+impl PartialOrd for Sleeper {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Sleeper {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // BinaryHeap is a max-heap: the earliest deadline must compare greatest.
+        Reverse(self.at_ns).cmp(&Reverse(other.at_ns))
+    }
+}
+
+/// Starts waking sleepers from this thread's spin loop, which must then call [`fire_due`] on
+/// every round until [`stop_spin_driven`].
+pub fn start_spin_driven() {
+    SPUN.with(|s| {
+        s.borrow_mut().get_or_insert_with(BinaryHeap::new);
+    });
+}
+
+/// The spin loop is ending: every sleeper is woken now (each goes back to sleep on a kernel
+/// timer, see [`sleep_until_ns`]), so none is left waiting on a loop that no longer runs.
+pub fn stop_spin_driven() {
+    if let Some(heap) = SPUN.with(|s| s.borrow_mut().take()) {
+        for s in heap {
+            s.waker.wake();
+        }
+    }
+}
+
+/// Whether a spin loop on this thread wakes sleepers.
+pub fn spin_driven() -> bool {
+    SPUN.with(|s| s.borrow().is_some())
+}
+
+/// Wakes every sleeper whose deadline has passed; called by the spin loop on every round.
+pub fn fire_due() {
+    let now = now_ns();
+    loop {
+        let due = SPUN.with(|s| match s.borrow_mut().as_mut() {
+            Some(h) if h.peek().is_some_and(|top| top.at_ns <= now) => h.pop(),
+            _ => None,
+        });
+        match due {
+            Some(s) => s.waker.wake(),
+            None => return,
+        }
+    }
+}
+
+/// Resolves once woken by the spin loop: at the deadline, or early when the loop stops.
+struct SpinWait {
+    at_ns: u64,
+    registered: bool,
+}
+
+impl Future for SpinWait {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return Poll::Ready(());
+        }
+        let at_ns = self.at_ns;
+        let pushed = SPUN.with(|s| match s.borrow_mut().as_mut() {
+            Some(h) => {
+                h.push(Sleeper {
+                    at_ns,
+                    waker: cx.waker().clone(),
+                });
+                true
+            }
+            None => false,
+        });
+        if !pushed {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        Poll::Pending
+    }
+}
+
+/// Idle timerfds kept per thread; more concurrent sleeps than this open and close their own.
+const POOL_MAX: usize = 4096;
+
+/// Marks the calling thread as running an io_uring runtime, so [`sleep_until`] is precise here.
+pub fn enable_on_this_thread() {
+    URING.with(|u| u.set(true));
+}
+
+/// [`sleep_until_ns`] for an `Instant` deadline.
+pub async fn sleep_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now {
+        sleep_until_ns(now_ns() + (deadline - now).as_nanos() as u64).await
+    }
+}
+
+/// Sleeps until the monotonic clock reaches `at_ns`: woken by the thread's spin loop where one
+/// runs ([`spin_driven`]), else on a pooled timerfd on an io_uring thread (see
+/// [`enable_on_this_thread`]), else on monoio's 1 ms wheel. Many tasks may sleep at once.
+pub async fn sleep_until_ns(at_ns: u64) {
+    loop {
+        let now = now_ns();
+        if now >= at_ns {
+            return;
+        }
+        if spin_driven() {
+            SpinWait {
+                at_ns,
+                registered: false,
+            }
+            .await;
+            // Woken at the deadline, or because the spin loop stopped: look again.
+            continue;
+        }
+        let timer = if URING.with(|u| u.get()) {
+            POOL.with(|p| p.borrow_mut().pop()).or_else(TimerFd::open)
+        } else {
+            None
+        };
+        match timer {
+            Some(timer) => {
+                timer_sleep(timer, at_ns).await;
+                return;
+            }
+            None => {
+                let left = std::time::Duration::from_nanos(at_ns - now);
+                monoio::time::sleep(left).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn timer_sleep(mut timer: TimerFd, at_ns: u64) {
+    timer.sleep_until(at_ns).await;
+    // Only a timer whose read completed goes back: a sleep dropped mid-read (its stream ended)
+    // drops its timerfd with it, so no pooled timer has a read still in flight.
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(timer);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn on_uring(f: impl std::future::Future<Output = ()>) -> bool {
+        let mut rt = crate::engine::build_runtime().expect("runtime");
+        match &mut rt {
+            monoio::FusionRuntime::Uring(_) => {
+                enable_on_this_thread();
+                rt.block_on(f);
+                true
+            }
+            monoio::FusionRuntime::Legacy(_) => false,
+        }
+    }
+
+    /// Ten sleeps due 100 µs apart inside one millisecond, spawned in reverse order; returns
+    /// (wake order, spread between the first and last wake).
+    async fn ten_sleeps() -> (Vec<u64>, Duration) {
+        let base = Instant::now() + Duration::from_millis(5);
+        let ends = std::rc::Rc::new(RefCell::new(Vec::new()));
+        let mut handles = Vec::new();
+        for i in (0..10u64).rev() {
+            let ends = ends.clone();
+            let due = base + Duration::from_micros(100 * i);
+            handles.push(monoio::spawn(async move {
+                sleep_until(due).await;
+                let at = Instant::now();
+                assert!(at >= due, "sleep {i} woke before its deadline");
+                ends.borrow_mut().push((i, at));
+            }));
+        }
+        for h in handles {
+            h.await;
+        }
+        let ends = ends.borrow();
+        let order = ends.iter().map(|e| e.0).collect();
+        (order, ends[ends.len() - 1].1 - ends[0].1)
+    }
+
+    /// On monoio's wheel all ten sleeps would end on one tick, in spawn order (9 down to 0).
+    /// Precise sleeps end at their own deadlines: in deadline order, spread over most of the
+    /// 900 µs. A loaded machine can wake a sleeper late and bunch them, so the spread gets three
+    /// tries; the order must hold every time.
+    async fn check_ten_sleeps() {
+        let mut spreads = Vec::new();
+        for _ in 0..3 {
+            let (order, spread) = ten_sleeps().await;
+            assert_eq!(order, (0..10).collect::<Vec<_>>());
+            spreads.push(spread);
+            if spread >= Duration::from_micros(500) {
+                break;
+            }
+        }
+        assert!(
+            spreads.iter().any(|s| *s >= Duration::from_micros(500)),
+            "spreads {spreads:?}"
+        );
+    }
+
+    #[test]
+    fn concurrent_sleeps_end_at_their_own_deadlines_not_on_one_tick() {
+        let ran = on_uring(async {
+            check_ten_sleeps().await;
+            // The timers went back to the pool for reuse.
+            assert!(POOL.with(|p| p.borrow().len()) >= 10);
+        });
+        if !ran {
+            eprintln!("io_uring unavailable: skipped");
+        }
+    }
+
+    #[test]
+    fn a_spin_loop_wakes_sleepers_and_hands_them_back_to_timers_when_it_stops() {
+        let ran = on_uring(async {
+            let spinning = std::rc::Rc::new(Cell::new(true));
+            let spin = monoio::spawn(crate::engine::worker::busy_poll_loop(
+                spinning.clone(),
+                || {},
+            ));
+            assert!(spin_driven());
+            let pooled = POOL.with(|p| p.borrow().len());
+            check_ten_sleeps().await;
+            assert_eq!(
+                POOL.with(|p| p.borrow().len()),
+                pooled,
+                "the spin loop woke them, not timerfds"
+            );
+            // A sleeper that outlives the loop: woken when it stops, it sleeps on a timerfd
+            // for the rest and still ends at its deadline, not before.
+            let due = Instant::now() + Duration::from_millis(20);
+            let late_sleeper = monoio::spawn(async move {
+                sleep_until(due).await;
+                Instant::now() >= due
+            });
+            monoio::time::sleep(Duration::from_millis(2)).await;
+            spinning.set(false);
+            spin.await;
+            assert!(!spin_driven());
+            assert!(late_sleeper.await, "woke before its deadline");
+        });
+        if !ran {
+            eprintln!("io_uring unavailable: skipped");
+        }
+    }
+}
