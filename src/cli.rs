@@ -388,6 +388,11 @@ pub struct MockArgs {
     #[arg(long)]
     pub stamp_chunks: bool,
 
+    /// The endpoint's threads never sleep (io_uring only; one busy CPU per thread): chunks leave
+    /// at their deadlines without a halted CPU's wake-up in between, as `selftest` runs it
+    #[arg(long)]
+    pub busy_poll: bool,
+
     /// Refuse (HTTP 400) any `stream_options` key other than `include_usage`, as some hosted
     /// APIs do (to try clients against them)
     #[arg(long)]

@@ -29,4 +29,5 @@ pub mod request;
 pub mod schedule;
 pub mod selftest;
 pub mod sse;
+pub mod timer;
 pub mod validity;

@@ -175,6 +175,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         tokens_per_chunk: 1,
         threads: endpoint_ids.len().max(1),
         stamp_chunks: true,
+        busy_poll: true,
         pin: endpoint_ids.clone(),
         ..MockConfig::default()
     })

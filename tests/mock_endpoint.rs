@@ -122,3 +122,60 @@ fn bad_serve_mock_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ttft-ms"));
 }
+
+/// The send stamps (`qpsbench_sent_ns`) of one streamed answer, in order.
+fn stamps(body: &str) -> Vec<u64> {
+    body.match_indices("\"qpsbench_sent_ns\":")
+        .map(|(i, k)| {
+            let rest = &body[i + k.len()..];
+            let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap();
+            rest[..end].parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn chunks_leave_at_their_own_deadlines_not_on_millisecond_ticks() {
+    // 0.25 ms per token: four chunks fall due within every millisecond. On monoio's 1 ms timer
+    // wheel they would leave together on each tick (three of every four gaps near zero); on
+    // io_uring each chunk has its own timer, so the typical gap is the configured 250 µs. On the
+    // epoll fallback the wheel is all there is, so only the stamps are checked there. A loaded
+    // machine can delay a chunk and bunch it with the next, hence the median and three tries.
+    for (busy, label) in [(false, "timerfd"), (true, "busy-poll")] {
+        let mut args = vec![
+            "--ttft-ms",
+            "0",
+            "--itl-ms",
+            "0.25",
+            "--output-tokens",
+            "40",
+            "--stamp-chunks",
+        ];
+        if busy {
+            args.push("--busy-poll");
+        }
+        let mock = Mock::start(&args);
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":40,"stream":true}"#;
+        let mut medians = Vec::new();
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(mock.authority()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let (status, _, text) = exchange(&mut s, &post("/v1/chat/completions", body));
+            assert_eq!(status, 200);
+            let st = stamps(&text);
+            assert_eq!(st.len(), 40, "{label}: one stamp per content chunk");
+            let mut gaps: Vec<u64> = st.windows(2).map(|w| w[1] - w[0]).collect();
+            gaps.sort_unstable();
+            medians.push(gaps[gaps.len() / 2]);
+            if medians.last().unwrap() >= &150_000 {
+                break;
+            }
+        }
+        if io_uring_available() {
+            assert!(
+                medians.iter().any(|m| *m >= 150_000),
+                "{label}: median gaps between chunk stamps {medians:?} ns (want ~250,000)"
+            );
+        }
+    }
+}

@@ -9,9 +9,11 @@
 //! added delay at a few thousand requests/s). The spin yields through an io_uring read of
 //! `/dev/zero` instead ([`FairYield`]), which puts the pacer at the back of the queue.
 //!
-//! With `--busy-poll` the core never sleeps, so a timerfd expiry is seen at once; the pacer then
-//! wakes a fixed 150 µs early (covering the expiry's own lateness on a VM) instead of a learned
-//! margin.
+//! With `--busy-poll` the core's spin loop checks the pacer's deadline on every round and wakes
+//! it then ([`crate::timer::sleep_until_ns`]): no kernel timer (whose interrupt is a VM exit on a
+//! VM), no early wake, no spin of the pacer's own. Where that loop cannot run, a polled pacer
+//! falls back to the timerfd, waking a fixed 150 µs early (covering the expiry's own lateness on
+//! a VM) instead of a learned margin.
 //!
 //! How early to wake is learned, not fixed: any kernel sleep on a VM wakes late by the vCPU's
 //! wake-up latency (on the 2-core dev VM a 10 ms sleep wakes ~150 µs late at p50, ~250 µs at p99,
@@ -22,12 +24,12 @@
 //! more CPU spent waiting, same precision.
 
 use std::future::Future;
-use std::os::fd::FromRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::clock::now_ns;
+use crate::timer::TimerFd;
 
 /// The longest single sleep: how soon a stop request is noticed while waiting for an arrival.
 const MAX_SLEEP_NS: u64 = 50_000_000;
@@ -92,12 +94,6 @@ impl FairYield {
     }
 }
 
-struct TimerFd {
-    file: monoio::fs::File,
-    fd: i32,
-    buf: Option<Vec<u8>>,
-}
-
 /// One per core, used only by that core's pacing task. That task must be spawned
 /// (`monoio::spawn`), not be the `block_on` future: yielding only lets other tasks run from a
 /// spawned task.
@@ -117,7 +113,7 @@ pub struct Pacer {
 impl Pacer {
     /// `use_timerfd`: the runtime is on io_uring (a timerfd read is asynchronous only there).
     pub fn new(use_timerfd: bool) -> Self {
-        let timer = use_timerfd.then(open_timerfd).flatten();
+        let timer = use_timerfd.then(TimerFd::open).flatten();
         Self {
             timer,
             early_ns: EARLY_START_NS,
@@ -167,6 +163,15 @@ impl Pacer {
                     self.spin_ns += now - from;
                 }
                 return;
+            }
+            if self.polled && crate::timer::spin_driven() {
+                // The core's spin loop wakes the pacer within a round of the deadline itself:
+                // no kernel timer, no early wake, no spin of its own.
+                crate::timer::sleep_until_ns(deadline_ns.min(now + MAX_SLEEP_NS)).await;
+                if crate::interrupt::requested() {
+                    return;
+                }
+                continue;
             }
             if self.polled && deadline_ns - now > POLLED_EARLY_NS {
                 if let Some(t) = &mut self.timer {
@@ -224,55 +229,5 @@ impl Pacer {
                 }
             }
         }
-    }
-}
-
-fn open_timerfd() -> Option<TimerFd> {
-    // SAFETY: plain syscall; the result is checked.
-    let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` was just created by timerfd_create and is owned by nothing else; the File
-    // takes sole ownership and closes it on drop.
-    let std_file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let file = monoio::fs::File::from_std(std_file).ok()?;
-    Some(TimerFd {
-        file,
-        fd,
-        buf: Some(Vec::with_capacity(8)),
-    })
-}
-
-impl TimerFd {
-    async fn sleep_until(&mut self, at_ns: u64) {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
-            },
-        };
-        // SAFETY: `self.fd` is the live timerfd owned by `self.file`; `spec` is a valid
-        // itimerspec and the old-value pointer may be null.
-        let rc = unsafe {
-            libc::timerfd_settime(
-                self.fd,
-                libc::TFD_TIMER_ABSTIME,
-                &spec,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != 0 {
-            yield_now().await;
-            return;
-        }
-        let mut buf = self.buf.take().unwrap_or_else(|| Vec::with_capacity(8));
-        buf.clear();
-        let (_res, buf) = self.file.read_at(buf, 0).await;
-        self.buf = Some(buf);
     }
 }

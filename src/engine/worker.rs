@@ -172,8 +172,18 @@ async fn run_level(
     });
     let spinning = Rc::new(Cell::new(busy_poll));
     // Busy polling needs io_uring (an always-complete read in flight); epoll has no equivalent.
-    let spinner = (busy_poll && driver == IoDriver::IoUring)
-        .then(|| monoio::spawn(busy_poll_loop(spinning.clone())));
+    let spinner = (busy_poll && driver == IoDriver::IoUring).then(|| {
+        // Each round of the spin also sends what fell due: straight after the round's
+        // completions were reaped, not after the pacer, woken for it, comes up in the queue.
+        let core = core.clone();
+        let send_due = move || {
+            let due = core.schedule.borrow().next_due_ns();
+            if due.is_some_and(|d| d <= now_ns()) && !core.capped() {
+                dispatch_due(&core, now_ns());
+            }
+        };
+        monoio::spawn(busy_poll_loop(spinning.clone(), send_due))
+    });
     let mut pacer = if spinner.is_some() {
         Pacer::polled()
     } else {
@@ -233,16 +243,38 @@ async fn run_level(
 /// response is seen without the wake-up latency of an idle vCPU. A task that merely yielded in a
 /// loop would do the same but starve monoio's timers (they only advance when the runtime
 /// parks), and with them every request's timeout. Costs a whole CPU per core while a level runs.
-async fn busy_poll_loop(spinning: Rc<Cell<bool>>) {
-    let Ok(zero) = monoio::fs::File::open("/dev/zero").await else {
-        return;
-    };
-    let mut buf = vec![0u8; 1];
-    while spinning.get() {
-        let (res, b) = zero.read_at(buf, 0).await;
-        buf = b;
-        if res.is_err() {
+///
+/// The loop also wakes the thread's precise sleepers on every round ([`crate::timer`]), so the
+/// pacer and the endpoint's streams wait without a kernel timer. That starts when this is
+/// called, not when the returned future first runs, so a sleeper that starts first is covered.
+pub(crate) fn busy_poll_loop(
+    spinning: Rc<Cell<bool>>,
+    mut each_round: impl FnMut(),
+) -> impl std::future::Future<Output = ()> {
+    /// Hands the sleepers back to kernel timers however the loop ends (stopped, failed, or its
+    /// task dropped).
+    struct Driving;
+    impl Drop for Driving {
+        fn drop(&mut self) {
+            crate::timer::stop_spin_driven();
+        }
+    }
+    crate::timer::start_spin_driven();
+    let driving = Driving;
+    async move {
+        let _driving = driving;
+        let Ok(zero) = monoio::fs::File::open("/dev/zero").await else {
             return;
+        };
+        let mut buf = vec![0u8; 1];
+        while spinning.get() {
+            let (res, b) = zero.read_at(buf, 0).await;
+            buf = b;
+            if res.is_err() {
+                return;
+            }
+            crate::timer::fire_due();
+            each_round();
         }
     }
 }

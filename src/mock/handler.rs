@@ -525,8 +525,8 @@ fn push_chunk(out: &mut Vec<u8>, data: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Each chunk leaves at its own deadline, to the µs on io_uring ([`crate::timer`]): monoio's
+/// 1 ms wheel would send every chunk due within a millisecond in one burst.
 async fn sleep_until(deadline: Instant) {
-    if deadline > Instant::now() {
-        monoio::time::sleep_until(monoio::time::Instant::from_std(deadline)).await;
-    }
+    crate::timer::sleep_until(deadline).await
 }

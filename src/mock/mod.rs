@@ -49,6 +49,10 @@ pub struct MockConfig {
     /// Stamp every content chunk with the endpoint's send time (`qpsbench_sent_ns`, monotonic
     /// clock), so a client on the same machine can measure its own added delay (selftest).
     pub stamp_chunks: bool,
+    /// The endpoint's threads never sleep in the kernel (io_uring only): a vCPU that halts
+    /// between chunks wakes late and slow, which would show as jitter in the chunks' send
+    /// times. The self-test spins its endpoint so that what it measures is the client's.
+    pub busy_poll: bool,
     /// Answer HTTP 400 to `stream_options` keys other than `include_usage` (like hosted APIs).
     pub strict_stream_options: bool,
     /// Fault modes (`--fault`), drawn per request in order.
@@ -75,6 +79,7 @@ impl Default for MockConfig {
             threads: 1,
             tls: None,
             stamp_chunks: false,
+            busy_poll: false,
             strict_stream_options: false,
             faults: Vec::new(),
             pin: Vec::new(),
@@ -151,6 +156,11 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                         return;
                     }
                 };
+                let uring = matches!(rt, monoio::FusionRuntime::Uring(_));
+                if uring {
+                    crate::timer::enable_on_this_thread();
+                }
+                let busy = uring && state.cfg.busy_poll;
                 rt.block_on(async move {
                     let listener = match monoio::net::TcpListener::from_std(l) {
                         Ok(l) => l,
@@ -160,6 +170,10 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
+                    if busy {
+                        let forever = std::rc::Rc::new(std::cell::Cell::new(true));
+                        monoio::spawn(crate::engine::worker::busy_poll_loop(forever, || {}));
+                    }
                     handler::accept_loop(listener, state).await
                 })
             })?;
@@ -210,6 +224,7 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
         threads: args.threads.max(1),
         tls: None,
         stamp_chunks: args.stamp_chunks,
+        busy_poll: args.busy_poll,
         strict_stream_options: args.strict_stream_options,
         faults: args
             .faults
