@@ -299,30 +299,33 @@ mod tests {
         (order, ends[ends.len() - 1].1 - ends[0].1)
     }
 
-    /// On monoio's wheel all ten sleeps would end on one tick, in spawn order (9 down to 0).
-    /// Precise sleeps end at their own deadlines: in deadline order, spread over most of the
-    /// 900 µs. A loaded machine can wake a sleeper late and bunch them, so the spread gets three
-    /// tries; the order must hold every time.
-    async fn check_ten_sleeps() {
+    /// Ten sleeps spawned in reverse order: each must end at or after its own deadline, in
+    /// deadline order. monoio's wheel would end them all on one tick in spawn order (9 down to
+    /// 0), so the order alone tells the wheel apart.
+    ///
+    /// `spread`: also require them to be spread over most of the 900 µs, as their deadlines
+    /// are. Only for sleeps that no kernel timer wakes: a VM's host may deliver a guest's timer
+    /// interrupts on a coarse tick of its own (seen here: all ten timerfds expiring within 8 µs,
+    /// ~1 ms late, on a CPU that never halted), which is the machine's floor, not this code's.
+    /// A loaded machine can delay the thread and bunch them too, so the spread gets three tries.
+    async fn check_ten_sleeps(spread: bool) {
         let mut spreads = Vec::new();
         for _ in 0..3 {
-            let (order, spread) = ten_sleeps().await;
+            let (order, s) = ten_sleeps().await;
             assert_eq!(order, (0..10).collect::<Vec<_>>());
-            spreads.push(spread);
-            if spread >= Duration::from_micros(500) {
-                break;
+            spreads.push(s);
+            if !spread || s >= Duration::from_micros(500) {
+                return;
             }
         }
-        assert!(
-            spreads.iter().any(|s| *s >= Duration::from_micros(500)),
-            "spreads {spreads:?}"
-        );
+        panic!("sleeps bunched: spreads {spreads:?}");
     }
 
     #[test]
-    fn concurrent_sleeps_end_at_their_own_deadlines_not_on_one_tick() {
+    fn concurrent_sleeps_each_get_their_own_timerfd() {
         let ran = on_uring(async {
-            check_ten_sleeps().await;
+            assert!(!spin_driven());
+            check_ten_sleeps(false).await;
             // The timers went back to the pool for reuse.
             assert!(POOL.with(|p| p.borrow().len()) >= 10);
         });
@@ -341,7 +344,7 @@ mod tests {
             ));
             assert!(spin_driven());
             let pooled = POOL.with(|p| p.borrow().len());
-            check_ten_sleeps().await;
+            check_ten_sleeps(true).await;
             assert_eq!(
                 POOL.with(|p| p.borrow().len()),
                 pooled,
