@@ -29,5 +29,6 @@ pub mod request;
 pub mod schedule;
 pub mod selftest;
 pub mod sse;
+pub mod stalls;
 pub mod timer;
 pub mod validity;

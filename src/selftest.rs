@@ -25,6 +25,7 @@ use crate::mock::{self, MockConfig};
 use crate::report::results::RunDir;
 use crate::request::{render_all, RequestTemplate};
 use crate::schedule::{self, Arrival};
+use crate::stalls::{self, CpuStalls};
 use crate::validity::Thresholds;
 
 /// `--busy-poll` for the self-test.
@@ -92,6 +93,8 @@ pub struct RateResult {
 /// One sweep: every rate tried and the headline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
+    /// The client CPUs' own stalls, probed for 1 s just before the sweep ([`crate::stalls`]).
+    pub machine_stalls: Vec<CpuStalls>,
     pub rates: Vec<RateResult>,
     /// The highest rate meeting the headline's conditions; null if none did.
     pub headline_qps: Option<f64>,
@@ -114,6 +117,7 @@ struct SelftestJson {
     output_tokens: u64,
     max_added_delay_us: f64,
     /// Without busy polling (or with it, when only `--busy-poll on` ran).
+    machine_stalls: Vec<CpuStalls>,
     rates: Vec<RateResult>,
     headline_qps: Option<f64>,
     busy_poll_used: bool,
@@ -243,7 +247,15 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
             "selftest: {} busy polling",
             if busy { "with" } else { "without" }
         );
-        let sweep = sweep(&engine, &args)?;
+        let stalls = stalls::probe(&client_ids, Duration::from_secs(1), args.max_added_delay_us);
+        for s in &stalls {
+            eprintln!(
+                "selftest: the machine alone (a bare spin for 1 s), {}",
+                stalls::describe(s, args.max_added_delay_us)
+            );
+        }
+        let mut sweep = sweep(&engine, &args)?;
+        sweep.machine_stalls = stalls;
         sweeps.push(sweep);
     }
     let mut sweeps = sweeps.into_iter();
@@ -261,6 +273,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         output_tokens: args.output_tokens,
         max_added_delay_us: args.max_added_delay_us,
         headline_qps: first.headline_qps,
+        machine_stalls: first.machine_stalls,
         rates: first.rates,
         busy_poll_used: args.busy_poll == BusyPollMode::On,
         busy_poll: sweeps.next(),
@@ -275,6 +288,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         },
         &json.rates,
         json.headline_qps,
+        &json.machine_stalls,
         args.max_added_delay_us,
     );
     if let Some(b) = &json.busy_poll {
@@ -282,6 +296,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
             "with --busy-poll",
             &b.rates,
             b.headline_qps,
+            &b.machine_stalls,
             args.max_added_delay_us,
         );
     }
@@ -335,6 +350,7 @@ fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
         }
     }
     Ok(Sweep {
+        machine_stalls: Vec::new(),
         headline_qps: headline(&rates, args.max_added_delay_us),
         rates,
     })
@@ -354,7 +370,13 @@ fn rate_result(l: &LevelStats) -> RateResult {
     }
 }
 
-fn print_sweep(title: &str, rates: &[RateResult], headline: Option<f64>, max_us: f64) {
+fn print_sweep(
+    title: &str,
+    rates: &[RateResult],
+    headline: Option<f64>,
+    stalls: &[CpuStalls],
+    max_us: f64,
+) {
     println!("SELFTEST {title}");
     println!(
         "{:<10} {:<10} {:<8} {:<22} {:<26} {:<10} Client-limited",
@@ -386,6 +408,12 @@ fn print_sweep(title: &str, rates: &[RateResult], headline: Option<f64>, max_us:
         None => println!(
             "Headline: none of these rates kept the added-delay p99 under {max_us:.0} µs with every request OK and the client on schedule\n"
         ),
+    }
+    for s in stalls.iter().filter(|s| s.late_share > 0.01) {
+        println!(
+            "Note: this machine stalled by itself beyond the headline's bound ({}): at over 1% of instants no client can read within {max_us:.0} µs on that CPU, so a p99 under it was out of reach during this sweep; run it again when the machine is quieter.\n",
+            stalls::describe(s, max_us)
+        );
     }
 }
 

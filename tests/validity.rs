@@ -259,6 +259,14 @@ fn selftest_writes_its_json_with_and_without_busy_polling() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("selftest.json")).unwrap()).unwrap();
     assert!(json.get("headline_qps").is_some(), "{json}");
     for sweep in [&json, &json["busy_poll"]] {
+        // The machine's own stalls, probed on the client CPU before each sweep.
+        let stalls = sweep["machine_stalls"].as_array().unwrap();
+        assert!(!stalls.is_empty(), "{sweep}");
+        for s in stalls {
+            let share = f(s, "late_share");
+            assert!((0.0..=1.0).contains(&share), "{s}");
+            assert!(f(s, "max_us") > 0.0, "{s}");
+        }
         let rates = sweep["rates"].as_array().unwrap();
         assert_eq!(rates.len(), 2, "{sweep}");
         for (r, target) in rates.iter().zip([50.0, 100.0]) {
