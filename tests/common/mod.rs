@@ -218,20 +218,6 @@ pub fn f(v: &serde_json::Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
-/// Whether this machine gives qpsbench io_uring (else it runs on the epoll fallback). Asked on a
-/// thread of its own: tearing a ring down leaves task work that interrupts the calling thread's
-/// next blocking read (EINTR), which would trip a test's plain socket reads.
-pub fn io_uring_available() -> bool {
-    std::thread::spawn(|| {
-        matches!(
-            qpsbench::engine::build_runtime(),
-            Ok(monoio::FusionRuntime::Uring(_))
-        )
-    })
-    .join()
-    .unwrap_or(false)
-}
-
 /// Peak resident memory of the children this test process has waited for, in MiB (the largest
 /// one's, not their sum). Only meaningful in a test binary whose other tests start no bigger
 /// children.
