@@ -5,9 +5,9 @@
 //! chunk that arrives while its CPU is stalled waits out the stall, whatever the client does.
 //! If stalls longer than the headline's threshold cover more than 1% of the time, the
 //! added-delay p99 cannot stay under that threshold on this machine at that moment, and the
-//! run says so instead of blaming the client. On a busy VM host this changes from minute to
-//! minute (seen on the 2-core dev VM within one hour: 1.4 stalls/s over 1 ms at one time; 74/s,
-//! late at 29% of instants, at another).
+//! run says so instead of blaming the client. On a shared VM host this changes by the hour (the
+//! 2-core dev VM with both vCPUs busy: 1.4 stalls/s over 1 ms in one hour, 50–100/s and late
+//! at 10–40% of instants in the next, while one busy vCPU alone saw under 1/s).
 
 use std::time::Duration;
 
