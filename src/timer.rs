@@ -18,7 +18,8 @@
 //! [`enable_on_this_thread`]; elsewhere [`sleep_until`] uses monoio's wheel.
 //!
 //! A busy-polling thread (`--busy-poll`, the self-test's endpoint) needs no kernel timer at all:
-//! its spin loop calls [`fire_due`] on every round and wakes the sleepers whose time has come
+//! its spin loop ([`busy_poll_loop`], here because it drives these timers) calls [`fire_due`]
+//! on every round and wakes the sleepers whose time has come
 //! from a per-thread heap ([`spin_driven`]). That saves a timer interrupt per sleep, which on a
 //! VM is a VM exit landing in the middle of whatever the thread was doing (a chunk's send, say),
 //! and it wakes a sleeper within one round of the loop (~1 µs) of its deadline.
@@ -29,6 +30,7 @@ use std::collections::BinaryHeap;
 use std::future::Future;
 use std::os::fd::FromRawFd;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -197,6 +199,49 @@ impl Future for SpinWait {
     }
 }
 
+/// `--busy-poll`: keeps one read of `/dev/zero` always in flight on the core's io_uring. Such a
+/// read completes as soon as it is submitted, so whenever the runtime runs out of tasks and
+/// enters the kernel to wait for completions, one is already there: the thread never sleeps, it
+/// polls the completion queue (running the kernel's pending task work on each entry), and a
+/// response is seen without the wake-up latency of an idle vCPU. A task that merely yielded in a
+/// loop would do the same but starve monoio's timers (they only advance when the runtime
+/// parks), and with them every request's timeout. Costs a whole CPU per core while a level runs.
+///
+/// The loop also wakes the thread's precise sleepers on every round ([`fire_due`]), so the
+/// pacer and the endpoint's streams wait without a kernel timer. That starts when this is
+/// called, not when the returned future first runs, so a sleeper that starts first is covered.
+pub fn busy_poll_loop(
+    spinning: Rc<Cell<bool>>,
+    mut each_round: impl FnMut(),
+) -> impl std::future::Future<Output = ()> {
+    /// Hands the sleepers back to kernel timers however the loop ends (stopped, failed, or its
+    /// task dropped).
+    struct Driving;
+    impl Drop for Driving {
+        fn drop(&mut self) {
+            stop_spin_driven();
+        }
+    }
+    start_spin_driven();
+    let driving = Driving;
+    async move {
+        let _driving = driving;
+        let Ok(zero) = monoio::fs::File::open("/dev/zero").await else {
+            return;
+        };
+        let mut buf = vec![0u8; 1];
+        while spinning.get() {
+            let (res, b) = zero.read_at(buf, 0).await;
+            buf = b;
+            if res.is_err() {
+                return;
+            }
+            fire_due();
+            each_round();
+        }
+    }
+}
+
 /// Idle timerfds kept per thread; more concurrent sleeps than this open and close their own.
 const POOL_MAX: usize = 4096;
 
@@ -315,11 +360,8 @@ mod tests {
     #[test]
     fn a_spin_loop_wakes_sleepers_and_hands_them_back_to_timers_when_it_stops() {
         let ran = on_uring(async {
-            let spinning = std::rc::Rc::new(Cell::new(true));
-            let spin = monoio::spawn(crate::engine::worker::busy_poll_loop(
-                spinning.clone(),
-                || {},
-            ));
+            let spinning = Rc::new(Cell::new(true));
+            let spin = monoio::spawn(busy_poll_loop(spinning.clone(), || {}));
             assert!(spin_driven());
             let pooled = POOL.with(|p| p.borrow().len());
             check_ten_sleeps().await;

@@ -8,7 +8,7 @@
 pub mod pacer;
 pub mod pool;
 pub mod request;
-pub(crate) mod worker;
+mod worker;
 
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;

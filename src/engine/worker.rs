@@ -182,7 +182,7 @@ async fn run_level(
                 dispatch_due(&core, now_ns());
             }
         };
-        monoio::spawn(busy_poll_loop(spinning.clone(), send_due))
+        monoio::spawn(crate::timer::busy_poll_loop(spinning.clone(), send_due))
     });
     let mut pacer = if spinner.is_some() {
         Pacer::polled()
@@ -234,49 +234,6 @@ async fn run_level(
     rec.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
     rec.pacer_spin_ns = pacer.spin_ns;
     (rec, take_recorder(warm_rec))
-}
-
-/// `--busy-poll`: keeps one read of `/dev/zero` always in flight on the core's io_uring. Such a
-/// read completes as soon as it is submitted, so whenever the runtime runs out of tasks and
-/// enters the kernel to wait for completions, one is already there: the thread never sleeps, it
-/// polls the completion queue (running the kernel's pending task work on each entry), and a
-/// response is seen without the wake-up latency of an idle vCPU. A task that merely yielded in a
-/// loop would do the same but starve monoio's timers (they only advance when the runtime
-/// parks), and with them every request's timeout. Costs a whole CPU per core while a level runs.
-///
-/// The loop also wakes the thread's precise sleepers on every round ([`crate::timer`]), so the
-/// pacer and the endpoint's streams wait without a kernel timer. That starts when this is
-/// called, not when the returned future first runs, so a sleeper that starts first is covered.
-pub(crate) fn busy_poll_loop(
-    spinning: Rc<Cell<bool>>,
-    mut each_round: impl FnMut(),
-) -> impl std::future::Future<Output = ()> {
-    /// Hands the sleepers back to kernel timers however the loop ends (stopped, failed, or its
-    /// task dropped).
-    struct Driving;
-    impl Drop for Driving {
-        fn drop(&mut self) {
-            crate::timer::stop_spin_driven();
-        }
-    }
-    crate::timer::start_spin_driven();
-    let driving = Driving;
-    async move {
-        let _driving = driving;
-        let Ok(zero) = monoio::fs::File::open("/dev/zero").await else {
-            return;
-        };
-        let mut buf = vec![0u8; 1];
-        while spinning.get() {
-            let (res, b) = zero.read_at(buf, 0).await;
-            buf = b;
-            if res.is_err() {
-                return;
-            }
-            crate::timer::fire_due();
-            each_round();
-        }
-    }
 }
 
 /// Resolves once every request the core sent has finished.

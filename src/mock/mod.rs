@@ -172,7 +172,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                     let _ = ready_tx.send(Ok(()));
                     if busy {
                         let forever = std::rc::Rc::new(std::cell::Cell::new(true));
-                        monoio::spawn(crate::engine::worker::busy_poll_loop(forever, || {}));
+                        monoio::spawn(crate::timer::busy_poll_loop(forever, || {}));
                     }
                     handler::accept_loop(listener, state).await
                 })
