@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::handler::Io;
+use super::handler::{push_response, Io};
 
 /// One way to fail (or, for the last three, an unusual but valid answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -229,34 +229,22 @@ pub(crate) async fn serve(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut V
                 s.prefix.replace("chat.completion.chunk", "chat.completion"),
                 s.usage
             );
-            out.extend_from_slice(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
+            push_response(out, "200 OK", "application/json", "", &body);
             io.write(out).await.is_ok()
         }
         Fault::Html502 => {
             let body = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\r\n";
-            out.extend_from_slice(
-                format!(
-                    "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
+            push_response(out, "502 Bad Gateway", "text/html", "", body);
             io.write(out).await.is_ok()
         }
         Fault::Retry429 => {
             let body = "{\"error\":{\"message\":\"Rate limit reached; retry after 1 s\",\"type\":\"rate_limit_error\",\"code\":429}}";
-            out.extend_from_slice(
-                format!(
-                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
+            push_response(
+                out,
+                "429 Too Many Requests",
+                "application/json",
+                "Retry-After: 1\r\n",
+                body,
             );
             io.write(out).await.is_ok()
         }

@@ -230,6 +230,34 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
+/// A whole response with a Content-Length body: `status` is the status line's code and reason
+/// ("404 Not Found"), `extra` any further header lines, each ending in CRLF.
+pub(crate) fn push_response(
+    out: &mut Vec<u8>,
+    status: &str,
+    content_type: &str,
+    extra: &str,
+    body: &str,
+) {
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// `Connection: close` when the request asked for it.
+fn close_header(close: bool) -> &'static str {
+    if close {
+        "Connection: close\r\n"
+    } else {
+        ""
+    }
+}
+
 /// An OpenAI-style error response.
 fn error_response(out: &mut Vec<u8>, code: u16, message: &str, close: bool) {
     let kind = if code >= 500 {
@@ -241,16 +269,13 @@ fn error_response(out: &mut Vec<u8>, code: u16, message: &str, close: bool) {
         "error": {"message": message, "type": kind, "param": null, "code": code}
     })
     .to_string();
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
-            reason(code),
-            body.len(),
-            if close { "Connection: close\r\n" } else { "" }
-        )
-        .as_bytes(),
+    push_response(
+        out,
+        &format!("{code} {}", reason(code)),
+        "application/json",
+        close_header(close),
+        &body,
     );
-    out.extend_from_slice(body.as_bytes());
 }
 
 /// Decrements the in-flight count when the response ends, however it ends.
@@ -405,19 +430,13 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
             "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion\",\"created\":{created},\"model\":{model},\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"finish_reason\":\"{finish}\"}}],\"usage\":{usage}}}",
             serde_json::to_string(&text).unwrap_or_default()
         );
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
-                body.len(),
-                if req.close {
-                    "Connection: close\r\n"
-                } else {
-                    ""
-                }
-            )
-            .as_bytes(),
+        push_response(
+            out,
+            "200 OK",
+            "application/json",
+            close_header(req.close),
+            &body,
         );
-        out.extend_from_slice(body.as_bytes());
         return write(stream, out).await.is_ok() && !req.close;
     }
 
