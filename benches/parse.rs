@@ -130,6 +130,7 @@ fn histograms(c: &mut Criterion) {
                         token_reads: 10,
                         ttfb_ns: 1_000_000,
                         decode_ns: 1_000_000,
+                        done_ns: 2_000_000_000 + i * 1_000_000,
                     });
                 }
                 r

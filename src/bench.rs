@@ -17,8 +17,8 @@ use crate::http::conn::Target;
 use crate::http::tls;
 use crate::http::url::{mask_url, Endpoint};
 use crate::metrics::{
-    json_percentiles, CapStats, ConnectionStats, CoreCpu, ErrorKind, LevelStats, SendLag,
-    WarmupStats,
+    json_percentiles, CapStats, ConnectionStats, CoreCpu, ErrorKind, LevelClock, LevelStats,
+    SendLag, WarmupStats,
 };
 use crate::report::analysis::{self, Criteria, LevelView};
 use crate::report::results::{file_name_only, RunDir};
@@ -63,6 +63,8 @@ struct Metadata<'a> {
     burstiness: Option<f64>,
     seed: u64,
     cores: usize,
+    /// Whether each client core's thread was pinned to its CPU.
+    cores_pinned: Vec<bool>,
     io_driver: &'static str,
     timeout_s: f64,
     request_usage: bool,
@@ -79,6 +81,7 @@ struct Metadata<'a> {
     busy_poll: bool,
     /// The client-limited thresholds.
     max_send_lag_ms: f64,
+    max_send_lag_share: f64,
     min_rate_ratio: f64,
     /// The analysis' thresholds and SLOs (`summary.json`).
     slo_ttft_s: Option<f64>,
@@ -273,6 +276,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             tls: tls_config,
         },
         requests,
+        max_connections: crate::limits::connection_budget(nofile.0, cores),
         timeout: Duration::from_secs_f64(args.timeout),
         max_concurrency: args.max_concurrency,
         save_requests: args.save_requests,
@@ -306,7 +310,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         // One request decides: some servers (hosted APIs) refuse unknown stream options with
         // HTTP 400, and a run of 400s would measure nothing.
         let probe = engine
-            .run_level(&[0], 0, 0, samples.len())
+            .run_level(&[0], 0, (0, 0), samples.len())
             .map_err(|e| UserError {
                 message: e,
                 exit_code: 1,
@@ -375,6 +379,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         burstiness: (args.arrival == Arrival::Gamma).then_some(args.burstiness),
         seed: args.seed,
         cores,
+        cores_pinned: engine.cores_pinned.clone(),
         io_driver: engine.driver.name(),
         timeout_s: args.timeout,
         request_usage: !args.no_usage_request,
@@ -391,6 +396,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         save_requests: args.save_requests,
         busy_poll: args.busy_poll,
         max_send_lag_ms: args.max_send_lag_ms,
+        max_send_lag_share: args.max_send_lag_share,
         min_rate_ratio: args.min_rate_ratio,
         slo_ttft_s: args.slo_ttft,
         slo_e2e_s: args.slo_e2e,
@@ -429,6 +435,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     };
     let thresholds = Thresholds {
         max_send_lag_p99_us: args.max_send_lag_ms * 1000.0,
+        max_send_lag_share: args.max_send_lag_share,
         min_rate_ratio: args.min_rate_ratio,
     };
     let mut requests_file = if args.save_requests {
@@ -461,8 +468,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
                 .last()
                 .and_then(|l: &LevelStats| l.e2e_latency.get("p90"))
                 .unwrap_or(1.0);
-            let (mut stats, mut run) = measure_level(&engine, &spec, expected_latency, true)?;
-            stats.interrupted = crate::interrupt::requested();
+            let (stats, mut run) = measure_level(&engine, &spec, expected_latency, true)?;
             if let Some(f) = requests_file.as_mut() {
                 let mut records = std::mem::take(&mut run.warm.records);
                 records.append(&mut run.merged.records);
@@ -480,7 +486,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
             run_dir.write_json(&output, &levels)?;
             run_dir.write_json(
                 "summary.json",
-                &analysis::analyze(&level_views(levels), &criteria),
+                &analysis::analyze(&analysis::views(levels), &criteria),
             )?;
             Ok(stats)
         };
@@ -499,7 +505,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         }
     }
     let summary = (!levels.is_empty()).then(|| {
-        let mut s = analysis::analyze(&level_views(&levels), &criteria);
+        let mut s = analysis::analyze(&analysis::views(&levels), &criteria);
         s.auto_bracket = auto_bracket;
         s
     });
@@ -524,7 +530,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         if let Some(s) = &summary {
             let png = run_dir.path.join(&plot_output);
             let title = plot_title(&model, &shown_endpoint, &started.iso());
-            match crate::report::plot::render(&png, &level_views(&levels), s, &title) {
+            match crate::report::plot::render(&png, &analysis::views(&levels), s, &title) {
                 Ok(()) => println!("  - {}", png.display()),
                 // The results are saved; a failed picture must not lose them or fail the run.
                 Err(e) => eprintln!("warning: could not write {}: {e}", png.display()),
@@ -647,17 +653,18 @@ pub fn measure_level(
             }
         );
     }
+    let duration_ns = (spec.duration_s * 1e9).round() as u64;
     let run = engine
-        .run_level(&offsets, warmup_n, window_ns, spec.samples)
+        .run_level(&offsets, warmup_n, (window_ns, duration_ns), spec.samples)
         .map_err(engine_err)?;
     let r = &run.merged;
-    let mut stats = LevelStats::from_recorder(
-        r,
-        qps,
-        spec.duration_s,
-        run.window_start_ns,
-        spec.percentiles,
-    );
+    let clock = LevelClock {
+        start_ns: run.window_start_ns,
+        duration_s: spec.duration_s,
+        end_ns: run.end_ns,
+        interrupted: crate::interrupt::requested(),
+    };
+    let mut stats = LevelStats::from_recorder(r, qps, clock, spec.percentiles);
     stats.connections = Some(ConnectionStats::new(&warm, r));
     let answered = r.succeeded
         + r.errors
@@ -677,6 +684,13 @@ pub fn measure_level(
             sent: r.sent,
             answered,
             capped: r.capped,
+            ttft_p50_us: stats.ttft.get("p50").map(|s| s * 1e6),
+            client_errors: r
+                .errors
+                .iter()
+                .filter(|(k, _)| k.is_client_side())
+                .map(|(k, v)| (k.to_string(), v.count))
+                .collect(),
         },
         &spec.thresholds,
     );
@@ -773,9 +787,10 @@ fn parse_qps(raw: &[String]) -> Result<Option<Vec<f64>>> {
     }
     raw.iter()
         .map(|s| match s.trim().parse::<f64>() {
-            Ok(q) if q.is_finite() && q > 0.0 => Ok(q),
+            Ok(q) if q.is_finite() && q > 0.0 && q <= crate::flags::MAX_QPS => Ok(q),
             _ => Err(UserError::input(format!(
-                "--qps {s}: expected rates above 0 (e.g. 1,5,10,20), or auto"
+                "--qps {s}: expected rates above 0, at most {} (e.g. 1,5,10,20), or auto",
+                crate::flags::MAX_QPS
             ))),
         })
         .collect::<Result<Vec<_>>>()
@@ -793,8 +808,7 @@ fn auto_search(
     args: &BenchArgs,
     c: &Criteria,
 ) -> Result<Option<[f64; 2]>> {
-    let view = |l: &LevelStats| level_views(std::slice::from_ref(l)).pop();
-    let mut base_ttft: Option<f64> = None;
+    let mut base = analysis::Baseline::default();
     // Probes one rate: Some(saturated?) or None when the search must stop (client-limited).
     let mut probe = |q: f64, levels: &mut Vec<LevelStats>| -> Result<Option<bool>> {
         let stats = run_one(q, levels)?;
@@ -808,13 +822,12 @@ fn auto_search(
             );
             return Ok(None);
         }
-        let Some(v) = view(&stats) else {
-            return Ok(Some(true));
-        };
-        if base_ttft.is_none() {
-            base_ttft = v.ttft.get("p95").copied().flatten();
-        }
-        let why = analysis::saturation_reasons(&v, base_ttft, c);
+        let v = LevelView::from(&stats);
+        // The first level that has them sets the baseline (the search starts lowest).
+        let first = analysis::Baseline::of([&v]);
+        base.ttft_p95 = base.ttft_p95.or(first.ttft_p95);
+        base.e2e_p50 = base.e2e_p50.or(first.e2e_p50);
+        let why = analysis::saturation_reasons(&v, &base, c);
         if why.is_empty() {
             eprintln!("auto: QPS {q} holds");
         } else {
@@ -867,153 +880,153 @@ fn auto_search(
     Ok(Some([lo, hi]))
 }
 
-/// The levels as the analysis reads them (the same fields a saved results file has).
-fn level_views(levels: &[LevelStats]) -> Vec<LevelView> {
-    levels
-        .iter()
-        .filter_map(|l| serde_json::to_value(l).ok())
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect()
-}
-
+/// Every numeric flag within its documented range (`flags`), and the combinations that must
+/// hold between them.
 fn validate_numbers(a: &BenchArgs) -> Result<()> {
-    let bad = |flag: &str, v: &dyn std::fmt::Display, want: &str| {
-        Err(UserError::input(format!("{flag} {v}: expected {want}")))
-    };
-    parse_qps(&a.qps)?;
-    for (flag, v) in [
-        ("--auto-start", a.auto_start),
-        ("--auto-max-qps", a.auto_max_qps),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            return bad(flag, &v, "a rate above 0");
-        }
-    }
+    use crate::flags::{check, count, plan_size, rate, seconds, seconds_opt, Low, MAX_SECONDS};
+    let levels = parse_qps(&a.qps)?;
+    rate("--auto-start", a.auto_start)?;
+    rate("--auto-max-qps", a.auto_max_qps)?;
     if a.auto_max_qps < a.auto_start {
-        return bad(
-            "--auto-max-qps",
-            &a.auto_max_qps,
-            "a rate at least --auto-start",
-        );
+        return Err(UserError::input(format!(
+            "--auto-max-qps {}: expected a rate at least --auto-start",
+            a.auto_max_qps
+        )));
     }
-    if !(a.auto_tolerance.is_finite() && a.auto_tolerance > 0.0 && a.auto_tolerance < 1.0) {
-        return bad(
-            "--auto-tolerance",
-            &a.auto_tolerance,
-            "a fraction between 0 and 1 (e.g. 0.1)",
-        );
-    }
-    if !(a.duration.is_finite() && a.duration > 0.0) {
-        return bad("--duration", &a.duration, "a number of seconds above 0");
-    }
-    if let Some(p) = a
-        .percentiles
-        .iter()
-        .find(|p| !(p.is_finite() && **p > 0.0 && **p <= 100.0))
-    {
-        return bad(
-            "--percentiles",
-            p,
-            "percentiles between 0 (exclusive) and 100",
-        );
-    }
+    check(
+        "--auto-tolerance",
+        a.auto_tolerance,
+        Low::Above(0.0),
+        0.99,
+        "a fraction (e.g. 0.1)",
+    )?;
+    seconds("--duration", a.duration)?;
+    check(
+        "--warmup",
+        a.warmup,
+        Low::From(0.0),
+        MAX_SECONDS,
+        "a number of seconds",
+    )?;
+    let top = levels
+        .as_ref()
+        .map_or(a.auto_max_qps, |q| q.iter().copied().fold(0.0, f64::max));
+    let flag = if levels.is_some() {
+        "--qps"
+    } else {
+        "--auto-max-qps"
+    };
+    plan_size(flag, top, a.duration + a.warmup)?;
     if a.percentiles.is_empty() {
-        return bad(
-            "--percentiles",
-            &"(empty)",
-            "one or more percentiles, e.g. 50,95,99",
-        );
+        return Err(UserError::input(
+            "--percentiles (empty): expected one or more percentiles, e.g. 50,95,99",
+        ));
     }
-    if a.max_tokens == 0 {
-        return bad("--max-tokens", &0, "at least 1");
+    for &p in &a.percentiles {
+        check("--percentiles", p, Low::Above(0.0), 100.0, "percentiles")?;
     }
-    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
-        return bad("--temperature", &a.temperature, "a number of 0 or more");
-    }
-    if !(a.burstiness.is_finite() && a.burstiness > 0.0) {
-        return bad(
-            "--burstiness",
-            &a.burstiness,
-            "a gamma shape above 0 (1 is Poisson)",
-        );
-    }
+    count(
+        "--max-tokens",
+        a.max_tokens.into(),
+        1,
+        u32::MAX.into(),
+        "a token count",
+    )?;
+    check(
+        "--temperature",
+        a.temperature,
+        Low::From(0.0),
+        100.0,
+        "a temperature",
+    )?;
+    check(
+        "--burstiness",
+        a.burstiness,
+        Low::Above(0.0),
+        1000.0,
+        "a gamma shape (1 is Poisson)",
+    )?;
     if a.burstiness != 1.0 && a.arrival != Arrival::Gamma {
-        return bad(
-            "--burstiness",
-            &a.burstiness,
-            "--arrival gamma (burstiness shapes gamma-distributed gaps only)",
-        );
+        return Err(UserError::input(format!(
+            "--burstiness {}: expected --arrival gamma (burstiness shapes gamma-distributed gaps only)",
+            a.burstiness
+        )));
     }
-    if a.cores == Some(0) {
-        return bad("--cores", &0, "at least 1");
+    if let Some(c) = a.cores {
+        count("--cores", c as u64, 1, 4096, "a number of cores")?;
     }
-    if !(a.warmup.is_finite() && a.warmup >= 0.0) {
-        return bad("--warmup", &a.warmup, "a number of seconds, 0 or more");
+    if let Some(n) = a.max_concurrency {
+        count(
+            "--max-concurrency",
+            n as u64,
+            1,
+            10_000_000,
+            "a number of requests",
+        )?;
     }
-    if a.max_concurrency == Some(0) {
-        return bad("--max-concurrency", &0, "at least 1");
+    if let Some(n) = a.warmup_connections {
+        count(
+            "--warmup-connections",
+            n as u64,
+            0,
+            65_536,
+            "connections per core",
+        )?;
     }
-    if !(a.max_send_lag_ms.is_finite() && a.max_send_lag_ms > 0.0) {
-        return bad(
-            "--max-send-lag-ms",
-            &a.max_send_lag_ms,
-            "milliseconds above 0",
-        );
-    }
-    if !(a.min_rate_ratio.is_finite() && a.min_rate_ratio > 0.0 && a.min_rate_ratio <= 1.0) {
-        return bad(
-            "--min-rate-ratio",
-            &a.min_rate_ratio,
-            "a fraction above 0, at most 1 (e.g. 0.99)",
-        );
-    }
-    for (flag, v) in [("--slo-ttft", a.slo_ttft), ("--slo-e2e", a.slo_e2e)] {
-        if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
-            return bad(flag, &v, "a number of seconds above 0");
-        }
-    }
-    if !(a.slo_percentile.is_finite() && a.slo_percentile > 0.0 && a.slo_percentile <= 100.0) {
-        return bad(
-            "--slo-percentile",
-            &a.slo_percentile,
-            "a percentile above 0, at most 100",
-        );
-    }
-    if !(a.saturation_success.is_finite() && (0.0..=100.0).contains(&a.saturation_success)) {
-        return bad(
-            "--saturation-success",
-            &a.saturation_success,
-            "a percentage from 0 to 100",
-        );
-    }
-    if !(a.saturation_throughput.is_finite()
-        && a.saturation_throughput > 0.0
-        && a.saturation_throughput <= 1.0)
-    {
-        return bad(
-            "--saturation-throughput",
-            &a.saturation_throughput,
-            "a fraction above 0, at most 1",
-        );
-    }
-    if !(a.saturation_ttft_growth.is_finite() && a.saturation_ttft_growth > 1.0) {
-        return bad(
-            "--saturation-ttft-growth",
-            &a.saturation_ttft_growth,
-            "a factor above 1",
-        );
-    }
-    for (flag, v) in [
-        ("--connect-timeout", Some(a.connect_timeout)),
-        ("--ttft-timeout", a.ttft_timeout),
-        ("--idle-timeout", a.idle_timeout),
-    ] {
-        if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
-            return bad(flag, &v, "a number of seconds above 0");
-        }
-    }
-    if !(a.timeout.is_finite() && a.timeout > 0.0) {
-        return bad("--timeout", &a.timeout, "a number of seconds above 0");
-    }
+    check(
+        "--max-send-lag-ms",
+        a.max_send_lag_ms,
+        Low::Above(0.0),
+        3_600_000.0,
+        "milliseconds",
+    )?;
+    check(
+        "--max-send-lag-share",
+        a.max_send_lag_share,
+        Low::From(0.0),
+        1.0,
+        "a fraction",
+    )?;
+    check(
+        "--min-rate-ratio",
+        a.min_rate_ratio,
+        Low::Above(0.0),
+        1.0,
+        "a fraction (e.g. 0.99)",
+    )?;
+    seconds_opt("--slo-ttft", a.slo_ttft)?;
+    seconds_opt("--slo-e2e", a.slo_e2e)?;
+    check(
+        "--slo-percentile",
+        a.slo_percentile,
+        Low::Above(0.0),
+        100.0,
+        "a percentile",
+    )?;
+    check(
+        "--saturation-success",
+        a.saturation_success,
+        Low::From(0.0),
+        100.0,
+        "a percentage",
+    )?;
+    check(
+        "--saturation-throughput",
+        a.saturation_throughput,
+        Low::Above(0.0),
+        1.0,
+        "a fraction",
+    )?;
+    check(
+        "--saturation-ttft-growth",
+        a.saturation_ttft_growth,
+        Low::Above(1.0),
+        1e6,
+        "a factor",
+    )?;
+    seconds("--connect-timeout", a.connect_timeout)?;
+    seconds_opt("--ttft-timeout", a.ttft_timeout)?;
+    seconds_opt("--idle-timeout", a.idle_timeout)?;
+    seconds("--timeout", a.timeout)?;
     Ok(())
 }

@@ -125,7 +125,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0.7, allow_negative_numbers = true)]
     pub temperature: f64,
 
-    /// Generate the visualization PNG (not available yet in this version)
+    /// Write the visualization PNG (the seed's 3×2 charts) into the run's results folder
     #[arg(long)]
     pub plot: bool,
 
@@ -252,7 +252,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub busy_poll: bool,
 
-    /// A level whose send-lag p99 is above this many milliseconds is flagged client_limited
+    /// A level whose send-lag p99 is above this many milliseconds, and above
+    /// --max-send-lag-share of its TTFT p50, is flagged client_limited (0.001 to 3,600,000)
     #[arg(
         long,
         value_name = "MS",
@@ -260,6 +261,17 @@ pub struct BenchArgs {
         allow_negative_numbers = true
     )]
     pub max_send_lag_ms: f64,
+
+    /// A level's send lag distorts it only next to what it measures: the lag p99 must also be
+    /// above this fraction of the level's TTFT p50 to flag it (0 to 1; 0: --max-send-lag-ms
+    /// alone)
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = 0.05,
+        allow_negative_numbers = true
+    )]
+    pub max_send_lag_share: f64,
 
     /// A level whose achieved rate is below this fraction of its target (while the server was
     /// answering) is flagged client_limited

@@ -34,6 +34,10 @@ pub fn demo_endpoint() -> MockConfig {
 pub const DEMO_QPS: &str = "5,10,20,40,80";
 
 pub fn run(args: DemoArgs) -> Result<i32> {
+    crate::flags::seconds("--duration", args.duration)?;
+    if let Some(c) = args.cores {
+        crate::flags::count("--cores", c as u64, 1, 4096, "a number of cores")?;
+    }
     let server = mock::start(demo_endpoint())
         .map_err(|e| UserError::input(format!("cannot start the built-in endpoint: {e}")))?;
     eprintln!(

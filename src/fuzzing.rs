@@ -72,9 +72,157 @@ pub fn http_response(data: &[u8]) {
     );
 }
 
-/// Chunk payload parsing: never panics, and a reused parser gives the same answer twice.
+/// Chunk payload parsing: never panics, a reused parser gives the same answer twice, and when
+/// serde_json also accepts the payload, the fields extracted agree with a plain reading of
+/// serde_json's parse ([`reference_chunk`]).
 pub fn chunk(data: &[u8]) {
     let mut p = ChunkParser::new();
     let first = p.parse(data);
     assert_eq!(first, p.parse(data));
+    // "-0" is an integer to simd-json and a float to serde_json: no common answer to compare.
+    if memchr::memmem::find(data, b"-0").is_some() {
+        return;
+    }
+    if let (Ok(info), Ok(json)) = (&first, serde_json::from_slice::<Json>(data)) {
+        assert_eq!(
+            *info,
+            reference_chunk(&json),
+            "{}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}
+
+/// JSON as parsed by serde_json, with every key of an object kept in order (duplicates
+/// included, as the tape that `ChunkParser` walks keeps them).
+#[derive(Debug)]
+pub enum Json {
+    Null,
+    Bool,
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Bool)
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_owned()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Json, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = a.next_element()? {
+            v.push(x);
+        }
+        Ok(Json::Array(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Json, A::Error> {
+        let mut v = Vec::new();
+        while let Some(kv) = a.next_entry()? {
+            v.push(kv);
+        }
+        Ok(Json::Object(v))
+    }
+}
+
+/// What a chunk says, read from serde_json's parse with the rules `openai` documents: output is
+/// a non-empty `content`, `reasoning_content`, `reasoning` (in `delta`) or `text`; `finish_reason`
+/// not null ends a choice; `usage` counts are unsigned integers (the last one given wins); an
+/// `error` that is not null is the message of an object, a string, or "unknown error".
+pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
+    fn pairs(v: &Json) -> Vec<(String, &Json)> {
+        match v {
+            Json::Object(p) => p.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            _ => Vec::new(),
+        }
+    }
+    let mut info = crate::openai::ChunkInfo::default();
+    let text = |v: &Json| matches!(v, Json::String(s) if !s.is_empty());
+    let uint = |v: &Json| match v {
+        Json::Number(n) => n.as_u64(),
+        _ => None,
+    };
+    for (key, value) in pairs(root) {
+        match key.as_str() {
+            "choices" => {
+                let Json::Array(choices) = value else {
+                    continue;
+                };
+                for (key, value) in choices.iter().flat_map(pairs) {
+                    match key.as_str() {
+                        "delta" => {
+                            for (key, value) in pairs(value) {
+                                if matches!(
+                                    key.as_str(),
+                                    "content" | "reasoning_content" | "reasoning"
+                                ) {
+                                    info.has_output |= text(value);
+                                }
+                            }
+                        }
+                        "text" => info.has_output |= text(value),
+                        "finish_reason" => info.finished |= !matches!(value, Json::Null),
+                        _ => {}
+                    }
+                }
+            }
+            "usage" => {
+                for (key, value) in pairs(value) {
+                    match key.as_str() {
+                        "completion_tokens" => info.completion_tokens = uint(value),
+                        "prompt_tokens" => info.prompt_tokens = uint(value),
+                        _ => {}
+                    }
+                }
+            }
+            "qpsbench_sent_ns" => info.sent_stamp_ns = uint(value),
+            "error" if !matches!(value, Json::Null) => {
+                let message = match value {
+                    Json::Object(p) => {
+                        p.iter()
+                            .find(|(k, _)| k == "message")
+                            .and_then(|(_, m)| match m {
+                                Json::String(s) => Some(s.clone()),
+                                _ => None,
+                            })
+                    }
+                    Json::String(s) => Some(s.clone()),
+                    _ => None,
+                };
+                info.error = Some(message.unwrap_or_else(|| "unknown error".to_owned()));
+            }
+            _ => {}
+        }
+    }
+    if info.error.is_some() {
+        info.has_output = false;
+    }
+    info
 }

@@ -1,6 +1,6 @@
 //! qpsbench: load-tests OpenAI-compatible LLM chat endpoints at fixed request rates.
 //!
-//! One module per box of DESIGN.md's diagram, in data-flow order: `cli` → `dataset` → `request`
+//! One module per box of the data flow, in order: `cli` → `dataset` → `request`
 //! (HTTP bytes rendered once per sample) → `schedule` (arrival times) → `engine` (pinned cores,
 //! pacer, keep-alive pool, per-request state machine) → `http` (head, body framing) → `sse` →
 //! `openai` (chunk payloads) → `metrics` (per-core histograms, merged per level) → `report`
@@ -14,6 +14,7 @@ pub mod dataset;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod flags;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

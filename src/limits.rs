@@ -27,6 +27,23 @@ pub fn raise_nofile() -> (u64, u64) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
+/// Files kept free for everything but connections: the results files, requests.jsonl, the
+/// plot, standard streams, and each core's runtime (its ring, eventfd and timers).
+const FD_RESERVE: u64 = 64;
+const FD_RESERVE_PER_CORE: u64 = 16;
+
+/// Connections the engine may hold open at once without touching the reserve: the soft
+/// open-file limit less the files open now and the reserve. The engine stops opening
+/// connections there, so a client that runs out fails requests with its own category and still
+/// writes its results.
+pub fn connection_budget(soft_limit: u64, cores: usize) -> usize {
+    let open_now = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count() as u64);
+    let reserve = FD_RESERVE + FD_RESERVE_PER_CORE * cores as u64;
+    soft_limit
+        .saturating_sub(open_now + reserve)
+        .clamp(cores as u64, usize::MAX as u64 / 2) as usize
+}
+
 /// How many local ports the kernel hands out for outgoing connections.
 pub fn ephemeral_ports() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
@@ -74,5 +91,8 @@ mod tests {
         assert!(w[1].contains("only 4000 ephemeral ports"));
         let (soft, hard) = raise_nofile();
         assert!(soft >= 1 && soft <= hard.max(soft));
+        // The budget leaves the reserve and what is open free, and never starves a core.
+        assert!(connection_budget(1000, 2) <= 1000 - 64 - 32);
+        assert_eq!(connection_budget(10, 4), 4);
     }
 }

@@ -2,7 +2,7 @@
 //! sharing); at the end of a level the recorders are merged into one [`LevelStats`], the per-level
 //! object written to `benchmark_qps_results.json` and shown in the console table.
 //!
-//! Definitions (DESIGN.md): latencies are measured from the arrival's intended send time; TTFT is
+//! Definitions (README.md, "Metric definitions"): latencies are measured from the arrival's intended send time; TTFT is
 //! the read that delivered the first non-empty content or reasoning text; E2E is the read that
 //! completed the response; tokens/sec is output tokens ÷ E2E; output tokens come from
 //! `usage.completion_tokens` when the server sends it, else the count of content-bearing chunks
@@ -47,8 +47,18 @@ pub enum ErrorKind {
     Malformed(String),
     /// The body or the stream ended before the response was complete.
     Truncated,
-    /// An `error` object (or `event: error`) inside the stream.
-    Stream(String),
+    /// An `error` object (or `event: error`) inside the stream. One category whatever the
+    /// message (servers put request ids in them); the messages are counted apart
+    /// ([`Recorder::stream_messages`]).
+    Stream,
+    /// The kernel gave up on the connection (`ETIMEDOUT`: no answer to retransmissions or
+    /// keep-alive probes), as distinct from qpsbench's own `--timeout`.
+    ConnectionTimedOut,
+    /// The client hit its own open-file limit (or the engine's reserve below it): the
+    /// request never reached the endpoint.
+    OutOfFds,
+    /// The kernel had no local port left for another connection to the endpoint.
+    NoEphemeralPort,
     /// A TLS handshake or record failure, by category (`unknown issuer`, `name mismatch`, …).
     Tls(String),
     /// A response over one of the memory bounds (head, event line, body), by which.
@@ -69,7 +79,10 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Io(kind) => write!(f, "Connection error: {kind}"),
             ErrorKind::Malformed(why) => write!(f, "Malformed response: {why}"),
             ErrorKind::Truncated => f.write_str("Truncated stream"),
-            ErrorKind::Stream(msg) => write!(f, "Stream error: {msg}"),
+            ErrorKind::Stream => f.write_str("Stream error"),
+            ErrorKind::ConnectionTimedOut => f.write_str("Connection timed out"),
+            ErrorKind::OutOfFds => f.write_str(OUT_OF_FDS),
+            ErrorKind::NoEphemeralPort => f.write_str(NO_EPHEMERAL_PORT),
             ErrorKind::Tls(what) => write!(f, "TLS: {what}"),
             ErrorKind::TooLarge(what) => write!(f, "Response too large: {what}"),
         }
@@ -86,11 +99,17 @@ impl ErrorKind {
         {
             return ErrorKind::Tls(tls.0.clone());
         }
+        match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => return ErrorKind::OutOfFds,
+            Some(libc::EADDRNOTAVAIL) => return ErrorKind::NoEphemeralPort,
+            Some(libc::ETIMEDOUT) => return ErrorKind::ConnectionTimedOut,
+            _ => {}
+        }
         match e.kind() {
             K::ConnectionRefused => ErrorKind::ConnectionRefused,
             K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => ErrorKind::ConnectionReset,
             K::UnexpectedEof => ErrorKind::ConnectionClosed,
-            K::TimedOut => ErrorKind::TimeoutTotal,
+            K::TimedOut => ErrorKind::ConnectionTimedOut,
             other => ErrorKind::Io(format!("{other:?}")),
         }
     }
@@ -103,14 +122,32 @@ impl ErrorKind {
         }
     }
 
-    /// A stream error message, bounded so a chatty server cannot create unbounded categories.
-    pub fn stream(msg: &str) -> Self {
-        let mut end = msg.len().min(200);
-        while !msg.is_char_boundary(end) {
-            end -= 1;
-        }
-        ErrorKind::Stream(msg[..end].to_string())
+    /// A category that says the client, not the endpoint, ran out of something: a level with
+    /// such errors is client-limited.
+    pub fn is_client_side(&self) -> bool {
+        matches!(self, ErrorKind::OutOfFds | ErrorKind::NoEphemeralPort)
     }
+}
+
+/// The category of a request that found no file descriptor for its connection.
+pub const OUT_OF_FDS: &str = "Client: out of file descriptors";
+/// The category of a request that found no local port for its connection.
+pub const NO_EPHEMERAL_PORT: &str = "Client: no ephemeral port";
+
+/// Distinct stream error messages a core keeps (the rest are counted as `other`); the level
+/// reports the [`STREAM_MESSAGES_SHOWN`] most frequent.
+const STREAM_MESSAGES_KEPT: usize = 16;
+pub const STREAM_MESSAGES_SHOWN: usize = 5;
+/// Characters of a stream error message kept.
+const STREAM_MESSAGE_CHARS: usize = 200;
+
+/// A stream error message cut to [`STREAM_MESSAGE_CHARS`] bytes on a character boundary.
+fn bounded_message(msg: &str) -> &str {
+    let mut end = msg.len().min(STREAM_MESSAGE_CHARS);
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    &msg[..end]
 }
 
 /// Count and first sample of one error category.
@@ -142,6 +179,8 @@ pub struct Success {
     pub ttfb_ns: u64,
     /// Time from the first to the last output token.
     pub decode_ns: u64,
+    /// When the response was complete (monotonic ns): for the completion window.
+    pub done_ns: u64,
 }
 
 /// One core's measurements for one level.
@@ -165,8 +204,9 @@ pub struct Recorder {
     pub prompt_tokens: u64,
     pub usage_counted: u64,
     pub estimated_counted: u64,
-    /// Requests retried once because an idle pooled connection had died before the request.
-    pub stale_retries: u64,
+    /// Idle pooled connections found closed (or with unread bytes, e.g. a TLS close_notify)
+    /// when a request came to reuse them, and discarded before the request was written.
+    pub idle_closed: u64,
     pub new_connections: u64,
     /// TCP connect and TLS handshake times of the connections opened, µs.
     pub connect_us: Histogram<u64>,
@@ -197,6 +237,17 @@ pub struct Recorder {
     pub added_delay_ns: Histogram<u64>,
     /// Successful requests whose own TTFT and E2E met the SLOs (all successes without SLOs).
     pub slo_met: u64,
+    /// The end of the sending window (monotonic ns), set when the level starts: successes
+    /// completed by then count toward `in_window_throughput_qps`.
+    pub window_end_ns: u64,
+    /// Successful requests completed by `window_end_ns`.
+    pub ok_in_window: u64,
+    /// The latest successful completion (monotonic ns; 0: none): the completion window's end.
+    pub last_ok_ns: u64,
+    /// Stream error messages and their counts (at most [`STREAM_MESSAGES_KEPT`] distinct), and
+    /// how many did not fit.
+    pub stream_messages: Vec<(String, u64)>,
+    pub stream_messages_other: u64,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -226,7 +277,7 @@ impl Recorder {
             prompt_tokens: 0,
             usage_counted: 0,
             estimated_counted: 0,
-            stale_retries: 0,
+            idle_closed: 0,
             new_connections: 0,
             connect_us: histogram(MAX_LATENCY_US),
             handshake_us: histogram(MAX_LATENCY_US),
@@ -242,6 +293,11 @@ impl Recorder {
             records: Vec::new(),
             added_delay_ns: histogram(MAX_LATENCY_US * 1000),
             slo_met: 0,
+            window_end_ns: u64::MAX,
+            ok_in_window: 0,
+            last_ok_ns: 0,
+            stream_messages: Vec::new(),
+            stream_messages_other: 0,
         }
     }
 
@@ -301,13 +357,23 @@ impl Recorder {
             .saturating_record((s.output_tokens as f64 / secs * TPS_SCALE) as u64);
         self.output_tokens += s.output_tokens;
         self.prompt_tokens += s.prompt_tokens.unwrap_or(0);
+        self.last_ok_ns = self.last_ok_ns.max(s.done_ns);
+        if s.done_ns <= self.window_end_ns {
+            self.ok_in_window += 1;
+        }
         match s.source {
             TokenSource::Usage => self.usage_counted += 1,
             TokenSource::Estimated => self.estimated_counted += 1,
         }
     }
 
+    /// A failed request of category `kind`; `sample` is the start of an HTTP error's body, or a
+    /// stream error's message.
     pub fn record_error(&mut self, kind: ErrorKind, sample: Option<&[u8]>) {
+        if kind == ErrorKind::Stream {
+            let message = String::from_utf8_lossy(sample.unwrap_or_default());
+            self.count_stream_message(bounded_message(&message), 1, STREAM_MESSAGES_KEPT);
+        }
         let stat = self.errors.entry(kind).or_default();
         stat.count += 1;
         if stat.sample.is_none() {
@@ -315,6 +381,22 @@ impl Recorder {
                 let body = &body[..body.len().min(ERROR_SAMPLE_BYTES)];
                 stat.sample = Some(String::from_utf8_lossy(body).into_owned());
             }
+        }
+    }
+
+    /// An error object or event inside the stream: one `Stream error`, its message counted.
+    pub fn record_stream_error(&mut self, message: &str) {
+        self.record_error(ErrorKind::Stream, Some(message.as_bytes()));
+    }
+
+    /// Counts `n` of `message`, keeping at most `limit` distinct ones.
+    fn count_stream_message(&mut self, message: &str, n: u64, limit: usize) {
+        if let Some(entry) = self.stream_messages.iter_mut().find(|(m, _)| m == message) {
+            entry.1 += n;
+        } else if self.stream_messages.len() < limit {
+            self.stream_messages.push((message.to_string(), n));
+        } else {
+            self.stream_messages_other += n;
         }
     }
 
@@ -341,7 +423,7 @@ impl Recorder {
         self.prompt_tokens += other.prompt_tokens;
         self.usage_counted += other.usage_counted;
         self.estimated_counted += other.estimated_counted;
-        self.stale_retries += other.stale_retries;
+        self.idle_closed += other.idle_closed;
         self.new_connections += other.new_connections;
         let _ = self.connect_us.add(&other.connect_us);
         let _ = self.handshake_us.add(&other.handshake_us);
@@ -355,6 +437,16 @@ impl Recorder {
         let _ = self.cap_wait_ns.add(&other.cap_wait_ns);
         let _ = self.added_delay_ns.add(&other.added_delay_ns);
         self.slo_met += other.slo_met;
+        self.ok_in_window += other.ok_in_window;
+        self.last_ok_ns = self.last_ok_ns.max(other.last_ok_ns);
+        // Every core has the same window; a fresh recorder has none (MAX).
+        self.window_end_ns = self.window_end_ns.min(other.window_end_ns);
+        // Merged whole (each core kept at most STREAM_MESSAGES_KEPT): a message frequent on
+        // one core must not be lost because another core's messages came first.
+        for (m, n) in &other.stream_messages {
+            self.count_stream_message(m, *n, usize::MAX);
+        }
+        self.stream_messages_other += other.stream_messages_other;
     }
 }
 
@@ -499,6 +591,74 @@ impl ConnectionStats {
 /// level is reported as looking buffered.
 pub const BUFFERED_SHARE: f64 = 0.9;
 
+/// One message behind the `Stream error` category.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StreamMessage {
+    pub message: String,
+    pub count: u64,
+}
+
+/// The top [`STREAM_MESSAGES_SHOWN`] messages by count, the rest summed as `other`.
+fn top_stream_messages(r: &Recorder) -> Vec<StreamMessage> {
+    let mut all = r.stream_messages.clone();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let other: u64 = r.stream_messages_other
+        + all
+            .iter()
+            .skip(STREAM_MESSAGES_SHOWN)
+            .map(|m| m.1)
+            .sum::<u64>();
+    let mut out: Vec<StreamMessage> = all
+        .into_iter()
+        .take(STREAM_MESSAGES_SHOWN)
+        .map(|(message, count)| StreamMessage { message, count })
+        .collect();
+    if other > 0 {
+        out.push(StreamMessage {
+            message: "other".into(),
+            count: other,
+        });
+    }
+    out
+}
+
+/// Where a level sits in time (monotonic ns), for its windows.
+#[derive(Debug, Clone, Copy)]
+pub struct LevelClock {
+    /// The measured window's start.
+    pub start_ns: u64,
+    /// `--duration`, seconds.
+    pub duration_s: f64,
+    /// When the level ended (every request finished, or the grace period ran out).
+    pub end_ns: u64,
+    /// Stopped by Ctrl-C / SIGTERM.
+    pub interrupted: bool,
+}
+
+impl LevelClock {
+    /// From the start to the last successful completion (to the end, if interrupted), s.
+    fn completion_window_s(&self, r: &Recorder) -> f64 {
+        let end = if self.interrupted {
+            self.end_ns
+        } else {
+            r.last_ok_ns
+        };
+        if r.succeeded == 0 && !self.interrupted {
+            return 0.0;
+        }
+        end.saturating_sub(self.start_ns) as f64 / 1e9
+    }
+}
+
+/// `n ÷ secs`, 0 over an empty window.
+fn rate(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        round6(n as f64 / secs)
+    } else {
+        0.0
+    }
+}
+
 /// One level's merged result: the object written to `benchmark_qps_results.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelStats {
@@ -514,15 +674,25 @@ pub struct LevelStats {
     pub tpot: Percentiles,
     /// Inter-token latency, seconds.
     pub itl: Percentiles,
-    /// All output tokens of the level ÷ the level's duration.
+    /// All output tokens of the level ÷ `completion_window_s`.
     pub output_tokens_per_sec: f64,
     pub errors: BTreeMap<String, u64>,
     pub total_requests: u64,
     pub successful_requests: u64,
     pub failed_requests: u64,
+    /// Successful requests ÷ `completion_window_s` (vLLM's request throughput): what the
+    /// endpoint finished, over the time it took, stragglers included.
     pub throughput_qps: f64,
+    /// Successful requests that completed inside the sending window ÷ `--duration`: the
+    /// steady-state rate, never more than the endpoint finished while load was applied.
+    pub in_window_throughput_qps: f64,
+    /// From the level's start to its last successful completion, seconds (an interrupted level:
+    /// to the end of the grace period; 0 with no success).
+    pub completion_window_s: f64,
+    /// The last successful completion − the end of the sending window, seconds (0 if before).
+    pub drain_s: f64,
     /// Successful requests that met every SLO given (`--slo-ttft`, `--slo-e2e`; all successful
-    /// requests when none is) ÷ the level's duration.
+    /// requests when none is) ÷ `completion_window_s`.
     pub goodput_qps: f64,
     pub send_lag_us: SendLag,
     /// The run was stopped (Ctrl-C / SIGTERM) during this level: it sent only part of its
@@ -554,7 +724,11 @@ pub struct LevelStats {
     pub requests_estimated: u64,
     pub prompt_tokens_total: u64,
     pub error_samples: BTreeMap<String, String>,
-    pub stale_connection_retries: u64,
+    /// The most frequent messages behind `Stream error` (at most five, the rest as `other`).
+    pub stream_error_messages: Vec<StreamMessage>,
+    /// Idle keep-alive connections the server had closed, found and discarded before reuse
+    /// (no request was written to them, so none failed).
+    pub idle_connections_closed_by_server: u64,
     pub new_connections: u64,
     pub client_cpu_s: f64,
     /// Wall time the pacer spent spinning just before arrivals for precision (other tasks of the
@@ -569,15 +743,10 @@ pub struct LevelStats {
 }
 
 impl LevelStats {
-    /// Builds the level's result from the merged recorder. `start_ns` is the level's start on the
-    /// monotonic clock; `pcts` the percentiles to report.
-    pub fn from_recorder(
-        r: &Recorder,
-        qps_target: f64,
-        duration_s: f64,
-        start_ns: u64,
-        pcts: &[f64],
-    ) -> Self {
+    /// Builds the level's result from the merged recorder; `pcts` are the percentiles to report.
+    pub fn from_recorder(r: &Recorder, qps_target: f64, clock: LevelClock, pcts: &[f64]) -> Self {
+        let (start_ns, duration_s) = (clock.start_ns, clock.duration_s);
+        let completion_s = clock.completion_window_s(r);
         let window_s = if r.sent > 0 {
             r.last_send_ns.saturating_sub(start_ns) as f64 / 1e9
         } else {
@@ -610,7 +779,7 @@ impl LevelStats {
             ttfb: Percentiles::from_hist(&r.ttfb_us, pcts, 1e-6),
             tpot: Percentiles::from_hist(&r.tpot_us, pcts, 1e-6),
             itl: Percentiles::from_hist(&r.itl_us, pcts, 1e-6),
-            output_tokens_per_sec: round6(r.output_tokens as f64 / duration_s),
+            output_tokens_per_sec: rate(r.output_tokens, completion_s),
             errors: r
                 .errors
                 .iter()
@@ -619,10 +788,13 @@ impl LevelStats {
             total_requests: r.sent,
             successful_requests: r.succeeded,
             failed_requests: failed,
-            throughput_qps: round6(r.succeeded as f64 / duration_s),
-            goodput_qps: round6(r.slo_met as f64 / duration_s),
+            throughput_qps: rate(r.succeeded, completion_s),
+            in_window_throughput_qps: rate(r.ok_in_window, duration_s),
+            completion_window_s: round6(completion_s),
+            drain_s: round6((completion_s - duration_s).max(0.0)),
+            goodput_qps: rate(r.slo_met, completion_s),
             send_lag_us: SendLag::from_ns(&r.send_lag_ns),
-            interrupted: false,
+            interrupted: clock.interrupted,
             unfinished_requests: r.sent.saturating_sub(r.succeeded + failed),
             client_limited: false,
             client_limited_reasons: Vec::new(),
@@ -644,7 +816,8 @@ impl LevelStats {
                 .iter()
                 .filter_map(|(k, v)| v.sample.clone().map(|s| (k.to_string(), s)))
                 .collect(),
-            stale_connection_retries: r.stale_retries,
+            stream_error_messages: top_stream_messages(r),
+            idle_connections_closed_by_server: r.idle_closed,
             new_connections: r.new_connections,
             client_cpu_s: round6(r.cpu_ns as f64 / 1e9),
             pacer_spin_s: round6(r.pacer_spin_ns as f64 / 1e9),
@@ -683,6 +856,16 @@ mod tests {
             token_reads: 5,
             ttfb_ns: ttft_ms * 1_000_000,
             decode_ns: (e2e_ms - ttft_ms) * 1_000_000,
+            done_ns: e2e_ms * 1_000_000,
+        }
+    }
+
+    fn clock(start_ns: u64, duration_s: f64) -> LevelClock {
+        LevelClock {
+            start_ns,
+            duration_s,
+            end_ns: start_ns,
+            interrupted: false,
         }
     }
 
@@ -702,8 +885,7 @@ mod tests {
         let s = LevelStats::from_recorder(
             &a,
             100.0,
-            1.0,
-            1_000_000_000 - 10_000_000,
+            clock(1_000_000_000 - 10_000_000, 1.0),
             &json_percentiles(&[50.0]),
         );
         assert_eq!(s.total_requests, 200);
@@ -726,7 +908,9 @@ mod tests {
 
     #[test]
     fn empty_level_has_null_percentiles() {
-        let s = LevelStats::from_recorder(&Recorder::new(), 1.0, 1.0, 0, &[50.0]);
+        let s = LevelStats::from_recorder(&Recorder::new(), 1.0, clock(0, 1.0), &[50.0]);
+        assert_eq!(s.throughput_qps, 0.0);
+        assert_eq!(s.completion_window_s, 0.0);
         assert_eq!(s.ttft.get("p50"), None);
         assert_eq!(
             serde_json::to_value(&s).unwrap()["ttft"]["p50"],
@@ -734,5 +918,56 @@ mod tests {
         );
         assert_eq!(s.token_count_source, "none");
         assert_eq!(pct_key(99.9), "p99.9");
+    }
+
+    #[test]
+    fn throughput_counts_the_time_the_work_took() {
+        // 10 s window; 200 successes, the last completing at 20 s, 100 of them by 10 s.
+        let start = 1_000_000_000;
+        let mut r = Recorder::new();
+        r.window_end_ns = start + 10_000_000_000;
+        for i in 0..200u64 {
+            r.record_send(start + i * 50_000_000, 0, false);
+            let mut s = ok(50, 100, 20);
+            s.done_ns = start + (i + 1) * 100_000_000;
+            r.record_success(s);
+        }
+        let s = LevelStats::from_recorder(&r, 20.0, clock(start, 10.0), &[50.0]);
+        assert_eq!(s.completion_window_s, 20.0);
+        assert_eq!(s.throughput_qps, 10.0);
+        assert_eq!(s.in_window_throughput_qps, 10.0);
+        assert_eq!(s.drain_s, 10.0);
+        assert_eq!(s.output_tokens_per_sec, 200.0);
+        assert_eq!(s.goodput_qps, 0.0, "slo_met is counted by the engine");
+        // Interrupted: the window runs to the end of the grace period.
+        let mut c = clock(start, 10.0);
+        c.interrupted = true;
+        c.end_ns = start + 40_000_000_000;
+        let s = LevelStats::from_recorder(&r, 20.0, c, &[50.0]);
+        assert_eq!(s.completion_window_s, 40.0);
+        assert_eq!(s.throughput_qps, 5.0);
+    }
+
+    #[test]
+    fn stream_errors_are_one_category_with_their_messages_counted() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        for i in 0..30 {
+            a.record_stream_error(&format!("overloaded (request {i})"));
+        }
+        for _ in 0..7 {
+            b.record_stream_error("context too long");
+        }
+        b.record_stream_error(&"é".repeat(300));
+        a.merge(&b);
+        let s = LevelStats::from_recorder(&a, 1.0, clock(0, 1.0), &[50.0]);
+        assert_eq!(s.errors.len(), 1);
+        assert_eq!(s.errors["Stream error"], 38);
+        let m = &s.stream_error_messages;
+        assert_eq!(m.len(), STREAM_MESSAGES_SHOWN + 1);
+        assert_eq!((m[0].message.as_str(), m[0].count), ("context too long", 7));
+        assert_eq!(m.last().unwrap().message, "other");
+        assert_eq!(m.iter().map(|m| m.count).sum::<u64>(), 38);
+        assert!(a.stream_messages.len() <= 2 * STREAM_MESSAGES_KEPT);
     }
 }

@@ -1,10 +1,17 @@
 //! Prepared requests: the complete HTTP/1.1 bytes of each dataset sample, rendered once before
-//! the run so that sending is a single write of shared bytes (`Bytes` clones are a refcount).
+//! the run into one immutable buffer ([`Prepared`]) that every core reads without copying it.
 //!
 //! Data flow: `dataset` samples + flags → [`render_all`] → the engine's cores, which pick sample
-//! `i mod n` for arrival `i`.
+//! `i mod n` for arrival `i` and hand the kernel a [`RequestBuf`] (a view into the buffer).
+//!
+//! Why not `Bytes`: cloning a `Bytes` for each request bumps an atomic refcount that every core
+//! shares, a cross-core write on the send path. Here each core holds its own non-atomic handle
+//! (`Rc`) to the shared buffer, taken once per level, so sending touches nothing another core
+//! writes. There is still only one copy of the bytes, however large the dataset.
 
-use bytes::Bytes;
+use std::rc::Rc;
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::dataset::{Message, Sample};
@@ -105,8 +112,98 @@ struct Body<'a> {
     stream_options: Option<StreamOptions>,
 }
 
+/// Every sample's request bytes, back to back in one buffer that never changes after it is built.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    bytes: Vec<u8>,
+    /// Where each sample's request ends in `bytes` (it starts where the previous one ends).
+    ends: Vec<usize>,
+}
+
+impl Prepared {
+    /// Appends one rendered request.
+    pub fn push(&mut self, request: &[u8]) {
+        self.bytes.extend_from_slice(request);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn range(&self, sample: usize) -> (usize, usize) {
+        let start = if sample == 0 {
+            0
+        } else {
+            self.ends[sample - 1]
+        };
+        (start, self.ends[sample])
+    }
+
+    /// Sample `sample`'s request.
+    pub fn get(&self, sample: usize) -> &[u8] {
+        let (start, end) = self.range(sample);
+        &self.bytes[start..end]
+    }
+}
+
+/// One core's handle on the shared [`Prepared`] buffer: cloned per request without any atomic
+/// operation (the `Rc` never leaves its core).
+pub type CoreRequests = Rc<Arc<Prepared>>;
+
+/// One request's bytes as an owned buffer the kernel can write from (io_uring needs the buffer
+/// to outlive the operation): a view into the core's handle on the shared buffer.
+#[derive(Debug, Clone)]
+pub struct RequestBuf {
+    arena: CoreRequests,
+    start: usize,
+    end: usize,
+}
+
+impl RequestBuf {
+    pub fn new(arena: &CoreRequests, sample: usize) -> Self {
+        let (start, end) = arena.range(sample);
+        Self {
+            arena: arena.clone(),
+            start,
+            end,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.arena.bytes[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+// SAFETY: the pointer is into `Prepared::bytes`, which is never mutated or reallocated after the
+// `Prepared` is built (it sits behind an `Arc` with no mutable access), and `self` keeps it alive
+// through its `Rc<Arc<_>>` for as long as the runtime holds this buffer. `bytes_init` is the
+// length of the view, which lies within `bytes`.
+unsafe impl monoio::buf::IoBuf for RequestBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.as_slice().as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+}
+
 /// Renders every sample. Fails (without echoing the key) if the key could break the header.
-pub fn render_all(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Vec<Bytes>> {
+pub fn render_all(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Prepared> {
     if t.api_key
         .bytes()
         .any(|b| b == b'\r' || b == b'\n' || b == 0)
@@ -115,11 +212,15 @@ pub fn render_all(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Vec<Byt
             "--api-key contains a line break or NUL byte; it cannot be sent in a header",
         ));
     }
-    Ok(samples.iter().map(|s| render(t, s)).collect())
+    let mut prepared = Prepared::default();
+    for s in samples {
+        prepared.push(&render(t, s));
+    }
+    Ok(prepared)
 }
 
 /// The HTTP/1.1 request for one sample.
-pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Bytes {
+pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
     let body = serde_json::to_vec(&Body {
         model: t.model,
         messages: &sample.messages,
@@ -154,7 +255,7 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Bytes {
     let mut out = Vec::with_capacity(head.len() + body.len());
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(&body);
-    Bytes::from(out)
+    out
 }
 
 #[cfg(test)]
@@ -179,8 +280,8 @@ mod tests {
             continuous_usage: false,
             headers: &[],
         };
-        let r = render_all(&t, &samples).unwrap().remove(0);
-        let text = std::str::from_utf8(&r).unwrap();
+        let all = render_all(&t, &samples).unwrap();
+        let text = std::str::from_utf8(all.get(0)).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\nHost: [::1]:8000\r\n"));
         assert!(head.contains("Authorization: Bearer sk-test"));
@@ -200,6 +301,26 @@ mod tests {
         t.api_key = "a\r\nX-Evil: 1";
         let e = render_all(&t, &samples).unwrap_err();
         assert!(!e.message.contains("Evil"));
+    }
+
+    #[test]
+    fn prepared_views_are_the_rendered_requests() {
+        let mut p = Prepared::default();
+        for r in [&b"first"[..], b"", b"third one"] {
+            p.push(r);
+        }
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.get(0), b"first");
+        assert_eq!(p.get(1), b"");
+        let core: CoreRequests = Rc::new(Arc::new(p));
+        let buf = RequestBuf::new(&core, 2);
+        assert_eq!(buf.as_slice(), b"third one");
+        use monoio::buf::IoBuf;
+        assert_eq!(buf.bytes_init(), 9);
+        // SAFETY (test): read_ptr points at bytes_init initialized bytes.
+        let seen = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        assert_eq!(seen, b"third one");
+        assert!(RequestBuf::new(&core, 1).is_empty());
     }
 }
 

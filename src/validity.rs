@@ -5,13 +5,16 @@
 //! `bench` puts the verdict into `LevelStats`, marks the console table, and exits with status 3
 //! when every level was client-limited.
 //!
-//! A level is **client-limited** when the client fell behind its own schedule: send-lag p99
-//! above `--max-send-lag-ms` (1 ms) with at least [`MIN_LATE_SENDS`] sends that late (in a
-//! level of 20 requests the p99 is the maximum, and one send delayed by a VM preemption says
-//! nothing about the client keeping up), or an achieved rate below `--min-rate-ratio` (99%) of the
-//! target while the server was answering (a rate missed because every connection was refused is
-//! the endpoint's failure, and arrivals held back by `--max-concurrency` are the user's cap).
-//! Such a level measures the client, not the endpoint.
+//! A level is **client-limited** when the client fell behind its own schedule in a way that
+//! distorts what is measured: send-lag p99 above both `--max-send-lag-ms` (1 ms) and
+//! `--max-send-lag-share` (5%) of the level's TTFT p50, with at least [`MIN_LATE_SENDS`] sends
+//! that late (in a level of 20 requests the p99 is the maximum, and one send delayed by a VM
+//! preemption says nothing about the client keeping up; a 1.2 ms lag next to a 50 ms TTFT
+//! distorts nothing); or an achieved rate below `--min-rate-ratio` (99%) of the target while the
+//! server was answering (a rate missed because every connection was refused is the endpoint's
+//! failure, and arrivals held back by `--max-concurrency` are the user's cap); or requests that
+//! failed for the client's own lack of file descriptors or ports. Such a level measures the
+//! client, not the endpoint.
 //!
 //! The goodness-of-fit of the realised send gaps is reported, not gated: a Kolmogorov–Smirnov
 //! test against the configured distribution (exponential or gamma with the planned mean), or,
@@ -27,8 +30,11 @@ pub const MIN_LATE_SENDS: u64 = 3;
 /// The thresholds of the client-limited flag.
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
-    /// Send-lag p99 above this (µs) flags the level.
+    /// Send-lag p99 above this (µs) flags the level (with the share rule below).
     pub max_send_lag_p99_us: f64,
+    /// ...and above this fraction of the level's TTFT p50 (0: the absolute bound alone, as
+    /// `selftest` judges).
+    pub max_send_lag_share: f64,
     /// Achieved ÷ target rate below this flags the level.
     pub min_rate_ratio: f64,
 }
@@ -67,6 +73,7 @@ pub struct Verdict {
 }
 
 /// What [`assess`] looks at.
+#[derive(Debug, Clone)]
 pub struct LevelFacts {
     pub target_qps: f64,
     pub actual_qps: f64,
@@ -78,15 +85,42 @@ pub struct LevelFacts {
     pub answered: u64,
     /// Arrivals held back by `--max-concurrency`.
     pub capped: u64,
+    /// The level's TTFT p50, µs (none without a successful request).
+    pub ttft_p50_us: Option<f64>,
+    /// Requests that failed for the client's own limits, by category.
+    pub client_errors: Vec<(String, u64)>,
 }
 
 /// Decides whether the client kept up.
 pub fn assess(f: &LevelFacts, t: &Thresholds) -> Verdict {
     let mut reasons = Vec::new();
-    if f.sent > 0 && f.send_lag_p99_us > t.max_send_lag_p99_us && f.late_sends >= MIN_LATE_SENDS {
+    // Without a TTFT (no success) or with the share rule off, the absolute bound alone decides.
+    let over_share = match f.ttft_p50_us {
+        Some(ttft) if t.max_send_lag_share > 0.0 => f.send_lag_p99_us > ttft * t.max_send_lag_share,
+        _ => true,
+    };
+    if f.sent > 0
+        && f.send_lag_p99_us > t.max_send_lag_p99_us
+        && over_share
+        && f.late_sends >= MIN_LATE_SENDS
+    {
+        let share = match f.ttft_p50_us.filter(|_| t.max_send_lag_share > 0.0) {
+            Some(ttft) => format!(
+                " and {:.1}% of the TTFT p50 {:.0} µs (above {:.0}%)",
+                f.send_lag_p99_us * 100.0 / ttft,
+                ttft,
+                t.max_send_lag_share * 100.0
+            ),
+            None => String::new(),
+        };
         reasons.push(format!(
-            "send lag p99 {:.0} µs is above {:.0} µs ({} requests left later than that)",
-            f.send_lag_p99_us, t.max_send_lag_p99_us, f.late_sends
+            "send lag p99 {:.0} µs is above {:.0} µs{share} ({} requests left later than {:.0} µs)",
+            f.send_lag_p99_us, t.max_send_lag_p99_us, f.late_sends, t.max_send_lag_p99_us
+        ));
+    }
+    for (category, n) in &f.client_errors {
+        reasons.push(format!(
+            "{n} request(s) failed with '{category}': the client's own limit, not the endpoint's"
         ));
     }
     let ratio = f.actual_qps / f.target_qps;
@@ -314,6 +348,7 @@ mod tests {
     fn client_limited_rules() {
         let t = Thresholds {
             max_send_lag_p99_us: 1000.0,
+            max_send_lag_share: 0.0,
             min_rate_ratio: 0.99,
         };
         let ok = LevelFacts {
@@ -324,12 +359,14 @@ mod tests {
             sent: 1000,
             answered: 1000,
             capped: 0,
+            ttft_p50_us: Some(50_000.0),
+            client_errors: Vec::new(),
         };
         assert!(!assess(&ok, &t).client_limited);
         let late = LevelFacts {
             send_lag_p99_us: 5000.0,
             late_sends: 20,
-            ..ok
+            ..ok.clone()
         };
         let v = assess(&late, &t);
         assert!(v.client_limited && v.reasons[0].contains("send lag p99 5000 µs"));
@@ -338,26 +375,82 @@ mod tests {
             send_lag_p99_us: 5000.0,
             late_sends: 2,
             sent: 20,
-            ..ok
+            ..ok.clone()
         };
         assert!(!assess(&outlier, &t).client_limited);
         let slow = LevelFacts {
             actual_qps: 80.0,
-            ..ok
+            ..ok.clone()
         };
         assert!(assess(&slow, &t).reasons[0].contains("80.0% of the target"));
         // A missed rate is not the client's fault when nothing answered or a cap held sends.
         let refused = LevelFacts {
             actual_qps: 80.0,
             answered: 0,
-            ..ok
+            ..ok.clone()
         };
         assert!(!assess(&refused, &t).client_limited);
         let capped = LevelFacts {
             actual_qps: 80.0,
             capped: 10,
-            ..ok
+            ..ok.clone()
         };
         assert!(!assess(&capped, &t).client_limited);
+        // The client's own limits flag the level, naming the category.
+        let fds = LevelFacts {
+            client_errors: vec![("Client: out of file descriptors".into(), 7)],
+            ..ok.clone()
+        };
+        let v = assess(&fds, &t);
+        assert!(v.client_limited);
+        assert!(v.reasons[0].contains("7 request(s) failed with 'Client: out of file descriptors'"));
+    }
+
+    #[test]
+    fn send_lag_is_judged_against_the_ttft_it_distorts() {
+        let t = Thresholds {
+            max_send_lag_p99_us: 1000.0,
+            max_send_lag_share: 0.05,
+            min_rate_ratio: 0.99,
+        };
+        // 1.2 ms of lag next to a 50 ms TTFT (2.4%): host stalls, not a distorted level.
+        let stalls = LevelFacts {
+            target_qps: 200.0,
+            actual_qps: 200.0,
+            send_lag_p99_us: 1200.0,
+            late_sends: 30,
+            sent: 2000,
+            answered: 2000,
+            capped: 0,
+            ttft_p50_us: Some(50_000.0),
+            client_errors: Vec::new(),
+        };
+        assert!(!assess(&stalls, &t).client_limited);
+        // 3 ms next to 50 ms (6%) is over both bounds; the reason gives both figures.
+        let behind = LevelFacts {
+            send_lag_p99_us: 3000.0,
+            ..stalls.clone()
+        };
+        let v = assess(&behind, &t);
+        assert!(v.client_limited);
+        assert!(
+            v.reasons[0]
+                .contains("3000 µs is above 1000 µs and 6.0% of the TTFT p50 50000 µs (above 5%)"),
+            "{:?}",
+            v.reasons
+        );
+        // A fast endpoint (5 ms TTFT): the absolute bound is the tighter one.
+        let fast = LevelFacts {
+            send_lag_p99_us: 1100.0,
+            ttft_p50_us: Some(5_000.0),
+            ..stalls.clone()
+        };
+        assert!(assess(&fast, &t).client_limited);
+        // No success, no TTFT: the absolute bound alone.
+        let none = LevelFacts {
+            ttft_p50_us: None,
+            ..stalls
+        };
+        assert!(assess(&none, &t).client_limited);
     }
 }

@@ -224,9 +224,10 @@ fn qps_auto_stops_at_a_client_limited_level() {
     let tmp = TempDir::new("auto-limited");
     let ds = tmp.file("d.json", DATASET);
     let mut args = base_args(&mock.url, ds.to_str().unwrap());
-    // A send-lag threshold of 1 ns flags every level as client-limited: the search must stop at
-    // the first one instead of reading it as the endpoint's limit.
+    // A send-lag threshold of 1 ns (and no share rule) flags every level as client-limited: the
+    // search must stop at the first one instead of reading it as the endpoint's limit.
     set_arg(&mut args, "--max-send-lag-ms", "0.000001");
+    set_arg(&mut args, "--max-send-lag-share", "0");
     args.extend(["--qps", "auto", "--auto-start", "10", "--duration", "1"]);
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 3, "{}", run.stderr);

@@ -43,11 +43,7 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
             &[],
             Some("Malformed response: stream chunk is not JSON"),
         ),
-        (
-            "error-event",
-            &[],
-            Some("Stream error: mock fault: model overloaded"),
-        ),
+        ("error-event", &[], Some("Stream error")),
         (
             "json-answer",
             &[],
@@ -110,6 +106,14 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
                     "{mode}: other categories too: {errors:?}"
                 );
                 assert_eq!(ok + hits as f64, f(l, "total_requests"), "{mode}: {l}");
+                if mode == "error-event" {
+                    // One category; the message is counted beside it.
+                    assert_eq!(
+                        l["stream_error_messages"][0]["message"], "mock fault: model overloaded",
+                        "{l}"
+                    );
+                    assert_eq!(l["stream_error_messages"][0]["count"].as_u64(), Some(hits));
+                }
             }
             None => {
                 assert!(errors.is_empty(), "{mode}: {errors:?}");
@@ -117,6 +121,43 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
             }
         }
     }
+}
+
+/// Requests the server drops after reading them are failures, every one: none is resent on a
+/// fresh connection and hidden. With P = 0.5 over 100 requests the failures are Binomial(100,
+/// 0.5): 30 to 70 holds with probability 1 − 8e-5.
+#[test]
+fn every_request_the_server_drops_is_counted() {
+    let _g = serial();
+    let tmp = TempDir::new("drops");
+    let ds = tmp.file("d.json", DATASET);
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "5",
+        "--output-tokens",
+        "4",
+        "--fault",
+        "close-before-head:0.5",
+    ]);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend(["--qps", "50", "--duration", "2", "--cores", "1"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(f(l, "total_requests"), 100.0);
+    let failed = f(l, "failed_requests");
+    assert!(
+        (30.0..=70.0).contains(&failed),
+        "{failed} of 100 failed: {l}"
+    );
+    assert_eq!(
+        l["errors"]["Connection closed"].as_f64(),
+        Some(failed),
+        "{l}"
+    );
+    assert_eq!(f(l, "successful_requests") + failed, 100.0);
 }
 
 #[test]

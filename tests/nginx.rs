@@ -61,6 +61,7 @@ impl Nginx {
         buffering: bool,
         cert: &Path,
         key: &Path,
+        server_extra: &str,
     ) -> Self {
         let port = free_port();
         std::fs::create_dir_all(dir.join("logs")).unwrap();
@@ -85,6 +86,7 @@ http {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
+        {server_extra}
         location / {{
             proxy_pass http://mock;
             proxy_http_version 1.1;
@@ -187,6 +189,7 @@ fn through_nginx_tls_termination_streams_unbuffered_and_buffering_is_diagnosed()
         false,
         &certs.server_cert,
         &certs.server_key,
+        "",
     );
     let (via, stderr) = level(&proxy.url, &["--ca-cert", &ca], &tmp);
     assert_eq!(f(&via, "success_rate"), 100.0, "{via}");
@@ -214,6 +217,7 @@ fn through_nginx_tls_termination_streams_unbuffered_and_buffering_is_diagnosed()
         true,
         &certs.server_cert,
         &certs.server_key,
+        "",
     );
     let (buffered, stderr) = level(&proxy.url, &["--ca-cert", &ca], &tmp);
     assert_eq!(f(&buffered, "success_rate"), 100.0, "{buffered}");
@@ -230,4 +234,58 @@ fn through_nginx_tls_termination_streams_unbuffered_and_buffering_is_diagnosed()
         buffered["ttft"]["p50"].as_f64().unwrap() > 0.3,
         "{buffered}"
     );
+}
+
+/// nginx closes idle keep-alive connections after `keepalive_timeout` (over TLS with a
+/// close_notify first). Requests spaced beyond it must each find their idle connection closed
+/// before writing to it, and succeed on a fresh one: 100% success, no `Connection closed`.
+/// Once with the plain timeout (found by the idle check alone), once with the `Keep-Alive:
+/// timeout=1` header nginx sends when given a header timeout (honoured before any check).
+#[test]
+fn requests_spaced_beyond_nginx_keepalive_timeout_all_succeed() {
+    let _g = serial();
+    let Some(bin) = require_nginx() else { return };
+    let tmp = TempDir::new("nginx-keepalive");
+    let certs = write_self_signed(&tmp.path().join("certs"), &["127.0.0.1"], (2099, 1, 1)).unwrap();
+    let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "4"]);
+    let ca = certs.ca_cert.to_str().unwrap().to_string();
+    for (name, keepalive) in [
+        ("plain", "keepalive_timeout 1s;"),
+        ("header", "keepalive_timeout 1s 1s;"),
+    ] {
+        let proxy = Nginx::start(
+            &bin,
+            &tmp.path().join(format!("nginx-{name}")),
+            &mock.authority(),
+            false,
+            &certs.server_cert,
+            &certs.server_key,
+            keepalive,
+        );
+        let ds = tmp.file("d.json", DATASET);
+        let mut args = base_args(&proxy.url, ds.to_str().unwrap());
+        // 4 requests 1.5 s apart, on one core so that each finds the previous one's connection.
+        args.extend([
+            "--qps",
+            "0.6667",
+            "--duration",
+            "6",
+            "--arrival",
+            "constant",
+            "--cores",
+            "1",
+            "--ca-cert",
+            &ca,
+        ]);
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{name}: {}", run.stderr);
+        let l = &run.levels()[0];
+        assert_eq!(f(l, "total_requests"), 4.0, "{name}: {l}");
+        assert_eq!(f(l, "success_rate"), 100.0, "{name}: {l}");
+        assert!(l["errors"].as_object().unwrap().is_empty(), "{name}: {l}");
+        assert!(
+            f(l, "idle_connections_closed_by_server") >= 3.0,
+            "{name}: every reuse found its connection closed: {l}"
+        );
+    }
 }

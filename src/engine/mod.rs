@@ -14,11 +14,10 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::clock::now_ns;
 use crate::http::conn::Target;
 use crate::metrics::Recorder;
+use crate::request::Prepared;
 
 /// How long before the first arrival the plan is handed out, so every core holds it in time.
 const LEAD_NS: u64 = 50_000_000;
@@ -49,7 +48,10 @@ pub fn build_runtime() -> std::io::Result<
 pub struct EngineConfig {
     pub cores: usize,
     pub target: Target,
-    pub requests: Vec<Bytes>,
+    pub requests: Prepared,
+    /// Connections all cores together may have open at once (from the open-file limit, less a
+    /// reserve for everything else the process opens: see `limits::connection_budget`).
+    pub max_connections: usize,
     pub timeout: Duration,
     /// `--max-concurrency`, split across cores (None: no cap).
     pub max_concurrency: Option<usize>,
@@ -110,7 +112,7 @@ pub(crate) enum Command {
     Level(CorePlan),
     /// Close every idle connection and, if given, send these rendered requests from now on
     /// (same samples, other body options).
-    Reset(Option<Arc<[Bytes]>>),
+    Reset(Option<Arc<Prepared>>),
 }
 
 /// One core's share of a level.
@@ -121,6 +123,8 @@ pub(crate) struct CorePlan {
     pub arrivals: Vec<(u64, u32)>,
     /// Arrivals before this index are warm-up.
     pub measured_from: usize,
+    /// The end of the measured sending window (monotonic ns).
+    pub window_end_ns: u64,
 }
 
 struct Worker {
@@ -133,6 +137,8 @@ struct Worker {
 pub struct Engine {
     workers: Vec<Worker>,
     pub driver: IoDriver,
+    /// Whether each core's thread could be pinned to its CPU.
+    pub cores_pinned: Vec<bool>,
 }
 
 /// A level's merged measurements.
@@ -141,6 +147,8 @@ pub struct LevelRun {
     pub start_ns: u64,
     /// The measured window's start: `start_ns` + the warm-up.
     pub window_start_ns: u64,
+    /// The measured sending window's end: `window_start_ns` + the level's duration.
+    pub window_end_ns: u64,
     /// The measured window, all cores (with every core's send times and records moved in).
     pub merged: Recorder,
     /// Each core's measured window (send times and records moved out).
@@ -167,7 +175,8 @@ impl Engine {
             .collect();
         let shared = Arc::new(worker::Shared {
             target: cfg.target,
-            requests: cfg.requests.into(),
+            requests: Arc::new(cfg.requests),
+            max_open_per_core: (cfg.max_connections / cfg.cores.max(1)).max(1),
             timeout: cfg.timeout,
             max_inflight,
             save_requests: cfg.save_requests,
@@ -177,6 +186,7 @@ impl Engine {
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;
+        let mut cores_pinned = Vec::with_capacity(cfg.cores);
         for i in 0..cfg.cores {
             let (plan_tx, plan_rx) = mpsc::channel();
             let (res_tx, res_rx) = mpsc::channel();
@@ -188,10 +198,11 @@ impl Engine {
                 .spawn(move || worker::main(i, core_id, shared, plan_rx, res_tx, ready_tx))
                 .map_err(|e| format!("cannot start core thread {i}: {e}"))?;
             match ready_rx.recv() {
-                Ok(Ok(d)) => {
+                Ok(Ok((d, pinned))) => {
                     if d == IoDriver::Epoll {
                         driver = IoDriver::Epoll;
                     }
+                    cores_pinned.push(pinned);
                 }
                 Ok(Err(e)) => return Err(format!("core {i}: cannot build the I/O runtime: {e}")),
                 Err(_) => return Err(format!("core {i}: the thread ended while starting")),
@@ -202,7 +213,18 @@ impl Engine {
                 thread: Some(thread),
             });
         }
-        Ok(Self { workers, driver })
+        if cores_pinned.iter().any(|p| !p) {
+            eprintln!(
+                "warning: {} of {} client core thread(s) could not be pinned to a CPU; they run where the scheduler puts them (cores_pinned in metadata.json)",
+                cores_pinned.iter().filter(|p| !**p).count(),
+                cores_pinned.len()
+            );
+        }
+        Ok(Self {
+            workers,
+            driver,
+            cores_pinned,
+        })
     }
 
     pub fn cores(&self) -> usize {
@@ -233,8 +255,8 @@ impl Engine {
 
     /// Closes every core's idle connections and, if given, replaces the rendered requests (one
     /// per sample, same order): after a probe request, so the run starts from a clean state.
-    pub fn reset(&self, requests: Option<Vec<Bytes>>) -> Result<(), String> {
-        let requests: Option<Arc<[Bytes]>> = requests.map(Into::into);
+    pub fn reset(&self, requests: Option<Prepared>) -> Result<(), String> {
+        let requests: Option<Arc<Prepared>> = requests.map(Arc::new);
         for w in &self.workers {
             w.plans
                 .as_ref()
@@ -252,13 +274,13 @@ impl Engine {
 
     /// Runs one level: `offsets` are the arrival times (ns from the level start), the first
     /// `warmup` of them a warm-up that is sent but recorded apart, and the measured window
-    /// starting at `window_ns`; arrival i sends sample `i mod n_samples` from core `i mod cores`.
-    /// Returns when every request has finished or timed out.
+    /// starting at `window_ns` and lasting `duration_ns`; arrival i sends sample `i mod n_samples`
+    /// from core `i mod cores`. Returns when every request has finished or timed out.
     pub fn run_level(
         &self,
         offsets: &[u64],
         warmup: usize,
-        window_ns: u64,
+        (window_ns, duration_ns): (u64, u64),
         n_samples: usize,
     ) -> Result<LevelRun, String> {
         let n = self.workers.len();
@@ -273,6 +295,7 @@ impl Engine {
             }
         }
         let start_ns = now_ns() + LEAD_NS;
+        let window_end_ns = start_ns + window_ns + duration_ns;
         for ((w, arrivals), measured_from) in self.workers.iter().zip(slices).zip(measured_from) {
             w.plans
                 .as_ref()
@@ -281,6 +304,7 @@ impl Engine {
                     start_ns,
                     arrivals,
                     measured_from,
+                    window_end_ns,
                 }))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }
@@ -304,6 +328,7 @@ impl Engine {
             end_ns: now_ns(),
             start_ns,
             window_start_ns: start_ns + window_ns,
+            window_end_ns,
             merged,
             per_core,
             warm,

@@ -1,6 +1,6 @@
 //! The pacer: wakes a core at each arrival's intended time, precisely.
 //!
-//! monoio's timer wheel has ~1 ms resolution, far too coarse (DESIGN.md). On io_uring the pacer
+//! monoio's timer wheel has ~1 ms resolution, far too coarse. On io_uring the pacer
 //! sleeps on a timerfd armed with an absolute `CLOCK_MONOTONIC` deadline a little before the
 //! arrival, then yields in a loop until the deadline. Yielding lets the core's other tasks run
 //! and the runtime reap completions, so responses keep flowing while the pacer waits — provided

@@ -12,20 +12,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use super::pool::Pool;
-use crate::clock::now_ns;
+use super::pool::{Pool, PooledConn};
+use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::body::BodyError;
-use crate::http::conn::{Completed, Conn, ExchangeError, Failure, ReadTimeout, ResponseHandler};
+use crate::http::conn::{Completed, ExchangeError, Failure, ReadTimeout, ResponseHandler};
 use crate::http::head::HeadError;
 use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::openai::ChunkParser;
 use crate::records::RequestRecord;
+use crate::request::{CoreRequests, RequestBuf};
 use crate::sse::{Flow, SseError, SseParser};
 
 /// Error bodies longer than this are not read to the end (the connection is closed instead).
@@ -38,8 +36,9 @@ pub const MAX_STREAM_BODY: usize = 256 << 20;
 pub struct Core {
     pub pool: Pool,
     pub chunks: RefCell<ChunkParser>,
-    /// The rendered request of each sample (replaced between levels by `Command::Requests`).
-    pub requests: RefCell<Arc<[Bytes]>>,
+    /// The rendered request of each sample: this core's own handle on the shared buffer
+    /// (replaced between levels by `Command::Reset`).
+    pub requests: RefCell<CoreRequests>,
     pub timeout: Duration,
     /// The endpoint is `https://`.
     pub tls: bool,
@@ -101,6 +100,9 @@ pub struct Schedule {
     pub due_seen: usize,
     pub rec: Rc<RefCell<Recorder>>,
     pub warm_rec: Rc<RefCell<Recorder>>,
+    /// The core thread's CPU time when the first measured arrival was sent, so that the
+    /// warm-up's CPU is not charged to the measured requests.
+    pub cpu_at_window_ns: Option<u64>,
 }
 
 impl Schedule {
@@ -139,6 +141,9 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
                     let i = s.next;
                     s.next += 1;
                     let warmup = i < s.measured_from;
+                    if i == s.measured_from && s.measured_from > 0 {
+                        s.cpu_at_window_ns = Some(thread_cpu_ns());
+                    }
                     let rec = if warmup { &s.warm_rec } else { &s.rec };
                     (
                         s.start_ns + off,
@@ -153,13 +158,18 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         };
         core.inflight.set(core.inflight.get() + 1);
         let mut first = None;
-        if let Some(mut conn) = core.pool.take() {
-            let written = conn.try_write_now(&core.requests.borrow()[sample]);
-            match written {
+        let (idle, closed) = core.pool.take(now);
+        let mut closed_by_server = closed;
+        if let Some(mut conn) = idle {
+            match conn.try_write_now(core.requests.borrow().get(sample)) {
                 Ok(()) => first = Some(conn),
-                // The server closed this idle connection: the task starts on a fresh one.
-                Err(_) => rec.borrow_mut().stale_retries += 1,
+                // The send itself was refused (reset in the instant after the check): nothing
+                // was written, so the request starts on a fresh connection.
+                Err(_) => closed_by_server += 1,
             }
+        }
+        if closed_by_server > 0 {
+            rec.borrow_mut().idle_closed += closed_by_server;
         }
         // Sent = the moment the request is handed to the socket, or, with no idle connection,
         // the moment its task starts connecting (which is when the core gets to it: a busy
@@ -202,7 +212,7 @@ struct Ticket {
 
 /// Completes the ticket's request — on `first`, the pooled connection it was already handed to,
 /// if there was one — and records the outcome. Then frees its concurrency slot.
-async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: Option<Conn>) {
+async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: Option<PooledConn>) {
     if t.sent_ns.is_none() {
         let now = now_ns();
         t.sent_ns = Some(now);
@@ -285,72 +295,47 @@ impl Trace {
     }
 }
 
+/// One exchange on `first` (the pooled connection the request was already written to at
+/// dispatch) or on a new connection. Never retried: once written, a request's fate is its
+/// outcome, whatever the server did with it.
 async fn attempt(
     core: &Rc<Core>,
     rec: &RefCell<Recorder>,
     t: &Ticket,
-    mut first: Option<Conn>,
+    first: Option<PooledConn>,
     trace: &mut Option<Trace>,
 ) -> Result<Success, Failed> {
-    let (intended_ns, sample) = (t.intended_ns, t.sample);
     let ttft_deadline = core
         .ttft_timeout_ns
-        .map(|d| t.sent_ns.unwrap_or(intended_ns) + d);
-    let request = core.requests.borrow()[sample].clone();
-    let mut retried = false;
-    loop {
-        // The first try uses the connection the request was written to at dispatch, if any; a
-        // retry always uses a fresh connection (another idle one may have died the same way).
-        let pooled = first.take();
-        let reused = pooled.is_some();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let (c, times) = monoio::time::timeout(core.connect_timeout, core.pool.connect())
-                    .await
-                    .map_err(|_| (ErrorKind::TimeoutConnect, None))?
-                    .map_err(|e| (ErrorKind::from_connect(e), None))?;
-                rec.borrow_mut()
-                    .record_connect(times.connect_ns, times.handshake_ns, core.tls);
-                c
-            }
-        };
-        if let Some(t) = trace.as_mut() {
-            // A retry starts over.
-            *t = Trace::default();
+        .map(|d| t.sent_ns.unwrap_or(t.intended_ns) + d);
+    let request = RequestBuf::new(&core.requests.borrow(), t.sample);
+    let mut conn = match first {
+        Some(c) => c,
+        None => {
+            let (c, times) = monoio::time::timeout(core.connect_timeout, core.pool.connect())
+                .await
+                .map_err(|_| (ErrorKind::TimeoutConnect, None))?
+                .map_err(|e| (ErrorKind::from_connect(e), None))?;
+            rec.borrow_mut()
+                .record_connect(times.connect_ns, times.handshake_ns, core.tls);
+            c
         }
-        let mut handler = StreamHandler::new(core, rec, trace.as_mut(), ttft_deadline);
-        match conn.exchange(request.clone(), &mut handler).await {
-            Ok(done) => {
-                if done.reusable {
-                    core.pool.put(conn);
-                }
-                return handler.finish(done, intended_ns);
+    };
+    let mut handler = StreamHandler::new(core, rec, trace.as_mut(), ttft_deadline);
+    match conn.exchange(request, &mut handler).await {
+        Ok(done) => {
+            if done.reusable {
+                core.pool.put(conn, done.end_ns);
             }
-            Err(f) if reused && !retried && is_stale_connection(&f) => {
-                // The server closed this idle connection before our request reached it: not an
-                // error of the endpoint under test.
-                retried = true;
-                rec.borrow_mut().stale_retries += 1;
-            }
-            Err(f) => return Err(handler.failure(f)),
+            handler.finish(done, t.intended_ns)
         }
+        Err(f) => Err(handler.failure(f)),
     }
 }
 
-/// Nothing came back and the connection was reset or closed: the signature of a keep-alive
-/// connection the server had already closed.
-fn is_stale_connection(f: &Failure) -> bool {
-    use std::io::ErrorKind as K;
-    !f.response_started
-        && match &f.error {
-            ExchangeError::Closed => true,
-            ExchangeError::Io(e) => matches!(
-                e.kind(),
-                K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted | K::UnexpectedEof
-            ),
-            _ => false,
-        }
+/// A `Stream error` whose message is recorded with it (as the failure's body).
+fn stream_error(message: Vec<u8>) -> Failed {
+    (ErrorKind::Stream, Some(message))
 }
 
 /// Follows one streamed chat response.
@@ -387,7 +372,8 @@ pub struct StreamHandler<'a> {
     done: bool,
     /// SSE events seen (a 200 answer without any is not a stream at all).
     events: u64,
-    error: Option<ErrorKind>,
+    /// What ended the stream early: its category and, for a stream error, the message.
+    error: Option<Failed>,
 }
 
 impl<'a> StreamHandler<'a> {
@@ -438,7 +424,7 @@ impl<'a> StreamHandler<'a> {
             return Err((ErrorKind::Http(self.status), Some(self.error_body)));
         }
         if let Some(e) = self.error {
-            return Err((e, None));
+            return Err(e);
         }
         if !(self.done || self.finished) {
             let kind = if self.events == 0 {
@@ -464,6 +450,7 @@ impl<'a> StreamHandler<'a> {
             decode_ns: self
                 .first_token_ns
                 .map_or(0, |first| self.last_token_ns.saturating_sub(first)),
+            done_ns: done.end_ns,
         })
     }
 
@@ -536,10 +523,10 @@ impl ResponseHandler for StreamHandler<'_> {
         }
         self.body_bytes += data.len();
         if self.body_bytes > MAX_STREAM_BODY {
-            self.error = Some(ErrorKind::TooLarge(format!(
-                "stream body over {} MiB",
-                MAX_STREAM_BODY >> 20
-            )));
+            self.error = Some((
+                ErrorKind::TooLarge(format!("stream body over {} MiB", MAX_STREAM_BODY >> 20)),
+                None,
+            ));
             return false;
         }
         let Self {
@@ -572,20 +559,23 @@ impl ResponseHandler for StreamHandler<'_> {
             let info = match parser.parse(ev.data) {
                 Ok(info) => info,
                 Err(_) if ev.error_event => {
-                    *error = Some(ErrorKind::stream(&String::from_utf8_lossy(ev.data)));
+                    *error = Some(stream_error(ev.data.to_vec()));
                     return Flow::Stop;
                 }
                 Err(_) => {
-                    *error = Some(ErrorKind::Malformed("stream chunk is not JSON".into()));
+                    *error = Some((
+                        ErrorKind::Malformed("stream chunk is not JSON".into()),
+                        None,
+                    ));
                     return Flow::Stop;
                 }
             };
             if let Some(msg) = info.error {
-                *error = Some(ErrorKind::stream(&msg));
+                *error = Some(stream_error(msg.into_bytes()));
                 return Flow::Stop;
             }
             if ev.error_event {
-                *error = Some(ErrorKind::stream(&String::from_utf8_lossy(ev.data)));
+                *error = Some(stream_error(ev.data.to_vec()));
                 return Flow::Stop;
             }
             if let Some(stamp) = info.sent_stamp_ns {
@@ -632,8 +622,186 @@ impl ResponseHandler for StreamHandler<'_> {
             Flow::Continue
         });
         if let Err(SseError::TooLong) = fed {
-            *error = Some(ErrorKind::TooLarge("event stream line over 4 MiB".into()));
+            *error = Some((
+                ErrorKind::TooLarge("event stream line over 4 MiB".into()),
+                None,
+            ));
         }
         error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The stream handler on synthetic reads with given timestamps: no network, no clock, no
+    //! tolerance. Each read is `(t_ns, bytes)`, fed the way `Conn::exchange` feeds body data.
+    use super::*;
+    use crate::http::conn::Target;
+
+    const MS: u64 = 1_000_000;
+
+    fn core() -> Rc<Core> {
+        Rc::new(Core {
+            pool: Pool::new(
+                Target {
+                    addrs: Vec::new().into(),
+                    tls: None,
+                },
+                1,
+            ),
+            chunks: RefCell::new(ChunkParser::new()),
+            requests: RefCell::new(Rc::default()),
+            timeout: Duration::from_secs(1),
+            tls: false,
+            schedule: RefCell::new(Schedule::default()),
+            max_inflight: usize::MAX,
+            inflight: Cell::new(0),
+            slot_waker: RefCell::new(None),
+            idle_waker: RefCell::new(None),
+            save_requests: false,
+            index: 0,
+            slo: Slo::default(),
+            connect_timeout: Duration::from_secs(1),
+            ttft_timeout_ns: None,
+            idle_timeout_ns: None,
+        })
+    }
+
+    fn content(text: &str) -> String {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n")
+    }
+
+    fn content_usage(text: &str, completion: u64) -> String {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{completion}}}}}\n\n")
+    }
+
+    const ROLE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+    const FINISH: &str =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    fn usage(prompt: u64, completion: u64) -> String {
+        format!("data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion}}}}}\n\n")
+    }
+
+    /// Runs a 200 response made of `reads` through a handler; `intended` is the request's
+    /// intended send time. Returns the outcome and the recorder.
+    fn run(intended: u64, reads: &[(u64, String)]) -> (Result<Success, Failed>, Recorder) {
+        let core = core();
+        let rec = RefCell::new(Recorder::new());
+        let mut h = StreamHandler::new(&core, &rec, None, None);
+        h.on_read(reads[0].0);
+        h.head(200, reads[0].0);
+        let mut end = 0;
+        for (t, data) in reads {
+            h.on_read(*t);
+            end = *t;
+            if !h.body(data.as_bytes(), *t) {
+                break;
+            }
+        }
+        let done = Completed {
+            end_ns: end,
+            first_byte_ns: reads[0].0,
+            reusable: true,
+        };
+        let out = h.finish(done, intended);
+        (out, rec.into_inner())
+    }
+
+    #[test]
+    fn ttft_is_the_first_content_not_the_role_chunk() {
+        let (out, rec) = run(
+            0,
+            &[
+                (5 * MS, ROLE.to_string()),
+                (50 * MS, content("Hi")),
+                (60 * MS, content(" there")),
+                (70 * MS, format!("{FINISH}{}{DONE}", usage(12, 2))),
+            ],
+        );
+        let s = out.unwrap();
+        assert_eq!(s.ttft_ns, Some(50 * MS));
+        assert_eq!(s.ttfb_ns, 5 * MS);
+        assert_eq!(s.e2e_ns, 70 * MS);
+        assert_eq!(s.done_ns, 70 * MS);
+        assert_eq!(s.decode_ns, 10 * MS);
+        assert_eq!((s.output_tokens, s.source), (2, TokenSource::Usage));
+        assert_eq!(s.prompt_tokens, Some(12));
+        assert_eq!(s.token_reads, 2);
+        // One gap (50 → 60 ms) carrying one token.
+        assert_eq!(rec.itl_us.len(), 1);
+        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(10_000));
+    }
+
+    #[test]
+    fn continuous_usage_splits_a_gap_among_the_tokens_it_delivered() {
+        let (out, rec) = run(
+            0,
+            &[
+                (10 * MS, content_usage("a", 1)),
+                // One chunk carrying three tokens, 12 ms after the first: three gaps of 4 ms.
+                (22 * MS, content_usage("bcd", 4)),
+                (23 * MS, format!("{FINISH}{DONE}")),
+            ],
+        );
+        let s = out.unwrap();
+        assert_eq!((s.output_tokens, s.source), (4, TokenSource::Usage));
+        assert_eq!(rec.itl_us.len(), 3);
+        assert_eq!(rec.itl_us.min(), rec.itl_us.lowest_equivalent(4_000));
+        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(4_000));
+    }
+
+    #[test]
+    fn chunks_in_one_read_are_one_token_read_and_counts_are_estimated_without_usage() {
+        let (out, rec) = run(
+            0,
+            &[
+                (10 * MS, format!("{}{}", content("a"), content("b"))),
+                (30 * MS, content("c")),
+                (31 * MS, format!("{FINISH}{DONE}")),
+            ],
+        );
+        let s = out.unwrap();
+        assert_eq!((s.output_tokens, s.source), (3, TokenSource::Estimated));
+        assert_eq!(s.token_reads, 2);
+        // The 20 ms gap belongs to the one token of the second read.
+        assert_eq!(rec.itl_us.len(), 1);
+        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(20_000));
+    }
+
+    #[test]
+    fn truncated_streams_and_non_streams_fail_with_their_category() {
+        let (out, _) = run(0, &[(10 * MS, content("a")), (20 * MS, content("b"))]);
+        assert_eq!(out.unwrap_err().0, ErrorKind::Truncated);
+        let (out, _) = run(0, &[(10 * MS, "{\"id\":\"x\"}".to_string())]);
+        let kind = out.unwrap_err().0;
+        assert!(
+            matches!(&kind, ErrorKind::Malformed(m) if m.contains("not an event stream")),
+            "{kind:?}"
+        );
+        let (out, _) = run(0, &[(10 * MS, "data: {not json\n\n".to_string())]);
+        assert_eq!(
+            out.unwrap_err().0,
+            ErrorKind::Malformed("stream chunk is not JSON".into())
+        );
+    }
+
+    #[test]
+    fn stream_errors_keep_their_message_apart_from_the_category() {
+        let (out, _) = run(
+            0,
+            &[
+                (10 * MS, content("a")),
+                (
+                    20 * MS,
+                    "data: {\"error\":{\"message\":\"overloaded (req 42)\"}}\n\n".to_string(),
+                ),
+            ],
+        );
+        let (kind, message) = out.unwrap_err();
+        assert_eq!(kind, ErrorKind::Stream);
+        assert_eq!(kind.to_string(), "Stream error");
+        assert_eq!(message.as_deref(), Some(&b"overloaded (req 42)"[..]));
     }
 }

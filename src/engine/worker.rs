@@ -6,8 +6,6 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::pacer::Pacer;
 use super::pool::Pool;
 use super::request::{dispatch_due, Core, Schedule};
@@ -16,11 +14,14 @@ use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
 use crate::metrics::{ErrorKind, Recorder};
 use crate::openai::ChunkParser;
+use crate::request::Prepared;
 
 /// Read-only run configuration shared by all cores (read once at thread start).
 pub(crate) struct Shared {
     pub target: Target,
-    pub requests: Arc<[Bytes]>,
+    pub requests: Arc<Prepared>,
+    /// Connections each core may have open at once (its share of the open-file limit).
+    pub max_open_per_core: usize,
     pub timeout: Duration,
     /// Each core's share of `--max-concurrency` (`usize::MAX`: none).
     pub max_inflight: Vec<usize>,
@@ -36,11 +37,10 @@ pub(crate) fn main(
     shared: Arc<Shared>,
     plans: mpsc::Receiver<Command>,
     results: mpsc::Sender<(Recorder, Recorder)>,
-    ready: mpsc::Sender<Result<IoDriver, String>>,
+    ready: mpsc::Sender<Result<(IoDriver, bool), String>>,
 ) {
-    if let Some(id) = core_id {
-        core_affinity::set_for_current(id);
-    }
+    // A thread that could not be pinned still runs; the engine warns and metadata says so.
+    let pinned = core_id.is_some_and(core_affinity::set_for_current);
     // The runtime is built inside the thread that runs it: monoio runtimes cannot move.
     let mut rt = match super::build_runtime() {
         Ok(rt) => rt,
@@ -53,12 +53,12 @@ pub(crate) fn main(
         monoio::FusionRuntime::Uring(_) => IoDriver::IoUring,
         monoio::FusionRuntime::Legacy(_) => IoDriver::Epoll,
     };
-    let _ = ready.send(Ok(driver));
+    let _ = ready.send(Ok((driver, pinned)));
     let core = Rc::new(Core {
-        pool: Pool::new(shared.target.clone()),
+        pool: Pool::new(shared.target.clone(), shared.max_open_per_core),
         tls: shared.target.tls.is_some(),
         chunks: RefCell::new(ChunkParser::new()),
-        requests: RefCell::new(shared.requests.clone()),
+        requests: RefCell::new(Rc::new(shared.requests.clone())),
         timeout: shared.timeout,
         schedule: RefCell::new(Schedule::default()),
         max_inflight: shared.max_inflight[index],
@@ -87,7 +87,7 @@ pub(crate) fn main(
                     .block_on(async move { (monoio::spawn(warm(core, n)).await, Recorder::new()) }),
                 Command::Reset(requests) => {
                     if let Some(r) = requests {
-                        core.requests.replace(r);
+                        core.requests.replace(Rc::new(r));
                     }
                     // Dropped sockets are closed by the runtime: let it run once.
                     let idle = core.pool.drain();
@@ -107,7 +107,9 @@ pub(crate) fn main(
 /// Opens connections concurrently until `want` are idle in the pool.
 async fn warm(core: Rc<Core>, want: usize) -> Recorder {
     let rec = Rc::new(RefCell::new(Recorder::new()));
-    let need = want.saturating_sub(core.pool.idle_count());
+    let need = want
+        .saturating_sub(core.pool.idle_count())
+        .min(core.pool.room());
     let tasks: Vec<_> = (0..need)
         .map(|_| {
             let (core, rec) = (core.clone(), rec.clone());
@@ -124,7 +126,7 @@ async fn warm(core: Rc<Core>, want: usize) -> Recorder {
                     Ok((conn, t)) => {
                         rec.borrow_mut()
                             .record_connect(t.connect_ns, t.handshake_ns, core.tls);
-                        core.pool.put(conn);
+                        core.pool.put(conn, now_ns());
                     }
                     Err(e) => rec
                         .borrow_mut()
@@ -156,6 +158,7 @@ async fn run_level(
     let cpu_start = thread_cpu_ns();
     let n = plan.arrivals.len();
     let mut measured = Recorder::new();
+    measured.window_end_ns = plan.window_end_ns;
     measured
         .send_times_ns
         .reserve(n - plan.measured_from.min(n));
@@ -169,6 +172,7 @@ async fn run_level(
         due_seen: 0,
         rec: rec.clone(),
         warm_rec: warm_rec.clone(),
+        cpu_at_window_ns: None,
     });
     let spinning = Rc::new(Cell::new(busy_poll));
     // Busy polling needs io_uring (an always-complete read in flight); epoll has no equivalent.
@@ -229,11 +233,18 @@ async fn run_level(
     if let Some(s) = spinner {
         s.await;
     }
-    core.schedule.replace(Schedule::default());
+    // The measured window's CPU starts with its first send (after any warm-up requests).
+    let window_cpu_start = core
+        .schedule
+        .replace(Schedule::default())
+        .cpu_at_window_ns
+        .unwrap_or(cpu_start);
     let mut rec = take_recorder(rec);
-    rec.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
+    rec.cpu_ns = thread_cpu_ns().saturating_sub(window_cpu_start);
     rec.pacer_spin_ns = pacer.spin_ns;
-    (rec, take_recorder(warm_rec))
+    let mut warm_rec = take_recorder(warm_rec);
+    warm_rec.cpu_ns = window_cpu_start - cpu_start;
+    (rec, warm_rec)
 }
 
 /// Resolves once every request the core sent has finished.

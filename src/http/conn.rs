@@ -4,7 +4,7 @@
 //! with the prepared request bytes and a [`ResponseHandler`]; the exchange writes the request,
 //! parses the head (`head`), decodes the body (`body`) and hands each piece of body data to the
 //! handler together with the time of the read that delivered it — the clock is read as soon as a
-//! read completes, before any parsing (DESIGN.md, "timestamp at the socket").
+//! read completes, before any parsing (the hot path's rule: timestamp at the socket).
 //!
 //! After the exchange the connection is reusable only if the whole response was read, the server
 //! allowed keep-alive, and no stray bytes followed the response.
@@ -14,8 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
@@ -26,6 +25,7 @@ use super::body::{BodyDecoder, BodyError};
 use super::head::{parse_head, HeadError, MAX_HEAD_BYTES};
 use super::tls::{TlsError, TlsIo};
 use crate::clock::now_ns;
+use crate::request::RequestBuf;
 
 /// Initial read buffer; reused for every read on the connection.
 const READ_BUF: usize = 16 * 1024;
@@ -69,8 +69,7 @@ pub enum ReadTimeout {
     Idle,
 }
 
-/// A failed exchange, and whether any response byte had arrived (if not, and the connection was
-/// an idle pooled one, the server most likely closed it while idle: safe to retry once).
+/// A failed exchange, and whether any response byte had arrived.
 #[derive(Debug)]
 pub struct Failure {
     pub error: ExchangeError,
@@ -130,6 +129,8 @@ pub struct Conn {
     presend: Option<Presend>,
     /// Completed exchanges on this connection.
     pub uses: u64,
+    /// The server's `Keep-Alive: timeout=N` from the last response, ns.
+    pub keep_alive_timeout_ns: Option<u64>,
 }
 
 /// Reads from `stream` into the spare capacity of `buf`, after the bytes already there (monoio
@@ -225,9 +226,36 @@ impl Conn {
                 buf: Vec::with_capacity(READ_BUF),
                 presend: None,
                 uses: 0,
+                keep_alive_timeout_ns: None,
             },
             times,
         ))
+    }
+
+    /// Whether an idle connection can carry another request: the socket has nothing to read and
+    /// is not closed (a non-blocking `MSG_PEEK`), and over TLS rustls has not seen close_notify.
+    /// An idle keep-alive connection has no reason to hold bytes: data there is a server's
+    /// close_notify, an error it sent before closing, or stray bytes, and a request written
+    /// after them would fail or be misread. This is what lets a request never be resent
+    /// (HTTP clients do not resend a POST written to a connection): a connection the server
+    /// closed is found before the request is written to it.
+    pub fn is_idle_usable(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        if self.tls.as_ref().is_some_and(|t| t.is_eof()) {
+            return false;
+        }
+        let mut byte = 0u8;
+        // SAFETY: the fd is this connection's live socket; the buffer is one valid byte, and
+        // MSG_PEEK leaves the socket's data where it is.
+        let n = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
 
     /// Hands `request` to the socket right now, without waiting (a non-blocking `send`; over TLS
@@ -280,7 +308,7 @@ impl Conn {
     }
 
     /// Writes the request, or what [`Conn::try_write_now`] left of it.
-    async fn write_request(&mut self, request: Bytes) -> io::Result<()> {
+    async fn write_request(&mut self, request: RequestBuf) -> io::Result<()> {
         match (self.presend.take(), &mut self.tls) {
             (Some(Presend::Plain(n)), None) if n >= request.len() => Ok(()),
             (Some(Presend::Plain(n)), None) => {
@@ -293,7 +321,7 @@ impl Conn {
             }
             (Some(_), Some(tls)) => tls.flush(&mut self.stream).await,
             (None, Some(tls)) => {
-                tls.encrypt(&request)?;
+                tls.encrypt(request.as_slice())?;
                 tls.flush(&mut self.stream).await
             }
             (Some(Presend::Tls), None) => Ok(()),
@@ -303,7 +331,7 @@ impl Conn {
     /// Sends `request` and reads the response into `handler`.
     pub async fn exchange<H: ResponseHandler>(
         &mut self,
-        request: Bytes,
+        request: RequestBuf,
         handler: &mut H,
     ) -> Result<Completed, Failure> {
         let fail = |error, response_started| Failure {
@@ -346,6 +374,9 @@ impl Conn {
             }
         };
         handler.head(head.status, t);
+        self.keep_alive_timeout_ns = head
+            .keep_alive_timeout_s
+            .map(|s| s.saturating_mul(1_000_000_000));
 
         // Body: decode what is buffered, then read on, handing data out with its read's time.
         let mut decoder = BodyDecoder::new(head.framing);

@@ -19,6 +19,8 @@ pub struct Head {
     pub framing: Framing,
     /// The connection may carry another request after this response is fully read.
     pub keep_alive: bool,
+    /// `Keep-Alive: timeout=N`: the server closes the connection after N idle seconds.
+    pub keep_alive_timeout_s: Option<u64>,
 }
 
 /// Why a head could not be parsed.
@@ -79,6 +81,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut content_length: Option<u64> = None;
     let mut conn_close = false;
     let mut conn_keep_alive = false;
+    let mut keep_alive_timeout_s = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // The final coding decides: `gzip, chunked` is chunked.
@@ -100,6 +103,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
                 conn_close |= t.eq_ignore_ascii_case(b"close");
                 conn_keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
             }
+        } else if h.name.eq_ignore_ascii_case("keep-alive") {
+            keep_alive_timeout_s = keep_alive_timeout(h.value);
         }
     }
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
@@ -118,7 +123,20 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         len,
         framing,
         keep_alive,
+        keep_alive_timeout_s,
     }))
+}
+
+/// The `timeout=N` parameter of a `Keep-Alive` header (`timeout=5, max=100`), seconds.
+fn keep_alive_timeout(value: &[u8]) -> Option<u64> {
+    value.split(|&b| b == b',').find_map(|param| {
+        let param = trim(param);
+        let (name, v) = param.split_at(param.iter().position(|&b| b == b'=')?);
+        trim(name)
+            .eq_ignore_ascii_case(b"timeout")
+            .then(|| parse_u64(trim(&v[1..])))
+            .flatten()
+    })
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -152,6 +170,22 @@ mod tests {
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.keep_alive);
         assert_eq!(&raw[h.len..], b"abc");
+    }
+
+    #[test]
+    fn keep_alive_timeout_is_read() {
+        let h = parse_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nKeep-Alive: max=100, Timeout = 5\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.keep_alive_timeout_s, Some(5));
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nKeep-Alive: timeout\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.keep_alive_timeout_s, None);
+        assert_eq!(keep_alive_timeout(b"timeout=x"), None);
+        assert_eq!(keep_alive_timeout(b"timeout=30"), Some(30));
     }
 
     #[test]

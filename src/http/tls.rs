@@ -358,6 +358,11 @@ where
         }
     }
 
+    /// The peer has sent close_notify (or closed the socket) as far as rustls has read.
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
     /// Encrypts `plain` into the pending ciphertext (sent by the next flush or `send_now`).
     /// rustls holds at most 64 KiB of outgoing records, so a large request (a long prompt) is
     /// encrypted in pieces, each moved into the pending buffer before the next.

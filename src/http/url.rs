@@ -102,8 +102,11 @@ impl Endpoint {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
+    // Byte-wise: `s` may hold any character, and slicing it at a byte inside one would panic.
+    let head = s.as_bytes().get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix.as_bytes())
+        .then(|| s.get(prefix.len()..))
+        .flatten()
 }
 
 /// The URL with the values of secret-looking query parameters (`api-key=…`, `token=…`) masked,
@@ -158,11 +161,25 @@ mod tests {
             ("http://:80/", "host is missing"),
             ("http://h:99999/", "port"),
             ("http://[::1/", "unclosed"),
+            ("ħttp://x/", "unsupported"),
+            ("httpé://x/", "unsupported"),
             ("http://u:p@h/", "credentials"),
             ("http://h/a b", "spaces"),
         ] {
             let err = Endpoint::parse(url).unwrap_err();
             assert!(err.contains(why), "{url}: {err}");
+        }
+        // Any text at all: an answer, never a panic.
+        for url in [
+            "http://é/",
+            "https://[é]:1/",
+            "h",
+            "ĥttps://",
+            "http://x:é/",
+            "é",
+        ] {
+            let _ = Endpoint::parse(url);
+            let _ = mask_url(url);
         }
     }
 

@@ -412,7 +412,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
             prefix: &prefix,
             usage: &usage,
             tokens: n_out,
-            itl: Duration::from_secs_f64(cfg.itl_ms / 1000.0),
+            itl: bounded_secs(cfg.itl_ms / 1000.0),
         };
         return super::fault::serve(fault, stream, &s, out).await && !req.close;
     }
@@ -422,7 +422,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
     if !ask.stream {
         let secs = cfg.ttft_ms / 1000.0 * cap.slowdown(load())
             + n_out.saturating_sub(1) as f64 * cap.itl_s(load());
-        sleep_until(arrived + Duration::from_secs_f64(secs)).await;
+        sleep_until(arrived + bounded_secs(secs)).await;
         let text: String = (0..n_out)
             .map(|i| WORDS[i as usize % WORDS.len()])
             .collect();
@@ -472,8 +472,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         return false;
     }
     let per_chunk = cfg.tokens_per_chunk.max(1);
-    let mut deadline =
-        arrived + Duration::from_secs_f64(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
+    let mut deadline = arrived + bounded_secs(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
     let mut sent = 0u64;
     let mut word = 0usize;
     let mut content = String::with_capacity(64);
@@ -514,7 +513,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         }
         // The next chunk carries `next_k` tokens, each taking one inter-token latency.
         let next_k = per_chunk.min(n_out - sent);
-        deadline += Duration::from_secs_f64(next_k as f64 * cap.itl_s(load()));
+        deadline += bounded_secs(next_k as f64 * cap.itl_s(load()));
     }
     if n_out == 0 {
         push_event(out, &prefix, "{}", &format!("\"{finish}\""), "");
@@ -548,4 +547,14 @@ fn push_chunk(out: &mut Vec<u8>, data: &str) {
 /// 1 ms wheel would send every chunk due within a millisecond in one burst.
 async fn sleep_until(deadline: Instant) {
     crate::timer::sleep_until(deadline).await
+}
+
+/// A delay of `secs` seconds, capped at a year: the capacity model can stretch a delay without
+/// bound under absurd load, and a `Duration` (or an `Instant` plus it) must never overflow.
+fn bounded_secs(secs: f64) -> Duration {
+    Duration::from_secs_f64(if secs.is_nan() {
+        0.0
+    } else {
+        secs.clamp(0.0, 365.0 * 86_400.0)
+    })
 }

@@ -193,35 +193,61 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
 /// until interrupted (or for `--exit-after` seconds).
 pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
     use crate::error::UserError;
-    let nonneg = |flag: &str, v: f64| {
-        if v.is_finite() && v >= 0.0 {
-            Ok(v)
-        } else {
-            Err(UserError::input(format!(
-                "{flag} {v}: expected a number of 0 or more"
-            )))
-        }
-    };
+    use crate::flags::{check, count, Low};
+    // An hour per token is already absurd; anything past it would overflow the timers.
+    let ms = |flag: &str, v: f64| check(flag, v, Low::From(0.0), 3_600_000.0, "milliseconds");
+    count(
+        "--output-tokens",
+        args.output_tokens,
+        0,
+        10_000_000,
+        "a token count",
+    )?;
+    count(
+        "--tokens-per-chunk",
+        args.tokens_per_chunk,
+        1,
+        1_000_000,
+        "a token count",
+    )?;
+    count(
+        "--max-concurrency",
+        args.max_concurrency as u64,
+        0,
+        10_000_000,
+        "a number of requests",
+    )?;
+    count(
+        "--threads",
+        args.threads as u64,
+        1,
+        1024,
+        "a number of threads",
+    )?;
+    crate::flags::seconds_opt("--exit-after", args.exit_after)?;
     let cfg = MockConfig {
         host: args.host.clone(),
         port: args.port,
-        ttft_ms: nonneg("--ttft-ms", args.ttft_ms)?,
-        itl_ms: nonneg("--itl-ms", args.itl_ms)?,
+        ttft_ms: ms("--ttft-ms", args.ttft_ms)?,
+        itl_ms: ms("--itl-ms", args.itl_ms)?,
         output_tokens: args.output_tokens,
-        tokens_per_chunk: args.tokens_per_chunk.max(1),
+        tokens_per_chunk: args.tokens_per_chunk,
         max_concurrency: args.max_concurrency,
         role_chunk: args.role_chunk,
         no_usage: args.no_usage,
-        capacity_tokens_per_sec: match args.capacity_tokens_per_sec {
-            Some(t) if t.is_finite() && t > 0.0 => Some(t),
-            Some(t) => {
-                return Err(UserError::input(format!(
-                    "--capacity-tokens-per-sec {t}: expected a number above 0"
-                )))
-            }
-            None => None,
-        },
-        threads: args.threads.max(1),
+        capacity_tokens_per_sec: args
+            .capacity_tokens_per_sec
+            .map(|t| {
+                check(
+                    "--capacity-tokens-per-sec",
+                    t,
+                    Low::From(0.001),
+                    1e12,
+                    "tokens/s",
+                )
+            })
+            .transpose()?,
+        threads: args.threads,
         tls: None,
         stamp_chunks: args.stamp_chunks,
         busy_poll: args.busy_poll,
@@ -260,10 +286,8 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     match args.exit_after {
-        Some(s) if s.is_finite() && s >= 0.0 => {
-            std::thread::sleep(std::time::Duration::from_secs_f64(s))
-        }
-        _ => loop {
+        Some(s) => std::thread::sleep(std::time::Duration::from_secs_f64(s)),
+        None => loop {
             std::thread::park();
         },
     }

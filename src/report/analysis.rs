@@ -12,14 +12,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::pct_key;
+use crate::metrics::{pct_key, LevelStats, Percentiles};
 
 /// The thresholds of the analysis (flags `--saturation-*`, `--slo-*`).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Criteria {
     /// A level below this success rate (%) is saturated; the optimal level needs at least it.
     pub min_success_pct: f64,
-    /// A level whose throughput QPS is below this fraction of its target is saturated.
+    /// A level whose throughput QPS is below this fraction of its offered load is saturated
+    /// (see [`offered_qps`]).
     pub min_throughput_ratio: f64,
     /// A level whose TTFT p95 is above this multiple of the lowest level's is saturated.
     pub max_ttft_growth: f64,
@@ -54,6 +55,9 @@ pub struct LevelView {
     pub success_rate: f64,
     pub throughput_qps: f64,
     pub total_requests: u64,
+    /// `--duration` (older results files lack it: the rule then compares with the target).
+    #[serde(default)]
+    pub duration_s: f64,
     #[serde(default)]
     pub errors: BTreeMap<String, u64>,
     pub ttft: BTreeMap<String, Option<f64>>,
@@ -65,6 +69,67 @@ pub struct LevelView {
     /// A partial level (the run was stopped during it): left out of the analysis.
     #[serde(default)]
     pub interrupted: bool,
+}
+
+fn percentile_map(p: &Percentiles) -> BTreeMap<String, Option<f64>> {
+    p.0.iter().cloned().collect()
+}
+
+impl From<&LevelStats> for LevelView {
+    /// The view of a level just measured (no JSON round trip: nothing can be lost on the way).
+    fn from(l: &LevelStats) -> Self {
+        Self {
+            qps_target: l.qps_target,
+            actual_qps: l.actual_qps,
+            success_rate: l.success_rate,
+            throughput_qps: l.throughput_qps,
+            total_requests: l.total_requests,
+            duration_s: l.duration_s,
+            errors: l.errors.clone(),
+            ttft: percentile_map(&l.ttft),
+            e2e_latency: percentile_map(&l.e2e_latency),
+            tokens_per_sec: percentile_map(&l.tokens_per_sec),
+            client_limited: l.client_limited,
+            interrupted: l.interrupted,
+        }
+    }
+}
+
+/// The levels as the analysis reads them.
+pub fn views(levels: &[LevelStats]) -> Vec<LevelView> {
+    levels.iter().map(LevelView::from).collect()
+}
+
+/// What every level is compared with: the lowest level's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Baseline {
+    pub ttft_p95: Option<f64>,
+    pub e2e_p50: Option<f64>,
+}
+
+impl Baseline {
+    /// From the lowest-rate level that has the figures (`levels` in any order).
+    pub fn of<'a>(levels: impl IntoIterator<Item = &'a LevelView>) -> Self {
+        let mut sorted: Vec<&LevelView> = levels.into_iter().collect();
+        sorted.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
+        Self {
+            ttft_p95: sorted.iter().find_map(|l| l.ttft("p95")),
+            e2e_p50: sorted.iter().find_map(|l| l.e2e("p50")),
+        }
+    }
+}
+
+/// The load a level offered, measured the way its throughput is: its requests ÷ (`--duration`
+/// plus the lowest level's E2E p50). An unloaded level's last requests finish about one E2E after
+/// the window, so its throughput over the completion window reads as 1.0 of this, where a plain
+/// comparison with the target would read below 1 and call a healthy level saturated. Levels
+/// from files without `duration_s` fall back to the target.
+pub fn offered_qps(l: &LevelView, base: &Baseline) -> f64 {
+    if l.duration_s > 0.0 {
+        l.total_requests as f64 / (l.duration_s + base.e2e_p50.unwrap_or(0.0))
+    } else {
+        l.qps_target
+    }
 }
 
 impl LevelView {
@@ -100,9 +165,9 @@ fn q(v: f64) -> String {
 }
 
 /// Why a level is saturated (empty: it is not): success below the threshold, throughput below
-/// its share of the target, or TTFT p95 past its growth limit over `base_ttft_p95` (the lowest
-/// level's).
-pub fn saturation_reasons(l: &LevelView, base_ttft_p95: Option<f64>, c: &Criteria) -> Vec<String> {
+/// its share of the offered load ([`offered_qps`]), or TTFT p95 past its growth limit over the
+/// lowest level's.
+pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<String> {
     let mut why = Vec::new();
     if l.success_rate < c.min_success_pct {
         why.push(format!(
@@ -111,14 +176,26 @@ pub fn saturation_reasons(l: &LevelView, base_ttft_p95: Option<f64>, c: &Criteri
             q(c.min_success_pct)
         ));
     }
-    if l.throughput_qps < c.min_throughput_ratio * l.qps_target {
+    let offered = offered_qps(l, base);
+    if l.throughput_qps < c.min_throughput_ratio * offered {
         why.push(format!(
-            "throughput {:.2} QPS is below {:.0}% of the target",
+            "throughput {:.2} QPS is below {:.0}% of the offered {:.2} QPS{}",
             l.throughput_qps,
-            c.min_throughput_ratio * 100.0
+            c.min_throughput_ratio * 100.0,
+            offered,
+            if l.duration_s > 0.0 {
+                format!(
+                    " ({} requests ÷ ({} s + the lowest level's E2E p50 {:.3} s))",
+                    l.total_requests,
+                    l.duration_s,
+                    base.e2e_p50.unwrap_or(0.0)
+                )
+            } else {
+                String::new()
+            }
         ));
     }
-    if let (Some(base), Some(t)) = (base_ttft_p95, l.ttft("p95")) {
+    if let (Some(base), Some(t)) = (base.ttft_p95, l.ttft("p95")) {
         if base > 0.0 && t > c.max_ttft_growth * base {
             why.push(format!(
                 "TTFT p95 {:.3} s is over {}× the lowest level's {:.3} s",
@@ -196,10 +273,10 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
     };
 
     // The saturation point: the first level breaking any rule.
-    let base_ttft = usable.iter().find_map(|l| l.ttft("p95"));
+    let base = Baseline::of(usable.iter().copied());
     let mut saturation = None;
     for l in &usable {
-        let why = saturation_reasons(l, base_ttft, c);
+        let why = saturation_reasons(l, &base, c);
         if !why.is_empty() {
             reasons.insert(
                 "saturation_qps",
@@ -375,6 +452,7 @@ mod tests {
             success_rate: success,
             throughput_qps: throughput,
             total_requests: sent,
+            duration_s: 10.0,
             errors: if failed > 0 {
                 [("HTTP 503".to_string(), failed)].into()
             } else {
@@ -414,14 +492,19 @@ mod tests {
         assert_eq!(s.max_qps_without_503, Some(5.0));
         assert!(s.reasons["saturation_qps"].contains("success 90.0%"));
         assert_eq!(s.optimal_qps, Some(5.0));
-        // Throughput below 90% of target, every request succeeding (requests still in flight).
+        // Throughput below 90% of the offered load, every request succeeding (a queueing
+        // server): 100 requests ÷ (10 s + E2E p50 1 s) = 9.09 offered, 8.0 done.
         let ls = [
-            level(5.0, 100.0, 5.0, 0.1, 1.0),
+            level(5.0, 100.0, 50.0 / 11.0, 0.1, 1.0),
             level(10.0, 100.0, 8.5, 0.1, 1.0),
+            level(20.0, 100.0, 8.0, 0.1, 1.0),
         ];
         let s = analyze(&ls, &Criteria::default());
-        assert_eq!(s.saturation_qps, Some(10.0));
-        assert!(s.reasons["saturation_qps"].contains("throughput 8.50"));
+        assert_eq!(s.saturation_qps, Some(20.0), "8.5 of 9.09 offered holds");
+        let why = &s.reasons["saturation_qps"];
+        assert!(why.contains("throughput 8.00 QPS"), "{why}");
+        assert!(why.contains("offered 18.18 QPS"), "{why}");
+        assert!(why.contains("(200 requests ÷ (10 s + the lowest level's E2E p50 1.000 s))"));
         // TTFT p95 past 3× the lowest level's.
         let ls = [
             level(5.0, 100.0, 5.0, 0.1, 1.0),
@@ -461,6 +544,21 @@ mod tests {
             s.reasons["optimal_qps"].contains("over the 0.5 s SLO"),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn an_unloaded_level_reads_as_its_offered_load() {
+        // The demo's 5 QPS × 5 s: 25 requests, the last finishing one E2E (0.7 s) after the
+        // window: 25 ÷ 5.7 = 4.39 QPS, 0.88 of the target but 1.0 of the offered load.
+        let mut l = level(5.0, 100.0, 25.0 / 5.7, 0.1, 0.7);
+        l.total_requests = 25;
+        l.duration_s = 5.0;
+        let base = Baseline::of([&l]);
+        assert!((offered_qps(&l, &base) - 25.0 / 5.7).abs() < 1e-9);
+        assert!(saturation_reasons(&l, &base, &Criteria::default()).is_empty());
+        // An old results file (no duration_s) compares with the target.
+        l.duration_s = 0.0;
+        assert_eq!(offered_qps(&l, &base), 5.0);
     }
 
     #[test]

@@ -110,7 +110,7 @@ fn cell(m: &Percentiles, p: f64, digits: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{json_percentiles, ErrorKind, Recorder, Success, TokenSource};
+    use crate::metrics::{json_percentiles, ErrorKind, LevelClock, Recorder, Success, TokenSource};
 
     #[test]
     fn matches_the_seed_layout() {
@@ -125,10 +125,17 @@ mod tests {
             token_reads: 1,
             ttfb_ns: 1_000_000,
             decode_ns: 1_000_000,
+            done_ns: 2_500_000_000,
         });
         r.record_send(1_000_000_000, 10, false);
         r.record_error(ErrorKind::Http(503), None);
-        let l = LevelStats::from_recorder(&r, 1.0, 1.0, 0, &json_percentiles(&[50.0, 95.0, 99.0]));
+        let clock = LevelClock {
+            start_ns: 0,
+            duration_s: 1.0,
+            end_ns: 0,
+            interrupted: false,
+        };
+        let l = LevelStats::from_recorder(&r, 1.0, clock, &json_percentiles(&[50.0, 95.0, 99.0]));
         let out = render(std::slice::from_ref(&l), &[50.0, 95.0, 99.0], &[]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "=".repeat(80));
