@@ -3,10 +3,10 @@
 //! Also HTTP chunked decoding and histogram recording. Run: `cargo bench --bench parse`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use qpsbench::arrivals::Rng;
 use qpsbench::http::body::{encode_chunked, BodyDecoder, Framing};
 use qpsbench::metrics::{Recorder, Success, TokenSource};
 use qpsbench::openai::ChunkParser;
-use qpsbench::schedule::Rng;
 use qpsbench::sse::{Flow, SseParser};
 
 const STREAM: &[u8] = include_bytes!("../tests/data/vllm_stream_512.sse");

@@ -7,24 +7,25 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::arrivals::{self, Arrival};
 use crate::cli::{BenchArgs, ContinuousUsage};
 use crate::clock::LocalTime;
 use crate::dataset;
-use crate::engine::request::Slo;
+use crate::engine::exchange::Slo;
 use crate::engine::{Engine, EngineConfig, LevelRun, Timeouts};
 use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::tls;
-use crate::http::url::{mask_url, Endpoint};
+use crate::http::url::Endpoint;
 use crate::metrics::{
     json_percentiles, CapStats, ConnectionStats, CoreCpu, ErrorKind, LevelClock, LevelStats,
     SendLag, WarmupStats,
 };
+use crate::prepared::{parse_header, render_all, RequestTemplate};
 use crate::report::analysis::{self, Criteria, LevelView};
 use crate::report::results::{file_name_only, RunDir};
 use crate::report::table;
-use crate::request::{masked_header, parse_header, render_all, RequestTemplate};
-use crate::schedule::{self, Arrival};
+use crate::secret::{mask_url, masked_header};
 use crate::validity::{self, LevelFacts, Thresholds};
 
 /// Where the dataset comes from.
@@ -204,7 +205,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
         .unwrap_or_else(|| vec![args.auto_start]);
     let counts: Vec<u64> = first_rates
         .iter()
-        .map(|&q| schedule::request_count(q, args.duration))
+        .map(|&q| arrivals::request_count(q, args.duration))
         .collect();
     if let Some(i) = counts.iter().position(|&c| c == 0) {
         return Err(UserError::input(format!(
@@ -457,7 +458,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
                 warmup_s: args.warmup,
                 arrival: args.arrival,
                 burstiness: args.burstiness,
-                seed: schedule::level_seed(args.seed, i),
+                seed: arrivals::level_seed(args.seed, i),
                 warmup_connections: args.warmup_connections,
                 max_concurrency: args.max_concurrency,
                 percentiles: &pcts,
@@ -555,7 +556,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     }
     if levels.iter().all(|l| l.client_limited) {
         eprintln!(
-            "error: every level was client-limited: the client fell behind its own schedule, so these numbers measure qpsbench on this machine, not the endpoint."
+            "error: every level was client-limited: the client fell behind its own schedule or ran out of its own descriptors or ports, so these numbers measure qpsbench on this machine, not the endpoint."
         );
         for l in &levels {
             eprintln!(
@@ -564,7 +565,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
                 l.client_limited_reasons.join("; ")
             );
         }
-        eprintln!("  Give it more client cores (--cores), lower the rates, or run it on a less loaded machine; `qpsbench selftest` shows what this machine can drive.");
+        eprintln!("  Give it more client cores (--cores), lower the rates, raise the open-file limit (ulimit -n), or run it on a less loaded machine; `qpsbench selftest` shows what this machine can drive.");
         return Ok(3);
     }
     Ok(0)
@@ -599,7 +600,7 @@ pub fn measure_level(
     progress: bool,
 ) -> Result<(LevelStats, LevelRun)> {
     let qps = spec.qps;
-    let measured = schedule::plan(
+    let measured = arrivals::plan(
         qps,
         spec.duration_s,
         spec.arrival,
@@ -607,7 +608,7 @@ pub fn measure_level(
         spec.seed,
     );
     let mut offsets = if spec.warmup_s > 0.0 {
-        schedule::plan(
+        arrivals::plan(
             qps,
             spec.warmup_s,
             spec.arrival,

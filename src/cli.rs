@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::schedule::Arrival;
+use crate::arrivals::Arrival;
 
 #[derive(Debug, Parser)]
 #[command(

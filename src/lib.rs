@@ -6,6 +6,7 @@
 //! `openai` (chunk payloads) → `metrics` (per-core histograms, merged per level) → `report`
 //! (console table, results folder). `mock` is the built-in endpoint; `demo` wires both together.
 
+pub mod arrivals;
 pub mod bench;
 pub mod cli;
 pub mod clock;
@@ -23,13 +24,13 @@ pub mod limits;
 pub mod metrics;
 pub mod mock;
 pub mod openai;
+pub mod prepared;
 pub mod records;
 pub mod replot;
 pub mod report;
-pub mod request;
-pub mod schedule;
+pub mod rt;
+pub mod secret;
 pub mod selftest;
 pub mod sse;
 pub mod stalls;
-pub mod timer;
 pub mod validity;

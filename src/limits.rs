@@ -64,7 +64,7 @@ pub fn warnings(
     let spare = 64;
     if connections + spare > nofile.0 {
         out.push(format!(
-            "up to {connections} connections may be open at once ({what}), but the open-file limit is {} (hard limit {}): requests beyond it fail with 'Too many open files'. Raise it, e.g. `ulimit -n {}` (as root, or in /etc/security/limits.conf), or cap in-flight requests with --max-concurrency",
+            "up to {connections} connections may be open at once ({what}), but the open-file limit is {} (hard limit {}): requests beyond it fail as 'Client: out of file descriptors' (a reserve is kept for the results). Raise it, e.g. `ulimit -n {}` (as root, or in /etc/security/limits.conf), or cap in-flight requests with --max-concurrency",
             nofile.0,
             nofile.1,
             (connections + spare).next_power_of_two()

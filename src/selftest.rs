@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::arrivals::{self, Arrival};
 use crate::bench::{measure_level, LevelSpec};
 use crate::clock::LocalTime;
 use crate::engine::{Engine, EngineConfig};
@@ -22,9 +23,8 @@ use crate::http::conn::Target;
 use crate::http::url::Endpoint;
 use crate::metrics::{json_percentiles, LevelStats, SendLag};
 use crate::mock::{self, MockConfig};
+use crate::prepared::{render_all, RequestTemplate};
 use crate::report::results::RunDir;
-use crate::request::{render_all, RequestTemplate};
-use crate::schedule::{self, Arrival};
 use crate::stalls::{self, CpuStalls};
 use crate::validity::Thresholds;
 
@@ -328,7 +328,7 @@ fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
             warmup_s: 0.0,
             arrival: Arrival::Poisson,
             burstiness: 1.0,
-            seed: schedule::level_seed(42, i),
+            seed: arrivals::level_seed(42, i),
             warmup_connections: None,
             max_concurrency: None,
             percentiles: &pcts,

@@ -22,7 +22,7 @@
 
 use serde::Serialize;
 
-use crate::schedule::Arrival;
+use crate::arrivals::Arrival;
 
 /// Sends later than the threshold needed, beyond a p99 above it, to flag a level.
 pub const MIN_LATE_SENDS: u64 = 3;
@@ -304,7 +304,7 @@ fn ln_gamma(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::plan;
+    use crate::arrivals::plan;
 
     fn times(offsets: &[u64]) -> Vec<u64> {
         offsets.iter().map(|o| 1_000_000_000 + o).collect()

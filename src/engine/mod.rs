@@ -5,9 +5,9 @@
 //! (arrival i → core i mod N), sends each core its slice once, and merges the cores' recorders
 //! when they are all done. Nothing is shared between cores while the level runs.
 
+pub mod exchange;
 pub mod pacer;
 pub mod pool;
-pub mod request;
 mod worker;
 
 use std::sync::{mpsc, Arc};
@@ -17,32 +17,10 @@ use std::time::Duration;
 use crate::clock::now_ns;
 use crate::http::conn::Target;
 use crate::metrics::Recorder;
-use crate::request::Prepared;
+use crate::prepared::Prepared;
 
 /// How long before the first arrival the plan is handed out, so every core holds it in time.
 const LEAD_NS: u64 = 50_000_000;
-
-/// A runtime for one thread (a client core, or one of the built-in endpoint's threads). Each ring is used by its own thread only, so the kernel is told so
-/// (SINGLE_ISSUER) and that completions need not interrupt the thread (COOP_TASKRUN): fewer
-/// inter-processor interrupts per streamed chunk. Kernels without these flags get a plain ring.
-pub fn build_runtime() -> std::io::Result<
-    monoio::FusionRuntime<
-        monoio::time::TimeDriver<monoio::IoUringDriver>,
-        monoio::time::TimeDriver<monoio::LegacyDriver>,
-    >,
-> {
-    let mut urb = io_uring::IoUring::builder();
-    urb.setup_coop_taskrun().setup_single_issuer();
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .uring_builder(urb)
-        .enable_timer()
-        .build()
-        .or_else(|_| {
-            monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                .enable_timer()
-                .build()
-        })
-}
 
 /// What every core needs for the whole run.
 pub struct EngineConfig {
@@ -62,7 +40,7 @@ pub struct EngineConfig {
     /// Pin core threads to these CPUs (round robin) instead of every CPU this process may use.
     pub pin: Option<Vec<core_affinity::CoreId>>,
     /// Per-request SLOs, for goodput.
-    pub slo: request::Slo,
+    pub slo: exchange::Slo,
     /// Connect, first-token and idle timeouts (the total one is `timeout`).
     pub timeouts: Timeouts,
 }

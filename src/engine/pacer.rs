@@ -10,7 +10,7 @@
 //! `/dev/zero` instead ([`FairYield`]), which puts the pacer at the back of the queue.
 //!
 //! With `--busy-poll` the core's spin loop checks the pacer's deadline on every round and wakes
-//! it then ([`crate::timer::sleep_until_ns`]): no kernel timer (whose interrupt is a VM exit on a
+//! it then ([`crate::rt::timer::sleep_until_ns`]): no kernel timer (whose interrupt is a VM exit on a
 //! VM), no early wake, no spin of the pacer's own. Where that loop cannot run, a polled pacer
 //! falls back to the timerfd, waking a fixed 150 µs early (covering the expiry's own lateness on
 //! a VM) instead of a learned margin.
@@ -23,13 +23,10 @@
 //! fallback) it sleeps on monoio's timer until ~2 ms before the deadline and yields from there:
 //! more CPU spent waiting, same precision.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::clock::now_ns;
-use crate::timer::TimerFd;
+use crate::rt::timer::TimerFd;
 
 /// The longest single sleep: how soon a stop request is noticed while waiting for an arrival.
 const MAX_SLEEP_NS: u64 = 50_000_000;
@@ -46,31 +43,10 @@ const POLLED_EARLY_NS: u64 = 150_000;
 /// The coarse timer (epoll fallback) is ~1 ms late; stop sleeping this long before the deadline.
 const COARSE_EARLY_NS: u64 = 2_000_000;
 
-/// Re-polls the calling task soon. Beware: monoio puts a task that wakes itself while being
-/// polled at the *front* of the run queue, so this runs the same task again before any other
-/// ready task — it yields to the driver's round limit, not to other tasks. Use
-/// [`FairYield`] to let the core's other tasks run first.
-pub fn yield_now() -> impl Future<Output = ()> {
-    struct Yield(bool);
-    impl Future for Yield {
-        type Output = ();
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-            if self.0 {
-                Poll::Ready(())
-            } else {
-                self.0 = true;
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        }
-    }
-    Yield(false)
-}
-
 /// A yield that goes to the back of the run queue: a one-byte read of `/dev/zero` on the core's
 /// io_uring, which completes as soon as it is submitted. The task is woken by the driver when it
 /// reaps that completion, like any task whose I/O finished, so every task that was ready runs
-/// first. (A task waking itself would be re-run at once: see [`yield_now`].)
+/// first. (A task waking itself would be re-run at once: see [`crate::rt::yield_now`].)
 pub struct FairYield {
     zero: monoio::fs::File,
     buf: Option<Vec<u8>>,
@@ -133,7 +109,7 @@ impl Pacer {
     async fn spin_step(&mut self) {
         match &mut self.fair {
             Some(f) => f.yield_now().await,
-            None => yield_now().await,
+            None => crate::rt::yield_now().await,
         }
     }
 
@@ -164,10 +140,10 @@ impl Pacer {
                 }
                 return;
             }
-            if self.polled && crate::timer::spin_driven() {
+            if self.polled && crate::rt::timer::spin_driven() {
                 // The core's spin loop wakes the pacer within a round of the deadline itself:
                 // no kernel timer, no early wake, no spin of its own.
-                crate::timer::sleep_until_ns(deadline_ns.min(now + MAX_SLEEP_NS)).await;
+                crate::rt::timer::sleep_until_ns(deadline_ns.min(now + MAX_SLEEP_NS)).await;
                 if crate::interrupt::requested() {
                     return;
                 }

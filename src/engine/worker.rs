@@ -6,15 +6,15 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use super::exchange::{dispatch_due, Core, Schedule};
 use super::pacer::Pacer;
 use super::pool::Pool;
-use super::request::{dispatch_due, Core, Schedule};
 use super::{Command, CorePlan, IoDriver};
 use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
 use crate::metrics::{ErrorKind, Recorder};
 use crate::openai::ChunkParser;
-use crate::request::Prepared;
+use crate::prepared::Prepared;
 
 /// Read-only run configuration shared by all cores (read once at thread start).
 pub(crate) struct Shared {
@@ -27,7 +27,7 @@ pub(crate) struct Shared {
     pub max_inflight: Vec<usize>,
     pub save_requests: bool,
     pub busy_poll: bool,
-    pub slo: super::request::Slo,
+    pub slo: super::exchange::Slo,
     pub timeouts: super::Timeouts,
 }
 
@@ -42,7 +42,7 @@ pub(crate) fn main(
     // A thread that could not be pinned still runs; the engine warns and metadata says so.
     let pinned = core_id.is_some_and(core_affinity::set_for_current);
     // The runtime is built inside the thread that runs it: monoio runtimes cannot move.
-    let mut rt = match super::build_runtime() {
+    let mut rt = match crate::rt::build_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));
@@ -93,7 +93,7 @@ pub(crate) fn main(
                     let idle = core.pool.drain();
                     rt.block_on(async move {
                         drop(idle);
-                        super::pacer::yield_now().await;
+                        crate::rt::yield_now().await;
                     });
                     (Recorder::new(), Recorder::new())
                 }
@@ -186,7 +186,7 @@ async fn run_level(
                 dispatch_due(&core, now_ns());
             }
         };
-        monoio::spawn(crate::timer::busy_poll_loop(spinning.clone(), send_due))
+        monoio::spawn(crate::rt::timer::busy_poll_loop(spinning.clone(), send_due))
     });
     let mut pacer = if spinner.is_some() {
         Pacer::polled()

@@ -1,6 +1,6 @@
 //! One HTTP/1.1 connection and one request/response exchange on it.
 //!
-//! Data flow: `engine::request` gets a [`Conn`] from its core's pool, calls [`Conn::exchange`]
+//! Data flow: `engine::exchange` gets a [`Conn`] from its core's pool, calls [`Conn::exchange`]
 //! with the prepared request bytes and a [`ResponseHandler`]; the exchange writes the request,
 //! parses the head (`head`), decodes the body (`body`) and hands each piece of body data to the
 //! handler together with the time of the read that delivered it — the clock is read as soon as a
@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::buf::IoBuf;
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use rustls::pki_types::ServerName;
@@ -25,10 +25,9 @@ use super::body::{BodyDecoder, BodyError};
 use super::head::{parse_head, HeadError, MAX_HEAD_BYTES};
 use super::tls::{TlsError, TlsIo};
 use crate::clock::now_ns;
-use crate::request::RequestBuf;
+use crate::prepared::RequestBuf;
 
-/// Initial read buffer; reused for every read on the connection.
-const READ_BUF: usize = 16 * 1024;
+use super::sock::{read_append, send_nonblocking, READ_BUF};
 
 /// Receives a response as it arrives.
 pub trait ResponseHandler {
@@ -131,47 +130,6 @@ pub struct Conn {
     pub uses: u64,
     /// The server's `Keep-Alive: timeout=N` from the last response, ns.
     pub keep_alive_timeout_ns: Option<u64>,
-}
-
-/// Reads from `stream` into the spare capacity of `buf`, after the bytes already there (monoio
-/// reads fill a buffer from its start, so the read goes into a slice past its length); 0 means
-/// the peer closed. Used by the client and the built-in endpoint alike.
-pub(crate) async fn read_append(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_BUF);
-    }
-    let b = std::mem::take(buf);
-    let (len, cap) = (b.len(), b.capacity());
-    let (res, slice) = stream.read(b.slice_mut(len..cap)).await;
-    *buf = slice.into_inner();
-    res
-}
-
-/// One non-blocking `send`; `Ok(0)` when the socket buffer is full.
-pub(crate) fn send_nonblocking(fd: i32, bytes: &[u8]) -> io::Result<usize> {
-    if bytes.is_empty() {
-        return Ok(0);
-    }
-    // SAFETY: `fd` is a live socket owned by the caller; `bytes` is valid for reads of its
-    // length. Callers use this only on a connection they own exclusively with no io_uring write
-    // in flight, so the bytes cannot interleave with another write.
-    let n = unsafe {
-        libc::send(
-            fd,
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(0)
-        } else {
-            Err(e)
-        };
-    }
-    Ok(n as usize)
 }
 
 impl Conn {

@@ -1,11 +1,13 @@
 //! The hand-written HTTP/1.1 client: response head parsing (`head`), body framing (`body`),
-//! endpoint URLs (`url`) and the connection that runs one request/response exchange (`conn`).
+//! endpoint URLs (`url`), TLS over monoio (`tls`), socket helpers (`sock`) and the connection that
+//! runs one request/response exchange (`conn`).
 //!
-//! Data flow: `engine::request` takes a [`conn::Conn`] from its core's pool, writes the request
-//! bytes rendered by `request`, and reads the response through `head` → `body` → `sse`.
+//! Data flow: `engine::exchange` takes a [`conn::Conn`] from its core's pool, writes the request
+//! bytes rendered by `prepared`, and reads the response through `head` → `body` → `sse`.
 
 pub mod body;
 pub mod conn;
 pub mod head;
+pub mod sock;
 pub mod tls;
 pub mod url;

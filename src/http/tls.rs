@@ -384,7 +384,7 @@ where
     /// Sends as much pending ciphertext as the socket takes now (non-blocking); the rest stays
     /// pending for the next flush.
     pub fn send_now(&mut self, fd: i32) -> io::Result<()> {
-        let n = super::conn::send_nonblocking(fd, &self.tx)?;
+        let n = super::sock::send_nonblocking(fd, &self.tx)?;
         self.tx.drain(..n);
         Ok(())
     }

@@ -109,22 +109,6 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .flatten()
 }
 
-/// The URL with the values of secret-looking query parameters (`api-key=…`, `token=…`) masked,
-/// for metadata and messages.
-pub fn mask_url(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let masked: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if crate::request::is_secret_name(k) => format!("{k}=****"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", masked.join("&"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +163,7 @@ mod tests {
             "é",
         ] {
             let _ = Endpoint::parse(url);
-            let _ = mask_url(url);
+            let _ = crate::secret::mask_url(url);
         }
     }
 

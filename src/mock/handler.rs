@@ -13,7 +13,7 @@ use serde_json::Value;
 use rustls::ServerConnection;
 
 use super::State;
-use crate::http::conn::read_append;
+use crate::http::sock::read_append;
 use crate::http::tls::TlsIo;
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -69,7 +69,7 @@ impl Io {
                 // a chunk's send stamp is its real send time even when many streams are due at
                 // once. What does not fit goes through the runtime.
                 use std::os::fd::AsRawFd;
-                let n = crate::http::conn::send_nonblocking(stream.as_raw_fd(), out)?;
+                let n = crate::http::sock::send_nonblocking(stream.as_raw_fd(), out)?;
                 if n == out.len() {
                     out.clear();
                     return Ok(());
@@ -543,10 +543,10 @@ fn push_chunk(out: &mut Vec<u8>, data: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Each chunk leaves at its own deadline, to the µs on io_uring ([`crate::timer`]): monoio's
+/// Each chunk leaves at its own deadline, to the µs on io_uring ([`crate::rt::timer`]): monoio's
 /// 1 ms wheel would send every chunk due within a millisecond in one burst.
 async fn sleep_until(deadline: Instant) {
-    crate::timer::sleep_until(deadline).await
+    crate::rt::timer::sleep_until(deadline).await
 }
 
 /// A delay of `secs` seconds, capped at a year: the capacity model can stretch a delay without

@@ -148,7 +148,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                 if let Some(id) = pin {
                     core_affinity::set_for_current(id);
                 }
-                let rt = crate::engine::build_runtime();
+                let rt = crate::rt::build_runtime();
                 let mut rt = match rt {
                     Ok(rt) => rt,
                     Err(e) => {
@@ -158,7 +158,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                 };
                 let uring = matches!(rt, monoio::FusionRuntime::Uring(_));
                 if uring {
-                    crate::timer::enable_on_this_thread();
+                    crate::rt::timer::enable_on_this_thread();
                 }
                 let busy = uring && state.cfg.busy_poll;
                 rt.block_on(async move {
@@ -172,7 +172,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                     let _ = ready_tx.send(Ok(()));
                     if busy {
                         let forever = std::rc::Rc::new(std::cell::Cell::new(true));
-                        monoio::spawn(crate::timer::busy_poll_loop(forever, || {}));
+                        monoio::spawn(crate::rt::timer::busy_poll_loop(forever, || {}));
                     }
                     handler::accept_loop(listener, state).await
                 })

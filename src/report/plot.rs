@@ -266,7 +266,7 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
             Box::new(|l| l.actual_qps),
         ),
         (
-            "throughput QPS (succeeded)",
+            "throughput QPS (completed ÷ completion window)",
             RGBColor(44, 160, 44),
             Box::new(|l| l.throughput_qps),
         ),

@@ -86,7 +86,7 @@ impl TimerFd {
             )
         };
         if rc != 0 {
-            crate::engine::pacer::yield_now().await;
+            super::yield_now().await;
             return;
         }
         let mut buf = self.buf.take().unwrap_or_else(|| Vec::with_capacity(8));
@@ -308,7 +308,7 @@ mod tests {
     use std::time::Duration;
 
     fn on_uring(f: impl std::future::Future<Output = ()>) -> bool {
-        let mut rt = crate::engine::build_runtime().expect("runtime");
+        let mut rt = crate::rt::build_runtime().expect("runtime");
         match &mut rt {
             monoio::FusionRuntime::Uring(_) => {
                 enable_on_this_thread();

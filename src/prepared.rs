@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::dataset::{Message, Sample};
 use crate::error::{Result, UserError};
 use crate::http::url::Endpoint;
+use crate::secret::{is_secret_name, masked_header};
 
 /// What every request shares.
 #[derive(Debug, Clone)]
@@ -34,32 +35,6 @@ pub struct RequestTemplate<'a> {
     /// Extra headers (`--header`), validated by [`parse_header`]. An `Authorization` header here
     /// replaces the `Bearer` one.
     pub headers: &'a [(String, String)],
-}
-
-/// Whether a header or query parameter name looks like it carries a secret; such values are
-/// masked wherever qpsbench writes or prints them.
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "key",
-        "token",
-        "secret",
-        "auth",
-        "password",
-        "cookie",
-        "signature",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-}
-
-/// `Name: value`, with the value masked when the name looks secret.
-pub fn masked_header(name: &str, value: &str) -> String {
-    if is_secret_name(name) {
-        format!("{name}: ****")
-    } else {
-        format!("{name}: {value}")
-    }
 }
 
 /// Parses and validates a `--header 'Name: value'`. Errors never show a secret value.
@@ -349,7 +324,7 @@ mod header_tests {
         assert_eq!(masked_header("X-Auth-Token", "x"), "X-Auth-Token: ****");
         assert_eq!(masked_header("X-Tenant", "acme"), "X-Tenant: acme");
         assert_eq!(
-            crate::http::url::mask_url("https://h/v1?api-version=1&api-key=s3cr3t"),
+            crate::secret::mask_url("https://h/v1?api-version=1&api-key=s3cr3t"),
             "https://h/v1?api-version=1&api-key=****"
         );
     }

@@ -22,8 +22,8 @@ use crate::http::conn::{Completed, ExchangeError, Failure, ReadTimeout, Response
 use crate::http::head::HeadError;
 use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::openai::ChunkParser;
+use crate::prepared::{CoreRequests, RequestBuf};
 use crate::records::RequestRecord;
-use crate::request::{CoreRequests, RequestBuf};
 use crate::sse::{Flow, SseError, SseParser};
 
 /// Error bodies longer than this are not read to the end (the connection is closed instead).
