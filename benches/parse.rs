@@ -5,8 +5,9 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use qpsbench::arrivals::Rng;
 use qpsbench::http::body::{encode_chunked, BodyDecoder, Framing};
-use qpsbench::metrics::{Recorder, Success, TokenSource};
 use qpsbench::openai::ChunkParser;
+use qpsbench::outcome::{Success, TokenSource};
+use qpsbench::recorder::Recorder;
 use qpsbench::sse::{Flow, SseParser};
 
 const STREAM: &[u8] = include_bytes!("../tests/data/vllm_stream_512.sse");

@@ -17,15 +17,16 @@ use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::tls;
 use crate::http::url::Endpoint;
-use crate::metrics::{
-    json_percentiles, CapStats, ConnectionStats, CoreCpu, ErrorKind, LevelClock, LevelStats,
-    SendLag, WarmupStats,
-};
+use crate::outcome::ErrorKind;
 use crate::prepared::{parse_header, render_all, RequestTemplate};
 use crate::report::analysis::{self, Criteria, LevelView};
 use crate::report::results::{file_name_only, RunDir};
 use crate::report::table;
 use crate::secret::{mask_url, masked_header};
+use crate::stats::{
+    json_percentiles, CapStats, ConnectionStats, CoreCpu, LevelClock, LevelStats, SendLag,
+    WarmupStats,
+};
 use crate::validity::{self, LevelFacts, Thresholds};
 
 /// Where the dataset comes from.

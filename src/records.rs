@@ -9,7 +9,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::metrics::TokenSource;
+use crate::outcome::TokenSource;
 
 /// One request, with raw monotonic-clock times (converted when written).
 #[derive(Debug, Clone)]

@@ -21,11 +21,11 @@ use crate::engine::{Engine, EngineConfig};
 use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::url::Endpoint;
-use crate::metrics::{json_percentiles, LevelStats, SendLag};
 use crate::mock::{self, MockConfig};
 use crate::prepared::{render_all, RequestTemplate};
 use crate::report::results::RunDir;
 use crate::stalls::{self, CpuStalls};
+use crate::stats::{json_percentiles, LevelStats, SendLag};
 use crate::validity::Thresholds;
 
 /// `--busy-poll` for the self-test.

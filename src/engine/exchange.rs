@@ -20,9 +20,10 @@ use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::body::BodyError;
 use crate::http::conn::{Completed, ExchangeError, Failure, ReadTimeout, ResponseHandler};
 use crate::http::head::HeadError;
-use crate::metrics::{ErrorKind, Recorder, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::openai::ChunkParser;
+use crate::outcome::{ErrorKind, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::prepared::{CoreRequests, RequestBuf};
+use crate::recorder::Recorder;
 use crate::records::RequestRecord;
 use crate::sse::{Flow, SseError, SseParser};
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::clock::now_ns;
 use crate::http::conn::Target;
-use crate::metrics::Recorder;
 use crate::prepared::Prepared;
+use crate::recorder::Recorder;
 
 /// How long before the first arrival the plan is handed out, so every core holds it in time.
 const LEAD_NS: u64 = 50_000_000;

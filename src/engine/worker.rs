@@ -12,9 +12,10 @@ use super::pool::Pool;
 use super::{Command, CorePlan, IoDriver};
 use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
-use crate::metrics::{ErrorKind, Recorder};
 use crate::openai::ChunkParser;
+use crate::outcome::ErrorKind;
 use crate::prepared::Prepared;
+use crate::recorder::Recorder;
 
 /// Read-only run configuration shared by all cores (read once at thread start).
 pub(crate) struct Shared {

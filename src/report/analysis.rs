@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{pct_key, LevelStats, Percentiles};
+use crate::stats::{pct_key, LevelStats, Percentiles};
 
 /// The thresholds of the analysis (flags `--saturation-*`, `--slo-*`).
 #[derive(Debug, Clone, Copy, Serialize)]

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::cli::ShowMetric;
-use crate::metrics::{pct_key, LevelStats, Percentiles};
+use crate::stats::{pct_key, LevelStats, Percentiles};
 
 /// Column name, unit suffix, decimals and values of an extra (`--show`) metric.
 fn extra(m: ShowMetric, l: &LevelStats) -> (&'static str, usize, &Percentiles) {
@@ -110,7 +110,9 @@ fn cell(m: &Percentiles, p: f64, digits: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{json_percentiles, ErrorKind, LevelClock, Recorder, Success, TokenSource};
+    use crate::outcome::{ErrorKind, Success, TokenSource};
+    use crate::recorder::Recorder;
+    use crate::stats::{json_percentiles, LevelClock};
 
     #[test]
     fn matches_the_seed_layout() {
