@@ -8,18 +8,7 @@
 //! vLLM's `bench serve` does: the number of requests and the window are fixed, so the achieved
 //! rate measures the client's pacing, not sampling noise. The draw is fixed by `--seed`.
 
-/// How gaps between arrivals are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arrival {
-    /// Evenly spaced: one request every 1/qps seconds.
-    Constant,
-    /// Exponential gaps (a Poisson process) with mean 1/qps.
-    Poisson,
-    /// Gamma-distributed gaps with shape `--burstiness` and mean 1/qps, as vLLM's `bench serve`:
-    /// below 1 burstier than Poisson, 1 is Poisson, above 1 more even.
-    Gamma,
-}
+pub use crate::cli::Arrival;
 
 /// Number of requests a level sends.
 pub fn request_count(qps: f64, duration_s: f64) -> u64 {

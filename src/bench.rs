@@ -531,7 +531,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     if args.plot {
         if let Some(s) = &summary {
             let png = run_dir.path.join(&plot_output);
-            let title = plot_title(&model, &shown_endpoint, &started.iso());
+            let title = crate::report::plot::plot_title(&model, &shown_endpoint, &started.iso());
             match crate::report::plot::render(&png, &analysis::views(&levels), s, &title) {
                 Ok(()) => println!("  - {}", png.display()),
                 // The results are saved; a failed picture must not lose them or fail the run.
@@ -765,16 +765,6 @@ pub fn measure_level(
         }
     }
     Ok((stats, run))
-}
-
-/// The PNG's title: model, endpoint and the run's start (to the second).
-pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
-    let ts = timestamp
-        .split('.')
-        .next()
-        .unwrap_or(timestamp)
-        .replace('T', " ");
-    format!("qpsbench: {model} at {endpoint}, {ts}")
 }
 
 /// `--qps`: the levels, or `None` for `auto`.

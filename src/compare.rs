@@ -4,20 +4,11 @@
 //! Data flow: two results folders → `replot::load` → the levels' key metrics → a console table.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
+use crate::cli::CompareArgs;
 use crate::error::Result;
 use crate::replot;
 use crate::report::analysis::{self, LevelView};
-
-/// `qpsbench compare`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CompareArgs {
-    /// The first results folder (A)
-    pub a: PathBuf,
-    /// The second results folder (B); differences are B − A
-    pub b: PathBuf,
-}
 
 type Metric = (&'static str, usize, fn(&LevelView) -> Option<f64>);
 

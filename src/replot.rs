@@ -6,32 +6,14 @@
 //! `report::analysis` → `summary.json` and the PNG, written back into DIR (atomically; the
 //! measured results are only read).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
+use crate::cli::PlotArgs;
 use crate::error::{Result, UserError};
 use crate::report::analysis::{self, Criteria, LevelView};
 use crate::report::results::{file_name_only, RunDir};
-
-/// `qpsbench plot`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PlotArgs {
-    /// A results folder written by qpsbench (holding metadata.json and the results JSON)
-    pub dir: PathBuf,
-
-    /// PNG file name, inside DIR
-    #[arg(long, default_value = "benchmark_qps.png")]
-    pub plot_output: String,
-
-    /// Override the run's TTFT SLO (seconds)
-    #[arg(long, value_name = "SECONDS")]
-    pub slo_ttft: Option<f64>,
-
-    /// Override the run's E2E SLO (seconds)
-    #[arg(long, value_name = "SECONDS")]
-    pub slo_e2e: Option<f64>,
-}
 
 fn read_json(path: &Path, what: &str) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -120,7 +102,7 @@ pub fn run(args: PlotArgs) -> Result<i32> {
             .unwrap_or("?")
             .to_string()
     };
-    let title = crate::bench::plot_title(&s("model"), &s("endpoint"), &s("timestamp"));
+    let title = crate::report::plot::plot_title(&s("model"), &s("endpoint"), &s("timestamp"));
     // Rendered beside, then renamed: an existing picture is replaced whole or not at all.
     let tmp = args.dir.join(format!(".{name}.tmp.png"));
     crate::report::plot::render(&tmp, &levels, &summary, &title)

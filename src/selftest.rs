@@ -9,13 +9,13 @@
 //! The headline is the highest rate at which the added delay's p99 stays under
 //! `--max-added-delay-us` (100 µs), every request succeeds and the level is not client-limited.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::arrivals::{self, Arrival};
 use crate::bench::{measure_level, LevelSpec};
+use crate::cli::{BusyPollMode, SelftestArgs};
 use crate::clock::LocalTime;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Result, UserError};
@@ -27,53 +27,6 @@ use crate::report::results::RunDir;
 use crate::stalls::{self, CpuStalls};
 use crate::stats::{json_percentiles, LevelStats, SendLag};
 use crate::validity::Thresholds;
-
-/// `--busy-poll` for the self-test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BusyPollMode {
-    Off,
-    On,
-    /// Both, one after the other (the JSON's top level is without, `busy_poll` with).
-    Both,
-}
-
-/// `qpsbench selftest`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SelftestArgs {
-    /// Request rates to try, in order, comma-separated; the sweep stops early once the client
-    /// cannot reach 90% of a rate
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "100,200,500,1000,2000,5000,10000,20000"
-    )]
-    pub rates: Vec<f64>,
-
-    /// Seconds per rate
-    #[arg(long, default_value_t = 2.0)]
-    pub duration: f64,
-
-    /// Output tokens per response (short streams, one token per chunk, 1 ms apart)
-    #[arg(long, default_value_t = 8)]
-    pub output_tokens: u64,
-
-    /// Client cores (default: half of the CPUs this process may use, at least 1); the built-in
-    /// endpoint runs on the others (on one CPU, both share it)
-    #[arg(long)]
-    pub client_cores: Option<usize>,
-
-    /// Measure without busy polling, with it, or both
-    #[arg(long, value_enum, default_value_t = BusyPollMode::Both)]
-    pub busy_poll: BusyPollMode,
-
-    /// Headline threshold: the added delay's p99 must stay under this many µs
-    #[arg(long, default_value_t = 100.0)]
-    pub max_added_delay_us: f64,
-
-    /// Folder under which the self-test's results folder is created
-    #[arg(long, default_value = "results")]
-    pub results_dir: PathBuf,
-}
 
 /// One rate's figures (`selftest.json` → `rates[]`).
 #[derive(Debug, Clone, Serialize)]

@@ -555,3 +555,13 @@ mod tests {
         assert_eq!(short(12.34), "12.3");
     }
 }
+
+/// The PNG's title: model, endpoint and the run's start (to the second).
+pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
+    let ts = timestamp
+        .split('.')
+        .next()
+        .unwrap_or(timestamp)
+        .replace('T', " ");
+    format!("qpsbench: {model} at {endpoint}, {ts}")
+}

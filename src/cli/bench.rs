@@ -1,43 +1,8 @@
-//! Command-line interface. The default command is the benchmark, with every flag of the seed
-//! spec (same names, same defaults) plus qpsbench's own; `serve-mock` runs the built-in endpoint
-//! and `demo` runs a short sweep against it. Each flag is documented where it is defined: this is
-//! what `--help` prints.
+//! The benchmark's flags (the default command).
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::arrivals::Arrival;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "qpsbench",
-    version,
-    about = "Load-test an OpenAI-compatible chat endpoint at fixed request rates and find where it saturates",
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub bench: BenchArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the built-in OpenAI-compatible streaming endpoint (for tests, demos and validating a load box).
-    ServeMock(MockArgs),
-    /// Start the built-in endpoint in-process and run a short sweep against it (~30 s).
-    Demo(DemoArgs),
-    /// Measure this machine's client overhead: the built-in endpoint on its own core(s) stamps
-    /// each chunk with its send time; rising rates show the delay the client adds, its send lag
-    /// and its CPU per token (writes selftest.json)
-    Selftest(crate::selftest::SelftestArgs),
-    /// Re-render a saved run's PNG and summary.json from its results folder (no requests sent)
-    Plot(crate::replot::PlotArgs),
-    /// Compare two saved runs level by level (matched by target QPS), with differences
-    Compare(crate::compare::CompareArgs),
-}
+use clap::Args;
 
 /// The benchmark (the default command).
 #[derive(Debug, Clone, Args)]
@@ -347,107 +312,15 @@ pub enum ShowMetric {
     Ttfb,
 }
 
-/// `qpsbench serve-mock`: the built-in endpoint.
-#[derive(Debug, Clone, Args)]
-pub struct MockArgs {
-    /// Address to listen on (use ::1 for IPv6 loopback)
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-
-    /// Port to listen on; 0 picks a free port (the address is printed on start)
-    #[arg(long, default_value_t = 8000)]
-    pub port: u16,
-
-    /// Time to first content token, in milliseconds
-    #[arg(long, default_value_t = 50.0, allow_negative_numbers = true)]
-    pub ttft_ms: f64,
-
-    /// Time per output token after the first, in milliseconds
-    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
-    pub itl_ms: f64,
-
-    /// Output tokens per response (capped by the request's max_tokens)
-    #[arg(long, default_value_t = 128)]
-    pub output_tokens: u64,
-
-    /// Tokens per content chunk (a chunk of k tokens is sent every k × itl)
-    #[arg(long, default_value_t = 1)]
-    pub tokens_per_chunk: u64,
-
-    /// Answer HTTP 503 to requests beyond this many in flight (0: unlimited)
-    #[arg(long, default_value_t = 0)]
-    pub max_concurrency: usize,
-
-    /// Send a role-only first chunk ({"role":"assistant","content":""}) at once, as vLLM does
-    #[arg(long)]
-    pub role_chunk: bool,
-
-    /// Never send a usage chunk, even when the request asks for one
-    #[arg(long)]
-    pub no_usage: bool,
-
-    /// Capacity model: a shared budget of output tokens per second across all streams; past it,
-    /// TTFT and inter-token latency grow with load (default: off, timing is exactly as set)
-    #[arg(long, allow_negative_numbers = true)]
-    pub capacity_tokens_per_sec: Option<f64>,
-
-    /// Accept loops, each on its own thread and runtime
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-
-    /// Add the endpoint's send time (`"qpsbench_sent_ns"`, CLOCK_MONOTONIC ns) to every content
-    /// chunk; a client on the same machine can then measure its own added delay
-    #[arg(long)]
-    pub stamp_chunks: bool,
-
-    /// The endpoint's threads never sleep (io_uring only; one busy CPU per thread): chunks leave
-    /// at their deadlines without a halted CPU's wake-up in between, as `selftest` runs it
-    #[arg(long)]
-    pub busy_poll: bool,
-
-    /// Refuse (HTTP 400) any `stream_options` key other than `include_usage`, as some hosted
-    /// APIs do (to try clients against them)
-    #[arg(long)]
-    pub strict_stream_options: bool,
-
-    /// Fault mode, MODE[:PROBABILITY] (probability 1 if left out); repeatable, drawn per request
-    /// in order. Modes: garbage, close-before-head, reset-mid-stream, truncated-chunk,
-    /// stall-head, stall-first-token, stall-between-tokens, huge-head, endless, bad-json,
-    /// error-event, json-answer, html502, retry429, and the valid but unusual http10 and
-    /// chunk-extensions
-    #[arg(long = "fault", value_name = "MODE[:P]")]
-    pub faults: Vec<String>,
-
-    /// Exit after this many seconds (default: run until interrupted)
-    #[arg(long)]
-    pub exit_after: Option<f64>,
-
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// PEM private key for --tls-cert
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Serve HTTPS with a fresh CA and server certificate for localhost, 127.0.0.1 and ::1,
-    /// written into DIR (ca.pem is what clients pass to --ca-cert)
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
-    pub tls_self_signed: Option<PathBuf>,
-}
-
-/// `qpsbench demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Seconds per level
-    #[arg(long, default_value_t = 5.0)]
-    pub duration: f64,
-
-    /// Folder under which the demo's results folder is created
-    #[arg(long, default_value = "results")]
-    pub results_dir: PathBuf,
-
-    /// Client cores (default: every core this process may run on)
-    #[arg(long)]
-    pub cores: Option<usize>,
+/// How gaps between arrivals are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// Evenly spaced: one request every 1/qps seconds.
+    Constant,
+    /// Exponential gaps (a Poisson process) with mean 1/qps.
+    Poisson,
+    /// Gamma-distributed gaps with shape `--burstiness` and mean 1/qps, as vLLM's `bench serve`:
+    /// below 1 burstier than Poisson, 1 is Poisson, above 1 more even.
+    Gamma,
 }

@@ -1,0 +1,185 @@
+//! The flags of the other commands: `serve-mock`, `demo`, `selftest`, `plot` and `compare`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `qpsbench serve-mock`: the built-in endpoint.
+#[derive(Debug, Clone, Args)]
+pub struct MockArgs {
+    /// Address to listen on (use ::1 for IPv6 loopback)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free port (the address is printed on start)
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+
+    /// Time to first content token, in milliseconds
+    #[arg(long, default_value_t = 50.0, allow_negative_numbers = true)]
+    pub ttft_ms: f64,
+
+    /// Time per output token after the first, in milliseconds
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    pub itl_ms: f64,
+
+    /// Output tokens per response (capped by the request's max_tokens)
+    #[arg(long, default_value_t = 128)]
+    pub output_tokens: u64,
+
+    /// Tokens per content chunk (a chunk of k tokens is sent every k × itl)
+    #[arg(long, default_value_t = 1)]
+    pub tokens_per_chunk: u64,
+
+    /// Answer HTTP 503 to requests beyond this many in flight (0: unlimited)
+    #[arg(long, default_value_t = 0)]
+    pub max_concurrency: usize,
+
+    /// Send a role-only first chunk ({"role":"assistant","content":""}) at once, as vLLM does
+    #[arg(long)]
+    pub role_chunk: bool,
+
+    /// Never send a usage chunk, even when the request asks for one
+    #[arg(long)]
+    pub no_usage: bool,
+
+    /// Capacity model: a shared budget of output tokens per second across all streams; past it,
+    /// TTFT and inter-token latency grow with load (default: off, timing is exactly as set)
+    #[arg(long, allow_negative_numbers = true)]
+    pub capacity_tokens_per_sec: Option<f64>,
+
+    /// Accept loops, each on its own thread and runtime
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+
+    /// Add the endpoint's send time (`"qpsbench_sent_ns"`, CLOCK_MONOTONIC ns) to every content
+    /// chunk; a client on the same machine can then measure its own added delay
+    #[arg(long)]
+    pub stamp_chunks: bool,
+
+    /// The endpoint's threads never sleep (io_uring only; one busy CPU per thread): chunks leave
+    /// at their deadlines without a halted CPU's wake-up in between, as `selftest` runs it
+    #[arg(long)]
+    pub busy_poll: bool,
+
+    /// Refuse (HTTP 400) any `stream_options` key other than `include_usage`, as some hosted
+    /// APIs do (to try clients against them)
+    #[arg(long)]
+    pub strict_stream_options: bool,
+
+    /// Fault mode, MODE[:PROBABILITY] (probability 1 if left out); repeatable, drawn per request
+    /// in order. Modes: garbage, close-before-head, reset-mid-stream, truncated-chunk,
+    /// stall-head, stall-first-token, stall-between-tokens, huge-head, endless, bad-json,
+    /// error-event, json-answer, html502, retry429, and the valid but unusual http10 and
+    /// chunk-extensions
+    #[arg(long = "fault", value_name = "MODE[:P]")]
+    pub faults: Vec<String>,
+
+    /// Exit after this many seconds (default: run until interrupted)
+    #[arg(long)]
+    pub exit_after: Option<f64>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a fresh CA and server certificate for localhost, 127.0.0.1 and ::1,
+    /// written into DIR (ca.pem is what clients pass to --ca-cert)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: Option<PathBuf>,
+}
+
+/// `qpsbench demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Seconds per level
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+
+    /// Folder under which the demo's results folder is created
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+
+    /// Client cores (default: every core this process may run on)
+    #[arg(long)]
+    pub cores: Option<usize>,
+}
+
+/// `--busy-poll` for the self-test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BusyPollMode {
+    Off,
+    On,
+    /// Both, one after the other (the JSON's top level is without, `busy_poll` with).
+    Both,
+}
+
+/// `qpsbench selftest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelftestArgs {
+    /// Request rates to try, in order, comma-separated; the sweep stops early once the client
+    /// cannot reach 90% of a rate
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,200,500,1000,2000,5000,10000,20000"
+    )]
+    pub rates: Vec<f64>,
+
+    /// Seconds per rate
+    #[arg(long, default_value_t = 2.0)]
+    pub duration: f64,
+
+    /// Output tokens per response (short streams, one token per chunk, 1 ms apart)
+    #[arg(long, default_value_t = 8)]
+    pub output_tokens: u64,
+
+    /// Client cores (default: half of the CPUs this process may use, at least 1); the built-in
+    /// endpoint runs on the others (on one CPU, both share it)
+    #[arg(long)]
+    pub client_cores: Option<usize>,
+
+    /// Measure without busy polling, with it, or both
+    #[arg(long, value_enum, default_value_t = BusyPollMode::Both)]
+    pub busy_poll: BusyPollMode,
+
+    /// Headline threshold: the added delay's p99 must stay under this many µs
+    #[arg(long, default_value_t = 100.0)]
+    pub max_added_delay_us: f64,
+
+    /// Folder under which the self-test's results folder is created
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+}
+
+/// `qpsbench plot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// A results folder written by qpsbench (holding metadata.json and the results JSON)
+    pub dir: PathBuf,
+
+    /// PNG file name, inside DIR
+    #[arg(long, default_value = "benchmark_qps.png")]
+    pub plot_output: String,
+
+    /// Override the run's TTFT SLO (seconds)
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_ttft: Option<f64>,
+
+    /// Override the run's E2E SLO (seconds)
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_e2e: Option<f64>,
+}
+
+/// `qpsbench compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// The first results folder (A)
+    pub a: PathBuf,
+    /// The second results folder (B); differences are B − A
+    pub b: PathBuf,
+}
