@@ -544,6 +544,16 @@ fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
     draw_legend!(chart)
 }
 
+/// The PNG's title: model, endpoint and the run's start (to the second).
+pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
+    let ts = timestamp
+        .split('.')
+        .next()
+        .unwrap_or(timestamp)
+        .replace('T', " ");
+    format!("qpsbench: {model} at {endpoint}, {ts}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,14 +564,4 @@ mod tests {
         assert_eq!(short(0.1234), "0.123");
         assert_eq!(short(12.34), "12.3");
     }
-}
-
-/// The PNG's title: model, endpoint and the run's start (to the second).
-pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
-    let ts = timestamp
-        .split('.')
-        .next()
-        .unwrap_or(timestamp)
-        .replace('T', " ");
-    format!("qpsbench: {model} at {endpoint}, {ts}")
 }
