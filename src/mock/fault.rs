@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::handler::{push_response, Io};
+use super::wire::{event, push_chunk, push_response, Io, SSE_HEAD};
 
 /// One way to fail (or, for the last three, an unusual but valid answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,20 +106,14 @@ pub(crate) struct Stream<'a> {
     pub itl: Duration,
 }
 
-fn event(prefix: &str, delta: &str, finish: &str) -> String {
-    format!(
-        "data: {prefix}\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
-    )
-}
-
 fn token(prefix: &str, i: u64) -> String {
-    event(prefix, &format!("{{\"content\":\" tok{i}\"}}"), "null")
+    event(prefix, &format!("{{\"content\":\" tok{i}\"}}"), "null", "")
 }
 
 /// The complete SSE text of a normal stream.
 fn full_stream(s: &Stream<'_>) -> String {
     let mut out: String = (0..s.tokens).map(|i| token(s.prefix, i)).collect();
-    out.push_str(&event(s.prefix, "{}", "\"stop\""));
+    out.push_str(&event(s.prefix, "{}", "\"stop\"", ""));
     out.push_str(&format!(
         "data: {}\"choices\":[],\"usage\":{}}}\n\n",
         s.prefix, s.usage
@@ -128,65 +122,53 @@ fn full_stream(s: &Stream<'_>) -> String {
     out
 }
 
-fn chunk(out: &mut Vec<u8>, data: &str) {
-    out.extend_from_slice(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes());
-}
-
-const SSE_HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
-
 /// Long enough to outlast any client timeout a test sets; the connection ends with the client.
 const STALL: Duration = Duration::from_secs(3600);
 
-/// Serves `fault`; returns whether the connection stays open.
+/// Serves `fault`; returns whether the connection stays open. One arm per family of faults,
+/// each written out below.
 pub(crate) async fn serve(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut Vec<u8>) -> bool {
     out.clear();
     match fault {
-        Fault::Garbage => {
-            out.extend_from_slice(b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n");
-            let _ = io.write(out).await;
-            false
-        }
         Fault::CloseBeforeHead => false,
-        Fault::ResetMidStream | Fault::TruncatedChunk | Fault::StallBetweenTokens => {
-            out.extend_from_slice(SSE_HEAD);
-            for i in 0..2 {
-                chunk(out, &token(s.prefix, i));
-            }
-            if fault == Fault::TruncatedChunk {
-                let next = token(s.prefix, 2);
-                out.extend_from_slice(format!("{:x}\r\n", next.len()).as_bytes());
-                out.extend_from_slice(&next.as_bytes()[..next.len() / 2]);
-            }
-            if io.write(out).await.is_err() {
-                return false;
-            }
-            match fault {
-                Fault::ResetMidStream => io.reset(),
-                Fault::StallBetweenTokens => monoio::time::sleep(STALL).await,
-                _ => {}
-            }
-            false
-        }
         Fault::StallHead => {
             monoio::time::sleep(STALL).await;
             false
         }
+        Fault::Garbage | Fault::HugeHead | Fault::Http10 => {
+            broken_head(fault, out, s);
+            let _ = io.write(out).await;
+            false
+        }
+        Fault::ResetMidStream | Fault::TruncatedChunk | Fault::StallBetweenTokens => {
+            broken_stream(fault, io, s, out).await
+        }
         Fault::StallFirstToken => {
             out.extend_from_slice(SSE_HEAD);
-            chunk(
-                out,
-                &event(
-                    s.prefix,
-                    "{\"role\":\"assistant\",\"content\":\"\"}",
-                    "null",
-                ),
-            );
+            let role = "{\"role\":\"assistant\",\"content\":\"\"}";
+            push_chunk(out, &event(s.prefix, role, "null", ""));
             if io.write(out).await.is_ok() {
                 monoio::time::sleep(STALL).await;
             }
             false
         }
+        Fault::Endless => endless(io, s, out).await,
+        Fault::BadJson | Fault::ErrorEvent | Fault::ChunkExtensions => {
+            odd_stream(fault, s, out);
+            io.write(out).await.is_ok()
+        }
+        Fault::JsonAnswer | Fault::Html502 | Fault::Retry429 => {
+            canned_response(fault, s, out);
+            io.write(out).await.is_ok()
+        }
+    }
+}
+
+/// Answers that end with the connection: not HTTP, a head too large, or HTTP/1.0 with a
+/// close-delimited body (valid).
+fn broken_head(fault: Fault, out: &mut Vec<u8>, s: &Stream<'_>) {
+    match fault {
+        Fault::Garbage => out.extend_from_slice(b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n"),
         Fault::HugeHead => {
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n");
             let pad = "x".repeat(1000);
@@ -194,35 +176,76 @@ pub(crate) async fn serve(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut V
                 out.extend_from_slice(format!("X-Pad-{i}: {pad}\r\n").as_bytes());
             }
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
-            let _ = io.write(out).await;
-            false
         }
-        Fault::Endless => {
-            out.extend_from_slice(SSE_HEAD);
-            let mut i = 0;
-            loop {
-                chunk(out, &token(s.prefix, i));
-                if io.write(out).await.is_err() {
-                    return false;
-                }
-                i += 1;
-                monoio::time::sleep(s.itl.max(Duration::from_millis(1))).await;
-            }
+        _ => {
+            out.extend_from_slice(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+            out.extend_from_slice(full_stream(s).as_bytes());
         }
-        Fault::BadJson | Fault::ErrorEvent => {
-            out.extend_from_slice(SSE_HEAD);
-            chunk(out, &token(s.prefix, 0));
-            chunk(
-                out,
-                if fault == Fault::BadJson {
-                    "data: {\"choices\": [ not json\n\n"
-                } else {
-                    "event: error\ndata: {\"error\":{\"message\":\"mock fault: model overloaded\",\"type\":\"server_error\",\"code\":503}}\n\n"
-                },
-            );
-            out.extend_from_slice(b"0\r\n\r\n");
-            io.write(out).await.is_ok()
+    }
+}
+
+/// Two tokens, then a reset, half a chunk, or silence.
+async fn broken_stream(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut Vec<u8>) -> bool {
+    out.extend_from_slice(SSE_HEAD);
+    for i in 0..2 {
+        push_chunk(out, &token(s.prefix, i));
+    }
+    if fault == Fault::TruncatedChunk {
+        let next = token(s.prefix, 2);
+        out.extend_from_slice(format!("{:x}\r\n", next.len()).as_bytes());
+        out.extend_from_slice(&next.as_bytes()[..next.len() / 2]);
+    }
+    if io.write(out).await.is_err() {
+        return false;
+    }
+    match fault {
+        Fault::ResetMidStream => io.reset(),
+        Fault::StallBetweenTokens => monoio::time::sleep(STALL).await,
+        _ => {}
+    }
+    false
+}
+
+/// Tokens forever, one per inter-token latency.
+async fn endless(io: &mut Io, s: &Stream<'_>, out: &mut Vec<u8>) -> bool {
+    out.extend_from_slice(SSE_HEAD);
+    let mut i = 0;
+    loop {
+        push_chunk(out, &token(s.prefix, i));
+        if io.write(out).await.is_err() {
+            return false;
         }
+        i += 1;
+        monoio::time::sleep(s.itl.max(Duration::from_millis(1))).await;
+    }
+}
+
+/// Streams that arrive whole but say something odd: a chunk that is not JSON, an error event,
+/// or (valid) chunk extensions and trailers.
+fn odd_stream(fault: Fault, s: &Stream<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(SSE_HEAD);
+    if fault == Fault::ChunkExtensions {
+        for (i, ev) in full_stream(s).split_inclusive("\n\n").enumerate() {
+            out.extend_from_slice(format!("{:x};seq={i}\r\n{ev}\r\n", ev.len()).as_bytes());
+        }
+        out.extend_from_slice(b"0\r\nX-Mock-Trailer: done\r\nX-Other: 1\r\n\r\n");
+        return;
+    }
+    push_chunk(out, &token(s.prefix, 0));
+    push_chunk(
+        out,
+        if fault == Fault::BadJson {
+            "data: {\"choices\": [ not json\n\n"
+        } else {
+            "event: error\ndata: {\"error\":{\"message\":\"mock fault: model overloaded\",\"type\":\"server_error\",\"code\":503}}\n\n"
+        },
+    );
+    out.extend_from_slice(b"0\r\n\r\n");
+}
+
+/// Whole answers with a Content-Length: JSON instead of a stream, a proxy's HTML 502, a 429.
+fn canned_response(fault: Fault, s: &Stream<'_>, out: &mut Vec<u8>) {
+    match fault {
         Fault::JsonAnswer => {
             let body = format!(
                 "{}\"object\":\"chat.completion\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"not streamed\"}},\"finish_reason\":\"stop\"}}],\"usage\":{}}}",
@@ -230,14 +253,12 @@ pub(crate) async fn serve(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut V
                 s.usage
             );
             push_response(out, "200 OK", "application/json", "", &body);
-            io.write(out).await.is_ok()
         }
         Fault::Html502 => {
             let body = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\r\n";
             push_response(out, "502 Bad Gateway", "text/html", "", body);
-            io.write(out).await.is_ok()
         }
-        Fault::Retry429 => {
+        _ => {
             let body = "{\"error\":{\"message\":\"Rate limit reached; retry after 1 s\",\"type\":\"rate_limit_error\",\"code\":429}}";
             push_response(
                 out,
@@ -246,21 +267,6 @@ pub(crate) async fn serve(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut V
                 "Retry-After: 1\r\n",
                 body,
             );
-            io.write(out).await.is_ok()
-        }
-        Fault::Http10 => {
-            out.extend_from_slice(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
-            out.extend_from_slice(full_stream(s).as_bytes());
-            let _ = io.write(out).await;
-            false
-        }
-        Fault::ChunkExtensions => {
-            out.extend_from_slice(SSE_HEAD);
-            for (i, ev) in full_stream(s).split_inclusive("\n\n").enumerate() {
-                out.extend_from_slice(format!("{:x};seq={i}\r\n{ev}\r\n", ev.len()).as_bytes());
-            }
-            out.extend_from_slice(b"0\r\nX-Mock-Trailer: done\r\nX-Other: 1\r\n\r\n");
-            io.write(out).await.is_ok()
         }
     }
 }

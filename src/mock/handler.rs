@@ -6,14 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::{TcpListener, TcpStream};
+use monoio::net::TcpListener;
 use serde_json::Value;
 
 use rustls::ServerConnection;
 
+use super::wire::{close_header, error_response, push_chunk, push_event, push_response, write, Io};
 use super::State;
-use crate::http::sock::read_append;
 use crate::http::tls::TlsIo;
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -21,73 +20,6 @@ const MAX_BODY: usize = 256 << 20;
 const WORDS: [&str; 8] = [
     " The", " quick", " brown", " fox", " jumps", " over", " a", " dog",
 ];
-
-/// A connection's byte stream: plain TCP, or TCP with the endpoint's TLS.
-pub(crate) enum Io {
-    Plain(TcpStream),
-    Tls(TcpStream, Box<TlsIo<ServerConnection>>),
-}
-
-impl Io {
-    /// Appends what the next read brings to `buf`; 0 means the peer closed.
-    async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-        match self {
-            Io::Plain(stream) => read_append(stream, buf).await,
-            Io::Tls(stream, tls) => tls.read_plain(stream, buf).await,
-        }
-    }
-
-    /// Writes `out` fully and clears it (the buffer is reused).
-    /// Makes the coming close a TCP reset (SO_LINGER with a zero timeout), for the
-    /// `reset-mid-stream` fault.
-    pub(crate) fn reset(&self) {
-        use std::os::fd::AsRawFd;
-        let fd = match self {
-            Io::Plain(s) | Io::Tls(s, _) => s.as_raw_fd(),
-        };
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: setsockopt on a live socket with a valid, correctly sized linger struct.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-    }
-
-    pub(crate) async fn write(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        match self {
-            Io::Plain(stream) => {
-                // Straight into the socket when it has room (nearly always): the chunk leaves
-                // when it is written, not when the runtime next submits its io_uring queue, so
-                // a chunk's send stamp is its real send time even when many streams are due at
-                // once. What does not fit goes through the runtime.
-                use std::os::fd::AsRawFd;
-                let n = crate::http::sock::send_nonblocking(stream.as_raw_fd(), out)?;
-                if n == out.len() {
-                    out.clear();
-                    return Ok(());
-                }
-                out.drain(..n);
-                let (res, mut b) = stream.write_all(std::mem::take(out)).await;
-                b.clear();
-                *out = b;
-                res.map(|_| ())
-            }
-            Io::Tls(stream, tls) => {
-                tls.encrypt(out)?;
-                out.clear();
-                tls.flush(stream).await
-            }
-        }
-    }
-}
 
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     loop {
@@ -212,72 +144,6 @@ async fn read_request(stream: &mut Io, buf: &mut Vec<u8>) -> Result<Request, Rea
     }
 }
 
-async fn write(stream: &mut Io, out: &mut Vec<u8>) -> std::io::Result<()> {
-    stream.write(out).await
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// A whole response with a Content-Length body: `status` is the status line's code and reason
-/// ("404 Not Found"), `extra` any further header lines, each ending in CRLF.
-pub(crate) fn push_response(
-    out: &mut Vec<u8>,
-    status: &str,
-    content_type: &str,
-    extra: &str,
-    body: &str,
-) {
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(body.as_bytes());
-}
-
-/// `Connection: close` when the request asked for it.
-fn close_header(close: bool) -> &'static str {
-    if close {
-        "Connection: close\r\n"
-    } else {
-        ""
-    }
-}
-
-/// An OpenAI-style error response.
-fn error_response(out: &mut Vec<u8>, code: u16, message: &str, close: bool) {
-    let kind = if code >= 500 {
-        "server_error"
-    } else {
-        "invalid_request_error"
-    };
-    let body = serde_json::json!({
-        "error": {"message": message, "type": kind, "param": null, "code": code}
-    })
-    .to_string();
-    push_response(
-        out,
-        &format!("{code} {}", reason(code)),
-        "application/json",
-        close_header(close),
-        &body,
-    );
-}
-
 /// Decrements the in-flight count when the response ends, however it ends.
 struct ActiveGuard(Arc<State>);
 
@@ -346,201 +212,242 @@ fn parse_ask(body: &[u8], strict_stream_options: bool) -> Result<Ask, String> {
 /// Answers one request; returns whether the connection stays open.
 async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Vec<u8>) -> bool {
     let arrived = Instant::now();
-    let path = req.path.split('?').next().unwrap_or("");
-    if path != "/v1/chat/completions" && path != "/chat/completions" {
-        error_response(
-            out,
-            404,
-            &format!("Not found: {path}; use /v1/chat/completions"),
-            req.close,
-        );
-        return write(stream, out).await.is_ok() && !req.close;
-    }
-    if req.method != "POST" {
-        error_response(out, 405, "Method not allowed; use POST", req.close);
-        return write(stream, out).await.is_ok() && !req.close;
-    }
-    let ask = match parse_ask(&req.body, state.cfg.strict_stream_options) {
-        Ok(a) => a,
-        Err(msg) => {
-            error_response(out, 400, &msg, req.close);
+    let ask = match admit(state, &req) {
+        Ok(ask) => ask,
+        Err((code, message)) => {
+            error_response(out, code, &message, req.close);
             return write(stream, out).await.is_ok() && !req.close;
         }
     };
-    let cfg = &state.cfg;
+    // Counted in flight from here until the answer ends, however it ends.
     let active = state.active.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = ActiveGuard(state.clone());
+    let cfg = &state.cfg;
     if cfg.max_concurrency > 0 && active > cfg.max_concurrency {
-        error_response(
-            out,
-            503,
-            &format!(
-                "Server overloaded: more than {} concurrent requests",
-                cfg.max_concurrency
-            ),
-            req.close,
+        let message = format!(
+            "Server overloaded: more than {} concurrent requests",
+            cfg.max_concurrency
         );
+        error_response(out, 503, &message, req.close);
         return write(stream, out).await.is_ok() && !req.close;
     }
-    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    let n_out = ask
-        .max_tokens
-        .map_or(cfg.output_tokens, |m| m.min(cfg.output_tokens));
-    let finish = if ask.max_tokens == Some(n_out) {
-        "length"
-    } else {
-        "stop"
-    };
-    let model = serde_json::to_string(&ask.model).unwrap_or_else(|_| "\"mock-model\"".into());
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let prefix = format!(
-        "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion.chunk\",\"created\":{created},\"model\":{model},"
-    );
-    let usage = format!(
-        "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}}}",
-        ask.prompt_tokens,
-        ask.prompt_tokens + n_out
-    );
+    let answer = Answer::new(state, &ask);
     if let Some(fault) = super::fault::pick(
         &cfg.faults,
         state.fault_draws.fetch_add(1, Ordering::Relaxed),
     ) {
         let s = super::fault::Stream {
-            prefix: &prefix,
-            usage: &usage,
-            tokens: n_out,
+            prefix: &answer.prefix,
+            usage: &answer.usage,
+            tokens: answer.n_out,
             itl: bounded_secs(cfg.itl_ms / 1000.0),
         };
         return super::fault::serve(fault, stream, &s, out).await && !req.close;
     }
-    let cap = state.capacity;
-    let load = || state.active.load(Ordering::Relaxed);
+    let keep = if ask.stream {
+        answer
+            .stream(stream, state, &ask, arrived, req.close, out)
+            .await
+    } else {
+        answer.whole(stream, state, arrived, req.close, out).await
+    };
+    keep && !req.close
+}
 
-    if !ask.stream {
+/// The request's path, method and body, checked: what it asks for, or the error to answer.
+fn admit(state: &State, req: &Request) -> Result<Ask, (u16, String)> {
+    let path = req.path.split('?').next().unwrap_or("");
+    if path != "/v1/chat/completions" && path != "/chat/completions" {
+        return Err((404, format!("Not found: {path}; use /v1/chat/completions")));
+    }
+    if req.method != "POST" {
+        return Err((405, "Method not allowed; use POST".into()));
+    }
+    parse_ask(&req.body, state.cfg.strict_stream_options).map_err(|msg| (400, msg))
+}
+
+/// One answer's fixed parts: its length, how it ends, and the JSON every chunk starts with.
+struct Answer {
+    id: u64,
+    created: u64,
+    model: String,
+    n_out: u64,
+    finish: &'static str,
+    /// `{"id":…,"object":"chat.completion.chunk","created":…,"model":…,` — each chunk's start.
+    prefix: String,
+    /// The final `usage` object.
+    usage: String,
+}
+
+impl Answer {
+    fn new(state: &State, ask: &Ask) -> Self {
+        let cfg = &state.cfg;
+        let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+        let n_out = ask
+            .max_tokens
+            .map_or(cfg.output_tokens, |m| m.min(cfg.output_tokens));
+        let model = serde_json::to_string(&ask.model).unwrap_or_else(|_| "\"mock-model\"".into());
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let prefix = format!(
+            "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion.chunk\",\"created\":{created},\"model\":{model},"
+        );
+        let usage = format!(
+            "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}}}",
+            ask.prompt_tokens,
+            ask.prompt_tokens + n_out
+        );
+        Self {
+            id,
+            created,
+            model,
+            n_out,
+            finish: if ask.max_tokens == Some(n_out) {
+                "length"
+            } else {
+                "stop"
+            },
+            prefix,
+            usage,
+        }
+    }
+
+    /// A non-streamed answer: one JSON object when the whole answer would have been generated.
+    async fn whole(
+        &self,
+        stream: &mut Io,
+        state: &State,
+        arrived: Instant,
+        close: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let (cfg, cap) = (&state.cfg, state.capacity);
+        let load = || state.active.load(Ordering::Relaxed);
         let secs = cfg.ttft_ms / 1000.0 * cap.slowdown(load())
-            + n_out.saturating_sub(1) as f64 * cap.itl_s(load());
+            + self.n_out.saturating_sub(1) as f64 * cap.itl_s(load());
         sleep_until(arrived + bounded_secs(secs)).await;
-        let text: String = (0..n_out)
+        let text: String = (0..self.n_out)
             .map(|i| WORDS[i as usize % WORDS.len()])
             .collect();
         let body = format!(
-            "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion\",\"created\":{created},\"model\":{model},\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"finish_reason\":\"{finish}\"}}],\"usage\":{usage}}}",
-            serde_json::to_string(&text).unwrap_or_default()
+            "{{\"id\":\"chatcmpl-mock-{}\",\"object\":\"chat.completion\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"finish_reason\":\"{}\"}}],\"usage\":{}}}",
+            self.id,
+            self.created,
+            self.model,
+            serde_json::to_string(&text).unwrap_or_default(),
+            self.finish,
+            self.usage
         );
         push_response(
             out,
             "200 OK",
             "application/json",
-            close_header(req.close),
+            close_header(close),
             &body,
         );
-        return write(stream, out).await.is_ok() && !req.close;
+        write(stream, out).await.is_ok()
     }
 
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
-    if req.close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    // vLLM's `continuous_usage_stats`: every chunk carries the running usage, so a client can
-    // tell how many tokens each chunk holds.
-    let continuous = ask.include_usage && ask.continuous_usage && !cfg.no_usage;
-    let mut extra = String::with_capacity(128);
-    let running_usage = |extra: &mut String, done: u64| {
-        if continuous {
-            extra.push_str(&format!(
-                ",\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{done},\"total_tokens\":{}}}",
-                ask.prompt_tokens,
-                ask.prompt_tokens + done
-            ));
+    /// A streamed answer: the head (and a role chunk) at once, then each content chunk at its
+    /// own deadline, then the finish chunk, usage and `[DONE]`.
+    async fn stream(
+        &self,
+        stream: &mut Io,
+        state: &State,
+        ask: &Ask,
+        arrived: Instant,
+        close: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let (cfg, cap) = (&state.cfg, state.capacity);
+        let load = || state.active.load(Ordering::Relaxed);
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
+        out.extend_from_slice(close_header(close).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        // vLLM's `continuous_usage_stats`: every chunk carries the running usage, so a client can
+        // tell how many tokens each chunk holds.
+        let continuous = ask.include_usage && ask.continuous_usage && !cfg.no_usage;
+        let running_usage = |extra: &mut String, done: u64| {
+            extra.clear();
+            if continuous {
+                extra.push_str(&format!(
+                    ",\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{done},\"total_tokens\":{}}}",
+                    ask.prompt_tokens,
+                    ask.prompt_tokens + done
+                ));
+            }
+        };
+        let mut extra = String::with_capacity(128);
+        if cfg.role_chunk {
+            running_usage(&mut extra, 0);
+            let role = "{\"role\":\"assistant\",\"content\":\"\"}";
+            push_event(out, &self.prefix, role, "null", &extra);
         }
-    };
-    if cfg.role_chunk {
-        running_usage(&mut extra, 0);
+        if write(stream, out).await.is_err() {
+            return false;
+        }
+        let per_chunk = cfg.tokens_per_chunk.max(1);
+        let mut deadline = arrived + bounded_secs(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
+        let mut sent = 0u64;
+        let mut content = String::with_capacity(64);
+        while sent < self.n_out {
+            let k = per_chunk.min(self.n_out - sent);
+            sleep_until(deadline).await;
+            content.clear();
+            content.push_str("{\"content\":\"");
+            for word in sent..sent + k {
+                content.push_str(WORDS[word as usize % WORDS.len()]);
+            }
+            content.push_str("\"}");
+            sent += k;
+            running_usage(&mut extra, sent);
+            if cfg.stamp_chunks {
+                // The endpoint's send time on the shared monotonic clock, taken just before the
+                // write: the client's read time minus this is the client's added delay.
+                extra.push_str(&format!(",\"qpsbench_sent_ns\":{}", crate::clock::now_ns()));
+            }
+            push_event(out, &self.prefix, &content, "null", &extra);
+            if sent == self.n_out {
+                running_usage(&mut extra, sent);
+                self.finish_stream(out, ask.include_usage && !cfg.no_usage, &extra);
+            }
+            if write(stream, out).await.is_err() {
+                return false;
+            }
+            // The next chunk carries that many tokens, each taking one inter-token latency.
+            let next_k = per_chunk.min(self.n_out - sent);
+            deadline += bounded_secs(next_k as f64 * cap.itl_s(load()));
+        }
+        if self.n_out == 0 {
+            self.finish_stream(out, false, "");
+            return write(stream, out).await.is_ok();
+        }
+        true
+    }
+
+    /// The finish chunk, the usage chunk when asked for, `[DONE]` and the chunked body's end.
+    fn finish_stream(&self, out: &mut Vec<u8>, usage: bool, extra: &str) {
         push_event(
             out,
-            &prefix,
-            "{\"role\":\"assistant\",\"content\":\"\"}",
-            "null",
-            &extra,
+            &self.prefix,
+            "{}",
+            &format!("\"{}\"", self.finish),
+            extra,
         );
-    }
-    if write(stream, out).await.is_err() {
-        return false;
-    }
-    let per_chunk = cfg.tokens_per_chunk.max(1);
-    let mut deadline = arrived + bounded_secs(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
-    let mut sent = 0u64;
-    let mut word = 0usize;
-    let mut content = String::with_capacity(64);
-    while sent < n_out {
-        let k = per_chunk.min(n_out - sent);
-        sleep_until(deadline).await;
-        content.clear();
-        content.push_str("{\"content\":\"");
-        for _ in 0..k {
-            content.push_str(WORDS[word % WORDS.len()]);
-            word += 1;
+        if usage {
+            push_chunk(
+                out,
+                &format!(
+                    "data: {}\"choices\":[],\"usage\":{}}}\n\n",
+                    self.prefix, self.usage
+                ),
+            );
         }
-        content.push_str("\"}");
-        sent += k;
-        extra.clear();
-        running_usage(&mut extra, sent);
-        if cfg.stamp_chunks {
-            // The endpoint's send time on the shared monotonic clock, taken just before the
-            // write: the client's read time minus this is the client's added delay (selftest).
-            extra.push_str(&format!(",\"qpsbench_sent_ns\":{}", crate::clock::now_ns()));
-        }
-        push_event(out, &prefix, &content, "null", &extra);
-        if sent == n_out {
-            extra.clear();
-            running_usage(&mut extra, sent);
-            push_event(out, &prefix, "{}", &format!("\"{finish}\""), &extra);
-            if ask.include_usage && !cfg.no_usage {
-                push_chunk(
-                    out,
-                    &format!("data: {prefix}\"choices\":[],\"usage\":{usage}}}\n\n"),
-                );
-            }
-            push_chunk(out, "data: [DONE]\n\n");
-            out.extend_from_slice(b"0\r\n\r\n");
-        }
-        if write(stream, out).await.is_err() {
-            return false;
-        }
-        // The next chunk carries `next_k` tokens, each taking one inter-token latency.
-        let next_k = per_chunk.min(n_out - sent);
-        deadline += bounded_secs(next_k as f64 * cap.itl_s(load()));
-    }
-    if n_out == 0 {
-        push_event(out, &prefix, "{}", &format!("\"{finish}\""), "");
         push_chunk(out, "data: [DONE]\n\n");
         out.extend_from_slice(b"0\r\n\r\n");
-        if write(stream, out).await.is_err() {
-            return false;
-        }
     }
-    !req.close
-}
-
-/// One chunk event; `extra` is appended after `choices` (`,"usage":{…}` and the like).
-fn push_event(out: &mut Vec<u8>, prefix: &str, delta: &str, finish: &str, extra: &str) {
-    push_chunk(
-        out,
-        &format!(
-            "data: {prefix}\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]{extra}}}\n\n"
-        ),
-    );
-}
-
-/// One HTTP chunk.
-fn push_chunk(out: &mut Vec<u8>, data: &str) {
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data.as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Each chunk leaves at its own deadline, to the µs on io_uring ([`crate::rt::timer`]): monoio's

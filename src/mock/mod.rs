@@ -14,6 +14,7 @@
 mod capacity;
 pub mod fault;
 mod handler;
+mod wire;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
