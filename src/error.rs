@@ -21,6 +21,15 @@ impl UserError {
             exit_code: 2,
         }
     }
+
+    /// A failure while running (a core thread stopped, a runtime could not be built): exit
+    /// status 1.
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            exit_code: 1,
+        }
+    }
 }
 
 impl fmt::Display for UserError {

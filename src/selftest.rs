@@ -22,7 +22,7 @@ use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::url::Endpoint;
 use crate::mock::{self, MockConfig};
-use crate::prepared::{render_all, RequestTemplate};
+use crate::prepared::{render_all, Prepared, RequestTemplate};
 use crate::report::results::RunDir;
 use crate::stalls::{self, CpuStalls};
 use crate::stats::{json_percentiles, LevelStats, SendLag};
@@ -93,7 +93,74 @@ fn headline(rates: &[RateResult], max_added_us: f64) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// `qpsbench selftest`: the endpoint on its own CPUs, one sweep per busy-poll mode, then
+/// `selftest.json` and the console summary.
 pub fn run(args: SelftestArgs) -> Result<i32> {
+    validate(&args)?;
+    let cpus = Cpus::split(args.client_cores);
+    let server = mock::start(MockConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        ttft_ms: 0.0,
+        itl_ms: 1.0,
+        output_tokens: args.output_tokens,
+        tokens_per_chunk: 1,
+        threads: cpus.endpoint.len().max(1),
+        stamp_chunks: true,
+        busy_poll: true,
+        pin: cpus.endpoint.clone(),
+        ..MockConfig::default()
+    })
+    .map_err(|e| UserError::input(format!("cannot start the built-in endpoint: {e}")))?;
+    let (target, requests) = client_target(&server.url(), args.output_tokens)?;
+    let started = LocalTime::now();
+    let run_dir = RunDir::create(&args.results_dir, &started)?;
+    eprintln!(
+        "selftest: endpoint on CPU(s) {:?}, client on CPU(s) {:?}; {} s per rate; results in {}",
+        ids(&cpus.endpoint),
+        ids(&cpus.client),
+        args.duration,
+        run_dir.path.display()
+    );
+    let modes: &[bool] = match args.busy_poll {
+        BusyPollMode::Off => &[false],
+        BusyPollMode::On => &[true],
+        BusyPollMode::Both => &[false, true],
+    };
+    let mut sweeps = Vec::new();
+    let mut driver = "io_uring";
+    for &busy in modes {
+        let engine = start_client(&cpus.client, &target, &requests, busy)?;
+        driver = engine.driver.name();
+        sweeps.push(sweep_with_stalls(&engine, &args, &cpus.client, busy)?);
+    }
+    let mut sweeps = sweeps.into_iter();
+    let first = sweeps.next().expect("at least one mode");
+    let json = SelftestJson {
+        timestamp: started.iso(),
+        qpsbench_version: env!("CARGO_PKG_VERSION"),
+        machine: Machine {
+            cpus: cpus.total,
+            client_cores: ids(&cpus.client),
+            endpoint_cores: ids(&cpus.endpoint),
+            io_driver: driver,
+        },
+        duration_s: args.duration,
+        output_tokens: args.output_tokens,
+        max_added_delay_us: args.max_added_delay_us,
+        headline_qps: first.headline_qps,
+        machine_stalls: first.machine_stalls,
+        rates: first.rates,
+        busy_poll_used: args.busy_poll == BusyPollMode::On,
+        busy_poll: sweeps.next(),
+    };
+    let path = run_dir.write_json("selftest.json", &json)?;
+    print_json(&json, args.max_added_delay_us);
+    println!("Results saved to: {}", path.display());
+    Ok(0)
+}
+
+fn validate(args: &SelftestArgs) -> Result<()> {
     use crate::flags::{check, count, plan_size, rate, seconds, Low};
     if args.rates.is_empty() {
         return Err(UserError::input("--rates: expected one or more rates"));
@@ -113,146 +180,134 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
     if let Some(n) = args.client_cores {
         count("--client-cores", n as u64, 1, 4096, "a number of cores")?;
     }
+    let delay = args.max_added_delay_us;
     check(
         "--max-added-delay-us",
-        args.max_added_delay_us,
+        delay,
         Low::Above(0.0),
         1e9,
         "microseconds",
     )?;
-    let cpus = core_affinity::get_core_ids().unwrap_or_default();
-    let n = cpus.len().max(1);
-    let client_n = args.client_cores.unwrap_or((n / 2).max(1));
-    let (client_ids, endpoint_ids) = if n >= 2 && client_n < n {
-        (cpus[n - client_n..].to_vec(), cpus[..n - client_n].to_vec())
-    } else {
-        eprintln!("note: one CPU for both the client and the endpoint: they share it");
-        (cpus.clone(), cpus.clone())
-    };
-    let server = mock::start(MockConfig {
-        host: "127.0.0.1".into(),
-        port: 0,
-        ttft_ms: 0.0,
-        itl_ms: 1.0,
-        output_tokens: args.output_tokens,
-        tokens_per_chunk: 1,
-        threads: endpoint_ids.len().max(1),
-        stamp_chunks: true,
-        busy_poll: true,
-        pin: endpoint_ids.clone(),
-        ..MockConfig::default()
-    })
-    .map_err(|e| UserError::input(format!("cannot start the built-in endpoint: {e}")))?;
-    let url = server.url();
-    let endpoint = Endpoint::parse(&url).map_err(UserError::input)?;
+    Ok(())
+}
+
+/// The CPUs: the client's (the last ones) and the endpoint's (the rest).
+struct Cpus {
+    total: usize,
+    client: Vec<core_affinity::CoreId>,
+    endpoint: Vec<core_affinity::CoreId>,
+}
+
+impl Cpus {
+    fn split(client_cores: Option<usize>) -> Self {
+        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let n = cpus.len().max(1);
+        let client_n = client_cores.unwrap_or((n / 2).max(1));
+        let (client, endpoint) = if n >= 2 && client_n < n {
+            (cpus[n - client_n..].to_vec(), cpus[..n - client_n].to_vec())
+        } else {
+            eprintln!("note: one CPU for both the client and the endpoint: they share it");
+            (cpus.clone(), cpus.clone())
+        };
+        Self {
+            total: n,
+            client,
+            endpoint,
+        }
+    }
+}
+
+fn ids(v: &[core_affinity::CoreId]) -> Vec<usize> {
+    v.iter().map(|c| c.id).collect()
+}
+
+/// Where the client connects, and the one request it sends (short, counted streams).
+fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Prepared)> {
+    let endpoint = Endpoint::parse(url).map_err(UserError::input)?;
     let samples = crate::dataset::parse(
         br#"[{"prompt_content":"You are a helpful assistant.","cut_chat_history":[{"role":"user","content":"Count to eight."}]}]"#,
         "selftest",
     )?;
-    let requests = render_all(
-        &RequestTemplate {
-            endpoint: &endpoint,
-            api_key: "selftest",
-            model: "selftest",
-            max_tokens: args.output_tokens as u32,
-            temperature: 0.0,
-            include_usage: true,
-            continuous_usage: false,
-            headers: &[],
-        },
-        &samples,
-    )?;
+    let template = RequestTemplate {
+        endpoint: &endpoint,
+        api_key: "selftest",
+        model: "selftest",
+        max_tokens: output_tokens as u32,
+        temperature: 0.0,
+        include_usage: true,
+        continuous_usage: false,
+        headers: &[],
+    };
+    let requests = render_all(&template, &samples)?;
     let addrs = endpoint.resolve().map_err(UserError::input)?;
-    let started = LocalTime::now();
-    let run_dir = RunDir::create(&args.results_dir, &started)?;
-    let ids = |v: &[core_affinity::CoreId]| v.iter().map(|c| c.id).collect::<Vec<_>>();
-    eprintln!(
-        "selftest: endpoint on CPU(s) {:?}, client on CPU(s) {:?}; {} s per rate; results in {}",
-        ids(&endpoint_ids),
-        ids(&client_ids),
-        args.duration,
-        run_dir.path.display()
-    );
+    let target = Target {
+        addrs: addrs.into(),
+        tls: None,
+    };
+    Ok((target, requests))
+}
 
-    let modes: &[bool] = match args.busy_poll {
-        BusyPollMode::Off => &[false],
-        BusyPollMode::On => &[true],
-        BusyPollMode::Both => &[false, true],
-    };
-    let mut sweeps = Vec::new();
-    let mut driver = "io_uring";
-    for &busy in modes {
-        let engine = Engine::start(EngineConfig {
-            cores: client_ids.len(),
-            target: Target {
-                addrs: addrs.clone().into(),
-                tls: None,
-            },
-            requests: requests.clone(),
-            max_connections: crate::limits::connection_budget(
-                crate::limits::raise_nofile().0,
-                client_ids.len(),
-            ),
-            timeout: Duration::from_secs(10),
-            max_concurrency: None,
-            save_requests: false,
-            busy_poll: busy,
-            pin: Some(client_ids.clone()),
-            slo: Default::default(),
-            timeouts: Default::default(),
-        })
-        .map_err(|e| UserError {
-            message: e,
-            exit_code: 1,
-        })?;
-        driver = engine.driver.name();
+/// The client's cores, pinned to `cpus`.
+fn start_client(
+    cpus: &[core_affinity::CoreId],
+    target: &Target,
+    requests: &Prepared,
+    busy: bool,
+) -> Result<Engine> {
+    Engine::start(EngineConfig {
+        cores: cpus.len(),
+        target: target.clone(),
+        requests: requests.clone(),
+        max_connections: crate::limits::connection_budget(
+            crate::limits::raise_nofile().0,
+            cpus.len(),
+        ),
+        timeout: Duration::from_secs(10),
+        max_concurrency: None,
+        save_requests: false,
+        busy_poll: busy,
+        pin: Some(cpus.to_vec()),
+        slo: Default::default(),
+        timeouts: Default::default(),
+    })
+    .map_err(UserError::runtime)
+}
+
+/// The machine's own stalls on the client CPUs, then the sweep.
+fn sweep_with_stalls(
+    engine: &Engine,
+    args: &SelftestArgs,
+    client: &[core_affinity::CoreId],
+    busy: bool,
+) -> Result<Sweep> {
+    let mode = if busy { "with" } else { "without" };
+    eprintln!("selftest: {mode} busy polling");
+    let stalls = stalls::probe(client, Duration::from_secs(1), args.max_added_delay_us);
+    for s in &stalls {
         eprintln!(
-            "selftest: {} busy polling",
-            if busy { "with" } else { "without" }
+            "selftest: the machine alone (a bare spin for 1 s), {}",
+            stalls::describe(s, args.max_added_delay_us)
         );
-        let stalls = stalls::probe(&client_ids, Duration::from_secs(1), args.max_added_delay_us);
-        for s in &stalls {
-            eprintln!(
-                "selftest: the machine alone (a bare spin for 1 s), {}",
-                stalls::describe(s, args.max_added_delay_us)
-            );
-        }
-        let mut sweep = sweep(&engine, &args)?;
-        sweep.machine_stalls = stalls;
-        sweeps.push(sweep);
     }
-    let mut sweeps = sweeps.into_iter();
-    let first = sweeps.next().expect("at least one mode");
-    let json = SelftestJson {
-        timestamp: started.iso(),
-        qpsbench_version: env!("CARGO_PKG_VERSION"),
-        machine: Machine {
-            cpus: n,
-            client_cores: ids(&client_ids),
-            endpoint_cores: ids(&endpoint_ids),
-            io_driver: driver,
-        },
-        duration_s: args.duration,
-        output_tokens: args.output_tokens,
-        max_added_delay_us: args.max_added_delay_us,
-        headline_qps: first.headline_qps,
-        machine_stalls: first.machine_stalls,
-        rates: first.rates,
-        busy_poll_used: args.busy_poll == BusyPollMode::On,
-        busy_poll: sweeps.next(),
-    };
-    let path = run_dir.write_json("selftest.json", &json)?;
+    let mut sweep = sweep(engine, args)?;
+    sweep.machine_stalls = stalls;
+    Ok(sweep)
+}
+
+/// Both sweeps' tables.
+fn print_json(json: &SelftestJson, max_added_delay_us: f64) {
     println!();
+    let first = if json.busy_poll_used {
+        "with --busy-poll"
+    } else {
+        "without --busy-poll"
+    };
     print_sweep(
-        if json.busy_poll_used {
-            "with --busy-poll"
-        } else {
-            "without --busy-poll"
-        },
+        first,
         &json.rates,
         json.headline_qps,
         &json.machine_stalls,
-        args.max_added_delay_us,
+        max_added_delay_us,
     );
     if let Some(b) = &json.busy_poll {
         print_sweep(
@@ -260,11 +315,9 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
             &b.rates,
             b.headline_qps,
             &b.machine_stalls,
-            args.max_added_delay_us,
+            max_added_delay_us,
         );
     }
-    println!("Results saved to: {}", path.display());
-    Ok(0)
 }
 
 /// Runs every rate on `engine`, stopping once the client cannot reach 90% of a rate.

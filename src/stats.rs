@@ -8,7 +8,11 @@ use hdrhistogram::Histogram;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use crate::arrivals::Arrival;
+use crate::engine::LevelRun;
+use crate::outcome::ErrorKind;
 use crate::recorder::{Recorder, STREAM_MESSAGES_SHOWN, TPS_SCALE};
+use crate::validity::{self, LevelFacts, Thresholds};
 
 /// Percentiles of one metric, in the order they were asked for, then `max`. `null` when the
 /// level had no sample of it (e.g. no successful request).
@@ -303,8 +307,92 @@ pub struct LevelStats {
 }
 
 impl LevelStats {
-    /// Builds the level's result from the merged recorder; `pcts` are the percentiles to report.
-    pub fn from_recorder(r: &Recorder, qps_target: f64, clock: LevelClock, pcts: &[f64]) -> Self {
+    /// The one place a level's result is built: from the engine's run of it (its cores'
+    /// recorders merged) and the connections opened before it. The recorder's figures, then the
+    /// verdict on the client, the fit of the send gaps, CPU per core, the cap and the warm-up.
+    pub fn build(run: &LevelRun, connections: &Recorder, ctx: &LevelContext<'_>) -> Self {
+        let r = &run.merged;
+        let clock = LevelClock {
+            start_ns: run.window_start_ns,
+            duration_s: ctx.duration_s,
+            end_ns: run.end_ns,
+            interrupted: ctx.interrupted,
+        };
+        let mut stats = Self::from_recorder(r, ctx.qps, clock, ctx.percentiles);
+        stats.connections = Some(ConnectionStats::new(connections, r));
+        let verdict = validity::assess(&stats.facts(r, ctx), &ctx.thresholds);
+        stats.client_limited = verdict.client_limited;
+        stats.client_limited_reasons = verdict.reasons;
+        stats.send_gap_fit = validity::gap_fit(
+            run.window_start_ns,
+            &r.send_times_ns,
+            ctx.duration_s / ctx.planned.max(1) as f64,
+            ctx.arrival,
+            ctx.burstiness,
+        );
+        let wall_ns = run.end_ns.saturating_sub(run.start_ns).max(1) as f64;
+        stats.client_cpu_per_core = run
+            .per_core
+            .iter()
+            .enumerate()
+            .map(|(core, c)| CoreCpu {
+                core,
+                cpu_s: (c.cpu_ns as f64 / 1e6).round() / 1e3,
+                busy_pct: (c.cpu_ns as f64 * 1000.0 / wall_ns).round() / 10.0,
+            })
+            .collect();
+        stats.concurrency_cap = ctx.max_concurrency.map(|limit| CapStats {
+            limit,
+            waited: r.capped,
+            wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.cap_wait_ns)),
+        });
+        stats.warmup = (ctx.warmup_s > 0.0).then_some(WarmupStats {
+            seconds: ctx.warmup_s,
+            requests: run.warmup.sent,
+            successful: run.warmup.succeeded,
+        });
+        stats
+            .warnings
+            .extend(gap_fit_warning(&stats, r, ctx.arrival));
+        stats
+    }
+
+    /// What the validity gate looks at.
+    fn facts(&self, r: &Recorder, ctx: &LevelContext<'_>) -> LevelFacts {
+        let answered = r.succeeded
+            + r.errors
+                .iter()
+                .filter(|(k, _)| matches!(k, ErrorKind::Http(_)))
+                .map(|(_, v)| v.count)
+                .sum::<u64>();
+        LevelFacts {
+            target_qps: ctx.qps,
+            actual_qps: self.actual_qps,
+            send_lag_p99_us: self.send_lag_us.p99,
+            late_sends: r.send_lag_ns.count_between(
+                (ctx.thresholds.max_send_lag_p99_us * 1000.0) as u64 + 1,
+                r.send_lag_ns.max(),
+            ),
+            sent: r.sent,
+            answered,
+            capped: r.capped,
+            ttft_p50_us: self.ttft.get("p50").map(|s| s * 1e6),
+            client_errors: r
+                .errors
+                .iter()
+                .filter(|(k, _)| k.is_client_side())
+                .map(|(k, v)| (k.to_string(), v.count))
+                .collect(),
+        }
+    }
+
+    /// The recorder's part of the result; `pcts` are the percentiles to report.
+    pub(crate) fn from_recorder(
+        r: &Recorder,
+        qps_target: f64,
+        clock: LevelClock,
+        pcts: &[f64],
+    ) -> Self {
         let (start_ns, duration_s) = (clock.start_ns, clock.duration_s);
         let completion_s = clock.completion_window_s(r);
         let window_s = if r.sent > 0 {
@@ -388,6 +476,35 @@ impl LevelStats {
             warnings: buffering_warning(r).into_iter().collect(),
         }
     }
+}
+
+/// What a level was asked to do: the parts of its result that are not in the recorder.
+pub struct LevelContext<'a> {
+    pub qps: f64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Arrivals planned in the measured window.
+    pub planned: usize,
+    pub arrival: Arrival,
+    pub burstiness: f64,
+    pub max_concurrency: Option<usize>,
+    pub percentiles: &'a [f64],
+    pub thresholds: Thresholds,
+    /// Ctrl-C / SIGTERM stopped the run during this level.
+    pub interrupted: bool,
+}
+
+/// A warning when the realised send gaps do not follow the configured process. With thousands
+/// of gaps KS flags distortions of a few µs, so only when the shape is off by more than 5 points
+/// of the CDF as well; and never when `--max-concurrency` shaped the gaps.
+fn gap_fit_warning(stats: &LevelStats, r: &Recorder, arrival: Arrival) -> Option<String> {
+    let fit = stats.send_gap_fit.as_ref().filter(|_| r.capped == 0)?;
+    let p = fit
+        .p_value
+        .filter(|&p| p < 0.01 && fit.statistic.is_some_and(|d| d > 0.05))?;
+    Some(format!(
+        "the realised send gaps do not follow the configured {arrival:?} process (KS p = {p:.4})"
+    ))
 }
 
 /// When nearly every successful multi-token response arrived in one read (TTFT ≈ E2E), something

@@ -16,22 +16,13 @@ use std::task::Waker;
 use std::time::Duration;
 
 use super::pool::{Pool, PooledConn};
+use super::stream::{Failed, Hooks, StreamHandler, Trace};
 use crate::clock::{now_ns, thread_cpu_ns};
-use crate::http::body::BodyError;
-use crate::http::conn::{Completed, ExchangeError, Failure, ReadTimeout, ResponseHandler};
-use crate::http::head::HeadError;
 use crate::openai::ChunkParser;
-use crate::outcome::{ErrorKind, Success, TokenSource, ERROR_SAMPLE_BYTES};
+use crate::outcome::{ErrorKind, Success};
 use crate::prepared::{CoreRequests, RequestBuf};
 use crate::recorder::Recorder;
 use crate::records::RequestRecord;
-use crate::sse::{Flow, SseError, SseParser};
-
-/// Error bodies longer than this are not read to the end (the connection is closed instead).
-const MAX_ERROR_BODY: usize = 1 << 20;
-/// A streamed response longer than this fails as `Response too large` (memory stays bounded
-/// even against an endpoint that never stops sending; a 64k-token answer is ~15 MiB of SSE).
-pub const MAX_STREAM_BODY: usize = 256 << 20;
 
 /// What a core's request tasks share: owned by the core, never by two threads.
 pub struct Core {
@@ -43,8 +34,8 @@ pub struct Core {
     pub timeout: Duration,
     /// The endpoint is `https://`.
     pub tls: bool,
-    /// The current level's slice of the arrival schedule.
-    pub schedule: RefCell<Schedule>,
+    /// The current level's slice of the arrival plan: this core's queue of arrivals.
+    pub queue: RefCell<CoreQueue>,
     /// This core's share of `--max-concurrency` (`usize::MAX`: no cap).
     pub max_inflight: usize,
     /// Requests sent and not finished.
@@ -90,7 +81,7 @@ impl Core {
 
 /// A core's arrivals for one level and how far it has got.
 #[derive(Default)]
-pub struct Schedule {
+pub struct CoreQueue {
     pub start_ns: u64,
     /// (offset ns from start, sample index), in time order.
     pub arrivals: Vec<(u64, u32)>,
@@ -100,13 +91,13 @@ pub struct Schedule {
     /// Arrivals before this index fell due while the concurrency cap held them back.
     pub due_seen: usize,
     pub rec: Rc<RefCell<Recorder>>,
-    pub warm_rec: Rc<RefCell<Recorder>>,
+    pub warmup_rec: Rc<RefCell<Recorder>>,
     /// The core thread's CPU time when the first measured arrival was sent, so that the
     /// warm-up's CPU is not charged to the measured requests.
     pub cpu_at_window_ns: Option<u64>,
 }
 
-impl Schedule {
+impl CoreQueue {
     /// Intended time of the next arrival not yet sent.
     pub fn next_due_ns(&self) -> Option<u64> {
         self.arrivals.get(self.next).map(|a| self.start_ns + a.0)
@@ -122,7 +113,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
     }
     loop {
         let (intended, sample, rec, waited, warmup) = {
-            let mut s = core.schedule.borrow_mut();
+            let mut s = core.queue.borrow_mut();
             let s = &mut *s;
             match s.arrivals.get(s.next) {
                 Some(&(off, _)) if s.start_ns + off <= now && core.capped() => {
@@ -145,7 +136,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
                     if i == s.measured_from && s.measured_from > 0 {
                         s.cpu_at_window_ns = Some(thread_cpu_ns());
                     }
-                    let rec = if warmup { &s.warm_rec } else { &s.rec };
+                    let rec = if warmup { &s.warmup_rec } else { &s.rec };
                     (
                         s.start_ns + off,
                         sample as usize,
@@ -195,9 +186,6 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         now = now_ns();
     }
 }
-
-/// A failed request: its category and, for HTTP errors, the start of the body.
-type Failed = (ErrorKind, Option<Vec<u8>>);
 
 /// One arrival, as sent.
 #[derive(Clone, Copy)]
@@ -259,15 +247,6 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
     }
 }
 
-/// What `--save-requests` keeps of one request besides its outcome.
-#[derive(Default)]
-pub struct Trace {
-    status: u16,
-    first_byte_ns: Option<u64>,
-    /// Times of the reads that carried output tokens.
-    token_reads_ns: Vec<u64>,
-}
-
 impl Trace {
     fn into_record(
         self,
@@ -322,7 +301,13 @@ async fn attempt(
             c
         }
     };
-    let mut handler = StreamHandler::new(core, rec, trace.as_mut(), ttft_deadline);
+    let on_read = |t_ns| dispatch_due(core, t_ns);
+    let hooks = Hooks {
+        chunks: &core.chunks,
+        on_read: &on_read,
+        idle_timeout_ns: core.idle_timeout_ns,
+    };
+    let mut handler = StreamHandler::new(hooks, rec, trace.as_mut(), ttft_deadline);
     match conn.exchange(request, &mut handler).await {
         Ok(done) => {
             if done.reusable {
@@ -331,478 +316,5 @@ async fn attempt(
             handler.finish(done, t.intended_ns)
         }
         Err(f) => Err(handler.failure(f)),
-    }
-}
-
-/// A `Stream error` whose message is recorded with it (as the failure's body).
-fn stream_error(message: Vec<u8>) -> Failed {
-    (ErrorKind::Stream, Some(message))
-}
-
-/// Follows one streamed chat response.
-pub struct StreamHandler<'a> {
-    core: &'a Rc<Core>,
-    rec: &'a RefCell<Recorder>,
-    trace: Option<&'a mut Trace>,
-    /// `--ttft-timeout`: the first token must be read by then (monotonic ns).
-    ttft_deadline: Option<u64>,
-    /// The latest read, for `--idle-timeout`.
-    last_read_ns: u64,
-    /// Body bytes of a 200 answer so far (bounded by [`MAX_STREAM_BODY`]).
-    body_bytes: usize,
-    /// The latest token-bearing read: tokens it carried so far, and its gap after the previous
-    /// one (none for the first). Recorded as ITL when the next token-bearing read (or the end)
-    /// comes, once the read's token count is known.
-    group_tokens: u64,
-    group_gap_ns: Option<u64>,
-    /// The running `usage.completion_tokens` seen on content chunks (servers sending continuous
-    /// usage stats), to know how many tokens a chunk carries.
-    usage_seen: u64,
-    status: u16,
-    sse: SseParser,
-    error_body: Vec<u8>,
-    error_body_len: usize,
-    first_token_ns: Option<u64>,
-    last_token_ns: u64,
-    /// Distinct reads that carried output tokens.
-    token_reads: u64,
-    token_chunks: u64,
-    completion_tokens: Option<u64>,
-    prompt_tokens: Option<u64>,
-    finished: bool,
-    done: bool,
-    /// SSE events seen (a 200 answer without any is not a stream at all).
-    events: u64,
-    /// What ended the stream early: its category and, for a stream error, the message.
-    error: Option<Failed>,
-}
-
-impl<'a> StreamHandler<'a> {
-    pub fn new(
-        core: &'a Rc<Core>,
-        rec: &'a RefCell<Recorder>,
-        trace: Option<&'a mut Trace>,
-        ttft_deadline: Option<u64>,
-    ) -> Self {
-        Self {
-            core,
-            rec,
-            trace,
-            ttft_deadline,
-            last_read_ns: 0,
-            body_bytes: 0,
-            group_tokens: 0,
-            group_gap_ns: None,
-            usage_seen: 0,
-            status: 0,
-            sse: SseParser::new(),
-            error_body: Vec::new(),
-            error_body_len: 0,
-            first_token_ns: None,
-            last_token_ns: 0,
-            token_reads: 0,
-            token_chunks: 0,
-            completion_tokens: None,
-            prompt_tokens: None,
-            finished: false,
-            done: false,
-            events: 0,
-            error: None,
-        }
-    }
-
-    /// Records the last token-bearing read's inter-token gaps.
-    fn flush_itl(&mut self) {
-        if let Some(gap) = self.group_gap_ns.take() {
-            self.rec.borrow_mut().record_itl(gap, self.group_tokens);
-        }
-    }
-
-    /// The outcome of a completed exchange.
-    pub fn finish(mut self, done: Completed, intended_ns: u64) -> Result<Success, Failed> {
-        self.flush_itl();
-        if self.status != 200 {
-            return Err((ErrorKind::Http(self.status), Some(self.error_body)));
-        }
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        if !(self.done || self.finished) {
-            let kind = if self.events == 0 {
-                // E.g. a server that ignored `stream: true` and answered with one JSON object.
-                ErrorKind::Malformed("not an event stream (no data: events)".into())
-            } else {
-                ErrorKind::Truncated
-            };
-            return Err((kind, None));
-        }
-        let (output_tokens, source) = match self.completion_tokens {
-            Some(n) => (n, TokenSource::Usage),
-            None => (self.token_chunks, TokenSource::Estimated),
-        };
-        Ok(Success {
-            ttft_ns: self.first_token_ns.map(|t| t.saturating_sub(intended_ns)),
-            e2e_ns: done.end_ns.saturating_sub(intended_ns),
-            output_tokens,
-            source,
-            prompt_tokens: self.prompt_tokens,
-            token_reads: self.token_reads,
-            ttfb_ns: done.first_byte_ns.saturating_sub(intended_ns),
-            decode_ns: self
-                .first_token_ns
-                .map_or(0, |first| self.last_token_ns.saturating_sub(first)),
-            done_ns: done.end_ns,
-        })
-    }
-
-    /// The category of a failed exchange.
-    pub fn failure(mut self, f: Failure) -> Failed {
-        self.flush_itl();
-        if self.status != 0 && self.status != 200 {
-            return (ErrorKind::Http(self.status), Some(self.error_body));
-        }
-        let kind = match f.error {
-            ExchangeError::Io(e) => ErrorKind::from_io(&e),
-            ExchangeError::Closed if f.response_started => {
-                ErrorKind::Malformed("connection closed inside the response head".into())
-            }
-            ExchangeError::Closed => ErrorKind::ConnectionClosed,
-            ExchangeError::Head(e @ HeadError::TooLarge) => ErrorKind::TooLarge(e.to_string()),
-            ExchangeError::Head(e) => ErrorKind::Malformed(e.to_string()),
-            ExchangeError::Body(BodyError::Truncated) => ErrorKind::Truncated,
-            ExchangeError::Body(e) => ErrorKind::Malformed(e.to_string()),
-            ExchangeError::Timeout(ReadTimeout::FirstToken) => ErrorKind::TimeoutFirstToken,
-            ExchangeError::Timeout(ReadTimeout::Idle) => ErrorKind::TimeoutIdle,
-        };
-        (kind, None)
-    }
-}
-
-impl ResponseHandler for StreamHandler<'_> {
-    fn read_deadline(&self) -> Option<(u64, ReadTimeout)> {
-        let ttft = self
-            .ttft_deadline
-            .filter(|_| self.first_token_ns.is_none())
-            .map(|d| (d, ReadTimeout::FirstToken));
-        let idle = self
-            .core
-            .idle_timeout_ns
-            .filter(|_| self.last_read_ns != 0)
-            .map(|d| (self.last_read_ns + d, ReadTimeout::Idle));
-        match (ttft, idle) {
-            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn on_read(&mut self, t_ns: u64) {
-        self.last_read_ns = t_ns;
-        if let Some(t) = self.trace.as_mut() {
-            t.first_byte_ns.get_or_insert(t_ns);
-        }
-        dispatch_due(self.core, t_ns);
-    }
-
-    fn head(&mut self, status: u16, _t_ns: u64) {
-        self.status = status;
-        if let Some(t) = self.trace.as_mut() {
-            t.status = status;
-        }
-    }
-
-    fn body(&mut self, data: &[u8], t_ns: u64) -> bool {
-        if self.status != 200 {
-            let room = ERROR_SAMPLE_BYTES.saturating_sub(self.error_body.len());
-            self.error_body
-                .extend_from_slice(&data[..data.len().min(room)]);
-            self.error_body_len += data.len();
-            return self.error_body_len <= MAX_ERROR_BODY;
-        }
-        if self.done {
-            // After `data: [DONE]` only the end of the body is read, so the connection is reusable.
-            return true;
-        }
-        self.body_bytes += data.len();
-        if self.body_bytes > MAX_STREAM_BODY {
-            self.error = Some((
-                ErrorKind::TooLarge(format!("stream body over {} MiB", MAX_STREAM_BODY >> 20)),
-                None,
-            ));
-            return false;
-        }
-        let Self {
-            core,
-            rec,
-            trace,
-            group_tokens,
-            group_gap_ns,
-            usage_seen,
-            sse,
-            first_token_ns,
-            last_token_ns,
-            token_reads,
-            token_chunks,
-            completion_tokens,
-            prompt_tokens,
-            finished,
-            done,
-            events,
-            error,
-            ..
-        } = self;
-        let mut parser = core.chunks.borrow_mut();
-        let fed = sse.feed(data, |ev| {
-            *events += 1;
-            if ev.is_done() {
-                *done = true;
-                return Flow::Stop;
-            }
-            let info = match parser.parse(ev.data) {
-                Ok(info) => info,
-                Err(_) if ev.error_event => {
-                    *error = Some(stream_error(ev.data.to_vec()));
-                    return Flow::Stop;
-                }
-                Err(_) => {
-                    *error = Some((
-                        ErrorKind::Malformed("stream chunk is not JSON".into()),
-                        None,
-                    ));
-                    return Flow::Stop;
-                }
-            };
-            if let Some(msg) = info.error {
-                *error = Some(stream_error(msg.into_bytes()));
-                return Flow::Stop;
-            }
-            if ev.error_event {
-                *error = Some(stream_error(ev.data.to_vec()));
-                return Flow::Stop;
-            }
-            if let Some(stamp) = info.sent_stamp_ns {
-                // Same machine, same monotonic clock: read time − send time is what the network
-                // stack and this client added.
-                rec.borrow_mut()
-                    .added_delay_ns
-                    .saturating_record(t_ns.saturating_sub(stamp));
-            }
-            if info.has_output {
-                first_token_ns.get_or_insert(t_ns);
-                if *last_token_ns != t_ns {
-                    // A new token-bearing read: the previous one's token count is final.
-                    if let Some(gap) = group_gap_ns.take() {
-                        rec.borrow_mut().record_itl(gap, *group_tokens);
-                    }
-                    *group_gap_ns = (*last_token_ns != 0).then(|| t_ns - *last_token_ns);
-                    *group_tokens = 0;
-                    *last_token_ns = t_ns;
-                    *token_reads += 1;
-                    if let Some(t) = trace.as_mut() {
-                        t.token_reads_ns.push(t_ns);
-                    }
-                }
-                // Tokens in this chunk: the growth of a running usage count when the server
-                // sends one with every chunk, else one per content-bearing chunk.
-                *group_tokens += match info.completion_tokens {
-                    Some(c) if c > *usage_seen => {
-                        let k = c - *usage_seen;
-                        *usage_seen = c;
-                        k
-                    }
-                    _ => 1,
-                };
-                *token_chunks += 1;
-            }
-            *finished |= info.finished;
-            if info.completion_tokens.is_some() {
-                *completion_tokens = info.completion_tokens;
-            }
-            if info.prompt_tokens.is_some() {
-                *prompt_tokens = info.prompt_tokens;
-            }
-            Flow::Continue
-        });
-        if let Err(SseError::TooLong) = fed {
-            *error = Some((
-                ErrorKind::TooLarge("event stream line over 4 MiB".into()),
-                None,
-            ));
-        }
-        error.is_none()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The stream handler on synthetic reads with given timestamps: no network, no clock, no
-    //! tolerance. Each read is `(t_ns, bytes)`, fed the way `Conn::exchange` feeds body data.
-    use super::*;
-    use crate::http::conn::Target;
-
-    const MS: u64 = 1_000_000;
-
-    fn core() -> Rc<Core> {
-        Rc::new(Core {
-            pool: Pool::new(
-                Target {
-                    addrs: Vec::new().into(),
-                    tls: None,
-                },
-                1,
-            ),
-            chunks: RefCell::new(ChunkParser::new()),
-            requests: RefCell::new(Rc::default()),
-            timeout: Duration::from_secs(1),
-            tls: false,
-            schedule: RefCell::new(Schedule::default()),
-            max_inflight: usize::MAX,
-            inflight: Cell::new(0),
-            slot_waker: RefCell::new(None),
-            idle_waker: RefCell::new(None),
-            save_requests: false,
-            index: 0,
-            slo: Slo::default(),
-            connect_timeout: Duration::from_secs(1),
-            ttft_timeout_ns: None,
-            idle_timeout_ns: None,
-        })
-    }
-
-    fn content(text: &str) -> String {
-        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n")
-    }
-
-    fn content_usage(text: &str, completion: u64) -> String {
-        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":{completion}}}}}\n\n")
-    }
-
-    const ROLE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
-    const FINISH: &str =
-        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
-    const DONE: &str = "data: [DONE]\n\n";
-
-    fn usage(prompt: u64, completion: u64) -> String {
-        format!("data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion}}}}}\n\n")
-    }
-
-    /// Runs a 200 response made of `reads` through a handler; `intended` is the request's
-    /// intended send time. Returns the outcome and the recorder.
-    fn run(intended: u64, reads: &[(u64, String)]) -> (Result<Success, Failed>, Recorder) {
-        let core = core();
-        let rec = RefCell::new(Recorder::new());
-        let mut h = StreamHandler::new(&core, &rec, None, None);
-        h.on_read(reads[0].0);
-        h.head(200, reads[0].0);
-        let mut end = 0;
-        for (t, data) in reads {
-            h.on_read(*t);
-            end = *t;
-            if !h.body(data.as_bytes(), *t) {
-                break;
-            }
-        }
-        let done = Completed {
-            end_ns: end,
-            first_byte_ns: reads[0].0,
-            reusable: true,
-        };
-        let out = h.finish(done, intended);
-        (out, rec.into_inner())
-    }
-
-    #[test]
-    fn ttft_is_the_first_content_not_the_role_chunk() {
-        let (out, rec) = run(
-            0,
-            &[
-                (5 * MS, ROLE.to_string()),
-                (50 * MS, content("Hi")),
-                (60 * MS, content(" there")),
-                (70 * MS, format!("{FINISH}{}{DONE}", usage(12, 2))),
-            ],
-        );
-        let s = out.unwrap();
-        assert_eq!(s.ttft_ns, Some(50 * MS));
-        assert_eq!(s.ttfb_ns, 5 * MS);
-        assert_eq!(s.e2e_ns, 70 * MS);
-        assert_eq!(s.done_ns, 70 * MS);
-        assert_eq!(s.decode_ns, 10 * MS);
-        assert_eq!((s.output_tokens, s.source), (2, TokenSource::Usage));
-        assert_eq!(s.prompt_tokens, Some(12));
-        assert_eq!(s.token_reads, 2);
-        // One gap (50 → 60 ms) carrying one token.
-        assert_eq!(rec.itl_us.len(), 1);
-        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(10_000));
-    }
-
-    #[test]
-    fn continuous_usage_splits_a_gap_among_the_tokens_it_delivered() {
-        let (out, rec) = run(
-            0,
-            &[
-                (10 * MS, content_usage("a", 1)),
-                // One chunk carrying three tokens, 12 ms after the first: three gaps of 4 ms.
-                (22 * MS, content_usage("bcd", 4)),
-                (23 * MS, format!("{FINISH}{DONE}")),
-            ],
-        );
-        let s = out.unwrap();
-        assert_eq!((s.output_tokens, s.source), (4, TokenSource::Usage));
-        assert_eq!(rec.itl_us.len(), 3);
-        assert_eq!(rec.itl_us.min(), rec.itl_us.lowest_equivalent(4_000));
-        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(4_000));
-    }
-
-    #[test]
-    fn chunks_in_one_read_are_one_token_read_and_counts_are_estimated_without_usage() {
-        let (out, rec) = run(
-            0,
-            &[
-                (10 * MS, format!("{}{}", content("a"), content("b"))),
-                (30 * MS, content("c")),
-                (31 * MS, format!("{FINISH}{DONE}")),
-            ],
-        );
-        let s = out.unwrap();
-        assert_eq!((s.output_tokens, s.source), (3, TokenSource::Estimated));
-        assert_eq!(s.token_reads, 2);
-        // The 20 ms gap belongs to the one token of the second read.
-        assert_eq!(rec.itl_us.len(), 1);
-        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(20_000));
-    }
-
-    #[test]
-    fn truncated_streams_and_non_streams_fail_with_their_category() {
-        let (out, _) = run(0, &[(10 * MS, content("a")), (20 * MS, content("b"))]);
-        assert_eq!(out.unwrap_err().0, ErrorKind::Truncated);
-        let (out, _) = run(0, &[(10 * MS, "{\"id\":\"x\"}".to_string())]);
-        let kind = out.unwrap_err().0;
-        assert!(
-            matches!(&kind, ErrorKind::Malformed(m) if m.contains("not an event stream")),
-            "{kind:?}"
-        );
-        let (out, _) = run(0, &[(10 * MS, "data: {not json\n\n".to_string())]);
-        assert_eq!(
-            out.unwrap_err().0,
-            ErrorKind::Malformed("stream chunk is not JSON".into())
-        );
-    }
-
-    #[test]
-    fn stream_errors_keep_their_message_apart_from_the_category() {
-        let (out, _) = run(
-            0,
-            &[
-                (10 * MS, content("a")),
-                (
-                    20 * MS,
-                    "data: {\"error\":{\"message\":\"overloaded (req 42)\"}}\n\n".to_string(),
-                ),
-            ],
-        );
-        let (kind, message) = out.unwrap_err();
-        assert_eq!(kind, ErrorKind::Stream);
-        assert_eq!(kind.to_string(), "Stream error");
-        assert_eq!(message.as_deref(), Some(&b"overloaded (req 42)"[..]));
     }
 }

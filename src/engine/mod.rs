@@ -8,6 +8,7 @@
 pub mod exchange;
 pub mod pacer;
 pub mod pool;
+pub mod stream;
 mod worker;
 
 use std::sync::{mpsc, Arc};
@@ -85,7 +86,7 @@ impl IoDriver {
 /// What the main thread asks of a core.
 pub(crate) enum Command {
     /// Open connections until this many are idle in the pool (before a level's window).
-    Warm(usize),
+    OpenConnections(usize),
     /// Run this slice of a level.
     Level(CorePlan),
     /// Close every idle connection and, if given, send these rendered requests from now on
@@ -131,8 +132,8 @@ pub struct LevelRun {
     pub merged: Recorder,
     /// Each core's measured window (send times and records moved out).
     pub per_core: Vec<Recorder>,
-    /// The warm-up's requests, all cores.
-    pub warm: Recorder,
+    /// The warm-up requests (`--warmup`), all cores.
+    pub warmup: Recorder,
     /// When the last core finished (every request ended), monotonic ns.
     pub end_ns: u64,
 }
@@ -212,12 +213,12 @@ impl Engine {
     /// Opens connections on every core until `per_core` are idle in each pool, before a level's
     /// timed window, so that connection setup does not land in the first requests' latency.
     /// Returns the connections' times and any failures.
-    pub fn warm(&self, per_core: usize) -> Result<Recorder, String> {
+    pub fn open_connections(&self, per_core: usize) -> Result<Recorder, String> {
         for w in &self.workers {
             w.plans
                 .as_ref()
                 .expect("plans sender lives until drop")
-                .send(Command::Warm(per_core))
+                .send(Command::OpenConnections(per_core))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }
         let mut merged = Recorder::new();
@@ -287,7 +288,7 @@ impl Engine {
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }
         let mut merged = Recorder::new();
-        let mut warm = Recorder::new();
+        let mut warmup = Recorder::new();
         let mut per_core = Vec::with_capacity(n);
         for w in &self.workers {
             let (mut r, mut wr) = w
@@ -297,8 +298,8 @@ impl Engine {
             merged.merge(&r);
             merged.send_times_ns.append(&mut r.send_times_ns);
             merged.records.append(&mut r.records);
-            warm.merge(&wr);
-            warm.records.append(&mut wr.records);
+            warmup.merge(&wr);
+            warmup.records.append(&mut wr.records);
             per_core.push(r);
         }
         merged.send_times_ns.sort_unstable();
@@ -309,7 +310,7 @@ impl Engine {
             window_end_ns,
             merged,
             per_core,
-            warm,
+            warmup,
         })
     }
 }

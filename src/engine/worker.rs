@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use super::exchange::{dispatch_due, Core, Schedule};
+use super::exchange::{dispatch_due, Core, CoreQueue};
 use super::pacer::Pacer;
 use super::pool::Pool;
 use super::{Command, CorePlan, IoDriver};
@@ -61,7 +61,7 @@ pub(crate) fn main(
         chunks: RefCell::new(ChunkParser::new()),
         requests: RefCell::new(Rc::new(shared.requests.clone())),
         timeout: shared.timeout,
-        schedule: RefCell::new(Schedule::default()),
+        queue: RefCell::new(CoreQueue::default()),
         max_inflight: shared.max_inflight[index],
         inflight: Cell::new(0),
         slot_waker: RefCell::new(None),
@@ -84,8 +84,12 @@ pub(crate) fn main(
                 Command::Level(plan) => rt.block_on(async move {
                     monoio::spawn(run_level(core, plan, driver, busy_poll)).await
                 }),
-                Command::Warm(n) => rt
-                    .block_on(async move { (monoio::spawn(warm(core, n)).await, Recorder::new()) }),
+                Command::OpenConnections(n) => rt.block_on(async move {
+                    (
+                        monoio::spawn(open_connections(core, n)).await,
+                        Recorder::new(),
+                    )
+                }),
                 Command::Reset(requests) => {
                     if let Some(r) = requests {
                         core.requests.replace(Rc::new(r));
@@ -106,7 +110,7 @@ pub(crate) fn main(
 }
 
 /// Opens connections concurrently until `want` are idle in the pool.
-async fn warm(core: Rc<Core>, want: usize) -> Recorder {
+async fn open_connections(core: Rc<Core>, want: usize) -> Recorder {
     let rec = Rc::new(RefCell::new(Recorder::new()));
     let need = want
         .saturating_sub(core.pool.idle_count())
@@ -164,15 +168,15 @@ async fn run_level(
         .send_times_ns
         .reserve(n - plan.measured_from.min(n));
     let rec = Rc::new(RefCell::new(measured));
-    let warm_rec = Rc::new(RefCell::new(Recorder::new()));
-    core.schedule.replace(Schedule {
+    let warmup_rec = Rc::new(RefCell::new(Recorder::new()));
+    core.queue.replace(CoreQueue {
         start_ns: plan.start_ns,
         arrivals: plan.arrivals,
         next: 0,
         measured_from: plan.measured_from,
         due_seen: 0,
         rec: rec.clone(),
-        warm_rec: warm_rec.clone(),
+        warmup_rec: warmup_rec.clone(),
         cpu_at_window_ns: None,
     });
     let spinning = Rc::new(Cell::new(busy_poll));
@@ -182,7 +186,7 @@ async fn run_level(
         // completions were reaped, not after the pacer, woken for it, comes up in the queue.
         let core = core.clone();
         let send_due = move || {
-            let due = core.schedule.borrow().next_due_ns();
+            let due = core.queue.borrow().next_due_ns();
             if due.is_some_and(|d| d <= now_ns()) && !core.capped() {
                 dispatch_due(&core, now_ns());
             }
@@ -196,7 +200,7 @@ async fn run_level(
     };
     // Request tasks also send arrivals that fall due while they run; the pacer covers the rest.
     loop {
-        let Some(due) = core.schedule.borrow().next_due_ns() else {
+        let Some(due) = core.queue.borrow().next_due_ns() else {
             break;
         };
         if crate::interrupt::requested() {
@@ -208,7 +212,7 @@ async fn run_level(
             continue;
         }
         pacer
-            .wait_until(due, || core.schedule.borrow().next_due_ns() == Some(due))
+            .wait_until(due, || core.queue.borrow().next_due_ns() == Some(due))
             .await;
         dispatch_due(&core, now_ns());
         // Let the new request tasks run (their writes go out) before the pacer re-arms its
@@ -236,16 +240,16 @@ async fn run_level(
     }
     // The measured window's CPU starts with its first send (after any warm-up requests).
     let window_cpu_start = core
-        .schedule
-        .replace(Schedule::default())
+        .queue
+        .replace(CoreQueue::default())
         .cpu_at_window_ns
         .unwrap_or(cpu_start);
     let mut rec = take_recorder(rec);
     rec.cpu_ns = thread_cpu_ns().saturating_sub(window_cpu_start);
     rec.pacer_spin_ns = pacer.spin_ns;
-    let mut warm_rec = take_recorder(warm_rec);
-    warm_rec.cpu_ns = window_cpu_start - cpu_start;
-    (rec, warm_rec)
+    let mut warmup_rec = take_recorder(warmup_rec);
+    warmup_rec.cpu_ns = window_cpu_start - cpu_start;
+    (rec, warmup_rec)
 }
 
 /// Resolves once every request the core sent has finished.

@@ -160,7 +160,8 @@ pub struct Summary {
     pub auto_bracket: Option<[f64; 2]>,
 }
 
-fn q(v: f64) -> String {
+/// A rate (or percentage) as written: `5`, not `5.0`.
+fn qps_text(v: f64) -> String {
     format!("{v}")
 }
 
@@ -173,7 +174,7 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
         why.push(format!(
             "success {:.1}% is below {}%",
             l.success_rate,
-            q(c.min_success_pct)
+            qps_text(c.min_success_pct)
         ));
     }
     let offered = offered_qps(l, base);
@@ -200,7 +201,7 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
             why.push(format!(
                 "TTFT p95 {:.3} s is over {}× the lowest level's {:.3} s",
                 t,
-                q(c.max_ttft_growth),
+                qps_text(c.max_ttft_growth),
                 base
             ));
         }
@@ -208,7 +209,7 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
     why
 }
 
-/// Analyzes a run's levels (any order).
+/// Analyzes a run's levels (any order): the four verdicts, each with its reason.
 pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
     let mut sorted: Vec<&LevelView> = levels.iter().collect();
     sorted.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
@@ -223,152 +224,12 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
         .filter(|l| !l.client_limited && !l.interrupted && l.total_requests > 0)
         .collect();
     let mut reasons = BTreeMap::new();
-
-    // The highest level before the first one with 503s.
-    let first_503 = usable.iter().position(|l| l.http_503() > 0);
-    let max_qps_without_503 = match first_503 {
-        Some(0) => {
-            let l = usable[0];
-            reasons.insert(
-                "max_qps_without_503",
-                format!(
-                    "even the lowest level (QPS {}) got HTTP 503 ({} of {} requests)",
-                    q(l.qps_target),
-                    l.http_503(),
-                    l.total_requests
-                ),
-            );
-            None
-        }
-        Some(i) => {
-            let (ok, bad) = (usable[i - 1], usable[i]);
-            reasons.insert(
-                "max_qps_without_503",
-                format!(
-                    "QPS {} is the highest level before the first 503s (QPS {}: {} of {} requests)",
-                    q(ok.qps_target),
-                    q(bad.qps_target),
-                    bad.http_503(),
-                    bad.total_requests
-                ),
-            );
-            Some(ok.qps_target)
-        }
-        None => match usable.last() {
-            Some(l) => {
-                reasons.insert(
-                    "max_qps_without_503",
-                    format!(
-                        "no level returned HTTP 503, up to the highest tested (QPS {})",
-                        q(l.qps_target)
-                    ),
-                );
-                Some(l.qps_target)
-            }
-            None => {
-                reasons.insert("max_qps_without_503", "no level could be used".into());
-                None
-            }
-        },
-    };
-
-    // The saturation point: the first level breaking any rule.
-    let base = Baseline::of(usable.iter().copied());
-    let mut saturation = None;
-    for l in &usable {
-        let why = saturation_reasons(l, &base, c);
-        if !why.is_empty() {
-            reasons.insert(
-                "saturation_qps",
-                format!("QPS {}: {}", q(l.qps_target), why.join("; ")),
-            );
-            saturation = Some(l.qps_target);
-            break;
-        }
-    }
-    if saturation.is_none() {
-        reasons.insert(
-            "saturation_qps",
-            match usable.last() {
-                Some(l) => format!(
-                    "no level saturated, up to QPS {} (success, throughput and TTFT growth all within bounds)",
-                    q(l.qps_target)
-                ),
-                None => "no level could be used".into(),
-            },
-        );
-    }
-
-    // The optimal level: the highest below the saturation point meeting success and every SLO.
-    let key = pct_key(c.slo_percentile);
-    let meets = |l: &LevelView| -> Result<(), String> {
-        if l.success_rate < c.min_success_pct {
-            return Err(format!("success {:.1}%", l.success_rate));
-        }
-        if let Some(slo) = c.slo_ttft_s {
-            match l.ttft(&key) {
-                Some(t) if t <= slo => {}
-                t => return Err(format!("TTFT {key} {t:?} s over the {slo} s SLO")),
-            }
-        }
-        if let Some(slo) = c.slo_e2e_s {
-            match l.e2e(&key) {
-                Some(t) if t <= slo => {}
-                t => return Err(format!("E2E {key} {t:?} s over the {slo} s SLO")),
-            }
-        }
-        Ok(())
-    };
-    let candidates: Vec<&LevelView> = usable
-        .iter()
-        .copied()
-        .filter(|l| saturation.is_none_or(|s| l.qps_target < s))
-        .collect();
-    let optimal = candidates.iter().rev().find(|l| meets(l).is_ok()).copied();
-    let slos = match (c.slo_ttft_s, c.slo_e2e_s) {
-        (None, None) => String::new(),
-        (t, e) => {
-            let mut s = Vec::new();
-            if let Some(t) = t {
-                s.push(format!("TTFT {key} ≤ {t} s"));
-            }
-            if let Some(e) = e {
-                s.push(format!("E2E {key} ≤ {e} s"));
-            }
-            format!(" and the SLOs ({})", s.join(", "))
-        }
-    };
-    match optimal {
-        Some(l) => {
-            reasons.insert(
-                "optimal_qps",
-                format!(
-                    "QPS {} is the highest level{} with success ≥ {}%{}",
-                    q(l.qps_target),
-                    saturation.map_or(String::new(), |s| format!(
-                        " below saturation (QPS {})",
-                        q(s)
-                    )),
-                    q(c.min_success_pct),
-                    slos
-                ),
-            );
-        }
-        None => {
-            let why = candidates.first().and_then(|l| meets(l).err()).map_or_else(
-                || "no level below the saturation point".to_string(),
-                |w| format!("the lowest level fails it: {w}"),
-            );
-            reasons.insert(
-                "optimal_qps",
-                format!(
-                    "no level met success ≥ {}%{}: {why}",
-                    q(c.min_success_pct),
-                    slos
-                ),
-            );
-        }
-    }
+    let (max_qps_without_503, why) = max_without_503(&usable);
+    reasons.insert("max_qps_without_503", why);
+    let (saturation, why) = saturation_point(&usable, c);
+    reasons.insert("saturation_qps", why);
+    let (optimal, why) = optimal_level(&usable, saturation, c);
+    reasons.insert("optimal_qps", why);
     let recommended = optimal.map(|l| (l.qps_target * c.headroom * 100.0).round() / 100.0);
     reasons.insert(
         "recommended_limit_qps",
@@ -376,7 +237,7 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
             (Some(l), Some(r)) => format!(
                 "{r} QPS: {:.0}% of the optimal QPS {}, headroom for bursts and longer prompts than the dataset's",
                 c.headroom * 100.0,
-                q(l.qps_target)
+                qps_text(l.qps_target)
             ),
             _ => "no optimal level, so no recommendation".into(),
         },
@@ -390,6 +251,142 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
         client_limited_levels,
         auto_bracket: None,
     }
+}
+
+/// The highest level before the first one with 503s, and why.
+fn max_without_503(usable: &[&LevelView]) -> (Option<f64>, String) {
+    match usable.iter().position(|l| l.http_503() > 0) {
+        Some(0) => {
+            let l = usable[0];
+            let why = format!(
+                "even the lowest level (QPS {}) got HTTP 503 ({} of {} requests)",
+                qps_text(l.qps_target),
+                l.http_503(),
+                l.total_requests
+            );
+            (None, why)
+        }
+        Some(i) => {
+            let (ok, bad) = (usable[i - 1], usable[i]);
+            let why = format!(
+                "QPS {} is the highest level before the first 503s (QPS {}: {} of {} requests)",
+                qps_text(ok.qps_target),
+                qps_text(bad.qps_target),
+                bad.http_503(),
+                bad.total_requests
+            );
+            (Some(ok.qps_target), why)
+        }
+        None => match usable.last() {
+            Some(l) => {
+                let why = format!(
+                    "no level returned HTTP 503, up to the highest tested (QPS {})",
+                    qps_text(l.qps_target)
+                );
+                (Some(l.qps_target), why)
+            }
+            None => (None, "no level could be used".into()),
+        },
+    }
+}
+
+/// The saturation point: the first level breaking any rule, and why.
+fn saturation_point(usable: &[&LevelView], c: &Criteria) -> (Option<f64>, String) {
+    let base = Baseline::of(usable.iter().copied());
+    for l in usable {
+        let why = saturation_reasons(l, &base, c);
+        if !why.is_empty() {
+            let text = format!("QPS {}: {}", qps_text(l.qps_target), why.join("; "));
+            return (Some(l.qps_target), text);
+        }
+    }
+    let why = match usable.last() {
+        Some(l) => format!(
+            "no level saturated, up to QPS {} (success, throughput and TTFT growth all within bounds)",
+            qps_text(l.qps_target)
+        ),
+        None => "no level could be used".into(),
+    };
+    (None, why)
+}
+
+/// Whether a level meets the success threshold and every SLO (the reason it does not).
+fn meets(l: &LevelView, c: &Criteria) -> Result<(), String> {
+    let key = pct_key(c.slo_percentile);
+    if l.success_rate < c.min_success_pct {
+        return Err(format!("success {:.1}%", l.success_rate));
+    }
+    if let Some(slo) = c.slo_ttft_s {
+        match l.ttft(&key) {
+            Some(t) if t <= slo => {}
+            t => return Err(format!("TTFT {key} {t:?} s over the {slo} s SLO")),
+        }
+    }
+    if let Some(slo) = c.slo_e2e_s {
+        match l.e2e(&key) {
+            Some(t) if t <= slo => {}
+            t => return Err(format!("E2E {key} {t:?} s over the {slo} s SLO")),
+        }
+    }
+    Ok(())
+}
+
+/// The optimal level: the highest below the saturation point meeting success and every SLO.
+fn optimal_level<'a>(
+    usable: &[&'a LevelView],
+    saturation: Option<f64>,
+    c: &Criteria,
+) -> (Option<&'a LevelView>, String) {
+    let key = pct_key(c.slo_percentile);
+    let candidates: Vec<&LevelView> = usable
+        .iter()
+        .copied()
+        .filter(|l| saturation.is_none_or(|s| l.qps_target < s))
+        .collect();
+    let optimal = candidates
+        .iter()
+        .rev()
+        .find(|l| meets(l, c).is_ok())
+        .copied();
+    let mut slo_list = Vec::new();
+    if let Some(t) = c.slo_ttft_s {
+        slo_list.push(format!("TTFT {key} ≤ {t} s"));
+    }
+    if let Some(e) = c.slo_e2e_s {
+        slo_list.push(format!("E2E {key} ≤ {e} s"));
+    }
+    let slos = if slo_list.is_empty() {
+        String::new()
+    } else {
+        format!(" and the SLOs ({})", slo_list.join(", "))
+    };
+    let why = match optimal {
+        Some(l) => format!(
+            "QPS {} is the highest level{} with success ≥ {}%{}",
+            qps_text(l.qps_target),
+            saturation.map_or(String::new(), |s| format!(
+                " below saturation (QPS {})",
+                qps_text(s)
+            )),
+            qps_text(c.min_success_pct),
+            slos
+        ),
+        None => {
+            let why = candidates
+                .first()
+                .and_then(|l| meets(l, c).err())
+                .map_or_else(
+                    || "no level below the saturation point".to_string(),
+                    |w| format!("the lowest level fails it: {w}"),
+                );
+            format!(
+                "no level met success ≥ {}%{}: {why}",
+                qps_text(c.min_success_pct),
+                slos
+            )
+        }
+    };
+    (optimal, why)
 }
 
 /// The console block printed after the results table.

@@ -1,0 +1,158 @@
+//! One level, measured: its arrival plan (warm-up seconds, then the measured window), the
+//! keep-alive connections opened before it, the run on the engine, and the level's result built
+//! by `stats`. Used by the benchmark's level strategies and by `selftest`.
+
+use crate::arrivals::{self, Arrival};
+use crate::engine::{Engine, LevelRun};
+use crate::error::{Result, UserError};
+use crate::stats::{LevelContext, LevelStats};
+use crate::validity::Thresholds;
+
+/// One level to measure.
+pub struct LevelSpec<'a> {
+    /// 0-based, and of how many (for progress lines; 0: an auto search).
+    pub index: usize,
+    pub levels: usize,
+    pub qps: f64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub arrival: Arrival,
+    pub burstiness: f64,
+    pub seed: u64,
+    pub warmup_connections: Option<usize>,
+    pub max_concurrency: Option<usize>,
+    pub percentiles: &'a [f64],
+    pub thresholds: Thresholds,
+    pub samples: usize,
+}
+
+/// Keep-alive connections per core to open before a level: the level's rate per core times the
+/// expected latency (the previous level's E2E p90, else 1 s), with 25% headroom, 1 to 256.
+fn connections_per_core(qps: f64, cores: usize, expected_latency_s: f64) -> usize {
+    ((qps / cores as f64) * expected_latency_s * 1.25)
+        .ceil()
+        .clamp(1.0, 256.0) as usize
+}
+
+/// The level's arrivals: the warm-up's (own seed), then the measured window's shifted past it.
+/// Returns (offsets ns, warm-up arrivals, the window's start ns, measured arrivals).
+fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<u64>, usize, u64, usize) {
+    let measured = arrivals::plan(
+        spec.qps,
+        spec.duration_s,
+        spec.arrival,
+        spec.burstiness,
+        spec.seed,
+    );
+    let mut offsets = if spec.warmup_s > 0.0 {
+        let warmup_seed = spec.seed ^ 0x5741_524d;
+        arrivals::plan(
+            spec.qps,
+            spec.warmup_s,
+            spec.arrival,
+            spec.burstiness,
+            warmup_seed,
+        )
+    } else {
+        Vec::new()
+    };
+    let warmup_n = offsets.len();
+    let window_ns = (spec.warmup_s * 1e9).round() as u64;
+    offsets.extend(measured.iter().map(|o| o + window_ns));
+    (offsets, warmup_n, window_ns, measured.len())
+}
+
+/// Runs one level on the engine and builds its statistics, validity verdict included.
+/// `expected_latency_s` sizes the connection warm-up. Returns the raw run too (for per-request
+/// records).
+pub fn measure_level(
+    engine: &Engine,
+    spec: &LevelSpec<'_>,
+    expected_latency_s: f64,
+    progress: bool,
+) -> Result<(LevelStats, LevelRun)> {
+    let (offsets, warmup_n, window_ns, planned) = arrival_plan(spec);
+    // Connections are opened before the timed window, so setup stays out of TTFT.
+    let cores = engine.cores();
+    let mut per_core = spec
+        .warmup_connections
+        .unwrap_or_else(|| connections_per_core(spec.qps, cores, expected_latency_s));
+    if let Some(cap) = spec.max_concurrency {
+        per_core = per_core.min(cap.div_ceil(cores));
+    }
+    let connections = engine
+        .open_connections(per_core)
+        .map_err(UserError::runtime)?;
+    if progress {
+        announce(spec, planned, warmup_n);
+    }
+    let duration_ns = (spec.duration_s * 1e9).round() as u64;
+    let run = engine
+        .run_level(&offsets, warmup_n, (window_ns, duration_ns), spec.samples)
+        .map_err(UserError::runtime)?;
+    let ctx = LevelContext {
+        qps: spec.qps,
+        duration_s: spec.duration_s,
+        warmup_s: spec.warmup_s,
+        planned,
+        arrival: spec.arrival,
+        burstiness: spec.burstiness,
+        max_concurrency: spec.max_concurrency,
+        percentiles: spec.percentiles,
+        thresholds: spec.thresholds,
+        interrupted: crate::interrupt::requested(),
+    };
+    let stats = LevelStats::build(&run, &connections, &ctx);
+    if progress {
+        print_outcome(&stats);
+    }
+    Ok((stats, run))
+}
+
+/// The line printed when a level starts.
+fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
+    let which = if spec.levels > 0 {
+        format!("{}/{}", spec.index + 1, spec.levels)
+    } else {
+        format!("auto {}", spec.index + 1)
+    };
+    let warmup = if warmup_n > 0 {
+        format!(
+            " after {warmup_n} warm-up requests over {} s",
+            spec.warmup_s
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "[{which}] QPS {:.1}: sending {planned} requests over {} s{warmup} ...",
+        spec.qps, spec.duration_s
+    );
+}
+
+/// The lines printed when a level ends: its warnings, counts, and the client-limited verdict.
+fn print_outcome(stats: &LevelStats) {
+    for w in &stats.warnings {
+        eprintln!("      warning: {w}");
+    }
+    let waited = stats.concurrency_cap.as_ref().map_or(0, |c| c.waited);
+    eprintln!(
+        "      {} sent, {} ok ({:.1}%), actual {:.2} QPS, send lag p99 {:.0} µs{}",
+        stats.total_requests,
+        stats.successful_requests,
+        stats.success_rate,
+        stats.actual_qps,
+        stats.send_lag_us.p99,
+        if waited > 0 {
+            format!(", {waited} waited for a --max-concurrency slot")
+        } else {
+            String::new()
+        }
+    );
+    if stats.client_limited {
+        eprintln!(
+            "      CLIENT-LIMITED: {}",
+            stats.client_limited_reasons.join("; ")
+        );
+    }
+}

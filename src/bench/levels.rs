@@ -1,0 +1,237 @@
+//! Stage 4, the levels: which rates a run measures, as two strategies behind one interface —
+//! a fixed list (`--qps 1,5,10`), or the capacity search (`--qps auto`). Either way each level is
+//! measured the same way ([`Levels::measure`]): its records appended, and the results and
+//! summary rewritten after it, so that a stopped run keeps what it measured.
+
+use std::fs::File;
+use std::io::BufWriter;
+
+use super::level::{measure_level, LevelSpec};
+use super::plan::Plan;
+use crate::arrivals;
+use crate::engine::Engine;
+use crate::error::{Result, UserError};
+use crate::report::analysis::{self, Baseline, Criteria, LevelView};
+use crate::report::results::RunDir;
+use crate::stats::{json_percentiles, LevelStats};
+use crate::validity::Thresholds;
+
+/// How a run chooses its levels.
+pub trait Strategy {
+    /// Measures levels through `levels` until done; returns the capacity bracket
+    /// `[last good, first saturated]` when the strategy looks for one and found it.
+    fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>>;
+}
+
+/// The strategy the plan asks for.
+pub fn strategy(plan: &Plan) -> Box<dyn Strategy> {
+    match &plan.fixed_levels {
+        Some(rates) => Box::new(Fixed(rates.clone())),
+        None => Box::new(AutoSearch {
+            start: plan.args.auto_start,
+            max: plan.args.auto_max_qps,
+            tolerance: plan.args.auto_tolerance,
+        }),
+    }
+}
+
+/// The levels measured so far, and what measuring another one needs.
+pub struct Levels<'a> {
+    plan: &'a Plan,
+    engine: &'a Engine,
+    run_dir: &'a RunDir,
+    pub criteria: Criteria,
+    thresholds: Thresholds,
+    percentiles: Vec<f64>,
+    requests_file: Option<BufWriter<File>>,
+    /// In the order measured.
+    pub measured: Vec<LevelStats>,
+}
+
+impl<'a> Levels<'a> {
+    pub fn new(plan: &'a Plan, engine: &'a Engine, run_dir: &'a RunDir) -> Result<Self> {
+        let a = &plan.args;
+        let mut asked = a.percentiles.clone();
+        asked.push(a.slo_percentile);
+        let requests_file = if a.save_requests {
+            Some(run_dir.create_new("requests.jsonl")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            plan,
+            engine,
+            run_dir,
+            criteria: Criteria {
+                min_success_pct: a.saturation_success,
+                min_throughput_ratio: a.saturation_throughput,
+                max_ttft_growth: a.saturation_ttft_growth,
+                slo_ttft_s: a.slo_ttft,
+                slo_e2e_s: a.slo_e2e,
+                slo_percentile: a.slo_percentile,
+                headroom: 0.75,
+            },
+            thresholds: Thresholds {
+                max_send_lag_p99_us: a.max_send_lag_ms * 1000.0,
+                max_send_lag_share: a.max_send_lag_share,
+                min_rate_ratio: a.min_rate_ratio,
+            },
+            percentiles: json_percentiles(&asked),
+            requests_file,
+            measured: Vec::new(),
+        })
+    }
+
+    /// Measures one level at `qps`; its records are appended, and the results and summary
+    /// rewritten.
+    pub fn measure(&mut self, qps: f64) -> Result<LevelStats> {
+        let (a, i) = (&self.plan.args, self.measured.len());
+        let spec = LevelSpec {
+            index: i,
+            levels: self.plan.fixed_levels.as_ref().map_or(0, Vec::len),
+            qps,
+            duration_s: a.duration,
+            warmup_s: a.warmup,
+            arrival: a.arrival,
+            burstiness: a.burstiness,
+            seed: arrivals::level_seed(a.seed, i),
+            warmup_connections: a.warmup_connections,
+            max_concurrency: a.max_concurrency,
+            percentiles: &self.percentiles,
+            thresholds: self.thresholds,
+            samples: self.plan.samples.len(),
+        };
+        let expected_latency = self
+            .measured
+            .last()
+            .and_then(|l| l.e2e_latency.get("p90"))
+            .unwrap_or(1.0);
+        let (stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
+        if let Some(f) = self.requests_file.as_mut() {
+            let mut records = std::mem::take(&mut run.warmup.records);
+            records.append(&mut run.merged.records);
+            crate::records::write_level(f, i + 1, qps, run.start_ns, &mut records)
+                .and_then(|()| std::io::Write::flush(f))
+                .map_err(|e| {
+                    let path = self.run_dir.path.join("requests.jsonl");
+                    UserError::input(format!("cannot write {}: {e}", path.display()))
+                })?;
+        }
+        self.measured.push(stats.clone());
+        // Saved after every level: an interrupted run keeps what it measured.
+        self.run_dir.write_json(&self.plan.output, &self.measured)?;
+        let summary = analysis::analyze(&analysis::views(&self.measured), &self.criteria);
+        self.run_dir.write_json("summary.json", &summary)?;
+        Ok(stats)
+    }
+}
+
+/// `--qps 1,5,10,20`: each rate in the order given.
+struct Fixed(Vec<f64>);
+
+impl Strategy for Fixed {
+    fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>> {
+        for &q in &self.0 {
+            levels.measure(q)?;
+            if crate::interrupt::requested() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `--qps auto`: doubles from `--auto-start` until a level saturates (the analysis' rules,
+/// against the first level), then bisects between the last good and the first saturated rate
+/// until they are within `--auto-tolerance`. Every probed level is a normal level. A
+/// client-limited level stops the search: it would measure the client, not the endpoint.
+struct AutoSearch {
+    start: f64,
+    max: f64,
+    tolerance: f64,
+}
+
+/// A rate to 0.01 QPS.
+fn round_rate(q: f64) -> f64 {
+    (q * 100.0).round() / 100.0
+}
+
+impl Strategy for AutoSearch {
+    fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>> {
+        let mut probe = Probe::default();
+        let mut good = None::<f64>;
+        let mut q = self.start;
+        let bad = loop {
+            match probe.saturated(levels, q)? {
+                None => return Ok(None),
+                Some(true) => break q,
+                Some(false) => good = Some(q),
+            }
+            if q >= self.max {
+                eprintln!(
+                    "auto: no saturation up to --auto-max-qps {}; the capacity is higher",
+                    self.max
+                );
+                return Ok(None);
+            }
+            q = round_rate((q * 2.0).min(self.max));
+        };
+        let Some(mut lo) = good else {
+            eprintln!(
+                "auto: already saturated at the first rate (QPS {}); lower --auto-start",
+                self.start
+            );
+            return Ok(None);
+        };
+        let mut hi = bad;
+        while (hi - lo) / lo > self.tolerance {
+            let mid = round_rate((lo + hi) / 2.0);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            match probe.saturated(levels, mid)? {
+                None => break,
+                Some(true) => hi = mid,
+                Some(false) => lo = mid,
+            }
+        }
+        eprintln!("auto: capacity between QPS {lo} (holds) and QPS {hi} (saturates)");
+        Ok(Some([lo, hi]))
+    }
+}
+
+/// The search's judge: the first level that has them sets the baseline (the search starts at
+/// its lowest rate).
+#[derive(Default)]
+struct Probe {
+    base: Baseline,
+}
+
+impl Probe {
+    /// Measures `q`: whether it saturates, or `None` when the search must stop (interrupted, or
+    /// client-limited).
+    fn saturated(&mut self, levels: &mut Levels<'_>, q: f64) -> Result<Option<bool>> {
+        let stats = levels.measure(q)?;
+        if crate::interrupt::requested() {
+            return Ok(None);
+        }
+        if stats.client_limited {
+            eprintln!(
+                "auto: QPS {q} is client-limited ({}); stopping the search: beyond this rate qpsbench would measure itself, not the endpoint. Give it more cores (--cores) or run it on a bigger machine.",
+                stats.client_limited_reasons.join("; ")
+            );
+            return Ok(None);
+        }
+        let v = LevelView::from(&stats);
+        let first = Baseline::of([&v]);
+        self.base.ttft_p95 = self.base.ttft_p95.or(first.ttft_p95);
+        self.base.e2e_p50 = self.base.e2e_p50.or(first.e2e_p50);
+        let why = analysis::saturation_reasons(&v, &self.base, &levels.criteria);
+        if why.is_empty() {
+            eprintln!("auto: QPS {q} holds");
+        } else {
+            eprintln!("auto: QPS {q} saturates: {}", why.join("; "));
+        }
+        Ok(Some(!why.is_empty()))
+    }
+}

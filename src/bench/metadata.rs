@@ -1,0 +1,158 @@
+//! Stage 3, the metadata: `metadata.json`, the seed's fields (in its order) then qpsbench's,
+//! written before the first level. Never the API key; secret-looking headers and query parameters
+//! masked.
+
+use serde::Serialize;
+
+use super::plan::Plan;
+use crate::arrivals::Arrival;
+use crate::clock::LocalTime;
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::report::results::RunDir;
+use crate::secret::masked_header;
+
+/// `metadata.json`: the seed's fields (in its order), then qpsbench's. Never the API key.
+#[derive(Serialize)]
+struct Metadata<'a> {
+    timestamp: String,
+    endpoint: &'a str,
+    model: &'a str,
+    dataset: String,
+    /// The levels, or `"auto"`.
+    qps_levels: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto: Option<AutoMeta>,
+    duration: serde_json::Value,
+    max_tokens: u32,
+    temperature: f64,
+    percentiles: serde_json::Value,
+    show_tokens: bool,
+    qpsbench_version: &'static str,
+    dataset_samples: usize,
+    requests_per_level: Vec<u64>,
+    arrival: Arrival,
+    /// The gamma shape, with `--arrival gamma`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    burstiness: Option<f64>,
+    seed: u64,
+    cores: usize,
+    /// Whether each client core's thread was pinned to its CPU.
+    cores_pinned: Vec<bool>,
+    io_driver: &'static str,
+    timeout_s: f64,
+    request_usage: bool,
+    /// Whether `stream_options.continuous_usage_stats` was sent, and why.
+    continuous_usage_stats: String,
+    results_file: &'a str,
+    /// `--header`s, secret-looking values masked.
+    headers: Vec<String>,
+    tls: Option<TlsMeta>,
+    warmup_connections: Option<usize>,
+    warmup_s: f64,
+    max_concurrency: Option<usize>,
+    save_requests: bool,
+    busy_poll: bool,
+    /// The client-limited thresholds.
+    max_send_lag_ms: f64,
+    max_send_lag_share: f64,
+    min_rate_ratio: f64,
+    /// The analysis' thresholds and SLOs (`summary.json`).
+    slo_ttft_s: Option<f64>,
+    slo_e2e_s: Option<f64>,
+    slo_percentile: f64,
+    saturation_success_pct: f64,
+    saturation_throughput_ratio: f64,
+    saturation_ttft_growth: f64,
+}
+
+#[derive(Serialize)]
+struct AutoMeta {
+    start_qps: f64,
+    max_qps: f64,
+    tolerance: f64,
+}
+
+#[derive(Serialize)]
+struct TlsMeta {
+    ca_cert: Option<String>,
+    insecure: bool,
+}
+
+/// A number as an integer when it is one (the seed writes `"duration": 60`).
+pub fn json_number(v: f64) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        serde_json::Value::from(v as i64)
+    } else {
+        serde_json::Value::from(v)
+    }
+}
+
+/// Writes `metadata.json` into the run's folder.
+pub fn write(
+    run_dir: &RunDir,
+    plan: &Plan,
+    engine: &Engine,
+    started: &LocalTime,
+    continuous_usage: String,
+) -> Result<()> {
+    let a = &plan.args;
+    let metadata = Metadata {
+        timestamp: started.iso(),
+        endpoint: &plan.shown_endpoint,
+        model: &plan.model,
+        dataset: plan.dataset_name.clone(),
+        qps_levels: match &plan.fixed_levels {
+            Some(q) => serde_json::json!(q),
+            None => serde_json::json!("auto"),
+        },
+        auto: plan.fixed_levels.is_none().then_some(AutoMeta {
+            start_qps: a.auto_start,
+            max_qps: a.auto_max_qps,
+            tolerance: a.auto_tolerance,
+        }),
+        duration: json_number(a.duration),
+        max_tokens: a.max_tokens,
+        temperature: a.temperature,
+        percentiles: a.percentiles.iter().map(|&p| json_number(p)).collect(),
+        show_tokens: true,
+        qpsbench_version: env!("CARGO_PKG_VERSION"),
+        dataset_samples: plan.samples.len(),
+        requests_per_level: plan.requests_per_level.clone(),
+        arrival: a.arrival,
+        burstiness: (a.arrival == Arrival::Gamma).then_some(a.burstiness),
+        seed: a.seed,
+        cores: plan.cores,
+        cores_pinned: engine.cores_pinned.clone(),
+        io_driver: engine.driver.name(),
+        timeout_s: a.timeout,
+        request_usage: !a.no_usage_request,
+        continuous_usage_stats: continuous_usage,
+        results_file: &plan.output,
+        headers: plan
+            .headers
+            .iter()
+            .map(|(n, v)| masked_header(n, v))
+            .collect(),
+        tls: plan.endpoint.tls.then(|| TlsMeta {
+            ca_cert: a.ca_cert.as_ref().map(|p| p.display().to_string()),
+            insecure: a.insecure,
+        }),
+        warmup_connections: a.warmup_connections,
+        warmup_s: a.warmup,
+        max_concurrency: a.max_concurrency,
+        save_requests: a.save_requests,
+        busy_poll: a.busy_poll,
+        max_send_lag_ms: a.max_send_lag_ms,
+        max_send_lag_share: a.max_send_lag_share,
+        min_rate_ratio: a.min_rate_ratio,
+        slo_ttft_s: a.slo_ttft,
+        slo_e2e_s: a.slo_e2e,
+        slo_percentile: a.slo_percentile,
+        saturation_success_pct: a.saturation_success,
+        saturation_throughput_ratio: a.saturation_throughput,
+        saturation_ttft_growth: a.saturation_ttft_growth,
+    };
+    run_dir.write_json("metadata.json", &metadata)?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The benchmark command, as a pipeline of named stages (each in its own module):
+//!
+//! 1. [`plan`]: flags checked, dataset loaded, endpoint resolved, TLS set up — every input error
+//!    is found here, before the results folder exists;
+//! 2. [`probe`]: one request decides whether to keep asking for continuous usage stats;
+//! 3. [`metadata`] writes `metadata.json`;
+//! 4. [`levels`]: a fixed list of rates or the capacity search, each level measured by
+//!    [`level`] on the engine;
+//! 5. [`report`]: the final summary, the console table and the PNG;
+//! 6. the exit status.
+
+mod level;
+mod levels;
+mod metadata;
+mod plan;
+mod probe;
+mod report;
+mod validate;
+
+pub use level::{measure_level, LevelSpec};
+pub use metadata::json_number;
+pub use plan::DatasetSource;
+
+use crate::cli::BenchArgs;
+use crate::clock::LocalTime;
+use crate::error::Result;
+use crate::report::results::RunDir;
+
+/// Runs the benchmark; returns the process exit status.
+pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i32> {
+    let mut plan = plan::Plan::new(args, dataset_override)?;
+    let started = LocalTime::now();
+    let run_dir = RunDir::create(&plan.args.results_dir, &started)?;
+    crate::interrupt::install();
+    let engine = plan.start_engine()?;
+    let continuous_usage = probe::continuous_usage(&engine, &mut plan)?;
+    metadata::write(&run_dir, &plan, &engine, &started, continuous_usage)?;
+    announce(&plan, &engine, &run_dir);
+    let mut levels = levels::Levels::new(&plan, &engine, &run_dir)?;
+    let auto_bracket = levels::strategy(&plan).run(&mut levels)?;
+    let measured = report::Measured {
+        criteria: levels.criteria,
+        levels: levels.measured,
+        auto_bracket,
+    };
+    drop(engine);
+    report::write_and_print(&plan, &run_dir, &started, &measured)?;
+    Ok(report::exit_code(&measured.levels))
+}
+
+/// The line that says what the run will do and where its results go.
+fn announce(plan: &plan::Plan, engine: &crate::engine::Engine, run_dir: &RunDir) {
+    let levels = plan
+        .fixed_levels
+        .as_ref()
+        .map_or("--qps auto, levels".to_string(), |q| {
+            format!("{} level(s)", q.len())
+        });
+    eprintln!(
+        "qpsbench: {levels} × {} s against {} on {} core(s) ({}); results in {}",
+        plan.args.duration,
+        plan.shown_endpoint,
+        plan.cores,
+        engine.driver.name(),
+        run_dir.path.display()
+    );
+}

@@ -1,0 +1,300 @@
+//! Stage 1, the plan: every flag checked, the dataset loaded, the endpoint parsed and resolved,
+//! TLS set up, the levels and their request counts known. Everything that can be wrong with the
+//! input is found here, before the results folder exists or any request is sent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+
+use super::validate::{parse_qps, validate_numbers};
+use crate::arrivals;
+use crate::cli::{BenchArgs, ContinuousUsage};
+use crate::dataset::{self, Sample};
+use crate::engine::exchange::Slo;
+use crate::engine::{Engine, EngineConfig, Timeouts};
+use crate::error::{Result, UserError};
+use crate::http::conn::Target;
+use crate::http::tls;
+use crate::http::url::Endpoint;
+use crate::prepared::{parse_header, render_all, Prepared, RequestTemplate};
+use crate::report::results::file_name_only;
+use crate::secret::mask_url;
+
+/// Where the dataset comes from.
+#[derive(Debug, Clone)]
+pub enum DatasetSource {
+    File(PathBuf),
+    /// A dataset built into the binary (the demo's), with the name shown in metadata.
+    Embedded {
+        name: String,
+        json: &'static str,
+    },
+}
+
+/// The validated run: what every later stage reads.
+pub struct Plan {
+    pub args: BenchArgs,
+    pub api_key: String,
+    pub model: String,
+    /// The endpoint as shown in files and messages (secret query parameters masked).
+    pub shown_endpoint: String,
+    pub endpoint: Endpoint,
+    pub addrs: Vec<SocketAddr>,
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    pub headers: Vec<(String, String)>,
+    pub samples: Vec<Sample>,
+    pub dataset_name: String,
+    /// `--output` and `--plot-output`, checked to be plain file names.
+    pub output: String,
+    pub plot_output: String,
+    /// The levels, or `None` for `--qps auto`.
+    pub fixed_levels: Option<Vec<f64>>,
+    /// Requests of each fixed level (empty for `--qps auto`).
+    pub requests_per_level: Vec<u64>,
+    pub cores: usize,
+    /// The open-file limit after raising it: (soft, hard).
+    pub nofile: (u64, u64),
+    /// Ask for `stream_options.continuous_usage_stats` (the probe may turn it off).
+    pub continuous_usage: bool,
+}
+
+fn missing(flag: &str, what: &str) -> UserError {
+    UserError::input(format!("Missing {flag} argument ({what})"))
+}
+
+impl Plan {
+    /// Checks the arguments and loads what the run needs; the first problem found is the error.
+    pub fn new(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<Self> {
+        // Required flags, checked in the seed's order with the seed's message.
+        let endpoint_raw = args
+            .endpoint
+            .clone()
+            .ok_or_else(|| missing("--endpoint", "the chat completions URL"))?;
+        let api_key = args
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("OPENAI_API_KEY").ok())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                missing(
+                    "--api-key",
+                    "or set QPSBENCH_API_KEY or OPENAI_API_KEY in the environment",
+                )
+            })?;
+        let model = args
+            .model
+            .clone()
+            .ok_or_else(|| missing("--model", "the model name to request"))?;
+        let source = match dataset_override {
+            Some(s) => s,
+            None => DatasetSource::File(
+                args.dataset
+                    .clone()
+                    .ok_or_else(|| missing("--dataset", "path to your conversations JSON file"))?,
+            ),
+        };
+        validate_numbers(&args)?;
+        if args.show_tokens {
+            eprintln!("note: --show-tokens is deprecated: tokens/sec is always shown");
+        }
+        let shown_endpoint = mask_url(&endpoint_raw);
+        let endpoint = Endpoint::parse(&endpoint_raw).map_err(|e| {
+            UserError::input(format!(
+                "--endpoint {}",
+                e.replace(&endpoint_raw, &shown_endpoint)
+            ))
+        })?;
+        let headers = args
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<_>>()?;
+        let tls = tls_settings(&args, &endpoint)?;
+        let (samples, dataset_name) = match &source {
+            DatasetSource::File(p) => (dataset::load(p)?, p.display().to_string()),
+            DatasetSource::Embedded { name, json } => {
+                (dataset::parse(json.as_bytes(), name)?, name.clone())
+            }
+        };
+        let output = file_name_only("--output", &args.output)?;
+        let plot_output = file_name_only("--plot-output", &args.plot_output)?;
+        let fixed_levels = parse_qps(&args.qps)?;
+        let requests_per_level = request_counts(&args, fixed_levels.as_deref())?;
+        let addrs = endpoint
+            .resolve()
+            .map_err(|e| UserError::input(format!("--endpoint: {e}")))?;
+        let cores = client_cores(&args);
+        let nofile = crate::limits::raise_nofile();
+        let continuous_usage =
+            !args.no_usage_request && args.continuous_usage != ContinuousUsage::Off;
+        let plan = Self {
+            api_key,
+            model,
+            shown_endpoint,
+            endpoint,
+            addrs,
+            tls,
+            headers,
+            samples,
+            dataset_name,
+            output,
+            plot_output,
+            fixed_levels,
+            requests_per_level,
+            cores,
+            nofile,
+            continuous_usage,
+            args,
+        };
+        // Rendering checks the key too (a line break would break the header).
+        plan.render()?;
+        plan.warn_about_limits();
+        Ok(plan)
+    }
+
+    /// What every request shares.
+    pub fn template(&self) -> RequestTemplate<'_> {
+        RequestTemplate {
+            endpoint: &self.endpoint,
+            api_key: &self.api_key,
+            model: &self.model,
+            max_tokens: self.args.max_tokens,
+            temperature: self.args.temperature,
+            include_usage: !self.args.no_usage_request,
+            continuous_usage: self.continuous_usage,
+            headers: &self.headers,
+        }
+    }
+
+    /// Every sample's request bytes, as the template says now.
+    pub fn render(&self) -> Result<Prepared> {
+        render_all(&self.template(), &self.samples)
+    }
+
+    /// Starts the client cores with the rendered requests.
+    pub fn start_engine(&self) -> Result<Engine> {
+        let a = &self.args;
+        let engine = Engine::start(EngineConfig {
+            cores: self.cores,
+            target: Target {
+                addrs: self.addrs.clone().into(),
+                tls: self.tls.clone(),
+            },
+            requests: self.render()?,
+            max_connections: crate::limits::connection_budget(self.nofile.0, self.cores),
+            timeout: Duration::from_secs_f64(a.timeout),
+            max_concurrency: a.max_concurrency,
+            save_requests: a.save_requests,
+            busy_poll: a.busy_poll,
+            pin: None,
+            slo: Slo {
+                ttft_ns: a.slo_ttft.map(|s| (s * 1e9) as u64),
+                e2e_ns: a.slo_e2e.map(|s| (s * 1e9) as u64),
+            },
+            timeouts: Timeouts {
+                connect: Duration::from_secs_f64(a.connect_timeout),
+                first_token: a.ttft_timeout.map(Duration::from_secs_f64),
+                idle: a.idle_timeout.map(Duration::from_secs_f64),
+            },
+        })
+        .map_err(UserError::runtime)?;
+        if engine.driver == crate::engine::IoDriver::Epoll {
+            eprintln!("note: io_uring is not available here; using the epoll driver (pacing spends more CPU while waiting)");
+            if a.busy_poll {
+                eprintln!("note: --busy-poll needs io_uring; it is off for this run");
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Every connection is a file: says before the run if the planned concurrency may not fit
+    /// the open-file limit (or the ephemeral ports).
+    fn warn_about_limits(&self) {
+        let a = &self.args;
+        let top_qps = self
+            .fixed_levels
+            .as_ref()
+            .map_or(a.auto_max_qps, |q| q.iter().copied().fold(0.0, f64::max));
+        let (planned, what) = match a.max_concurrency {
+            Some(n) => (n as u64, format!("--max-concurrency {n}")),
+            None => {
+                // A slow endpoint holds requests open for up to --timeout; 10 s is a generous
+                // middle ground for the estimate.
+                let hold = a.timeout.min(10.0);
+                (
+                    (top_qps * hold).ceil() as u64,
+                    format!("QPS {top_qps} × up to {hold} s per request"),
+                )
+            }
+        };
+        let ports = crate::limits::ephemeral_ports();
+        for w in crate::limits::warnings(planned, &what, self.nofile, ports) {
+            eprintln!("warning: {w}");
+        }
+    }
+}
+
+/// The TLS client settings for an `https://` endpoint (none for `http://`).
+fn tls_settings(
+    args: &BenchArgs,
+    endpoint: &Endpoint,
+) -> Result<Option<(Arc<ClientConfig>, ServerName<'static>)>> {
+    if !endpoint.tls {
+        if args.ca_cert.is_some() || args.insecure {
+            eprintln!("note: --ca-cert and --insecure apply to https:// endpoints only; this one is http://");
+        }
+        return Ok(None);
+    }
+    let config =
+        tls::client_config(args.ca_cert.as_deref(), args.insecure).map_err(UserError::input)?;
+    let name = tls::server_name(&endpoint.host)
+        .map_err(|e| UserError::input(format!("--endpoint: {e}")))?;
+    if args.insecure {
+        eprintln!("warning: --insecure: the endpoint's TLS certificate is not verified; anyone on the path can read the key and the traffic");
+    }
+    Ok(Some((config, name)))
+}
+
+/// Requests of each fixed level (or of `--auto-start`, checked the same way); a level that
+/// would send none is an error.
+fn request_counts(args: &BenchArgs, fixed: Option<&[f64]>) -> Result<Vec<u64>> {
+    let rates: Vec<f64> = fixed.map_or_else(|| vec![args.auto_start], <[f64]>::to_vec);
+    let counts: Vec<u64> = rates
+        .iter()
+        .map(|&q| arrivals::request_count(q, args.duration))
+        .collect();
+    if let Some(i) = counts.iter().position(|&c| c == 0) {
+        return Err(UserError::input(format!(
+            "{} {} with --duration {} sends no request (round(qps × duration) = 0); raise it or --duration",
+            if fixed.is_some() { "--qps" } else { "--auto-start" },
+            rates[i],
+            args.duration
+        )));
+    }
+    Ok(if fixed.is_some() { counts } else { Vec::new() })
+}
+
+/// Client cores: `--cores` or every CPU, at most one per `--max-concurrency` slot.
+fn client_cores(args: &BenchArgs) -> usize {
+    let available = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
+    let mut cores = args.cores.unwrap_or(available);
+    if let Some(n) = args.max_concurrency {
+        if n < cores {
+            // Each core needs at least one slot of the cap.
+            eprintln!(
+                "note: --max-concurrency {n} is below the {cores} client cores; using {n} core(s)"
+            );
+            cores = n;
+        }
+    }
+    if cores > available {
+        eprintln!(
+            "warning: --cores {cores} is more than the {available} CPU(s) this process may use; core threads will share CPUs"
+        );
+    }
+    cores
+}

@@ -1,0 +1,98 @@
+//! Stages 5 and 6, the report and the exit status: the final summary written, the console table
+//! and the summary block printed, the PNG drawn with `--plot`, and the status the process ends
+//! with (130 interrupted, 3 every level client-limited, else 0).
+
+use super::plan::Plan;
+use crate::clock::LocalTime;
+use crate::error::Result;
+use crate::report::analysis::{self, Criteria, Summary};
+use crate::report::results::RunDir;
+use crate::report::table;
+use crate::stats::LevelStats;
+
+/// What the levels stage measured.
+pub struct Measured {
+    pub levels: Vec<LevelStats>,
+    pub criteria: Criteria,
+    /// `--qps auto`: the last good and first saturated rate, when found.
+    pub auto_bracket: Option<[f64; 2]>,
+}
+
+/// Writes the final `summary.json`, prints the table and the summary, and draws the PNG.
+pub fn write_and_print(
+    plan: &Plan,
+    run_dir: &RunDir,
+    started: &LocalTime,
+    m: &Measured,
+) -> Result<()> {
+    let summary = (!m.levels.is_empty()).then(|| {
+        let mut s = analysis::analyze(&analysis::views(&m.levels), &m.criteria);
+        s.auto_bracket = m.auto_bracket;
+        s
+    });
+    if let Some(s) = &summary {
+        run_dir.write_json("summary.json", s)?;
+    }
+    println!();
+    // In QPS order (an auto search probes out of order; the JSON keeps the probe order).
+    let mut by_qps = m.levels.clone();
+    by_qps.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
+    let a = &plan.args;
+    print!("{}", table::render(&by_qps, &a.percentiles, &a.show));
+    if let Some(s) = &summary {
+        print!("{}", analysis::render(s));
+    }
+    println!("\nResults saved to: {}", run_dir.path.display());
+    for name in ["metadata.json", plan.output.as_str(), "summary.json"] {
+        println!("  - {}", run_dir.path.join(name).display());
+    }
+    if let (true, Some(s)) = (a.plot, &summary) {
+        draw(plan, run_dir, started, &m.levels, s);
+    }
+    if a.save_requests {
+        println!("  - {}", run_dir.path.join("requests.jsonl").display());
+    }
+    Ok(())
+}
+
+/// The PNG. The results are saved already: a failed picture must not lose them or fail the run.
+fn draw(plan: &Plan, run_dir: &RunDir, started: &LocalTime, levels: &[LevelStats], s: &Summary) {
+    let png = run_dir.path.join(&plan.plot_output);
+    let title = crate::report::plot::plot_title(&plan.model, &plan.shown_endpoint, &started.iso());
+    match crate::report::plot::render(&png, &analysis::views(levels), s, &title) {
+        Ok(()) => println!("  - {}", png.display()),
+        Err(e) => eprintln!("warning: could not write {}: {e}", png.display()),
+    }
+}
+
+/// The process's exit status, with the reason printed for anything but 0.
+pub fn exit_code(levels: &[LevelStats]) -> i32 {
+    if crate::interrupt::requested() {
+        let partial = levels.last().map_or(0, |l| l.unfinished_requests);
+        eprintln!(
+            "qpsbench: interrupted; {} level(s) saved, the last one marked \"interrupted\"{}",
+            levels.len(),
+            if partial > 0 {
+                format!(" ({partial} request(s) still in flight were not recorded)")
+            } else {
+                String::new()
+            }
+        );
+        return 130;
+    }
+    if levels.iter().all(|l| l.client_limited) {
+        eprintln!(
+            "error: every level was client-limited: the client fell behind its own schedule or ran out of its own descriptors or ports, so these numbers measure qpsbench on this machine, not the endpoint."
+        );
+        for l in levels {
+            eprintln!(
+                "  QPS {}: {}",
+                l.qps_target,
+                l.client_limited_reasons.join("; ")
+            );
+        }
+        eprintln!("  Give it more client cores (--cores), lower the rates, raise the open-file limit (ulimit -n), or run it on a less loaded machine; `qpsbench selftest` shows what this machine can drive.");
+        return 3;
+    }
+    0
+}

@@ -1,0 +1,233 @@
+//! The benchmark's numeric flags, each within its documented range (`crate::flags`), and the
+//! combinations that must hold between them. Called by the plan, before anything else happens.
+
+use crate::arrivals::Arrival;
+use crate::cli::BenchArgs;
+use crate::error::{Result, UserError};
+use crate::flags::{check, count, plan_size, rate, seconds, Low, MAX_SECONDS};
+
+/// `--qps`: the levels, or `None` for `auto`.
+pub fn parse_qps(raw: &[String]) -> Result<Option<Vec<f64>>> {
+    if raw.len() == 1 && raw[0].trim().eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    if raw.is_empty() {
+        return Err(UserError::input(
+            "--qps (empty): expected one or more rates, e.g. 1,5,10,20, or auto",
+        ));
+    }
+    raw.iter()
+        .map(|s| match s.trim().parse::<f64>() {
+            Ok(q) if q.is_finite() && q > 0.0 && q <= crate::flags::MAX_QPS => Ok(q),
+            _ => Err(UserError::input(format!(
+                "--qps {s}: expected rates above 0, at most {} (e.g. 1,5,10,20), or auto",
+                crate::flags::MAX_QPS
+            ))),
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// Every numeric flag within its documented range (`flags`), and the combinations that must
+/// hold between them. The first flag out of range is the error.
+pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
+    check_levels(a)?;
+    let (above0, from0) = (Low::Above(0.0), Low::From(0.0));
+    // (flag, value if given, low end, high end, what it is), in the order they are checked.
+    let bounded: [(&str, Option<f64>, Low, f64, &str); 14] = [
+        (
+            "--temperature",
+            Some(a.temperature),
+            from0,
+            100.0,
+            "a temperature",
+        ),
+        (
+            "--burstiness",
+            Some(a.burstiness),
+            above0,
+            1000.0,
+            "a gamma shape",
+        ),
+        (
+            "--max-send-lag-ms",
+            Some(a.max_send_lag_ms),
+            above0,
+            3.6e6,
+            "milliseconds",
+        ),
+        (
+            "--max-send-lag-share",
+            Some(a.max_send_lag_share),
+            from0,
+            1.0,
+            "a fraction",
+        ),
+        (
+            "--min-rate-ratio",
+            Some(a.min_rate_ratio),
+            above0,
+            1.0,
+            "a fraction",
+        ),
+        (
+            "--slo-ttft",
+            a.slo_ttft,
+            above0,
+            MAX_SECONDS,
+            "a number of seconds",
+        ),
+        (
+            "--slo-e2e",
+            a.slo_e2e,
+            above0,
+            MAX_SECONDS,
+            "a number of seconds",
+        ),
+        (
+            "--slo-percentile",
+            Some(a.slo_percentile),
+            above0,
+            100.0,
+            "a percentile",
+        ),
+        (
+            "--saturation-success",
+            Some(a.saturation_success),
+            from0,
+            100.0,
+            "a percentage",
+        ),
+        (
+            "--saturation-throughput",
+            Some(a.saturation_throughput),
+            above0,
+            1.0,
+            "a fraction",
+        ),
+        (
+            "--saturation-ttft-growth",
+            Some(a.saturation_ttft_growth),
+            Low::Above(1.0),
+            1e6,
+            "a factor",
+        ),
+        (
+            "--connect-timeout",
+            Some(a.connect_timeout),
+            above0,
+            MAX_SECONDS,
+            "a number of seconds",
+        ),
+        (
+            "--ttft-timeout",
+            a.ttft_timeout,
+            above0,
+            MAX_SECONDS,
+            "a number of seconds",
+        ),
+        (
+            "--idle-timeout",
+            a.idle_timeout,
+            above0,
+            MAX_SECONDS,
+            "a number of seconds",
+        ),
+    ];
+    for (flag, v, low, high, what) in bounded {
+        if let Some(v) = v {
+            check(flag, v, low, high, what)?;
+        }
+    }
+    seconds("--timeout", a.timeout)?;
+    if a.burstiness != 1.0 && a.arrival != Arrival::Gamma {
+        return Err(UserError::input(format!(
+            "--burstiness {}: expected --arrival gamma (burstiness shapes gamma-distributed gaps only)",
+            a.burstiness
+        )));
+    }
+    // (flag, value if given, lowest, highest, what it counts)
+    let counts: [(&str, Option<u64>, u64, u64, &str); 4] = [
+        (
+            "--max-tokens",
+            Some(a.max_tokens.into()),
+            1,
+            u32::MAX.into(),
+            "a token count",
+        ),
+        (
+            "--cores",
+            a.cores.map(|c| c as u64),
+            1,
+            4096,
+            "a number of cores",
+        ),
+        (
+            "--max-concurrency",
+            a.max_concurrency.map(|n| n as u64),
+            1,
+            10_000_000,
+            "requests",
+        ),
+        (
+            "--warmup-connections",
+            a.warmup_connections.map(|n| n as u64),
+            0,
+            65_536,
+            "connections per core",
+        ),
+    ];
+    for (flag, v, lo, hi, what) in counts {
+        if let Some(v) = v {
+            count(flag, v, lo, hi, what)?;
+        }
+    }
+    Ok(())
+}
+
+/// The levels: rates, the auto search's bounds, durations, percentiles, and a plan small enough
+/// to hold in memory.
+fn check_levels(a: &BenchArgs) -> Result<()> {
+    let levels = parse_qps(&a.qps)?;
+    rate("--auto-start", a.auto_start)?;
+    rate("--auto-max-qps", a.auto_max_qps)?;
+    if a.auto_max_qps < a.auto_start {
+        return Err(UserError::input(format!(
+            "--auto-max-qps {}: expected a rate at least --auto-start",
+            a.auto_max_qps
+        )));
+    }
+    check(
+        "--auto-tolerance",
+        a.auto_tolerance,
+        Low::Above(0.0),
+        0.99,
+        "a fraction",
+    )?;
+    seconds("--duration", a.duration)?;
+    check(
+        "--warmup",
+        a.warmup,
+        Low::From(0.0),
+        MAX_SECONDS,
+        "a number of seconds",
+    )?;
+    let top = levels
+        .as_ref()
+        .map_or(a.auto_max_qps, |q| q.iter().copied().fold(0.0, f64::max));
+    let flag = if levels.is_some() {
+        "--qps"
+    } else {
+        "--auto-max-qps"
+    };
+    plan_size(flag, top, a.duration + a.warmup)?;
+    if a.percentiles.is_empty() {
+        return Err(UserError::input(
+            "--percentiles (empty): expected one or more percentiles, e.g. 50,95,99",
+        ));
+    }
+    for &p in &a.percentiles {
+        check("--percentiles", p, Low::Above(0.0), 100.0, "percentiles")?;
+    }
+    Ok(())
+}
