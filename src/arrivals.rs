@@ -8,6 +8,10 @@
 //! vLLM's `bench serve` does: the number of requests and the window are fixed, so the achieved
 //! rate measures the client's pacing, not sampling noise. The draw is fixed by `--seed`.
 
+use rand_distr::{Distribution, Exp1, Gamma};
+use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::{SplitMix64, Xoshiro256StarStar};
+
 pub use crate::cli::Arrival;
 
 /// Number of requests a level sends.
@@ -17,20 +21,25 @@ pub fn request_count(qps: f64, duration_s: f64) -> u64 {
 
 /// Arrival offsets (ns from the level start), ascending, last one at `duration_s`.
 /// `burstiness` is the gamma shape (used by [`Arrival::Gamma`] only; must be above 0).
+///
+/// Gaps are drawn with `rand_distr` (exponential, gamma) from xoshiro256** seeded by `seed`:
+/// the same seed gives the same plan.
 pub fn plan(qps: f64, duration_s: f64, arrival: Arrival, burstiness: f64, seed: u64) -> Vec<u64> {
     let n = request_count(qps, duration_s) as usize;
     if n == 0 {
         return Vec::new();
     }
-    let mut rng = Rng::new(seed);
+    let mut rng = Xoshiro256StarStar::seed_from_u64(seed);
+    // The shape is validated above 0; an invalid one falls back to Poisson's exponential gaps.
+    let gamma = Gamma::new(burstiness, 1.0).ok();
     let mut t = 0.0f64;
     let mut cum: Vec<f64> = Vec::with_capacity(n);
     for _ in 0..n {
-        t += match arrival {
-            Arrival::Constant => 1.0,
-            Arrival::Poisson => -(1.0 - rng.next_f64()).ln(),
-            // The scale does not matter: gaps are rescaled to the window below.
-            Arrival::Gamma => rng.gamma(burstiness),
+        // The scale does not matter: gaps are rescaled to the window below.
+        t += match (arrival, &gamma) {
+            (Arrival::Constant, _) => 1.0,
+            (Arrival::Gamma, Some(g)) => g.sample(&mut rng),
+            _ => Exp1.sample(&mut rng),
         };
         cum.push(t);
     }
@@ -42,77 +51,8 @@ pub fn plan(qps: f64, duration_s: f64, arrival: Arrival, burstiness: f64, seed: 
 
 /// The seed of one level: levels of one run draw independent but reproducible schedules.
 pub fn level_seed(seed: u64, level_index: usize) -> u64 {
-    splitmix64(&mut (seed ^ (level_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// xoshiro256** — small, fast and good enough for arrival gaps; seeded with splitmix64.
-pub struct Rng([u64; 4]);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        let mut s = seed;
-        Self([
-            splitmix64(&mut s),
-            splitmix64(&mut s),
-            splitmix64(&mut s),
-            splitmix64(&mut s),
-        ])
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.next_f64(); // (0, 1]: ln is finite
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    /// Gamma with the given shape and scale 1 (Marsaglia–Tsang; shapes below 1 boosted by
-    /// `U^(1/shape)`).
-    pub fn gamma(&mut self, shape: f64) -> f64 {
-        if shape < 1.0 {
-            let u = 1.0 - self.next_f64();
-            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
-        }
-        let d = shape - 1.0 / 3.0;
-        let c = 1.0 / (9.0 * d).sqrt();
-        loop {
-            let x = self.normal();
-            let v = (1.0 + c * x).powi(3);
-            if v <= 0.0 {
-                continue;
-            }
-            let u = 1.0 - self.next_f64();
-            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
-                return d * v;
-            }
-        }
-    }
+    let mixed = seed ^ (level_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    SplitMix64::seed_from_u64(mixed).next_u64()
 }
 
 #[cfg(test)]

@@ -87,13 +87,10 @@ pub fn parse(raw: &str) -> Result<FaultSpec, String> {
 
 /// The fault for request number `id`, if any (deterministic in `id`).
 pub fn pick(specs: &[FaultSpec], id: u64) -> Option<Fault> {
-    let mut state = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
+    let mut draws = rand_xoshiro::SplitMix64::seed_from_u64(id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     specs.iter().find_map(|s| {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let u = (z ^ (z >> 31)) as f64 / u64::MAX as f64;
+        let u = draws.next_u64() as f64 / u64::MAX as f64;
         (u < s.probability).then_some(s.fault)
     })
 }

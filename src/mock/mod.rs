@@ -24,6 +24,8 @@ use std::thread::JoinHandle;
 
 pub use capacity::Capacity;
 
+use crate::error::UserError;
+
 /// How the built-in endpoint behaves.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -193,93 +195,8 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
 /// `qpsbench serve-mock`: validates the flags, starts the endpoint, prints its URL, then serves
 /// until interrupted (or for `--exit-after` seconds).
 pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
-    use crate::error::UserError;
-    use crate::flags::{check, count, Low};
-    // An hour per token is already absurd; anything past it would overflow the timers.
-    let ms = |flag: &str, v: f64| check(flag, v, Low::From(0.0), 3_600_000.0, "milliseconds");
-    count(
-        "--output-tokens",
-        args.output_tokens,
-        0,
-        10_000_000,
-        "a token count",
-    )?;
-    count(
-        "--tokens-per-chunk",
-        args.tokens_per_chunk,
-        1,
-        1_000_000,
-        "a token count",
-    )?;
-    count(
-        "--max-concurrency",
-        args.max_concurrency as u64,
-        0,
-        10_000_000,
-        "a number of requests",
-    )?;
-    count(
-        "--threads",
-        args.threads as u64,
-        1,
-        1024,
-        "a number of threads",
-    )?;
-    crate::flags::seconds_opt("--exit-after", args.exit_after)?;
-    let cfg = MockConfig {
-        host: args.host.clone(),
-        port: args.port,
-        ttft_ms: ms("--ttft-ms", args.ttft_ms)?,
-        itl_ms: ms("--itl-ms", args.itl_ms)?,
-        output_tokens: args.output_tokens,
-        tokens_per_chunk: args.tokens_per_chunk,
-        max_concurrency: args.max_concurrency,
-        role_chunk: args.role_chunk,
-        no_usage: args.no_usage,
-        capacity_tokens_per_sec: args
-            .capacity_tokens_per_sec
-            .map(|t| {
-                check(
-                    "--capacity-tokens-per-sec",
-                    t,
-                    Low::From(0.001),
-                    1e12,
-                    "tokens/s",
-                )
-            })
-            .transpose()?,
-        threads: args.threads,
-        tls: None,
-        stamp_chunks: args.stamp_chunks,
-        busy_poll: args.busy_poll,
-        strict_stream_options: args.strict_stream_options,
-        faults: args
-            .faults
-            .iter()
-            .map(|f| fault::parse(f).map_err(UserError::input))
-            .collect::<crate::error::Result<_>>()?,
-        pin: Vec::new(),
-    };
-    let mut cfg = cfg;
-    if let Some(dir) = &args.tls_self_signed {
-        let files = crate::http::tls::write_self_signed(
-            dir,
-            &["localhost", "127.0.0.1", "::1"],
-            (2099, 12, 31),
-        )
-        .map_err(UserError::input)?;
-        cfg.tls = Some(
-            crate::http::tls::server_config(&files.server_cert, &files.server_key)
-                .map_err(UserError::input)?,
-        );
-        eprintln!(
-            "serve-mock: wrote a CA and a server certificate for localhost, 127.0.0.1 and ::1 into {}; clients: --ca-cert {}",
-            dir.display(),
-            files.ca_cert.display()
-        );
-    } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        cfg.tls = Some(crate::http::tls::server_config(cert, key).map_err(UserError::input)?);
-    }
+    let mut cfg = config_from_args(args)?;
+    cfg.tls = tls_from_args(args)?;
     let server = start(cfg).map_err(|e| {
         UserError::input(format!("cannot listen on {}:{}: {e}", args.host, args.port))
     })?;
@@ -293,4 +210,101 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
         },
     }
     Ok(0)
+}
+
+/// The endpoint's configuration from `serve-mock`'s flags, each checked against its range.
+fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockConfig> {
+    use crate::flags::{check, count, Low};
+    // An hour per token is already absurd; anything past it would overflow the timers.
+    let ms = |flag: &str, v: f64| check(flag, v, Low::From(0.0), 3_600_000.0, "milliseconds");
+    // (flag, value, lowest, highest, what it counts)
+    let counts: [(&str, u64, u64, u64, &str); 4] = [
+        (
+            "--output-tokens",
+            args.output_tokens,
+            0,
+            10_000_000,
+            "a token count",
+        ),
+        (
+            "--tokens-per-chunk",
+            args.tokens_per_chunk,
+            1,
+            1_000_000,
+            "a token count",
+        ),
+        (
+            "--max-concurrency",
+            args.max_concurrency as u64,
+            0,
+            10_000_000,
+            "requests",
+        ),
+        (
+            "--threads",
+            args.threads as u64,
+            1,
+            1024,
+            "a number of threads",
+        ),
+    ];
+    for (flag, v, lo, hi, what) in counts {
+        count(flag, v, lo, hi, what)?;
+    }
+    crate::flags::seconds_opt("--exit-after", args.exit_after)?;
+    let capacity = |t| {
+        check(
+            "--capacity-tokens-per-sec",
+            t,
+            Low::From(0.001),
+            1e12,
+            "tokens/s",
+        )
+    };
+    Ok(MockConfig {
+        host: args.host.clone(),
+        port: args.port,
+        ttft_ms: ms("--ttft-ms", args.ttft_ms)?,
+        itl_ms: ms("--itl-ms", args.itl_ms)?,
+        output_tokens: args.output_tokens,
+        tokens_per_chunk: args.tokens_per_chunk,
+        max_concurrency: args.max_concurrency,
+        role_chunk: args.role_chunk,
+        no_usage: args.no_usage,
+        capacity_tokens_per_sec: args.capacity_tokens_per_sec.map(capacity).transpose()?,
+        threads: args.threads,
+        tls: None,
+        stamp_chunks: args.stamp_chunks,
+        busy_poll: args.busy_poll,
+        strict_stream_options: args.strict_stream_options,
+        faults: args
+            .faults
+            .iter()
+            .map(|f| fault::parse(f).map_err(UserError::input))
+            .collect::<crate::error::Result<_>>()?,
+        pin: Vec::new(),
+    })
+}
+
+/// HTTPS settings: a fresh self-signed CA and certificate, or the given files, or none.
+fn tls_from_args(
+    args: &crate::cli::MockArgs,
+) -> crate::error::Result<Option<Arc<rustls::ServerConfig>>> {
+    use crate::http::tls::{server_config, write_self_signed};
+    if let Some(dir) = &args.tls_self_signed {
+        let names = ["localhost", "127.0.0.1", "::1"];
+        let files = write_self_signed(dir, &names, (2099, 12, 31)).map_err(UserError::input)?;
+        let config =
+            server_config(&files.server_cert, &files.server_key).map_err(UserError::input)?;
+        eprintln!(
+            "serve-mock: wrote a CA and a server certificate for localhost, 127.0.0.1 and ::1 into {}; clients: --ca-cert {}",
+            dir.display(),
+            files.ca_cert.display()
+        );
+        return Ok(Some(config));
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(server_config(cert, key).map_err(UserError::input)?));
+    }
+    Ok(None)
 }
