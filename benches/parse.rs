@@ -3,18 +3,19 @@
 //! Also HTTP chunked decoding and histogram recording. Run: `cargo bench --bench parse`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use qpsbench::arrivals::Rng;
 use qpsbench::http::body::{encode_chunked, BodyDecoder, Framing};
 use qpsbench::openai::ChunkParser;
 use qpsbench::outcome::{Success, TokenSource};
 use qpsbench::recorder::Recorder;
 use qpsbench::sse::{Flow, SseParser};
+use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
 
 const STREAM: &[u8] = include_bytes!("../tests/data/vllm_stream_512.sse");
 
 /// Read sizes between 1 and 4096 bytes, fixed by a seed.
 fn random_splits(len: usize, seed: u64) -> Vec<usize> {
-    let mut rng = Rng::new(seed);
+    let mut rng = Xoshiro256StarStar::seed_from_u64(seed);
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < len {
