@@ -1,10 +1,17 @@
 //! qpsbench: load-tests OpenAI-compatible LLM chat endpoints at fixed request rates.
 //!
-//! One module per box of the data flow, in order: `cli` → `dataset` → `request`
-//! (HTTP bytes rendered once per sample) → `schedule` (arrival times) → `engine` (pinned cores,
-//! pacer, keep-alive pool, per-request state machine) → `http` (head, body framing) → `sse` →
-//! `openai` (chunk payloads) → `metrics` (per-core histograms, merged per level) → `report`
-//! (console table, results folder). `mock` is the built-in endpoint; `demo` wires both together.
+//! `docs/architecture.md` is the map: the data flow of one request from the arrival plan to the
+//! histogram, the layers below (each uses only those listed before it), the hot path's
+//! invariants and where to start reading.
+//!
+//! - foundations: `error`, `flags`, `cli`, `clock`, `secret`, `interrupt`, `limits`;
+//! - runtime and protocol: `rt`, `http`, `sse`, `openai`;
+//! - inputs: `dataset`, `arrivals` (the arrival plan), `prepared` (request bytes);
+//! - outcomes: `outcome`, `records`, `recorder` (the hot path's per-core recorder);
+//! - `engine`: pinned cores, pacer, keep-alive pools, one request (`exchange`), one stream;
+//! - results: `validity`, `stats` (the per-level schema);
+//! - `report`: analysis, table, results folder, PNG;
+//! - commands: `bench`, `selftest`, `replot` (`plot`), `compare`, `demo`, `mock` (`serve-mock`).
 
 pub mod arrivals;
 pub mod bench;

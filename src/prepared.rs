@@ -163,6 +163,12 @@ impl RequestBuf {
     }
 }
 
+impl AsRef<[u8]> for RequestBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 // SAFETY: the pointer is into `Prepared::bytes`, which is never mutated or reallocated after the
 // `Prepared` is built (it sits behind an `Arc` with no mutable access), and `self` keeps it alive
 // through its `Rc<Arc<_>>` for as long as the runtime holds this buffer. `bytes_init` is the

@@ -25,7 +25,6 @@ use super::body::{BodyDecoder, BodyError};
 use super::head::{parse_head, HeadError, MAX_HEAD_BYTES};
 use super::tls::{TlsError, TlsIo};
 use crate::clock::now_ns;
-use crate::prepared::RequestBuf;
 
 use super::sock::{read_append, send_nonblocking, READ_BUF};
 
@@ -45,6 +44,12 @@ pub trait ResponseHandler {
         None
     }
 }
+
+/// Request bytes the kernel can write from (an owned buffer, as io_uring needs) and that can
+/// be read as a slice (to encrypt for TLS).
+pub trait Request: IoBuf + AsRef<[u8]> {}
+
+impl<B: IoBuf + AsRef<[u8]>> Request for B {}
 
 /// Why an exchange failed.
 #[derive(Debug)]
@@ -266,9 +271,9 @@ impl Conn {
     }
 
     /// Writes the request, or what [`Conn::try_write_now`] left of it.
-    async fn write_request(&mut self, request: RequestBuf) -> io::Result<()> {
+    async fn write_request<B: Request>(&mut self, request: B) -> io::Result<()> {
         match (self.presend.take(), &mut self.tls) {
-            (Some(Presend::Plain(n)), None) if n >= request.len() => Ok(()),
+            (Some(Presend::Plain(n)), None) if n >= request.bytes_init() => Ok(()),
             (Some(Presend::Plain(n)), None) => {
                 let (res, _) = self.stream.write_all(request.slice(n..)).await;
                 res.map(|_| ())
@@ -279,7 +284,7 @@ impl Conn {
             }
             (Some(_), Some(tls)) => tls.flush(&mut self.stream).await,
             (None, Some(tls)) => {
-                tls.encrypt(request.as_slice())?;
+                tls.encrypt(request.as_ref())?;
                 tls.flush(&mut self.stream).await
             }
             (Some(Presend::Tls), None) => Ok(()),
@@ -289,7 +294,7 @@ impl Conn {
     /// Sends `request` and reads the response into `handler`.
     pub async fn exchange<H: ResponseHandler>(
         &mut self,
-        request: RequestBuf,
+        request: impl Request,
         handler: &mut H,
     ) -> Result<Completed, Failure> {
         let fail = |error, response_started| Failure {
