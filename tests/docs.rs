@@ -64,7 +64,10 @@ fn every_flag_of_every_command_is_in_docs() {
         seen += found.len();
         for f in found {
             if !mentions(&docs, &f) {
-                missing.push(format!("{} {f}", if cmd.is_empty() { "qpsbench" } else { cmd }));
+                missing.push(format!(
+                    "{} {f}",
+                    if cmd.is_empty() { "qpsbench" } else { cmd }
+                ));
             }
         }
     }

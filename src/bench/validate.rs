@@ -32,150 +32,47 @@ pub fn parse_qps(raw: &[String]) -> Result<Option<Vec<f64>>> {
 /// hold between them. The first flag out of range is the error.
 pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
     check_levels(a)?;
-    let (above0, from0) = (Low::Above(0.0), Low::From(0.0));
-    // (flag, value if given, low end, high end, what it is), in the order they are checked.
-    let bounded: [(&str, Option<f64>, Low, f64, &str); 14] = [
-        (
-            "--temperature",
-            Some(a.temperature),
-            from0,
-            100.0,
-            "a temperature",
-        ),
-        (
-            "--burstiness",
-            Some(a.burstiness),
-            above0,
-            1000.0,
-            "a gamma shape",
-        ),
-        (
-            "--max-send-lag-ms",
-            Some(a.max_send_lag_ms),
-            above0,
-            3.6e6,
-            "milliseconds",
-        ),
-        (
-            "--max-send-lag-share",
-            Some(a.max_send_lag_share),
-            from0,
-            1.0,
-            "a fraction",
-        ),
-        (
-            "--min-rate-ratio",
-            Some(a.min_rate_ratio),
-            above0,
-            1.0,
-            "a fraction",
-        ),
-        (
-            "--slo-ttft",
-            a.slo_ttft,
-            above0,
-            MAX_SECONDS,
-            "a number of seconds",
-        ),
-        (
-            "--slo-e2e",
-            a.slo_e2e,
-            above0,
-            MAX_SECONDS,
-            "a number of seconds",
-        ),
-        (
-            "--slo-percentile",
-            Some(a.slo_percentile),
-            above0,
-            100.0,
-            "a percentile",
-        ),
-        (
-            "--saturation-success",
-            Some(a.saturation_success),
-            from0,
-            100.0,
-            "a percentage",
-        ),
-        (
-            "--saturation-throughput",
-            Some(a.saturation_throughput),
-            above0,
-            1.0,
-            "a fraction",
-        ),
-        (
-            "--saturation-ttft-growth",
-            Some(a.saturation_ttft_growth),
-            Low::Above(1.0),
-            1e6,
-            "a factor",
-        ),
-        (
-            "--connect-timeout",
-            Some(a.connect_timeout),
-            above0,
-            MAX_SECONDS,
-            "a number of seconds",
-        ),
-        (
-            "--ttft-timeout",
-            a.ttft_timeout,
-            above0,
-            MAX_SECONDS,
-            "a number of seconds",
-        ),
-        (
-            "--idle-timeout",
-            a.idle_timeout,
-            above0,
-            MAX_SECONDS,
-            "a number of seconds",
-        ),
+    let (above0, from0, above1) = (Low::Above(0.0), Low::From(0.0), Low::Above(1.0));
+    let (secs, frac, max_s) = ("a number of seconds", "a fraction", MAX_SECONDS);
+    // (flag, value if given, low end, high end, what it is), in the order they are checked. A
+    // table reads better one flag per line, so rustfmt leaves it as written.
+    #[rustfmt::skip]
+    let bounded: [(&str, Option<f64>, Low, f64, &str); 15] = [
+        ("--temperature", Some(a.temperature), from0, 100.0, "a temperature"),
+        ("--burstiness", Some(a.burstiness), above0, 1000.0, "a gamma shape"),
+        ("--max-send-lag-ms", Some(a.max_send_lag_ms), above0, 3.6e6, "milliseconds"),
+        ("--max-send-lag-share", Some(a.max_send_lag_share), from0, 1.0, frac),
+        ("--min-rate-ratio", Some(a.min_rate_ratio), above0, 1.0, frac),
+        ("--slo-ttft", a.slo_ttft, above0, max_s, secs),
+        ("--slo-e2e", a.slo_e2e, above0, max_s, secs),
+        ("--slo-percentile", Some(a.slo_percentile), above0, 100.0, "a percentile"),
+        ("--saturation-success", Some(a.saturation_success), from0, 100.0, "a percentage"),
+        ("--saturation-throughput", Some(a.saturation_throughput), above0, 1.0, frac),
+        ("--saturation-ttft-growth", Some(a.saturation_ttft_growth), above1, 1e6, "a factor"),
+        ("--connect-timeout", Some(a.connect_timeout), above0, max_s, secs),
+        ("--ttft-timeout", a.ttft_timeout, above0, max_s, secs),
+        ("--idle-timeout", a.idle_timeout, above0, max_s, secs),
+        ("--timeout", Some(a.timeout), above0, max_s, secs),
     ];
     for (flag, v, low, high, what) in bounded {
         if let Some(v) = v {
             check(flag, v, low, high, what)?;
         }
     }
-    seconds("--timeout", a.timeout)?;
     if a.burstiness != 1.0 && a.arrival != Arrival::Gamma {
         return Err(UserError::input(format!(
             "--burstiness {}: expected --arrival gamma (burstiness shapes gamma-distributed gaps only)",
             a.burstiness
         )));
     }
+    let wide = |n: Option<usize>| n.map(|n| n as u64);
     // (flag, value if given, lowest, highest, what it counts)
+    #[rustfmt::skip]
     let counts: [(&str, Option<u64>, u64, u64, &str); 4] = [
-        (
-            "--max-tokens",
-            Some(a.max_tokens.into()),
-            1,
-            u32::MAX.into(),
-            "a token count",
-        ),
-        (
-            "--cores",
-            a.cores.map(|c| c as u64),
-            1,
-            4096,
-            "a number of cores",
-        ),
-        (
-            "--max-concurrency",
-            a.max_concurrency.map(|n| n as u64),
-            1,
-            10_000_000,
-            "requests",
-        ),
-        (
-            "--warmup-connections",
-            a.warmup_connections.map(|n| n as u64),
-            0,
-            65_536,
-            "connections per core",
-        ),
+        ("--max-tokens", Some(a.max_tokens.into()), 1, u32::MAX.into(), "tokens"),
+        ("--cores", wide(a.cores), 1, 4096, "cores"),
+        ("--max-concurrency", wide(a.max_concurrency), 1, 10_000_000, "requests"),
+        ("--warmup-connections", wide(a.warmup_connections), 0, 65_536, "per core"),
     ];
     for (flag, v, lo, hi, what) in counts {
         if let Some(v) = v {
