@@ -80,6 +80,8 @@ pub fn criteria(meta: &Value) -> Criteria {
 }
 
 pub fn run(args: PlotArgs) -> Result<i32> {
+    crate::flags::seconds_opt("--slo-ttft", args.slo_ttft)?;
+    crate::flags::seconds_opt("--slo-e2e", args.slo_e2e)?;
     let (meta, levels) = load(&args.dir)?;
     if levels.is_empty() {
         return Err(UserError::input(format!(

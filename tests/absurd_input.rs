@@ -1,6 +1,7 @@
-//! Every numeric flag of every command, given absurd values: each run ends at once with exit
-//! status 2 and a message naming the flag, and never with a panic. (A value that slipped through
-//! would start a run; the deadline below turns that into a failure instead of a hang.)
+//! Every numeric flag of every command (the benchmark, serve-mock, selftest, plot, demo), given
+//! absurd values: each run ends at once with exit status 2 and a message naming the flag, and
+//! never with a panic. (A value that slipped through would start a run; the deadline below
+//! turns that into a failure instead of a hang.)
 
 mod common;
 
@@ -159,6 +160,10 @@ fn serve_mock_selftest_and_demo_refuse_absurd_numbers_by_flag_name() {
     for (flag, values) in table {
         check(&selftest, flag, values, tmp.path());
     }
+
+    let plot = ["plot", &results];
+    check(&plot, "--slo-ttft", &["0"], tmp.path());
+    check(&plot, "--slo-e2e", &["0"], tmp.path());
 
     let demo = ["demo", "--results-dir", &results];
     check(&demo, "--duration", &["0"], tmp.path());

@@ -201,7 +201,6 @@ fn help_lists_every_seed_flag() {
 
 #[test]
 fn a_low_open_file_limit_is_reported_before_the_run() {
-    use std::os::unix::process::CommandExt;
     let tmp = TempDir::new("nofile");
     let ds = tmp.file("d.json", DATASET);
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_qpsbench"));
@@ -211,17 +210,7 @@ fn a_low_open_file_limit_is_reported_before_the_run() {
     ))
     .args(["--qps", "100", "--duration", "0.05", "--results-dir"])
     .arg(tmp.path());
-    // SAFETY: setrlimit is async-signal-safe and only lowers this child's own limit.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 256,
-                rlim_max: 256,
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            Ok(())
-        });
-    }
+    limit_open_files(&mut cmd, 256);
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     // 100 QPS × up to 10 s may hold 1,000 connections: more than 256 files.

@@ -132,7 +132,6 @@ fn qps_auto_brackets_the_capacity_of_a_queueing_endpoint_without_the_ttft_rule()
 
 #[test]
 fn a_client_out_of_file_descriptors_keeps_every_result() {
-    use std::os::unix::process::CommandExt;
     let _g = serial();
     // Each request holds its connection ~1 s: 1000 QPS for 1 s needs ~1000 at once, far more
     // than an open-file limit of 256 (set for the client process only).
@@ -159,17 +158,7 @@ fn a_client_out_of_file_descriptors_keeps_every_result() {
             "--results-dir",
         ])
         .arg(tmp.path());
-    // SAFETY: setrlimit is async-signal-safe and only lowers this child's own limit.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 256,
-                rlim_max: 256,
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            Ok(())
-        });
-    }
+    limit_open_files(&mut cmd, 256);
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let code = out.status.code().unwrap_or(-1);

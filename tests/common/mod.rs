@@ -227,3 +227,20 @@ pub fn children_max_rss_mib() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
     u.ru_maxrss as f64 / 1024.0
 }
+
+/// Lowers the open-file limit (soft and hard) of the process `cmd` starts to `n`, for that
+/// process only: the endpoint a test starts keeps its own.
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe and only lowers this child's own limit.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+}
