@@ -1,6 +1,7 @@
 //! The built-in endpoint speaks HTTP/1.1 like a real OpenAI-compatible server: keep-alive,
 //! OpenAI-style error bodies for a wrong path (404), method (405) or body (400), non-streaming
-//! answers, and usage only when asked for.
+//! answers, usage only when asked for, the completions API, `/v1/models` and `/health`, vLLM's
+//! `ignore_eos` and `min_tokens`, and a prefill time that grows with the prompt.
 
 mod common;
 
@@ -54,7 +55,7 @@ fn errors_are_openai_shaped_and_keep_the_connection() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let ok_body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":10,"stream":true,"stream_options":{"include_usage":true}}"#;
     for (req, code, needle) in [
-        (post("/v1/completions", ok_body), 404, "Not found"),
+        (post("/v1/embeddings", ok_body), 404, "Not found"),
         (
             "GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
             405,
@@ -182,4 +183,108 @@ fn chunks_follow_absolute_deadlines_and_never_leave_early() {
             );
         }
     }
+}
+
+/// The text an SSE body's chunks carry, and the number of chunks that carried some.
+fn streamed_text(body: &str, field: &str) -> (String, usize) {
+    let mut text = String::new();
+    let mut chunks = 0;
+    for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let piece = if field == "text" {
+            v["choices"][0]["text"].as_str()
+        } else {
+            v["choices"][0]["delta"]["content"].as_str()
+        };
+        if let Some(p) = piece.filter(|p| !p.is_empty()) {
+            text.push_str(p);
+            chunks += 1;
+        }
+    }
+    (text, chunks)
+}
+
+#[test]
+fn completions_models_health_and_exact_lengths() {
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "1",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "8",
+        "--served-model-name",
+        "served-x",
+    ]);
+    let mut s = TcpStream::connect(mock.authority()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Other clients check these before they start.
+    let (status, _, body) = exchange(&mut s, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"][0]["id"], "served-x");
+    let (status, _, _) = exchange(&mut s, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    // The completions API streams `text`, with usage counting the prompt's words.
+    let body = r#"{"model":"m","prompt":"one two three four five","max_tokens":5,"stream":true,"stream_options":{"include_usage":true}}"#;
+    let (status, _, text) = exchange(&mut s, &post("/v1/completions", body));
+    assert_eq!(status, 200);
+    assert!(text.contains("\"object\":\"text_completion\""), "{text}");
+    assert_eq!(streamed_text(&text, "text").1, 5, "{text}");
+    assert!(
+        text.contains("\"prompt_tokens\":5,\"completion_tokens\":5"),
+        "{text}"
+    );
+    assert!(text.contains("\"finish_reason\":\"length\"") && text.contains("[DONE]"));
+    let body = r#"{"model":"m","prompt":"hi","max_tokens":3}"#;
+    let (_, _, answer) = exchange(&mut s, &post("/v1/completions", body));
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["object"], "text_completion");
+    assert!(
+        v["choices"][0]["text"].as_str().unwrap().len() > 3,
+        "{answer}"
+    );
+    // ignore_eos runs to max_tokens past --output-tokens (8); min_tokens raises the length.
+    for (extra, want) in [
+        (r#","ignore_eos":true"#, 30),
+        (r#","min_tokens":12"#, 12),
+        ("", 8),
+    ] {
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"max_tokens":30,"stream":true{extra}}}"#
+        );
+        let (_, _, text) = exchange(&mut s, &post("/v1/chat/completions", &body));
+        assert_eq!(streamed_text(&text, "content").1, want, "{extra}: {text}");
+    }
+}
+
+#[test]
+fn prefill_time_grows_with_the_prompt() {
+    // 1000 ms per 1000 prompt tokens: a 500-word prompt waits at least 0.5 s for its first
+    // token, a 1-word one does not (a lower bound only: a loaded machine may be later).
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "1",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "2",
+        "--prefill-ms-per-1k-tokens",
+        "1000",
+    ]);
+    let mut s = TcpStream::connect(mock.authority()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let long = "word ".repeat(500);
+    let body = format!(r#"{{"model":"m","prompt":"{long}","stream":true}}"#);
+    let started = std::time::Instant::now();
+    let (status, _, _) = exchange(&mut s, &post("/v1/completions", &body));
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -75,6 +75,20 @@ pub struct MockArgs {
     #[arg(long = "fault", value_name = "MODE[:P]")]
     pub faults: Vec<String>,
 
+    /// The model name `GET /v1/models` lists (requests may name any model; answers echo it)
+    #[arg(long, default_value = "qpsbench-mock")]
+    pub served_model_name: String,
+
+    /// Prefill time: milliseconds added to TTFT per 1000 prompt tokens (counted as words), so
+    /// longer prompts wait longer for their first token, as on a real server
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub prefill_ms_per_1k_tokens: f64,
+
     /// Exit after this many seconds (default: run until interrupted)
     #[arg(long)]
     pub exit_after: Option<f64>,

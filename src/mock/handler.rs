@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use monoio::net::TcpListener;
-use serde_json::Value;
 
 use rustls::ServerConnection;
 
-use super::wire::{close_header, error_response, push_chunk, push_event, push_response, write, Io};
+use super::ask::{self, Api, Ask};
+use super::wire::{
+    close_header, error_response, push_chunk, push_event, push_response, push_text_event, write, Io,
+};
 use super::State;
 use crate::http::tls::TlsIo;
 
@@ -153,65 +155,19 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// What the request asked for.
-struct Ask {
-    model: String,
-    max_tokens: Option<u64>,
-    stream: bool,
-    include_usage: bool,
-    /// `stream_options.continuous_usage_stats` (vLLM): a running usage object in every chunk.
-    continuous_usage: bool,
-    prompt_tokens: u64,
-}
-
-fn parse_ask(body: &[u8], strict_stream_options: bool) -> Result<Ask, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
-    let obj = v
-        .as_object()
-        .ok_or("The request body must be a JSON object")?;
-    let messages = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("\"messages\" must be an array")?;
-    // A rough tokenizer: ~4 characters per token plus a few per message, like real chat templates.
-    let chars: usize = messages
-        .iter()
-        .filter_map(|m| m.get("content").and_then(Value::as_str))
-        .map(str::len)
-        .sum();
-    if strict_stream_options {
-        if let Some(opts) = obj.get("stream_options").and_then(Value::as_object) {
-            if let Some(k) = opts.keys().find(|k| *k != "include_usage") {
-                return Err(format!("Unrecognized request argument supplied: {k}"));
-            }
-        }
-    }
-    let stream_option = |name: &str| {
-        obj.get("stream_options")
-            .and_then(|o| o.get(name))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
-    Ok(Ask {
-        model: obj
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or("mock-model")
-            .to_string(),
-        max_tokens: obj
-            .get("max_tokens")
-            .or_else(|| obj.get("max_completion_tokens"))
-            .and_then(Value::as_u64),
-        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        include_usage: stream_option("include_usage"),
-        continuous_usage: stream_option("continuous_usage_stats"),
-        prompt_tokens: (chars as u64).div_ceil(4) + 4 * messages.len() as u64,
-    })
-}
-
 /// Answers one request; returns whether the connection stays open.
 async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Vec<u8>) -> bool {
     let arrived = Instant::now();
+    if let Some((status, body)) = listing(state, &req) {
+        push_response(
+            out,
+            status,
+            "application/json",
+            close_header(req.close),
+            &body,
+        );
+        return write(stream, out).await.is_ok() && !req.close;
+    }
     let ask = match admit(state, &req) {
         Ok(ask) => ask,
         Err((code, message)) => {
@@ -257,17 +213,53 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
 /// The request's path, method and body, checked: what it asks for, or the error to answer.
 fn admit(state: &State, req: &Request) -> Result<Ask, (u16, String)> {
     let path = req.path.split('?').next().unwrap_or("");
-    if path != "/v1/chat/completions" && path != "/chat/completions" {
-        return Err((404, format!("Not found: {path}; use /v1/chat/completions")));
-    }
+    let api = match path {
+        "/v1/chat/completions" | "/chat/completions" => Api::Chat,
+        "/v1/completions" | "/completions" => Api::Completions,
+        _ => {
+            let use_ = "use /v1/chat/completions or /v1/completions";
+            return Err((404, format!("Not found: {path}; {use_}")));
+        }
+    };
     if req.method != "POST" {
         return Err((405, "Method not allowed; use POST".into()));
     }
-    parse_ask(&req.body, state.cfg.strict_stream_options).map_err(|msg| (400, msg))
+    ask::parse(&req.body, api, state.cfg.strict_stream_options).map_err(|msg| (400, msg))
+}
+
+/// `GET /v1/models` (the served model, as vLLM lists it) and `GET /health` (an empty 200), which
+/// other clients check before they start; `None` for anything else.
+fn listing(state: &State, req: &Request) -> Option<(&'static str, String)> {
+    if req.method != "GET" {
+        return None;
+    }
+    match req.path.split('?').next().unwrap_or("") {
+        "/health" => Some(("200 OK", String::new())),
+        "/v1/models" | "/models" => {
+            let created = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let body = serde_json::json!({
+                "object": "list",
+                "data": [{
+                    "id": state.cfg.served_model_name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "qpsbench",
+                    "root": state.cfg.served_model_name,
+                }],
+            });
+            Some(("200 OK", body.to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// One answer's fixed parts: its length, how it ends, and the JSON every chunk starts with.
 struct Answer {
+    api: Api,
+    /// Time to the first token before any slowdown: `--ttft-ms` plus the prompt's prefill, s.
+    ttft_s: f64,
     id: u64,
     created: u64,
     model: String,
@@ -283,23 +275,28 @@ impl Answer {
     fn new(state: &State, ask: &Ask) -> Self {
         let cfg = &state.cfg;
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-        let n_out = ask
-            .max_tokens
-            .map_or(cfg.output_tokens, |m| m.min(cfg.output_tokens));
+        let n_out = ask.answer_tokens(cfg.output_tokens);
         let model = serde_json::to_string(&ask.model).unwrap_or_else(|_| "\"mock-model\"".into());
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let (id_prefix, object) = match ask.api {
+            Api::Chat => ("chatcmpl", "chat.completion.chunk"),
+            Api::Completions => ("cmpl", "text_completion"),
+        };
         let prefix = format!(
-            "{{\"id\":\"chatcmpl-mock-{id}\",\"object\":\"chat.completion.chunk\",\"created\":{created},\"model\":{model},"
+            "{{\"id\":\"{id_prefix}-mock-{id}\",\"object\":\"{object}\",\"created\":{created},\"model\":{model},"
         );
         let usage = format!(
             "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}}}",
             ask.prompt_tokens,
             ask.prompt_tokens + n_out
         );
+        let prefill_ms = cfg.prefill_ms_per_1k_tokens * ask.prompt_tokens as f64 / 1000.0;
         Self {
+            api: ask.api,
+            ttft_s: (cfg.ttft_ms + prefill_ms) / 1000.0,
             id,
             created,
             model,
@@ -323,20 +320,28 @@ impl Answer {
         close: bool,
         out: &mut Vec<u8>,
     ) -> bool {
-        let (cfg, cap) = (&state.cfg, state.capacity);
+        let cap = state.capacity;
         let load = || state.active.load(Ordering::Relaxed);
-        let secs = cfg.ttft_ms / 1000.0 * cap.slowdown(load())
+        let secs = self.ttft_s * cap.slowdown(load())
             + self.n_out.saturating_sub(1) as f64 * cap.itl_s(load());
         sleep_until(arrived + bounded_secs(secs)).await;
         let text: String = (0..self.n_out)
             .map(|i| WORDS[i as usize % WORDS.len()])
             .collect();
+        let text = serde_json::to_string(&text).unwrap_or_default();
+        let (id, object, choice) = match self.api {
+            Api::Chat => (
+                "chatcmpl",
+                "chat.completion",
+                format!("\"message\":{{\"role\":\"assistant\",\"content\":{text}}}"),
+            ),
+            Api::Completions => ("cmpl", "text_completion", format!("\"text\":{text}")),
+        };
         let body = format!(
-            "{{\"id\":\"chatcmpl-mock-{}\",\"object\":\"chat.completion\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}},\"finish_reason\":\"{}\"}}],\"usage\":{}}}",
+            "{{\"id\":\"{id}-mock-{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,{choice},\"finish_reason\":\"{}\"}}],\"usage\":{}}}",
             self.id,
             self.created,
             self.model,
-            serde_json::to_string(&text).unwrap_or_default(),
             self.finish,
             self.usage
         );
@@ -380,7 +385,7 @@ impl Answer {
             }
         };
         let mut extra = String::with_capacity(128);
-        if cfg.role_chunk {
+        if cfg.role_chunk && self.api == Api::Chat {
             running_usage(&mut extra, 0);
             let role = "{\"role\":\"assistant\",\"content\":\"\"}";
             push_event(out, &self.prefix, role, "null", &extra);
@@ -389,18 +394,23 @@ impl Answer {
             return false;
         }
         let per_chunk = cfg.tokens_per_chunk.max(1);
-        let mut deadline = arrived + bounded_secs(cfg.ttft_ms / 1000.0 * cap.slowdown(load()));
+        let mut deadline = arrived + bounded_secs(self.ttft_s * cap.slowdown(load()));
         let mut sent = 0u64;
         let mut content = String::with_capacity(64);
         while sent < self.n_out {
             let k = per_chunk.min(self.n_out - sent);
             sleep_until(deadline).await;
+            // The piece as the API carries it: a chat delta, or a completion's text.
+            let (open, close) = match self.api {
+                Api::Chat => ("{\"content\":\"", "\"}"),
+                Api::Completions => ("\"", "\""),
+            };
             content.clear();
-            content.push_str("{\"content\":\"");
+            content.push_str(open);
             for word in sent..sent + k {
                 content.push_str(WORDS[word as usize % WORDS.len()]);
             }
-            content.push_str("\"}");
+            content.push_str(close);
             sent += k;
             running_usage(&mut extra, sent);
             if cfg.stamp_chunks {
@@ -408,7 +418,7 @@ impl Answer {
                 // write: the client's read time minus this is the client's added delay.
                 extra.push_str(&format!(",\"qpsbench_sent_ns\":{}", crate::clock::now_ns()));
             }
-            push_event(out, &self.prefix, &content, "null", &extra);
+            self.push_piece(out, &content, "null", &extra);
             if sent == self.n_out {
                 running_usage(&mut extra, sent);
                 self.finish_stream(out, ask.include_usage && !cfg.no_usage, &extra);
@@ -427,15 +437,21 @@ impl Answer {
         true
     }
 
+    /// One chunk event carrying `piece` (a chat delta object, or a completion's text string).
+    fn push_piece(&self, out: &mut Vec<u8>, piece: &str, finish: &str, extra: &str) {
+        match self.api {
+            Api::Chat => push_event(out, &self.prefix, piece, finish, extra),
+            Api::Completions => push_text_event(out, &self.prefix, piece, finish, extra),
+        }
+    }
+
     /// The finish chunk, the usage chunk when asked for, `[DONE]` and the chunked body's end.
     fn finish_stream(&self, out: &mut Vec<u8>, usage: bool, extra: &str) {
-        push_event(
-            out,
-            &self.prefix,
-            "{}",
-            &format!("\"{}\"", self.finish),
-            extra,
-        );
+        let empty = match self.api {
+            Api::Chat => "{}",
+            Api::Completions => "\"\"",
+        };
+        self.push_piece(out, empty, &format!("\"{}\"", self.finish), extra);
         if usage {
             push_chunk(
                 out,

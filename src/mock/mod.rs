@@ -11,6 +11,7 @@
 //! `tokens_per_chunk × itl_ms`, scheduled on absolute deadlines so delays do not accumulate
 //! (monoio's timer has ~1 ms granularity, so each chunk may be up to ~1 ms late, never early).
 
+mod ask;
 mod capacity;
 pub mod fault;
 mod handler;
@@ -64,6 +65,10 @@ pub struct MockConfig {
     pub pin: Vec<core_affinity::CoreId>,
     /// Serve HTTPS with this configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The model `GET /v1/models` lists.
+    pub served_model_name: String,
+    /// Added to TTFT per 1000 prompt tokens, ms (prefill: longer prompts wait longer).
+    pub prefill_ms_per_1k_tokens: f64,
 }
 
 impl Default for MockConfig {
@@ -86,6 +91,8 @@ impl Default for MockConfig {
             strict_stream_options: false,
             faults: Vec::new(),
             pin: Vec::new(),
+            served_model_name: "qpsbench-mock".into(),
+            prefill_ms_per_1k_tokens: 0.0,
         }
     }
 }
@@ -283,6 +290,14 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
             .map(|f| fault::parse(f).map_err(UserError::input))
             .collect::<crate::error::Result<_>>()?,
         pin: Vec::new(),
+        served_model_name: args.served_model_name.clone(),
+        prefill_ms_per_1k_tokens: check(
+            "--prefill-ms-per-1k-tokens",
+            args.prefill_ms_per_1k_tokens,
+            Low::From(0.0),
+            3_600_000.0,
+            "milliseconds",
+        )?,
     })
 }
 

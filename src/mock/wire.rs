@@ -151,6 +151,22 @@ pub(crate) fn push_event(out: &mut Vec<u8>, prefix: &str, delta: &str, finish: &
     push_chunk(out, &event(prefix, delta, finish, extra));
 }
 
+/// One chunk event of the completions API: `text` (a JSON string) instead of a delta.
+pub(crate) fn push_text_event(
+    out: &mut Vec<u8>,
+    prefix: &str,
+    text: &str,
+    finish: &str,
+    extra: &str,
+) {
+    push_chunk(
+        out,
+        &format!(
+            "data: {prefix}\"choices\":[{{\"index\":0,\"text\":{text},\"logprobs\":null,\"finish_reason\":{finish}}}]{extra}}}\n\n"
+        ),
+    );
+}
+
 /// The SSE text of one chunk event (`prefix` opens the JSON object: id, object, created, model).
 pub(crate) fn event(prefix: &str, delta: &str, finish: &str, extra: &str) -> String {
     format!(

@@ -1,0 +1,179 @@
+//! What a request to the built-in endpoint asks for: which API (chat or completions), the model,
+//! the answer's length (`max_tokens`, vLLM's `min_tokens` and `ignore_eos`), streaming and usage
+//! options, and how many tokens its prompt holds.
+//!
+//! The endpoint has no tokenizer. It counts the prompt's words: each whitespace-separated word is
+//! one token, as common words are in the usual BPE vocabularies, and a run of more than 8 bytes
+//! without a space counts one token per 4 bytes (a BPE tokenizer splits such runs), plus 4 per
+//! chat message for the chat template.
+
+use serde_json::{Map, Value};
+
+/// Which OpenAI API a request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `/v1/chat/completions`: `messages` in, `delta.content` out.
+    Chat,
+    /// `/v1/completions`: `prompt` in, `text` out.
+    Completions,
+}
+
+/// What the request asked for.
+pub(crate) struct Ask {
+    pub api: Api,
+    pub model: String,
+    pub max_tokens: Option<u64>,
+    /// vLLM's `min_tokens`: the answer is at least this long.
+    pub min_tokens: Option<u64>,
+    /// vLLM's `ignore_eos`: the answer runs to `max_tokens`, past the endpoint's own length.
+    pub ignore_eos: bool,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// `stream_options.continuous_usage_stats` (vLLM): a running usage object in every chunk.
+    pub continuous_usage: bool,
+    pub prompt_tokens: u64,
+}
+
+impl Ask {
+    /// The answer's length in tokens, given the endpoint's own (`--output-tokens`): capped by
+    /// `max_tokens`, raised to `min_tokens`, and exactly `max_tokens` with `ignore_eos`.
+    pub fn answer_tokens(&self, output_tokens: u64) -> u64 {
+        let natural = if self.ignore_eos {
+            self.max_tokens.unwrap_or(output_tokens)
+        } else {
+            output_tokens
+        };
+        let n = natural.max(self.min_tokens.unwrap_or(0));
+        self.max_tokens.map_or(n, |m| n.min(m))
+    }
+}
+
+/// The prompt's token count by the rule in this module's comment.
+pub(crate) fn count_tokens(text: &str) -> u64 {
+    text.split_whitespace()
+        .map(|w| {
+            if w.len() > 8 {
+                w.len().div_ceil(4) as u64
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// Parses the body of a request to `api`; the error is the message of an HTTP 400.
+pub(crate) fn parse(body: &[u8], api: Api, strict_stream_options: bool) -> Result<Ask, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or("The request body must be a JSON object")?;
+    let prompt_tokens = match api {
+        Api::Chat => chat_prompt_tokens(obj)?,
+        Api::Completions => completion_prompt_tokens(obj)?,
+    };
+    if strict_stream_options {
+        if let Some(opts) = obj.get("stream_options").and_then(Value::as_object) {
+            if let Some(k) = opts.keys().find(|k| *k != "include_usage") {
+                return Err(format!("Unrecognized request argument supplied: {k}"));
+            }
+        }
+    }
+    let stream_option = |name: &str| {
+        obj.get("stream_options")
+            .and_then(|o| o.get(name))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    Ok(Ask {
+        api,
+        model: obj
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock-model")
+            .to_string(),
+        max_tokens: obj
+            .get("max_tokens")
+            .or_else(|| obj.get("max_completion_tokens"))
+            .and_then(Value::as_u64),
+        min_tokens: obj.get("min_tokens").and_then(Value::as_u64),
+        ignore_eos: obj
+            .get("ignore_eos")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        include_usage: stream_option("include_usage"),
+        continuous_usage: stream_option("continuous_usage_stats"),
+        prompt_tokens,
+    })
+}
+
+fn chat_prompt_tokens(obj: &Map<String, Value>) -> Result<u64, String> {
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("\"messages\" must be an array")?;
+    let words: u64 = messages
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_str))
+        .map(count_tokens)
+        .sum();
+    Ok(words + 4 * messages.len() as u64)
+}
+
+fn completion_prompt_tokens(obj: &Map<String, Value>) -> Result<u64, String> {
+    match obj.get("prompt") {
+        Some(Value::String(p)) => Ok(count_tokens(p)),
+        Some(Value::Array(parts)) if parts.iter().all(Value::is_string) => Ok(parts
+            .iter()
+            .filter_map(Value::as_str)
+            .map(count_tokens)
+            .sum()),
+        _ => Err("\"prompt\" must be a string".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(body: &str, api: Api) -> Ask {
+        parse(body.as_bytes(), api, false).unwrap()
+    }
+
+    #[test]
+    fn prompts_are_counted_in_words_and_long_runs_in_4_byte_pieces() {
+        assert_eq!(count_tokens("the quick brown fox"), 4);
+        assert_eq!(count_tokens(&"x".repeat(4000)), 1000);
+        let chat = ask(
+            r#"{"messages":[{"role":"user","content":"one two three"}]}"#,
+            Api::Chat,
+        );
+        assert_eq!((chat.api, chat.prompt_tokens), (Api::Chat, 3 + 4));
+        let text = ask(r#"{"prompt":"one two three four"}"#, Api::Completions);
+        assert_eq!(text.prompt_tokens, 4);
+        assert!(parse(br#"{"prompt":5}"#, Api::Completions, false).is_err());
+        assert!(parse(br#"{"prompt":"x"}"#, Api::Chat, false).is_err());
+    }
+
+    #[test]
+    fn answer_length_follows_max_min_and_ignore_eos() {
+        let a = |extra: &str| ask(&format!(r#"{{"prompt":"x"{extra}}}"#), Api::Completions);
+        // The endpoint's own length (8), capped by max_tokens.
+        assert_eq!(a("").answer_tokens(8), 8);
+        assert_eq!(a(r#","max_tokens":5"#).answer_tokens(8), 5);
+        assert_eq!(a(r#","max_tokens":30"#).answer_tokens(8), 8);
+        // ignore_eos runs to max_tokens, past the endpoint's length; min_tokens raises it.
+        assert_eq!(
+            a(r#","max_tokens":30,"ignore_eos":true"#).answer_tokens(8),
+            30
+        );
+        assert_eq!(
+            a(r#","max_tokens":30,"min_tokens":30"#).answer_tokens(8),
+            30
+        );
+        assert_eq!(
+            a(r#","max_tokens":30,"min_tokens":12"#).answer_tokens(8),
+            12
+        );
+    }
+}
