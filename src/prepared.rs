@@ -19,9 +19,12 @@ use crate::error::{Result, UserError};
 use crate::http::url::Endpoint;
 use crate::secret::{is_secret_name, masked_header};
 
+pub use crate::cli::Api;
+
 /// What every request shares.
 #[derive(Debug, Clone)]
 pub struct RequestTemplate<'a> {
+    pub api: Api,
     pub endpoint: &'a Endpoint,
     pub api_key: &'a str,
     pub model: &'a str,
@@ -75,11 +78,15 @@ struct StreamOptions {
     continuous_usage_stats: bool,
 }
 
-/// The seed's body, in the seed's key order, plus `stream_options`.
+/// The seed's body, in the seed's key order, plus `stream_options`: `messages` for the chat
+/// API, or `prompt` for the completions API.
 #[derive(Serialize)]
 struct Body<'a> {
     model: &'a str,
-    messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<&'a [Message]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<String>,
     max_tokens: u32,
     temperature: f64,
     stream: bool,
@@ -200,11 +207,42 @@ pub fn render_all(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Prepare
     Ok(prepared)
 }
 
+/// A chat sample as one completions prompt: each message on its own line after its role's label
+/// (`System:`, `User:`, `Assistant:`), and an `Assistant:` line to answer on.
+pub fn flatten(messages: &[Message]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        let mut role = m.role.to_string();
+        if let Some(first) = role.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        out.push_str(&format!("{role}: {}\n", m.content));
+    }
+    out.push_str("Assistant:");
+    out
+}
+
+/// The API an endpoint's path implies: `…/completions` but not `…/chat/completions` is the
+/// completions API.
+pub fn api_of_path(path: &str) -> Api {
+    let path = path.split('?').next().unwrap_or(path);
+    if path.ends_with("/completions") && !path.ends_with("/chat/completions") {
+        Api::Completions
+    } else {
+        Api::Chat
+    }
+}
+
 /// The HTTP/1.1 request for one sample.
 pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
+    let (messages, prompt) = match t.api {
+        Api::Chat => (Some(sample.messages.as_slice()), None),
+        Api::Completions => (None, Some(flatten(&sample.messages))),
+    };
     let body = serde_json::to_vec(&Body {
         model: t.model,
-        messages: &sample.messages,
+        messages,
+        prompt,
         max_tokens: t.max_tokens,
         temperature: t.temperature,
         stream: true,
@@ -252,6 +290,7 @@ mod tests {
         )
         .unwrap();
         let mut t = RequestTemplate {
+            api: Api::Chat,
             endpoint: &ep,
             api_key: "sk-test",
             model: "m",
@@ -282,6 +321,38 @@ mod tests {
         t.api_key = "a\r\nX-Evil: 1";
         let e = render_all(&t, &samples).unwrap_err();
         assert!(!e.message.contains("Evil"));
+    }
+
+    #[test]
+    fn completions_requests_carry_one_flattened_prompt() {
+        assert_eq!(api_of_path("/v1/completions"), Api::Completions);
+        assert_eq!(api_of_path("/v1/completions?x=1"), Api::Completions);
+        assert_eq!(api_of_path("/v1/chat/completions"), Api::Chat);
+        assert_eq!(api_of_path("/generate"), Api::Chat);
+        let ep = Endpoint::parse("http://127.0.0.1:8000/v1/completions").unwrap();
+        let samples = crate::dataset::parse(
+            br#"[{"prompt_content":"Be brief","cut_chat_history":[{"role":"user","content":"Hi"}]}]"#,
+            "t",
+        )
+        .unwrap();
+        let t = RequestTemplate {
+            api: Api::Completions,
+            endpoint: &ep,
+            api_key: "k",
+            model: "m",
+            max_tokens: 8,
+            temperature: 0.0,
+            include_usage: true,
+            continuous_usage: false,
+            headers: &[],
+        };
+        let r = render(&t, &samples[0]);
+        let text = std::str::from_utf8(&r).unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["prompt"], "System: Be brief\nUser: Hi\nAssistant:");
+        assert!(v.get("messages").is_none());
+        assert_eq!(v["stream"], true);
     }
 
     #[test]
@@ -346,6 +417,7 @@ mod header_tests {
             ("X-Tenant".to_string(), "acme".to_string()),
         ];
         let t = RequestTemplate {
+            api: Api::Chat,
             endpoint: &ep,
             api_key: "k",
             model: "m",

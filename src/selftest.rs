@@ -229,6 +229,7 @@ fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Prepared)> {
         "selftest",
     )?;
     let template = RequestTemplate {
+        api: crate::cli::Api::Chat,
         endpoint: &endpoint,
         api_key: "selftest",
         model: "selftest",

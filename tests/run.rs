@@ -617,3 +617,29 @@ fn a_second_ctrl_c_exits_at_once_and_files_stay_valid() {
     }
     assert!(dir.join("metadata.json").exists());
 }
+
+#[test]
+fn the_completions_api_end_to_end() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "6"]);
+    let url = mock.url.replace("/v1/chat/completions", "/v1/completions");
+    let tmp = TempDir::new("completions");
+    let ds = tmp.file("d.json", DATASET);
+    // Inferred from the path: prompts in, streamed `text` out, counted like chat content.
+    let mut args = base_args(&url, ds.to_str().unwrap());
+    args.extend(["--qps", "5", "--duration", "1", "--continuous-usage", "off"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(f(l, "success_rate"), 100.0, "{l}");
+    assert_eq!(f(l, "output_tokens_total"), 5.0 * 6.0, "{l}");
+    assert_eq!(l["token_count_source"], "usage");
+    assert!(l["ttft"]["p50"].as_f64().unwrap() >= 0.02, "{l}");
+    assert_eq!(run.metadata()["api"], "completions");
+    // --api chat sends messages to the completions path, which refuses them.
+    args.extend(["--api", "chat"]);
+    let run = qpsbench(&args, tmp.path());
+    let l = &run.levels()[0];
+    assert_eq!(l["errors"]["HTTP 400"], 5, "{l}");
+    assert_eq!(run.metadata()["api"], "chat");
+}

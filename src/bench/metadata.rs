@@ -36,6 +36,8 @@ struct Metadata<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     burstiness: Option<f64>,
     seed: u64,
+    /// The API spoken (`chat` or `completions`).
+    api: crate::cli::Api,
     cores: usize,
     /// Whether each client core's thread was pinned to its CPU.
     cores_pinned: Vec<bool>,
@@ -122,6 +124,7 @@ pub fn write(
         arrival: a.arrival,
         burstiness: (a.arrival == Arrival::Gamma).then_some(a.burstiness),
         seed: a.seed,
+        api: plan.api,
         cores: plan.cores,
         cores_pinned: engine.cores_pinned.clone(),
         io_driver: engine.driver.name(),

@@ -20,7 +20,7 @@ use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::tls;
 use crate::http::url::Endpoint;
-use crate::prepared::{parse_header, render_all, Prepared, RequestTemplate};
+use crate::prepared::{api_of_path, parse_header, render_all, Api, Prepared, RequestTemplate};
 use crate::report::results::file_name_only;
 use crate::secret::mask_url;
 
@@ -60,6 +60,8 @@ pub struct Plan {
     pub nofile: (u64, u64),
     /// Ask for `stream_options.continuous_usage_stats` (the probe may turn it off).
     pub continuous_usage: bool,
+    /// `--api`, or the API the endpoint's path implies.
+    pub api: Api,
 }
 
 fn missing(flag: &str, what: &str) -> UserError {
@@ -131,7 +133,9 @@ impl Plan {
         let nofile = crate::limits::raise_nofile();
         let continuous_usage =
             !args.no_usage_request && args.continuous_usage != ContinuousUsage::Off;
+        let api = args.api.unwrap_or_else(|| api_of_path(&endpoint.target));
         let plan = Self {
+            api,
             api_key,
             model,
             shown_endpoint,
@@ -159,6 +163,7 @@ impl Plan {
     /// What every request shares.
     pub fn template(&self) -> RequestTemplate<'_> {
         RequestTemplate {
+            api: self.api,
             endpoint: &self.endpoint,
             api_key: &self.api_key,
             model: &self.model,

@@ -156,6 +156,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_usage_request: bool,
 
+    /// The API to speak: `chat` or `completions` (default: from the endpoint's path, where
+    /// `/v1/completions` means completions and anything else chat)
+    #[arg(long, value_enum)]
+    pub api: Option<Api>,
+
     /// Ask for vLLM's `stream_options.continuous_usage_stats` (a running token count in every
     /// chunk, which tells how many tokens each chunk carries, for ITL). `auto` sends one probe
     /// request before the first level and keeps it only if the endpoint accepts it (HTTP 200)
@@ -294,6 +299,17 @@ pub struct BenchArgs {
         allow_negative_numbers = true
     )]
     pub saturation_ttft_growth: f64,
+}
+
+/// `--api`: which OpenAI API the endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// `/v1/chat/completions`: `messages` in, `delta.content` out.
+    Chat,
+    /// `/v1/completions`: one `prompt` string in (chat samples flattened with role labels),
+    /// `choices[].text` out.
+    Completions,
 }
 
 /// `--continuous-usage`.
