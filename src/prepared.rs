@@ -25,6 +25,8 @@ pub use crate::cli::Api;
 #[derive(Debug, Clone)]
 pub struct RequestTemplate<'a> {
     pub api: Api,
+    /// `--extra-body`: merged into every body, its keys winning ([`parse_extra_body`]).
+    pub extra_body: Option<&'a serde_json::Map<String, serde_json::Value>>,
     pub endpoint: &'a Endpoint,
     pub api_key: &'a str,
     pub model: &'a str,
@@ -207,6 +209,27 @@ pub fn render_all(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Prepare
     Ok(prepared)
 }
 
+/// The keys of a request body that qpsbench sets itself: `--extra-body` may not replace them.
+const OWNED_KEYS: [&str; 5] = ["model", "messages", "prompt", "stream", "stream_options"];
+
+/// Parses `--extra-body`: a JSON object without the keys qpsbench owns.
+pub fn parse_extra_body(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| UserError::input(format!("--extra-body: not valid JSON ({e})")))?;
+    let serde_json::Value::Object(map) = v else {
+        return Err(UserError::input(
+            "--extra-body: expected a JSON object, e.g. '{\"top_p\": 0.9}'",
+        ));
+    };
+    if let Some(k) = map.keys().find(|k| OWNED_KEYS.contains(&k.as_str())) {
+        return Err(UserError::input(format!(
+            "--extra-body: \"{k}\" is set by qpsbench itself (it owns {})",
+            OWNED_KEYS.join(", ")
+        )));
+    }
+    Ok(map)
+}
+
 /// A chat sample as one completions prompt: each message on its own line after its role's label
 /// (`System:`, `User:`, `Assistant:`), and an `Assistant:` line to answer on.
 pub fn flatten(messages: &[Message]) -> String {
@@ -239,7 +262,7 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
         Api::Chat => (Some(sample.messages.as_slice()), None),
         Api::Completions => (None, Some(flatten(&sample.messages))),
     };
-    let body = serde_json::to_vec(&Body {
+    let body = Body {
         model: t.model,
         messages,
         prompt,
@@ -250,7 +273,18 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
             include_usage: true,
             continuous_usage_stats: t.continuous_usage,
         }),
-    })
+    };
+    let body = match t.extra_body {
+        None => serde_json::to_vec(&body),
+        Some(extra) => {
+            // Merged after the defaults, so the user's keys win; key order stays the seed's.
+            let mut v = serde_json::to_value(&body).expect("a body of strings and numbers");
+            if let Some(obj) = v.as_object_mut() {
+                obj.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            serde_json::to_vec(&v)
+        }
+    }
     .expect("serializing strings and numbers cannot fail");
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\n",
@@ -291,6 +325,7 @@ mod tests {
         .unwrap();
         let mut t = RequestTemplate {
             api: Api::Chat,
+            extra_body: None,
             endpoint: &ep,
             api_key: "sk-test",
             model: "m",
@@ -337,6 +372,7 @@ mod tests {
         .unwrap();
         let t = RequestTemplate {
             api: Api::Completions,
+            extra_body: None,
             endpoint: &ep,
             api_key: "k",
             model: "m",
@@ -418,6 +454,7 @@ mod header_tests {
         ];
         let t = RequestTemplate {
             api: Api::Chat,
+            extra_body: None,
             endpoint: &ep,
             api_key: "k",
             model: "m",

@@ -230,6 +230,7 @@ fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Prepared)> {
     )?;
     let template = RequestTemplate {
         api: crate::cli::Api::Chat,
+        extra_body: None,
         endpoint: &endpoint,
         api_key: "selftest",
         model: "selftest",

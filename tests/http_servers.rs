@@ -37,6 +37,8 @@ enum Mode {
 struct Canned {
     url: String,
     connections: Arc<AtomicUsize>,
+    /// Every request body received, in order.
+    bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -46,15 +48,14 @@ impl Drop for Canned {
     }
 }
 
-fn read_request(s: &mut TcpStream) -> bool {
+/// Reads one request; returns its body (None: the client closed or the read failed).
+fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     loop {
-        let Ok(n) = s.read(&mut tmp) else {
-            return false;
-        };
+        let n = s.read(&mut tmp).ok()?;
         if n == 0 {
-            return false;
+            return None;
         }
         buf.extend_from_slice(&tmp[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -67,15 +68,13 @@ fn read_request(s: &mut TcpStream) -> bool {
                 })
                 .unwrap_or(0);
             while buf.len() < end + 4 + len {
-                let Ok(n) = s.read(&mut tmp) else {
-                    return false;
-                };
+                let n = s.read(&mut tmp).ok()?;
                 if n == 0 {
-                    return false;
+                    return None;
                 }
                 buf.extend_from_slice(&tmp[..n]);
             }
-            return true;
+            return Some(buf[end + 4..end + 4 + len].to_vec());
         }
     }
 }
@@ -94,7 +93,8 @@ fn serve(mode: Mode) -> Canned {
     let url = format!("http://{}/v1/chat/completions", l.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let (c, st) = (connections.clone(), stop.clone());
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (c, st, b) = (connections.clone(), stop.clone(), bodies.clone());
     std::thread::spawn(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !st.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
@@ -105,10 +105,12 @@ fn serve(mode: Mode) -> Canned {
             c.fetch_add(1, Ordering::Relaxed);
             s.set_nonblocking(false).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let b = b.clone();
             std::thread::spawn(move || loop {
-                if !read_request(&mut s) {
+                let Some(body) = read_request(&mut s) else {
                     return;
-                }
+                };
+                b.lock().unwrap().push(body);
                 let resp = match mode {
                     Mode::Http10CloseDelimited => format!("HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{SSE}"),
                     Mode::ChunkedConnectionClose => format!(
@@ -142,6 +144,7 @@ fn serve(mode: Mode) -> Canned {
     Canned {
         url,
         connections,
+        bodies,
         stop,
     }
 }
@@ -262,4 +265,49 @@ fn a_json_answer_instead_of_a_stream_is_malformed_not_truncated() {
         l["errors"]["Malformed response: not an event stream (no data: events)"], 3,
         "{l}"
     );
+}
+
+/// `--extra-body` reaches the server in every request body: its keys added, and winning over
+/// qpsbench's own defaults (`max_tokens`); the keys qpsbench owns are refused before the run.
+#[test]
+fn extra_body_fields_arrive_in_every_request() {
+    let _g = serial();
+    let s = serve(Mode::ContentLengthKeepAlive);
+    let tmp = TempDir::new("extra-body");
+    let ds = tmp.file("d.json", DATASET);
+    let extra =
+        r#"{"top_p": 0.9, "max_tokens": 7, "chat_template_kwargs": {"enable_thinking": false}}"#;
+    let mut args = base_args(&s.url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        "4",
+        "--duration",
+        "1",
+        "--continuous-usage",
+        "off",
+        "--extra-body",
+        extra,
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let bodies = s.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 4);
+    for b in &bodies {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        assert_eq!(v["top_p"], 0.9, "{v}");
+        assert_eq!(v["max_tokens"], 7, "{v}");
+        assert_eq!(v["chat_template_kwargs"]["enable_thinking"], false, "{v}");
+        assert_eq!(
+            (v["model"].as_str(), v["stream"].as_bool()),
+            (Some("m"), Some(true))
+        );
+    }
+    assert_eq!(run.metadata()["extra_body"]["top_p"], 0.9);
+    for bad in [r#"{"stream": false}"#, r#"{"model": "x"}"#, "[1]", "{oops"] {
+        let mut a = base_args(&s.url, ds.to_str().unwrap());
+        a.extend(["--extra-body", bad]);
+        let run = qpsbench(&a, tmp.path());
+        assert_eq!(run.code(), 2, "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("--extra-body"), "{}", run.stderr);
+    }
 }

@@ -38,6 +38,9 @@ struct Metadata<'a> {
     seed: u64,
     /// The API spoken (`chat` or `completions`).
     api: crate::cli::Api,
+    /// `--extra-body`, merged into every request body (its keys win over the defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_body: Option<&'a serde_json::Map<String, serde_json::Value>>,
     cores: usize,
     /// Whether each client core's thread was pinned to its CPU.
     cores_pinned: Vec<bool>,
@@ -125,6 +128,7 @@ pub fn write(
         burstiness: (a.arrival == Arrival::Gamma).then_some(a.burstiness),
         seed: a.seed,
         api: plan.api,
+        extra_body: plan.extra_body.as_ref(),
         cores: plan.cores,
         cores_pinned: engine.cores_pinned.clone(),
         io_driver: engine.driver.name(),

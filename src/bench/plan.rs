@@ -20,7 +20,9 @@ use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::tls;
 use crate::http::url::Endpoint;
-use crate::prepared::{api_of_path, parse_header, render_all, Api, Prepared, RequestTemplate};
+use crate::prepared::{
+    api_of_path, parse_extra_body, parse_header, render_all, Api, Prepared, RequestTemplate,
+};
 use crate::report::results::file_name_only;
 use crate::secret::mask_url;
 
@@ -62,6 +64,8 @@ pub struct Plan {
     pub continuous_usage: bool,
     /// `--api`, or the API the endpoint's path implies.
     pub api: Api,
+    /// `--extra-body`, checked.
+    pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn missing(flag: &str, what: &str) -> UserError {
@@ -134,7 +138,13 @@ impl Plan {
         let continuous_usage =
             !args.no_usage_request && args.continuous_usage != ContinuousUsage::Off;
         let api = args.api.unwrap_or_else(|| api_of_path(&endpoint.target));
+        let extra_body = args
+            .extra_body
+            .as_deref()
+            .map(parse_extra_body)
+            .transpose()?;
         let plan = Self {
+            extra_body,
             api,
             api_key,
             model,
@@ -164,6 +174,7 @@ impl Plan {
     pub fn template(&self) -> RequestTemplate<'_> {
         RequestTemplate {
             api: self.api,
+            extra_body: self.extra_body.as_ref(),
             endpoint: &self.endpoint,
             api_key: &self.api_key,
             model: &self.model,

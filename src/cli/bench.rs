@@ -156,6 +156,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_usage_request: bool,
 
+    /// A JSON object merged into every request body, e.g. '{"top_p": 0.9}'. Its keys override
+    /// qpsbench's defaults (a `max_tokens` here wins); the keys qpsbench owns (model, messages,
+    /// prompt, stream, stream_options) are refused
+    #[arg(long, value_name = "JSON")]
+    pub extra_body: Option<String>,
+
     /// The API to speak: `chat` or `completions` (default: from the endpoint's path, where
     /// `/v1/completions` means completions and anything else chat)
     #[arg(long, value_enum)]
