@@ -260,13 +260,22 @@ pub fn api_of_path(path: &str) -> Api {
 pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
     let (messages, prompt) = match t.api {
         Api::Chat => (Some(sample.messages.as_slice()), None),
-        Api::Completions => (None, Some(flatten(&sample.messages))),
+        // A prompt-only sample is sent as is; a chat is flattened.
+        Api::Completions => (
+            None,
+            Some(
+                sample
+                    .prompt
+                    .clone()
+                    .unwrap_or_else(|| flatten(&sample.messages)),
+            ),
+        ),
     };
     let body = Body {
         model: t.model,
         messages,
         prompt,
-        max_tokens: t.max_tokens,
+        max_tokens: sample.max_tokens.unwrap_or(t.max_tokens),
         temperature: t.temperature,
         stream: true,
         stream_options: t.include_usage.then_some(StreamOptions {

@@ -73,3 +73,51 @@ fn an_unwritable_results_folder_is_refused_before_the_run() {
     // Refused before the first level started.
     assert!(!stderr.contains("[1/1]"), "{stderr}");
 }
+
+/// ShareGPT and JSONL files, detected from their contents or named with --dataset-name: good
+/// ones run (a line's own `max_tokens` caps its answer), bad ones stop before the run with the
+/// file, the line and the field named.
+#[test]
+fn sharegpt_and_jsonl_datasets_run_and_bad_ones_name_the_line() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "20"]);
+    let tmp = TempDir::new("formats");
+    let sharegpt = tmp.file(
+        "sg.json",
+        r#"[{"conversations":[{"from":"human","value":"hi"},{"from":"gpt","value":"hello"},{"from":"human","value":"bye"}]},
+            {"conversations":[{"from":"gpt","value":"no question"}]}]"#,
+    );
+    let jsonl = tmp.file(
+        "d.jsonl",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":3}\n{\"prompt\":\"Once upon a time\",\"max_tokens\":3}\n",
+    );
+    for (file, name, skipped) in [(&sharegpt, "sharegpt", 1), (&jsonl, "jsonl", 0)] {
+        let mut args = base_args(&mock.url, file.to_str().unwrap());
+        args.extend(["--qps", "4", "--duration", "1", "--continuous-usage", "off"]);
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{name}: {}", run.stderr);
+        let l = &run.levels()[0];
+        assert_eq!(f(l, "success_rate"), 100.0, "{name}: {l}");
+        let meta = run.metadata();
+        assert_eq!(meta["dataset_name"], name);
+        assert_eq!(meta["dataset_skipped"], skipped);
+        if name == "jsonl" {
+            assert_eq!(f(l, "output_tokens_total"), 4.0 * 3.0, "{l}");
+        }
+    }
+    let bad = tmp.file("bad.jsonl", "{\"prompt\":\"ok\"}\n{\"prompt\":7}\n");
+    let mut args = base_args(&mock.url, bad.to_str().unwrap());
+    args.extend(["--dataset-name", "jsonl"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("bad.jsonl' (jsonl): line 2: \"prompt\" must be a string"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.dir.is_none(),
+        "no results folder for a run that never started"
+    );
+}

@@ -36,6 +36,10 @@ struct Metadata<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     burstiness: Option<f64>,
     seed: u64,
+    /// The dataset's format, given or detected (`--dataset-name`), and the entries skipped as
+    /// unusable.
+    dataset_name: crate::cli::DatasetName,
+    dataset_skipped: u64,
     /// The API spoken (`chat` or `completions`).
     api: crate::cli::Api,
     /// `--extra-body`, merged into every request body (its keys win over the defaults).
@@ -127,6 +131,8 @@ pub fn write(
         arrival: a.arrival,
         burstiness: (a.arrival == Arrival::Gamma).then_some(a.burstiness),
         seed: a.seed,
+        dataset_name: plan.dataset_format,
+        dataset_skipped: plan.dataset_skipped,
         api: plan.api,
         extra_body: plan.extra_body.as_ref(),
         cores: plan.cores,

@@ -13,7 +13,7 @@ use rustls::ClientConfig;
 use super::validate::{parse_qps, validate_numbers};
 use crate::arrivals;
 use crate::cli::{BenchArgs, ContinuousUsage};
-use crate::dataset::{self, Sample};
+use crate::dataset::{self, Dataset, DatasetName, Sample};
 use crate::engine::exchange::Slo;
 use crate::engine::{Engine, EngineConfig, Timeouts};
 use crate::error::{Result, UserError};
@@ -64,6 +64,9 @@ pub struct Plan {
     pub continuous_usage: bool,
     /// `--api`, or the API the endpoint's path implies.
     pub api: Api,
+    /// The dataset's format (given or detected), and the entries it skipped.
+    pub dataset_format: DatasetName,
+    pub dataset_skipped: u64,
     /// `--extra-body`, checked.
     pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -120,12 +123,9 @@ impl Plan {
             .map(|h| parse_header(h))
             .collect::<Result<_>>()?;
         let tls = tls_settings(&args, &endpoint)?;
-        let (samples, dataset_name) = match &source {
-            DatasetSource::File(p) => (dataset::load(p)?, p.display().to_string()),
-            DatasetSource::Embedded { name, json } => {
-                (dataset::parse(json.as_bytes(), name)?, name.clone())
-            }
-        };
+        let (loaded, dataset_name) = load_dataset(&source, args.dataset_name)?;
+        let (samples, dataset_format, dataset_skipped) =
+            (loaded.samples, loaded.name, loaded.skipped);
         let output = file_name_only("--output", &args.output)?;
         let plot_output = file_name_only("--plot-output", &args.plot_output)?;
         let fixed_levels = parse_qps(&args.qps)?;
@@ -144,6 +144,8 @@ impl Plan {
             .map(parse_extra_body)
             .transpose()?;
         let plan = Self {
+            dataset_format,
+            dataset_skipped,
             extra_body,
             api,
             api_key,
@@ -252,6 +254,29 @@ impl Plan {
             eprintln!("warning: {w}");
         }
     }
+}
+
+/// The dataset, and the name it is shown by.
+fn load_dataset(source: &DatasetSource, name: Option<DatasetName>) -> Result<(Dataset, String)> {
+    let (loaded, shown) = match source {
+        DatasetSource::File(p) => (dataset::load(p, name)?, p.display().to_string()),
+        DatasetSource::Embedded { name, json } => (
+            Dataset {
+                samples: dataset::parse(json.as_bytes(), name)?,
+                name: DatasetName::Seed,
+                skipped: 0,
+            },
+            name.clone(),
+        ),
+    };
+    if loaded.skipped > 0 {
+        eprintln!(
+            "note: {} of the dataset's conversations were skipped (no human turn, or another role); {} samples remain",
+            loaded.skipped,
+            loaded.samples.len()
+        );
+    }
+    Ok((loaded, shown))
 }
 
 /// The TLS client settings for an `https://` endpoint (none for `http://`).

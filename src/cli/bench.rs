@@ -21,9 +21,16 @@ pub struct BenchArgs {
     #[arg(long)]
     pub model: Option<String>,
 
-    /// Path to the dataset: a JSON array of {"prompt_content", "cut_chat_history"} samples [required]
+    /// Path to the dataset: by default the seed's JSON array of {"prompt_content",
+    /// "cut_chat_history"} samples (see --dataset-name for the others) [required]
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+
+    /// The dataset's format: `seed`, `sharegpt` (a ShareGPT dump) or `jsonl` (one OpenAI-style
+    /// object per line, with `messages` or `prompt`, and optional `max_tokens`). Default:
+    /// detected from the file
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub dataset_name: Option<DatasetName>,
 
     /// QPS levels to test, comma-separated; each level sends round(qps × duration) requests.
     /// `auto` finds the capacity instead: doubles from --auto-start until a level saturates,
@@ -305,6 +312,18 @@ pub struct BenchArgs {
         allow_negative_numbers = true
     )]
     pub saturation_ttft_growth: f64,
+}
+
+/// `--dataset-name`: the dataset's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetName {
+    /// The seed's `[{"prompt_content", "cut_chat_history"}]`.
+    Seed,
+    /// A ShareGPT dump: `[{"conversations": [{"from", "value"}]}]`.
+    Sharegpt,
+    /// One `{"messages"}` or `{"prompt"}` object per line, optional `max_tokens`.
+    Jsonl,
 }
 
 /// `--api`: which OpenAI API the endpoint serves.

@@ -1,37 +1,13 @@
-//! The dataset: the seed's JSON array of conversation samples, validated up front.
+//! The seed's dataset format: a JSON array of `{"prompt_content", "cut_chat_history"}` samples.
 //!
-//! Data flow: `bench` loads it once; `request` renders each sample's HTTP request. Each sample
-//! becomes a message list: `prompt_content` as the system message, then the `cut_chat_history`
+//! Each sample becomes a message list: `prompt_content` as the system message, then the `cut_chat_history`
 //! turns in order, skipping turns whose role is `system`. Other fields are ignored. Every error
 //! names the file, the sample index (0-based, as in the JSON array) and what was expected.
 
-use std::path::Path;
-
-use serde::Serialize;
 use serde_json::Value;
 
+use super::{kind, strip_position, Message, Sample};
 use crate::error::{Result, UserError};
-
-/// A chat message as sent to the endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Message {
-    pub role: &'static str,
-    pub content: String,
-}
-
-/// One sample: the messages of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sample {
-    pub messages: Vec<Message>,
-}
-
-/// Reads and validates the dataset at `path`.
-pub fn load(path: &Path) -> Result<Vec<Sample>> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| UserError::input(format!("cannot read dataset '{name}': {e}")))?;
-    parse(&bytes, &name)
-}
 
 /// Parses dataset bytes; `name` is used in error messages.
 pub fn parse(bytes: &[u8], name: &str) -> Result<Vec<Sample>> {
@@ -132,27 +108,15 @@ fn sample(item: Value) -> std::result::Result<Sample, String> {
             messages.push(Message { role, content });
         }
     }
-    Ok(Sample { messages })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// serde_json appends " at line X column Y"; the message already says where.
-fn strip_position(msg: &str) -> &str {
-    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+    Ok(Sample {
+        messages,
+        prompt: None,
+        max_tokens: None,
+    })
 }
 
 /// The seed's example conversations, used by `qpsbench demo`.
-pub const DEMO_DATASET: &str = include_str!("../data/demo_conversations.json");
+pub const DEMO_DATASET: &str = include_str!("../../data/demo_conversations.json");
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,106 @@
+//! The dataset: the samples a run sends, loaded and validated before the first request.
+//!
+//! Data flow: `bench` loads it once (`load`); `prepared` renders each sample's HTTP request. A
+//! sample is a chat message list (and, from a prompt-only source, the raw prompt the
+//! completions API sends as is), with its own `max_tokens` when the source gives one. Sources,
+//! one module each: the seed's conversations file (`seed`, the default), ShareGPT dumps
+//! (`sharegpt`), and OpenAI-style JSONL (`jsonl`). Every error names the file, the sample or
+//! line, the field, and what was expected.
+
+mod jsonl;
+mod seed;
+mod sharegpt;
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use crate::cli::DatasetName;
+use crate::error::{Result, UserError};
+pub use seed::{parse, DEMO_DATASET};
+
+/// A chat message as sent to the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// One sample: the messages of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub messages: Vec<Message>,
+    /// A prompt-only source's text, sent as is by the completions API (the chat API sends it as
+    /// one user message, in `messages`).
+    pub prompt: Option<String>,
+    /// The sample's own answer length, which overrides `--max-tokens`.
+    pub max_tokens: Option<u32>,
+}
+
+/// A loaded dataset.
+#[derive(Debug)]
+pub struct Dataset {
+    pub samples: Vec<Sample>,
+    /// Which format it was read as (given, or detected).
+    pub name: DatasetName,
+    /// Entries left out as unusable (ShareGPT conversations without a human turn, or with
+    /// another role).
+    pub skipped: u64,
+}
+
+/// Reads and validates the dataset at `path`, in format `name` or, without one, the format its
+/// first bytes show (an array of objects with `conversations`: ShareGPT; another array: the
+/// seed's; an object: JSONL).
+pub fn load(path: &Path, name: Option<DatasetName>) -> Result<Dataset> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| UserError::input(format!("cannot read dataset '{shown}': {e}")))?;
+    let name = name.unwrap_or_else(|| detect(&bytes));
+    let (samples, skipped) = match name {
+        DatasetName::Seed => (parse(&bytes, &shown)?, 0),
+        DatasetName::Sharegpt => sharegpt::parse(&bytes, &shown)?,
+        DatasetName::Jsonl => (jsonl::parse(&bytes, &shown)?, 0),
+    };
+    Ok(Dataset {
+        samples,
+        name,
+        skipped,
+    })
+}
+
+/// The format a file's first bytes show.
+fn detect(bytes: &[u8]) -> DatasetName {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    match start.map(|i| bytes[i]) {
+        Some(b'{') => DatasetName::Jsonl,
+        Some(b'[') => {
+            // The first sample's keys decide; a bounded head of the text is enough to see them.
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
+            let conversations = text.find("\"conversations\"");
+            let seed = text.find("\"prompt_content\"");
+            match (conversations, seed) {
+                (Some(c), Some(s)) if c < s => DatasetName::Sharegpt,
+                (Some(_), None) => DatasetName::Sharegpt,
+                _ => DatasetName::Seed,
+            }
+        }
+        _ => DatasetName::Seed,
+    }
+}
+
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json appends " at line X column Y"; the message already says where.
+pub(crate) fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
