@@ -49,14 +49,16 @@ pub struct Dataset {
     pub skipped: u64,
 }
 
-/// Reads and validates the dataset at `path`, in format `name` or, without one, the format its
-/// first bytes show (an array of objects with `conversations`: ShareGPT; another array: the
-/// seed's; an object: JSONL).
+/// Reads and validates the dataset at `path`, in format `name` or, without one, the format the
+/// file shows: a `.jsonl` name, or a first line that is an object with `messages` or `prompt`, is
+/// JSONL; an array whose first sample has `conversations` is ShareGPT; anything else is read as
+/// the seed's format (whose errors then say what that format expects).
 pub fn load(path: &Path, name: Option<DatasetName>) -> Result<Dataset> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path)
         .map_err(|e| UserError::input(format!("cannot read dataset '{shown}': {e}")))?;
-    let name = name.unwrap_or_else(|| detect(&bytes));
+    let jsonl_name = path.extension().is_some_and(|e| e == "jsonl");
+    let name = name.unwrap_or_else(|| detect(&bytes, jsonl_name));
     let (samples, skipped) = match name {
         DatasetName::Seed => (parse(&bytes, &shown)?, 0),
         DatasetName::Sharegpt => sharegpt::parse(&bytes, &shown)?,
@@ -69,11 +71,20 @@ pub fn load(path: &Path, name: Option<DatasetName>) -> Result<Dataset> {
     })
 }
 
-/// The format a file's first bytes show.
-fn detect(bytes: &[u8]) -> DatasetName {
+/// The format a file shows (see [`load`]).
+fn detect(bytes: &[u8], jsonl_name: bool) -> DatasetName {
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
     match start.map(|i| bytes[i]) {
-        Some(b'{') => DatasetName::Jsonl,
+        _ if jsonl_name => DatasetName::Jsonl,
+        Some(b'{') => {
+            let first_line = bytes[start.unwrap_or(0)..].split(|&b| b == b'\n').next();
+            let line = String::from_utf8_lossy(first_line.unwrap_or_default());
+            if line.contains("\"messages\"") || line.contains("\"prompt\"") {
+                DatasetName::Jsonl
+            } else {
+                DatasetName::Seed
+            }
+        }
         Some(b'[') => {
             // The first sample's keys decide; a bounded head of the text is enough to see them.
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
@@ -103,4 +114,30 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 /// serde_json appends " at line X column Y"; the message already says where.
 pub(crate) fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_detected_and_a_seed_mistake_stays_a_seed_error() {
+        assert_eq!(
+            detect(b"[{\"prompt_content\":\"p\"}]", false),
+            DatasetName::Seed
+        );
+        let sharegpt = b"[{\"id\":1,\"conversations\":[]}]";
+        assert_eq!(detect(sharegpt, false), DatasetName::Sharegpt);
+        assert_eq!(detect(b"{\"prompt\":\"x\"}\n", false), DatasetName::Jsonl);
+        assert_eq!(detect(b"  {\"messages\":[]}", false), DatasetName::Jsonl);
+        // An object that is no JSONL sample is a seed-format file written wrong.
+        assert_eq!(
+            detect(b"{\"prompt_content\":\"x\"}", false),
+            DatasetName::Seed
+        );
+        assert_eq!(
+            detect(b"{\"prompt_content\":\"x\"}", true),
+            DatasetName::Jsonl
+        );
+    }
 }
