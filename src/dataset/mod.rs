@@ -100,6 +100,26 @@ fn detect(bytes: &[u8], jsonl_name: bool) -> DatasetName {
     }
 }
 
+/// The file's JSON array of `what` (e.g. "samples"); the error says where the JSON broke or
+/// what was found instead.
+pub(crate) fn json_array(bytes: &[u8], what: &str) -> std::result::Result<Vec<Value>, String> {
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "invalid JSON at line {} column {}: {}",
+            e.line(),
+            e.column(),
+            strip_position(&e.to_string())
+        )
+    })?;
+    match root {
+        Value::Array(items) => Ok(items),
+        other => Err(format!(
+            "expected a JSON array of {what}, found {}",
+            kind(&other)
+        )),
+    }
+}
+
 pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

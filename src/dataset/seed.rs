@@ -6,26 +6,13 @@
 
 use serde_json::Value;
 
-use super::{kind, strip_position, Message, Sample};
+use super::{json_array, kind, Message, Sample};
 use crate::error::{Result, UserError};
 
 /// Parses dataset bytes; `name` is used in error messages.
 pub fn parse(bytes: &[u8], name: &str) -> Result<Vec<Sample>> {
     let err = |msg: String| UserError::input(format!("dataset '{name}': {msg}"));
-    let root: Value = serde_json::from_slice(bytes).map_err(|e| {
-        err(format!(
-            "invalid JSON at line {} column {}: {}",
-            e.line(),
-            e.column(),
-            strip_position(&e.to_string())
-        ))
-    })?;
-    let Value::Array(items) = root else {
-        return Err(err(format!(
-            "expected a JSON array of samples, found {}",
-            kind(&root)
-        )));
-    };
+    let items = json_array(bytes, "samples").map_err(err)?;
     if items.is_empty() {
         return Err(err(
             "the array is empty; it needs at least one sample".into()

@@ -6,26 +6,13 @@
 
 use serde_json::Value;
 
-use super::{kind, strip_position, Message, Sample};
+use super::{json_array, kind, Message, Sample};
 use crate::error::{Result, UserError};
 
 /// The usable samples and how many conversations were skipped.
 pub fn parse(bytes: &[u8], name: &str) -> Result<(Vec<Sample>, u64)> {
     let err = |msg: String| UserError::input(format!("dataset '{name}' (sharegpt): {msg}"));
-    let root: Value = serde_json::from_slice(bytes).map_err(|e| {
-        err(format!(
-            "invalid JSON at line {} column {}: {}",
-            e.line(),
-            e.column(),
-            strip_position(&e.to_string())
-        ))
-    })?;
-    let Value::Array(items) = root else {
-        return Err(err(format!(
-            "expected a JSON array of conversations, found {}",
-            kind(&root)
-        )));
-    };
+    let items = json_array(bytes, "conversations").map_err(err)?;
     let total = items.len();
     let mut samples = Vec::with_capacity(total);
     for (i, item) in items.into_iter().enumerate() {
