@@ -43,6 +43,13 @@ fn exchange(s: &mut TcpStream, req: &str) -> (u16, String, String) {
     }
 }
 
+/// A connection to `authority` whose reads give up after `secs` seconds.
+fn connect(authority: &str, secs: u64) -> TcpStream {
+    let s = TcpStream::connect(authority).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    s
+}
+
 fn post(path: &str, body: &str) -> String {
     format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
 }
@@ -51,8 +58,7 @@ fn post(path: &str, body: &str) -> String {
 fn errors_are_openai_shaped_and_keep_the_connection() {
     let mock = Mock::start(&["--ttft-ms", "1", "--itl-ms", "1", "--output-tokens", "3"]);
     let addr = mock.authority();
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = connect(&addr, 10);
     let ok_body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":10,"stream":true,"stream_options":{"include_usage":true}}"#;
     for (req, code, needle) in [
         (post("/v1/embeddings", ok_body), 404, "Not found"),
@@ -167,8 +173,7 @@ fn chunks_follow_absolute_deadlines_and_never_leave_early() {
         args.extend(extra);
         let mock = Mock::start(&args);
         let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":40,"stream":true}"#;
-        let mut s = TcpStream::connect(mock.authority()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = connect(&mock.authority(), 10);
         let t_req = monotonic_ns();
         let (status, _, text) = exchange(&mut s, &post("/v1/chat/completions", body));
         assert_eq!(status, 200);
@@ -218,8 +223,7 @@ fn completions_models_health_and_exact_lengths() {
         "--served-model-name",
         "served-x",
     ]);
-    let mut s = TcpStream::connect(mock.authority()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = connect(&mock.authority(), 10);
     // Other clients check these before they start.
     let (status, _, body) = exchange(&mut s, "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200);
@@ -264,7 +268,7 @@ fn completions_models_health_and_exact_lengths() {
 #[test]
 fn prefill_time_grows_with_the_prompt() {
     // 1000 ms per 1000 prompt tokens: a 500-word prompt waits at least 0.5 s for its first
-    // token, a 1-word one does not (a lower bound only: a loaded machine may be later).
+    // token (a lower bound only: a loaded machine may be later, never earlier).
     let mock = Mock::start(&[
         "--ttft-ms",
         "1",
@@ -275,8 +279,7 @@ fn prefill_time_grows_with_the_prompt() {
         "--prefill-ms-per-1k-tokens",
         "1000",
     ]);
-    let mut s = TcpStream::connect(mock.authority()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut s = connect(&mock.authority(), 20);
     let long = "word ".repeat(500);
     let body = format!(r#"{{"model":"m","prompt":"{long}","stream":true}}"#);
     let started = std::time::Instant::now();
