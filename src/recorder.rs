@@ -18,6 +18,8 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 pub const TPS_SCALE: f64 = 1000.0;
 /// Largest tokens/sec recorded (in thousandths): a billion tokens/s, far beyond any stream.
 const MAX_TPS_MILLI: u64 = 1_000_000_000_000;
+/// The largest token count a histogram tells apart (larger ones are recorded as this).
+const MAX_TOKENS: u64 = 1 << 30;
 /// Distinct stream error messages a core keeps (the rest are counted as `other`); the level
 /// reports the [`STREAM_MESSAGES_SHOWN`] most frequent.
 pub const STREAM_MESSAGES_KEPT: usize = 16;
@@ -47,6 +49,10 @@ pub struct Recorder {
     /// tokens of the later read (every token of every HTTP 200 stream).
     pub itl_us: Histogram<u64>,
     pub tps_milli: Histogram<u64>,
+    /// Output tokens of each successful request.
+    pub output_tokens_n: Histogram<u64>,
+    /// `usage.prompt_tokens` of each successful request that reported it.
+    pub prompt_tokens_n: Histogram<u64>,
     pub send_lag_ns: Histogram<u64>,
     pub sent: u64,
     pub succeeded: u64,
@@ -120,6 +126,8 @@ impl Recorder {
             tpot_us: histogram(MAX_LATENCY_US),
             itl_us: histogram(MAX_LATENCY_US),
             tps_milli: histogram(MAX_TPS_MILLI),
+            output_tokens_n: histogram(MAX_TOKENS),
+            prompt_tokens_n: histogram(MAX_TOKENS),
             send_lag_ns: histogram(MAX_LATENCY_US * 1000),
             sent: 0,
             succeeded: 0,
@@ -208,6 +216,10 @@ impl Recorder {
             .saturating_record((s.output_tokens as f64 / secs * TPS_SCALE) as u64);
         self.output_tokens += s.output_tokens;
         self.prompt_tokens += s.prompt_tokens.unwrap_or(0);
+        self.output_tokens_n.saturating_record(s.output_tokens);
+        if let Some(p) = s.prompt_tokens {
+            self.prompt_tokens_n.saturating_record(p);
+        }
         self.last_ok_ns = self.last_ok_ns.max(s.done_ns);
         if s.done_ns <= self.window_end_ns {
             self.ok_in_window += 1;
@@ -260,6 +272,8 @@ impl Recorder {
         let _ = self.tpot_us.add(&other.tpot_us);
         let _ = self.itl_us.add(&other.itl_us);
         let _ = self.tps_milli.add(&other.tps_milli);
+        let _ = self.output_tokens_n.add(&other.output_tokens_n);
+        let _ = self.prompt_tokens_n.add(&other.prompt_tokens_n);
         let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent += other.sent;
         self.succeeded += other.succeeded;

@@ -28,6 +28,8 @@ pub struct RequestRecord {
     pub error: Option<String>,
     /// Output tokens of a successful request, and where the count came from.
     pub output_tokens: Option<u64>,
+    /// `usage.prompt_tokens` of a successful request, when the server reported it.
+    pub prompt_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
     /// Times of the reads that carried output tokens.
     pub token_reads_ns: Vec<u64>,
@@ -39,6 +41,9 @@ struct Line<'a> {
     level: usize,
     qps_target: f64,
     sample: u32,
+    /// With a trace: the sample's line in the trace file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_row: Option<u32>,
     core: u16,
     warmup: bool,
     intended_us: f64,
@@ -50,19 +55,29 @@ struct Line<'a> {
     status: u16,
     error: Option<&'a str>,
     output_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
     token_source: Option<&'static str>,
     token_read_us: Vec<f64>,
 }
 
-/// Appends one level's records (sorted by intended time) to `out`. `level` counts from 1;
-/// `start_ns` is the level's start on the monotonic clock.
+/// Where a level's records go, and what they share.
+pub struct LevelRecords<'a> {
+    /// From 1.
+    pub level: usize,
+    pub qps_target: f64,
+    /// The level's start on the monotonic clock.
+    pub start_ns: u64,
+    /// With a trace: each sample's line in the trace file.
+    pub trace_rows: Option<&'a [u32]>,
+}
+
+/// Appends one level's records (sorted by intended time) to `out`.
 pub fn write_level(
     out: &mut impl Write,
-    level: usize,
-    qps_target: f64,
-    start_ns: u64,
+    at: &LevelRecords<'_>,
     records: &mut [RequestRecord],
 ) -> std::io::Result<()> {
+    let (level, qps_target, start_ns) = (at.level, at.qps_target, at.start_ns);
     records.sort_by_key(|r| r.intended_ns);
     // 0.1 µs resolution keeps lines short and is below any timestamp's precision.
     let us = |t: u64| ((t as i64 - start_ns as i64) as f64 / 100.0).round() / 10.0;
@@ -71,6 +86,9 @@ pub fn write_level(
             level,
             qps_target,
             sample: r.sample,
+            trace_row: at
+                .trace_rows
+                .and_then(|rows| rows.get(r.sample as usize).copied()),
             core: r.core,
             warmup: r.warmup,
             intended_us: us(r.intended_ns),
@@ -82,6 +100,7 @@ pub fn write_level(
             status: r.status,
             error: r.error.as_deref(),
             output_tokens: r.output_tokens,
+            prompt_tokens: r.prompt_tokens,
             token_source: r.token_source.map(|s| match s {
                 TokenSource::Usage => "usage",
                 TokenSource::Estimated => "estimated",

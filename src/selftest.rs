@@ -239,8 +239,9 @@ fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Prepared)> {
         include_usage: true,
         continuous_usage: false,
         headers: &[],
+        ignore_eos: false,
     };
-    let requests = render_all(&template, &samples)?;
+    let requests = render_all(&template, &crate::dataset::Rows::Samples(samples))?;
     let addrs = endpoint.resolve().map_err(UserError::input)?;
     let target = Target {
         addrs: addrs.into(),
@@ -347,6 +348,7 @@ fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
                 min_rate_ratio: 0.99,
             },
             samples: 1,
+            replay: None,
         };
         let (l, _) = measure_level(engine, &spec, expected, true)?;
         expected = l.e2e_latency.get("p90").unwrap_or(expected);

@@ -232,6 +232,11 @@ pub struct LevelStats {
     pub ttft: Percentiles,
     pub e2e_latency: Percentiles,
     pub tokens_per_sec: Percentiles,
+    /// Output tokens per successful request (as counted: `token_count_source`).
+    pub output_tokens: Percentiles,
+    /// `usage.prompt_tokens` per successful request, as the server counted them (null without
+    /// usage).
+    pub prompt_tokens: Percentiles,
     /// Time to first byte, seconds.
     pub ttfb: Percentiles,
     /// Time per output token after the first, seconds.
@@ -293,6 +298,9 @@ pub struct LevelStats {
     /// Idle keep-alive connections the server had closed, found and discarded before reuse
     /// (no request was written to them, so none failed).
     pub idle_connections_closed_by_server: u64,
+    /// A trace replayed at its own times (`--replay`): its rows sent, the speed, its span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayStats>,
     pub new_connections: u64,
     pub client_cpu_s: f64,
     /// Wall time the pacer spent spinning just before arrivals for precision (other tasks of the
@@ -323,13 +331,15 @@ impl LevelStats {
         let verdict = validity::assess(&stats.facts(r, ctx), &ctx.thresholds);
         stats.client_limited = verdict.client_limited;
         stats.client_limited_reasons = verdict.reasons;
+        stats.replay = ctx.replay;
         stats.send_gap_fit = validity::gap_fit(
             run.window_start_ns,
             &r.send_times_ns,
             ctx.duration_s / ctx.planned.max(1) as f64,
             ctx.arrival,
             ctx.burstiness,
-        );
+        )
+        .filter(|_| ctx.replay.is_none());
         let wall_ns = run.end_ns.saturating_sub(run.start_ns).max(1) as f64;
         stats.client_cpu_per_core = run
             .per_core
@@ -424,6 +434,8 @@ impl LevelStats {
             ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
             e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
             tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
+            output_tokens: Percentiles::from_hist(&r.output_tokens_n, pcts, 1.0),
+            prompt_tokens: Percentiles::from_hist(&r.prompt_tokens_n, pcts, 1.0),
             ttfb: Percentiles::from_hist(&r.ttfb_us, pcts, 1e-6),
             tpot: Percentiles::from_hist(&r.tpot_us, pcts, 1e-6),
             itl: Percentiles::from_hist(&r.itl_us, pcts, 1e-6),
@@ -466,6 +478,7 @@ impl LevelStats {
                 .collect(),
             stream_error_messages: top_stream_messages(r),
             idle_connections_closed_by_server: r.idle_closed,
+            replay: None,
             new_connections: r.new_connections,
             client_cpu_s: round6(r.cpu_ns as f64 / 1e9),
             pacer_spin_s: round6(r.pacer_spin_ns as f64 / 1e9),
@@ -479,6 +492,14 @@ impl LevelStats {
 }
 
 /// What a level was asked to do: the parts of its result that are not in the recorder.
+/// A replay's shape, in its level's JSON.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReplayStats {
+    pub rows: usize,
+    pub speed: f64,
+    pub span_s: f64,
+}
+
 pub struct LevelContext<'a> {
     pub qps: f64,
     pub duration_s: f64,
@@ -492,6 +513,8 @@ pub struct LevelContext<'a> {
     pub thresholds: Thresholds,
     /// Ctrl-C / SIGTERM stopped the run during this level.
     pub interrupted: bool,
+    /// A trace replayed at its times (its gaps follow no arrival process).
+    pub replay: Option<ReplayStats>,
 }
 
 /// A warning when the realised send gaps do not follow the configured process. With thousands

@@ -32,6 +32,9 @@ enum Mode {
     Html500,
     /// 200 with one JSON completion, as a server that ignores `stream: true` answers.
     JsonNotStream,
+    /// Keep-alive like `ContentLengthKeepAlive`, but HTTP 400 to a body with `ignore_eos`, as
+    /// a hosted API answers fields it does not know.
+    RefuseIgnoreEos,
 }
 
 struct Canned {
@@ -110,14 +113,20 @@ fn serve(mode: Mode) -> Canned {
                 let Some(body) = read_request(&mut s) else {
                     return;
                 };
+                let refused = matches!(mode, Mode::RefuseIgnoreEos)
+                    && String::from_utf8_lossy(&body).contains("ignore_eos");
                 b.lock().unwrap().push(body);
                 let resp = match mode {
+                    Mode::RefuseIgnoreEos if refused => {
+                        let body = r#"{"error":{"message":"Unrecognized request argument supplied: ignore_eos"}}"#;
+                        format!("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                    }
                     Mode::Http10CloseDelimited => format!("HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{SSE}"),
                     Mode::ChunkedConnectionClose => format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{}",
                         chunked(SSE)
                     ),
-                    Mode::ContentLengthKeepAlive | Mode::DropAfterOne => format!(
+                    Mode::ContentLengthKeepAlive | Mode::DropAfterOne | Mode::RefuseIgnoreEos => format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{SSE}",
                         SSE.len()
                     ),
@@ -135,7 +144,10 @@ fn serve(mode: Mode) -> Canned {
                     return;
                 }
                 match mode {
-                    Mode::ContentLengthKeepAlive | Mode::Html500 | Mode::JsonNotStream => continue,
+                    Mode::ContentLengthKeepAlive
+                    | Mode::Html500
+                    | Mode::JsonNotStream
+                    | Mode::RefuseIgnoreEos => continue,
                     _ => return, // close (dropping the socket)
                 }
             });
@@ -310,4 +322,113 @@ fn extra_body_fields_arrive_in_every_request() {
         assert_eq!(run.code(), 2, "{bad}: {}", run.stderr);
         assert!(run.stderr.contains("--extra-body"), "{}", run.stderr);
     }
+}
+
+/// An endpoint that refuses `ignore_eos` (HTTP 400) still gets a run: the probe before the first
+/// level finds the refused fields, drops them, says so, and records it in metadata.
+#[test]
+fn refused_ignore_eos_is_dropped_after_the_probe() {
+    let _g = serial();
+    let s = serve(Mode::RefuseIgnoreEos);
+    let tmp = TempDir::new("refuse-eos");
+    let args = [
+        "--endpoint",
+        &s.url,
+        "--api-key",
+        "k",
+        "--model",
+        "m",
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        "20",
+        "--random-output-len",
+        "5",
+        "--qps",
+        "4",
+        "--duration",
+        "1",
+        "--continuous-usage",
+        "off",
+        "--max-send-lag-ms",
+        "100",
+    ];
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("refused a request with ignore_eos"),
+        "{}",
+        run.stderr
+    );
+    let m = run.metadata();
+    assert_eq!(
+        m["ignore_eos"], "not requested (refused by the endpoint: HTTP 400)",
+        "{m}"
+    );
+    assert_eq!(run.levels()[0]["success_rate"], 100.0);
+    let bodies = s.bodies.lock().unwrap().clone();
+    // The refused probe, the accepted one, then the level's four requests.
+    assert_eq!(bodies.len(), 6);
+    assert!(String::from_utf8_lossy(&bodies[0]).contains("\"ignore_eos\":true"));
+    for b in &bodies[1..] {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        assert!(
+            v.get("ignore_eos").is_none() && v.get("min_tokens").is_none(),
+            "{v}"
+        );
+        assert_eq!(v["max_tokens"], 5);
+    }
+}
+
+/// Rows of a trace that share hash ids reach the server with identical prompt prefixes, one
+/// 512-token block per shared id, and differ where their ids do.
+#[test]
+fn shared_hash_ids_arrive_as_identical_prompt_prefixes() {
+    let _g = serial();
+    let s = serve(Mode::ContentLengthKeepAlive);
+    let tmp = TempDir::new("prefix");
+    // Each row's output_length tells its body apart at the server.
+    let rows = [
+        (1, "[1, 2, 3]", 1300),
+        (2, "[1, 2, 4]", 1300),
+        (3, "[1, 5]", 1000),
+        (4, "[6]", 700),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(id, ids, len)| {
+            format!("{{\"timestamp\": {}, \"input_length\": {len}, \"output_length\": {id}, \"hash_ids\": {ids}}}\n", id * 50)
+        })
+        .collect();
+    let trace = tmp.file("prefix.jsonl", &text);
+    let mut args = base_args(&s.url, trace.to_str().unwrap());
+    args.extend(["--replay", "--continuous-usage", "off", "--no-ignore-eos"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let mut prompts = std::collections::BTreeMap::new();
+    for b in s.bodies.lock().unwrap().iter() {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        let words: Vec<String> = v["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        prompts.insert(v["max_tokens"].as_u64().unwrap(), words);
+    }
+    assert_eq!(prompts.len(), 4);
+    let shared = |a: u64, b: u64| {
+        prompts[&a]
+            .iter()
+            .zip(&prompts[&b])
+            .take_while(|(x, y)| x == y)
+            .count()
+    };
+    assert_eq!(prompts[&1].len(), 1300);
+    assert_eq!(prompts[&4].len(), 700);
+    // Blocks 1 and 2 are shared; the third differs from its first word (or nearly: two distinct
+    // texts may begin with the same common word by chance).
+    assert!((1024..1030).contains(&shared(1, 2)), "{}", shared(1, 2));
+    assert!((512..518).contains(&shared(1, 3)), "{}", shared(1, 3));
+    assert!(shared(1, 4) < 6, "{}", shared(1, 4));
 }

@@ -2,10 +2,11 @@
 //! keep-alive connections opened before it, the run on the engine, and the level's result built
 //! by `stats`. Used by the benchmark's level strategies and by `selftest`.
 
+use super::workload::Replay;
 use crate::arrivals::{self, Arrival};
 use crate::engine::{Engine, LevelRun};
 use crate::error::{Result, UserError};
-use crate::stats::{LevelContext, LevelStats};
+use crate::stats::{LevelContext, LevelStats, ReplayStats};
 use crate::validity::Thresholds;
 
 /// One level to measure.
@@ -24,6 +25,8 @@ pub struct LevelSpec<'a> {
     pub percentiles: &'a [f64],
     pub thresholds: Thresholds,
     pub samples: usize,
+    /// A trace replayed at its own times: these offsets replace the arrival process.
+    pub replay: Option<&'a Replay>,
 }
 
 /// Keep-alive connections per core to open before a level: the level's rate per core times the
@@ -37,6 +40,10 @@ fn connections_per_core(qps: f64, cores: usize, expected_latency_s: f64) -> usiz
 /// The level's arrivals: the warm-up's (own seed), then the measured window's shifted past it.
 /// Returns (offsets ns, warm-up arrivals, the window's start ns, measured arrivals).
 fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<u64>, usize, u64, usize) {
+    if let Some(r) = spec.replay {
+        // Row i at its offset: the engine sends arrival i as sample i.
+        return (r.offsets_ns.clone(), 0, 0, r.offsets_ns.len());
+    }
     let measured = arrivals::plan(
         spec.qps,
         spec.duration_s,
@@ -101,6 +108,11 @@ pub fn measure_level(
         percentiles: spec.percentiles,
         thresholds: spec.thresholds,
         interrupted: crate::interrupt::requested(),
+        replay: spec.replay.map(|r| ReplayStats {
+            rows: r.rows,
+            speed: r.speed,
+            span_s: r.span_s,
+        }),
     };
     let stats = LevelStats::build(&run, &connections, &ctx);
     if progress {
@@ -124,8 +136,12 @@ fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
     } else {
         String::new()
     };
+    let how = match spec.replay {
+        Some(r) => format!(" (trace replay at speed {})", r.speed),
+        None => String::new(),
+    };
     eprintln!(
-        "[{which}] QPS {:.1}: sending {planned} requests over {} s{warmup} ...",
+        "[{which}] QPS {:.1}: sending {planned} requests over {} s{warmup}{how} ...",
         spec.qps, spec.duration_s
     );
 }

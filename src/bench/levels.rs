@@ -90,7 +90,7 @@ impl<'a> Levels<'a> {
             index: i,
             levels: self.plan.fixed_levels.as_ref().map_or(0, Vec::len),
             qps,
-            duration_s: a.duration,
+            duration_s: self.plan.workload.duration,
             warmup_s: a.warmup,
             arrival: a.arrival,
             burstiness: a.burstiness,
@@ -99,7 +99,8 @@ impl<'a> Levels<'a> {
             max_concurrency: a.max_concurrency,
             percentiles: &self.percentiles,
             thresholds: self.thresholds,
-            samples: self.plan.samples.len(),
+            samples: self.plan.rows(),
+            replay: self.plan.workload.replay.as_ref(),
         };
         let expected_latency = self
             .measured
@@ -110,7 +111,19 @@ impl<'a> Levels<'a> {
         if let Some(f) = self.requests_file.as_mut() {
             let mut records = std::mem::take(&mut run.warmup.records);
             records.append(&mut run.merged.records);
-            crate::records::write_level(f, i + 1, qps, run.start_ns, &mut records)
+            let at = crate::records::LevelRecords {
+                level: i + 1,
+                qps_target: qps,
+                start_ns: run.start_ns,
+                trace_rows: self
+                    .plan
+                    .workload
+                    .dataset
+                    .trace
+                    .as_ref()
+                    .map(|t| &t.lines[..]),
+            };
+            crate::records::write_level(f, &at, &mut records)
                 .and_then(|()| std::io::Write::flush(f))
                 .map_err(|e| {
                     let path = self.run_dir.path.join("requests.jsonl");

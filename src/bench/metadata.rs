@@ -39,7 +39,14 @@ struct Metadata<'a> {
     /// The dataset's format, given or detected (`--dataset-name`), and the entries skipped as
     /// unusable.
     dataset_name: crate::cli::DatasetName,
+    /// The source's parameters (`random`'s flags, a trace's block size), null for files.
+    dataset_params: &'a serde_json::Value,
     dataset_skipped: u64,
+    /// Whether requests asked for exact answer lengths (`ignore_eos`, `min_tokens`), and why.
+    ignore_eos: String,
+    /// With `--replay`: the trace's rows sent, the speed and the span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<&'a super::workload::Replay>,
     /// The API spoken (`chat` or `completions`).
     api: crate::cli::Api,
     /// `--extra-body`, merged into every request body (its keys win over the defaults).
@@ -103,14 +110,14 @@ pub fn write(
     plan: &Plan,
     engine: &Engine,
     started: &LocalTime,
-    continuous_usage: String,
+    probe: super::probe::Outcome,
 ) -> Result<()> {
     let a = &plan.args;
     let metadata = Metadata {
         timestamp: started.iso(),
         endpoint: &plan.shown_endpoint,
         model: &plan.model,
-        dataset: plan.dataset_name.clone(),
+        dataset: plan.workload.shown.clone(),
         qps_levels: match &plan.fixed_levels {
             Some(q) => serde_json::json!(q),
             None => serde_json::json!("auto"),
@@ -120,19 +127,22 @@ pub fn write(
             max_qps: a.auto_max_qps,
             tolerance: a.auto_tolerance,
         }),
-        duration: json_number(a.duration),
+        duration: json_number(plan.workload.duration),
         max_tokens: a.max_tokens,
         temperature: a.temperature,
         percentiles: a.percentiles.iter().map(|&p| json_number(p)).collect(),
         show_tokens: true,
         qpsbench_version: env!("CARGO_PKG_VERSION"),
-        dataset_samples: plan.samples.len(),
+        dataset_samples: plan.rows(),
         requests_per_level: plan.requests_per_level.clone(),
         arrival: a.arrival,
         burstiness: (a.arrival == Arrival::Gamma).then_some(a.burstiness),
         seed: a.seed,
-        dataset_name: plan.dataset_format,
-        dataset_skipped: plan.dataset_skipped,
+        dataset_name: plan.workload.dataset.name,
+        dataset_params: &plan.workload.dataset.params,
+        dataset_skipped: plan.workload.dataset.skipped,
+        ignore_eos: probe.ignore_eos,
+        replay: plan.workload.replay.as_ref(),
         api: plan.api,
         extra_body: plan.extra_body.as_ref(),
         cores: plan.cores,
@@ -140,7 +150,7 @@ pub fn write(
         io_driver: engine.driver.name(),
         timeout_s: a.timeout,
         request_usage: !a.no_usage_request,
-        continuous_usage_stats: continuous_usage,
+        continuous_usage_stats: probe.continuous_usage,
         results_file: &plan.output,
         headers: plan
             .headers

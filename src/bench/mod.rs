@@ -16,10 +16,11 @@ mod plan;
 mod probe;
 mod report;
 mod validate;
+mod workload;
 
 pub use level::{measure_level, LevelSpec};
 pub use metadata::json_number;
-pub use plan::DatasetSource;
+pub use workload::DatasetSource;
 
 use crate::cli::BenchArgs;
 use crate::clock::LocalTime;
@@ -33,8 +34,8 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     let run_dir = RunDir::create(&plan.args.results_dir, &started)?;
     crate::interrupt::install();
     let engine = plan.start_engine()?;
-    let continuous_usage = probe::continuous_usage(&engine, &mut plan)?;
-    metadata::write(&run_dir, &plan, &engine, &started, continuous_usage)?;
+    let probed = probe::optional_fields(&engine, &mut plan)?;
+    metadata::write(&run_dir, &plan, &engine, &started, probed)?;
     announce(&plan, &engine, &run_dir);
     let mut levels = levels::Levels::new(&plan, &engine, &run_dir)?;
     let auto_bracket = levels::strategy(&plan).run(&mut levels)?;
@@ -58,7 +59,7 @@ fn announce(plan: &plan::Plan, engine: &crate::engine::Engine, run_dir: &RunDir)
         });
     eprintln!(
         "qpsbench: {levels} × {} s against {} on {} core(s) ({}); results in {}",
-        plan.args.duration,
+        plan.workload.duration,
         plan.shown_endpoint,
         plan.cores,
         engine.driver.name(),

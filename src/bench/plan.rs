@@ -3,7 +3,6 @@
 //! input is found here, before the results folder exists or any request is sent.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +10,9 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
 use super::validate::{parse_qps, validate_numbers};
+use super::workload::{DatasetSource, Workload};
 use crate::arrivals;
 use crate::cli::{BenchArgs, ContinuousUsage};
-use crate::dataset::{self, Dataset, DatasetName, Sample};
 use crate::engine::exchange::Slo;
 use crate::engine::{Engine, EngineConfig, Timeouts};
 use crate::error::{Result, UserError};
@@ -21,21 +20,11 @@ use crate::http::conn::Target;
 use crate::http::tls;
 use crate::http::url::Endpoint;
 use crate::prepared::{
-    api_of_path, parse_extra_body, parse_header, render_all, Api, Prepared, RequestTemplate,
+    api_of_path, check_api_key, parse_extra_body, parse_header, render_all, Api, Prepared,
+    RequestTemplate,
 };
 use crate::report::results::file_name_only;
 use crate::secret::mask_url;
-
-/// Where the dataset comes from.
-#[derive(Debug, Clone)]
-pub enum DatasetSource {
-    File(PathBuf),
-    /// A dataset built into the binary (the demo's), with the name shown in metadata.
-    Embedded {
-        name: String,
-        json: &'static str,
-    },
-}
 
 /// The validated run: what every later stage reads.
 pub struct Plan {
@@ -48,8 +37,8 @@ pub struct Plan {
     pub addrs: Vec<SocketAddr>,
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     pub headers: Vec<(String, String)>,
-    pub samples: Vec<Sample>,
-    pub dataset_name: String,
+    /// The dataset, its timing with `--replay`, and the level length.
+    pub workload: Workload,
     /// `--output` and `--plot-output`, checked to be plain file names.
     pub output: String,
     pub plot_output: String,
@@ -64,9 +53,6 @@ pub struct Plan {
     pub continuous_usage: bool,
     /// `--api`, or the API the endpoint's path implies.
     pub api: Api,
-    /// The dataset's format (given or detected), and the entries it skipped.
-    pub dataset_format: DatasetName,
-    pub dataset_skipped: u64,
     /// `--extra-body`, checked.
     pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -98,14 +84,12 @@ impl Plan {
             .model
             .clone()
             .ok_or_else(|| missing("--model", "the model name to request"))?;
-        let source = match dataset_override {
-            Some(s) => s,
-            None => DatasetSource::File(
-                args.dataset
-                    .clone()
-                    .ok_or_else(|| missing("--dataset", "path to your conversations JSON file"))?,
-            ),
-        };
+        if args.dataset.is_none()
+            && dataset_override.is_none()
+            && args.dataset_name != Some(crate::cli::DatasetName::Random)
+        {
+            return Err(missing("--dataset", "path to your conversations JSON file"));
+        }
         validate_numbers(&args)?;
         if args.show_tokens {
             eprintln!("note: --show-tokens is deprecated: tokens/sec is always shown");
@@ -123,13 +107,18 @@ impl Plan {
             .map(|h| parse_header(h))
             .collect::<Result<_>>()?;
         let tls = tls_settings(&args, &endpoint)?;
-        let (loaded, dataset_name) = load_dataset(&source, args.dataset_name)?;
-        let (samples, dataset_format, dataset_skipped) =
-            (loaded.samples, loaded.name, loaded.skipped);
+        let workload = Workload::new(&args, dataset_override)?;
         let output = file_name_only("--output", &args.output)?;
         let plot_output = file_name_only("--plot-output", &args.plot_output)?;
-        let fixed_levels = parse_qps(&args.qps)?;
-        let requests_per_level = request_counts(&args, fixed_levels.as_deref())?;
+        let fixed_levels = match &workload.replay {
+            // One level at the trace's mean rate.
+            Some(r) => Some(vec![r.rows as f64 / workload.duration]),
+            None => parse_qps(&args.qps)?,
+        };
+        let requests_per_level = match &workload.replay {
+            Some(r) => vec![r.rows as u64],
+            None => request_counts(&args, workload.duration, fixed_levels.as_deref())?,
+        };
         let addrs = endpoint
             .resolve()
             .map_err(|e| UserError::input(format!("--endpoint: {e}")))?;
@@ -143,9 +132,9 @@ impl Plan {
             .as_deref()
             .map(parse_extra_body)
             .transpose()?;
+        check_api_key(&api_key)?;
         let plan = Self {
-            dataset_format,
-            dataset_skipped,
+            workload,
             extra_body,
             api,
             api_key,
@@ -155,8 +144,6 @@ impl Plan {
             addrs,
             tls,
             headers,
-            samples,
-            dataset_name,
             output,
             plot_output,
             fixed_levels,
@@ -166,8 +153,6 @@ impl Plan {
             continuous_usage,
             args,
         };
-        // Rendering checks the key too (a line break would break the header).
-        plan.render()?;
         plan.warn_about_limits();
         Ok(plan)
     }
@@ -185,12 +170,18 @@ impl Plan {
             include_usage: !self.args.no_usage_request,
             continuous_usage: self.continuous_usage,
             headers: &self.headers,
+            ignore_eos: self.workload.ignore_eos,
         }
     }
 
-    /// Every sample's request bytes, as the template says now.
+    /// Every row's request bytes, as the template says now.
     pub fn render(&self) -> Result<Prepared> {
-        render_all(&self.template(), &self.samples)
+        render_all(&self.template(), &self.workload.dataset.rows)
+    }
+
+    /// The dataset's rows.
+    pub fn rows(&self) -> usize {
+        self.workload.dataset.rows.len()
     }
 
     /// Starts the client cores with the rendered requests.
@@ -256,29 +247,6 @@ impl Plan {
     }
 }
 
-/// The dataset, and the name it is shown by.
-fn load_dataset(source: &DatasetSource, name: Option<DatasetName>) -> Result<(Dataset, String)> {
-    let (loaded, shown) = match source {
-        DatasetSource::File(p) => (dataset::load(p, name)?, p.display().to_string()),
-        DatasetSource::Embedded { name, json } => (
-            Dataset {
-                samples: dataset::parse(json.as_bytes(), name)?,
-                name: DatasetName::Seed,
-                skipped: 0,
-            },
-            name.clone(),
-        ),
-    };
-    if loaded.skipped > 0 {
-        eprintln!(
-            "note: {} of the dataset's conversations were skipped (no human turn, or another role); {} samples remain",
-            loaded.skipped,
-            loaded.samples.len()
-        );
-    }
-    Ok((loaded, shown))
-}
-
 /// The TLS client settings for an `https://` endpoint (none for `http://`).
 fn tls_settings(
     args: &BenchArgs,
@@ -302,18 +270,18 @@ fn tls_settings(
 
 /// Requests of each fixed level (or of `--auto-start`, checked the same way); a level that
 /// would send none is an error.
-fn request_counts(args: &BenchArgs, fixed: Option<&[f64]>) -> Result<Vec<u64>> {
+fn request_counts(args: &BenchArgs, duration: f64, fixed: Option<&[f64]>) -> Result<Vec<u64>> {
     let rates: Vec<f64> = fixed.map_or_else(|| vec![args.auto_start], <[f64]>::to_vec);
     let counts: Vec<u64> = rates
         .iter()
-        .map(|&q| arrivals::request_count(q, args.duration))
+        .map(|&q| arrivals::request_count(q, duration))
         .collect();
     if let Some(i) = counts.iter().position(|&c| c == 0) {
         return Err(UserError::input(format!(
             "{} {} with --duration {} sends no request (round(qps × duration) = 0); raise it or --duration",
             if fixed.is_some() { "--qps" } else { "--auto-start" },
             rates[i],
-            args.duration
+            duration
         )));
     }
     Ok(if fixed.is_some() { counts } else { Vec::new() })

@@ -1,6 +1,8 @@
-//! Stage 2, the probe: one request before the first level decides whether to keep asking for
-//! vLLM's `stream_options.continuous_usage_stats`. Some servers (hosted APIs) refuse unknown
-//! stream options with HTTP 400, and a run of 400s would measure nothing.
+//! Stage 2, the probe: one request before the first level decides whether to keep the optional
+//! body fields that some servers refuse: vLLM's `stream_options.continuous_usage_stats`, and
+//! `ignore_eos` with `min_tokens` (exact answer lengths). Hosted APIs refuse unknown fields with
+//! HTTP 4xx, and a run of 4xx would measure nothing. When the request as asked is refused, the
+//! probe finds which field it was by dropping them in turn.
 
 use super::plan::Plan;
 use crate::cli::ContinuousUsage;
@@ -8,42 +10,137 @@ use crate::engine::Engine;
 use crate::error::{Result, UserError};
 use crate::outcome::ErrorKind;
 
-/// Sends the probe when `--continuous-usage auto` asks for it, and leaves the engine clean (no
-/// pooled connection from the probe); returns the outcome for metadata.json. When the endpoint
-/// refused the option, the plan stops asking for it and the engine gets the new request bytes.
-pub fn continuous_usage(engine: &Engine, plan: &mut Plan) -> Result<String> {
-    if !plan.continuous_usage {
-        return Ok("off".to_string());
+/// What metadata.json records about each optional field.
+pub struct Outcome {
+    pub continuous_usage: String,
+    pub ignore_eos: String,
+}
+
+/// One probe's answer.
+enum Answer {
+    Accepted,
+    /// HTTP 4xx: the request's fields were refused.
+    Refused(ErrorKind),
+    /// No answer about the fields (refused connection, TLS, 5xx).
+    Inconclusive(String),
+}
+
+/// The optional fields a request carries: (continuous usage, ignore_eos).
+type Fields = (bool, bool);
+
+/// Sends probes when a field is asked for without being forced, and leaves the engine clean (no
+/// pooled connection from a probe) with the request bytes the run will send.
+pub fn optional_fields(engine: &Engine, plan: &mut Plan) -> Result<Outcome> {
+    let asked: Fields = (plan.continuous_usage, plan.workload.ignore_eos);
+    // Only what is asked for and not forced is probed (--continuous-usage on forces it).
+    let probed: Fields = (
+        asked.0 && plan.args.continuous_usage == ContinuousUsage::Auto,
+        asked.1,
+    );
+    let mut outcome = Outcome {
+        continuous_usage: if !asked.0 { "off" } else { "requested" }.to_string(),
+        ignore_eos: if asked.1 { "requested" } else { "off" }.to_string(),
+    };
+    if probed == (false, false) {
+        return Ok(outcome);
     }
-    if plan.args.continuous_usage == ContinuousUsage::On {
-        return Ok("requested".to_string());
+    let describe = |o: &mut Outcome, what: &str| {
+        if probed.0 {
+            o.continuous_usage = format!("requested ({what})");
+        }
+        if probed.1 {
+            o.ignore_eos = format!("requested ({what})");
+        }
+    };
+    let code = match probe(engine, plan)? {
+        Answer::Accepted => {
+            describe(&mut outcome, "probe accepted");
+            return Ok(outcome);
+        }
+        Answer::Inconclusive(why) => {
+            describe(&mut outcome, &format!("probe inconclusive: {why}"));
+            return Ok(outcome);
+        }
+        Answer::Refused(code) => code,
+    };
+    // Drop continuous usage first (the likelier to be refused), then ignore_eos, then both;
+    // a forced field stays.
+    let mut tries: Vec<Fields> = Vec::new();
+    if probed.0 {
+        tries.push((false, asked.1));
     }
-    let probe = engine
-        .run_level(&[0], 0, (0, 0), plan.samples.len())
-        .map_err(UserError::runtime)?;
-    let errors = &probe.merged.errors;
-    let refused = errors
-        .keys()
-        .find(|k| matches!(k, ErrorKind::Http(400..=499)));
-    if probe.merged.succeeded == 1 {
-        engine.reset(None).map_err(UserError::runtime)?;
-        Ok("requested (probe accepted)".to_string())
-    } else if let Some(code) = refused {
-        eprintln!(
-            "note: the endpoint refused a request with stream_options.continuous_usage_stats ({code}); sending without it, so ITL counts one token per chunk unless the server says otherwise"
-        );
-        plan.continuous_usage = false;
+    if probed.1 {
+        tries.push((asked.0, false));
+    }
+    if probed.0 && probed.1 {
+        tries.push((false, false));
+    }
+    for fields in tries {
+        set(plan, fields);
         engine
             .reset(Some(plan.render()?))
             .map_err(UserError::runtime)?;
-        Ok(format!("not requested (refused by the endpoint: {code})"))
-    } else {
-        // Not an answer about the option (refused connection, TLS, 5xx): keep asking.
-        engine.reset(None).map_err(UserError::runtime)?;
-        let why = errors
-            .keys()
-            .next()
-            .map_or_else(|| "no answer".to_string(), |k| k.to_string());
-        Ok(format!("requested (probe inconclusive: {why})"))
+        if let Answer::Accepted = probe(engine, plan)? {
+            report_dropped(&mut outcome, asked, fields, &code);
+            return Ok(outcome);
+        }
     }
+    // Even the plainest request was refused: the fields are not the problem; send as asked.
+    set(plan, asked);
+    engine
+        .reset(Some(plan.render()?))
+        .map_err(UserError::runtime)?;
+    describe(
+        &mut outcome,
+        &format!("probe inconclusive: the endpoint refused even a request without them ({code})"),
+    );
+    Ok(outcome)
+}
+
+fn set(plan: &mut Plan, (continuous_usage, ignore_eos): Fields) {
+    plan.continuous_usage = continuous_usage;
+    plan.workload.ignore_eos = ignore_eos;
+}
+
+/// Says which fields the endpoint refused (those `accepted` lacks), and records it.
+fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &ErrorKind) {
+    if asked.0 && !accepted.0 {
+        eprintln!(
+            "note: the endpoint refused a request with stream_options.continuous_usage_stats ({code}); sending without it, so ITL counts one token per chunk unless the server says otherwise"
+        );
+        o.continuous_usage = format!("not requested (refused by the endpoint: {code})");
+    } else if asked.0 {
+        o.continuous_usage = "requested (probe accepted)".to_string();
+    }
+    if asked.1 && !accepted.1 {
+        eprintln!(
+            "note: the endpoint refused a request with ignore_eos and min_tokens ({code}); sending without them, so answers may end before max_tokens"
+        );
+        o.ignore_eos = format!("not requested (refused by the endpoint: {code})");
+    } else if asked.1 {
+        o.ignore_eos = "requested (probe accepted)".to_string();
+    }
+}
+
+/// Sends one request (row 0) and resets the engine's connections after it.
+fn probe(engine: &Engine, plan: &Plan) -> Result<Answer> {
+    let run = engine
+        .run_level(&[0], 0, (0, 0), plan.rows())
+        .map_err(UserError::runtime)?;
+    engine.reset(None).map_err(UserError::runtime)?;
+    let errors = &run.merged.errors;
+    if run.merged.succeeded == 1 {
+        return Ok(Answer::Accepted);
+    }
+    if let Some(code) = errors
+        .keys()
+        .find(|k| matches!(k, ErrorKind::Http(400..=499)))
+    {
+        return Ok(Answer::Refused(code.clone()));
+    }
+    let why = errors
+        .keys()
+        .next()
+        .map_or_else(|| "no answer".to_string(), |k| k.to_string());
+    Ok(Answer::Inconclusive(why))
 }

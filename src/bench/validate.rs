@@ -1,8 +1,10 @@
 //! The benchmark's numeric flags, each within its documented range (`crate::flags`), and the
 //! combinations that must hold between them. Called by the plan, before anything else happens.
 
+use super::workload::DEFAULT_DURATION_S;
 use crate::arrivals::Arrival;
 use crate::cli::BenchArgs;
+use crate::dataset::text::MAX_SPAN_WORDS;
 use crate::error::{Result, UserError};
 use crate::flags::{check, count, plan_size, rate, seconds, Low, MAX_SECONDS};
 
@@ -33,11 +35,12 @@ pub fn parse_qps(raw: &[String]) -> Result<Option<Vec<f64>>> {
 pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
     check_levels(a)?;
     let (above0, from0, above1) = (Low::Above(0.0), Low::From(0.0), Low::Above(1.0));
+    let w = &a.workload;
     let (secs, frac, max_s) = ("a number of seconds", "a fraction", MAX_SECONDS);
     // (flag, value if given, low end, high end, what it is), in the order they are checked. A
     // table reads better one flag per line, so rustfmt leaves it as written.
     #[rustfmt::skip]
-    let bounded: [(&str, Option<f64>, Low, f64, &str); 15] = [
+    let bounded: [(&str, Option<f64>, Low, f64, &str); 17] = [
         ("--temperature", Some(a.temperature), from0, 100.0, "a temperature"),
         ("--burstiness", Some(a.burstiness), above0, 1000.0, "a gamma shape"),
         ("--max-send-lag-ms", Some(a.max_send_lag_ms), above0, 3.6e6, "milliseconds"),
@@ -53,6 +56,8 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
         ("--ttft-timeout", a.ttft_timeout, above0, max_s, secs),
         ("--idle-timeout", a.idle_timeout, above0, max_s, secs),
         ("--timeout", Some(a.timeout), above0, max_s, secs),
+        ("--random-range-ratio", Some(w.random_range_ratio), from0, 0.999, frac),
+        ("--replay-speed", Some(w.replay_speed), above0, 1e6, "a speed factor"),
     ];
     for (flag, v, low, high, what) in bounded {
         if let Some(v) = v {
@@ -67,12 +72,17 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
     }
     let wide = |n: Option<usize>| n.map(|n| n as u64);
     // (flag, value if given, lowest, highest, what it counts)
+    let span = u64::from(MAX_SPAN_WORDS);
     #[rustfmt::skip]
-    let counts: [(&str, Option<u64>, u64, u64, &str); 4] = [
+    let counts: [(&str, Option<u64>, u64, u64, &str); 8] = [
         ("--max-tokens", Some(a.max_tokens.into()), 1, u32::MAX.into(), "tokens"),
         ("--cores", wide(a.cores), 1, 4096, "cores"),
         ("--max-concurrency", wide(a.max_concurrency), 1, 10_000_000, "requests"),
         ("--warmup-connections", wide(a.warmup_connections), 0, 65_536, "per core"),
+        ("--random-input-len", Some(w.random_input_len.into()), 1, span, "tokens"),
+        ("--random-output-len", Some(w.random_output_len.into()), 1, u32::MAX.into(), "tokens"),
+        ("--random-prefix-len", Some(w.random_prefix_len.into()), 0, span, "tokens"),
+        ("--random-pool-size", Some(w.random_pool_size.into()), 1, 10_000_000, "samples"),
     ];
     for (flag, v, lo, hi, what) in counts {
         if let Some(v) = v {
@@ -101,7 +111,8 @@ fn check_levels(a: &BenchArgs) -> Result<()> {
         0.99,
         "a fraction",
     )?;
-    seconds("--duration", a.duration)?;
+    let duration = a.duration.unwrap_or(DEFAULT_DURATION_S);
+    seconds("--duration", duration)?;
     check(
         "--warmup",
         a.warmup,
@@ -117,7 +128,7 @@ fn check_levels(a: &BenchArgs) -> Result<()> {
     } else {
         "--auto-max-qps"
     };
-    plan_size(flag, top, a.duration + a.warmup)?;
+    plan_size(flag, top, duration + a.warmup)?;
     if a.percentiles.is_empty() {
         return Err(UserError::input(
             "--percentiles (empty): expected one or more percentiles, e.g. 50,95,99",

@@ -22,15 +22,20 @@ pub struct BenchArgs {
     pub model: Option<String>,
 
     /// Path to the dataset: by default the seed's JSON array of {"prompt_content",
-    /// "cut_chat_history"} samples (see --dataset-name for the others) [required]
+    /// "cut_chat_history"} samples (see --dataset-name for the others) [required, except with
+    /// --dataset-name random]
     #[arg(long)]
     pub dataset: Option<PathBuf>,
 
-    /// The dataset's format: `seed`, `sharegpt` (a ShareGPT dump) or `jsonl` (one OpenAI-style
-    /// object per line, with `messages` or `prompt`, and optional `max_tokens`). Default:
-    /// detected from the file
+    /// The dataset's format: `seed`, `sharegpt` (a ShareGPT dump), `jsonl` (one OpenAI-style
+    /// object per line, with `messages` or `prompt`, and optional `max_tokens`), `mooncake` (a
+    /// trace: one {"timestamp", "input_length", "output_length", "hash_ids"} object per line) or
+    /// `random` (synthetic prompts, no file; see --random-*). Default: detected from the file
     #[arg(long, value_enum, value_name = "NAME")]
     pub dataset_name: Option<DatasetName>,
+
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
 
     /// QPS levels to test, comma-separated; each level sends round(qps × duration) requests.
     /// `auto` finds the capacity instead: doubles from --auto-start until a level saturates,
@@ -71,9 +76,10 @@ pub struct BenchArgs {
     )]
     pub auto_tolerance: f64,
 
-    /// Seconds per level (the window in which the level's requests are sent)
-    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
-    pub duration: f64,
+    /// Seconds per level (the window in which the level's requests are sent) [default: 60; with
+    /// --replay, the whole trace]
+    #[arg(long, allow_negative_numbers = true)]
+    pub duration: Option<f64>,
 
     /// Which percentiles to show in the console table, comma-separated (the JSON always has
     /// p50, p90, p95, p99 and max, plus any asked for here)
@@ -125,7 +131,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub burstiness: f64,
 
-    /// Seed of the arrival schedule (recorded in metadata.json; same seed, same schedule)
+    /// Seed of the arrival schedule and of `--dataset-name random`'s lengths (recorded in
+    /// metadata.json; same seed, same schedule and prompts)
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 
@@ -314,6 +321,65 @@ pub struct BenchArgs {
     pub saturation_ttft_growth: f64,
 }
 
+/// What a run sends beyond the dataset file: synthetic prompts, exact answer lengths, trace
+/// replay.
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadArgs {
+    /// With --dataset-name random: the prompt length in tokens (≈ words of a fixed vocabulary of
+    /// single-token words), before --random-prefix-len
+    #[arg(long, value_name = "TOKENS", default_value_t = 1024)]
+    pub random_input_len: u32,
+
+    /// With --dataset-name random: the answer length in tokens (each request's max_tokens)
+    #[arg(long, value_name = "TOKENS", default_value_t = 128)]
+    pub random_output_len: u32,
+
+    /// With --dataset-name random: lengths are drawn uniformly in [len × (1 − r), len × (1 + r)]
+    /// (0 to below 1; 0: every sample has the given lengths)
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub random_range_ratio: f64,
+
+    /// With --dataset-name random: a prefix of this many tokens shared by every prompt (to
+    /// exercise a server's prefix cache), before each prompt's own text
+    #[arg(long, value_name = "TOKENS", default_value_t = 0)]
+    pub random_prefix_len: u32,
+
+    /// With --dataset-name random: distinct samples drawn, then cycled (requests per level still
+    /// come from --qps × --duration)
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub random_pool_size: u32,
+
+    /// Ask for exactly max_tokens tokens: adds vLLM's "ignore_eos": true and "min_tokens" equal
+    /// to max_tokens to every request. On by default with --dataset-name random or mooncake (as
+    /// vLLM's bench does); when the endpoint refuses the fields (HTTP 4xx to the probe before the
+    /// first level) they are dropped, and metadata.json says so
+    #[arg(long, overrides_with = "no_ignore_eos")]
+    pub ignore_eos: bool,
+
+    /// Do not add ignore_eos and min_tokens (answers end where the model stops)
+    #[arg(long, overrides_with = "ignore_eos")]
+    pub no_ignore_eos: bool,
+
+    /// With a mooncake trace: send each row at its recorded time (from the first row), divided
+    /// by --replay-speed, as one level instead of the --qps levels
+    #[arg(long)]
+    pub replay: bool,
+
+    /// With --replay: how much faster than recorded (2: twice as fast; 0.5: half as fast)
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub replay_speed: f64,
+}
+
 /// `--dataset-name`: the dataset's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -324,6 +390,11 @@ pub enum DatasetName {
     Sharegpt,
     /// One `{"messages"}` or `{"prompt"}` object per line, optional `max_tokens`.
     Jsonl,
+    /// A Mooncake trace: one `{"timestamp", "input_length", "output_length", "hash_ids"}` per
+    /// line.
+    Mooncake,
+    /// Synthetic prompts of given lengths (no file).
+    Random,
 }
 
 /// `--api`: which OpenAI API the endpoint serves.

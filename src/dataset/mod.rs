@@ -1,24 +1,35 @@
 //! The dataset: the samples a run sends, loaded and validated before the first request.
 //!
-//! Data flow: `bench` loads it once (`load`); `prepared` renders each sample's HTTP request. A
-//! sample is a chat message list (and, from a prompt-only source, the raw prompt the
-//! completions API sends as is), with its own `max_tokens` when the source gives one. Sources,
-//! one module each: the seed's conversations file (`seed`, the default), ShareGPT dumps
-//! (`sharegpt`), and OpenAI-style JSONL (`jsonl`). Every error names the file, the sample or
-//! line, the field, and what was expected.
+//! Data flow: `bench` loads it once (`load`); `prepared` renders each row's HTTP request. A row
+//! is either a [`Sample`] read from a file (a chat message list, and from a prompt-only source
+//! the raw prompt the completions API sends as is), or a synthetic prompt made of spans of a
+//! shared text ([`Synthetic`]); either may carry its own `max_tokens`. Sources, one module each:
+//! the seed's conversations file (`seed`, the default), ShareGPT dumps (`sharegpt`),
+//! OpenAI-style JSONL (`jsonl`), Mooncake traces (`mooncake`) and synthetic prompts of drawn
+//! lengths (`random`). Every error names the file, the sample or line, the field, and what was
+//! expected.
 
 mod jsonl;
+pub mod mooncake;
+mod random;
 mod seed;
 mod sharegpt;
+pub mod synthetic;
+pub mod text;
+pub mod vocabulary;
 
+use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
 pub use crate::cli::DatasetName;
+use crate::cli::WorkloadArgs;
 use crate::error::{Result, UserError};
+pub use mooncake::Trace;
 pub use seed::{parse, DEMO_DATASET};
+pub use synthetic::Synthetic;
 
 /// A chat message as sent to the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,47 +49,133 @@ pub struct Sample {
     pub max_tokens: Option<u32>,
 }
 
+/// A dataset's rows.
+#[derive(Debug)]
+pub enum Rows {
+    /// Read from a file: each sample's text.
+    Samples(Vec<Sample>),
+    /// Synthetic prompts (`random`, `mooncake`).
+    Synthetic(Synthetic),
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Samples(s) => s.len(),
+            Rows::Synthetic(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A loaded dataset.
 #[derive(Debug)]
 pub struct Dataset {
-    pub samples: Vec<Sample>,
+    pub rows: Rows,
     /// Which format it was read as (given, or detected).
     pub name: DatasetName,
     /// Entries left out as unusable (ShareGPT conversations without a human turn, or with
     /// another role).
     pub skipped: u64,
+    /// The source's parameters, for metadata.json (`random`'s flags; null for files).
+    pub params: Value,
+    /// A trace's timing (`mooncake`).
+    pub trace: Option<Trace>,
+}
+
+impl Dataset {
+    /// Samples read from a file, in the seed's format or another.
+    pub fn from_samples(samples: Vec<Sample>, name: DatasetName, skipped: u64) -> Self {
+        Self {
+            rows: Rows::Samples(samples),
+            name,
+            skipped,
+            params: Value::Null,
+            trace: None,
+        }
+    }
+}
+
+/// Bytes of a file's head that format detection reads.
+const DETECT_HEAD: u64 = 64 * 1024;
+
+/// The `random` dataset: synthetic prompts, drawn with `seed` (no file).
+pub fn random(w: &WorkloadArgs, seed: u64) -> Dataset {
+    Dataset {
+        rows: Rows::Synthetic(random::build(w, seed)),
+        name: DatasetName::Random,
+        skipped: 0,
+        params: random::params(w, seed),
+        trace: None,
+    }
 }
 
 /// Reads and validates the dataset at `path`, in format `name` or, without one, the format the
-/// file shows: a `.jsonl` name, or a first line that is an object with `messages` or `prompt`, is
-/// JSONL; an array whose first sample has `conversations` is ShareGPT; anything else is read as
-/// the seed's format (whose errors then say what that format expects).
+/// file shows: a first line that is an object with `input_length` or `input_tokens` is a
+/// Mooncake trace; a `.jsonl` name, or a first line that is an object with `messages` or
+/// `prompt`, is JSONL; an array whose first sample has `conversations` is ShareGPT; anything else
+/// is read as the seed's format (whose errors then say what that format expects).
 pub fn load(path: &Path, name: Option<DatasetName>) -> Result<Dataset> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| UserError::input(format!("cannot read dataset '{shown}': {e}")))?;
-    let jsonl_name = path.extension().is_some_and(|e| e == "jsonl");
-    let name = name.unwrap_or_else(|| detect(&bytes, jsonl_name));
+    let cannot =
+        |e: std::io::Error| UserError::input(format!("cannot read dataset '{shown}': {e}"));
+    let name = match name {
+        Some(n) => n,
+        None => {
+            let mut head = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(DETECT_HEAD).read_to_end(&mut head))
+                .map_err(cannot)?;
+            detect(&head, path.extension().is_some_and(|e| e == "jsonl"))
+        }
+    };
+    if name == DatasetName::Mooncake {
+        // Read a line at a time: a trace may have millions of rows.
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let (set, trace) = mooncake::parse(std::io::BufReader::new(file), &shown)?;
+        return Ok(Dataset {
+            rows: Rows::Synthetic(set),
+            name,
+            skipped: 0,
+            params: serde_json::json!({ "block_tokens": mooncake::BLOCK_TOKENS }),
+            trace: Some(trace),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(cannot)?;
     let (samples, skipped) = match name {
-        DatasetName::Seed => (parse(&bytes, &shown)?, 0),
         DatasetName::Sharegpt => sharegpt::parse(&bytes, &shown)?,
         DatasetName::Jsonl => (jsonl::parse(&bytes, &shown)?, 0),
+        DatasetName::Random => {
+            return Err(UserError::input(
+                "--dataset-name random makes its own prompts: it reads no --dataset file",
+            ))
+        }
+        DatasetName::Seed | DatasetName::Mooncake => (parse(&bytes, &shown)?, 0),
     };
-    Ok(Dataset {
-        samples,
-        name,
-        skipped,
-    })
+    Ok(Dataset::from_samples(samples, name, skipped))
 }
 
 /// The format a file shows (see [`load`]).
 fn detect(bytes: &[u8], jsonl_name: bool) -> DatasetName {
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    let first_line = || {
+        let line = bytes[start.unwrap_or(0)..].split(|&b| b == b'\n').next();
+        String::from_utf8_lossy(line.unwrap_or_default()).into_owned()
+    };
     match start.map(|i| bytes[i]) {
+        Some(b'{')
+            if ["\"input_length\"", "\"input_tokens\""]
+                .iter()
+                .any(|k| first_line().contains(k)) =>
+        {
+            DatasetName::Mooncake
+        }
         _ if jsonl_name => DatasetName::Jsonl,
         Some(b'{') => {
-            let first_line = bytes[start.unwrap_or(0)..].split(|&b| b == b'\n').next();
-            let line = String::from_utf8_lossy(first_line.unwrap_or_default());
+            let line = first_line();
             if line.contains("\"messages\"") || line.contains("\"prompt\"") {
                 DatasetName::Jsonl
             } else {
@@ -159,5 +256,8 @@ mod tests {
             detect(b"{\"prompt_content\":\"x\"}", true),
             DatasetName::Jsonl
         );
+        let trace = b"{\"timestamp\": 0, \"input_length\": 9, \"output_length\": 2}\n";
+        assert_eq!(detect(trace, true), DatasetName::Mooncake);
+        assert_eq!(detect(trace, false), DatasetName::Mooncake);
     }
 }

@@ -153,7 +153,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         let (idle, closed) = core.pool.take(now);
         let mut closed_by_server = closed;
         if let Some(mut conn) = idle {
-            match conn.try_write_now(core.requests.borrow().get(sample)) {
+            match conn.try_write_now(&RequestBuf::new(&core.requests.borrow(), sample)) {
                 Ok(()) => first = Some(conn),
                 // The send itself was refused (reset in the instant after the check): nothing
                 // was written, so the request starts on a fresh connection.
@@ -254,9 +254,9 @@ impl Trace {
         core: u16,
         outcome: &Result<Success, Failed>,
     ) -> RequestRecord {
-        let (error, output_tokens, source) = match outcome {
-            Ok(s) => (None, Some(s.output_tokens), Some(s.source)),
-            Err((kind, _)) => (Some(kind.to_string()), None, None),
+        let (error, output_tokens, source, prompt_tokens) = match outcome {
+            Ok(s) => (None, Some(s.output_tokens), Some(s.source), s.prompt_tokens),
+            Err((kind, _)) => (Some(kind.to_string()), None, None, None),
         };
         RequestRecord {
             sample: t.sample as u32,
@@ -269,6 +269,7 @@ impl Trace {
             status: self.status,
             error,
             output_tokens,
+            prompt_tokens,
             token_source: source,
             token_reads_ns: self.token_reads_ns,
         }

@@ -26,7 +26,7 @@ use super::head::{parse_head, HeadError, MAX_HEAD_BYTES};
 use super::tls::{TlsError, TlsIo};
 use crate::clock::now_ns;
 
-use super::sock::{read_append, send_nonblocking, READ_BUF};
+use super::sock::{read_append, send_nonblocking, sendv_nonblocking, READ_BUF};
 
 /// Receives a response as it arrives.
 pub trait ResponseHandler {
@@ -45,11 +45,27 @@ pub trait ResponseHandler {
     }
 }
 
-/// Request bytes the kernel can write from (an owned buffer, as io_uring needs) and that can
-/// be read as a slice (to encrypt for TLS).
-pub trait Request: IoBuf + AsRef<[u8]> {}
-
-impl<B: IoBuf + AsRef<[u8]>> Request for B {}
+/// A request's bytes, as one or more parts sent back to back: a dataset sample is one part; a
+/// synthetic prompt is a small head plus views of shared text (sent with one vectored write, so
+/// a long prompt is never copied per request).
+pub trait Request {
+    /// A part as an owned buffer the kernel can write from (io_uring needs the buffer to outlive
+    /// the operation).
+    type Part: IoBuf;
+    /// The number of parts.
+    fn part_count(&self) -> usize;
+    /// Part `i`'s bytes.
+    fn part(&self, i: usize) -> &[u8];
+    /// Part `i` from its byte `from` on, as an owned buffer.
+    fn owned_part(&self, i: usize, from: usize) -> Self::Part;
+    /// The request's length in bytes.
+    fn len(&self) -> usize {
+        (0..self.part_count()).map(|i| self.part(i).len()).sum()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// Why an exchange failed.
 #[derive(Debug)]
@@ -225,16 +241,21 @@ impl Conn {
     /// the request is encrypted first). Requests are small, so on an idle connection this is
     /// usually all of it: the request leaves at the moment the arrival is due, not when the task
     /// next runs. Whatever the socket did not take is sent by [`Conn::exchange`].
-    pub fn try_write_now(&mut self, request: &[u8]) -> io::Result<()> {
+    pub fn try_write_now(&mut self, request: &impl Request) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let fd = self.stream.as_raw_fd();
         match &mut self.tls {
             None => {
-                let n = send_nonblocking(fd, request)?;
+                let n = match request.part_count() {
+                    1 => send_nonblocking(fd, request.part(0))?,
+                    k => sendv_nonblocking(fd, k, |i| request.part(i))?,
+                };
                 self.presend = Some(Presend::Plain(n));
             }
             Some(tls) => {
-                tls.encrypt(request)?;
+                for i in 0..request.part_count() {
+                    tls.encrypt(request.part(i))?;
+                }
                 self.presend = Some(Presend::Tls);
                 tls.send_now(fd)?;
             }
@@ -273,22 +294,37 @@ impl Conn {
     /// Writes the request, or what [`Conn::try_write_now`] left of it.
     async fn write_request<B: Request>(&mut self, request: B) -> io::Result<()> {
         match (self.presend.take(), &mut self.tls) {
-            (Some(Presend::Plain(n)), None) if n >= request.bytes_init() => Ok(()),
-            (Some(Presend::Plain(n)), None) => {
-                let (res, _) = self.stream.write_all(request.slice(n..)).await;
-                res.map(|_| ())
-            }
-            (None, None) => {
-                let (res, _) = self.stream.write_all(request).await;
-                res.map(|_| ())
-            }
+            (Some(Presend::Plain(n)), None) => self.write_parts_from(&request, n).await,
+            (None, None) => self.write_parts_from(&request, 0).await,
             (Some(_), Some(tls)) => tls.flush(&mut self.stream).await,
             (None, Some(tls)) => {
-                tls.encrypt(request.as_ref())?;
+                for i in 0..request.part_count() {
+                    tls.encrypt(request.part(i))?;
+                }
                 tls.flush(&mut self.stream).await
             }
             (Some(Presend::Tls), None) => Ok(()),
         }
+    }
+
+    /// Writes the request's bytes from byte `skip` on (what a non-blocking send left), part by
+    /// part.
+    async fn write_parts_from<B: Request>(
+        &mut self,
+        request: &B,
+        mut skip: usize,
+    ) -> io::Result<()> {
+        for i in 0..request.part_count() {
+            let len = request.part(i).len();
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let (res, _) = self.stream.write_all(request.owned_part(i, skip)).await;
+            res?;
+            skip = 0;
+        }
+        Ok(())
     }
 
     /// Sends `request` and reads the response into `handler`.

@@ -1,25 +1,25 @@
-//! Prepared requests: the complete HTTP/1.1 bytes of each dataset sample, rendered once before
-//! the run into one immutable buffer ([`Prepared`]) that every core reads without copying it.
+//! Prepared requests: the complete HTTP/1.1 bytes of each dataset row, rendered once before the
+//! run into one immutable arena ([`Prepared`], in `arena`) that every core reads without copying
+//! it.
 //!
-//! Data flow: `dataset` samples + flags → [`render_all`] → the engine's cores, which pick sample
-//! `i mod n` for arrival `i` and hand the kernel a [`RequestBuf`] (a view into the buffer).
-//!
-//! Why not `Bytes`: cloning a `Bytes` for each request bumps an atomic refcount that every core
-//! shares, a cross-core write on the send path. Here each core holds its own non-atomic handle
-//! (`Rc`) to the shared buffer, taken once per level, so sending touches nothing another core
-//! writes. There is still only one copy of the bytes, however large the dataset.
+//! Data flow: `dataset` rows + flags → [`render_all`] → the engine's cores, which pick row
+//! `i mod n` for arrival `i` and hand the kernel a [`RequestBuf`] (a view into the arena). A
+//! sample read from a file is rendered whole; a synthetic prompt (`synthetic`) is a head and a
+//! tail of its own around views of the shared text, so a million-row trace is never rendered
+//! whole per row.
 
-use std::rc::Rc;
-use std::sync::Arc;
+mod arena;
+mod synthetic;
 
 use serde::Serialize;
 
-use crate::dataset::{Message, Sample};
+use crate::dataset::{Message, Rows, Sample};
 use crate::error::{Result, UserError};
 use crate::http::url::Endpoint;
 use crate::secret::{is_secret_name, masked_header};
 
 pub use crate::cli::Api;
+pub use arena::{CoreRequests, Part, PartBuf, Prepared, RequestBuf, MAX_ARENA_BYTES};
 
 /// What every request shares.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct RequestTemplate<'a> {
     /// Extra headers (`--header`), validated by [`parse_header`]. An `Authorization` header here
     /// replaces the `Bearer` one.
     pub headers: &'a [(String, String)],
+    /// Add vLLM's `ignore_eos: true` and `min_tokens` = `max_tokens` (exact answer lengths).
+    pub ignore_eos: bool,
 }
 
 /// Parses and validates a `--header 'Name: value'`. Errors never show a secret value.
@@ -90,121 +92,44 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt: Option<String>,
     max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignore_eos: Option<bool>,
     temperature: f64,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
 }
 
-/// Every sample's request bytes, back to back in one buffer that never changes after it is built.
-#[derive(Debug, Clone, Default)]
-pub struct Prepared {
-    bytes: Vec<u8>,
-    /// Where each sample's request ends in `bytes` (it starts where the previous one ends).
-    ends: Vec<usize>,
-}
-
-impl Prepared {
-    /// Appends one rendered request.
-    pub fn push(&mut self, request: &[u8]) {
-        self.bytes.extend_from_slice(request);
-        self.ends.push(self.bytes.len());
-    }
-
-    /// The number of samples.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    fn range(&self, sample: usize) -> (usize, usize) {
-        let start = if sample == 0 {
-            0
-        } else {
-            self.ends[sample - 1]
-        };
-        (start, self.ends[sample])
-    }
-
-    /// Sample `sample`'s request.
-    pub fn get(&self, sample: usize) -> &[u8] {
-        let (start, end) = self.range(sample);
-        &self.bytes[start..end]
-    }
-}
-
-/// One core's handle on the shared [`Prepared`] buffer: cloned per request without any atomic
-/// operation (the `Rc` never leaves its core).
-pub type CoreRequests = Rc<Arc<Prepared>>;
-
-/// One request's bytes as an owned buffer the kernel can write from (io_uring needs the buffer
-/// to outlive the operation): a view into the core's handle on the shared buffer.
-#[derive(Debug, Clone)]
-pub struct RequestBuf {
-    arena: CoreRequests,
-    start: usize,
-    end: usize,
-}
-
-impl RequestBuf {
-    pub fn new(arena: &CoreRequests, sample: usize) -> Self {
-        let (start, end) = arena.range(sample);
-        Self {
-            arena: arena.clone(),
-            start,
-            end,
-        }
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        &self.arena.bytes[self.start..self.end]
-    }
-
-    pub fn len(&self) -> usize {
-        self.end - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.end == self.start
-    }
-}
-
-impl AsRef<[u8]> for RequestBuf {
-    fn as_ref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-// SAFETY: the pointer is into `Prepared::bytes`, which is never mutated or reallocated after the
-// `Prepared` is built (it sits behind an `Arc` with no mutable access), and `self` keeps it alive
-// through its `Rc<Arc<_>>` for as long as the runtime holds this buffer. `bytes_init` is the
-// length of the view, which lies within `bytes`.
-unsafe impl monoio::buf::IoBuf for RequestBuf {
-    fn read_ptr(&self) -> *const u8 {
-        self.as_slice().as_ptr()
-    }
-
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-}
-
-/// Renders every sample. Fails (without echoing the key) if the key could break the header.
-pub fn render_all(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Prepared> {
-    if t.api_key
-        .bytes()
-        .any(|b| b == b'\r' || b == b'\n' || b == 0)
-    {
+/// Fails (without echoing the key) if the key could break the request's header.
+pub fn check_api_key(key: &str) -> Result<()> {
+    if key.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(UserError::input(
             "--api-key contains a line break or NUL byte; it cannot be sent in a header",
         ));
     }
+    Ok(())
+}
+
+/// The error for an arena past its limit.
+fn too_large() -> UserError {
+    UserError::input(format!(
+        "the dataset's requests need more than {MAX_ARENA_BYTES} bytes; use fewer or shorter samples"
+    ))
+}
+
+/// Renders every row. Fails (without echoing the key) if the key could break the header.
+pub fn render_all(t: &RequestTemplate<'_>, rows: &Rows) -> Result<Prepared> {
+    check_api_key(t.api_key)?;
     let mut prepared = Prepared::default();
-    for s in samples {
-        prepared.push(&render(t, s));
+    match rows {
+        Rows::Samples(samples) => {
+            for s in samples {
+                prepared.push(&render(t, s)).ok_or_else(too_large)?;
+            }
+        }
+        Rows::Synthetic(set) => synthetic::render(t, set, &mut prepared)?,
     }
     Ok(prepared)
 }
@@ -258,10 +183,11 @@ pub fn api_of_path(path: &str) -> Api {
 
 /// The HTTP/1.1 request for one sample.
 pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
-    let (messages, prompt) = match t.api {
-        Api::Chat => (Some(sample.messages.as_slice()), None),
+    let body = match t.api {
+        Api::Chat => body(t, Some(&sample.messages), None, sample.max_tokens),
         // A prompt-only sample is sent as is; a chat is flattened.
-        Api::Completions => (
+        Api::Completions => body(
+            t,
             None,
             Some(
                 sample
@@ -269,13 +195,37 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
                     .clone()
                     .unwrap_or_else(|| flatten(&sample.messages)),
             ),
+            sample.max_tokens,
         ),
     };
+    let mut out = head_before_length(t).into_bytes();
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The JSON body: `messages` for the chat API or `prompt` for completions, with the row's own
+/// `max_tokens` (else `--max-tokens`), and `--extra-body` merged last.
+fn body(
+    t: &RequestTemplate<'_>,
+    messages: Option<&[Message]>,
+    prompt: Option<String>,
+    own_max_tokens: Option<u32>,
+) -> Vec<u8> {
+    let max_tokens = own_max_tokens.unwrap_or(t.max_tokens);
+    // min_tokens follows the max_tokens the server will see, --extra-body's if it sets one.
+    let effective_max = t
+        .extra_body
+        .and_then(|e| e.get("max_tokens"))
+        .and_then(serde_json::Value::as_u64)
+        .map_or(max_tokens, |m| m.min(u64::from(u32::MAX)) as u32);
     let body = Body {
         model: t.model,
         messages,
         prompt,
-        max_tokens: sample.max_tokens.unwrap_or(t.max_tokens),
+        max_tokens,
+        min_tokens: t.ignore_eos.then_some(effective_max),
+        ignore_eos: t.ignore_eos.then_some(true),
         temperature: t.temperature,
         stream: true,
         stream_options: t.include_usage.then_some(StreamOptions {
@@ -283,10 +233,10 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
             continuous_usage_stats: t.continuous_usage,
         }),
     };
-    let body = match t.extra_body {
+    match t.extra_body {
         None => serde_json::to_vec(&body),
         Some(extra) => {
-            // Merged after the defaults, so the user's keys win; key order stays the seed's.
+            // Merged after the defaults, so the user's keys win.
             let mut v = serde_json::to_value(&body).expect("a body of strings and numbers");
             if let Some(obj) = v.as_object_mut() {
                 obj.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -294,7 +244,11 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
             serde_json::to_vec(&v)
         }
     }
-    .expect("serializing strings and numbers cannot fail");
+    .expect("serializing strings and numbers cannot fail")
+}
+
+/// The request head up to its last line, `Content-Length` (the same for every request).
+fn head_before_length(t: &RequestTemplate<'_>) -> String {
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\n",
         t.endpoint.target, t.endpoint.authority
@@ -310,14 +264,10 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!(
-        "Content-Type: application/json\r\nAccept: text/event-stream\r\nUser-Agent: qpsbench/{}\r\nContent-Length: {}\r\n\r\n",
+        "Content-Type: application/json\r\nAccept: text/event-stream\r\nUser-Agent: qpsbench/{}\r\n",
         env!("CARGO_PKG_VERSION"),
-        body.len()
     ));
-    let mut out = Vec::with_capacity(head.len() + body.len());
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(&body);
-    out
+    head
 }
 
 #[cfg(test)]
@@ -343,9 +293,11 @@ mod tests {
             include_usage: true,
             continuous_usage: false,
             headers: &[],
+            ignore_eos: false,
         };
-        let all = render_all(&t, &samples).unwrap();
-        let text = std::str::from_utf8(all.get(0)).unwrap();
+        let all = render_all(&t, &Rows::Samples(samples.clone())).unwrap();
+        let req = all.get(0);
+        let text = std::str::from_utf8(&req).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("POST /v1/chat/completions HTTP/1.1\r\nHost: [::1]:8000\r\n"));
         assert!(head.contains("Authorization: Bearer sk-test"));
@@ -363,7 +315,7 @@ mod tests {
         let r = render(&t, &samples[0]);
         assert!(!std::str::from_utf8(&r).unwrap().contains("stream_options"));
         t.api_key = "a\r\nX-Evil: 1";
-        let e = render_all(&t, &samples).unwrap_err();
+        let e = render_all(&t, &Rows::Samples(samples)).unwrap_err();
         assert!(!e.message.contains("Evil"));
     }
 
@@ -390,6 +342,7 @@ mod tests {
             include_usage: true,
             continuous_usage: false,
             headers: &[],
+            ignore_eos: false,
         };
         let r = render(&t, &samples[0]);
         let text = std::str::from_utf8(&r).unwrap();
@@ -398,26 +351,6 @@ mod tests {
         assert_eq!(v["prompt"], "System: Be brief\nUser: Hi\nAssistant:");
         assert!(v.get("messages").is_none());
         assert_eq!(v["stream"], true);
-    }
-
-    #[test]
-    fn prepared_views_are_the_rendered_requests() {
-        let mut p = Prepared::default();
-        for r in [&b"first"[..], b"", b"third one"] {
-            p.push(r);
-        }
-        assert_eq!(p.len(), 3);
-        assert_eq!(p.get(0), b"first");
-        assert_eq!(p.get(1), b"");
-        let core: CoreRequests = Rc::new(Arc::new(p));
-        let buf = RequestBuf::new(&core, 2);
-        assert_eq!(buf.as_slice(), b"third one");
-        use monoio::buf::IoBuf;
-        assert_eq!(buf.bytes_init(), 9);
-        // SAFETY (test): read_ptr points at bytes_init initialized bytes.
-        let seen = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        assert_eq!(seen, b"third one");
-        assert!(RequestBuf::new(&core, 1).is_empty());
     }
 }
 
@@ -472,6 +405,7 @@ mod header_tests {
             include_usage: false,
             continuous_usage: false,
             headers: &headers,
+            ignore_eos: false,
         };
         let r = render(&t, &samples[0]);
         let text = std::str::from_utf8(&r).unwrap();

@@ -1,0 +1,100 @@
+//! The `random` source (vLLM's `--dataset-name random`): a pool of synthetic prompts of drawn
+//! lengths, each with its drawn answer length, optionally behind a prefix every prompt shares.
+//! Lengths are in tokens of the single-token vocabulary, so N tokens are N words.
+
+use rand_distr::{Distribution, Uniform};
+use rand_xoshiro::rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256StarStar;
+use serde_json::json;
+
+use super::synthetic::Synthetic;
+use super::text::Text;
+use crate::cli::WorkloadArgs;
+
+/// `len × (1 ± ratio)`, as whole tokens, at least 1: vLLM's bounds.
+fn bounds(len: u32, ratio: f64) -> (u32, u32) {
+    let low = ((f64::from(len) * (1.0 - ratio)) as u32).max(1);
+    let high = ((f64::from(len) * (1.0 + ratio)) as u32).max(low);
+    (low, high)
+}
+
+/// The pool: `--random-pool-size` samples drawn with `seed`.
+pub fn build(w: &WorkloadArgs, seed: u64) -> Synthetic {
+    let mut text = Text::standard();
+    let prefix = (w.random_prefix_len > 0).then(|| text.allocate(w.random_prefix_len));
+    let mut rng = Xoshiro256StarStar::seed_from_u64(seed ^ 0x7261_6e64_6f6d);
+    let (il, ih) = bounds(w.random_input_len, w.random_range_ratio);
+    let (ol, oh) = bounds(w.random_output_len, w.random_range_ratio);
+    let input = Uniform::new_inclusive(il, ih).expect("low ≤ high");
+    let output = Uniform::new_inclusive(ol, oh).expect("low ≤ high");
+    let mut set = Synthetic::new(text);
+    for _ in 0..w.random_pool_size {
+        let own = set.text.allocate(input.sample(&mut rng));
+        let spans: Vec<_> = prefix.into_iter().chain([own]).collect();
+        set.push(&spans, output.sample(&mut rng));
+    }
+    set
+}
+
+/// The parameters metadata.json records.
+pub fn params(w: &WorkloadArgs, seed: u64) -> serde_json::Value {
+    json!({
+        "random_input_len": w.random_input_len,
+        "random_output_len": w.random_output_len,
+        "random_range_ratio": w.random_range_ratio,
+        "random_prefix_len": w.random_prefix_len,
+        "random_pool_size": w.random_pool_size,
+        "seed": seed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(input: u32, output: u32, ratio: f64, prefix: u32) -> WorkloadArgs {
+        WorkloadArgs {
+            random_input_len: input,
+            random_output_len: output,
+            random_range_ratio: ratio,
+            random_prefix_len: prefix,
+            random_pool_size: 50,
+            ignore_eos: false,
+            no_ignore_eos: false,
+            replay: false,
+            replay_speed: 1.0,
+        }
+    }
+
+    #[test]
+    fn lengths_are_drawn_in_range_and_prefixes_are_shared() {
+        let set = build(&args(100, 20, 0.5, 0), 1);
+        assert_eq!(set.len(), 50);
+        let mut distinct = std::collections::HashSet::new();
+        for i in 0..set.len() {
+            let (_, out) = set.row(i);
+            assert!((10..=30).contains(&out), "{out}");
+            let words = set.prompt_words(i);
+            assert!((50..=150).contains(&words), "{words}");
+            assert_eq!(set.prompt(i).split(' ').skip(1).count() as u64, words);
+            distinct.insert(words);
+        }
+        assert!(distinct.len() > 10, "lengths vary");
+        let fixed = build(&args(64, 8, 0.0, 16), 1);
+        let head = |i: usize| {
+            fixed
+                .prompt(i)
+                .split(' ')
+                .take(17)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(head(0), head(1));
+        assert_ne!(fixed.prompt(0), fixed.prompt(1));
+        assert_eq!(fixed.prompt_words(3), 80);
+        assert_eq!(fixed.row(3).1, 8);
+        // The same seed draws the same pool.
+        assert_eq!(build(&args(100, 20, 0.5, 0), 1).prompt(7), set.prompt(7));
+        assert_eq!(bounds(10, 0.99), (1, 19));
+    }
+}

@@ -1,0 +1,160 @@
+//! Synthetic text: one fixed ring of words from the [vocabulary](super::vocabulary), and
+//! [`Span`]s (runs of its words) that synthetic prompts are made of.
+//!
+//! Data flow: the `random` and `mooncake` sources ask [`Text::allocate`] for a run of N words
+//! whenever they need text no other prompt shares (a prompt's own part, a trace's 512-token
+//! block for one hash id), and keep the [`Span`]; `prepared` sends a span as a view of the
+//! ring's bytes, so a prompt's text is never copied per request.
+//!
+//! Why a ring and not text per prompt: a million-row trace of 8k-token prompts is 50 GB of text,
+//! but it is made of far fewer distinct pieces. Each allocation starts at a new word of the ring
+//! (a stride through it that visits every word before any repeats), so two allocations begin
+//! with different text and a server's prefix cache sees them as unrelated, while every prompt
+//! that holds the same span sends the same bytes.
+
+use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
+
+use super::vocabulary::WORDS;
+
+/// Words in the ring (a power of two): distinct allocations before texts repeat.
+pub const RING_WORDS: u32 = 1 << 22;
+
+/// The longest span: longer prompts are refused when read.
+pub const MAX_SPAN_WORDS: u32 = 1 << 20;
+
+/// Steps between allocations' first words: odd, so with a power-of-two ring every word is a
+/// start once before any start repeats; near the golden ratio of the ring, so consecutive
+/// allocations start far apart.
+const STRIDE: u64 = 2_592_379;
+
+/// A run of consecutive words of the ring (it may wrap past its end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub words: u32,
+}
+
+/// The ring of words: each stored as " word", so any run of them is space-separated text.
+#[derive(Debug)]
+pub struct Text {
+    bytes: Vec<u8>,
+    /// Where word i starts in `bytes`; one more entry, the end.
+    starts: Vec<u32>,
+    /// Allocations so far.
+    allocated: u64,
+}
+
+impl Text {
+    /// The ring of `words` words (a power of two, at most [`RING_WORDS`]), always the same text.
+    pub fn new(words: u32) -> Self {
+        debug_assert!(words.is_power_of_two() && words <= RING_WORDS);
+        // A fixed seed: the text is part of the workload's definition, not of a run's draw.
+        let mut rng = Xoshiro256StarStar::seed_from_u64(0x7465_7874);
+        let mut bytes = Vec::with_capacity(words as usize * 6);
+        let mut starts = Vec::with_capacity(words as usize + 1);
+        for _ in 0..words {
+            starts.push(bytes.len() as u32);
+            let w = WORDS[(rng.next_u64() >> 54) as usize];
+            bytes.push(b' ');
+            bytes.extend_from_slice(w.as_bytes());
+        }
+        starts.push(bytes.len() as u32);
+        Self {
+            bytes,
+            starts,
+            allocated: 0,
+        }
+    }
+
+    /// The standard ring.
+    pub fn standard() -> Self {
+        Self::new(RING_WORDS)
+    }
+
+    fn len_words(&self) -> u32 {
+        (self.starts.len() - 1) as u32
+    }
+
+    /// A span of `words` words (at most [`MAX_SPAN_WORDS`]) starting where no earlier
+    /// allocation started, until the ring's every word has been a start.
+    pub fn allocate(&mut self, words: u32) -> Span {
+        let ring = u64::from(self.len_words());
+        let start = (self.allocated.wrapping_mul(STRIDE) % ring) as u32;
+        self.allocated += 1;
+        Span {
+            start,
+            words: words.min(MAX_SPAN_WORDS),
+        }
+    }
+
+    /// Allocations so far (more than the ring's words means some texts repeat).
+    pub fn allocations(&self) -> u64 {
+        self.allocated
+    }
+
+    /// The ring's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The byte ranges of `span` in [`Text::bytes`]: one, or two where it wraps.
+    pub fn ranges(&self, span: Span) -> [Option<(usize, usize)>; 2] {
+        let n = self.len_words();
+        let end = span.start as u64 + span.words as u64;
+        let at = |w: u64| self.starts[(w % u64::from(n)) as usize] as usize;
+        if span.words == 0 {
+            [None, None]
+        } else if end <= u64::from(n) {
+            [
+                Some((at(span.start.into()), self.starts[end as usize] as usize)),
+                None,
+            ]
+        } else {
+            // Wraps (a span is at most MAX_SPAN_WORDS, below the ring's length): the tail of
+            // the ring, then its head.
+            let tail_end = self.bytes.len();
+            [Some((at(span.start.into()), tail_end)), Some((0, at(end)))]
+        }
+    }
+
+    /// The span's text (for tests and checks; sending uses [`Text::ranges`]).
+    pub fn text(&self, span: Span) -> String {
+        let mut out = String::new();
+        for (a, b) in self.ranges(span).into_iter().flatten() {
+            out.push_str(std::str::from_utf8(&self.bytes[a..b]).expect("ASCII words"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_are_runs_of_words_that_start_apart_and_wrap() {
+        let mut t = Text::new(1 << 12);
+        let a = t.allocate(10);
+        let b = t.allocate(10);
+        assert_ne!(a.start, b.start);
+        assert_eq!(t.text(a).split(' ').skip(1).count(), 10);
+        assert!(t.text(a).starts_with(' '));
+        assert_ne!(t.text(a), t.text(b));
+        // Every start is visited once before any repeats.
+        let mut t = Text::new(1 << 8);
+        let starts: std::collections::HashSet<u32> =
+            (0..256).map(|_| t.allocate(1).start).collect();
+        assert_eq!(starts.len(), 256);
+        // A wrapping span reads the ring's end and then its beginning.
+        let wrap = Span {
+            start: 250,
+            words: 10,
+        };
+        assert_eq!(t.text(wrap).split(' ').skip(1).count(), 10);
+        let [x, y] = t.ranges(wrap);
+        assert!(x.is_some() && y.is_some());
+        // The same ring every time.
+        assert_eq!(Text::new(1 << 8).bytes(), Text::new(1 << 8).bytes());
+    }
+}
