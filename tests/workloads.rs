@@ -173,7 +173,11 @@ fn bad_traces_and_misused_flags_exit_2_naming_the_problem() {
         ),
     ];
     for (i, (text, extra, want)) in cases.iter().enumerate() {
-        let ext = if text.starts_with('[') { "json" } else { "jsonl" };
+        let ext = if text.starts_with('[') {
+            "json"
+        } else {
+            "jsonl"
+        };
         let file = tmp.file(&format!("t{i}.{ext}"), text);
         let mut args = base_args(url, file.to_str().unwrap());
         args.extend_from_slice(extra);

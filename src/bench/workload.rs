@@ -115,6 +115,14 @@ fn load(args: &BenchArgs, source: Option<DatasetSource>) -> Result<(Dataset, Str
             name.clone(),
         ),
     };
+    if let dataset::Rows::Synthetic(set) = &loaded.rows {
+        if set.text.repeats() {
+            eprintln!(
+                "note: the trace has more distinct blocks and rows than the synthetic text has starting points ({}); some distinct blocks share their text, so a prefix cache may see a few hits the trace did not have",
+                crate::dataset::text::RING_WORDS
+            );
+        }
+    }
     if loaded.skipped > 0 {
         eprintln!(
             "note: {} of the dataset's conversations were skipped (no human turn, or another role); {} samples remain",

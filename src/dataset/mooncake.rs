@@ -57,57 +57,160 @@ impl Trace {
     }
 }
 
-/// Reads the trace at `name` from `reader`.
+/// Hash ids are integers chosen by the trace's writer, not by an attacker: a multiplicative
+/// hash is enough, and several times faster than the default SipHash on millions of ids.
+#[derive(Default, Clone, Copy)]
+struct BuildIdHasher;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing; the high bits (which hashbrown uses) depend on every input bit.
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+impl std::hash::BuildHasher for BuildIdHasher {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher::default()
+    }
+}
+
+/// A row as kept between reading and building: its lengths, and its blocks as indices of
+/// distinct hash ids in order of first appearance.
+struct Kept {
+    input: u32,
+    output: u32,
+    /// Where its block indices end in the shared list.
+    blocks_end: u32,
+}
+
+/// Reads the trace at `name` from `reader`: every row is checked and kept small, then the text
+/// is sized for the trace's distinct blocks and the rows become spans.
 pub fn parse(reader: impl BufRead, name: &str) -> Result<(Synthetic, Trace)> {
-    let mut set = Synthetic::new(Text::standard());
-    let mut blocks: HashMap<u64, u32> = HashMap::new();
+    let mut ids: HashMap<u64, u32, BuildIdHasher> = HashMap::default();
+    let mut blocks: Vec<u32> = Vec::new();
+    let mut rows: Vec<Kept> = Vec::new();
     let mut trace = Trace::default();
-    let mut spans = Vec::new();
     let mut last_ms: Option<f64> = None;
-    for (i, line) in reader.lines().enumerate() {
+    let mut reader = reader;
+    let mut buf = Vec::new();
+    for i in 0.. {
         let at = |msg: String| {
             UserError::input(format!(
                 "dataset '{name}' (mooncake): line {}: {msg}",
                 i + 1
             ))
         };
-        let line = line.map_err(|e| at(format!("cannot read ({e})")))?;
-        if line.trim().is_empty() {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| at(format!("cannot read ({e})")))?
+            == 0
+        {
+            break;
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let row: Row = serde_json::from_str(&line).map_err(|e| at(explain(&line, &e)))?;
+        let row: Row = serde_json::from_slice(&buf).map_err(|e| {
+            let line = String::from_utf8_lossy(&buf);
+            at(explain(line.trim_end(), &e))
+        })?;
         let (input, output) = lengths(&row).map_err(at)?;
-        spans.clear();
-        row_spans(&mut set.text, &mut blocks, &row, input, &mut spans);
-        set.push(&spans, output);
-        let time = row_time(&row, last_ms).map_err(at)?;
-        match (time, &trace.not_replayable) {
-            (_, Some(_)) => {}
-            (None, None) => {
-                trace.not_replayable = Some(format!(
-                    "line {} has neither \"timestamp\" nor \"delay\"",
-                    i + 1
-                ))
-            }
-            (Some(t), None) if last_ms.is_some_and(|l| t < l) => {
-                trace.not_replayable = Some(format!(
-                    "line {}: timestamp {t} is before the previous row's {}; rows must be in time order",
-                    i + 1,
-                    last_ms.unwrap_or(0.0)
-                ))
-            }
-            (Some(_), None) => {}
+        // Only the blocks the prompt reaches count; ids past its length are ignored.
+        let needed = input.div_ceil(BLOCK_TOKENS) as usize;
+        for &id in row.hash_ids.iter().flatten().take(needed) {
+            let next = ids.len() as u32;
+            blocks.push(*ids.entry(id).or_insert(next));
         }
+        rows.push(Kept {
+            input,
+            output,
+            blocks_end: blocks.len() as u32,
+        });
+        let time = row_time(&row, last_ms).map_err(at)?;
+        note_time(&mut trace, time, last_ms, i + 1);
         last_ms = time.or(last_ms);
         trace.times_ms.push(time.unwrap_or(0.0));
         trace.lines.push((i + 1) as u32);
     }
-    if set.is_empty() {
+    if rows.is_empty() {
         return Err(UserError::input(format!(
             "dataset '{name}' (mooncake): no line holds a row"
         )));
     }
-    Ok((set, trace))
+    let longest = rows.iter().map(|r| r.input).max().unwrap_or(1);
+    // One allocation per distinct block, and at most one per row for its own text.
+    let text = Text::for_allocations(ids.len() as u64 + rows.len() as u64, longest);
+    let distinct = ids.len();
+    drop(ids);
+    Ok((build(text, &rows, &blocks, distinct), trace))
+}
+
+/// Records why the rows cannot be replayed, at the first row that shows it.
+fn note_time(trace: &mut Trace, time: Option<f64>, last_ms: Option<f64>, line: usize) {
+    if trace.not_replayable.is_some() {
+        return;
+    }
+    match time {
+        None => {
+            trace.not_replayable =
+                Some(format!("line {line} has neither \"timestamp\" nor \"delay\""))
+        }
+        Some(t) if last_ms.is_some_and(|l| t < l) => {
+            trace.not_replayable = Some(format!(
+                "line {line}: timestamp {t} is before the previous row's {}; rows must be in time order",
+                last_ms.unwrap_or(0.0)
+            ))
+        }
+        Some(_) => {}
+    }
+}
+
+/// The rows as spans: one shared 512-word span per distinct block (allocated where it first
+/// appears), cut at the row's length, then text of its own up to it.
+fn build(text: Text, rows: &[Kept], blocks: &[u32], distinct: usize) -> Synthetic {
+    const NONE: u32 = u32::MAX;
+    let mut set = Synthetic::new(text);
+    let mut starts = vec![NONE; distinct];
+    let mut spans = Vec::new();
+    let mut from = 0;
+    for r in rows {
+        spans.clear();
+        let mut left = r.input;
+        for &b in &blocks[from..r.blocks_end as usize] {
+            if starts[b as usize] == NONE {
+                starts[b as usize] = set.text.allocate(BLOCK_TOKENS).start;
+            }
+            let words = left.min(BLOCK_TOKENS);
+            spans.push(Span {
+                start: starts[b as usize],
+                words,
+            });
+            left -= words;
+        }
+        if left > 0 {
+            spans.push(set.text.allocate(left));
+        }
+        from = r.blocks_end as usize;
+        set.push(&spans, r.output);
+    }
+    set
 }
 
 /// The row's prompt and answer lengths, checked.
@@ -146,32 +249,6 @@ fn row_time(row: &Row, last_ms: Option<f64>) -> std::result::Result<Option<f64>,
     Ok(row
         .timestamp
         .or_else(|| row.delay.map(|d| last_ms.unwrap_or(0.0) + d)))
-}
-
-/// The row's prompt: one shared block per hash id, cut at `input` tokens, then text of its own
-/// up to `input`.
-fn row_spans(
-    text: &mut Text,
-    blocks: &mut HashMap<u64, u32>,
-    row: &Row,
-    input: u32,
-    out: &mut Vec<Span>,
-) {
-    let mut left = input;
-    for &id in row.hash_ids.as_deref().unwrap_or_default() {
-        if left == 0 {
-            break;
-        }
-        let start = *blocks
-            .entry(id)
-            .or_insert_with(|| text.allocate(BLOCK_TOKENS).start);
-        let words = left.min(BLOCK_TOKENS);
-        out.push(Span { start, words });
-        left -= words;
-    }
-    if left > 0 {
-        out.push(text.allocate(left));
-    }
 }
 
 /// What is wrong with a line the typed reader refused, naming the field.

@@ -8,7 +8,7 @@ use rand_xoshiro::Xoshiro256StarStar;
 use serde_json::json;
 
 use super::synthetic::Synthetic;
-use super::text::Text;
+use super::text::{Text, MAX_SPAN_WORDS};
 use crate::cli::WorkloadArgs;
 
 /// `len × (1 ± ratio)`, as whole tokens, at least 1: vLLM's bounds.
@@ -20,12 +20,13 @@ fn bounds(len: u32, ratio: f64) -> (u32, u32) {
 
 /// The pool: `--random-pool-size` samples drawn with `seed`.
 pub fn build(w: &WorkloadArgs, seed: u64) -> Synthetic {
-    let mut text = Text::standard();
+    let (il, ih) = bounds(w.random_input_len, w.random_range_ratio);
+    let longest = ih.max(w.random_prefix_len).min(MAX_SPAN_WORDS);
+    let mut text = Text::for_allocations(u64::from(w.random_pool_size) + 1, longest);
     let prefix = (w.random_prefix_len > 0).then(|| text.allocate(w.random_prefix_len));
     let mut rng = Xoshiro256StarStar::seed_from_u64(seed ^ 0x7261_6e64_6f6d);
-    let (il, ih) = bounds(w.random_input_len, w.random_range_ratio);
     let (ol, oh) = bounds(w.random_output_len, w.random_range_ratio);
-    let input = Uniform::new_inclusive(il, ih).expect("low ≤ high");
+    let input = Uniform::new_inclusive(il.min(longest), ih.min(longest)).expect("low ≤ high");
     let output = Uniform::new_inclusive(ol, oh).expect("low ≤ high");
     let mut set = Synthetic::new(text);
     for _ in 0..w.random_pool_size {

@@ -17,10 +17,14 @@ use rand_xoshiro::Xoshiro256StarStar;
 
 use super::vocabulary::WORDS;
 
-/// Words in the ring (a power of two): distinct allocations before texts repeat.
-pub const RING_WORDS: u32 = 1 << 22;
+/// The largest ring (a power of two): 16 M distinct allocations before texts repeat, ~170 MB.
+pub const RING_WORDS: u32 = 1 << 24;
 
-/// The longest span: longer prompts are refused when read.
+/// The smallest ring.
+const MIN_RING_WORDS: u32 = 1 << 16;
+
+/// The longest span (below the smallest ring that must hold it): longer prompts are refused
+/// when read.
 pub const MAX_SPAN_WORDS: u32 = 1 << 20;
 
 /// Steps between allocations' first words: odd, so with a power-of-two ring every word is a
@@ -67,9 +71,20 @@ impl Text {
         }
     }
 
-    /// The standard ring.
-    pub fn standard() -> Self {
-        Self::new(RING_WORDS)
+    /// The ring for `allocations` spans of at most `longest` words: one start per allocation
+    /// (up to [`RING_WORDS`]), and longer than any span.
+    pub fn for_allocations(allocations: u64, longest: u32) -> Self {
+        let want = allocations.max(u64::from(longest) + 1);
+        let words = want
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX)
+            .clamp(u64::from(MIN_RING_WORDS), u64::from(RING_WORDS));
+        Self::new(words as u32)
+    }
+
+    /// Whether more spans were allocated than the ring has starts, so that some texts repeat.
+    pub fn repeats(&self) -> bool {
+        self.allocated > u64::from(self.len_words())
     }
 
     fn len_words(&self) -> u32 {
