@@ -103,6 +103,12 @@ fn the_benchmark_refuses_absurd_numbers_by_flag_name() {
         ("--saturation-success", &["101"]),
         ("--saturation-throughput", &["0", "2"]),
         ("--saturation-ttft-growth", &["1"]),
+        ("--random-input-len", &["0", "2000000"]),
+        ("--random-output-len", &["0", "5000000000"]),
+        ("--random-range-ratio", &["1", "2"]),
+        ("--random-prefix-len", &["2000000"]),
+        ("--random-pool-size", &["0", "20000000"]),
+        ("--replay-speed", &["0", "2e6"]),
     ];
     for (flag, values) in table {
         check(&base, flag, values, tmp.path());

@@ -30,7 +30,8 @@ pub struct BenchArgs {
     /// The dataset's format: `seed`, `sharegpt` (a ShareGPT dump), `jsonl` (one OpenAI-style
     /// object per line, with `messages` or `prompt`, and optional `max_tokens`), `mooncake` (a
     /// trace: one {"timestamp", "input_length", "output_length", "hash_ids"} object per line) or
-    /// `random` (synthetic prompts, no file; see --random-*). Default: detected from the file
+    /// `random` (synthetic prompts, no file; see --random-input-len and the flags after it).
+    /// Default: detected from the file
     #[arg(long, value_enum, value_name = "NAME")]
     pub dataset_name: Option<DatasetName>,
 
