@@ -57,6 +57,27 @@ fn private_ca_insecure_and_unknown_issuer() {
     );
     assert_eq!(ok.metadata()["tls"]["insecure"], false);
 
+    // Synthetic prompts are written as several parts (head, shared text, tail): over TLS each
+    // part is encrypted in order, and the server reads the prompt whole.
+    let ca_arg = ca.to_str().unwrap();
+    let parts = [
+        "--ca-cert",
+        ca_arg,
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        "3000",
+        "--random-output-len",
+        "12",
+    ];
+    let synthetic = run_https(&mock.url, &parts, &tmp);
+    assert_eq!(synthetic.code(), 0, "{}", synthetic.stderr);
+    let l = &synthetic.levels()[0];
+    assert_eq!(f(l, "success_rate"), 100.0, "{l}");
+    assert_eq!(f(l, "output_tokens_total"), 120.0, "{l}");
+    // The endpoint counts the prompt's 3,000 words, plus 4 for the chat message.
+    assert_eq!(l["prompt_tokens"]["p50"], 3004.0, "{l}");
+
     let untrusted = run_https(&mock.url, &[], &tmp);
     assert_eq!(
         untrusted.code(),
