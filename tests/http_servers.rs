@@ -331,13 +331,8 @@ fn refused_ignore_eos_is_dropped_after_the_probe() {
     let _g = serial();
     let s = serve(Mode::RefuseIgnoreEos);
     let tmp = TempDir::new("refuse-eos");
-    let args = [
-        "--endpoint",
-        &s.url,
-        "--api-key",
-        "k",
-        "--model",
-        "m",
+    let mut args = endpoint_args(&s.url);
+    args.extend([
         "--dataset-name",
         "random",
         "--random-input-len",
@@ -350,9 +345,7 @@ fn refused_ignore_eos_is_dropped_after_the_probe() {
         "1",
         "--continuous-usage",
         "off",
-        "--max-send-lag-ms",
-        "100",
-    ];
+    ]);
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert!(

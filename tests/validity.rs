@@ -5,15 +5,6 @@ mod common;
 
 use common::*;
 
-fn records(run: &Run) -> Vec<serde_json::Value> {
-    let p = run.dir.as_ref().unwrap().join("requests.jsonl");
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn requests_jsonl_has_one_record_per_request_and_agrees_with_the_aggregates() {
     let _g = serial();
@@ -43,7 +34,7 @@ fn requests_jsonl_has_one_record_per_request_and_agrees_with_the_aggregates() {
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert!(run.stdout.contains("requests.jsonl"));
-    let recs = records(&run);
+    let recs = run.records();
     for (i, l) in run.levels().iter().enumerate() {
         let level: Vec<_> = recs
             .iter()

@@ -6,24 +6,9 @@ mod common;
 
 use common::*;
 
-/// The lines of a run's requests.jsonl.
-fn records(run: &Run) -> Vec<serde_json::Value> {
-    let p = run.dir.as_ref().unwrap().join("requests.jsonl");
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn random_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "--endpoint",
-        url,
-        "--api-key",
-        "sk-test",
-        "--model",
-        "m",
+    let mut args = endpoint_args(url);
+    args.extend([
         "--dataset-name",
         "random",
         "--random-input-len",
@@ -35,9 +20,7 @@ fn random_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         "--duration",
         "2",
         "--save-requests",
-        "--max-send-lag-ms",
-        "100",
-    ];
+    ]);
     args.extend_from_slice(extra);
     args
 }
@@ -51,7 +34,7 @@ fn random_prompts_get_exactly_their_answer_length_with_ignore_eos() {
     let tmp = TempDir::new("random");
     let run = qpsbench(&random_args(&mock.url, &[]), tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
-    let recs = records(&run);
+    let recs = run.records();
     assert_eq!(recs.len(), 20);
     for r in &recs {
         assert_eq!(r["output_tokens"], 30, "{r}");
@@ -74,7 +57,7 @@ fn random_prompts_get_exactly_their_answer_length_with_ignore_eos() {
     // Without ignore_eos the endpoint stops where it likes (8 tokens).
     let run = qpsbench(&random_args(&mock.url, &["--no-ignore-eos"]), tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
-    assert!(records(&run).iter().all(|r| r["output_tokens"] == 8));
+    assert!(run.records().iter().all(|r| r["output_tokens"] == 8));
     assert_eq!(run.metadata()["ignore_eos"], "off");
 }
 
@@ -105,7 +88,7 @@ fn a_trace_is_replayed_at_its_times_and_speed() {
         args.extend(["--replay", "--replay-speed", speed, "--save-requests"]);
         let run = qpsbench(&args, tmp.path());
         assert_eq!(run.code(), 0, "{}", run.stderr);
-        let recs = records(&run);
+        let recs = run.records();
         assert_eq!(recs.len(), 50);
         for r in &recs {
             let row = r["trace_row"].as_f64().unwrap();

@@ -104,21 +104,31 @@ fn set(plan: &mut Plan, (continuous_usage, ignore_eos): Fields) {
 
 /// Says which fields the endpoint refused (those `accepted` lacks), and records it.
 fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &ErrorKind) {
-    if asked.0 && !accepted.0 {
-        eprintln!(
-            "note: the endpoint refused a request with stream_options.continuous_usage_stats ({code}); sending without it, so ITL counts one token per chunk unless the server says otherwise"
-        );
-        o.continuous_usage = format!("not requested (refused by the endpoint: {code})");
-    } else if asked.0 {
-        o.continuous_usage = "requested (probe accepted)".to_string();
-    }
-    if asked.1 && !accepted.1 {
-        eprintln!(
-            "note: the endpoint refused a request with ignore_eos and min_tokens ({code}); sending without them, so answers may end before max_tokens"
-        );
-        o.ignore_eos = format!("not requested (refused by the endpoint: {code})");
-    } else if asked.1 {
-        o.ignore_eos = "requested (probe accepted)".to_string();
+    let fields = [
+        (
+            asked.0,
+            accepted.0,
+            &mut o.continuous_usage,
+            "stream_options.continuous_usage_stats",
+            "it, so ITL counts one token per chunk unless the server says otherwise",
+        ),
+        (
+            asked.1,
+            accepted.1,
+            &mut o.ignore_eos,
+            "ignore_eos and min_tokens",
+            "them, so answers may end before max_tokens",
+        ),
+    ];
+    for (asked, accepted, record, what, so) in fields {
+        if asked && !accepted {
+            eprintln!(
+                "note: the endpoint refused a request with {what} ({code}); sending without {so}"
+            );
+            *record = format!("not requested (refused by the endpoint: {code})");
+        } else if asked {
+            *record = "requested (probe accepted)".to_string();
+        }
     }
 }
 

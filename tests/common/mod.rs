@@ -147,6 +147,21 @@ impl Run {
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }
 
+    /// The lines of the run's requests.jsonl (`--save-requests`).
+    #[allow(dead_code)]
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let p = self
+            .dir
+            .as_ref()
+            .expect("results folder")
+            .join("requests.jsonl");
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     pub fn code(&self) -> i32 {
         self.output.status.code().unwrap_or(-1)
     }
@@ -195,6 +210,14 @@ pub fn set_arg<'a>(args: &mut Vec<&'a str>, flag: &'a str, value: &'a str) {
 }
 
 pub fn base_args<'a>(url: &'a str, dataset: &'a str) -> Vec<&'a str> {
+    let mut args = endpoint_args(url);
+    args.extend(["--dataset", dataset]);
+    args
+}
+
+/// The standard arguments for a run against `url`, without a dataset (for
+/// `--dataset-name random`).
+pub fn endpoint_args(url: &str) -> Vec<&str> {
     vec![
         "--endpoint",
         url,
@@ -202,8 +225,6 @@ pub fn base_args<'a>(url: &'a str, dataset: &'a str) -> Vec<&'a str> {
         "sk-test",
         "--model",
         "m",
-        "--dataset",
-        dataset,
         // Debug builds on a loaded 2-core machine see send-lag outliers of milliseconds; the
         // client-limited gate is tested on its own (tests/validity.rs), so here it only catches
         // a client that fell far behind.
