@@ -42,4 +42,5 @@ pub mod selftest;
 pub mod sse;
 pub mod stalls;
 pub mod stats;
+pub mod timeline;
 pub mod validity;

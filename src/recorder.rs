@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use hdrhistogram::Histogram;
 
 use crate::outcome::{ErrorKind, ErrorStat, Success, TokenSource, ERROR_SAMPLE_BYTES};
+use crate::timeline::Timeline;
 
 /// Largest latency recorded, in microseconds (one hour); larger values are clamped.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -105,6 +106,8 @@ pub struct Recorder {
     /// how many did not fit.
     pub stream_messages: Vec<(String, u64)>,
     pub stream_messages_other: u64,
+    /// Sends and outcomes per second of the measured window (`timeline.jsonl`).
+    pub timeline: Timeline,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -162,6 +165,7 @@ impl Recorder {
             ok_in_window: 0,
             last_ok_ns: 0,
             stream_messages: Vec::new(),
+            timeline: Timeline::default(),
             stream_messages_other: 0,
         }
     }
@@ -170,6 +174,7 @@ impl Recorder {
     /// `capped`: `--max-concurrency` held it back (the lag is then that wait, not the client's).
     pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool) {
         self.sent += 1;
+        self.timeline.sent(sent_ns);
         if capped {
             self.capped += 1;
             self.cap_wait_ns.saturating_record(lag_ns);
@@ -202,6 +207,7 @@ impl Recorder {
 
     pub fn record_success(&mut self, s: Success) {
         self.succeeded += 1;
+        self.timeline.ok(s.done_ns, s.output_tokens, s.ttft_ns);
         if s.output_tokens > 1 {
             self.multi_token_successes += 1;
             if s.token_reads == 1 {
@@ -238,6 +244,12 @@ impl Recorder {
 
     /// A failed request of category `kind`; `sample` is the start of an HTTP error's body, or a
     /// stream error's message.
+    /// A request that failed at `done_ns` (monotonic): counted, and placed in the timeline.
+    pub fn record_failure(&mut self, done_ns: u64, kind: ErrorKind, sample: Option<&[u8]>) {
+        self.timeline.failed(done_ns, &kind);
+        self.record_error(kind, sample);
+    }
+
     pub fn record_error(&mut self, kind: ErrorKind, sample: Option<&[u8]>) {
         if kind == ErrorKind::Stream {
             let message = String::from_utf8_lossy(sample.unwrap_or_default());
@@ -283,6 +295,7 @@ impl Recorder {
         let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent += other.sent;
         self.succeeded += other.succeeded;
+        self.timeline.merge(&other.timeline);
         for (k, v) in &other.errors {
             let stat = self.errors.entry(k.clone()).or_default();
             stat.count += v.count;

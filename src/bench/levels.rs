@@ -44,6 +44,8 @@ pub struct Levels<'a> {
     thresholds: Thresholds,
     percentiles: Vec<f64>,
     requests_file: Option<BufWriter<File>>,
+    /// `timeline.jsonl`: each level's seconds, appended after the level.
+    timeline_file: BufWriter<File>,
     /// In the order measured.
     pub measured: Vec<LevelStats>,
 }
@@ -78,6 +80,7 @@ impl<'a> Levels<'a> {
             },
             percentiles: json_percentiles(&asked),
             requests_file,
+            timeline_file: run_dir.create_new("timeline.jsonl")?,
             measured: Vec::new(),
         })
     }
@@ -130,12 +133,32 @@ impl<'a> Levels<'a> {
                     UserError::input(format!("cannot write {}: {e}", path.display()))
                 })?;
         }
+        self.write_timeline(i + 1, &run.merged.timeline)?;
         self.measured.push(stats.clone());
         // Saved after every level: an interrupted run keeps what it measured.
         self.run_dir.write_json(&self.plan.output, &self.measured)?;
         let summary = analysis::analyze(&analysis::views(&self.measured), &self.criteria);
         self.run_dir.write_json("summary.json", &summary)?;
         Ok(stats)
+    }
+}
+
+impl Levels<'_> {
+    /// Appends level `level`'s seconds to `timeline.jsonl`.
+    fn write_timeline(&mut self, level: usize, timeline: &crate::timeline::Timeline) -> Result<()> {
+        use std::io::Write;
+        let f = &mut self.timeline_file;
+        let mut write = || -> std::io::Result<()> {
+            for row in timeline.rows(level) {
+                serde_json::to_writer(&mut *f, &row)?;
+                f.write_all(b"\n")?;
+            }
+            f.flush()
+        };
+        write().map_err(|e| {
+            let path = self.run_dir.path.join("timeline.jsonl");
+            UserError::input(format!("cannot write {}: {e}", path.display()))
+        })
     }
 }
 

@@ -43,7 +43,12 @@ pub fn write_and_print(
         print!("{}", analysis::render(s));
     }
     println!("\nResults saved to: {}", run_dir.path.display());
-    for name in ["metadata.json", plan.output.as_str(), "summary.json"] {
+    for name in [
+        "metadata.json",
+        plan.output.as_str(),
+        "summary.json",
+        "timeline.jsonl",
+    ] {
         println!("  - {}", run_dir.path.join(name).display());
     }
     if let (true, Some(s)) = (a.plot, &summary) {

@@ -228,7 +228,7 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
                 }
                 rec.record_success(success)
             }
-            Err((kind, body)) => rec.record_error(kind, body.as_deref()),
+            Err((kind, body)) => rec.record_failure(now_ns(), kind, body.as_deref()),
         }
     }
     core.inflight.set(core.inflight.get() - 1);

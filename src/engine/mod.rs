@@ -102,7 +102,8 @@ pub(crate) struct CorePlan {
     pub arrivals: Vec<(u64, u32)>,
     /// Arrivals before this index are warm-up.
     pub measured_from: usize,
-    /// The end of the measured sending window (monotonic ns).
+    /// The measured sending window (monotonic ns): its start (after any warm-up), its end.
+    pub window_start_ns: u64,
     pub window_end_ns: u64,
 }
 
@@ -283,6 +284,7 @@ impl Engine {
                     start_ns,
                     arrivals,
                     measured_from,
+                    window_start_ns: start_ns + window_ns,
                     window_end_ns,
                 }))
                 .map_err(|_| "a core thread has stopped".to_string())?;

@@ -164,6 +164,7 @@ async fn run_level(
     let n = plan.arrivals.len();
     let mut measured = Recorder::new();
     measured.window_end_ns = plan.window_end_ns;
+    measured.timeline = crate::timeline::Timeline::new(plan.window_start_ns);
     measured
         .send_times_ns
         .reserve(n - plan.measured_from.min(n));
