@@ -6,7 +6,8 @@
 //! Run: `cargo bench --bench e2e`. Environment overrides: `E2E_QPS` (default 1000),
 //! `E2E_DURATION` (default 5), `E2E_TOKENS` (default 64), `E2E_SCHEMES` (default `http,https`:
 //! the endpoint serves TLS with a fresh self-signed CA), `E2E_CHUNKS` (tokens per chunk, default
-//! `1,4,16`), `E2E_CORES` (client cores, default 1;
+//! `1,4,16`), `E2E_PROGRESS` (`--progress`, default `never`; `always` redraws the live line
+//! every second, to compare its cost), `E2E_CORES` (client cores, default 1;
 //! they are the first cores), `E2E_MOCK_THREADS` (default 1). The endpoint is pinned to the last
 //! core with `taskset` when it is installed, so it does not share the client's core.
 
@@ -27,6 +28,7 @@ fn main() {
     let mock_threads = env("E2E_MOCK_THREADS", "1");
     let schemes = env("E2E_SCHEMES", "http,https");
     let chunks = env("E2E_CHUNKS", "1,4,16");
+    let progress = env("E2E_PROGRESS", "never");
     for (scheme, tokens_per_chunk) in schemes
         .split(',')
         .flat_map(|s| chunks.split(',').map(move |c| (s, c)))
@@ -101,6 +103,8 @@ fn main() {
                 &cores,
                 "--arrival",
                 "poisson",
+                "--progress",
+                &progress,
                 "--results-dir",
             ])
             .arg(&results)
@@ -134,7 +138,7 @@ fn main() {
         .unwrap();
         let l = &levels[0];
         println!(
-            "e2e {scheme} {qps} QPS × {duration} s, {tokens} tokens/stream, {tokens_per_chunk} token(s)/chunk, {cores} client core(s), endpoint {}: \
+            "e2e {scheme} {qps} QPS × {duration} s, progress {progress}, {tokens} tokens/stream, {tokens_per_chunk} token(s)/chunk, {cores} client core(s), endpoint {}: \
              actual {:.1} QPS, success {:.1}%, send lag p50 {:.1} µs p99 {:.1} µs max {:.1} µs, \
              client CPU {:.1} µs/request {:.2} µs/token (pacer spin {:.3} s of {:.3} s), TTFT p50 {:.1} ms, \
              connections warmed {} (TLS handshake p50 {:.0} µs p99 {:.0} µs), opened in window {}, errors {}{}",

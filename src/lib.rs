@@ -28,6 +28,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod interrupt;
 pub mod limits;
+pub mod live;
 pub mod mock;
 pub mod openai;
 pub mod outcome;

@@ -7,9 +7,11 @@
 //! text; E2E is the read that completed the response; tokens/sec is output tokens ÷ E2E.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
+use crate::live::LiveCounters;
 use crate::outcome::{ErrorKind, ErrorStat, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::timeline::Timeline;
 
@@ -108,6 +110,8 @@ pub struct Recorder {
     pub stream_messages_other: u64,
     /// Sends and outcomes per second of the measured window (`timeline.jsonl`).
     pub timeline: Timeline,
+    /// The core's live counters, published for the progress line (measured window only).
+    pub live: Option<Arc<LiveCounters>>,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -166,6 +170,7 @@ impl Recorder {
             last_ok_ns: 0,
             stream_messages: Vec::new(),
             timeline: Timeline::default(),
+            live: None,
             stream_messages_other: 0,
         }
     }
@@ -175,6 +180,9 @@ impl Recorder {
     pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool) {
         self.sent += 1;
         self.timeline.sent(sent_ns);
+        if let Some(l) = &self.live {
+            l.sent(lag_ns);
+        }
         if capped {
             self.capped += 1;
             self.cap_wait_ns.saturating_record(lag_ns);
@@ -208,6 +216,9 @@ impl Recorder {
     pub fn record_success(&mut self, s: Success) {
         self.succeeded += 1;
         self.timeline.ok(s.done_ns, s.output_tokens, s.ttft_ns);
+        if let Some(l) = &self.live {
+            l.ok(s.ttft_ns);
+        }
         if s.output_tokens > 1 {
             self.multi_token_successes += 1;
             if s.token_reads == 1 {
@@ -247,6 +258,9 @@ impl Recorder {
     /// A request that failed at `done_ns` (monotonic): counted, and placed in the timeline.
     pub fn record_failure(&mut self, done_ns: u64, kind: ErrorKind, sample: Option<&[u8]>) {
         self.timeline.failed(done_ns, &kind);
+        if let Some(l) = &self.live {
+            l.failed();
+        }
         self.record_error(kind, sample);
     }
 

@@ -6,6 +6,7 @@ use super::workload::Replay;
 use crate::arrivals::{self, Arrival};
 use crate::engine::{Engine, LevelRun};
 use crate::error::{Result, UserError};
+use crate::report::progress::{LevelInfo, Mode, Reporter};
 use crate::stats::{LevelContext, LevelStats, ReplayStats};
 use crate::validity::Thresholds;
 
@@ -27,6 +28,8 @@ pub struct LevelSpec<'a> {
     pub samples: usize,
     /// A trace replayed at its own times: these offsets replace the arrival process.
     pub replay: Option<&'a Replay>,
+    /// How the live progress line is shown.
+    pub progress: Mode,
 }
 
 /// Keep-alive connections per core to open before a level: the level's rate per core times the
@@ -94,9 +97,10 @@ pub fn measure_level(
         announce(spec, planned, warmup_n);
     }
     let duration_ns = (spec.duration_s * 1e9).round() as u64;
-    let run = engine
-        .run_level(&offsets, warmup_n, (window_ns, duration_ns), spec.samples)
-        .map_err(UserError::runtime)?;
+    let reporter = Reporter::start(&engine.live, level_info(spec, planned), spec.progress);
+    let run = engine.run_level(&offsets, warmup_n, (window_ns, duration_ns), spec.samples);
+    reporter.finish();
+    let run = run.map_err(UserError::runtime)?;
     let ctx = LevelContext {
         qps: spec.qps,
         duration_s: spec.duration_s,
@@ -121,13 +125,29 @@ pub fn measure_level(
     Ok((stats, run))
 }
 
-/// The line printed when a level starts.
-fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
-    let which = if spec.levels > 0 {
+/// What the progress line says about the level.
+fn level_info(spec: &LevelSpec<'_>, planned: usize) -> LevelInfo {
+    LevelInfo {
+        label: label(spec),
+        qps: spec.qps,
+        duration_s: spec.duration_s,
+        warmup_s: spec.warmup_s,
+        planned,
+    }
+}
+
+/// `1/4`, or `auto 2` in a capacity search.
+fn label(spec: &LevelSpec<'_>) -> String {
+    if spec.levels > 0 {
         format!("{}/{}", spec.index + 1, spec.levels)
     } else {
         format!("auto {}", spec.index + 1)
-    };
+    }
+}
+
+/// The line printed when a level starts.
+fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
+    let which = label(spec);
     let warmup = if warmup_n > 0 {
         format!(
             " after {warmup_n} warm-up requests over {} s",

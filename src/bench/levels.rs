@@ -104,6 +104,7 @@ impl<'a> Levels<'a> {
             thresholds: self.thresholds,
             samples: self.plan.rows(),
             replay: self.plan.workload.replay.as_ref(),
+            progress: crate::report::progress::Mode::from_flag(a.progress),
         };
         let expected_latency = self
             .measured

@@ -237,6 +237,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub save_requests: bool,
 
+    /// Live progress on stderr during each level: `auto` redraws one status line every second
+    /// on a terminal and prints a plain line every 10 s otherwise (a pipe, CI); `always` redraws
+    /// even when stderr is not a terminal; `never` prints only each level's start and end lines
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+
     /// Client cores never sleep in the kernel while a level runs: they poll the io_uring
     /// completion queue, removing the wake-up latency of an idle CPU (tens of µs on VMs) at the
     /// cost of one fully busy CPU per client core
@@ -407,6 +413,14 @@ pub enum Api {
     /// `/v1/completions`: one `prompt` string in (chat samples flattened with role labels),
     /// `choices[].text` out.
     Completions,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
 }
 
 /// `--continuous-usage`.

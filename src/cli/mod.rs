@@ -8,7 +8,9 @@
 mod bench;
 mod tools;
 
-pub use bench::{Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, ShowMetric, WorkloadArgs};
+pub use bench::{
+    Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, Progress, ShowMetric, WorkloadArgs,
+};
 pub use tools::{BusyPollMode, CompareArgs, DemoArgs, MockArgs, PlotArgs, SelftestArgs};
 
 use clap::{Parser, Subcommand};

@@ -27,6 +27,8 @@ use crate::records::RequestRecord;
 /// What a core's request tasks share: owned by the core, never by two threads.
 pub struct Core {
     pub pool: Pool,
+    /// This core's live counters (the progress line reads them from another thread).
+    pub live: std::sync::Arc<crate::live::LiveCounters>,
     pub chunks: RefCell<ChunkParser>,
     /// The rendered request of each sample: this core's own handle on the shared buffer
     /// (replaced between levels by `Command::Reset`).

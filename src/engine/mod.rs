@@ -116,6 +116,8 @@ struct Worker {
 /// The running cores. Dropping it stops and joins them.
 pub struct Engine {
     workers: Vec<Worker>,
+    /// Each core's live counters, for a progress line (`live`).
+    pub live: Vec<Arc<crate::live::LiveCounters>>,
     pub driver: IoDriver,
     /// Whether each core's thread could be pinned to its CPU.
     pub cores_pinned: Vec<bool>,
@@ -153,7 +155,9 @@ impl Engine {
                 None => usize::MAX,
             })
             .collect();
+        let live: Vec<_> = (0..cfg.cores).map(|_| Arc::default()).collect();
         let shared = Arc::new(worker::Shared {
+            live: live.clone(),
             target: cfg.target,
             requests: Arc::new(cfg.requests),
             max_open_per_core: (cfg.max_connections / cfg.cores.max(1)).max(1),
@@ -202,6 +206,7 @@ impl Engine {
         }
         Ok(Self {
             workers,
+            live,
             driver,
             cores_pinned,
         })

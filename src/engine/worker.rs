@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub busy_poll: bool,
     pub slo: super::exchange::Slo,
     pub timeouts: super::Timeouts,
+    /// Each core's live counters.
+    pub live: Vec<Arc<crate::live::LiveCounters>>,
 }
 
 pub(crate) fn main(
@@ -57,6 +59,7 @@ pub(crate) fn main(
     let _ = ready.send(Ok((driver, pinned)));
     let core = Rc::new(Core {
         pool: Pool::new(shared.target.clone(), shared.max_open_per_core),
+        live: shared.live[index].clone(),
         tls: shared.target.tls.is_some(),
         chunks: RefCell::new(ChunkParser::new()),
         requests: RefCell::new(Rc::new(shared.requests.clone())),
@@ -165,6 +168,8 @@ async fn run_level(
     let mut measured = Recorder::new();
     measured.window_end_ns = plan.window_end_ns;
     measured.timeline = crate::timeline::Timeline::new(plan.window_start_ns);
+    core.live.reset();
+    measured.live = Some(core.live.clone());
     measured
         .send_times_ns
         .reserve(n - plan.measured_from.min(n));
