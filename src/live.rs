@@ -40,7 +40,7 @@ fn bucket(v: u64) -> usize {
 fn bucket_top(i: usize) -> u64 {
     let (e, sub) = ((i as u32) / SUB, (i as u32) % SUB);
     let base = 1u64 << e;
-    base + ((u64::from(sub) + 1) << e) / u64::from(SUB) - 1
+    base + ((u64::from(sub) + 1) << e).div_ceil(u64::from(SUB)) - 1
 }
 
 /// Adds one to a counter that only this thread writes.

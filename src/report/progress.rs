@@ -133,7 +133,7 @@ fn report(live: &[Arc<LiveCounters>], info: &LevelInfo, mode: Mode, stop: &Atomi
                 .collect()
         };
         last_ttft = ttft;
-        if tick % every != 0 {
+        if !tick.is_multiple_of(every) {
             continue;
         }
         let window = (elapsed - info.warmup_s).max(0.0);
