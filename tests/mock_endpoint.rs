@@ -291,3 +291,69 @@ fn prefill_time_grows_with_the_prompt() {
         started.elapsed()
     );
 }
+
+/// `--max-num-seqs`: requests past the batch wait in a FIFO queue, and `/metrics` shows them as
+/// waiting (Prometheus text, vLLM's names); the token counters follow what was served.
+#[test]
+fn a_full_batch_queues_requests_and_metrics_show_it() {
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "1000",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "3",
+        "--max-num-seqs",
+        "1",
+    ]);
+    let body =
+        r#"{"model":"m","messages":[{"role":"user","content":"one two three"}],"stream":true}"#;
+    // Two requests at once on two connections: one generates, the other waits.
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, body) = (mock.authority(), body.to_string());
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(url).unwrap();
+                let (status, _, _) = exchange(&mut s, &post("/v1/chat/completions", &body));
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    // Both have arrived, the first is still before its first token.
+    std::thread::sleep(Duration::from_millis(400));
+    let mut s = TcpStream::connect(mock.authority()).unwrap();
+    let (status, head, text) = exchange(&mut s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    assert!(
+        text.contains("vllm:num_requests_running{model_name=\"qpsbench-mock\"} 1.0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vllm:num_requests_waiting{model_name=\"qpsbench-mock\"} 1.0\n"),
+        "{text}"
+    );
+    let mut times: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    times.sort();
+    assert!(times.iter().all(|(status, _)| *status == 200));
+    // The second waited for the first: its answer ended after two TTFTs.
+    assert!(times[1].1 >= Duration::from_millis(2000), "{times:?}");
+    let (_, _, text) = exchange(&mut s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        text.contains("vllm:num_requests_waiting{model_name=\"qpsbench-mock\"} 0.0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vllm:generation_tokens_total{model_name=\"qpsbench-mock\"} 6.0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vllm:prompt_tokens_total{model_name=\"qpsbench-mock\"} 14.0\n"),
+        "{text}"
+    );
+}

@@ -35,6 +35,12 @@ pub struct MockArgs {
     #[arg(long, default_value_t = 0)]
     pub max_concurrency: usize,
 
+    /// At most this many requests generate at once; the others wait in a FIFO queue (their
+    /// TTFT includes the wait), as vLLM's scheduler keeps them. `GET /metrics` reports running
+    /// and waiting requests (0: no queue)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_num_seqs: usize,
+
     /// Send a role-only first chunk ({"role":"assistant","content":""}) at once, as vLLM does
     #[arg(long)]
     pub role_chunk: bool,

@@ -157,15 +157,8 @@ impl Drop for ActiveGuard {
 
 /// Answers one request; returns whether the connection stays open.
 async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Vec<u8>) -> bool {
-    let arrived = Instant::now();
-    if let Some((status, body)) = listing(state, &req) {
-        push_response(
-            out,
-            status,
-            "application/json",
-            close_header(req.close),
-            &body,
-        );
+    if let Some((status, content_type, body)) = listing(state, &req) {
+        push_response(out, status, content_type, close_header(req.close), &body);
         return write(stream, out).await.is_ok() && !req.close;
     }
     let ask = match admit(state, &req) {
@@ -187,6 +180,11 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         error_response(out, 503, &message, req.close);
         return write(stream, out).await.is_ok() && !req.close;
     }
+    // With --max-num-seqs, wait for a place in the batch (FIFO); TTFT counts from arrival, and
+    // generation from here.
+    let _seat = state.scheduler.enter().await;
+    let started = Instant::now();
+    state.scheduler.add_prompt_tokens(ask.prompt_tokens);
     let answer = Answer::new(state, &ask);
     if let Some(fault) = super::fault::pick(
         &cfg.faults,
@@ -202,10 +200,10 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
     }
     let keep = if ask.stream {
         answer
-            .stream(stream, state, &ask, arrived, req.close, out)
+            .stream(stream, state, &ask, started, req.close, out)
             .await
     } else {
-        answer.whole(stream, state, arrived, req.close, out).await
+        answer.whole(stream, state, started, req.close, out).await
     };
     keep && !req.close
 }
@@ -227,14 +225,23 @@ fn admit(state: &State, req: &Request) -> Result<Ask, (u16, String)> {
     ask::parse(&req.body, api, state.cfg.strict_stream_options).map_err(|msg| (400, msg))
 }
 
-/// `GET /v1/models` (the served model, as vLLM lists it) and `GET /health` (an empty 200), which
-/// other clients check before they start; `None` for anything else.
-fn listing(state: &State, req: &Request) -> Option<(&'static str, String)> {
+/// `GET /v1/models` (the served model, as vLLM lists it), `GET /health` (an empty 200), which
+/// other clients check before they start, and `GET /metrics` (Prometheus text, vLLM's names):
+/// (status, content type, body); `None` for anything else.
+fn listing(state: &State, req: &Request) -> Option<(&'static str, &'static str, String)> {
     if req.method != "GET" {
         return None;
     }
+    const JSON: &str = "application/json";
     match req.path.split('?').next().unwrap_or("") {
-        "/health" => Some(("200 OK", String::new())),
+        "/health" => Some(("200 OK", JSON, String::new())),
+        "/metrics" => Some((
+            "200 OK",
+            "text/plain; version=0.0.4",
+            state
+                .scheduler
+                .render(&state.cfg.served_model_name, &state.active),
+        )),
         "/v1/models" | "/models" => {
             let created = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -249,7 +256,7 @@ fn listing(state: &State, req: &Request) -> Option<(&'static str, String)> {
                     "root": state.cfg.served_model_name,
                 }],
             });
-            Some(("200 OK", body.to_string()))
+            Some(("200 OK", JSON, body.to_string()))
         }
         _ => None,
     }
@@ -321,10 +328,11 @@ impl Answer {
         out: &mut Vec<u8>,
     ) -> bool {
         let cap = state.capacity;
-        let load = || state.active.load(Ordering::Relaxed);
+        let load = || running(state);
         let secs = self.ttft_s * cap.slowdown(load())
             + self.n_out.saturating_sub(1) as f64 * cap.itl_s(load());
         sleep_until(arrived + bounded_secs(secs)).await;
+        state.scheduler.add_generation_tokens(self.n_out);
         let text: String = (0..self.n_out)
             .map(|i| WORDS[i as usize % WORDS.len()])
             .collect();
@@ -367,7 +375,7 @@ impl Answer {
         out: &mut Vec<u8>,
     ) -> bool {
         let (cfg, cap) = (&state.cfg, state.capacity);
-        let load = || state.active.load(Ordering::Relaxed);
+        let load = || running(state);
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
         out.extend_from_slice(close_header(close).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -412,6 +420,7 @@ impl Answer {
             }
             content.push_str(close);
             sent += k;
+            state.scheduler.add_generation_tokens(k);
             running_usage(&mut extra, sent);
             if cfg.stamp_chunks {
                 // The endpoint's send time on the shared monotonic clock, taken just before the
@@ -464,6 +473,12 @@ impl Answer {
         push_chunk(out, "data: [DONE]\n\n");
         out.extend_from_slice(b"0\r\n\r\n");
     }
+}
+
+/// Requests generating now (what the capacity model shares its budget among): with a queue,
+/// those in the batch; without, every one admitted.
+fn running(state: &State) -> usize {
+    state.scheduler.running_waiting(&state.active).0 as usize
 }
 
 /// Each chunk leaves at its own deadline, to the µs on io_uring ([`crate::rt::timer`]): monoio's

@@ -15,6 +15,7 @@ mod ask;
 mod capacity;
 pub mod fault;
 mod handler;
+mod metrics;
 mod wire;
 
 use std::io;
@@ -42,6 +43,8 @@ pub struct MockConfig {
     pub tokens_per_chunk: u64,
     /// In-flight requests beyond this get HTTP 503 (0: unlimited).
     pub max_concurrency: usize,
+    /// At most this many requests generate at once; the others wait in a FIFO queue (0: all).
+    pub max_num_seqs: usize,
     /// Send a role-only first chunk (`{"role":"assistant","content":""}`) right away, as vLLM does.
     pub role_chunk: bool,
     /// Never send a usage chunk, even when asked for one.
@@ -81,6 +84,7 @@ impl Default for MockConfig {
             output_tokens: 128,
             tokens_per_chunk: 1,
             max_concurrency: 0,
+            max_num_seqs: 0,
             role_chunk: false,
             no_usage: false,
             capacity_tokens_per_sec: None,
@@ -106,6 +110,8 @@ pub(crate) struct State {
     /// Draws of `--fault` (one per request).
     pub fault_draws: AtomicU64,
     pub capacity: Capacity,
+    /// `--max-num-seqs`'s queue, and the counters `/metrics` exports.
+    pub scheduler: metrics::Scheduler,
 }
 
 /// A running endpoint. Its threads run until the process ends.
@@ -141,6 +147,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     let state = Arc::new(State {
         tls: cfg.tls.clone(),
         capacity: Capacity::new(cfg.capacity_tokens_per_sec, cfg.itl_ms),
+        scheduler: metrics::Scheduler::new(cfg.max_num_seqs),
         cfg,
         active: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
@@ -225,7 +232,7 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
     // An hour per token is already absurd; anything past it would overflow the timers.
     let ms = |flag: &str, v: f64| check(flag, v, Low::From(0.0), 3_600_000.0, "milliseconds");
     // (flag, value, lowest, highest, what it counts)
-    let counts: [(&str, u64, u64, u64, &str); 4] = [
+    let counts: [(&str, u64, u64, u64, &str); 5] = [
         (
             "--output-tokens",
             args.output_tokens,
@@ -243,6 +250,13 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
         (
             "--max-concurrency",
             args.max_concurrency as u64,
+            0,
+            10_000_000,
+            "requests",
+        ),
+        (
+            "--max-num-seqs",
+            args.max_num_seqs as u64,
             0,
             10_000_000,
             "requests",
@@ -276,6 +290,7 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
         output_tokens: args.output_tokens,
         tokens_per_chunk: args.tokens_per_chunk,
         max_concurrency: args.max_concurrency,
+        max_num_seqs: args.max_num_seqs,
         role_chunk: args.role_chunk,
         no_usage: args.no_usage,
         capacity_tokens_per_sec: args.capacity_tokens_per_sec.map(capacity).transpose()?,
