@@ -226,3 +226,28 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
     }
     info
 }
+
+/// Prometheus text parser: never panics; every sample has a valid name; and a sample written
+/// back in the canonical form reads back the same (name, labels, value; NaN stays NaN).
+pub fn prometheus(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let parsed = crate::prometheus::parse(&text);
+    for s in &parsed.samples {
+        let first = s.name.as_bytes()[0];
+        assert!(
+            first == b'_' || first == b':' || first.is_ascii_alphabetic(),
+            "{s:?}"
+        );
+        let back = crate::prometheus::render(s);
+        let again = crate::prometheus::parse(&back);
+        assert_eq!(again.samples.len(), 1, "{back:?} from {s:?}");
+        let t = &again.samples[0];
+        assert_eq!((t.name, &t.labels), (s.name, &s.labels), "{back:?}");
+        assert!(
+            t.value.to_bits() == s.value.to_bits() || (t.value.is_nan() && s.value.is_nan()),
+            "{back:?}: {} vs {}",
+            t.value,
+            s.value
+        );
+    }
+}

@@ -301,6 +301,12 @@ pub struct LevelStats {
     /// A trace replayed at its own times (`--replay`): its rows sent, the speed, its span.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayStats>,
+    /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
+    /// per second), and the scrapes that failed during it. Attached by `bench` after the level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<BTreeMap<String, crate::servermetrics::SeriesStats>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_metrics_errors: Option<u64>,
     pub new_connections: u64,
     pub client_cpu_s: f64,
     /// Wall time the pacer spent spinning just before arrivals for precision (other tasks of the
@@ -479,6 +485,8 @@ impl LevelStats {
             stream_error_messages: top_stream_messages(r),
             idle_connections_closed_by_server: r.idle_closed,
             replay: None,
+            server_metrics: None,
+            server_metrics_errors: None,
             new_connections: r.new_connections,
             client_cpu_s: round6(r.cpu_ns as f64 / 1e9),
             pacer_spin_s: round6(r.pacer_spin_ns as f64 / 1e9),

@@ -56,6 +56,9 @@ pub struct Row {
     /// TTFT of the successes completed in this second, seconds (null without one).
     pub ttft_p50: Option<f64>,
     pub ttft_p99: Option<f64>,
+    /// With `--server-metrics`: the second's last value of each series (counters as rates).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub server: std::collections::BTreeMap<String, f64>,
 }
 
 impl Timeline {
@@ -152,6 +155,7 @@ impl Timeline {
                     output_tokens: s.output_tokens,
                     ttft_p50: q(0.5),
                     ttft_p99: q(0.99),
+                    server: Default::default(),
                 }
             })
             .collect()

@@ -44,3 +44,8 @@ fn http_response_seeds() {
 fn chunk_seeds() {
     assert!(replay("chunk", qpsbench::fuzzing::chunk) >= 6);
 }
+
+#[test]
+fn prometheus_seeds() {
+    assert!(replay("prometheus", qpsbench::fuzzing::prometheus) >= 2);
+}

@@ -6,13 +6,17 @@
 use std::fs::File;
 use std::io::BufWriter;
 
+use std::collections::BTreeMap;
+
 use super::level::{measure_level, LevelSpec};
 use super::plan::Plan;
+use super::watch;
 use crate::arrivals;
-use crate::engine::Engine;
+use crate::engine::{Engine, LevelRun};
 use crate::error::{Result, UserError};
 use crate::report::analysis::{self, Baseline, Criteria, LevelView};
 use crate::report::results::RunDir;
+use crate::servermetrics::scrape::Scraper;
 use crate::stats::{json_percentiles, LevelStats};
 use crate::validity::Thresholds;
 
@@ -46,6 +50,8 @@ pub struct Levels<'a> {
     requests_file: Option<BufWriter<File>>,
     /// `timeline.jsonl`: each level's seconds, appended after the level.
     timeline_file: BufWriter<File>,
+    /// `--server-metrics`'s scraper, for the whole run.
+    scraper: Option<Scraper>,
     /// In the order measured.
     pub measured: Vec<LevelStats>,
 }
@@ -81,6 +87,7 @@ impl<'a> Levels<'a> {
             percentiles: json_percentiles(&asked),
             requests_file,
             timeline_file: run_dir.create_new("timeline.jsonl")?,
+            scraper: plan.server_metrics.as_ref().map(watch::start),
             measured: Vec::new(),
         })
     }
@@ -111,7 +118,9 @@ impl<'a> Levels<'a> {
             .last()
             .and_then(|l| l.e2e_latency.get("p90"))
             .unwrap_or(1.0);
-        let (stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
+        let errors_before = self.scraper.as_ref().map_or(0, Scraper::errors);
+        let (mut stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
+        let server_seconds = self.attach_server_metrics(&mut stats, &run, errors_before);
         if let Some(f) = self.requests_file.as_mut() {
             let mut records = std::mem::take(&mut run.warmup.records);
             records.append(&mut run.merged.records);
@@ -134,7 +143,7 @@ impl<'a> Levels<'a> {
                     UserError::input(format!("cannot write {}: {e}", path.display()))
                 })?;
         }
-        self.write_timeline(i + 1, &run.merged.timeline)?;
+        self.write_timeline(i + 1, &run.merged.timeline, server_seconds)?;
         self.measured.push(stats.clone());
         // Saved after every level: an interrupted run keeps what it measured.
         self.run_dir.write_json(&self.plan.output, &self.measured)?;
@@ -145,12 +154,35 @@ impl<'a> Levels<'a> {
 }
 
 impl Levels<'_> {
-    /// Appends level `level`'s seconds to `timeline.jsonl`.
-    fn write_timeline(&mut self, level: usize, timeline: &crate::timeline::Timeline) -> Result<()> {
+    /// With `--server-metrics`: the level's `server_metrics` and scrape errors, and the scrapes'
+    /// values by second of the measured window (for the timeline).
+    fn attach_server_metrics(
+        &self,
+        stats: &mut LevelStats,
+        run: &LevelRun,
+        errors_before: u64,
+    ) -> BTreeMap<usize, BTreeMap<String, f64>> {
+        let (Some(m), Some(scraper)) = (&self.plan.server_metrics, &self.scraper) else {
+            return BTreeMap::new();
+        };
+        let (summary, scrapes) = watch::level_summary(m, scraper, run);
+        stats.server_metrics = Some(summary);
+        stats.server_metrics_errors = Some(scraper.errors() - errors_before);
+        watch::per_second(m, &scrapes, run.window_start_ns)
+    }
+
+    /// Appends level `level`'s seconds to `timeline.jsonl`, with the server's samples.
+    fn write_timeline(
+        &mut self,
+        level: usize,
+        timeline: &crate::timeline::Timeline,
+        mut server: BTreeMap<usize, BTreeMap<String, f64>>,
+    ) -> Result<()> {
         use std::io::Write;
         let f = &mut self.timeline_file;
         let mut write = || -> std::io::Result<()> {
-            for row in timeline.rows(level) {
+            for mut row in timeline.rows(level) {
+                row.server = server.remove(&row.t_s).unwrap_or_default();
                 serde_json::to_writer(&mut *f, &row)?;
                 f.write_all(b"\n")?;
             }

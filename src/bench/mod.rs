@@ -16,6 +16,7 @@ mod plan;
 mod probe;
 mod report;
 mod validate;
+mod watch;
 mod workload;
 
 pub use level::{measure_level, LevelSpec};

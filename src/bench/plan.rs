@@ -55,6 +55,8 @@ pub struct Plan {
     pub api: Api,
     /// `--extra-body`, checked.
     pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `--server-metrics`, checked.
+    pub server_metrics: Option<super::watch::ServerMetrics>,
 }
 
 fn missing(flag: &str, what: &str) -> UserError {
@@ -134,6 +136,7 @@ impl Plan {
             .transpose()?;
         check_api_key(&api_key)?;
         let plan = Self {
+            server_metrics: super::watch::plan(&args)?,
             workload,
             extra_body,
             api,

@@ -237,6 +237,23 @@ pub struct BenchArgs {
     #[arg(long)]
     pub save_requests: bool,
 
+    /// The server's Prometheus metrics URL (e.g. http://127.0.0.1:8000/metrics), scraped about
+    /// once a second during every level on a thread and connection of its own: each level gets
+    /// `server_metrics` (vLLM's, SGLang's and TGI's running and waiting requests, cache usage
+    /// and token counters), the timeline gets the samples, and a queue that grows through a
+    /// level is saturation evidence. A failed scrape is counted, never fatal
+    #[arg(long, value_name = "URL")]
+    pub server_metrics: Option<String>,
+
+    /// Another series to keep from --server-metrics, besides the built-in ones (repeatable)
+    #[arg(long = "server-metric", value_name = "NAME")]
+    pub server_metric: Vec<String>,
+
+    /// With --server-metrics: keep only the samples with this label (e.g. model_name=my-model);
+    /// without it, label sets are summed (counts, counters) or averaged (ratios)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub server_metrics_label: Option<String>,
+
     /// Live progress on stderr during each level: `auto` redraws one status line every second
     /// on a terminal and prints a plain line every 10 s otherwise (a pipe, CI); `always` redraws
     /// even when stderr is not a terminal; `never` prints only each level's start and end lines

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::servermetrics::queue_growth;
 use crate::stats::{pct_key, LevelStats, Percentiles};
 
 /// The thresholds of the analysis (flags `--saturation-*`, `--slo-*`).
@@ -69,6 +70,9 @@ pub struct LevelView {
     /// A partial level (the run was stopped during it): left out of the analysis.
     #[serde(default)]
     pub interrupted: bool,
+    /// The server's series over the level (`--server-metrics`).
+    #[serde(default)]
+    pub server_metrics: Option<BTreeMap<String, crate::servermetrics::SeriesStats>>,
 }
 
 fn percentile_map(p: &Percentiles) -> BTreeMap<String, Option<f64>> {
@@ -91,6 +95,7 @@ impl From<&LevelStats> for LevelView {
             tokens_per_sec: percentile_map(&l.tokens_per_sec),
             client_limited: l.client_limited,
             interrupted: l.interrupted,
+            server_metrics: l.server_metrics.clone(),
         }
     }
 }
@@ -205,6 +210,10 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
                 base
             ));
         }
+    }
+    // The server's own evidence: its queue grew through the level.
+    if let Some(grew) = l.server_metrics.as_ref().and_then(queue_growth) {
+        why.push(format!("{grew} during QPS {}", qps_text(l.qps_target)));
     }
     why
 }
@@ -459,6 +468,7 @@ mod tests {
             e2e_latency: p(e2e_p95),
             client_limited: false,
             interrupted: false,
+            server_metrics: None,
         }
     }
 
