@@ -11,8 +11,9 @@ use crate::error::{Result, UserError};
 use crate::mock::{self, MockConfig};
 
 /// The demo endpoint: 80 ms TTFT, 10 ms per token, 64 tokens per answer (~0.7 s per request), a
-/// shared budget of 1,500 tokens/s (≈15 full-speed streams, so latency grows past ~20 QPS) and
-/// HTTP 503 beyond 40 requests in flight.
+/// batch of 24 generating at once with the others queued (as vLLM's scheduler does: past ~34 QPS
+/// the queue grows, and `/metrics` shows it), a shared budget of 2,400 tokens/s (24 full-speed
+/// streams) and HTTP 503 beyond 40 requests in flight.
 pub fn demo_endpoint() -> MockConfig {
     MockConfig {
         host: "127.0.0.1".into(),
@@ -22,9 +23,10 @@ pub fn demo_endpoint() -> MockConfig {
         output_tokens: 64,
         tokens_per_chunk: 1,
         max_concurrency: 40,
+        max_num_seqs: 24,
         role_chunk: true,
         no_usage: false,
-        capacity_tokens_per_sec: Some(1500.0),
+        capacity_tokens_per_sec: Some(2400.0),
         threads: 1,
         ..MockConfig::default()
     }
@@ -41,10 +43,12 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     let server = mock::start(demo_endpoint())
         .map_err(|e| UserError::input(format!("cannot start the built-in endpoint: {e}")))?;
     eprintln!(
-        "demo: built-in endpoint on {} (TTFT 80 ms, 10 ms/token, 64 tokens, capacity 1500 tokens/s, 503 beyond 40 in flight)",
+        "demo: built-in endpoint on {} (TTFT 80 ms, 10 ms/token, 64 tokens, 24 generating at once and the rest queued, 2400 tokens/s, 503 beyond 40 in flight)",
         server.url()
     );
     let url = server.url();
+    // The demo watches its endpoint's queue as a user would watch vLLM's.
+    let metrics = format!("http://{}/metrics", server.addr);
     let duration = args.duration.to_string();
     let results_dir = args.results_dir.display().to_string();
     let mut argv = vec![
@@ -62,6 +66,8 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         "--results-dir",
         &results_dir,
         "--plot",
+        "--server-metrics",
+        &metrics,
     ];
     let cores = args.cores.map(|c| c.to_string());
     if let Some(c) = &cores {
@@ -76,7 +82,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         }),
     )?;
     println!(
-        "\nThe demo endpoint serves ~15 full-speed streams (1500 tokens/s); past ~20 QPS latency grows and beyond 40 in flight it answers 503."
+        "\nThe demo endpoint generates 24 answers at once (~34 QPS) and queues the rest; past that its queue grows (server_metrics, timeline.png) and beyond 40 in flight it answers 503."
     );
     println!("Point qpsbench at your own endpoint with --endpoint, --api-key, --model and --dataset (see README.md).");
     Ok(code)

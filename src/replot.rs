@@ -1,4 +1,5 @@
-//! `qpsbench plot DIR`: re-renders a saved run's picture and summary from its results folder,
+//! `qpsbench plot DIR`: re-renders a saved run's pictures (the levels' PNG, and `timeline.png`
+//! from `timeline.jsonl`) and summary from its results folder,
 //! without sending a request — after changing an SLO, or to get the PNG of a run made without
 //! `--plot`.
 //!
@@ -112,10 +113,13 @@ pub fn run(args: PlotArgs) -> Result<i32> {
     let png = args.dir.join(&name);
     std::fs::rename(&tmp, &png)
         .map_err(|e| UserError::input(format!("cannot write {}: {e}", png.display())))?;
+    let timeline = crate::report::timeline_plot::render_dir(&args.dir, &title)
+        .map_err(|e| UserError::input(format!("cannot render the timeline: {e}")))?;
     print!("{}", analysis::render(&summary));
     println!(
-        "\nWrote {} and {}",
+        "\nWrote {}{} and {}",
         png.display(),
+        timeline.map_or(String::new(), |p| format!(", {}", p.display())),
         args.dir.join("summary.json").display()
     );
     Ok(0)

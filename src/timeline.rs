@@ -9,7 +9,7 @@
 //! same calls as the level's totals, so they add up to them exactly.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::outcome::ErrorKind;
 
@@ -41,7 +41,7 @@ pub struct Timeline {
 }
 
 /// One line of `timeline.jsonl`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// The level, from 1.
     pub level: usize,
@@ -57,7 +57,7 @@ pub struct Row {
     pub ttft_p50: Option<f64>,
     pub ttft_p99: Option<f64>,
     /// With `--server-metrics`: the second's last value of each series (counters as rates).
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub server: std::collections::BTreeMap<String, f64>,
 }
 

@@ -29,6 +29,7 @@ fn timeline_rows_add_up_to_each_levels_totals() {
         "2",
         "--continuous-usage",
         "off",
+        "--plot",
     ]);
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
@@ -75,4 +76,42 @@ fn timeline_rows_add_up_to_each_levels_totals() {
         );
     }
     assert!(levels[1]["errors"]["HTTP 503"].as_u64().unwrap() > 0);
+
+    // timeline.png: one strip per level, each with its lines drawn; `plot DIR` redraws it.
+    let dir = run.dir.clone().unwrap();
+    let png = dir.join("timeline.png");
+    assert!(png.exists(), "{}\n{}", run.stdout, run.stderr);
+    check_strips(&png, 2);
+    std::fs::remove_file(&png).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("plot")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_strips(&png, 2);
+}
+
+/// The picture is a PNG of `levels` strips, and inside each strip the send-rate and TTFT lines'
+/// colors appear (plotted pixels, not just axes on a white background).
+fn check_strips(png: &std::path::Path, levels: usize) {
+    use qpsbench::report::timeline_plot::{height, strip_rows, SENT, TTFT_P50};
+    let bytes = std::fs::read(png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    assert_eq!(img.height(), height(levels));
+    for i in 0..levels {
+        for color in [SENT, TTFT_P50] {
+            let want = [color.0, color.1, color.2];
+            let n = strip_rows(i)
+                .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+                .filter(|&(x, y)| img.get_pixel(x, y).0 == want)
+                .count();
+            assert!(n > 100, "strip {i}: only {n} pixels of {want:?}");
+        }
+    }
 }

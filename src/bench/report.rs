@@ -68,6 +68,11 @@ fn draw(plan: &Plan, run_dir: &RunDir, started: &LocalTime, levels: &[LevelStats
         Ok(()) => println!("  - {}", png.display()),
         Err(e) => eprintln!("warning: could not write {}: {e}", png.display()),
     }
+    match crate::report::timeline_plot::render_dir(&run_dir.path, &title) {
+        Ok(Some(p)) => println!("  - {}", p.display()),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: could not write the timeline picture: {e}"),
+    }
 }
 
 /// The process's exit status, with the reason printed for anything but 0.

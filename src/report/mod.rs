@@ -8,3 +8,4 @@ pub mod plot;
 pub mod progress;
 pub mod results;
 pub mod table;
+pub mod timeline_plot;

@@ -19,10 +19,10 @@ use super::analysis::{LevelView, Summary};
 
 const WIDTH: u32 = 3200;
 const HEIGHT: u32 = 1200;
-const FONT: &str = "sans-serif";
-const TITLE_PX: u32 = 40;
-const LABEL_PX: u32 = 30;
-const TICK_PX: u32 = 26;
+pub(super) const FONT: &str = "sans-serif";
+pub(super) const TITLE_PX: u32 = 40;
+pub(super) const LABEL_PX: u32 = 30;
+pub(super) const TICK_PX: u32 = 26;
 const TEXT_PX: u32 = 27;
 const PCTS: [(&str, RGBColor); 4] = [
     ("p50", RGBColor(31, 119, 180)),
@@ -57,7 +57,7 @@ macro_rules! draw_legend {
     };
 }
 
-fn register_font() {
+pub(super) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are a valid TrueType font shipped by the `dejavu` crate.
@@ -68,7 +68,7 @@ fn register_font() {
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
+pub(super) fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 

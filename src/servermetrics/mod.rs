@@ -202,7 +202,8 @@ fn round3(v: f64) -> f64 {
 
 /// The saturation evidence in a level's series: a queue that grew through the level, from its
 /// first scrape to its last, to at least [`QUEUE_GROWTH_MIN`] and more than twice where it
-/// started (plus 2, so that 0 → 3 is not growth). Returns e.g. "waiting requests
+/// started plus 2 (so that the brief queues of a busy but keeping-up server, a few requests at
+/// a time, are not growth). Returns e.g. "waiting requests
 /// (vllm:num_requests_waiting) grew from 0 to 143".
 pub fn queue_growth(metrics: &BTreeMap<String, SeriesStats>) -> Option<String> {
     QUEUES.iter().find_map(|name| {
@@ -217,7 +218,7 @@ pub fn queue_growth(metrics: &BTreeMap<String, SeriesStats>) -> Option<String> {
 }
 
 /// The least queue a level must end with for its growth to count.
-pub const QUEUE_GROWTH_MIN: f64 = 5.0;
+pub const QUEUE_GROWTH_MIN: f64 = 10.0;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,236 @@
+//! The timeline picture (`timeline.png`, with `--plot` and `qpsbench plot DIR`): one strip per
+//! level, on a time axis shared by all strips (seconds since the level's measured window
+//! started). Each strip has three charts: the achieved send rate and completion rate (per
+//! second), requests in flight (and the server's running and waiting requests, when
+//! `--server-metrics` scraped them), and TTFT p50/p99 of the requests completed in each second
+//! (with the server's cache usage, when exported, as a percentage on the right axis).
+//!
+//! Data flow: the rows of `timeline.jsonl` (`timeline::Row`) → PNG.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use super::plot::{err, register_font, FONT, LABEL_PX, TICK_PX, TITLE_PX};
+use crate::timeline::Row;
+
+const WIDTH: u32 = 2400;
+const STRIP_PX: u32 = 380;
+const TOP_PX: u32 = 70;
+/// The series' colors (tests look for them inside each strip).
+pub const SENT: RGBColor = RGBColor(31, 119, 180);
+pub const DONE: RGBColor = RGBColor(44, 160, 44);
+pub const IN_FLIGHT: RGBColor = RGBColor(148, 103, 189);
+pub const WAITING: RGBColor = RGBColor(214, 39, 40);
+pub const RUNNING: RGBColor = RGBColor(255, 127, 14);
+pub const TTFT_P50: RGBColor = RGBColor(23, 190, 207);
+pub const TTFT_P99: RGBColor = RGBColor(140, 86, 75);
+
+/// The series of the running and waiting requests, by server.
+const RUNNING_NAMES: [&str; 3] = [
+    "vllm:num_requests_running",
+    "sglang:num_running_reqs",
+    "tgi_batch_current_size",
+];
+const WAITING_NAMES: [&str; 3] = [
+    "vllm:num_requests_waiting",
+    "sglang:num_queue_reqs",
+    "tgi_queue_size",
+];
+
+/// The picture's height for `levels` strips.
+pub fn height(levels: usize) -> u32 {
+    TOP_PX + STRIP_PX * levels.max(1) as u32
+}
+
+/// Where strip `i` lies, in pixel rows.
+pub fn strip_rows(i: usize) -> std::ops::Range<u32> {
+    let top = TOP_PX + STRIP_PX * i as u32;
+    top..top + STRIP_PX
+}
+
+/// The picture's file name, beside `timeline.jsonl`.
+pub const FILE: &str = "timeline.png";
+
+/// Renders `dir/timeline.jsonl` into `dir/timeline.png` (beside, then renamed, so an existing
+/// picture is replaced whole or not at all). `Ok(None)` when the folder has no timeline (runs
+/// made before it existed).
+pub fn render_dir(dir: &Path, title: &str) -> Result<Option<std::path::PathBuf>, String> {
+    let source = dir.join("timeline.jsonl");
+    let Ok(text) = std::fs::read_to_string(&source) else {
+        return Ok(None);
+    };
+    let rows = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<Row>(l)
+                .map_err(|e| format!("{} line {}: {e}", source.display(), i + 1))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let tmp = dir.join(format!(".{FILE}.tmp.png"));
+    render(&tmp, &rows, title)?;
+    let png = dir.join(FILE);
+    std::fs::rename(&tmp, &png).map_err(|e| format!("cannot write {}: {e}", png.display()))?;
+    Ok(Some(png))
+}
+
+/// Renders `rows` (any order; levels from 1) to `path`.
+pub fn render(path: &Path, rows: &[Row], title: &str) -> Result<(), String> {
+    register_font();
+    let mut levels: Vec<usize> = rows.iter().map(|r| r.level).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    let t_max = rows.iter().map(|r| r.t_s).max().unwrap_or(0) as f64 + 1.0;
+    let root = BitMapBackend::new(path, (WIDTH, height(levels.len()))).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (head, body) = root.split_vertically(TOP_PX);
+    head.titled(title, (FONT, TITLE_PX).into_font().style(FontStyle::Bold))
+        .map_err(err)?;
+    for (strip, level) in body
+        .split_evenly((levels.len().max(1), 1))
+        .iter()
+        .zip(&levels)
+    {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.level == *level).collect();
+        let charts = strip.split_evenly((1, 3));
+        rates(&charts[0], *level, &mine, t_max)?;
+        in_flight(&charts[1], *level, &mine, t_max)?;
+        ttft(&charts[2], *level, &mine, t_max)?;
+    }
+    root.present().map_err(err)
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One chart of a strip: caption, axes from 0 to `t_max` s and 0 to `y_max`.
+fn chart<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: String,
+    t_max: f64,
+    y_max: f64,
+    y_desc: &str,
+) -> Result<Chart<'a, 'b>, String> {
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, (FONT, LABEL_PX))
+        .margin(14)
+        .x_label_area_size(56)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("s since the level's window started")
+        .y_desc(y_desc)
+        .label_style((FONT, TICK_PX - 6))
+        .axis_desc_style((FONT, TICK_PX - 4))
+        .draw()
+        .map_err(err)?;
+    Ok(c)
+}
+
+/// A line of (second, value) points, each plotted mid-second.
+fn line(rows: &[&Row], f: impl Fn(&Row) -> Option<f64>) -> Vec<(f64, f64)> {
+    rows.iter()
+        .filter_map(|r| f(r).map(|v| (r.t_s as f64 + 0.5, v)))
+        .collect()
+}
+
+fn top(series: &[&[(f64, f64)]]) -> f64 {
+    let m = series
+        .iter()
+        .flat_map(|s| s.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    if m > 0.0 {
+        m * 1.15
+    } else {
+        1.0
+    }
+}
+
+fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>, at: SeriesLabelPosition) -> Result<(), String> {
+    c.configure_series_labels()
+        .position(at)
+        .label_font((FONT, TICK_PX - 6))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+/// Draws `series` (label, color, points) on chart `c`, with the legend at `at`.
+macro_rules! draw_lines {
+    ($c:expr, $at:expr, $($label:expr, $color:expr, $points:expr);+ $(;)?) => {{
+        $(
+            let color = $color;
+            $c.draw_series(LineSeries::new($points.iter().copied(), color.stroke_width(3)))
+                .map_err(err)?
+                .label($label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
+        )+
+        legend(&mut $c, $at)?;
+    }};
+}
+
+fn rates(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), String> {
+    let sent = line(rows, |r| Some(r.sent as f64));
+    let done = line(rows, |r| {
+        Some((r.ok + r.failed.values().sum::<u64>()) as f64)
+    });
+    let y = top(&[&sent, &done]);
+    let mut c = chart(
+        area,
+        format!("Level {level}: requests per second"),
+        t_max,
+        y,
+        "req/s",
+    )?;
+    draw_lines!(c, SeriesLabelPosition::UpperRight, "sent", SENT, sent; "completed (ok + failed)", DONE, done);
+    Ok(())
+}
+
+fn in_flight(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), String> {
+    let server = |names: [&'static str; 3]| {
+        move |r: &Row| names.iter().find_map(|n| r.server.get(*n).copied())
+    };
+    let flight = line(rows, |r| Some(r.in_flight as f64));
+    let running = line(rows, server(RUNNING_NAMES));
+    let waiting = line(rows, server(WAITING_NAMES));
+    let y = top(&[&flight, &running, &waiting]);
+    let mut c = chart(
+        area,
+        format!("Level {level}: in flight"),
+        t_max,
+        y,
+        "requests",
+    )?;
+    draw_lines!(c, SeriesLabelPosition::UpperRight,
+        "in flight (client)", IN_FLIGHT, flight;
+        "running (server)", RUNNING, running;
+        "waiting (server)", WAITING, waiting);
+    Ok(())
+}
+
+fn ttft(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), String> {
+    let p50 = line(rows, |r| r.ttft_p50);
+    let p99 = line(rows, |r| r.ttft_p99);
+    let y = top(&[&p50, &p99]);
+    let mut c = chart(
+        area,
+        format!("Level {level}: TTFT of completions"),
+        t_max,
+        y,
+        "s",
+    )?;
+    draw_lines!(c, SeriesLabelPosition::UpperLeft, "TTFT p50", TTFT_P50, p50; "TTFT p99", TTFT_P99, p99);
+    Ok(())
+}
