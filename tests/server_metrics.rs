@@ -49,6 +49,7 @@ fn a_queue_that_builds_above_capacity_is_seen_and_cited() {
     ]);
     let run = qpsbench(&args, tmp.path());
     assert!(matches!(run.code(), 0 | 3), "{}", run.stderr);
+    assert_eq!(run.metadata()["server_metrics"]["url"], url.as_str());
     let levels = run.levels();
     let waiting = |l: &serde_json::Value| l["server_metrics"]["vllm:num_requests_waiting"].clone();
     assert_eq!(waiting(&levels[0])["max"], 0.0, "{}", levels[0]);

@@ -44,6 +44,9 @@ struct Metadata<'a> {
     dataset_skipped: u64,
     /// Whether requests asked for exact answer lengths (`ignore_eos`, `min_tokens`), and why.
     ignore_eos: String,
+    /// `--server-metrics` (masked), the extra series and the label selected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_metrics: Option<ServerMetricsMeta<'a>>,
     /// With `--replay`: the trace's rows sent, the speed and the span.
     #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<&'a super::workload::Replay>,
@@ -80,6 +83,13 @@ struct Metadata<'a> {
     saturation_success_pct: f64,
     saturation_throughput_ratio: f64,
     saturation_ttft_growth: f64,
+}
+
+#[derive(Serialize)]
+struct ServerMetricsMeta<'a> {
+    url: &'a str,
+    extra_series: &'a [String],
+    label: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -143,6 +153,11 @@ pub fn write(
         dataset_skipped: plan.workload.dataset.skipped,
         ignore_eos: probe.ignore_eos,
         replay: plan.workload.replay.as_ref(),
+        server_metrics: plan.server_metrics.as_ref().map(|m| ServerMetricsMeta {
+            url: &m.shown,
+            extra_series: &a.server_metric,
+            label: a.server_metrics_label.as_deref(),
+        }),
         api: plan.api,
         extra_body: plan.extra_body.as_ref(),
         cores: plan.cores,
