@@ -156,14 +156,9 @@ fn take_recorder(rec: Rc<RefCell<Recorder>>) -> Recorder {
         .unwrap_or_else(|rc| rc.borrow().clone())
 }
 
-/// Runs this core's slice of a level; returns the measured window's recorder and the warm-up's.
-async fn run_level(
-    core: Rc<Core>,
-    plan: CorePlan,
-    driver: IoDriver,
-    busy_poll: bool,
-) -> (Recorder, Recorder) {
-    let cpu_start = thread_cpu_ns();
+/// The recorder of a level's measured window: its window, its timeline, the core's live
+/// counters (zeroed for the level), room for its send times.
+fn measured_recorder(core: &Core, plan: &CorePlan) -> Recorder {
     let n = plan.arrivals.len();
     let mut measured = Recorder::new();
     measured.window_end_ns = plan.window_end_ns;
@@ -173,7 +168,18 @@ async fn run_level(
     measured
         .send_times_ns
         .reserve(n - plan.measured_from.min(n));
-    let rec = Rc::new(RefCell::new(measured));
+    measured
+}
+
+/// Runs this core's slice of a level; returns the measured window's recorder and the warm-up's.
+async fn run_level(
+    core: Rc<Core>,
+    plan: CorePlan,
+    driver: IoDriver,
+    busy_poll: bool,
+) -> (Recorder, Recorder) {
+    let cpu_start = thread_cpu_ns();
+    let rec = Rc::new(RefCell::new(measured_recorder(&core, &plan)));
     let warmup_rec = Rc::new(RefCell::new(Recorder::new()));
     core.queue.replace(CoreQueue {
         start_ns: plan.start_ns,
