@@ -301,6 +301,10 @@ pub struct LevelStats {
     /// A trace replayed at its own times (`--replay`): its rows sent, the speed, its span.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayStats>,
+    /// `--shard K/N`: this shard's share of `qps_target` (qps ÷ N), which its client-limited
+    /// rules use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_qps: Option<f64>,
     /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
     /// per second), and the scrapes that failed during it. Attached by `bench` after the level.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -338,12 +342,14 @@ impl LevelStats {
         stats.client_limited = verdict.client_limited;
         stats.client_limited_reasons = verdict.reasons;
         stats.replay = ctx.replay;
+        stats.shard_qps = (ctx.shards > 1).then(|| ctx.qps / ctx.shards as f64);
+        let (arrival, burstiness) = thinned(ctx.arrival, ctx.burstiness, ctx.shards);
         stats.send_gap_fit = validity::gap_fit(
             run.window_start_ns,
             &r.send_times_ns,
             ctx.duration_s / ctx.planned.max(1) as f64,
-            ctx.arrival,
-            ctx.burstiness,
+            arrival,
+            burstiness,
         )
         .filter(|_| ctx.replay.is_none());
         let wall_ns = run.end_ns.saturating_sub(run.start_ns).max(1) as f64;
@@ -382,7 +388,8 @@ impl LevelStats {
                 .map(|(_, v)| v.count)
                 .sum::<u64>();
         LevelFacts {
-            target_qps: ctx.qps,
+            // A shard keeps its share of the rate.
+            target_qps: ctx.qps / ctx.shards.max(1) as f64,
             actual_qps: self.actual_qps,
             send_lag_p99_us: self.send_lag_us.p99,
             late_sends: r.send_lag_ns.count_between(
@@ -485,6 +492,7 @@ impl LevelStats {
             stream_error_messages: top_stream_messages(r),
             idle_connections_closed_by_server: r.idle_closed,
             replay: None,
+            shard_qps: None,
             server_metrics: None,
             server_metrics_errors: None,
             new_connections: r.new_connections,
@@ -500,6 +508,17 @@ impl LevelStats {
 }
 
 /// What a level was asked to do: the parts of its result that are not in the recorder.
+/// The arrival process a shard sees: every N-th arrival of a Poisson process has Erlang-N gaps
+/// (gamma, shape N), of a gamma process with shape B gamma gaps with shape N × B; even gaps stay
+/// even.
+fn thinned(arrival: Arrival, burstiness: f64, shards: usize) -> (Arrival, f64) {
+    match (arrival, shards) {
+        (_, 0 | 1) | (Arrival::Constant, _) => (arrival, burstiness),
+        (Arrival::Poisson, n) => (Arrival::Gamma, n as f64),
+        (Arrival::Gamma, n) => (Arrival::Gamma, burstiness * n as f64),
+    }
+}
+
 /// A replay's shape, in its level's JSON.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ReplayStats {
@@ -523,6 +542,8 @@ pub struct LevelContext<'a> {
     pub interrupted: bool,
     /// A trace replayed at its times (its gaps follow no arrival process).
     pub replay: Option<ReplayStats>,
+    /// `--shard K/N`: the shards the schedule is split into (1: unsharded).
+    pub shards: usize,
 }
 
 /// A warning when the realised send gaps do not follow the configured process. With thousands

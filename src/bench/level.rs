@@ -30,6 +30,8 @@ pub struct LevelSpec<'a> {
     pub replay: Option<&'a Replay>,
     /// How the live progress line is shown.
     pub progress: Mode,
+    /// `--shard K/N`: this process sends the arrivals i mod N = K of the schedule.
+    pub shard: Option<(usize, usize)>,
 }
 
 /// Keep-alive connections per core to open before a level: the level's rate per core times the
@@ -40,36 +42,46 @@ fn connections_per_core(qps: f64, cores: usize, expected_latency_s: f64) -> usiz
         .clamp(1.0, 256.0) as usize
 }
 
-/// The level's arrivals: the warm-up's (own seed), then the measured window's shifted past it.
-/// Returns (offsets ns, warm-up arrivals, the window's start ns, measured arrivals).
-fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<u64>, usize, u64, usize) {
+/// The level's arrivals: the warm-up's (own seed), then the measured window's shifted past it,
+/// each with its sample (arrival i of the single-process schedule sends sample i mod samples).
+/// With `--shard K/N` only the arrivals i mod N = K of each part are kept (same times, same
+/// samples). Returns (arrivals, warm-up arrivals, the window's start ns, measured arrivals).
+fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<(u64, u32)>, usize, u64, usize) {
+    let n_samples = spec.samples.max(1) as u64;
+    let sample = |i: usize| (i as u64 % n_samples) as u32;
+    let (k, n) = spec.shard.unwrap_or((0, 1));
+    let mine = |i: &usize| *i % n == k;
     if let Some(r) = spec.replay {
-        // Row i at its offset: the engine sends arrival i as sample i.
-        return (r.offsets_ns.clone(), 0, 0, r.offsets_ns.len());
+        // Row i at its offset, as sample i.
+        let arrivals: Vec<(u64, u32)> = (0..r.offsets_ns.len())
+            .filter(mine)
+            .map(|i| (r.offsets_ns[i], sample(i)))
+            .collect();
+        let len = arrivals.len();
+        return (arrivals, 0, 0, len);
     }
-    let measured = arrivals::plan(
-        spec.qps,
-        spec.duration_s,
-        spec.arrival,
-        spec.burstiness,
-        spec.seed,
-    );
-    let mut offsets = if spec.warmup_s > 0.0 {
-        let warmup_seed = spec.seed ^ 0x5741_524d;
-        arrivals::plan(
-            spec.qps,
-            spec.warmup_s,
-            spec.arrival,
-            spec.burstiness,
-            warmup_seed,
-        )
+    let plan = |seconds: f64, seed: u64| {
+        arrivals::plan(spec.qps, seconds, spec.arrival, spec.burstiness, seed)
+    };
+    let warmup = if spec.warmup_s > 0.0 {
+        plan(spec.warmup_s, spec.seed ^ 0x5741_524d)
     } else {
         Vec::new()
     };
-    let warmup_n = offsets.len();
+    let measured = plan(spec.duration_s, spec.seed);
     let window_ns = (spec.warmup_s * 1e9).round() as u64;
-    offsets.extend(measured.iter().map(|o| o + window_ns));
-    (offsets, warmup_n, window_ns, measured.len())
+    let mut arrivals: Vec<(u64, u32)> = (0..warmup.len())
+        .filter(mine)
+        .map(|i| (warmup[i], sample(i)))
+        .collect();
+    let warmup_n = arrivals.len();
+    arrivals.extend(
+        (0..measured.len())
+            .filter(mine)
+            .map(|i| (measured[i] + window_ns, sample(warmup.len() + i))),
+    );
+    let planned = arrivals.len() - warmup_n;
+    (arrivals, warmup_n, window_ns, planned)
 }
 
 /// Runs one level on the engine and builds its statistics, validity verdict included.
@@ -81,7 +93,7 @@ pub fn measure_level(
     expected_latency_s: f64,
     progress: bool,
 ) -> Result<(LevelStats, LevelRun)> {
-    let (offsets, warmup_n, window_ns, planned) = arrival_plan(spec);
+    let (arrivals, warmup_n, window_ns, planned) = arrival_plan(spec);
     // Connections are opened before the timed window, so setup stays out of TTFT.
     let cores = engine.cores();
     let mut per_core = spec
@@ -98,7 +110,7 @@ pub fn measure_level(
     }
     let duration_ns = (spec.duration_s * 1e9).round() as u64;
     let reporter = Reporter::start(&engine.live, level_info(spec, planned), spec.progress);
-    let run = engine.run_level(&offsets, warmup_n, (window_ns, duration_ns), spec.samples);
+    let run = engine.run_level(&arrivals, warmup_n, (window_ns, duration_ns));
     reporter.finish();
     let run = run.map_err(UserError::runtime)?;
     let ctx = LevelContext {
@@ -112,6 +124,7 @@ pub fn measure_level(
         percentiles: spec.percentiles,
         thresholds: spec.thresholds,
         interrupted: crate::interrupt::requested(),
+        shards: spec.shard.map_or(1, |(_, n)| n),
         replay: spec.replay.map(|r| ReplayStats {
             rows: r.rows,
             speed: r.speed,
@@ -156,10 +169,16 @@ fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
     } else {
         String::new()
     };
-    let how = match spec.replay {
+    let mut how = match spec.replay {
         Some(r) => format!(" (trace replay at speed {})", r.speed),
         None => String::new(),
     };
+    if let Some((k, n)) = spec.shard {
+        how.push_str(&format!(
+            " as shard {k}/{n} ({:.2} QPS)",
+            spec.qps / n as f64
+        ));
+    }
     eprintln!(
         "[{which}] QPS {:.1}: sending {planned} requests over {} s{warmup}{how} ...",
         spec.qps, spec.duration_s
@@ -190,5 +209,68 @@ fn print_outcome(stats: &LevelStats) {
             "      CLIENT-LIMITED: {}",
             stats.client_limited_reasons.join("; ")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(
+        arrival: Arrival,
+        burstiness: f64,
+        shard: Option<(usize, usize)>,
+    ) -> LevelSpec<'static> {
+        LevelSpec {
+            index: 0,
+            levels: 1,
+            qps: 50.0,
+            duration_s: 4.0,
+            warmup_s: 1.0,
+            arrival,
+            burstiness,
+            seed: 7,
+            warmup_connections: None,
+            max_concurrency: None,
+            percentiles: &[],
+            thresholds: Thresholds {
+                max_send_lag_p99_us: 1000.0,
+                max_send_lag_share: 0.05,
+                min_rate_ratio: 0.99,
+            },
+            samples: 3,
+            replay: None,
+            progress: Mode::Off,
+            shard,
+        }
+    }
+
+    /// The N shards' arrivals together are the single-process schedule, arrival for arrival:
+    /// the same intended times and samples, warm-up and measured window alike.
+    #[test]
+    fn the_shards_schedules_together_are_the_single_schedule() {
+        for (arrival, b) in [
+            (Arrival::Poisson, 1.0),
+            (Arrival::Gamma, 0.5),
+            (Arrival::Constant, 1.0),
+        ] {
+            let (all, warm, window, planned) = arrival_plan(&spec(arrival, b, None));
+            assert_eq!((warm, planned, window), (50, 200, 1_000_000_000));
+            let mut union = Vec::new();
+            let (mut warm_sum, mut planned_sum) = (0, 0);
+            for k in 0..4 {
+                let (mine, w, win, p) = arrival_plan(&spec(arrival, b, Some((k, 4))));
+                assert_eq!(win, window);
+                assert!(mine.windows(2).all(|x| x[0].0 <= x[1].0), "in time order");
+                warm_sum += w;
+                planned_sum += p;
+                union.extend(mine);
+            }
+            assert_eq!((warm_sum, planned_sum), (warm, planned));
+            union.sort_unstable();
+            let mut all_sorted = all.clone();
+            all_sorted.sort_unstable();
+            assert_eq!(union, all_sorted, "{arrival:?}");
+        }
     }
 }

@@ -112,6 +112,7 @@ impl<'a> Levels<'a> {
             samples: self.plan.rows(),
             replay: self.plan.workload.replay.as_ref(),
             progress: crate::report::progress::Mode::from_flag(a.progress),
+            shard: self.plan.shard,
         };
         let expected_latency = self
             .measured

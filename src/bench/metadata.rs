@@ -44,6 +44,11 @@ struct Metadata<'a> {
     dataset_skipped: u64,
     /// Whether requests asked for exact answer lengths (`ignore_eos`, `min_tokens`), and why.
     ignore_eos: String,
+    /// `--shard K/N`: this process's shard and the shard count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shards: Option<usize>,
     /// `--server-metrics` (masked), the extra series and the label selected.
     #[serde(skip_serializing_if = "Option::is_none")]
     server_metrics: Option<ServerMetricsMeta<'a>>,
@@ -153,6 +158,8 @@ pub fn write(
         dataset_skipped: plan.workload.dataset.skipped,
         ignore_eos: probe.ignore_eos,
         replay: plan.workload.replay.as_ref(),
+        shard: plan.shard.map(|(k, _)| k),
+        shards: plan.shard.map(|(_, n)| n),
         server_metrics: plan.server_metrics.as_ref().map(|m| ServerMetricsMeta {
             url: &m.shown,
             extra_series: &a.server_metric,

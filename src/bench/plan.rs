@@ -57,6 +57,8 @@ pub struct Plan {
     pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
     /// `--server-metrics`, checked.
     pub server_metrics: Option<super::watch::ServerMetrics>,
+    /// `--shard K/N`: this process sends the arrivals i mod N = K (`None`: all of them).
+    pub shard: Option<(usize, usize)>,
 }
 
 fn missing(flag: &str, what: &str) -> UserError {
@@ -135,7 +137,9 @@ impl Plan {
             .map(parse_extra_body)
             .transpose()?;
         check_api_key(&api_key)?;
+        let shard = shard_of(&args, fixed_levels.is_none())?;
         let plan = Self {
+            shard,
             server_metrics: super::watch::plan(&args)?,
             workload,
             extra_body,
@@ -248,6 +252,19 @@ impl Plan {
             eprintln!("warning: {w}");
         }
     }
+}
+
+/// `--shard`, refused with `--qps auto` (a search cannot be split without a coordinator).
+fn shard_of(args: &BenchArgs, auto: bool) -> Result<Option<(usize, usize)>> {
+    let shard = super::validate::parse_shard(args.shard.as_deref(), args.shards, |k| {
+        std::env::var(k).ok()
+    })?;
+    if let (Some((k, n)), true) = (shard, auto) {
+        return Err(UserError::input(format!(
+            "--shard {k}/{n} with --qps auto: a capacity search cannot be split across shards without a coordinator; give the levels (--qps 10,20,40)"
+        )));
+    }
+    Ok(shard)
 }
 
 /// The TLS client settings for an `https://` endpoint (none for `http://`).

@@ -52,7 +52,7 @@ pub fn optional_fields(engine: &Engine, plan: &mut Plan) -> Result<Outcome> {
             o.ignore_eos = format!("requested ({what})");
         }
     };
-    let code = match probe(engine, plan)? {
+    let code = match probe(engine)? {
         Answer::Accepted => {
             describe(&mut outcome, "probe accepted");
             return Ok(outcome);
@@ -80,7 +80,7 @@ pub fn optional_fields(engine: &Engine, plan: &mut Plan) -> Result<Outcome> {
         engine
             .reset(Some(plan.render()?))
             .map_err(UserError::runtime)?;
-        if let Answer::Accepted = probe(engine, plan)? {
+        if let Answer::Accepted = probe(engine)? {
             report_dropped(&mut outcome, asked, fields, &code);
             return Ok(outcome);
         }
@@ -133,9 +133,9 @@ fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &Error
 }
 
 /// Sends one request (row 0) and resets the engine's connections after it.
-fn probe(engine: &Engine, plan: &Plan) -> Result<Answer> {
+fn probe(engine: &Engine) -> Result<Answer> {
     let run = engine
-        .run_level(&[0], 0, (0, 0), plan.rows())
+        .run_level(&[(0, 0)], 0, (0, 0))
         .map_err(UserError::runtime)?;
     engine.reset(None).map_err(UserError::runtime)?;
     let errors = &run.merged.errors;

@@ -139,3 +139,108 @@ fn check_levels(a: &BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `--shard K/N` (or `auto`, from the engine's environment as read by `env`): `None` for an
+/// unsharded run (no flag, or N = 1).
+pub fn parse_shard(
+    raw: Option<&str>,
+    shards: Option<usize>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<(usize, usize)>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let (k, n) = if raw.trim().eq_ignore_ascii_case("auto") {
+        shard_from_env(shards, &env)?
+    } else {
+        let bad = || {
+            UserError::input(format!(
+                "--shard {raw}: expected K/N with 0 ≤ K < N (e.g. 0/4), or auto"
+            ))
+        };
+        let (k, n) = raw.split_once('/').ok_or_else(bad)?;
+        let k: usize = k.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        (k, n)
+    };
+    if n == 0 || k >= n || n > 100_000 {
+        return Err(UserError::input(format!(
+            "--shard {raw}: shard {k} of {n} is not one of 0 to N − 1 (N from 1 to 100000)"
+        )));
+    }
+    Ok((n > 1).then_some((k, n)))
+}
+
+/// K and N from Slurm's array variables, or from a Kubernetes Indexed Job's index and
+/// `--shards`; an error names what was missing.
+fn shard_from_env(
+    shards: Option<usize>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(usize, usize)> {
+    let num = |name: &str| -> Result<Option<usize>> {
+        env(name)
+            .map(|v| {
+                v.trim().parse::<usize>().map_err(|_| {
+                    UserError::input(format!("--shard auto: {name}={v} is not a whole number"))
+                })
+            })
+            .transpose()
+    };
+    if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+        let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let count = match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
+            (Some(c), _) => c,
+            (None, Some(max)) => max + 1 - min.min(max),
+            (None, None) => {
+                return Err(UserError::input(
+                    "--shard auto: SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX",
+                ))
+            }
+        };
+        return Ok((id.saturating_sub(min), count));
+    }
+    if let Some(index) = num("JOB_COMPLETION_INDEX")? {
+        let n = shards.ok_or_else(|| {
+            UserError::input(
+                "--shard auto: on Kubernetes give --shards N (the Indexed Job's completions)",
+            )
+        })?;
+        return Ok((index, n));
+    }
+    Err(UserError::input(
+        "--shard auto: found neither Slurm's SLURM_ARRAY_TASK_ID nor Kubernetes' JOB_COMPLETION_INDEX; give --shard K/N",
+    ))
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    #[test]
+    fn shards_come_from_the_flag_or_the_engines_environment() {
+        let none = |_: &str| None;
+        assert_eq!(parse_shard(None, None, none).unwrap(), None);
+        assert_eq!(parse_shard(Some("2/4"), None, none).unwrap(), Some((2, 4)));
+        assert_eq!(parse_shard(Some("0/1"), None, none).unwrap(), None);
+        for bad in ["4/4", "x/2", "3", "1/0", "-1/2"] {
+            assert!(parse_shard(Some(bad), None, none).is_err(), "{bad}");
+        }
+        assert!(parse_shard(Some("auto"), None, none).is_err());
+        let slurm = |k: &str| match k {
+            "SLURM_ARRAY_TASK_ID" => Some("5".to_string()),
+            "SLURM_ARRAY_TASK_MIN" => Some("4".to_string()),
+            "SLURM_ARRAY_TASK_MAX" => Some("7".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            parse_shard(Some("auto"), None, slurm).unwrap(),
+            Some((1, 4))
+        );
+        let k8s = |k: &str| (k == "JOB_COMPLETION_INDEX").then(|| "3".to_string());
+        assert_eq!(
+            parse_shard(Some("auto"), Some(8), k8s).unwrap(),
+            Some((3, 8))
+        );
+        assert!(parse_shard(Some("auto"), None, k8s).is_err());
+    }
+}

@@ -237,6 +237,18 @@ pub struct BenchArgs {
     #[arg(long)]
     pub save_requests: bool,
 
+    /// Run as shard K of N (0-based, e.g. 2/4): send exactly the arrivals i of the run's
+    /// schedule with i mod N = K (same --seed, levels, intended times and samples), so that N
+    /// processes together send the single-process schedule. `auto`: K and N from Slurm's array
+    /// (SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT or _MIN/_MAX) or a Kubernetes Indexed
+    /// Job (JOB_COMPLETION_INDEX, with --shards N)
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
+
+    /// With --shard auto on Kubernetes: the number of shards (the Job's completions)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
     /// The server's Prometheus metrics URL (e.g. http://127.0.0.1:8000/metrics), scraped about
     /// once a second during every level on a thread and connection of its own: each level gets
     /// `server_metrics` (vLLM's, SGLang's and TGI's running and waiting requests, cache usage

@@ -257,24 +257,23 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one level: `offsets` are the arrival times (ns from the level start), the first
-    /// `warmup` of them a warm-up that is sent but recorded apart, and the measured window
-    /// starting at `window_ns` and lasting `duration_ns`; arrival i sends sample `i mod n_samples`
-    /// from core `i mod cores`. Returns when every request has finished or timed out.
+    /// Runs one level: `arrivals` are (time in ns from the level start, sample), in time order,
+    /// the first `warmup` of them a warm-up that is sent but recorded apart, and the measured
+    /// window starting at `window_ns` and lasting `duration_ns`; arrival j is sent from core
+    /// `j mod cores`. Returns when every request has finished or timed out.
     pub fn run_level(
         &self,
-        offsets: &[u64],
+        arrivals: &[(u64, u32)],
         warmup: usize,
         (window_ns, duration_ns): (u64, u64),
-        n_samples: usize,
     ) -> Result<LevelRun, String> {
         let n = self.workers.len();
         let mut slices: Vec<Vec<(u64, u32)>> = (0..n)
-            .map(|_| Vec::with_capacity(offsets.len() / n + 1))
+            .map(|_| Vec::with_capacity(arrivals.len() / n + 1))
             .collect();
         let mut measured_from = vec![0; n];
-        for (i, &off) in offsets.iter().enumerate() {
-            slices[i % n].push((off, (i % n_samples) as u32));
+        for (i, &arrival) in arrivals.iter().enumerate() {
+            slices[i % n].push(arrival);
             if i < warmup {
                 measured_from[i % n] += 1;
             }

@@ -1,0 +1,95 @@
+//! Shards of one schedule (`--shard K/N`): two shard processes together send exactly what one
+//! process sends (the same intended times and samples), each keeps the global `qps_target` and
+//! records its share; `--shard auto` needs the engine's environment; `--qps auto` is refused.
+
+mod common;
+
+use common::*;
+
+/// (intended µs, sample) of every measured request of a run.
+fn schedule(run: &Run) -> Vec<(i64, u64)> {
+    let mut s: Vec<(i64, u64)> = run
+        .records()
+        .iter()
+        .filter(|r| r["warmup"] == false)
+        .map(|r| {
+            let t = (r["intended_us"].as_f64().unwrap() * 10.0).round() as i64;
+            (t, r["sample"].as_u64().unwrap())
+        })
+        .collect();
+    s.sort_unstable();
+    s
+}
+
+#[test]
+fn two_shards_send_exactly_the_single_schedule() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"]);
+    let tmp = TempDir::new("shards");
+    let ds = tmp.file("d.json", DATASET);
+    let run_as = |shard: Option<&str>| {
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend([
+            "--qps",
+            "30",
+            "--duration",
+            "2",
+            "--continuous-usage",
+            "off",
+            "--save-requests",
+            "--seed",
+            "5",
+        ]);
+        if let Some(s) = shard {
+            args.extend(["--shard", s]);
+        }
+        let run = qpsbench(&args, tmp.path());
+        assert_eq!(run.code(), 0, "{}", run.stderr);
+        run
+    };
+    let single = run_as(None);
+    let (a, b) = (run_as(Some("0/2")), run_as(Some("1/2")));
+    let mut union = schedule(&a);
+    union.extend(schedule(&b));
+    union.sort_unstable();
+    assert_eq!(union, schedule(&single));
+    for (run, k) in [(&a, 0), (&b, 1)] {
+        let l = &run.levels()[0];
+        assert_eq!(l["qps_target"], 30.0);
+        assert_eq!(l["shard_qps"], 15.0);
+        assert_eq!(l["total_requests"], 30);
+        assert_eq!(l["client_limited"], false, "{l}");
+        let m = run.metadata();
+        assert_eq!(
+            (m["shard"].as_u64(), m["shards"].as_u64()),
+            (Some(k), Some(2))
+        );
+    }
+    assert!(single.levels()[0].get("shard_qps").is_none());
+}
+
+#[test]
+fn shard_flags_are_checked_before_the_run() {
+    let tmp = TempDir::new("shard-flags");
+    let ds = tmp.file("d.json", DATASET);
+    let url = "http://127.0.0.1:9/v1/chat/completions";
+    let cases: [(&[&str], &str); 4] = [
+        (&["--shard", "2/2"], "--shard 2/2"),
+        (
+            &["--shard", "0/2", "--qps", "auto"],
+            "capacity search cannot be split",
+        ),
+        (
+            &["--shard", "auto"],
+            "found neither Slurm's SLURM_ARRAY_TASK_ID",
+        ),
+        (&["--shard", "half"], "expected K/N"),
+    ];
+    for (extra, want) in cases {
+        let mut args = base_args(url, ds.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let run = qpsbench_env(&args, tmp.path(), &[]);
+        assert_eq!(run.code(), 2, "{extra:?}: {}", run.stderr);
+        assert!(run.stderr.contains(want), "{extra:?}: {}", run.stderr);
+    }
+}
