@@ -351,6 +351,7 @@ fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
             replay: None,
             progress: crate::report::progress::Mode::Off,
             shard: None,
+            start: None,
         };
         let (l, _) = measure_level(engine, &spec, expected, true)?;
         expected = l.e2e_latency.get("p90").unwrap_or(expected);

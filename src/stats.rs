@@ -305,6 +305,12 @@ pub struct LevelStats {
     /// rules use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard_qps: Option<f64>,
+    /// `--start-at`: how late the level started against its planned start, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_lag_s: Option<f64>,
+    /// `--start-at`, a process that joined the level under way: arrivals it left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed_requests: Option<u64>,
     /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
     /// per second), and the scrapes that failed during it. Attached by `bench` after the level.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -343,6 +349,8 @@ impl LevelStats {
         stats.client_limited_reasons = verdict.reasons;
         stats.replay = ctx.replay;
         stats.shard_qps = (ctx.shards > 1).then(|| ctx.qps / ctx.shards as f64);
+        stats.start_lag_s = ctx.start_lag_s.map(|s| (s * 1e6).round() / 1e6);
+        stats.missed_requests = ctx.missed_requests;
         let (arrival, burstiness) = thinned(ctx.arrival, ctx.burstiness, ctx.shards);
         stats.send_gap_fit = validity::gap_fit(
             run.window_start_ns,
@@ -493,6 +501,8 @@ impl LevelStats {
             idle_connections_closed_by_server: r.idle_closed,
             replay: None,
             shard_qps: None,
+            start_lag_s: None,
+            missed_requests: None,
             server_metrics: None,
             server_metrics_errors: None,
             new_connections: r.new_connections,
@@ -544,6 +554,10 @@ pub struct LevelContext<'a> {
     pub replay: Option<ReplayStats>,
     /// `--shard K/N`: the shards the schedule is split into (1: unsharded).
     pub shards: usize,
+    /// With `--start-at`: how late the level started against its planned start, seconds; and,
+    /// for a process that joined it under way, the arrivals already due that it left out.
+    pub start_lag_s: Option<f64>,
+    pub missed_requests: Option<u64>,
 }
 
 /// A warning when the realised send gaps do not follow the configured process. With thousands

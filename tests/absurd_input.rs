@@ -109,6 +109,10 @@ fn the_benchmark_refuses_absurd_numbers_by_flag_name() {
         ("--random-prefix-len", &["2000000"]),
         ("--random-pool-size", &["0", "20000000"]),
         ("--replay-speed", &["0", "2e6"]),
+        ("--shards", &["0", "200000"]),
+        ("--cooldown", &["2e6"]),
+        ("--start-in", &["2e6"]),
+        ("--start-at", &["0", "5e9"]),
     ];
     for (flag, values) in table {
         check(&base, flag, values, tmp.path());

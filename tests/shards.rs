@@ -93,3 +93,76 @@ fn shard_flags_are_checked_before_the_run() {
         assert!(run.stderr.contains(want), "{extra:?}: {}", run.stderr);
     }
 }
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// `--start-in`: levels start at their planned instants, a period (warm-up + duration +
+/// cooldown) apart, and record how late they started; a process started after `--start-at`
+/// skips the levels already over and joins the one under way, leaving out what was due.
+#[test]
+fn levels_follow_the_common_clock_and_late_joiners_join() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"]);
+    let tmp = TempDir::new("start-at");
+    let ds = tmp.file("d.json", DATASET);
+    let base = |extra: &[&str]| {
+        let mut args = base_args(&mock.url, ds.to_str().unwrap());
+        args.extend(["--continuous-usage", "off"]);
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let started = std::time::Instant::now();
+    let args = base(&[
+        "--qps",
+        "10,10",
+        "--start-in",
+        "1",
+        "--duration",
+        "1",
+        "--cooldown",
+        "2",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    // Level 2 starts 1 + (1 + 2) s after the command: the run cannot be shorter than that.
+    assert!(started.elapsed().as_secs_f64() >= 5.0);
+    for l in run.levels() {
+        assert_eq!(l["start_lag_s"], 0.0, "{l}");
+        assert_eq!(l["total_requests"], 10);
+    }
+    assert!(run.metadata()["start_at_unix_s"].as_f64().unwrap() > 1e9);
+
+    // Started 13 s late, levels of 3 s every 4 s: levels 1 to 3 are over ([-13, -10], [-9, -6],
+    // [-5, -2] s), level 4 ([-1, 2] s) is under way, level 5 is ahead.
+    let at = format!("{:.3}", unix_now() - 13.0);
+    let args = base(&[
+        "--qps",
+        "10,10,10,10,10",
+        "--start-at",
+        &at,
+        "--duration",
+        "3",
+        "--cooldown",
+        "1",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("3 of its 5 levels are over"),
+        "{}",
+        run.stderr
+    );
+    let levels = run.levels();
+    assert_eq!(levels.len(), 2);
+    let missed = levels[0]["missed_requests"].as_u64().unwrap();
+    assert!(missed > 0, "{}", levels[0]);
+    assert_eq!(levels[0]["total_requests"].as_u64().unwrap() + missed, 30);
+    assert_eq!(levels[1]["total_requests"], 30);
+}

@@ -2,8 +2,11 @@
 //! keep-alive connections opened before it, the run on the engine, and the level's result built
 //! by `stats`. Used by the benchmark's level strategies and by `selftest`.
 
+use super::clockstart::Slot;
 use super::workload::Replay;
 use crate::arrivals::{self, Arrival};
+use crate::clock::now_ns;
+use crate::engine::LEAD_NS;
 use crate::engine::{Engine, LevelRun};
 use crate::error::{Result, UserError};
 use crate::report::progress::{LevelInfo, Mode, Reporter};
@@ -32,6 +35,8 @@ pub struct LevelSpec<'a> {
     pub progress: Mode,
     /// `--shard K/N`: this process sends the arrivals i mod N = K of the schedule.
     pub shard: Option<(usize, usize)>,
+    /// `--start-at`: how the level meets its planned start.
+    pub start: Option<Slot>,
 }
 
 /// Keep-alive connections per core to open before a level: the level's rate per core times the
@@ -93,7 +98,28 @@ pub fn measure_level(
     expected_latency_s: f64,
     progress: bool,
 ) -> Result<(LevelStats, LevelRun)> {
-    let (arrivals, warmup_n, window_ns, planned) = arrival_plan(spec);
+    let (mut arrivals, mut warmup_n, window_ns, mut planned) = arrival_plan(spec);
+    // The common clock: start at the planned instant, join a level under way (what is already
+    // due is left out), or, after a level that ran over, start now and record how late.
+    let (start_at, missed, planned_ns) = match spec.start {
+        None => (None, None, None),
+        Some(Slot::At(t)) => (Some(t), None, Some(t)),
+        Some(Slot::Late { planned_ns }) => (None, None, Some(planned_ns)),
+        Some(Slot::Join(t)) => {
+            let due = (now_ns() + LEAD_NS).saturating_sub(t);
+            let gone = arrivals.iter().take_while(|a| a.0 < due).count();
+            arrivals.drain(..gone);
+            let gone_warm = gone.min(warmup_n);
+            warmup_n -= gone_warm;
+            planned -= gone - gone_warm;
+            eprintln!(
+                "note: joining level {} under way: {} of its arrivals were already due and are left out (missed_requests)",
+                spec.index + 1,
+                gone - gone_warm
+            );
+            (Some(t), Some((gone - gone_warm) as u64), Some(t))
+        }
+    };
     // Connections are opened before the timed window, so setup stays out of TTFT.
     let cores = engine.cores();
     let mut per_core = spec
@@ -110,7 +136,7 @@ pub fn measure_level(
     }
     let duration_ns = (spec.duration_s * 1e9).round() as u64;
     let reporter = Reporter::start(&engine.live, level_info(spec, planned), spec.progress);
-    let run = engine.run_level(&arrivals, warmup_n, (window_ns, duration_ns));
+    let run = engine.run_level(&arrivals, warmup_n, (window_ns, duration_ns), start_at);
     reporter.finish();
     let run = run.map_err(UserError::runtime)?;
     let ctx = LevelContext {
@@ -125,6 +151,8 @@ pub fn measure_level(
         thresholds: spec.thresholds,
         interrupted: crate::interrupt::requested(),
         shards: spec.shard.map_or(1, |(_, n)| n),
+        start_lag_s: planned_ns.map(|p| run.start_ns.saturating_sub(p) as f64 / 1e9),
+        missed_requests: missed,
         replay: spec.replay.map(|r| ReplayStats {
             rows: r.rows,
             speed: r.speed,
@@ -242,6 +270,7 @@ mod tests {
             replay: None,
             progress: Mode::Off,
             shard,
+            start: None,
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Levels<'a> {
     timeline_file: BufWriter<File>,
     /// `--server-metrics`'s scraper, for the whole run.
     scraper: Option<Scraper>,
+    /// With `--start-at`, the fixed levels already over when this process started (skipped).
+    pub skipped: usize,
     /// In the order measured.
     pub measured: Vec<LevelStats>,
 }
@@ -88,6 +90,7 @@ impl<'a> Levels<'a> {
             requests_file,
             timeline_file: run_dir.create_new("timeline.jsonl")?,
             scraper: plan.server_metrics.as_ref().map(watch::start),
+            skipped: levels_over(plan),
             measured: Vec::new(),
         })
     }
@@ -95,7 +98,12 @@ impl<'a> Levels<'a> {
     /// Measures one level at `qps`; its records are appended, and the results and summary
     /// rewritten.
     pub fn measure(&mut self, qps: f64) -> Result<LevelStats> {
-        let (a, i) = (&self.plan.args, self.measured.len());
+        let (a, i) = (&self.plan.args, self.measured.len() + self.skipped);
+        let start = self
+            .plan
+            .workload
+            .timetable
+            .map(|t| t.slot(i, self.measured.is_empty(), crate::engine::LEAD_NS));
         let spec = LevelSpec {
             index: i,
             levels: self.plan.fixed_levels.as_ref().map_or(0, Vec::len),
@@ -113,6 +121,7 @@ impl<'a> Levels<'a> {
             replay: self.plan.workload.replay.as_ref(),
             progress: crate::report::progress::Mode::from_flag(a.progress),
             shard: self.plan.shard,
+            start,
         };
         let expected_latency = self
             .measured
@@ -196,12 +205,31 @@ impl Levels<'_> {
     }
 }
 
+/// With `--start-at` and fixed levels: the levels already over when this process starts (a late
+/// joiner skips them, and says so).
+fn levels_over(plan: &Plan) -> usize {
+    let (Some(t), Some(rates)) = (plan.workload.timetable, &plan.fixed_levels) else {
+        return 0;
+    };
+    let over = t
+        .levels_over(plan.args.warmup + plan.workload.duration)
+        .min(rates.len());
+    if over > 0 {
+        eprintln!(
+            "note: the run started at {:.0} (Unix seconds); {over} of its {} levels are over and are skipped",
+            t.start_unix_s,
+            rates.len()
+        );
+    }
+    over
+}
+
 /// `--qps 1,5,10,20`: each rate in the order given.
 struct Fixed(Vec<f64>);
 
 impl Strategy for Fixed {
     fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>> {
-        for &q in &self.0 {
+        for &q in self.0.iter().skip(levels.skipped) {
             levels.measure(q)?;
             if crate::interrupt::requested() {
                 break;

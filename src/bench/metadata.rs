@@ -44,6 +44,12 @@ struct Metadata<'a> {
     dataset_skipped: u64,
     /// Whether requests asked for exact answer lengths (`ignore_eos`, `min_tokens`), and why.
     ignore_eos: String,
+    /// `--start-at` / `--start-in`: the first level's planned start (Unix seconds), and
+    /// `--cooldown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_at_unix_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cooldown_s: Option<f64>,
     /// `--shard K/N`: this process's shard and the shard count.
     #[serde(skip_serializing_if = "Option::is_none")]
     shard: Option<usize>,
@@ -158,6 +164,11 @@ pub fn write(
         dataset_skipped: plan.workload.dataset.skipped,
         ignore_eos: probe.ignore_eos,
         replay: plan.workload.replay.as_ref(),
+        start_at_unix_s: plan
+            .workload
+            .timetable
+            .map(|t| (t.start_unix_s * 1e3).round() / 1e3),
+        cooldown_s: plan.workload.timetable.map(|_| a.cooldown),
         shard: plan.shard.map(|(k, _)| k),
         shards: plan.shard.map(|(_, n)| n),
         server_metrics: plan.server_metrics.as_ref().map(|m| ServerMetricsMeta {

@@ -9,6 +9,7 @@
 //! 5. [`report`]: the final summary, the console table and the PNG;
 //! 6. the exit status.
 
+mod clockstart;
 mod level;
 mod levels;
 mod metadata;

@@ -74,7 +74,7 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
     // (flag, value if given, lowest, highest, what it counts)
     let span = u64::from(MAX_SPAN_WORDS);
     #[rustfmt::skip]
-    let counts: [(&str, Option<u64>, u64, u64, &str); 8] = [
+    let counts: [(&str, Option<u64>, u64, u64, &str); 9] = [
         ("--max-tokens", Some(a.max_tokens.into()), 1, u32::MAX.into(), "tokens"),
         ("--cores", wide(a.cores), 1, 4096, "cores"),
         ("--max-concurrency", wide(a.max_concurrency), 1, 10_000_000, "requests"),
@@ -83,6 +83,7 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
         ("--random-output-len", Some(w.random_output_len.into()), 1, u32::MAX.into(), "tokens"),
         ("--random-prefix-len", Some(w.random_prefix_len.into()), 0, span, "tokens"),
         ("--random-pool-size", Some(w.random_pool_size.into()), 1, 10_000_000, "samples"),
+        ("--shards", wide(a.shards), 1, 100_000, "shards"),
     ];
     for (flag, v, lo, hi, what) in counts {
         if let Some(v) = v {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::clockstart::Timetable;
 use crate::cli::{BenchArgs, DatasetName};
 use crate::dataset::{self, Dataset};
 use crate::error::{Result, UserError};
@@ -50,6 +51,8 @@ pub struct Workload {
     /// Ask for exact answer lengths (the probe may turn it off).
     pub ignore_eos: bool,
     pub replay: Option<Replay>,
+    /// `--start-at` / `--start-in`: when each level is planned to start.
+    pub timetable: Option<Timetable>,
 }
 
 impl Workload {
@@ -64,23 +67,18 @@ impl Workload {
         } else {
             matches!(dataset.name, DatasetName::Random | DatasetName::Mooncake)
         };
-        let duration = args.duration.unwrap_or(DEFAULT_DURATION_S);
-        if !w.replay {
-            return Ok(Self {
-                dataset,
-                shown,
-                duration,
-                ignore_eos,
-                replay: None,
-            });
-        }
-        let replay = replay(&dataset, args)?;
+        let replay = w.replay.then(|| replay(&dataset, args)).transpose()?;
+        let duration = args
+            .duration
+            .or(replay.as_ref().map(|r| r.span_s))
+            .unwrap_or(DEFAULT_DURATION_S);
         Ok(Self {
-            duration: args.duration.unwrap_or(replay.span_s),
+            timetable: super::clockstart::plan(args, args.warmup + duration)?,
+            duration,
             dataset,
             shown,
             ignore_eos,
-            replay: Some(replay),
+            replay,
         })
     }
 }

@@ -245,6 +245,27 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K/N|auto")]
     pub shard: Option<String>,
 
+    /// Start the first level at this wall-clock instant (Unix seconds, e.g. $(date -d '+2 min'
+    /// +%s)); level i starts at it + i × (warm-up + duration + --cooldown), so shards on several
+    /// boxes line up without talking to each other
+    #[arg(long, value_name = "UNIX_SECONDS", allow_negative_numbers = true)]
+    pub start_at: Option<f64>,
+
+    /// Like --start-at, this many seconds from now (for a single process)
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub start_in: Option<f64>,
+
+    /// With --start-at or --start-in: seconds between one level's window and the next level's
+    /// planned start, for the requests still in flight to finish. A level that cannot start on
+    /// time waits for the previous one and records start_lag_s
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
+    pub cooldown: f64,
+
     /// With --shard auto on Kubernetes: the number of shards (the Job's completions)
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,

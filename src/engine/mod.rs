@@ -21,7 +21,7 @@ use crate::prepared::Prepared;
 use crate::recorder::Recorder;
 
 /// How long before the first arrival the plan is handed out, so every core holds it in time.
-const LEAD_NS: u64 = 50_000_000;
+pub const LEAD_NS: u64 = 50_000_000;
 
 /// What every core needs for the whole run.
 pub struct EngineConfig {
@@ -260,12 +260,14 @@ impl Engine {
     /// Runs one level: `arrivals` are (time in ns from the level start, sample), in time order,
     /// the first `warmup` of them a warm-up that is sent but recorded apart, and the measured
     /// window starting at `window_ns` and lasting `duration_ns`; arrival j is sent from core
-    /// `j mod cores`. Returns when every request has finished or timed out.
+    /// `j mod cores`. The level starts at `start_at_ns` (monotonic) when given, else in a
+    /// moment ([`LEAD_NS`]). Returns when every request has finished or timed out.
     pub fn run_level(
         &self,
         arrivals: &[(u64, u32)],
         warmup: usize,
         (window_ns, duration_ns): (u64, u64),
+        start_at_ns: Option<u64>,
     ) -> Result<LevelRun, String> {
         let n = self.workers.len();
         let mut slices: Vec<Vec<(u64, u32)>> = (0..n)
@@ -278,7 +280,7 @@ impl Engine {
                 measured_from[i % n] += 1;
             }
         }
-        let start_ns = now_ns() + LEAD_NS;
+        let start_ns = start_at_ns.unwrap_or_else(|| now_ns() + LEAD_NS);
         let window_end_ns = start_ns + window_ns + duration_ns;
         for ((w, arrivals), measured_from) in self.workers.iter().zip(slices).zip(measured_from) {
             w.plans

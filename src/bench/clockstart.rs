@@ -1,0 +1,132 @@
+//! Part of stages 1 and 4, the common clock (`--start-at`, `--start-in`, `--cooldown`): the
+//! first level starts at a wall-clock instant, and level i at start + i × (warm-up + duration +
+//! cooldown), so shards on several boxes line up on the server without talking to each other.
+//! A level that cannot start on time (the previous one still draining) starts late and records
+//! `start_lag_s`; a process that starts after the run began joins the level under way, leaving
+//! out the arrivals already due (`missed_requests`), and skips the levels already over.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cli::BenchArgs;
+use crate::clock::now_ns;
+use crate::error::{Result, UserError};
+use crate::flags::{check, Low, MAX_SECONDS};
+
+/// The run's planned timetable.
+#[derive(Debug, Clone, Copy)]
+pub struct Timetable {
+    /// The first level's start: Unix seconds, and the same instant on the monotonic clock.
+    pub start_unix_s: f64,
+    pub start_ns: u64,
+    /// From one level's start to the next's, seconds.
+    pub period_s: f64,
+}
+
+/// Where a level stands against its planned start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Slot {
+    /// Start at this monotonic instant (now or later).
+    At(u64),
+    /// Already under way (a late joiner): start at the planned instant, leaving out what is due.
+    Join(u64),
+    /// Planned for this instant but the previous level ran over: start now, this late.
+    Late { planned_ns: u64 },
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `--start-at` / `--start-in` and `--cooldown`, checked: `None` without a start time.
+pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
+    let cooldown = check(
+        "--cooldown",
+        args.cooldown,
+        Low::From(0.0),
+        MAX_SECONDS,
+        "a number of seconds",
+    )?;
+    let now = unix_now();
+    let start_unix_s = match (args.start_at, args.start_in) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(UserError::input(
+                "--start-at and --start-in both given: give one start time",
+            ))
+        }
+        (Some(at), None) => check("--start-at", at, Low::Above(0.0), 4.0e9, "Unix seconds")?,
+        (None, Some(delay)) => {
+            now + check(
+                "--start-in",
+                delay,
+                Low::From(0.0),
+                MAX_SECONDS,
+                "a number of seconds",
+            )?
+        }
+    };
+    let start_ns = (now_ns() as f64 + (start_unix_s - now) * 1e9).max(0.0) as u64;
+    Ok(Some(Timetable {
+        start_unix_s,
+        start_ns,
+        period_s: level_s + cooldown,
+    }))
+}
+
+impl Timetable {
+    /// Level `i`'s planned start (monotonic ns).
+    pub fn planned_ns(&self, i: usize) -> u64 {
+        self.start_ns + (i as f64 * self.period_s * 1e9) as u64
+    }
+
+    /// Levels already over when this process starts (`level_s` each): a late joiner skips them.
+    pub fn levels_over(&self, level_s: f64) -> usize {
+        let now = now_ns();
+        let mut i = 0;
+        while self.planned_ns(i) + (level_s * 1e9) as u64 <= now && i < 1_000_000 {
+            i += 1;
+        }
+        i
+    }
+
+    /// How level `i` starts, given that `first` says whether it is this process's first level.
+    pub fn slot(&self, i: usize, first: bool, lead_ns: u64) -> Slot {
+        let planned_ns = self.planned_ns(i);
+        let earliest = now_ns() + lead_ns;
+        if planned_ns >= earliest {
+            Slot::At(planned_ns)
+        } else if first {
+            Slot::Join(planned_ns)
+        } else {
+            Slot::Late { planned_ns }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_planned_a_period_apart_and_late_ones_say_so() {
+        let t = Timetable {
+            start_unix_s: 0.0,
+            start_ns: now_ns() + 5_000_000_000,
+            period_s: 12.0,
+        };
+        assert_eq!(t.planned_ns(2) - t.planned_ns(0), 24_000_000_000);
+        assert!(matches!(t.slot(0, true, 1_000), Slot::At(_)));
+        assert_eq!(t.levels_over(10.0), 0);
+        let past = Timetable {
+            start_ns: now_ns().saturating_sub(30_000_000_000),
+            ..t
+        };
+        // Started 30 s ago, 12 s per level of 10 s: levels 0 and 1 are over, level 2 is under way.
+        assert_eq!(past.levels_over(10.0), 2);
+        assert!(matches!(past.slot(2, true, 1_000), Slot::Join(_)));
+        assert!(matches!(past.slot(2, false, 1_000), Slot::Late { .. }));
+    }
+}
