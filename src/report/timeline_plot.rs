@@ -2,8 +2,8 @@
 //! level, on a time axis shared by all strips (seconds since the level's measured window
 //! started). Each strip has three charts: the achieved send rate and completion rate (per
 //! second), requests in flight (and the server's running and waiting requests, when
-//! `--server-metrics` scraped them), and TTFT p50/p99 of the requests completed in each second
-//! (with the server's cache usage, when exported, as a percentage on the right axis).
+//! `--server-metrics` scraped them), and TTFT p50/p99 of the requests completed in each second.
+//! The other server series are in `timeline.jsonl`.
 //!
 //! Data flow: the rows of `timeline.jsonl` (`timeline::Row`) → PNG.
 
