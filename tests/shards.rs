@@ -166,3 +166,52 @@ fn levels_follow_the_common_clock_and_late_joiners_join() {
     assert_eq!(levels[0]["total_requests"].as_u64().unwrap() + missed, 30);
     assert_eq!(levels[1]["total_requests"], 30);
 }
+
+/// `histograms.json`: each level's histograms (V2, base64) give back the very percentiles the
+/// results report, and its counters are the level's.
+#[test]
+fn histograms_json_holds_what_the_percentiles_came_from() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "15", "--itl-ms", "2", "--output-tokens", "6"]);
+    let tmp = TempDir::new("histograms");
+    let ds = tmp.file("d.json", DATASET);
+    let mut args = base_args(&mock.url, ds.to_str().unwrap());
+    args.extend([
+        "--qps",
+        "10,20",
+        "--duration",
+        "1",
+        "--continuous-usage",
+        "off",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let path = run.dir.as_ref().unwrap().join("histograms.json");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let levels = run.levels();
+    assert_eq!(saved.as_array().unwrap().len(), 2);
+    for (h, l) in saved.as_array().unwrap().iter().zip(&levels) {
+        assert_eq!(h["qps_target"], l["qps_target"]);
+        assert_eq!(h["counters"]["sent"], l["total_requests"]);
+        assert_eq!(h["counters"]["succeeded"], l["successful_requests"]);
+        let ttft =
+            qpsbench::mergeable::decode(h["histograms"]["ttft_us"].as_str().unwrap()).unwrap();
+        assert_eq!(ttft.len(), l["successful_requests"].as_u64().unwrap());
+        for (q, key) in [(0.5, "p50"), (0.99, "p99")] {
+            let mine = ttft.value_at_quantile(q) as f64 / 1e6;
+            assert!(
+                (mine - f(&l["ttft"], key)).abs() < 2e-6,
+                "{key}: {mine} vs {}",
+                l["ttft"]
+            );
+        }
+        let tokens =
+            qpsbench::mergeable::decode(h["histograms"]["output_tokens"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(tokens.max(), 6);
+        assert!(
+            h["window_end_unix_s"].as_f64().unwrap() > h["window_start_unix_s"].as_f64().unwrap()
+        );
+    }
+}

@@ -14,6 +14,7 @@ use super::watch;
 use crate::arrivals;
 use crate::engine::{Engine, LevelRun};
 use crate::error::{Result, UserError};
+use crate::mergeable::LevelHistograms;
 use crate::report::analysis::{self, Baseline, Criteria, LevelView};
 use crate::report::results::RunDir;
 use crate::servermetrics::scrape::Scraper;
@@ -54,6 +55,8 @@ pub struct Levels<'a> {
     scraper: Option<Scraper>,
     /// With `--start-at`, the fixed levels already over when this process started (skipped).
     pub skipped: usize,
+    /// Each level's histograms and counters (`histograms.json`).
+    histograms: Vec<LevelHistograms>,
     /// In the order measured.
     pub measured: Vec<LevelStats>,
 }
@@ -91,6 +94,7 @@ impl<'a> Levels<'a> {
             timeline_file: run_dir.create_new("timeline.jsonl")?,
             scraper: plan.server_metrics.as_ref().map(watch::start),
             skipped: levels_over(plan),
+            histograms: Vec::new(),
             measured: Vec::new(),
         })
     }
@@ -154,6 +158,12 @@ impl<'a> Levels<'a> {
                 })?;
         }
         self.write_timeline(i + 1, &run.merged.timeline, server_seconds)?;
+        let times = (run.window_start_ns, run.window_end_ns, run.end_ns);
+        self.histograms.push(
+            LevelHistograms::new(i + 1, qps, &run.merged, times).map_err(UserError::runtime)?,
+        );
+        self.run_dir
+            .write_json("histograms.json", &self.histograms)?;
         self.measured.push(stats.clone());
         // Saved after every level: an interrupted run keeps what it measured.
         self.run_dir.write_json(&self.plan.output, &self.measured)?;
