@@ -196,7 +196,13 @@ fn qps_auto_brackets_a_known_capacity() {
     let s = summary(&run);
     let b = s["auto_bracket"].as_array().expect("a bracket").clone();
     let (lo, hi) = (b[0].as_f64().unwrap(), b[1].as_f64().unwrap());
-    assert!(lo < hi && (hi - lo) / lo <= 0.1 + 1e-9, "{s}");
+    // A level the client could not drive (a loaded machine) is left out, and the bracket cannot
+    // narrow past it: the tolerance is then one bisection step wider.
+    let limited = s["client_limited_levels"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty());
+    let tolerance = if limited { 0.2 } else { 0.1 };
+    assert!(lo < hi && (hi - lo) / lo <= tolerance + 1e-9, "{s}");
     assert!(
         lo <= 24.0 && hi >= 16.0,
         "bracket [{lo}, {hi}] misses ~20 QPS: {s}"
