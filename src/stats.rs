@@ -351,7 +351,7 @@ impl LevelStats {
         stats.shard_qps = (ctx.shards > 1).then(|| ctx.qps / ctx.shards as f64);
         stats.start_lag_s = ctx.start_lag_s.map(|s| (s * 1e6).round() / 1e6);
         stats.missed_requests = ctx.missed_requests;
-        let (arrival, burstiness) = thinned(ctx.arrival, ctx.burstiness, ctx.shards);
+        let (arrival, burstiness) = validity::thinned(ctx.arrival, ctx.burstiness, ctx.shards);
         stats.send_gap_fit = validity::gap_fit(
             run.window_start_ns,
             &r.send_times_ns,
@@ -517,18 +517,6 @@ impl LevelStats {
     }
 }
 
-/// What a level was asked to do: the parts of its result that are not in the recorder.
-/// The arrival process a shard sees: every N-th arrival of a Poisson process has Erlang-N gaps
-/// (gamma, shape N), of a gamma process with shape B gamma gaps with shape N × B; even gaps stay
-/// even.
-fn thinned(arrival: Arrival, burstiness: f64, shards: usize) -> (Arrival, f64) {
-    match (arrival, shards) {
-        (_, 0 | 1) | (Arrival::Constant, _) => (arrival, burstiness),
-        (Arrival::Poisson, n) => (Arrival::Gamma, n as f64),
-        (Arrival::Gamma, n) => (Arrival::Gamma, burstiness * n as f64),
-    }
-}
-
 /// A replay's shape, in its level's JSON.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ReplayStats {
@@ -537,6 +525,7 @@ pub struct ReplayStats {
     pub span_s: f64,
 }
 
+/// What a level was asked to do: the parts of its result that are not in the recorder.
 pub struct LevelContext<'a> {
     pub qps: f64,
     pub duration_s: f64,

@@ -139,6 +139,17 @@ pub fn assess(f: &LevelFacts, t: &Thresholds) -> Verdict {
     }
 }
 
+/// The arrival process a shard sees (`--shard K/N`): every N-th arrival of a Poisson process has
+/// Erlang-N gaps (gamma, shape N), of a gamma process with shape B gamma gaps with shape N × B;
+/// even gaps stay even.
+pub fn thinned(arrival: Arrival, burstiness: f64, shards: usize) -> (Arrival, f64) {
+    match (arrival, shards) {
+        (_, 0 | 1) | (Arrival::Constant, _) => (arrival, burstiness),
+        (Arrival::Poisson, n) => (Arrival::Gamma, n as f64),
+        (Arrival::Gamma, n) => (Arrival::Gamma, burstiness * n as f64),
+    }
+}
+
 /// Tests the realised gaps between `window_start_ns` and each sorted send time against the
 /// configured process with the planned mean gap. None with fewer than 2 sends.
 pub fn gap_fit(
