@@ -9,6 +9,24 @@ pub fn now_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+/// Unix seconds now (the wall clock, which the monotonic clock does not follow).
+pub fn unix_now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A monotonic instant ([`now_ns`]) as Unix seconds, through the two clocks read now.
+pub fn mono_to_unix_s(t_ns: u64) -> f64 {
+    unix_now_s() - (now_ns() as f64 - t_ns as f64) / 1e9
+}
+
+/// A Unix instant as a monotonic one ([`now_ns`]); an instant before the monotonic clock's
+/// start is its start.
+pub fn unix_to_mono_ns(unix_s: f64) -> u64 {
+    (now_ns() as f64 + (unix_s - unix_now_s()) * 1e9).max(0.0) as u64
+}
+
 /// CPU time consumed by the calling thread, in nanoseconds.
 pub fn thread_cpu_ns() -> u64 {
     clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)

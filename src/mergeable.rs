@@ -79,14 +79,9 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
         .map_err(|e| format!("not a V2 histogram: {e:?}"))
 }
 
-/// Monotonic ns → Unix seconds (through the two clocks read now).
+/// Monotonic ns → Unix seconds, to the µs.
 fn unix_s(t_ns: u64) -> f64 {
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let now_ns = crate::clock::now_ns();
-    let s = now_unix - (now_ns as f64 - t_ns as f64) / 1e9;
-    (s * 1e6).round() / 1e6
+    (crate::clock::mono_to_unix_s(t_ns) * 1e6).round() / 1e6
 }
 
 impl LevelHistograms {

@@ -5,10 +5,8 @@
 //! `start_lag_s`; a process that starts after the run began joins the level under way, leaving
 //! out the arrivals already due (`missed_requests`), and skips the levels already over.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::cli::BenchArgs;
-use crate::clock::now_ns;
+use crate::clock::{now_ns, unix_now_s, unix_to_mono_ns};
 use crate::error::{Result, UserError};
 use crate::flags::{check, Low, MAX_SECONDS};
 
@@ -33,13 +31,6 @@ pub enum Slot {
     Late { planned_ns: u64 },
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// `--start-at` / `--start-in` and `--cooldown`, checked: `None` without a start time.
 pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
     let cooldown = check(
@@ -49,7 +40,7 @@ pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
         MAX_SECONDS,
         "a number of seconds",
     )?;
-    let now = unix_now();
+    let now = unix_now_s();
     let start_unix_s = match (args.start_at, args.start_in) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
@@ -68,10 +59,9 @@ pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
             )?
         }
     };
-    let start_ns = (now_ns() as f64 + (start_unix_s - now) * 1e9).max(0.0) as u64;
     Ok(Some(Timetable {
         start_unix_s,
-        start_ns,
+        start_ns: unix_to_mono_ns(start_unix_s),
         period_s: level_s + cooldown,
     }))
 }
