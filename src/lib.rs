@@ -29,6 +29,7 @@ pub mod http;
 pub mod interrupt;
 pub mod limits;
 pub mod live;
+pub mod merge;
 pub mod mergeable;
 pub mod mock;
 pub mod openai;

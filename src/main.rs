@@ -4,7 +4,7 @@
 use clap::Parser;
 
 use qpsbench::cli::{Cli, Command};
-use qpsbench::{bench, compare, demo, mock, replot, selftest};
+use qpsbench::{bench, compare, demo, merge, mock, replot, selftest};
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
@@ -14,6 +14,7 @@ fn main() {
         Some(Command::Selftest(args)) => selftest::run(args),
         Some(Command::Plot(args)) => replot::run(args),
         Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::Merge(args)) => merge::run(args),
         None => bench::run(cli.bench, None),
     };
     match result {

@@ -5,7 +5,8 @@
 //! measured; averaging the shards' percentiles would not be.
 //!
 //! Data flow: `bench` builds a [`LevelHistograms`] from each level's merged `recorder::Recorder`
-//! and rewrites the file after every level.
+//! and rewrites the file after every level; `merge` reads the shards' files back into recorders
+//! ([`LevelHistograms::to_recorder`]) and merges those.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,10 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::LevelRun;
+use crate::outcome::{ErrorKind, ErrorStat};
 use crate::recorder::Recorder;
+use crate::stats::LevelStats;
 
 /// One level's histograms and counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,25 +30,66 @@ pub struct LevelHistograms {
     pub window_start_unix_s: f64,
     pub window_end_unix_s: f64,
     pub end_unix_s: f64,
+    /// The first and last send and the last successful completion, Unix seconds (null: none).
+    #[serde(default)]
+    pub first_send_unix_s: Option<f64>,
+    #[serde(default)]
+    pub last_send_unix_s: Option<f64>,
+    #[serde(default)]
+    pub last_ok_unix_s: Option<f64>,
+    /// Arrivals this process planned in the measured window.
+    #[serde(default)]
+    pub planned: usize,
+    #[serde(default)]
+    pub interrupted: bool,
+    /// This process's verdict on itself (the merge names the shard behind each reason).
+    #[serde(default)]
+    pub client_limited: bool,
+    #[serde(default)]
+    pub client_limited_reasons: Vec<String>,
+    #[serde(default)]
+    pub start_lag_s: Option<f64>,
+    #[serde(default)]
+    pub missed_requests: Option<u64>,
     pub counters: Counters,
     /// Name (as in the results, with its unit) → V2-serialized histogram, base64.
     pub histograms: BTreeMap<String, String>,
+    /// Every measured send, µs after `window_start_unix_s`: the merge fits the union of the
+    /// shards' send gaps to the whole schedule's arrival process.
+    #[serde(default)]
+    pub send_times_us: Vec<u64>,
 }
 
 /// The level's counts, summed when shards merge.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub sent: u64,
     pub succeeded: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The first response body of each error category, when there was one.
+    pub error_samples: BTreeMap<String, String>,
     pub output_tokens: u64,
     pub prompt_tokens: u64,
+    pub usage_counted: u64,
+    pub estimated_counted: u64,
     pub ok_in_window: u64,
     pub slo_met: u64,
+    pub idle_closed: u64,
+    pub new_connections: u64,
+    pub multi_token_successes: u64,
+    pub single_read_successes: u64,
+    pub cpu_ns: u64,
+    pub pacer_spin_ns: u64,
+    pub capped: u64,
+    pub warmup_sent: u64,
+    pub warmup_succeeded: u64,
+    pub stream_messages: Vec<(String, u64)>,
+    pub stream_messages_other: u64,
 }
 
 /// The histograms kept, by the name they are saved under.
-fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 11] {
+fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 13] {
     [
         ("ttft_us", &r.ttft_us),
         ("e2e_us", &r.e2e_us),
@@ -57,6 +102,27 @@ fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 11] {
         ("prompt_tokens", &r.prompt_tokens_n),
         ("connect_us", &r.connect_us),
         ("tls_handshake_us", &r.handshake_us),
+        ("cap_wait_ns", &r.cap_wait_ns),
+        ("client_added_delay_ns", &r.added_delay_ns),
+    ]
+}
+
+/// The same histograms, to be filled (`to_recorder`).
+fn histograms_mut(r: &mut Recorder) -> [(&'static str, &mut Histogram<u64>); 13] {
+    [
+        ("ttft_us", &mut r.ttft_us),
+        ("e2e_us", &mut r.e2e_us),
+        ("ttfb_us", &mut r.ttfb_us),
+        ("itl_us", &mut r.itl_us),
+        ("tpot_us", &mut r.tpot_us),
+        ("tokens_per_sec_milli", &mut r.tps_milli),
+        ("send_lag_ns", &mut r.send_lag_ns),
+        ("output_tokens", &mut r.output_tokens_n),
+        ("prompt_tokens", &mut r.prompt_tokens_n),
+        ("connect_us", &mut r.connect_us),
+        ("tls_handshake_us", &mut r.handshake_us),
+        ("cap_wait_ns", &mut r.cap_wait_ns),
+        ("client_added_delay_ns", &mut r.added_delay_ns),
     ]
 }
 
@@ -84,39 +150,121 @@ fn unix_s(t_ns: u64) -> f64 {
     (crate::clock::mono_to_unix_s(t_ns) * 1e6).round() / 1e6
 }
 
+/// Unix seconds → ns on the Unix clock: the common time base of a merge.
+pub fn unix_ns(s: f64) -> u64 {
+    (s * 1e9).round().max(0.0) as u64
+}
+
+/// The counts of the level's merged recorder `r` (and its warm-up's).
+fn counters(r: &Recorder, warmup: &Recorder) -> Counters {
+    Counters {
+        sent: r.sent,
+        succeeded: r.succeeded,
+        errors: r
+            .errors
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.count))
+            .collect(),
+        error_samples: r
+            .errors
+            .iter()
+            .filter_map(|(k, v)| v.sample.clone().map(|s| (k.to_string(), s)))
+            .collect(),
+        output_tokens: r.output_tokens,
+        prompt_tokens: r.prompt_tokens,
+        usage_counted: r.usage_counted,
+        estimated_counted: r.estimated_counted,
+        ok_in_window: r.ok_in_window,
+        slo_met: r.slo_met,
+        idle_closed: r.idle_closed,
+        new_connections: r.new_connections,
+        multi_token_successes: r.multi_token_successes,
+        single_read_successes: r.single_read_successes,
+        cpu_ns: r.cpu_ns,
+        pacer_spin_ns: r.pacer_spin_ns,
+        capped: r.capped,
+        warmup_sent: warmup.sent,
+        warmup_succeeded: warmup.succeeded,
+        stream_messages: r.stream_messages.clone(),
+        stream_messages_other: r.stream_messages_other,
+    }
+}
+
 impl LevelHistograms {
-    /// Level `level`'s record: the merged recorder `r`, its window (monotonic ns) and end.
-    pub fn new(
-        level: usize,
-        qps_target: f64,
-        r: &Recorder,
-        (window_start_ns, window_end_ns, end_ns): (u64, u64, u64),
-    ) -> Result<Self, String> {
+    /// Level `level`'s record: its result `stats` and the engine's run of it.
+    pub fn new(level: usize, stats: &LevelStats, run: &LevelRun) -> Result<Self, String> {
+        let r = &run.merged;
         let histograms = histograms(r)
             .into_iter()
             .map(|(name, h)| Ok((name.to_string(), encode(h)?)))
             .collect::<Result<_, String>>()?;
+        let window_start_unix_s = unix_s(run.window_start_ns);
+        let start_us = |t: u64| t.saturating_sub(run.window_start_ns) / 1_000;
         Ok(Self {
             level,
-            qps_target,
-            window_start_unix_s: unix_s(window_start_ns),
-            window_end_unix_s: unix_s(window_end_ns),
-            end_unix_s: unix_s(end_ns),
-            counters: Counters {
-                sent: r.sent,
-                succeeded: r.succeeded,
-                errors: r
-                    .errors
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.count))
-                    .collect(),
-                output_tokens: r.output_tokens,
-                prompt_tokens: r.prompt_tokens,
-                ok_in_window: r.ok_in_window,
-                slo_met: r.slo_met,
-            },
+            qps_target: stats.qps_target,
+            window_start_unix_s,
+            window_end_unix_s: unix_s(run.window_end_ns),
+            end_unix_s: unix_s(run.end_ns),
+            first_send_unix_s: (r.sent > 0).then(|| unix_s(r.first_send_ns)),
+            last_send_unix_s: (r.sent > 0).then(|| unix_s(r.last_send_ns)),
+            last_ok_unix_s: (r.succeeded > 0).then(|| unix_s(r.last_ok_ns)),
+            planned: run.planned,
+            interrupted: stats.interrupted,
+            client_limited: stats.client_limited,
+            client_limited_reasons: stats.client_limited_reasons.clone(),
+            start_lag_s: stats.start_lag_s,
+            missed_requests: stats.missed_requests,
+            counters: counters(r, &run.warmup),
             histograms,
+            send_times_us: r.send_times_ns.iter().map(|&t| start_us(t)).collect(),
         })
+    }
+
+    /// The recorder these counts and histograms came from, with its times on the Unix clock
+    /// ([`unix_ns`]), so that recorders of several processes merge on one time base.
+    pub fn to_recorder(&self) -> Result<Recorder, String> {
+        let mut r = Recorder::new();
+        for (name, h) in histograms_mut(&mut r) {
+            if let Some(text) = self.histograms.get(name) {
+                let saved = decode(text).map_err(|e| format!("histogram {name}: {e}"))?;
+                h.add(&saved)
+                    .map_err(|e| format!("histogram {name}: {e:?}"))?;
+            }
+        }
+        let c = &self.counters;
+        for (key, &count) in &c.errors {
+            let kind =
+                ErrorKind::parse(key).ok_or_else(|| format!("unknown error category {key:?}"))?;
+            r.errors.insert(
+                kind,
+                ErrorStat {
+                    count,
+                    sample: c.error_samples.get(key).cloned(),
+                },
+            );
+        }
+        (r.sent, r.succeeded) = (c.sent, c.succeeded);
+        (r.output_tokens, r.prompt_tokens) = (c.output_tokens, c.prompt_tokens);
+        (r.usage_counted, r.estimated_counted) = (c.usage_counted, c.estimated_counted);
+        (r.ok_in_window, r.slo_met) = (c.ok_in_window, c.slo_met);
+        (r.idle_closed, r.new_connections) = (c.idle_closed, c.new_connections);
+        r.multi_token_successes = c.multi_token_successes;
+        r.single_read_successes = c.single_read_successes;
+        (r.cpu_ns, r.pacer_spin_ns, r.capped) = (c.cpu_ns, c.pacer_spin_ns, c.capped);
+        r.stream_messages.clone_from(&c.stream_messages);
+        r.stream_messages_other = c.stream_messages_other;
+        r.first_send_ns = self.first_send_unix_s.map_or(u64::MAX, unix_ns);
+        r.last_send_ns = self.last_send_unix_s.map_or(0, unix_ns);
+        r.last_ok_ns = self.last_ok_unix_s.map_or(0, unix_ns);
+        r.window_end_ns = unix_ns(self.window_end_unix_s);
+        let start = unix_ns(self.window_start_unix_s);
+        r.send_times_ns = self
+            .send_times_us
+            .iter()
+            .map(|&t| start + t * 1_000)
+            .collect();
+        Ok(r)
     }
 }
 
@@ -125,22 +273,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histograms_round_trip_through_v2_base64() {
+    fn histograms_and_counters_round_trip() {
         let mut r = Recorder::new();
         for v in [1_000u64, 20_000, 20_500, 3_000_000] {
             r.ttft_us.saturating_record(v);
         }
         r.sent = 4;
-        let l = LevelHistograms::new(1, 10.0, &r, (0, 0, 0)).unwrap();
+        r.succeeded = 3;
+        r.errors.insert(
+            ErrorKind::Http(503),
+            ErrorStat {
+                count: 1,
+                sample: Some("busy".into()),
+            },
+        );
+        let t0 = crate::clock::now_ns();
+        r.send_times_ns = vec![t0, t0 + 1_500_000, t0 + 9_000_000];
+        (r.first_send_ns, r.last_send_ns, r.last_ok_ns) = (t0, t0 + 9_000_000, t0 + 50_000_000);
+        let clock = crate::stats::LevelClock {
+            start_ns: t0,
+            duration_s: 1.0,
+            end_ns: t0 + 60_000_000,
+            interrupted: false,
+        };
+        let stats = LevelStats::from_recorder(&r, 10.0, clock, &[50.0, 99.0]);
+        let run = LevelRun {
+            start_ns: t0,
+            window_start_ns: t0,
+            window_end_ns: t0 + 1_000_000_000,
+            merged: r.clone(),
+            per_core: Vec::new(),
+            warmup: Recorder::new(),
+            end_ns: t0 + 60_000_000,
+            planned: 4,
+        };
+        let l = LevelHistograms::new(1, &stats, &run).unwrap();
+        assert_eq!(l.histograms.len(), 13);
         let back = decode(&l.histograms["ttft_us"]).unwrap();
-        assert_eq!(back.len(), 4);
         assert_eq!(
             back.value_at_quantile(0.5),
             r.ttft_us.value_at_quantile(0.5)
         );
-        assert_eq!(back.max(), r.ttft_us.max());
-        assert_eq!(l.histograms.len(), 11);
-        assert_eq!(l.counters.sent, 4);
         assert!(decode("not base64!").is_err());
+        // Through JSON and back into a recorder on the Unix clock.
+        let json = serde_json::to_string(&l).unwrap();
+        let l2: LevelHistograms = serde_json::from_str(&json).unwrap();
+        let r2 = l2.to_recorder().unwrap();
+        assert_eq!((r2.sent, r2.succeeded), (4, 3));
+        assert_eq!(
+            r2.errors[&ErrorKind::Http(503)].sample.as_deref(),
+            Some("busy")
+        );
+        assert_eq!(r2.ttft_us.max(), r.ttft_us.max());
+        assert_eq!(r2.send_times_ns.len(), 3);
+        assert_eq!(r2.send_times_ns[1] - r2.send_times_ns[0], 1_500_000);
+        // Unix seconds in an f64 hold about a quarter of a µs.
+        assert!((r2.last_send_ns - r2.first_send_ns).abs_diff(9_000_000) <= 1_000);
     }
 }

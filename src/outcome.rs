@@ -110,6 +110,37 @@ impl ErrorKind {
     pub fn is_client_side(&self) -> bool {
         matches!(self, ErrorKind::OutOfFds | ErrorKind::NoEphemeralPort)
     }
+
+    /// The category a key of `errors` names (the inverse of `Display`), for reading saved
+    /// results back (`merge`); `None` for a key no version of qpsbench writes.
+    pub fn parse(key: &str) -> Option<Self> {
+        let fixed = [
+            ErrorKind::TimeoutTotal,
+            ErrorKind::TimeoutConnect,
+            ErrorKind::TimeoutFirstToken,
+            ErrorKind::TimeoutIdle,
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionClosed,
+            ErrorKind::Truncated,
+            ErrorKind::Stream,
+            ErrorKind::ConnectionTimedOut,
+            ErrorKind::OutOfFds,
+            ErrorKind::NoEphemeralPort,
+        ];
+        if let Some(k) = fixed.into_iter().find(|k| k.to_string() == key) {
+            return Some(k);
+        }
+        let with = |prefix: &str| key.strip_prefix(prefix).map(str::to_string);
+        if let Some(code) = key.strip_prefix("HTTP ") {
+            return code.parse().ok().map(ErrorKind::Http);
+        }
+        with("Connection error: ")
+            .map(ErrorKind::Io)
+            .or_else(|| with("Malformed response: ").map(ErrorKind::Malformed))
+            .or_else(|| with("TLS: ").map(ErrorKind::Tls))
+            .or_else(|| with("Response too large: ").map(ErrorKind::TooLarge))
+    }
 }
 
 /// The category of a request that found no file descriptor for its connection.
@@ -148,4 +179,27 @@ pub struct Success {
     pub decode_ns: u64,
     /// When the response was complete (monotonic ns): for the completion window.
     pub done_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_keys_parse_back_to_their_category() {
+        for k in [
+            ErrorKind::Http(503),
+            ErrorKind::TimeoutIdle,
+            ErrorKind::Io("broken pipe".into()),
+            ErrorKind::Malformed("not JSON".into()),
+            ErrorKind::Tls("unknown issuer".into()),
+            ErrorKind::TooLarge("head".into()),
+            ErrorKind::OutOfFds,
+            ErrorKind::Stream,
+        ] {
+            assert_eq!(ErrorKind::parse(&k.to_string()), Some(k));
+        }
+        assert_eq!(ErrorKind::parse("HTTP x"), None);
+        assert_eq!(ErrorKind::parse("Something else"), None);
+    }
 }

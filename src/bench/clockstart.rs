@@ -31,6 +31,17 @@ pub enum Slot {
     Late { planned_ns: u64 },
 }
 
+impl Slot {
+    /// The level's planned start (monotonic ns), whether or not it started then: shards count
+    /// their per-request times from it, so their records line up.
+    pub fn planned_ns(self) -> u64 {
+        match self {
+            Slot::At(t) | Slot::Join(t) => t,
+            Slot::Late { planned_ns } => planned_ns,
+        }
+    }
+}
+
 /// `--start-at` / `--start-in` and `--cooldown`, checked: `None` without a start time.
 pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
     let cooldown = check(

@@ -141,7 +141,8 @@ impl<'a> Levels<'a> {
             let at = crate::records::LevelRecords {
                 level: i + 1,
                 qps_target: qps,
-                start_ns: run.start_ns,
+                // With `--start-at`, from the planned start (a late level's records say how late).
+                start_ns: start.map_or(run.start_ns, super::clockstart::Slot::planned_ns),
                 trace_rows: self
                     .plan
                     .workload
@@ -158,10 +159,8 @@ impl<'a> Levels<'a> {
                 })?;
         }
         self.write_timeline(i + 1, &run.merged.timeline, server_seconds)?;
-        let times = (run.window_start_ns, run.window_end_ns, run.end_ns);
-        self.histograms.push(
-            LevelHistograms::new(i + 1, qps, &run.merged, times).map_err(UserError::runtime)?,
-        );
+        self.histograms
+            .push(LevelHistograms::new(i + 1, &stats, &run).map_err(UserError::runtime)?);
         self.run_dir
             .write_json("histograms.json", &self.histograms)?;
         self.measured.push(stats.clone());

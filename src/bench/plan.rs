@@ -140,7 +140,7 @@ impl Plan {
         let shard = shard_of(&args, fixed_levels.is_none())?;
         let plan = Self {
             shard,
-            server_metrics: super::watch::plan(&args)?,
+            server_metrics: super::watch::plan(&args)?.filter(|_| scrapes(shard)),
             workload,
             extra_body,
             api,
@@ -265,6 +265,18 @@ fn shard_of(args: &BenchArgs, auto: bool) -> Result<Option<(usize, usize)>> {
         )));
     }
     Ok(shard)
+}
+
+/// Only shard 0 scrapes the server's metrics (`merge` takes them from it): N shards scraping
+/// one server would load it N times for the same figures.
+fn scrapes(shard: Option<(usize, usize)>) -> bool {
+    match shard {
+        Some((k, _)) if k > 0 => {
+            eprintln!("note: --server-metrics: only shard 0 scrapes the server; this is shard {k}");
+            false
+        }
+        _ => true,
+    }
 }
 
 /// The TLS client settings for an `https://` endpoint (none for `http://`).

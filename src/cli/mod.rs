@@ -11,7 +11,7 @@ mod tools;
 pub use bench::{
     Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, Progress, ShowMetric, WorkloadArgs,
 };
-pub use tools::{BusyPollMode, CompareArgs, DemoArgs, MockArgs, PlotArgs, SelftestArgs};
+pub use tools::{BusyPollMode, CompareArgs, DemoArgs, MergeArgs, MockArgs, PlotArgs, SelftestArgs};
 
 use clap::{Parser, Subcommand};
 
@@ -43,4 +43,7 @@ pub enum Command {
     Plot(PlotArgs),
     /// Compare two saved runs level by level (matched by target QPS), with differences
     Compare(CompareArgs),
+    /// Merge the results folders of the shards of one run (`--shard K/N`) into one run folder,
+    /// exactly: histograms merged, counts summed
+    Merge(MergeArgs),
 }

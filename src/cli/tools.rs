@@ -203,3 +203,23 @@ pub struct CompareArgs {
     /// The second results folder (B); differences are B − A
     pub b: PathBuf,
 }
+
+/// `qpsbench merge`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' results folders (one per shard of one `--shard K/N` run, in any order)
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+
+    /// Folder under which the merged run gets its own timestamped results folder
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+
+    /// Also draw the merged run's PNG (and its timeline picture)
+    #[arg(long)]
+    pub plot: bool,
+
+    /// PNG file name, inside the merged folder
+    #[arg(long, default_value = "benchmark_qps.png")]
+    pub plot_output: String,
+}

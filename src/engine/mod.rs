@@ -139,6 +139,8 @@ pub struct LevelRun {
     pub warmup: Recorder,
     /// When the last core finished (every request ended), monotonic ns.
     pub end_ns: u64,
+    /// Arrivals planned in the measured window (this process's share of the schedule).
+    pub planned: usize,
 }
 
 impl Engine {
@@ -296,7 +298,7 @@ impl Engine {
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }
         let mut merged = Recorder::new();
-        let mut warmup = Recorder::new();
+        let mut warmup_rec = Recorder::new();
         let mut per_core = Vec::with_capacity(n);
         for w in &self.workers {
             let (mut r, mut wr) = w
@@ -306,8 +308,8 @@ impl Engine {
             merged.merge(&r);
             merged.send_times_ns.append(&mut r.send_times_ns);
             merged.records.append(&mut r.records);
-            warmup.merge(&wr);
-            warmup.records.append(&mut wr.records);
+            warmup_rec.merge(&wr);
+            warmup_rec.records.append(&mut wr.records);
             per_core.push(r);
         }
         merged.send_times_ns.sort_unstable();
@@ -318,7 +320,8 @@ impl Engine {
             window_end_ns,
             merged,
             per_core,
-            warmup,
+            warmup: warmup_rec,
+            planned: arrivals.len().saturating_sub(warmup),
         })
     }
 }
