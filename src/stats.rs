@@ -396,8 +396,8 @@ impl LevelStats {
                 .map(|(_, v)| v.count)
                 .sum::<u64>();
         LevelFacts {
-            // A shard keeps its share of the rate.
-            target_qps: ctx.qps / ctx.shards.max(1) as f64,
+            // A shard keeps its share of the rate: the one its arrivals were planned at.
+            target_qps: ctx.shard_rate.unwrap_or(ctx.qps / ctx.shards.max(1) as f64),
             actual_qps: self.actual_qps,
             send_lag_p99_us: self.send_lag_us.p99,
             late_sends: r.send_lag_ns.count_between(
@@ -543,6 +543,8 @@ pub struct LevelContext<'a> {
     pub replay: Option<ReplayStats>,
     /// `--shard K/N`: the shards the schedule is split into (1: unsharded).
     pub shards: usize,
+    /// A shard's own planned rate (its measured arrivals over their span), for the rate rule.
+    pub shard_rate: Option<f64>,
     /// With `--start-at`: how late the level started against its planned start, seconds; and,
     /// for a process that joined it under way, the arrivals already due that it left out.
     pub start_lag_s: Option<f64>,

@@ -89,6 +89,15 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<(u64, u32)>, usize, u64, usize) {
     (arrivals, warmup_n, window_ns, planned)
 }
 
+/// A shard's own planned rate over its measured arrivals: its share of a level is an uneven
+/// thinning (7 or 8 of 30 arrivals, the last one before the window's end), so the rate rule
+/// holds it to the rate it was given, which averages qps ÷ N over the shards. None unsharded.
+fn shard_rate(spec: &LevelSpec<'_>, measured: &[(u64, u32)], window_ns: u64) -> Option<f64> {
+    spec.shard.filter(|&(_, n)| n > 1)?;
+    let span_ns = measured.last()?.0.saturating_sub(window_ns);
+    (span_ns > 0).then(|| measured.len() as f64 / (span_ns as f64 / 1e9))
+}
+
 /// Runs one level on the engine and builds its statistics, validity verdict included.
 /// `expected_latency_s` sizes the connection warm-up. Returns the raw run too (for per-request
 /// records).
@@ -99,6 +108,7 @@ pub fn measure_level(
     progress: bool,
 ) -> Result<(LevelStats, LevelRun)> {
     let (mut arrivals, mut warmup_n, window_ns, mut planned) = arrival_plan(spec);
+    let shard_rate = shard_rate(spec, &arrivals[warmup_n..], window_ns);
     // The common clock: start at the planned instant, join a level under way (what is already
     // due is left out), or, after a level that ran over, start now and record how late.
     let (start_at, missed, planned_ns) = match spec.start {
@@ -151,6 +161,7 @@ pub fn measure_level(
         thresholds: spec.thresholds,
         interrupted: crate::interrupt::requested(),
         shards: spec.shard.map_or(1, |(_, n)| n),
+        shard_rate,
         start_lag_s: planned_ns.map(|p| run.start_ns.saturating_sub(p) as f64 / 1e9),
         missed_requests: missed,
         replay: spec.replay.map(|r| ReplayStats {
