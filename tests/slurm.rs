@@ -90,7 +90,7 @@ fn array_job_of_four_shards_merges_to_the_single_process_expectation() {
     let cluster = Cluster::start(&tmp.path().join("cluster"));
     let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "6"]);
     let results = tmp.path().join("run");
-    let (qps, duration) = ([10.0, 20.0], 3.0);
+    let (qps, duration): ([f64; 2], f64) = ([10.0, 20.0], 3.0);
     let submitted = Command::new(format!("{SCRIPTS}/submit.sh"))
         .args(["4", "6", results.to_str().unwrap(), "--"])
         .args(["--endpoint", &mock.url, "--model", "m"])
@@ -152,7 +152,7 @@ fn array_job_of_four_shards_merges_to_the_single_process_expectation() {
     assert_eq!(run.metadata()["merged"]["shards"], 4);
     let records = run.records();
     for (i, level) in run.levels().iter().enumerate() {
-        let want = (qps[i] * duration as f64).round() as u64;
+        let want = (qps[i] * duration).round() as u64;
         assert_eq!(level["total_requests"], want, "{level}");
         let mut ttft: Vec<f64> = records
             .iter()
