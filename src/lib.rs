@@ -27,6 +27,7 @@ pub mod flags;
 pub mod fuzzing;
 pub mod http;
 pub mod interrupt;
+pub mod k8s;
 pub mod limits;
 pub mod live;
 pub mod merge;

@@ -4,7 +4,7 @@
 use clap::Parser;
 
 use qpsbench::cli::{Cli, Command};
-use qpsbench::{bench, compare, demo, merge, mock, replot, selftest};
+use qpsbench::{bench, compare, demo, k8s, merge, mock, replot, selftest};
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
@@ -15,6 +15,7 @@ fn main() {
         Some(Command::Plot(args)) => replot::run(args),
         Some(Command::Compare(args)) => compare::run(args),
         Some(Command::Merge(args)) => merge::run(args),
+        Some(Command::K8sManifest(args)) => k8s::run(args),
         None => bench::run(cli.bench, None),
     };
     match result {

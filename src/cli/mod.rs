@@ -11,7 +11,10 @@ mod tools;
 pub use bench::{
     Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, Progress, ShowMetric, WorkloadArgs,
 };
-pub use tools::{BusyPollMode, CompareArgs, DemoArgs, MergeArgs, MockArgs, PlotArgs, SelftestArgs};
+pub use tools::{
+    BusyPollMode, CompareArgs, DemoArgs, K8sManifestArgs, MergeArgs, MockArgs, PlotArgs,
+    SelftestArgs,
+};
 
 use clap::{Parser, Subcommand};
 
@@ -46,4 +49,7 @@ pub enum Command {
     /// Merge the results folders of the shards of one run (`--shard K/N`) into one run folder,
     /// exactly: histograms merged, counts summed
     Merge(MergeArgs),
+    /// Print Kubernetes manifests for a sharded run: a results volume claim, an Indexed Job of
+    /// shards starting at one instant, and the merge Job (suspended until the shards complete)
+    K8sManifest(K8sManifestArgs),
 }

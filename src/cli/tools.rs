@@ -223,3 +223,43 @@ pub struct MergeArgs {
     #[arg(long, default_value = "benchmark_qps.png")]
     pub plot_output: String,
 }
+
+/// `qpsbench k8s-manifest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct K8sManifestArgs {
+    /// Shards: the Indexed Job's completions and parallelism (one pod per shard)
+    #[arg(long, value_name = "N")]
+    pub shards: usize,
+
+    /// Seconds from now to the first level, filled in as --start-at: time enough to apply the
+    /// manifests, schedule every pod and pull the image
+    #[arg(long, value_name = "SECONDS")]
+    pub start_in: f64,
+
+    /// The container image, built from the repository's Dockerfile and pushed to a registry the
+    /// cluster can pull from
+    #[arg(long)]
+    pub image: String,
+
+    /// Prefix of the objects' names: NAME-results (volume claim), NAME-shards, NAME-merge (Jobs)
+    #[arg(long, default_value = "qpsbench")]
+    pub name: String,
+
+    /// Client cores per shard: the pod's CPU request and its --cores
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cores: usize,
+
+    /// Size of the ReadWriteMany results volume claim
+    #[arg(long, default_value = "1Gi")]
+    pub storage: String,
+
+    /// The Secret holding the API key under the key `api-key`
+    /// (kubectl create secret generic qpsbench-api-key --from-literal=api-key=...)
+    #[arg(long, default_value = "qpsbench-api-key", value_name = "NAME")]
+    pub api_key_secret: String,
+
+    /// The benchmark's flags, after `--` (without --api-key, --shard, --start-at or
+    /// --results-dir: the manifests set those)
+    #[arg(last = true, value_name = "BENCHMARK FLAGS")]
+    pub bench: Vec<String>,
+}
