@@ -39,6 +39,7 @@ pub mod prepared;
 pub mod prometheus;
 pub mod recorder;
 pub mod records;
+pub mod replicas;
 pub mod replot;
 pub mod report;
 pub mod rt;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::LevelRun;
 use crate::outcome::{ErrorKind, ErrorStat};
 use crate::recorder::Recorder;
+use crate::replicas::EndpointRecorder;
 use crate::stats::LevelStats;
 
 /// One level's histograms and counters.
@@ -58,6 +59,20 @@ pub struct LevelHistograms {
     /// shards' send gaps to the whole schedule's arrival process.
     #[serde(default)]
     pub send_times_us: Vec<u64>,
+    /// With several `--endpoint`s: each one's counts and TTFT histogram.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointHistograms>,
+}
+
+/// One endpoint's share of a level.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointHistograms {
+    pub url: String,
+    pub sent: u64,
+    pub succeeded: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// V2-serialized, base64.
+    pub ttft_us: String,
 }
 
 /// The level's counts, summed when shards merge.
@@ -155,6 +170,46 @@ pub fn unix_ns(s: f64) -> u64 {
     (s * 1e9).round().max(0.0) as u64
 }
 
+/// Each endpoint's counts and TTFT (none with one endpoint).
+fn endpoints(r: &Recorder, stats: &LevelStats) -> Result<Vec<EndpointHistograms>, String> {
+    let Some(shown) = &stats.endpoints else {
+        return Ok(Vec::new());
+    };
+    shown
+        .iter()
+        .zip(&r.endpoints)
+        .map(|(s, e)| {
+            Ok(EndpointHistograms {
+                url: s.url.clone(),
+                sent: e.sent,
+                succeeded: e.succeeded,
+                errors: s.errors.clone(),
+                ttft_us: encode(&e.ttft_us)?,
+            })
+        })
+        .collect()
+}
+
+impl EndpointHistograms {
+    fn to_recorder(&self) -> Result<EndpointRecorder, String> {
+        let mut one = EndpointRecorder {
+            sent: self.sent,
+            succeeded: self.succeeded,
+            ..Default::default()
+        };
+        for (key, &n) in &self.errors {
+            let kind =
+                ErrorKind::parse(key).ok_or_else(|| format!("unknown error category {key:?}"))?;
+            one.errors.insert(kind, n);
+        }
+        let saved = decode(&self.ttft_us).map_err(|e| format!("{}'s TTFT: {e}", self.url))?;
+        one.ttft_us
+            .add(&saved)
+            .map_err(|e| format!("{}'s TTFT: {e:?}", self.url))?;
+        Ok(one)
+    }
+}
+
 /// The counts of the level's merged recorder `r` (and its warm-up's).
 fn counters(r: &Recorder, warmup: &Recorder) -> Counters {
     Counters {
@@ -218,6 +273,7 @@ impl LevelHistograms {
             counters: counters(r, &run.warmup),
             histograms,
             send_times_us: r.send_times_ns.iter().map(|&t| start_us(t)).collect(),
+            endpoints: endpoints(r, stats)?,
         })
     }
 
@@ -264,6 +320,9 @@ impl LevelHistograms {
             .iter()
             .map(|&t| start + t * 1_000)
             .collect();
+        for e in &self.endpoints {
+            r.endpoints.push(e.to_recorder()?);
+        }
         Ok(r)
     }
 }

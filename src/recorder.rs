@@ -112,6 +112,8 @@ pub struct Recorder {
     pub timeline: Timeline,
     /// The core's live counters, published for the progress line (measured window only).
     pub live: Option<Arc<LiveCounters>>,
+    /// With several `--endpoint`s: what each got (empty with one).
+    pub endpoints: Vec<crate::replicas::EndpointRecorder>,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -172,6 +174,7 @@ impl Recorder {
             timeline: Timeline::default(),
             live: None,
             stream_messages_other: 0,
+            endpoints: Vec::new(),
         }
     }
 
@@ -345,5 +348,12 @@ impl Recorder {
             self.count_stream_message(m, *n, usize::MAX);
         }
         self.stream_messages_other += other.stream_messages_other;
+        if self.endpoints.len() < other.endpoints.len() {
+            self.endpoints
+                .resize_with(other.endpoints.len(), Default::default);
+        }
+        for (mine, theirs) in self.endpoints.iter_mut().zip(&other.endpoints) {
+            mine.merge(theirs);
+        }
     }
 }

@@ -259,8 +259,8 @@ fn start_client(
 ) -> Result<Engine> {
     Engine::start(EngineConfig {
         cores: cpus.len(),
-        target: target.clone(),
-        requests: requests.clone(),
+        targets: vec![target.clone()],
+        requests: vec![requests.clone()],
         max_connections: crate::limits::connection_budget(
             crate::limits::raise_nofile().0,
             cpus.len(),
@@ -352,6 +352,7 @@ fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
             progress: crate::report::progress::Mode::Off,
             shard: None,
             start: None,
+            replicas: (crate::cli::EndpointStrategy::RoundRobin, &[]),
         };
         let (l, _) = measure_level(engine, &spec, expected, true)?;
         expected = l.e2e_latency.get("p90").unwrap_or(expected);

@@ -311,6 +311,9 @@ pub struct LevelStats {
     /// `--start-at`, a process that joined the level under way: arrivals it left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missed_requests: Option<u64>,
+    /// With several `--endpoint`s: each one's requests, successes, errors and TTFT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<crate::replicas::EndpointStats>>,
     /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
     /// per second), and the scrapes that failed during it. Attached by `bench` after the level.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -351,6 +354,7 @@ impl LevelStats {
         stats.shard_qps = (ctx.shards > 1).then(|| ctx.qps / ctx.shards as f64);
         stats.start_lag_s = ctx.start_lag_s.map(|s| (s * 1e6).round() / 1e6);
         stats.missed_requests = ctx.missed_requests;
+        stats.endpoints = crate::replicas::stats(&r.endpoints, ctx.endpoint_urls);
         let (arrival, burstiness) = validity::thinned(ctx.arrival, ctx.burstiness, ctx.shards);
         stats.send_gap_fit = validity::gap_fit(
             run.window_start_ns,
@@ -503,6 +507,7 @@ impl LevelStats {
             shard_qps: None,
             start_lag_s: None,
             missed_requests: None,
+            endpoints: None,
             server_metrics: None,
             server_metrics_errors: None,
             new_connections: r.new_connections,
@@ -549,6 +554,8 @@ pub struct LevelContext<'a> {
     /// for a process that joined it under way, the arrivals already due that it left out.
     pub start_lag_s: Option<f64>,
     pub missed_requests: Option<u64>,
+    /// Every `--endpoint` (masked), for the level's `endpoints`.
+    pub endpoint_urls: &'a [String],
 }
 
 /// A warning when the realised send gaps do not follow the configured process. With thousands

@@ -5,9 +5,10 @@
 use super::clockstart::Slot;
 use super::workload::Replay;
 use crate::arrivals::{self, Arrival};
+use crate::cli::EndpointStrategy;
 use crate::clock::now_ns;
 use crate::engine::LEAD_NS;
-use crate::engine::{Engine, LevelRun};
+use crate::engine::{Engine, LevelRun, PlannedArrival};
 use crate::error::{Result, UserError};
 use crate::report::progress::{LevelInfo, Mode, Reporter};
 use crate::stats::{LevelContext, LevelStats, ReplayStats};
@@ -37,6 +38,8 @@ pub struct LevelSpec<'a> {
     pub shard: Option<(usize, usize)>,
     /// `--start-at`: how the level meets its planned start.
     pub start: Option<Slot>,
+    /// How arrivals are spread over the endpoints, and the endpoints (masked URLs).
+    pub replicas: (EndpointStrategy, &'a [String]),
 }
 
 /// Keep-alive connections per core to open before a level: the level's rate per core times the
@@ -50,17 +53,22 @@ fn connections_per_core(qps: f64, cores: usize, expected_latency_s: f64) -> usiz
 /// The level's arrivals: the warm-up's (own seed), then the measured window's shifted past it,
 /// each with its sample (arrival i of the single-process schedule sends sample i mod samples).
 /// With `--shard K/N` only the arrivals i mod N = K of each part are kept (same times, same
-/// samples). Returns (arrivals, warm-up arrivals, the window's start ns, measured arrivals).
-fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<(u64, u32)>, usize, u64, usize) {
+/// samples). Each arrival's endpoint, too, follows its index i in the whole schedule. Returns
+/// (arrivals, warm-up arrivals, the window's start ns, measured arrivals).
+fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<PlannedArrival>, usize, u64, usize) {
     let n_samples = spec.samples.max(1) as u64;
-    let sample = |i: usize| (i as u64 % n_samples) as u32;
+    let (strategy, endpoints) = spec.replicas;
+    let at = |t: u64, i: usize| {
+        let endpoint = crate::replicas::pick(strategy, spec.seed, i, endpoints.len());
+        (t, (i as u64 % n_samples) as u32, endpoint)
+    };
     let (k, n) = spec.shard.unwrap_or((0, 1));
     let mine = |i: &usize| *i % n == k;
     if let Some(r) = spec.replay {
         // Row i at its offset, as sample i.
-        let arrivals: Vec<(u64, u32)> = (0..r.offsets_ns.len())
+        let arrivals: Vec<PlannedArrival> = (0..r.offsets_ns.len())
             .filter(mine)
-            .map(|i| (r.offsets_ns[i], sample(i)))
+            .map(|i| at(r.offsets_ns[i], i))
             .collect();
         let len = arrivals.len();
         return (arrivals, 0, 0, len);
@@ -75,15 +83,15 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<(u64, u32)>, usize, u64, usize) {
     };
     let measured = plan(spec.duration_s, spec.seed);
     let window_ns = (spec.warmup_s * 1e9).round() as u64;
-    let mut arrivals: Vec<(u64, u32)> = (0..warmup.len())
+    let mut arrivals: Vec<PlannedArrival> = (0..warmup.len())
         .filter(mine)
-        .map(|i| (warmup[i], sample(i)))
+        .map(|i| at(warmup[i], i))
         .collect();
     let warmup_n = arrivals.len();
     arrivals.extend(
         (0..measured.len())
             .filter(mine)
-            .map(|i| (measured[i] + window_ns, sample(warmup.len() + i))),
+            .map(|i| at(measured[i] + window_ns, warmup.len() + i)),
     );
     let planned = arrivals.len() - warmup_n;
     (arrivals, warmup_n, window_ns, planned)
@@ -92,7 +100,7 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<(u64, u32)>, usize, u64, usize) {
 /// A shard's own planned rate over its measured arrivals: its share of a level is an uneven
 /// thinning (7 or 8 of 30 arrivals, the last one before the window's end), so the rate rule
 /// holds it to the rate it was given, which averages qps ÷ N over the shards. None unsharded.
-fn shard_rate(spec: &LevelSpec<'_>, measured: &[(u64, u32)], window_ns: u64) -> Option<f64> {
+fn shard_rate(spec: &LevelSpec<'_>, measured: &[PlannedArrival], window_ns: u64) -> Option<f64> {
     spec.shard.filter(|&(_, n)| n > 1)?;
     let span_ns = measured.last()?.0.saturating_sub(window_ns);
     (span_ns > 0).then(|| measured.len() as f64 / (span_ns as f64 / 1e9))
@@ -162,6 +170,7 @@ pub fn measure_level(
         interrupted: crate::interrupt::requested(),
         shards: spec.shard.map_or(1, |(_, n)| n),
         shard_rate,
+        endpoint_urls: spec.replicas.1,
         start_lag_s: planned_ns.map(|p| run.start_ns.saturating_sub(p) as f64 / 1e9),
         missed_requests: missed,
         replay: spec.replay.map(|r| ReplayStats {
@@ -282,11 +291,16 @@ mod tests {
             progress: Mode::Off,
             shard,
             start: None,
+            // Three replicas, drawn at random: each arrival's endpoint must follow it too.
+            replicas: (
+                EndpointStrategy::Random,
+                Box::leak(vec![String::new(); 3].into_boxed_slice()),
+            ),
         }
     }
 
     /// The N shards' arrivals together are the single-process schedule, arrival for arrival:
-    /// the same intended times and samples, warm-up and measured window alike.
+    /// the same intended times, samples and endpoints, warm-up and measured window alike.
     #[test]
     fn the_shards_schedules_together_are_the_single_schedule() {
         for (arrival, b) in [
@@ -311,6 +325,10 @@ mod tests {
             let mut all_sorted = all.clone();
             all_sorted.sort_unstable();
             assert_eq!(union, all_sorted, "{arrival:?}");
+            assert!(
+                (0..3).all(|e| all.iter().any(|a| a.2 == e)),
+                "all endpoints used"
+            );
         }
     }
 }

@@ -126,6 +126,7 @@ impl<'a> Levels<'a> {
             progress: crate::report::progress::Mode::from_flag(a.progress),
             shard: self.plan.shard,
             start,
+            replicas: (a.endpoint_strategy, &self.plan.shown_endpoints),
         };
         let expected_latency = self
             .measured

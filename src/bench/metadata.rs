@@ -50,6 +50,11 @@ struct Metadata<'a> {
     start_at_unix_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cooldown_s: Option<f64>,
+    /// Several `--endpoint`s: all of them (masked), and how arrivals were spread over them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoints: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint_strategy: Option<crate::cli::EndpointStrategy>,
     /// `--shard K/N`: this process's shard and the shard count.
     #[serde(skip_serializing_if = "Option::is_none")]
     shard: Option<usize>,
@@ -169,6 +174,8 @@ pub fn write(
             .timetable
             .map(|t| (t.start_unix_s * 1e3).round() / 1e3),
         cooldown_s: plan.workload.timetable.map(|_| a.cooldown),
+        endpoints: (plan.shown_endpoints.len() > 1).then_some(&plan.shown_endpoints[..]),
+        endpoint_strategy: (plan.shown_endpoints.len() > 1).then_some(a.endpoint_strategy),
         shard: plan.shard.map(|(k, _)| k),
         shards: plan.shard.map(|(_, n)| n),
         server_metrics: plan.server_metrics.as_ref().map(|m| ServerMetricsMeta {
@@ -190,10 +197,14 @@ pub fn write(
             .iter()
             .map(|(n, v)| masked_header(n, v))
             .collect(),
-        tls: plan.endpoint.tls.then(|| TlsMeta {
-            ca_cert: a.ca_cert.as_ref().map(|p| p.display().to_string()),
-            insecure: a.insecure,
-        }),
+        tls: plan
+            .replicas
+            .iter()
+            .any(|r| r.endpoint.tls)
+            .then(|| TlsMeta {
+                ca_cert: a.ca_cert.as_ref().map(|p| p.display().to_string()),
+                insecure: a.insecure,
+            }),
         warmup_connections: a.warmup_connections,
         warmup_s: a.warmup,
         max_concurrency: a.max_concurrency,

@@ -31,11 +31,11 @@ pub struct Plan {
     pub args: BenchArgs,
     pub api_key: String,
     pub model: String,
-    /// The endpoint as shown in files and messages (secret query parameters masked).
+    /// The (first) endpoint as shown in files and messages (secret query parameters masked).
     pub shown_endpoint: String,
-    pub endpoint: Endpoint,
-    pub addrs: Vec<SocketAddr>,
-    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// Every `--endpoint`, in the order given (arrivals are spread over them), and as shown.
+    pub replicas: Vec<Replica>,
+    pub shown_endpoints: Vec<String>,
     pub headers: Vec<(String, String)>,
     /// The dataset, its timing with `--replay`, and the level length.
     pub workload: Workload,
@@ -61,6 +61,15 @@ pub struct Plan {
     pub shard: Option<(usize, usize)>,
 }
 
+/// One `--endpoint`, parsed, resolved and with its TLS settings.
+pub struct Replica {
+    /// As shown in files and messages (secret query parameters masked).
+    pub shown: String,
+    pub endpoint: Endpoint,
+    pub addrs: Vec<SocketAddr>,
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
 fn missing(flag: &str, what: &str) -> UserError {
     UserError::input(format!("Missing {flag} argument ({what})"))
 }
@@ -69,10 +78,9 @@ impl Plan {
     /// Checks the arguments and loads what the run needs; the first problem found is the error.
     pub fn new(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<Self> {
         // Required flags, checked in the seed's order with the seed's message.
-        let endpoint_raw = args
-            .endpoint
-            .clone()
-            .ok_or_else(|| missing("--endpoint", "the chat completions URL"))?;
+        if args.endpoint.is_empty() {
+            return Err(missing("--endpoint", "the chat completions URL"));
+        }
         let api_key = args
             .api_key
             .clone()
@@ -98,19 +106,21 @@ impl Plan {
         if args.show_tokens {
             eprintln!("note: --show-tokens is deprecated: tokens/sec is always shown");
         }
-        let shown_endpoint = mask_url(&endpoint_raw);
-        let endpoint = Endpoint::parse(&endpoint_raw).map_err(|e| {
-            UserError::input(format!(
-                "--endpoint {}",
-                e.replace(&endpoint_raw, &shown_endpoint)
-            ))
-        })?;
+        let parsed = args
+            .endpoint
+            .iter()
+            .map(|raw| {
+                let shown = mask_url(raw);
+                Endpoint::parse(raw)
+                    .map(|e| (shown.clone(), e))
+                    .map_err(|e| UserError::input(format!("--endpoint {}", e.replace(raw, &shown))))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let headers = args
             .headers
             .iter()
             .map(|h| parse_header(h))
             .collect::<Result<_>>()?;
-        let tls = tls_settings(&args, &endpoint)?;
         let workload = Workload::new(&args, dataset_override)?;
         let output = file_name_only("--output", &args.output)?;
         let plot_output = file_name_only("--plot-output", &args.plot_output)?;
@@ -123,14 +133,17 @@ impl Plan {
             Some(r) => vec![r.rows as u64],
             None => request_counts(&args, workload.duration, fixed_levels.as_deref())?,
         };
-        let addrs = endpoint
-            .resolve()
-            .map_err(|e| UserError::input(format!("--endpoint: {e}")))?;
+        let replicas = parsed
+            .into_iter()
+            .map(|(shown, endpoint)| replica(&args, shown, endpoint))
+            .collect::<Result<Vec<_>>>()?;
+        let shown_endpoints: Vec<String> = replicas.iter().map(|r| r.shown.clone()).collect();
+        let shown_endpoint = shown_endpoints[0].clone();
         let cores = client_cores(&args);
         let nofile = crate::limits::raise_nofile();
         let continuous_usage =
             !args.no_usage_request && args.continuous_usage != ContinuousUsage::Off;
-        let api = args.api.unwrap_or_else(|| api_of_path(&endpoint.target));
+        let api = api_of(&args, &replicas)?;
         let extra_body = args
             .extra_body
             .as_deref()
@@ -147,9 +160,8 @@ impl Plan {
             api_key,
             model,
             shown_endpoint,
-            endpoint,
-            addrs,
-            tls,
+            shown_endpoints,
+            replicas,
             headers,
             output,
             plot_output,
@@ -164,12 +176,12 @@ impl Plan {
         Ok(plan)
     }
 
-    /// What every request shares.
-    pub fn template(&self) -> RequestTemplate<'_> {
+    /// What every request to endpoint `r` shares.
+    pub fn template<'a>(&'a self, r: &'a Replica) -> RequestTemplate<'a> {
         RequestTemplate {
             api: self.api,
             extra_body: self.extra_body.as_ref(),
-            endpoint: &self.endpoint,
+            endpoint: &r.endpoint,
             api_key: &self.api_key,
             model: &self.model,
             max_tokens: self.args.max_tokens,
@@ -181,9 +193,12 @@ impl Plan {
         }
     }
 
-    /// Every row's request bytes, as the template says now.
-    pub fn render(&self) -> Result<Prepared> {
-        render_all(&self.template(), &self.workload.dataset.rows)
+    /// Every row's request bytes for each endpoint, as the template says now.
+    pub fn render(&self) -> Result<Vec<Prepared>> {
+        self.replicas
+            .iter()
+            .map(|r| render_all(&self.template(r), &self.workload.dataset.rows))
+            .collect()
     }
 
     /// The dataset's rows.
@@ -196,10 +211,14 @@ impl Plan {
         let a = &self.args;
         let engine = Engine::start(EngineConfig {
             cores: self.cores,
-            target: Target {
-                addrs: self.addrs.clone().into(),
-                tls: self.tls.clone(),
-            },
+            targets: self
+                .replicas
+                .iter()
+                .map(|r| Target {
+                    addrs: r.addrs.clone().into(),
+                    tls: r.tls.clone(),
+                })
+                .collect(),
             requests: self.render()?,
             max_connections: crate::limits::connection_budget(self.nofile.0, self.cores),
             timeout: Duration::from_secs_f64(a.timeout),
@@ -277,6 +296,38 @@ fn scrapes(shard: Option<(usize, usize)>) -> bool {
         }
         _ => true,
     }
+}
+
+/// One `--endpoint`, resolved, with its TLS settings.
+fn replica(args: &BenchArgs, shown: String, endpoint: Endpoint) -> Result<Replica> {
+    let tls = tls_settings(args, &endpoint)?;
+    let addrs = endpoint
+        .resolve()
+        .map_err(|e| UserError::input(format!("--endpoint {shown}: {e}")))?;
+    Ok(Replica {
+        shown,
+        endpoint,
+        addrs,
+        tls,
+    })
+}
+
+/// `--api`, or the API the endpoints' paths imply (the same for every one of them).
+fn api_of(args: &BenchArgs, replicas: &[Replica]) -> Result<Api> {
+    if let Some(api) = args.api {
+        return Ok(api);
+    }
+    let api = api_of_path(&replicas[0].endpoint.target);
+    if let Some(r) = replicas
+        .iter()
+        .find(|r| api_of_path(&r.endpoint.target) != api)
+    {
+        return Err(UserError::input(format!(
+            "--endpoint {} and {}: one is a chat and the other a completions path; replicas of one model speak one API (or give --api)",
+            replicas[0].shown, r.shown
+        )));
+    }
+    Ok(api)
 }
 
 /// The TLS client settings for an `https://` endpoint (none for `http://`).

@@ -135,7 +135,7 @@ fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &Error
 /// Sends one request (row 0) and resets the engine's connections after it.
 fn probe(engine: &Engine) -> Result<Answer> {
     let run = engine
-        .run_level(&[(0, 0)], 0, (0, 0), None)
+        .run_level(&[(0, 0, 0)], 0, (0, 0), None)
         .map_err(UserError::runtime)?;
     engine.reset(None).map_err(UserError::runtime)?;
     let errors = &run.merged.errors;

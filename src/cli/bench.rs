@@ -7,9 +7,22 @@ use clap::Args;
 /// The benchmark (the default command).
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// API endpoint URL, e.g. http://127.0.0.1:8000/v1/chat/completions [required]
-    #[arg(long)]
-    pub endpoint: Option<String>,
+    /// API endpoint URL, e.g. http://127.0.0.1:8000/v1/chat/completions [required]. Give it
+    /// several times for replicas of one model without a load balancer: arrivals are spread over
+    /// them (--endpoint-strategy), each with its own keep-alive connections, and each level
+    /// reports every endpoint's requests, errors and TTFT
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Vec<String>,
+
+    /// With several --endpoint: how arrivals are spread over them, by their index in the
+    /// schedule: `round-robin` (arrival i to endpoint i mod n) or `random` (drawn from --seed)
+    #[arg(
+        long,
+        value_enum,
+        default_value = "round-robin",
+        value_name = "STRATEGY"
+    )]
+    pub endpoint_strategy: EndpointStrategy,
 
     /// Authentication key, sent as `Authorization: Bearer <key>`. Also read from
     /// QPSBENCH_API_KEY, then OPENAI_API_KEY, so it need not appear in shell history. Never
@@ -463,6 +476,14 @@ pub enum Api {
     /// `/v1/completions`: one `prompt` string in (chat samples flattened with role labels),
     /// `choices[].text` out.
     Completions,
+}
+
+/// `--endpoint-strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointStrategy {
+    RoundRobin,
+    Random,
 }
 
 /// `--progress`.

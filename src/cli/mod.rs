@@ -9,7 +9,8 @@ mod bench;
 mod tools;
 
 pub use bench::{
-    Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, Progress, ShowMetric, WorkloadArgs,
+    Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, EndpointStrategy, Progress, ShowMetric,
+    WorkloadArgs,
 };
 pub use tools::{
     BusyPollMode, CompareArgs, DemoArgs, K8sManifestArgs, MergeArgs, MockArgs, PlotArgs,

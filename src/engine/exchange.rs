@@ -26,16 +26,15 @@ use crate::records::RequestRecord;
 
 /// What a core's request tasks share: owned by the core, never by two threads.
 pub struct Core {
-    pub pool: Pool,
+    /// One keep-alive pool per endpoint.
+    pub pools: Vec<Pool>,
     /// This core's live counters (the progress line reads them from another thread).
     pub live: std::sync::Arc<crate::live::LiveCounters>,
     pub chunks: RefCell<ChunkParser>,
-    /// The rendered request of each sample: this core's own handle on the shared buffer
-    /// (replaced between levels by `Command::Reset`).
-    pub requests: RefCell<CoreRequests>,
+    /// The rendered request of each sample, per endpoint: this core's own handles on the shared
+    /// buffers (replaced between levels by `Command::Reset`).
+    pub requests: RefCell<Vec<CoreRequests>>,
     pub timeout: Duration,
-    /// The endpoint is `https://`.
-    pub tls: bool,
     /// The current level's slice of the arrival plan: this core's queue of arrivals.
     pub queue: RefCell<CoreQueue>,
     /// This core's share of `--max-concurrency` (`usize::MAX`: no cap).
@@ -85,8 +84,8 @@ impl Core {
 #[derive(Default)]
 pub struct CoreQueue {
     pub start_ns: u64,
-    /// (offset ns from start, sample index), in time order.
-    pub arrivals: Vec<(u64, u32)>,
+    /// (offset ns from start, sample index, endpoint index), in time order.
+    pub arrivals: Vec<super::PlannedArrival>,
     pub next: usize,
     /// Arrivals before this index are warm-up (`--warmup`): sent, recorded apart.
     pub measured_from: usize,
@@ -114,11 +113,11 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         return;
     }
     loop {
-        let (intended, sample, rec, waited, warmup) = {
+        let (intended, (sample, endpoint), rec, waited, warmup) = {
             let mut s = core.queue.borrow_mut();
             let s = &mut *s;
             match s.arrivals.get(s.next) {
-                Some(&(off, _)) if s.start_ns + off <= now && core.capped() => {
+                Some(&(off, ..)) if s.start_ns + off <= now && core.capped() => {
                     // Held back by --max-concurrency: remember which arrivals waited (the scan
                     // only moves forward, so this costs O(1) per arrival over the level).
                     s.due_seen = s.due_seen.max(s.next);
@@ -131,7 +130,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
                     }
                     return;
                 }
-                Some(&(off, sample)) if s.start_ns + off <= now => {
+                Some(&(off, sample, endpoint)) if s.start_ns + off <= now => {
                     let i = s.next;
                     s.next += 1;
                     let warmup = i < s.measured_from;
@@ -141,7 +140,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
                     let rec = if warmup { &s.warmup_rec } else { &s.rec };
                     (
                         s.start_ns + off,
-                        sample as usize,
+                        (sample as usize, endpoint as usize),
                         rec.clone(),
                         i < s.due_seen,
                         warmup,
@@ -152,10 +151,11 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         };
         core.inflight.set(core.inflight.get() + 1);
         let mut first = None;
-        let (idle, closed) = core.pool.take(now);
+        let (idle, closed) = core.pools[endpoint].take(now);
         let mut closed_by_server = closed;
         if let Some(mut conn) = idle {
-            match conn.try_write_now(&RequestBuf::new(&core.requests.borrow(), sample)) {
+            let request = RequestBuf::new(&core.requests.borrow()[endpoint], sample);
+            match conn.try_write_now(&request) {
                 Ok(()) => first = Some(conn),
                 // The send itself was refused (reset in the instant after the check): nothing
                 // was written, so the request starts on a fresh connection.
@@ -177,6 +177,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
             intended_ns: intended,
             sent_ns,
             sample,
+            endpoint,
             warmup,
             waited,
         };
@@ -196,6 +197,8 @@ struct Ticket {
     /// None until the request's task starts (no idle connection at dispatch).
     sent_ns: Option<u64>,
     sample: usize,
+    /// Which `--endpoint` it goes to.
+    endpoint: usize,
     warmup: bool,
     /// `--max-concurrency` held it back.
     waited: bool,
@@ -222,6 +225,13 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
         if let Some(trace) = trace {
             rec.records
                 .push(trace.into_record(&t, core.index, &outcome));
+        }
+        if let Some(e) = rec.endpoints.get_mut(t.endpoint) {
+            e.sent += 1;
+            match &outcome {
+                Ok(s) => e.success(s.ttft_ns),
+                Err((kind, _)) => e.failure(kind),
+            }
         }
         match outcome {
             Ok(success) => {
@@ -291,16 +301,17 @@ async fn attempt(
     let ttft_deadline = core
         .ttft_timeout_ns
         .map(|d| t.sent_ns.unwrap_or(t.intended_ns) + d);
-    let request = RequestBuf::new(&core.requests.borrow(), t.sample);
+    let request = RequestBuf::new(&core.requests.borrow()[t.endpoint], t.sample);
+    let pool = &core.pools[t.endpoint];
     let mut conn = match first {
         Some(c) => c,
         None => {
-            let (c, times) = monoio::time::timeout(core.connect_timeout, core.pool.connect())
+            let (c, times) = monoio::time::timeout(core.connect_timeout, pool.connect())
                 .await
                 .map_err(|_| (ErrorKind::TimeoutConnect, None))?
                 .map_err(|e| (ErrorKind::from_connect(e), None))?;
             rec.borrow_mut()
-                .record_connect(times.connect_ns, times.handshake_ns, core.tls);
+                .record_connect(times.connect_ns, times.handshake_ns, pool.tls());
             c
         }
     };
@@ -314,7 +325,7 @@ async fn attempt(
     match conn.exchange(request, &mut handler).await {
         Ok(done) => {
             if done.reusable {
-                core.pool.put(conn, done.end_ns);
+                pool.put(conn, done.end_ns);
             }
             handler.finish(done, t.intended_ns)
         }

@@ -20,14 +20,19 @@ use crate::http::conn::Target;
 use crate::prepared::Prepared;
 use crate::recorder::Recorder;
 
+/// One arrival of a level: (offset ns from the level's start, sample index, endpoint index).
+pub type PlannedArrival = (u64, u32, u16);
+
 /// How long before the first arrival the plan is handed out, so every core holds it in time.
 pub const LEAD_NS: u64 = 50_000_000;
 
 /// What every core needs for the whole run.
 pub struct EngineConfig {
     pub cores: usize,
-    pub target: Target,
-    pub requests: Prepared,
+    /// Where requests go: one target per `--endpoint`, and each one's rendered requests (the
+    /// same samples, its own `Host` and path), in the same order.
+    pub targets: Vec<Target>,
+    pub requests: Vec<Prepared>,
     /// Connections all cores together may have open at once (from the open-file limit, less a
     /// reserve for everything else the process opens: see `limits::connection_budget`).
     pub max_connections: usize,
@@ -90,16 +95,16 @@ pub(crate) enum Command {
     /// Run this slice of a level.
     Level(CorePlan),
     /// Close every idle connection and, if given, send these rendered requests from now on
-    /// (same samples, other body options).
-    Reset(Option<Arc<Prepared>>),
+    /// (same samples, other body options; one set per endpoint).
+    Reset(Option<Vec<Arc<Prepared>>>),
 }
 
 /// One core's share of a level.
 pub(crate) struct CorePlan {
     /// Level start on the monotonic clock; arrival offsets count from here.
     pub start_ns: u64,
-    /// (offset ns, sample index), in time order.
-    pub arrivals: Vec<(u64, u32)>,
+    /// (offset ns, sample index, endpoint index), in time order.
+    pub arrivals: Vec<PlannedArrival>,
     /// Arrivals before this index are warm-up.
     pub measured_from: usize,
     /// The measured sending window (monotonic ns): its start (after any warm-up), its end.
@@ -160,8 +165,8 @@ impl Engine {
         let live: Vec<_> = (0..cfg.cores).map(|_| Arc::default()).collect();
         let shared = Arc::new(worker::Shared {
             live: live.clone(),
-            target: cfg.target,
-            requests: Arc::new(cfg.requests),
+            targets: cfg.targets,
+            requests: cfg.requests.into_iter().map(Arc::new).collect(),
             max_open_per_core: (cfg.max_connections / cfg.cores.max(1)).max(1),
             timeout: cfg.timeout,
             max_inflight,
@@ -242,8 +247,9 @@ impl Engine {
 
     /// Closes every core's idle connections and, if given, replaces the rendered requests (one
     /// per sample, same order): after a probe request, so the run starts from a clean state.
-    pub fn reset(&self, requests: Option<Prepared>) -> Result<(), String> {
-        let requests: Option<Arc<Prepared>> = requests.map(Arc::new);
+    pub fn reset(&self, requests: Option<Vec<Prepared>>) -> Result<(), String> {
+        let requests: Option<Vec<Arc<Prepared>>> =
+            requests.map(|r| r.into_iter().map(Arc::new).collect());
         for w in &self.workers {
             w.plans
                 .as_ref()
@@ -259,20 +265,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one level: `arrivals` are (time in ns from the level start, sample), in time order,
+    /// Runs one level: `arrivals` are (time in ns from the level start, sample, endpoint), in
+    /// time order,
     /// the first `warmup` of them a warm-up that is sent but recorded apart, and the measured
     /// window starting at `window_ns` and lasting `duration_ns`; arrival j is sent from core
     /// `j mod cores`. The level starts at `start_at_ns` (monotonic) when given, else in a
     /// moment ([`LEAD_NS`]). Returns when every request has finished or timed out.
     pub fn run_level(
         &self,
-        arrivals: &[(u64, u32)],
+        arrivals: &[PlannedArrival],
         warmup: usize,
         (window_ns, duration_ns): (u64, u64),
         start_at_ns: Option<u64>,
     ) -> Result<LevelRun, String> {
         let n = self.workers.len();
-        let mut slices: Vec<Vec<(u64, u32)>> = (0..n)
+        let mut slices: Vec<Vec<PlannedArrival>> = (0..n)
             .map(|_| Vec::with_capacity(arrivals.len() / n + 1))
             .collect();
         let mut measured_from = vec![0; n];

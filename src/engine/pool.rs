@@ -125,6 +125,11 @@ impl Pool {
         self.idle.borrow().len()
     }
 
+    /// The endpoint is `https://`.
+    pub fn tls(&self) -> bool {
+        self.target.tls.is_some()
+    }
+
     /// How many more connections may be opened now.
     pub fn room(&self) -> usize {
         self.max_open.saturating_sub(self.open.get())

@@ -19,8 +19,9 @@ use crate::recorder::Recorder;
 
 /// Read-only run configuration shared by all cores (read once at thread start).
 pub(crate) struct Shared {
-    pub target: Target,
-    pub requests: Arc<Prepared>,
+    /// One per endpoint, with its rendered requests.
+    pub targets: Vec<Target>,
+    pub requests: Vec<Arc<Prepared>>,
     /// Connections each core may have open at once (its share of the open-file limit).
     pub max_open_per_core: usize,
     pub timeout: Duration,
@@ -58,11 +59,15 @@ pub(crate) fn main(
     };
     let _ = ready.send(Ok((driver, pinned)));
     let core = Rc::new(Core {
-        pool: Pool::new(shared.target.clone(), shared.max_open_per_core),
+        // The core's share of descriptors is split among its pools.
+        pools: shared
+            .targets
+            .iter()
+            .map(|t| Pool::new(t.clone(), shared.max_open_per_core / shared.targets.len()))
+            .collect(),
         live: shared.live[index].clone(),
-        tls: shared.target.tls.is_some(),
         chunks: RefCell::new(ChunkParser::new()),
-        requests: RefCell::new(Rc::new(shared.requests.clone())),
+        requests: RefCell::new(shared.requests.iter().cloned().map(Rc::new).collect()),
         timeout: shared.timeout,
         queue: RefCell::new(CoreQueue::default()),
         max_inflight: shared.max_inflight[index],
@@ -95,10 +100,10 @@ pub(crate) fn main(
                 }),
                 Command::Reset(requests) => {
                     if let Some(r) = requests {
-                        core.requests.replace(Rc::new(r));
+                        core.requests.replace(r.into_iter().map(Rc::new).collect());
                     }
                     // Dropped sockets are closed by the runtime: let it run once.
-                    let idle = core.pool.drain();
+                    let idle: Vec<_> = core.pools.iter().flat_map(Pool::drain).collect();
                     rt.block_on(async move {
                         drop(idle);
                         crate::rt::yield_now().await;
@@ -112,19 +117,21 @@ pub(crate) fn main(
     }
 }
 
-/// Opens connections concurrently until `want` are idle in the pool.
+/// Opens connections concurrently until `want` are idle on this core, spread over its
+/// endpoints' pools (at least one each).
 async fn open_connections(core: Rc<Core>, want: usize) -> Recorder {
     let rec = Rc::new(RefCell::new(Recorder::new()));
-    let need = want
-        .saturating_sub(core.pool.idle_count())
-        .min(core.pool.room());
-    let tasks: Vec<_> = (0..need)
-        .map(|_| {
+    let per_pool = want.div_ceil(core.pools.len()).max(1);
+    let mut tasks = Vec::new();
+    for (e, pool) in core.pools.iter().enumerate() {
+        let need = per_pool.saturating_sub(pool.idle_count()).min(pool.room());
+        tasks.extend((0..need).map(|_| {
             let (core, rec) = (core.clone(), rec.clone());
             monoio::spawn(async move {
+                let pool = &core.pools[e];
                 // Bounded like a request's connect, so a black-holed endpoint cannot stall the run.
                 let limit = core.connect_timeout.min(core.timeout);
-                let connect = monoio::time::timeout(limit, core.pool.connect()).await;
+                let connect = monoio::time::timeout(limit, pool.connect()).await;
                 let Ok(connect) = connect else {
                     rec.borrow_mut()
                         .record_error(ErrorKind::TimeoutConnect, None);
@@ -133,16 +140,16 @@ async fn open_connections(core: Rc<Core>, want: usize) -> Recorder {
                 match connect {
                     Ok((conn, t)) => {
                         rec.borrow_mut()
-                            .record_connect(t.connect_ns, t.handshake_ns, core.tls);
-                        core.pool.put(conn, now_ns());
+                            .record_connect(t.connect_ns, t.handshake_ns, pool.tls());
+                        pool.put(conn, now_ns());
                     }
                     Err(e) => rec
                         .borrow_mut()
                         .record_error(ErrorKind::from_connect(e), None),
                 }
             })
-        })
-        .collect();
+        }));
+    }
     for t in tasks {
         t.await;
     }
@@ -161,6 +168,9 @@ fn take_recorder(rec: Rc<RefCell<Recorder>>) -> Recorder {
 fn measured_recorder(core: &Core, plan: &CorePlan) -> Recorder {
     let n = plan.arrivals.len();
     let mut measured = Recorder::new();
+    if core.pools.len() > 1 {
+        measured.endpoints = vec![Default::default(); core.pools.len()];
+    }
     measured.window_end_ns = plan.window_end_ns;
     measured.timeline = crate::timeline::Timeline::new(plan.window_start_ns);
     core.live.reset();

@@ -84,6 +84,12 @@ pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(Leve
     )
     .filter(|_| !s.replay);
     verdicts(&mut stats, parts, of_shards);
+    let urls: Vec<String> = h(&parts[0])
+        .endpoints
+        .iter()
+        .map(|e| e.url.clone())
+        .collect();
+    stats.endpoints = crate::replicas::stats(&r.endpoints, &urls);
     stats.warmup = (s.warmup_s > 0.0).then(|| WarmupStats {
         seconds: s.warmup_s,
         requests: parts.iter().map(|p| h(p).counters.warmup_sent).sum(),

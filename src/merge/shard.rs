@@ -11,8 +11,10 @@ use crate::mergeable::LevelHistograms;
 use crate::report::results::file_name_only;
 
 /// The `metadata.json` keys that fix the schedule: the shards of one run agree on every one.
-const SCHEDULE_KEYS: [&str; 16] = [
+const SCHEDULE_KEYS: [&str; 18] = [
     "qps_levels",
+    "endpoints",
+    "endpoint_strategy",
     "duration",
     "seed",
     "arrival",
