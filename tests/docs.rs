@@ -8,7 +8,16 @@ use std::collections::BTreeSet;
 
 use common::BIN;
 
-const COMMANDS: [&str; 6] = ["", "serve-mock", "demo", "selftest", "plot", "compare"];
+const COMMANDS: [&str; 8] = [
+    "",
+    "serve-mock",
+    "demo",
+    "selftest",
+    "plot",
+    "compare",
+    "merge",
+    "k8s-manifest",
+];
 
 fn docs_text() -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs");

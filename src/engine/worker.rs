@@ -118,10 +118,10 @@ pub(crate) fn main(
 }
 
 /// Opens connections concurrently until `want` are idle on this core, spread over its
-/// endpoints' pools (at least one each).
+/// endpoints' pools.
 async fn open_connections(core: Rc<Core>, want: usize) -> Recorder {
     let rec = Rc::new(RefCell::new(Recorder::new()));
-    let per_pool = want.div_ceil(core.pools.len()).max(1);
+    let per_pool = want.div_ceil(core.pools.len());
     let mut tasks = Vec::new();
     for (e, pool) in core.pools.iter().enumerate() {
         let need = per_pool.saturating_sub(pool.idle_count()).min(pool.room());
