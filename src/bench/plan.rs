@@ -70,6 +70,36 @@ pub struct Replica {
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
+/// The required flags, checked in the seed's order with the seed's message; returns the API key
+/// and the model.
+fn required(args: &BenchArgs, dataset_given: bool) -> Result<(String, String)> {
+    if args.endpoint.is_empty() {
+        return Err(missing("--endpoint", "the chat completions URL"));
+    }
+    let api_key = args
+        .api_key
+        .clone()
+        .or_else(|| std::env::var("OPENAI_API_KEY").ok())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            missing(
+                "--api-key",
+                "or set QPSBENCH_API_KEY or OPENAI_API_KEY in the environment",
+            )
+        })?;
+    let model = args
+        .model
+        .clone()
+        .ok_or_else(|| missing("--model", "the model name to request"))?;
+    if args.dataset.is_none()
+        && !dataset_given
+        && args.dataset_name != Some(crate::cli::DatasetName::Random)
+    {
+        return Err(missing("--dataset", "path to your conversations JSON file"));
+    }
+    Ok((api_key, model))
+}
+
 fn missing(flag: &str, what: &str) -> UserError {
     UserError::input(format!("Missing {flag} argument ({what})"))
 }
@@ -77,31 +107,7 @@ fn missing(flag: &str, what: &str) -> UserError {
 impl Plan {
     /// Checks the arguments and loads what the run needs; the first problem found is the error.
     pub fn new(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<Self> {
-        // Required flags, checked in the seed's order with the seed's message.
-        if args.endpoint.is_empty() {
-            return Err(missing("--endpoint", "the chat completions URL"));
-        }
-        let api_key = args
-            .api_key
-            .clone()
-            .or_else(|| std::env::var("OPENAI_API_KEY").ok())
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                missing(
-                    "--api-key",
-                    "or set QPSBENCH_API_KEY or OPENAI_API_KEY in the environment",
-                )
-            })?;
-        let model = args
-            .model
-            .clone()
-            .ok_or_else(|| missing("--model", "the model name to request"))?;
-        if args.dataset.is_none()
-            && dataset_override.is_none()
-            && args.dataset_name != Some(crate::cli::DatasetName::Random)
-        {
-            return Err(missing("--dataset", "path to your conversations JSON file"));
-        }
+        let (api_key, model) = required(&args, dataset_override.is_some())?;
         validate_numbers(&args)?;
         if args.show_tokens {
             eprintln!("note: --show-tokens is deprecated: tokens/sec is always shown");
