@@ -198,10 +198,27 @@ fn shard_script(a: &K8sManifestArgs, start_at: u64) -> String {
     )
 }
 
-fn pod_security(y: &mut String, indent: &str) {
+/// A Job up to its pod's containers: its name (`NAME-shards`, `NAME-merge`), its labels, the
+/// lines of its `spec` particular to it, no retries, and a non-root pod that never restarts.
+fn job_opening(y: &mut String, a: &K8sManifestArgs, component: &str, spec: &str) {
+    let name = match component {
+        "shard" => format!("{}-shards", a.name),
+        _ => format!("{}-{component}", a.name),
+    };
     let _ = writeln!(
         y,
-        "{indent}restartPolicy: Never\n{indent}securityContext:\n{indent}  runAsNonRoot: true\n{indent}  runAsUser: {USER_ID}\n{indent}  runAsGroup: {USER_ID}\n{indent}  fsGroup: {USER_ID}"
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {}",
+        q(&name)
+    );
+    labels(y, a, "  ", component);
+    let _ = writeln!(
+        y,
+        "spec:\n{spec}\n  backoffLimit: 0\n  template:\n    metadata:"
+    );
+    labels(y, a, "      ", component);
+    let _ = writeln!(
+        y,
+        "    spec:\n      restartPolicy: Never\n      securityContext:\n        runAsNonRoot: true\n        runAsUser: {USER_ID}\n        runAsGroup: {USER_ID}\n        fsGroup: {USER_ID}"
     );
 }
 
@@ -214,20 +231,11 @@ fn results_volume(y: &mut String, a: &K8sManifestArgs) {
 }
 
 fn shards_job(y: &mut String, a: &K8sManifestArgs, start_at: u64) {
-    let _ = writeln!(
-        y,
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {}",
-        q(&format!("{}-shards", a.name))
-    );
-    labels(y, a, "  ", "shard");
-    let _ = writeln!(
-        y,
-        "spec:\n  completionMode: Indexed\n  completions: {n}\n  parallelism: {n}\n  # A retried shard would start late and miss levels: no retries.\n  backoffLimit: 0\n  template:\n    metadata:",
+    let spec = format!(
+        "  completionMode: Indexed\n  completions: {n}\n  parallelism: {n}\n  # A retried shard would start late and miss levels: no retries.",
         n = a.shards
     );
-    labels(y, a, "      ", "shard");
-    y.push_str("    spec:\n");
-    pod_security(y, "      ");
+    job_opening(y, a, "shard", &spec);
     // Shards on different nodes where the cluster has them: the point is more than one box.
     let _ = writeln!(
         y,
@@ -253,20 +261,11 @@ fn shards_job(y: &mut String, a: &K8sManifestArgs, start_at: u64) {
 }
 
 fn merge_job(y: &mut String, a: &K8sManifestArgs) {
-    let _ = writeln!(
-        y,
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {}",
-        q(&format!("{}-merge", a.name))
-    );
-    labels(y, a, "  ", "merge");
-    let _ = writeln!(
-        y,
-        "spec:\n  # Resumed (kubectl patch) once job/{}-shards is complete.\n  suspend: true\n  backoffLimit: 0\n  template:\n    metadata:",
+    let spec = format!(
+        "  # Resumed (kubectl patch) once job/{}-shards is complete.\n  suspend: true",
         a.name
     );
-    labels(y, a, "      ", "merge");
-    y.push_str("    spec:\n");
-    pod_security(y, "      ");
+    job_opening(y, a, "merge", &spec);
     let _ = writeln!(
         y,
         "      containers:\n        - name: merge\n          image: {}\n          command: [\"/bin/sh\", \"-c\", {}]\n          volumeMounts:\n            - name: results\n              mountPath: /results",

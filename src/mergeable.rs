@@ -103,42 +103,34 @@ pub struct Counters {
     pub stream_messages_other: u64,
 }
 
-/// The histograms kept, by the name they are saved under.
-fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 13] {
-    [
-        ("ttft_us", &r.ttft_us),
-        ("e2e_us", &r.e2e_us),
-        ("ttfb_us", &r.ttfb_us),
-        ("itl_us", &r.itl_us),
-        ("tpot_us", &r.tpot_us),
-        ("tokens_per_sec_milli", &r.tps_milli),
-        ("send_lag_ns", &r.send_lag_ns),
-        ("output_tokens", &r.output_tokens_n),
-        ("prompt_tokens", &r.prompt_tokens_n),
-        ("connect_us", &r.connect_us),
-        ("tls_handshake_us", &r.handshake_us),
-        ("cap_wait_ns", &r.cap_wait_ns),
-        ("client_added_delay_ns", &r.added_delay_ns),
-    ]
+/// The histograms kept, by the name they are saved under: one list for reading (`&`) and for
+/// filling (`&mut`) a recorder, so that a name and its field cannot drift apart.
+macro_rules! kept {
+    ($r:expr, $($borrow:tt)+) => {
+        [
+            ("ttft_us", $($borrow)+ $r.ttft_us),
+            ("e2e_us", $($borrow)+ $r.e2e_us),
+            ("ttfb_us", $($borrow)+ $r.ttfb_us),
+            ("itl_us", $($borrow)+ $r.itl_us),
+            ("tpot_us", $($borrow)+ $r.tpot_us),
+            ("tokens_per_sec_milli", $($borrow)+ $r.tps_milli),
+            ("send_lag_ns", $($borrow)+ $r.send_lag_ns),
+            ("output_tokens", $($borrow)+ $r.output_tokens_n),
+            ("prompt_tokens", $($borrow)+ $r.prompt_tokens_n),
+            ("connect_us", $($borrow)+ $r.connect_us),
+            ("tls_handshake_us", $($borrow)+ $r.handshake_us),
+            ("cap_wait_ns", $($borrow)+ $r.cap_wait_ns),
+            ("client_added_delay_ns", $($borrow)+ $r.added_delay_ns),
+        ]
+    };
 }
 
-/// The same histograms, to be filled (`to_recorder`).
+fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 13] {
+    kept!(r, &)
+}
+
 fn histograms_mut(r: &mut Recorder) -> [(&'static str, &mut Histogram<u64>); 13] {
-    [
-        ("ttft_us", &mut r.ttft_us),
-        ("e2e_us", &mut r.e2e_us),
-        ("ttfb_us", &mut r.ttfb_us),
-        ("itl_us", &mut r.itl_us),
-        ("tpot_us", &mut r.tpot_us),
-        ("tokens_per_sec_milli", &mut r.tps_milli),
-        ("send_lag_ns", &mut r.send_lag_ns),
-        ("output_tokens", &mut r.output_tokens_n),
-        ("prompt_tokens", &mut r.prompt_tokens_n),
-        ("connect_us", &mut r.connect_us),
-        ("tls_handshake_us", &mut r.handshake_us),
-        ("cap_wait_ns", &mut r.cap_wait_ns),
-        ("client_added_delay_ns", &mut r.added_delay_ns),
-    ]
+    kept!(r, &mut)
 }
 
 /// A histogram as V2 bytes in base64.

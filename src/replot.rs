@@ -65,21 +65,6 @@ pub fn load(dir: &Path) -> Result<(Value, Vec<LevelView>)> {
     Ok((meta, levels))
 }
 
-/// The thresholds the run used (older runs without them get the defaults).
-pub fn criteria(meta: &Value) -> Criteria {
-    let d = Criteria::default();
-    let f = |k: &str| meta.get(k).and_then(Value::as_f64);
-    Criteria {
-        min_success_pct: f("saturation_success_pct").unwrap_or(d.min_success_pct),
-        min_throughput_ratio: f("saturation_throughput_ratio").unwrap_or(d.min_throughput_ratio),
-        max_ttft_growth: f("saturation_ttft_growth").unwrap_or(d.max_ttft_growth),
-        slo_ttft_s: f("slo_ttft_s"),
-        slo_e2e_s: f("slo_e2e_s"),
-        slo_percentile: f("slo_percentile").unwrap_or(d.slo_percentile),
-        headroom: d.headroom,
-    }
-}
-
 pub fn run(args: PlotArgs) -> Result<i32> {
     crate::flags::seconds_opt("--slo-ttft", args.slo_ttft)?;
     crate::flags::seconds_opt("--slo-e2e", args.slo_e2e)?;
@@ -90,7 +75,7 @@ pub fn run(args: PlotArgs) -> Result<i32> {
             args.dir.display()
         )));
     }
-    let mut c = criteria(&meta);
+    let mut c = Criteria::of_run(&meta);
     c.slo_ttft_s = args.slo_ttft.or(c.slo_ttft_s);
     c.slo_e2e_s = args.slo_e2e.or(c.slo_e2e_s);
     let summary = analysis::analyze(&levels, &c);
@@ -99,13 +84,7 @@ pub fn run(args: PlotArgs) -> Result<i32> {
     };
     dir.write_json("summary.json", &summary)?;
     let name = file_name_only("--plot-output", &args.plot_output)?;
-    let s = |k: &str| {
-        meta.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string()
-    };
-    let title = crate::report::plot::plot_title(&s("model"), &s("endpoint"), &s("timestamp"));
+    let title = crate::report::plot::title_of_run(&meta);
     // Rendered beside, then renamed: an existing picture is replaced whole or not at all.
     let tmp = args.dir.join(format!(".{name}.tmp.png"));
     crate::report::plot::render(&tmp, &levels, &summary, &title)

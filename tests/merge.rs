@@ -56,22 +56,9 @@ fn run_shards(url: &str, root: &Path, n: usize, ks: &[usize], extra: &[&str]) ->
     })
 }
 
-fn strs(dirs: &[PathBuf]) -> Vec<&str> {
-    dirs.iter().map(|d| d.to_str().unwrap()).collect()
-}
-
-/// The nearest-rank percentile `p` of `v` (sorted).
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank - 1]
-}
-
-#[test]
-fn four_shards_merge_into_the_single_process_expectation() {
-    let _g = serial();
-    let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "6"]);
-    let tmp = TempDir::new("merge4");
-    let flags = [
+/// The schedule every shard of the test runs, with seed `seed`.
+fn schedule_flags(seed: &str) -> [&str; 8] {
+    [
         "--qps",
         "20,40",
         "--duration",
@@ -79,8 +66,20 @@ fn four_shards_merge_into_the_single_process_expectation() {
         "--cooldown",
         "2",
         "--seed",
-        "11",
-    ];
+        seed,
+    ]
+}
+
+fn strs(dirs: &[PathBuf]) -> Vec<&str> {
+    dirs.iter().map(|d| d.to_str().unwrap()).collect()
+}
+
+#[test]
+fn four_shards_merge_into_the_single_process_expectation() {
+    let _g = serial();
+    let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "6"]);
+    let tmp = TempDir::new("merge4");
+    let flags = schedule_flags("11");
     let dirs = run_shards(&mock.url, tmp.path(), 4, &[0, 1, 2, 3], &flags);
     let mut args = vec!["merge"];
     args.extend(strs(&dirs));
@@ -110,12 +109,7 @@ fn four_shards_merge_into_the_single_process_expectation() {
         assert!(level["send_gap_fit"]["gaps"].as_u64().unwrap() >= qps as u64 * 2 - 1);
         // The merged TTFT percentiles are those of the concatenated records, within the
         // histograms' precision (3 significant figures) and the records' 0.1 µs.
-        let mut ttft: Vec<f64> = records
-            .iter()
-            .filter(|r| r["level"] == i + 1)
-            .map(|r| (f(r, "first_token_us") - f(r, "intended_us")) / 1e6)
-            .collect();
-        ttft.sort_by(f64::total_cmp);
+        let ttft = ttft_of_level(&records, i + 1);
         assert_eq!(ttft.len(), (qps * 2.0) as usize);
         for p in [50.0, 90.0, 99.0] {
             let want = percentile(&ttft, p);
@@ -182,16 +176,7 @@ fn four_shards_merge_into_the_single_process_expectation() {
         &tmp.path().join("other"),
         4,
         &[3],
-        &[
-            "--qps",
-            "20,40",
-            "--duration",
-            "2",
-            "--cooldown",
-            "2",
-            "--seed",
-            "12",
-        ],
+        &schedule_flags("12"),
     );
     refused(
         vec![all[0], all[1], all[2], other[0].to_str().unwrap()],

@@ -70,12 +70,6 @@ impl Drop for Cluster {
     }
 }
 
-/// The nearest-rank percentile `p` of `v` (sorted).
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank - 1]
-}
-
 #[test]
 fn array_job_of_four_shards_merges_to_the_single_process_expectation() {
     if let Some(why) = missing() {
@@ -154,12 +148,7 @@ fn array_job_of_four_shards_merges_to_the_single_process_expectation() {
     for (i, level) in run.levels().iter().enumerate() {
         let want = (qps[i] * duration).round() as u64;
         assert_eq!(level["total_requests"], want, "{level}");
-        let mut ttft: Vec<f64> = records
-            .iter()
-            .filter(|r| r["level"] == i + 1)
-            .map(|r| (f(r, "first_token_us") - f(r, "intended_us")) / 1e6)
-            .collect();
-        ttft.sort_by(f64::total_cmp);
+        let ttft = ttft_of_level(&records, i + 1);
         assert_eq!(ttft.len() as u64, want);
         for p in [50.0, 90.0, 99.0] {
             let (got, direct) = (f(&level["ttft"], &format!("p{p}")), percentile(&ttft, p));

@@ -40,7 +40,7 @@ pub fn run(args: MergeArgs) -> Result<i32> {
         .unwrap_or("benchmark_qps_results.json");
     let results_file = file_name_only("results_file", results_file)?;
     out.write_json(&results_file, &json)?;
-    let summary = analysis::analyze(&analysis::views(&levels), &crate::replot::criteria(meta));
+    let summary = analysis::analyze(&analysis::views(&levels), &analysis::Criteria::of_run(meta));
     out.write_json("summary.json", &summary)?;
     files::timeline(&shards, &starts, &out)?;
     let requests = files::requests(&shards, &out)?;
@@ -165,13 +165,7 @@ fn draw(
     summary: &analysis::Summary,
     name: &str,
 ) -> Result<()> {
-    let s = |k: &str| {
-        meta.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string()
-    };
-    let title = crate::report::plot::plot_title(&s("model"), &s("endpoint"), &s("timestamp"));
+    let title = crate::report::plot::title_of_run(meta);
     let png = out.path.join(file_name_only("--plot-output", name)?);
     crate::report::plot::render(&png, &analysis::views(levels), summary, &title)
         .map_err(|e| UserError::runtime(format!("cannot render {}: {e}", png.display())))?;

@@ -47,6 +47,25 @@ impl Default for Criteria {
     }
 }
 
+impl Criteria {
+    /// The thresholds a saved run used, from its `metadata.json` (older runs without them get
+    /// the defaults).
+    pub fn of_run(meta: &serde_json::Value) -> Self {
+        let d = Criteria::default();
+        let f = |k: &str| meta.get(k).and_then(serde_json::Value::as_f64);
+        Criteria {
+            min_success_pct: f("saturation_success_pct").unwrap_or(d.min_success_pct),
+            min_throughput_ratio: f("saturation_throughput_ratio")
+                .unwrap_or(d.min_throughput_ratio),
+            max_ttft_growth: f("saturation_ttft_growth").unwrap_or(d.max_ttft_growth),
+            slo_ttft_s: f("slo_ttft_s"),
+            slo_e2e_s: f("slo_e2e_s"),
+            slo_percentile: f("slo_percentile").unwrap_or(d.slo_percentile),
+            headroom: d.headroom,
+        }
+    }
+}
+
 /// What the analysis reads of a level (a subset of its JSON object).
 #[derive(Debug, Clone, Deserialize)]
 pub struct LevelView {

@@ -545,6 +545,16 @@ fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
 }
 
 /// The PNG's title: model, endpoint and the run's start (to the second).
+/// The pictures' title, from a saved run's `metadata.json`.
+pub fn title_of_run(meta: &serde_json::Value) -> String {
+    let s = |k: &str| {
+        meta.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+    };
+    plot_title(s("model"), s("endpoint"), s("timestamp"))
+}
+
 pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
     let ts = timestamp
         .split('.')

@@ -265,3 +265,22 @@ pub fn limit_open_files(cmd: &mut Command, n: u64) {
         });
     }
 }
+
+/// The nearest-rank percentile `p` of `v` (sorted).
+#[allow(dead_code)]
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank - 1]
+}
+
+/// The TTFTs (seconds, sorted) of level `level`'s records in a `requests.jsonl`.
+#[allow(dead_code)]
+pub fn ttft_of_level(records: &[serde_json::Value], level: usize) -> Vec<f64> {
+    let mut ttft: Vec<f64> = records
+        .iter()
+        .filter(|r| r["level"] == level)
+        .map(|r| (f(r, "first_token_us") - f(r, "intended_us")) / 1e6)
+        .collect();
+    ttft.sort_by(f64::total_cmp);
+    ttft
+}
