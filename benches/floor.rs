@@ -8,6 +8,9 @@
 //! the bench also prints the floor of `selftest`'s added delay: read time − send time for a
 //! receiver that does nothing else.
 //!
+//! It prints the bare sender's floor too: the time a sender spends inside its writes per message
+//! (the endpoint's CPU per chunk cannot go below it on the same machine).
+//!
 //! Run: `cargo bench --bench floor`. `FLOOR_CONNS` (default 64), `FLOOR_RATE` (messages/s in
 //! all, default 64000: 64 streams × 1,000 tokens/s, the e2e bench's load), `FLOOR_SECONDS`
 //! (default 3), `FLOOR_BUSY=1` (the receiver polls epoll without sleeping, like `--busy-poll`).
@@ -62,15 +65,22 @@ fn main() {
         // gets one every conns/rate seconds, like a token stream.
         let gap = 1_000_000_000 / rate;
         let start = now_ns() + 50_000_000;
+        // The time inside the writes: the bare sender's floor per message (the system call, the
+        // TCP send path and, on loopback, the receiver's TCP processing, which runs on the
+        // sender's CPU). The spin between deadlines is left out.
+        let mut in_write_ns = 0u64;
         for i in 0..total {
             let due = start + i * gap;
             while now_ns() < due {
                 std::hint::spin_loop();
             }
             let mut msg = [b'x'; MSG];
-            msg[..8].copy_from_slice(&now_ns().to_le_bytes());
+            let t = now_ns();
+            msg[..8].copy_from_slice(&t.to_le_bytes());
             socks[(i as usize) % conns].write_all(&msg).expect("send");
+            in_write_ns += now_ns() - t;
         }
+        in_write_ns
     });
 
     pin(false);
@@ -143,7 +153,7 @@ fn main() {
         }
     }
     let cpu = thread_cpu_ns() - cpu0.unwrap_or(0);
-    sender.join().unwrap();
+    let in_write_ns = sender.join().unwrap();
     std::thread::sleep(Duration::from_millis(10));
     let msgs = bytes / MSG as u64;
     delays.sort_unstable();
@@ -161,5 +171,9 @@ fn main() {
         q(0.5),
         q(0.99),
         q(1.0)
+    );
+    println!(
+        "bare sender: {:.2} µs per message inside its writes (one pre-rendered message per socket per deadline; on loopback this includes the receiver's TCP processing)",
+        in_write_ns as f64 / 1000.0 / total.max(1) as f64
     );
 }

@@ -77,6 +77,9 @@ struct SelftestJson {
     /// With `--busy-poll both`: the same sweep with busy polling.
     #[serde(skip_serializing_if = "Option::is_none")]
     busy_poll: Option<Sweep>,
+    /// The endpoint's own lateness over the whole self-test (every content chunk's send time −
+    /// its deadline): if it is large, the endpoint ran out, not the client.
+    endpoint_chunk_lateness_us: crate::mock::lateness::LatenessSummary,
 }
 
 fn headline(rates: &[RateResult], max_added_us: f64) -> Option<f64> {
@@ -153,9 +156,15 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         rates: first.rates,
         busy_poll_used: args.busy_poll == BusyPollMode::On,
         busy_poll: sweeps.next(),
+        endpoint_chunk_lateness_us: server.chunk_lateness(),
     };
     let path = run_dir.write_json("selftest.json", &json)?;
     print_json(&json, args.max_added_delay_us);
+    let late = json.endpoint_chunk_lateness_us;
+    println!(
+        "The endpoint's own lateness (send − deadline, {} chunks): p50 {} µs, p99 {} µs, max {} µs",
+        late.chunks, late.p50_us, late.p99_us, late.max_us
+    );
     println!("Results saved to: {}", path.display());
     Ok(0)
 }

@@ -187,7 +187,55 @@ fn chunks_follow_absolute_deadlines_and_never_leave_early() {
                 (due - stamp) / 1000
             );
         }
+        // The endpoint counted its own lateness for each of them (`/metrics`).
+        let (_, _, metrics) = exchange(&mut s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            metrics.contains("qpsbench_mock_chunk_lateness_seconds_count 40\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("qpsbench_mock_chunk_lateness_seconds{quantile=\"0.99\"}"));
     }
+}
+
+/// `serve-mock` says how late its chunks left when it exits.
+#[test]
+fn serve_mock_reports_its_chunk_lateness_on_exit() {
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "serve-mock",
+            "--port",
+            "0",
+            "--exit-after",
+            "2",
+            "--ttft-ms",
+            "1",
+        ])
+        .args(["--itl-ms", "1", "--output-tokens", "5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap();
+    let authority = url.split('/').nth(2).unwrap();
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+    let (status, _, _) = exchange(
+        &mut connect(authority, 10),
+        &post("/v1/chat/completions", body),
+    );
+    assert_eq!(status, 200);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("serve-mock: 5 content chunks; lateness (send − deadline) p50 "),
+        "{err}"
+    );
 }
 
 /// The text an SSE body's chunks carry, and the number of chunks that carried some.

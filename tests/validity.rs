@@ -249,6 +249,11 @@ fn selftest_writes_its_json_with_and_without_busy_polling() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("selftest.json")).unwrap()).unwrap();
     assert!(json.get("headline_qps").is_some(), "{json}");
+    // The endpoint's own lateness, over every content chunk it sent.
+    let late = &json["endpoint_chunk_lateness_us"];
+    assert!(late["chunks"].as_u64().unwrap() > 0, "{late}");
+    assert!(f(late, "p50_us") <= f(late, "p99_us") && f(late, "p99_us") <= f(late, "max_us"));
+    assert!(run.stdout.contains("The endpoint's own lateness"));
     for sweep in [&json, &json["busy_poll"]] {
         // The machine's own stalls, probed on the client CPU before each sweep.
         let stalls = sweep["machine_stalls"].as_array().unwrap();

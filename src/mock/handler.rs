@@ -240,7 +240,8 @@ fn listing(state: &State, req: &Request) -> Option<(&'static str, &'static str, 
             "text/plain; version=0.0.4",
             state
                 .scheduler
-                .render(&state.cfg.served_model_name, &state.active),
+                .render(&state.cfg.served_model_name, &state.active)
+                + &state.lateness.summary().prometheus(),
         )),
         "/v1/models" | "/models" => {
             let created = SystemTime::now()
@@ -428,6 +429,10 @@ impl Answer {
                 extra.push_str(&format!(",\"qpsbench_sent_ns\":{}", crate::clock::now_ns()));
             }
             self.push_piece(out, &content, "null", &extra);
+            // Sent now, against its deadline: whether the endpoint kept its own schedule.
+            state
+                .lateness
+                .record(Instant::now().saturating_duration_since(deadline));
             if sent == self.n_out {
                 running_usage(&mut extra, sent);
                 self.finish_stream(out, ask.include_usage && !cfg.no_usage, &extra);

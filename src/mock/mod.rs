@@ -15,6 +15,7 @@ mod ask;
 mod capacity;
 pub mod fault;
 mod handler;
+pub mod lateness;
 mod metrics;
 mod wire;
 
@@ -112,17 +113,25 @@ pub(crate) struct State {
     pub capacity: Capacity,
     /// `--max-num-seqs`'s queue, and the counters `/metrics` exports.
     pub scheduler: metrics::Scheduler,
+    /// Every content chunk's send time − its deadline.
+    pub lateness: lateness::Lateness,
 }
 
 /// A running endpoint. Its threads run until the process ends.
 pub struct MockServer {
     pub addr: SocketAddr,
     pub tls: bool,
+    state: Arc<State>,
     _threads: Vec<JoinHandle<()>>,
 }
 
 impl MockServer {
     /// The chat completions URL clients should use.
+    /// The content chunks' lateness so far (send time − deadline).
+    pub fn chunk_lateness(&self) -> lateness::LatenessSummary {
+        self.state.lateness.summary()
+    }
+
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}/v1/chat/completions", self.addr)
@@ -152,6 +161,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         active: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
         fault_draws: AtomicU64::new(0),
+        lateness: Default::default(),
     });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -202,6 +212,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     Ok(MockServer {
         addr,
         tls: state.tls.is_some(),
+        state,
         _threads: handles,
     })
 }
@@ -217,12 +228,16 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
     println!("qpsbench serve-mock listening on {}", server.url());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    match args.exit_after {
-        Some(s) => std::thread::sleep(std::time::Duration::from_secs_f64(s)),
-        None => loop {
-            std::thread::park();
-        },
+    // Until --exit-after or Ctrl-C / SIGTERM; then the endpoint says how well it kept its
+    // chunks' deadlines.
+    crate::interrupt::install();
+    let until = args
+        .exit_after
+        .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    while !crate::interrupt::requested() && until.is_none_or(|t| std::time::Instant::now() < t) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    eprintln!("{}", server.chunk_lateness().line());
     Ok(0)
 }
 
