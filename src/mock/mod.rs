@@ -200,6 +200,10 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                     if busy {
                         let forever = std::rc::Rc::new(std::cell::Cell::new(true));
                         monoio::spawn(crate::rt::timer::busy_poll_loop(forever, || {}));
+                    } else if uring {
+                        // One kernel timer for all the thread's streams: the chunks due at one
+                        // expiry go out together.
+                        monoio::spawn(crate::rt::timer::one_timer_loop());
                     }
                     handler::accept_loop(listener, state).await
                 })

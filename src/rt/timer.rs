@@ -6,8 +6,10 @@
 //! must leave at its µs) and for the built-in endpoint: its streams' chunks, each due at its own
 //! time, would leave in one burst per tick, and the stamped self-test would measure the client
 //! draining bursts the configuration never asked for. The pacer (`engine::pacer`) owns one
-//! [`TimerFd`]; the endpoint's streams borrow one per sleep from a small per-thread pool
-//! ([`sleep_until`]).
+//! [`TimerFd`]. A thread with many sleepers runs [`one_timer_loop`]: its sleepers wait in one
+//! heap under one timerfd armed for the earliest deadline, and every one due is woken when it
+//! fires (the built-in endpoint's streams: one wake-up per expiry, not per chunk). Elsewhere a
+//! sleep borrows a timerfd from a small per-thread pool ([`sleep_until`]).
 //!
 //! How close to its deadline a timerfd fires is the machine's business: on a VM the host delivers
 //! the interrupt, at times only on a coarse tick of its own (seen here: ten timerfds due 100 µs
@@ -65,35 +67,41 @@ impl TimerFd {
     /// Returns once the monotonic clock reaches `at_ns` (at once if it has; on an arming error,
     /// after one yield, so callers that loop on the clock still make progress).
     pub async fn sleep_until(&mut self, at_ns: u64) {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
-                tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
-            },
-        };
-        // SAFETY: `self.fd` is the live timerfd owned by `self.file`; `spec` is a valid
-        // itimerspec and the old-value pointer may be null.
-        let rc = unsafe {
-            libc::timerfd_settime(
-                self.fd,
-                libc::TFD_TIMER_ABSTIME,
-                &spec,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != 0 {
+        if !arm(self.fd, at_ns) {
             super::yield_now().await;
             return;
         }
+        self.expired().await;
+    }
+
+    /// Returns once the timer, as armed now or later, expires (a disarmed timer's read waits).
+    async fn expired(&mut self) {
         let mut buf = self.buf.take().unwrap_or_else(|| Vec::with_capacity(8));
         buf.clear();
         let (_res, buf) = self.file.read_at(buf, 0).await;
         self.buf = Some(buf);
     }
+}
+
+/// Arms the timerfd `fd` to expire once at `at_ns` (monotonic; at once if past); false if the
+/// kernel refused.
+fn arm(fd: i32, at_ns: u64) -> bool {
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
+            // A zero it_value would disarm the timer: a deadline of exactly 0 ns is 1 ns.
+            tv_nsec: (at_ns % 1_000_000_000).max(u64::from(at_ns < 1_000_000_000)) as libc::c_long,
+        },
+    };
+    // SAFETY: `fd` is a live timerfd owned by a `TimerFd` of this thread; `spec` is a valid
+    // itimerspec and the old-value pointer may be null.
+    let rc =
+        unsafe { libc::timerfd_settime(fd, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
+    rc == 0
 }
 
 thread_local! {
@@ -102,8 +110,12 @@ thread_local! {
     /// Idle timerfds of this thread, reused so a sleep costs one `timerfd_settime`, not a
     /// create and a close as well.
     static POOL: RefCell<Vec<TimerFd>> = const { RefCell::new(Vec::new()) };
-    /// Sleepers woken by this thread's spin loop; `None` while no spin loop runs.
+    /// Sleepers woken by this thread's driver (its spin loop, or its one timer); `None` while
+    /// no driver runs.
     static SPUN: RefCell<Option<BinaryHeap<Sleeper>>> = const { RefCell::new(None) };
+    /// With [`one_timer_loop`]: the one timerfd's fd, and the deadline it is armed for
+    /// (`u64::MAX`: none).
+    static ONE: Cell<Option<(i32, u64)>> = const { Cell::new(None) };
 }
 
 /// One task sleeping on the spin loop, ordered so the heap's top is the earliest deadline.
@@ -194,8 +206,50 @@ impl Future for SpinWait {
         if !pushed {
             return Poll::Ready(());
         }
+        // Driven by the one timer: it must fire by this deadline (one re-arm, only when this is
+        // the earliest one; the common case, a deadline after others, costs no system call).
+        if let Some((fd, armed)) = ONE.with(Cell::get) {
+            if at_ns < armed {
+                if arm(fd, at_ns) {
+                    ONE.with(|o| o.set(Some((fd, at_ns))));
+                } else {
+                    // The kernel refused: look at the clock again soon rather than never.
+                    cx.waker().wake_by_ref();
+                }
+            }
+        }
         self.registered = true;
         Poll::Pending
+    }
+}
+
+/// Wakes this thread's sleepers from one kernel timer instead of one timerfd per sleeper: the
+/// sleepers wait in the thread's heap, the timer is armed for the earliest deadline, and when it
+/// fires every sleeper due by then is woken in one go — so the tasks they wake run back to back
+/// and their writes reach the ring together, one submission for the batch, not one wake-up,
+/// re-arm and submission per sleeper. For an io_uring thread that sleeps between deadlines and
+/// has many sleepers (the built-in endpoint's streams). Runs until the thread's runtime ends.
+pub fn one_timer_loop() -> impl std::future::Future<Output = ()> {
+    start_spin_driven();
+    async move {
+        let Some(mut timer) = TimerFd::open() else {
+            // Every sleeper goes back to its own timer.
+            stop_spin_driven();
+            return;
+        };
+        ONE.with(|o| o.set(Some((timer.fd, u64::MAX))));
+        loop {
+            timer.expired().await;
+            ONE.with(|o| o.set(Some((timer.fd, u64::MAX))));
+            fire_due();
+            // Armed for the next deadline (registrations arm it themselves while it waits).
+            let next = SPUN.with(|s| s.borrow().as_ref().and_then(|h| h.peek().map(|t| t.at_ns)));
+            if let Some(at) = next {
+                if arm(timer.fd, at) {
+                    ONE.with(|o| o.set(Some((timer.fd, at))));
+                }
+            }
+        }
     }
 }
 
@@ -360,6 +414,28 @@ mod tests {
             check_ten_sleeps().await;
             // The timers went back to the pool for reuse.
             assert!(POOL.with(|p| p.borrow().len()) >= 10);
+        });
+        if !ran {
+            skipped();
+        }
+    }
+
+    #[test]
+    fn one_timer_wakes_every_sleeper_in_order_and_never_early() {
+        let ran = on_uring(async {
+            let driver = monoio::spawn(one_timer_loop());
+            monoio::time::sleep(Duration::from_millis(1)).await;
+            assert!(spin_driven());
+            let pooled = POOL.with(|p| p.borrow().len());
+            // Twice: the timer is re-armed for later deadlines after it fired.
+            check_ten_sleeps().await;
+            check_ten_sleeps().await;
+            assert_eq!(
+                POOL.with(|p| p.borrow().len()),
+                pooled,
+                "the one timer woke them, not a timerfd each"
+            );
+            drop(driver);
         });
         if !ran {
             skipped();
