@@ -146,9 +146,23 @@ pub(crate) fn error_response(out: &mut Vec<u8>, code: u16, message: &str, close:
     );
 }
 
-/// One chunk event; `extra` is appended after `choices` (`,"usage":{…}` and the like).
+/// One chunk event; `extra` is appended after `choices` (`,"usage":{…}` and the like). Written
+/// straight into `out` from its pieces: no string is built per chunk.
 pub(crate) fn push_event(out: &mut Vec<u8>, prefix: &str, delta: &str, finish: &str, extra: &str) {
-    push_chunk(out, &event(prefix, delta, finish, extra));
+    push_pieces(
+        out,
+        &[
+            "data: ",
+            prefix,
+            "\"choices\":[{\"index\":0,\"delta\":",
+            delta,
+            ",\"logprobs\":null,\"finish_reason\":",
+            finish,
+            "}]",
+            extra,
+            "}\n\n",
+        ],
+    );
 }
 
 /// One chunk event of the completions API: `text` (a JSON string) instead of a delta.
@@ -159,12 +173,32 @@ pub(crate) fn push_text_event(
     finish: &str,
     extra: &str,
 ) {
-    push_chunk(
+    push_pieces(
         out,
-        &format!(
-            "data: {prefix}\"choices\":[{{\"index\":0,\"text\":{text},\"logprobs\":null,\"finish_reason\":{finish}}}]{extra}}}\n\n"
-        ),
+        &[
+            "data: ",
+            prefix,
+            "\"choices\":[{\"index\":0,\"text\":",
+            text,
+            ",\"logprobs\":null,\"finish_reason\":",
+            finish,
+            "}]",
+            extra,
+            "}\n\n",
+        ],
     );
+}
+
+/// One HTTP chunk whose data is `pieces`, one after the other.
+fn push_pieces(out: &mut Vec<u8>, pieces: &[&str]) {
+    use std::io::Write as _;
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{len:x}\r\n");
+    for p in pieces {
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The SSE text of one chunk event (`prefix` opens the JSON object: id, object, created, model).
@@ -176,7 +210,37 @@ pub(crate) fn event(prefix: &str, delta: &str, finish: &str, extra: &str) -> Str
 
 /// One HTTP chunk.
 pub(crate) fn push_chunk(out: &mut Vec<u8>, data: &str) {
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    push_pieces(out, &[data]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_written_from_pieces_are_the_formatted_ones() {
+        let prefix = "{\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion.chunk\",";
+        let mut out = Vec::new();
+        push_event(
+            &mut out,
+            prefix,
+            "{\"content\":\" The\"}",
+            "null",
+            ",\"usage\":{}",
+        );
+        let mut want = Vec::new();
+        let e = event(prefix, "{\"content\":\" The\"}", "null", ",\"usage\":{}");
+        want.extend_from_slice(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+        let mut text = Vec::new();
+        push_text_event(&mut text, prefix, "\" a\"", "\"stop\"", "");
+        let t = String::from_utf8(text).unwrap();
+        let data = format!(
+            "data: {prefix}\"choices\":[{{\"index\":0,\"text\":\" a\",\"logprobs\":null,\"finish_reason\":\"stop\"}}]}}\n\n"
+        );
+        assert_eq!(t, format!("{:x}\r\n{data}\r\n", data.len()));
+    }
 }
