@@ -225,10 +225,10 @@ impl Future for SpinWait {
 
 /// Wakes this thread's sleepers from one kernel timer instead of one timerfd per sleeper: the
 /// sleepers wait in the thread's heap, the timer is armed for the earliest deadline, and when it
-/// fires every sleeper due by then is woken in one go — so the tasks they wake run back to back
-/// and their writes reach the ring together, one submission for the batch, not one wake-up,
-/// re-arm and submission per sleeper. For an io_uring thread that sleeps between deadlines and
-/// has many sleepers (the built-in endpoint's streams). Runs until the thread's runtime ends.
+/// fires every sleeper due by then is woken in one go, so the tasks they wake run back to back:
+/// one kernel wake-up per expiry instead of a timer interrupt, a re-arm and a completion per
+/// sleeper. For an io_uring thread that sleeps between deadlines and has many sleepers (the
+/// built-in endpoint's streams). Runs until the thread's runtime ends.
 pub fn one_timer_loop() -> impl std::future::Future<Output = ()> {
     start_spin_driven();
     async move {
