@@ -96,22 +96,24 @@ fn timeline_rows_add_up_to_each_levels_totals() {
     check_strips(&png, 2);
 }
 
-/// The picture is a PNG of `levels` strips, and inside each strip the send-rate and TTFT lines'
-/// colors appear (plotted pixels, not just axes on a white background).
+/// The picture is a PNG of `levels` strips, and inside each strip the rate lines' and the TTFT
+/// lines' colors appear (plotted pixels, not just axes on a white background). Each pair of lines
+/// counts together: where an endpoint completes each second what was sent in it, the completed
+/// line is drawn over the sent one (and the p99 over a p50 equal to it).
 fn check_strips(png: &std::path::Path, levels: usize) {
-    use qpsbench::report::timeline_plot::{height, strip_rows, SENT, TTFT_P50};
+    use qpsbench::report::timeline_plot::{height, strip_rows, DONE, SENT, TTFT_P50, TTFT_P99};
     let bytes = std::fs::read(png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
     let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
     assert_eq!(img.height(), height(levels));
+    let rgb = |c: plotters::style::RGBColor| [c.0, c.1, c.2];
     for i in 0..levels {
-        for color in [SENT, TTFT_P50] {
-            let want = [color.0, color.1, color.2];
+        for colors in [[rgb(SENT), rgb(DONE)], [rgb(TTFT_P50), rgb(TTFT_P99)]] {
             let n = strip_rows(i)
                 .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
-                .filter(|&(x, y)| img.get_pixel(x, y).0 == want)
+                .filter(|&(x, y)| colors.contains(&img.get_pixel(x, y).0))
                 .count();
-            assert!(n > 100, "strip {i}: only {n} pixels of {want:?}");
+            assert!(n > 100, "strip {i}: only {n} pixels of {colors:?}");
         }
     }
 }
