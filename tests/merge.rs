@@ -9,13 +9,6 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// Runs the shards `ks` of `--shard K/n` at once (threads), each into its own results folder
 /// under `root`; `extra` is appended to every shard's flags. Returns the shards' run folders.
 fn run_shards(url: &str, root: &Path, n: usize, ks: &[usize], extra: &[&str]) -> Vec<PathBuf> {

@@ -94,13 +94,6 @@ fn shard_flags_are_checked_before_the_run() {
     }
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// `--start-in`: levels start at their planned instants, a period (warm-up + duration +
 /// cooldown) apart, and record how late they started; a process started after `--start-at`
 /// skips the levels already over and joins the one under way, leaving out what was due.

@@ -284,3 +284,12 @@ pub fn ttft_of_level(records: &[serde_json::Value], level: usize) -> Vec<f64> {
     ttft.sort_by(f64::total_cmp);
     ttft
 }
+
+/// Now, in Unix seconds (the wall clock `--start-at` counts in).
+#[allow(dead_code)]
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
