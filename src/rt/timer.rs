@@ -209,9 +209,10 @@ impl Future for SpinWait {
         // Driven by the one timer: it must fire by this deadline (one re-arm, only when this is
         // the earliest one; the common case, a deadline after others, costs no system call).
         if let Some((fd, armed)) = ONE.with(Cell::get) {
-            if at_ns < armed {
-                if arm(fd, at_ns) {
-                    ONE.with(|o| o.set(Some((fd, at_ns))));
+            let fire_at = on_tick(at_ns);
+            if fire_at < armed {
+                if arm(fd, fire_at) {
+                    ONE.with(|o| o.set(Some((fd, fire_at))));
                 } else {
                     // The kernel refused: look at the clock again soon rather than never.
                     cx.waker().wake_by_ref();
@@ -221,6 +222,18 @@ impl Future for SpinWait {
         self.registered = true;
         Poll::Pending
     }
+}
+
+/// The one timer's tick: it is armed for the first tick boundary at or after the earliest
+/// deadline, so every deadline within one tick shares one expiry and one re-arm. Re-arming a
+/// timer is the costly part on a VM (programming the host's timer exits to the hypervisor):
+/// armed per deadline, the built-in endpoint spent about a tenth of its CPU in
+/// `timerfd_settime` at 64,000 chunks/s. A sleeper is woken up to one tick late, never early.
+pub const TICK_NS: u64 = 50_000;
+
+/// The first tick boundary at or after `at_ns`.
+fn on_tick(at_ns: u64) -> u64 {
+    at_ns.div_ceil(TICK_NS).saturating_mul(TICK_NS)
 }
 
 /// Wakes this thread's sleepers from one kernel timer instead of one timerfd per sleeper: the
@@ -244,7 +257,7 @@ pub fn one_timer_loop() -> impl std::future::Future<Output = ()> {
             fire_due();
             // Armed for the next deadline (registrations arm it themselves while it waits).
             let next = SPUN.with(|s| s.borrow().as_ref().and_then(|h| h.peek().map(|t| t.at_ns)));
-            if let Some(at) = next {
+            if let Some(at) = next.map(on_tick) {
                 if arm(timer.fd, at) {
                     ONE.with(|o| o.set(Some((timer.fd, at))));
                 }
