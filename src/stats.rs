@@ -322,8 +322,8 @@ pub struct LevelStats {
     pub server_metrics_errors: Option<u64>,
     pub new_connections: u64,
     pub client_cpu_s: f64,
-    /// Wall time the pacer spent spinning just before arrivals for precision (other tasks of the
-    /// core run during it too).
+    /// Time the pacer spent spinning just before arrivals for precision, apart from the work
+    /// other tasks of the core did while it yielded: `client_cpu_s` minus this is work.
     pub pacer_spin_s: f64,
     pub client_cpu_us_per_request: Option<f64>,
     pub client_cpu_us_per_token: Option<f64>,

@@ -131,6 +131,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
                     return;
                 }
                 Some(&(off, sample, endpoint)) if s.start_ns + off <= now => {
+                    crate::rt::note_work();
                     let i = s.next;
                     s.next += 1;
                     let warmup = i < s.measured_from;

@@ -77,13 +77,17 @@ pub struct Pacer {
     timer: Option<TimerFd>,
     /// Current early-wake margin for the timerfd.
     early_ns: u64,
-    /// Wall time spent yielding in a loop close to deadlines (the visible cost of precision).
+    /// Time spent yielding close to deadlines while no other task of the core had a read to
+    /// handle: the pacer's own spin, apart from the work the core did while it yielded (see
+    /// [`crate::rt::note_work`]). The core's CPU minus this is its work.
     pub spin_ns: u64,
     /// The core busy-polls (`--busy-poll`): it never sleeps, so a timerfd expiry is seen within
     /// a poll round and the pacer needs only a short early wake.
     polled: bool,
     /// How the spin phase yields (io_uring); `None`: a self-wake (epoll fallback).
     fair: Option<FairYield>,
+    /// Tells the spin phase's yields of spin from the core's work.
+    meter: crate::rt::SpinMeter,
 }
 
 impl Pacer {
@@ -96,12 +100,20 @@ impl Pacer {
             spin_ns: 0,
             polled: false,
             fair: if use_timerfd { FairYield::open() } else { None },
+            meter: Default::default(),
         }
     }
 
     /// Lets every other ready task of the core run first (see [`FairYield`]).
     pub async fn yield_fair(&mut self) {
         self.spin_step().await
+    }
+
+    /// One step of the spin phase, started at `now`, counted as spin if no task of the core did
+    /// any work meanwhile (see [`crate::rt::SpinMeter`]).
+    async fn spin(&mut self, now: u64) {
+        self.spin_step().await;
+        self.spin_ns += self.meter.round(now_ns().saturating_sub(now));
     }
 
     /// One step of the spin phase: the core's other ready tasks run (and completions are
@@ -131,13 +143,11 @@ impl Pacer {
     /// soon as `still_due()` turns false (another task of the core already sent the arrival, so
     /// there is nothing to wait for).
     pub async fn wait_until(&mut self, deadline_ns: u64, still_due: impl Fn() -> bool) {
-        let mut spin_from = None;
+        // A step of an earlier wait, not confirmed as spin, is not counted.
+        self.meter.reset();
         loop {
             let now = now_ns();
             if now >= deadline_ns || !still_due() {
-                if let Some(from) = spin_from {
-                    self.spin_ns += now - from;
-                }
                 return;
             }
             if self.polled && crate::rt::timer::spin_driven() {
@@ -161,8 +171,7 @@ impl Pacer {
             }
             let left = deadline_ns - now;
             if left <= SPIN_NS {
-                spin_from.get_or_insert(now);
-                self.spin_step().await;
+                self.spin(now).await;
                 continue;
             }
             match &mut self.timer {
@@ -188,10 +197,7 @@ impl Pacer {
                         .max(self.early_ns - self.early_ns / 64)
                         .clamp(EARLY_MIN_NS, EARLY_MAX_NS);
                 }
-                Some(_) => {
-                    spin_from.get_or_insert(now);
-                    self.spin_step().await
-                }
+                Some(_) => self.spin(now).await,
                 None if left > COARSE_EARLY_NS => {
                     let nap = (left - COARSE_EARLY_NS).min(MAX_SLEEP_NS);
                     monoio::time::sleep(Duration::from_nanos(nap)).await;
@@ -199,10 +205,7 @@ impl Pacer {
                         return;
                     }
                 }
-                None => {
-                    spin_from.get_or_insert(now);
-                    self.spin_step().await
-                }
+                None => self.spin(now).await,
             }
         }
     }

@@ -209,6 +209,7 @@ impl ResponseHandler for StreamHandler<'_> {
     }
 
     fn on_read(&mut self, t_ns: u64) {
+        crate::rt::note_work();
         self.last_read_ns = t_ns;
         if let Some(t) = self.trace.as_mut() {
             t.first_byte_ns.get_or_insert(t_ns);

@@ -188,7 +188,7 @@ async fn run_level(
     driver: IoDriver,
     busy_poll: bool,
 ) -> (Recorder, Recorder) {
-    let cpu_start = thread_cpu_ns();
+    let (cpu_start, busy_spin_start) = (thread_cpu_ns(), crate::rt::spin_ns());
     let rec = Rc::new(RefCell::new(measured_recorder(&core, &plan)));
     let warmup_rec = Rc::new(RefCell::new(Recorder::new()));
     core.queue.replace(CoreQueue {
@@ -268,7 +268,8 @@ async fn run_level(
         .unwrap_or(cpu_start);
     let mut rec = take_recorder(rec);
     rec.cpu_ns = thread_cpu_ns().saturating_sub(window_cpu_start);
-    rec.pacer_spin_ns = pacer.spin_ns;
+    // The pacer's spin, and the busy-poll loop's rounds with nothing to do.
+    rec.pacer_spin_ns = pacer.spin_ns + (crate::rt::spin_ns() - busy_spin_start);
     let mut warmup_rec = take_recorder(warmup_rec);
     warmup_rec.cpu_ns = window_cpu_start - cpu_start;
     (rec, warmup_rec)

@@ -74,7 +74,10 @@ async fn serve_connection(mut stream: Io, state: Arc<State>) {
     let mut out: Vec<u8> = Vec::with_capacity(8192);
     loop {
         let req = match read_request(&mut stream, &mut buf).await {
-            Ok(r) => r,
+            Ok(r) => {
+                crate::rt::note_work();
+                r
+            }
             Err(ReadError::Gone) => return,
             Err(ReadError::Bad(code, msg)) => {
                 error_response(&mut out, code, msg, true);
@@ -440,6 +443,7 @@ impl Answer {
             if write(stream, out).await.is_err() {
                 return false;
             }
+            crate::rt::note_work();
             // The next chunk carries that many tokens, each taking one inter-token latency.
             let next_k = per_chunk.min(self.n_out - sent);
             deadline += bounded_secs(next_k as f64 * cap.itl_s(load()));

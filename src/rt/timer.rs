@@ -274,6 +274,9 @@ pub fn one_timer_loop() -> impl std::future::Future<Output = ()> {
 /// loop would do the same but starve monoio's timers (they only advance when the runtime
 /// parks), and with them every request's timeout. Costs a whole CPU per core while a level runs.
 ///
+/// Each round in which no task of the thread did any work ([`super::note_work`]) is counted as
+/// spin ([`super::spin_ns`]), so the thread's CPU minus it is its work.
+///
 /// The loop also wakes the thread's precise sleepers on every round ([`fire_due`]), so the
 /// pacer and the endpoint's streams wait without a kernel timer. That starts when this is
 /// called, not when the returned future first runs, so a sleeper that starts first is covered.
@@ -297,12 +300,16 @@ pub fn busy_poll_loop(
             return;
         };
         let mut buf = vec![0u8; 1];
+        let (mut round_ns, mut meter) = (crate::clock::now_ns(), super::SpinMeter::default());
         while spinning.get() {
             let (res, b) = zero.read_at(buf, 0).await;
             buf = b;
             if res.is_err() {
                 return;
             }
+            let now = crate::clock::now_ns();
+            super::add_spin(meter.round(now - round_ns));
+            round_ns = now;
             fire_due();
             each_round();
         }
