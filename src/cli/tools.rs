@@ -174,6 +174,14 @@ pub struct SelftestArgs {
     /// Folder under which the self-test's results folder is created
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
+
+    /// Instead of the sweep: find by bisection how far one core goes at each end — the built-in
+    /// endpoint's chunks/s on schedule and the client's QPS of 32-token streams — for 1 and 16
+    /// tokens per chunk and over TLS, with CPU per chunk on both sides and the bare floor
+    /// measured in the same run (`--duration` seconds per rate tried; `--busy-poll on` busy-polls
+    /// both sides, otherwise neither does)
+    #[arg(long)]
+    pub ceiling: bool,
 }
 
 /// `qpsbench plot`.

@@ -43,24 +43,44 @@ impl Lateness {
     }
 
     pub fn summary(&self) -> LatenessSummary {
-        let h = self
-            .0
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_else(|e| e.into_inner().clone());
-        let at = |q: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(q).saturating_sub(1)
-            }
-        };
-        LatenessSummary {
-            chunks: h.len(),
-            p50_us: at(0.5),
-            p99_us: at(0.99),
-            max_us: if h.is_empty() { 0 } else { h.max() - 1 },
+        summarize(&self.mark().0)
+    }
+
+    /// Everything recorded so far, to measure a window from.
+    pub fn mark(&self) -> Mark {
+        Mark(
+            self.0
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_else(|e| e.into_inner().clone()),
+        )
+    }
+
+    /// The chunks recorded since `mark` was taken.
+    pub fn summary_since(&self, mark: &Mark) -> LatenessSummary {
+        let mut h = self.mark().0;
+        // Counts only grow, so the subtraction cannot fail; on a mismatch, all of it.
+        let _ = h.subtract(&mark.0);
+        summarize(&h)
+    }
+}
+
+/// A copy of the lateness histogram at one moment (the start of a measured window).
+pub struct Mark(Histogram<u64>);
+
+fn summarize(h: &Histogram<u64>) -> LatenessSummary {
+    let at = |q: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q).saturating_sub(1)
         }
+    };
+    LatenessSummary {
+        chunks: h.len(),
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        max_us: if h.is_empty() { 0 } else { h.max() - 1 },
     }
 }
 
@@ -108,5 +128,20 @@ mod tests {
             .prometheus()
             .contains("qpsbench_mock_chunk_lateness_seconds_count 100\n"));
         assert!(s.line().contains("p50 0 µs"));
+    }
+
+    #[test]
+    fn a_window_from_a_mark_counts_only_the_chunks_after_it() {
+        let l = Lateness::default();
+        l.record(Duration::from_millis(40));
+        let mark = l.mark();
+        for _ in 0..10 {
+            l.record(Duration::from_micros(300));
+        }
+        let s = l.summary_since(&mark);
+        assert_eq!(s.chunks, 10);
+        assert!((299..=301).contains(&s.p99_us), "{s:?}");
+        assert!((299..=301).contains(&s.max_us), "{s:?}");
+        assert_eq!(l.summary().chunks, 11);
     }
 }

@@ -21,7 +21,7 @@ mod wire;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -115,9 +115,15 @@ pub(crate) struct State {
     pub scheduler: metrics::Scheduler,
     /// Every content chunk's send time − its deadline.
     pub lateness: lateness::Lateness,
+    /// With `busy_poll`: the time the threads' spin loops had nothing to do, ns.
+    pub spin_ns: AtomicU64,
+    /// The [`MockServer`] was dropped: busy-polling threads stop spinning (their threads live on,
+    /// idle, so a later endpoint on the same CPU has it to itself).
+    pub stop_spinning: std::sync::atomic::AtomicBool,
 }
 
-/// A running endpoint. Its threads run until the process ends.
+/// A running endpoint. Its threads run until the process ends; dropping this stops their
+/// busy-poll spin, if any.
 pub struct MockServer {
     pub addr: SocketAddr,
     pub tls: bool,
@@ -125,13 +131,56 @@ pub struct MockServer {
     _threads: Vec<JoinHandle<()>>,
 }
 
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.state.stop_spinning.store(true, Ordering::Relaxed);
+    }
+}
+
 impl MockServer {
-    /// The chat completions URL clients should use.
     /// The content chunks' lateness so far (send time − deadline).
     pub fn chunk_lateness(&self) -> lateness::LatenessSummary {
         self.state.lateness.summary()
     }
 
+    /// The lateness histogram so far, to measure a window from (see
+    /// [`lateness::Lateness::summary_since`]).
+    pub fn lateness_mark(&self) -> lateness::Mark {
+        self.state.lateness.mark()
+    }
+
+    /// The content chunks' lateness since `mark`.
+    pub fn chunk_lateness_since(&self, mark: &lateness::Mark) -> lateness::LatenessSummary {
+        self.state.lateness.summary_since(mark)
+    }
+
+    /// CPU time of the endpoint's threads so far, ns (each thread's own CPU clock, so a client
+    /// in the same process is not counted); `None` where a clock cannot be read.
+    pub fn cpu_ns(&self) -> Option<u64> {
+        use std::os::unix::thread::JoinHandleExt;
+        self._threads.iter().try_fold(0u64, |sum, h| {
+            let mut clock: libc::clockid_t = 0;
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: the thread is alive (its handle is held and its loop never returns while
+            // the process runs), so its pthread_t is valid; both out-pointers are valid locals.
+            let ok = unsafe {
+                libc::pthread_getcpuclockid(h.as_pthread_t(), &mut clock) == 0
+                    && libc::clock_gettime(clock, &mut ts) == 0
+            };
+            ok.then(|| sum + ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+        })
+    }
+
+    /// With `busy_poll`: the time the endpoint's threads spun with nothing to do so far, ns
+    /// (their CPU minus this is their work).
+    pub fn spin_ns(&self) -> u64 {
+        self.state.spin_ns.load(Ordering::Relaxed)
+    }
+
+    /// The chat completions URL clients should use.
     pub fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}/v1/chat/completions", self.addr)
@@ -162,6 +211,8 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         next_id: AtomicU64::new(1),
         fault_draws: AtomicU64::new(0),
         lateness: Default::default(),
+        spin_ns: AtomicU64::new(0),
+        stop_spinning: Default::default(),
     });
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -199,7 +250,19 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
                     let _ = ready_tx.send(Ok(()));
                     if busy {
                         let forever = std::rc::Rc::new(std::cell::Cell::new(true));
-                        monoio::spawn(crate::rt::timer::busy_poll_loop(forever, || {}));
+                        // The loop's rounds with nothing to do, added up over the threads.
+                        let (spin, mut published) = (state.clone(), 0);
+                        let stop = forever.clone();
+                        monoio::spawn(crate::rt::timer::busy_poll_loop(forever, move || {
+                            if spin.stop_spinning.load(Ordering::Relaxed) {
+                                stop.set(false);
+                            }
+                            let now = crate::rt::spin_ns();
+                            if now != published {
+                                spin.spin_ns.fetch_add(now - published, Ordering::Relaxed);
+                                published = now;
+                            }
+                        }));
                     } else if uring {
                         // One kernel timer for all the thread's streams: the chunks due at one
                         // expiry go out together.

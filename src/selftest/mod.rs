@@ -9,6 +9,9 @@
 //! The headline is the highest rate at which the added delay's p99 stays under
 //! `--max-added-delay-us` (100 µs), every request succeeds and the level is not client-limited.
 
+pub mod ceiling;
+pub mod floor;
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -54,11 +57,11 @@ pub struct Sweep {
 }
 
 #[derive(Serialize)]
-struct Machine {
-    cpus: usize,
-    client_cores: Vec<usize>,
-    endpoint_cores: Vec<usize>,
-    io_driver: &'static str,
+pub(crate) struct Machine {
+    pub cpus: usize,
+    pub client_cores: Vec<usize>,
+    pub endpoint_cores: Vec<usize>,
+    pub io_driver: &'static str,
 }
 
 #[derive(Serialize)]
@@ -100,6 +103,9 @@ fn headline(rates: &[RateResult], max_added_us: f64) -> Option<f64> {
 /// `selftest.json` and the console summary.
 pub fn run(args: SelftestArgs) -> Result<i32> {
     validate(&args)?;
+    if args.ceiling {
+        return ceiling::run(&args);
+    }
     let cpus = Cpus::split(args.client_cores);
     let server = mock::start(MockConfig {
         host: "127.0.0.1".into(),
@@ -226,12 +232,12 @@ impl Cpus {
     }
 }
 
-fn ids(v: &[core_affinity::CoreId]) -> Vec<usize> {
+pub(crate) fn ids(v: &[core_affinity::CoreId]) -> Vec<usize> {
     v.iter().map(|c| c.id).collect()
 }
 
 /// Where the client connects, and the one request it sends (short, counted streams).
-fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Prepared)> {
+pub(crate) fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Prepared)> {
     let endpoint = Endpoint::parse(url).map_err(UserError::input)?;
     let samples = crate::dataset::parse(
         br#"[{"prompt_content":"You are a helpful assistant.","cut_chat_history":[{"role":"user","content":"Count to eight."}]}]"#,
@@ -260,7 +266,7 @@ fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Prepared)> {
 }
 
 /// The client's cores, pinned to `cpus`.
-fn start_client(
+pub(crate) fn start_client(
     cpus: &[core_affinity::CoreId],
     target: &Target,
     requests: &Prepared,
@@ -334,35 +340,10 @@ fn print_json(json: &SelftestJson, max_added_delay_us: f64) {
 
 /// Runs every rate on `engine`, stopping once the client cannot reach 90% of a rate.
 fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
-    let pcts = json_percentiles(&[]);
     let mut rates = Vec::new();
     let mut expected = 0.05;
     for (i, &qps) in args.rates.iter().enumerate() {
-        let spec = LevelSpec {
-            index: i,
-            levels: args.rates.len(),
-            qps,
-            duration_s: args.duration,
-            warmup_s: 0.0,
-            arrival: Arrival::Poisson,
-            burstiness: 1.0,
-            seed: arrivals::level_seed(42, i),
-            warmup_connections: None,
-            max_concurrency: None,
-            percentiles: &pcts,
-            thresholds: Thresholds {
-                max_send_lag_p99_us: 1000.0,
-                // The selftest judges the client by absolute bounds only.
-                max_send_lag_share: 0.0,
-                min_rate_ratio: 0.99,
-            },
-            samples: 1,
-            replay: None,
-            progress: crate::report::progress::Mode::Off,
-            shard: None,
-            start: None,
-            replicas: (crate::cli::EndpointStrategy::RoundRobin, &[]),
-        };
+        let spec = level_spec(i, args.rates.len(), qps, args.duration, Arrival::Poisson);
         let (l, _) = measure_level(engine, &spec, expected, true)?;
         expected = l.e2e_latency.get("p90").unwrap_or(expected);
         let r = rate_result(&l);
@@ -389,6 +370,48 @@ fn sweep(engine: &Engine, args: &SelftestArgs) -> Result<Sweep> {
         headline_qps: headline(&rates, args.max_added_delay_us),
         rates,
     })
+}
+
+/// The self-test judges the client by absolute bounds only: send-lag p99 within 1 ms and the
+/// rate rule (no share rule).
+fn thresholds() -> Thresholds {
+    Thresholds {
+        max_send_lag_p99_us: 1000.0,
+        max_send_lag_share: 0.0,
+        min_rate_ratio: 0.99,
+    }
+}
+
+/// Level `index` of `levels`: `qps` for `duration_s`, one sample, no warm-up, default
+/// percentiles, no progress line.
+fn level_spec(
+    index: usize,
+    levels: usize,
+    qps: f64,
+    duration_s: f64,
+    arrival: Arrival,
+) -> LevelSpec<'static> {
+    static PCTS: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    LevelSpec {
+        index,
+        levels,
+        qps,
+        duration_s,
+        warmup_s: 0.0,
+        arrival,
+        burstiness: 1.0,
+        seed: arrivals::level_seed(42, index),
+        warmup_connections: None,
+        max_concurrency: None,
+        percentiles: PCTS.get_or_init(|| json_percentiles(&[])),
+        thresholds: thresholds(),
+        samples: 1,
+        replay: None,
+        progress: crate::report::progress::Mode::Off,
+        shard: None,
+        start: None,
+        replicas: (crate::cli::EndpointStrategy::RoundRobin, &[]),
+    }
 }
 
 fn rate_result(l: &LevelStats) -> RateResult {
