@@ -54,6 +54,52 @@ pub struct Floor {
 
 /// Runs the floor for `cfg.seconds` (plus connection setup), on two threads.
 pub fn measure(cfg: &FloorConfig) -> std::io::Result<Floor> {
+    let Load {
+        mut socks,
+        sender,
+        total,
+        message_bytes: msg,
+    } = start_sender(cfg)?;
+    let conns = socks.len();
+    let rate = cfg.rate.max(1);
+    let read = read_all(&mut socks, total * msg as u64, msg, cfg);
+    let in_write_ns = sender
+        .join()
+        .map_err(|_| std::io::Error::other("the floor's sender panicked"))??;
+    let mut read = read?;
+    let (p50, p99, max) = read.stamps.delay_us();
+    let (msgs, reads) = (read.stamps.bytes / msg as u64, read.stamps.reads);
+    let per = |ns: u64, n: u64| ns as f64 / 1000.0 / n.max(1) as f64;
+    Ok(Floor {
+        connections: conns,
+        rate,
+        messages: msgs,
+        reads,
+        epoll_wakes: read.wakes,
+        sender_us_per_message: per(in_write_ns, total),
+        reader_cpu_us_per_message: per(read.cpu_ns, msgs),
+        reader_cpu_us_per_read: per(read.cpu_ns, reads),
+        reader_busy_pct: read.cpu_ns as f64 / (cfg.seconds * 1e9) * 100.0,
+        delay_p50_us: p50,
+        delay_p99_us: p99,
+        delay_max_us: max,
+    })
+}
+
+/// The floor's load under way: the reader's ends of the connections (non-blocking), and the
+/// sender's thread, which returns the time it spent inside its writes.
+pub struct Load {
+    pub socks: Vec<TcpStream>,
+    pub sender: std::thread::JoinHandle<std::io::Result<u64>>,
+    /// Messages the sender writes in all.
+    pub total: u64,
+    pub message_bytes: usize,
+}
+
+/// Opens `cfg.connections` loopback connections and starts the bare sender on them (its first
+/// message leaves 50 ms later); pins the calling thread to `cfg.reader_cpu`. For any reader of
+/// the same load (the epoll reader here, the receive paths of `benches/recv_paths.rs`).
+pub fn start_sender(cfg: &FloorConfig) -> std::io::Result<Load> {
     let conns = cfg.connections.max(1);
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -80,32 +126,11 @@ pub fn measure(cfg: &FloorConfig) -> std::io::Result<Floor> {
         s.set_nonblocking(true)?;
         socks.push(s);
     }
-    let read = read_all(&mut socks, total * msg as u64, msg, cfg);
-    let in_write_ns = sender
-        .join()
-        .map_err(|_| std::io::Error::other("the floor's sender panicked"))??;
-    let mut read = read?;
-    read.delays.sort_unstable();
-    let q = |p: f64| {
-        read.delays
-            .get(((read.delays.len().max(1) - 1) as f64 * p) as usize)
-            .map_or(0.0, |&d| d as f64 / 1000.0)
-    };
-    let msgs = read.bytes / msg as u64;
-    let per = |ns: u64, n: u64| ns as f64 / 1000.0 / n.max(1) as f64;
-    Ok(Floor {
-        connections: conns,
-        rate,
-        messages: msgs,
-        reads: read.reads,
-        epoll_wakes: read.wakes,
-        sender_us_per_message: per(in_write_ns, total),
-        reader_cpu_us_per_message: per(read.cpu_ns, msgs),
-        reader_cpu_us_per_read: per(read.cpu_ns, read.reads),
-        reader_busy_pct: read.cpu_ns as f64 / (cfg.seconds * 1e9) * 100.0,
-        delay_p50_us: q(0.5),
-        delay_p99_us: q(0.99),
-        delay_max_us: q(1.0),
+    Ok(Load {
+        socks,
+        sender,
+        total,
+        message_bytes: msg,
     })
 }
 
@@ -136,13 +161,63 @@ fn send_on_deadlines(
     Ok(in_write_ns)
 }
 
+/// Splits each connection's bytes into the sender's messages (reads may split or join them),
+/// and keeps each message's delay: its read time − the send time stamped in its first 8 bytes.
+pub struct Stamps {
+    msg: usize,
+    /// Per connection: bytes of the current message seen so far, and its stamp's bytes.
+    partial: Vec<(usize, [u8; 8])>,
+    pub delays: Vec<u64>,
+    pub bytes: u64,
+    pub reads: u64,
+}
+
+impl Stamps {
+    pub fn new(conns: usize, message_bytes: usize, expected: u64) -> Self {
+        Self {
+            msg: message_bytes.max(8),
+            partial: vec![(0, [0; 8]); conns],
+            delays: Vec::with_capacity(expected as usize),
+            bytes: 0,
+            reads: 0,
+        }
+    }
+
+    /// One read of `data` on connection `conn`, taken at `t` (monotonic ns).
+    pub fn read(&mut self, conn: usize, data: &[u8], t: u64) {
+        let (pos, stamp) = &mut self.partial[conn];
+        for &b in data {
+            if *pos < 8 {
+                stamp[*pos] = b;
+            }
+            *pos += 1;
+            if *pos == self.msg {
+                self.delays
+                    .push(t.saturating_sub(u64::from_le_bytes(*stamp)));
+                *pos = 0;
+            }
+        }
+        self.bytes += data.len() as u64;
+        self.reads += 1;
+    }
+
+    /// p50, p99 and max of the delays, µs (sorts them).
+    pub fn delay_us(&mut self) -> (f64, f64, f64) {
+        self.delays.sort_unstable();
+        let q = |p: f64| {
+            self.delays
+                .get(((self.delays.len().max(1) - 1) as f64 * p) as usize)
+                .map_or(0.0, |&d| d as f64 / 1000.0)
+        };
+        (q(0.5), q(0.99), q(1.0))
+    }
+}
+
 /// What the reader saw.
 struct Received {
-    bytes: u64,
-    reads: u64,
     wakes: u64,
     cpu_ns: u64,
-    delays: Vec<u64>,
+    stamps: Stamps,
 }
 
 /// Reads every connection through one epoll set until `want` bytes came (or the sender stalled
@@ -168,20 +243,12 @@ fn read_all(
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; socks.len()];
     let mut buf = vec![0u8; 16 * 1024];
-    // Per connection: bytes of the current message seen so far (reads may split messages).
-    let mut partial: Vec<(usize, [u8; 8])> = vec![(0, [0; 8]); socks.len()];
-    let mut r = Received {
-        bytes: 0,
-        reads: 0,
-        wakes: 0,
-        cpu_ns: 0,
-        delays: Vec::with_capacity((want / msg as u64) as usize),
-    };
-    let mut cpu0 = None;
+    let mut stamps = Stamps::new(socks.len(), msg, want / msg as u64);
+    let (mut wakes, mut cpu0) = (0, None);
     let started = now_ns();
     let give_up = started + ((cfg.seconds + 10.0) * 1e9) as u64;
     let timeout = if cfg.busy { 0 } else { 5000 };
-    while r.bytes < want {
+    while stamps.bytes < want {
         let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, timeout) };
         if n < 0 || (n == 0 && !cfg.busy) || now_ns() > give_up {
             break;
@@ -190,35 +257,26 @@ fn read_all(
             continue;
         }
         cpu0.get_or_insert_with(thread_cpu_ns);
-        r.wakes += 1;
+        wakes += 1;
         for ev in &events[..n as usize] {
             let c = ev.u64 as usize;
             while let Ok(k) = socks[c].read(&mut buf) {
                 if k == 0 {
                     break;
                 }
-                let t = now_ns();
-                for &b in &buf[..k] {
-                    let (pos, stamp) = &mut partial[c];
-                    if *pos < 8 {
-                        stamp[*pos] = b;
-                    }
-                    *pos += 1;
-                    if *pos == msg {
-                        r.delays.push(t.saturating_sub(u64::from_le_bytes(*stamp)));
-                        *pos = 0;
-                    }
-                }
-                r.bytes += k as u64;
-                r.reads += 1;
+                stamps.read(c, &buf[..k], now_ns());
             }
         }
     }
-    r.cpu_ns = cpu0.map_or(0, |c| thread_cpu_ns().saturating_sub(c));
+    let cpu_ns = cpu0.map_or(0, |c| thread_cpu_ns().saturating_sub(c));
     // SAFETY: `ep` is the epoll fd created above, closed once.
     unsafe { libc::close(ep) };
     std::thread::sleep(Duration::from_millis(10));
-    Ok(r)
+    Ok(Received {
+        wakes,
+        cpu_ns,
+        stamps,
+    })
 }
 
 #[cfg(test)]
