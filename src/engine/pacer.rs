@@ -77,9 +77,9 @@ pub struct Pacer {
     timer: Option<TimerFd>,
     /// Current early-wake margin for the timerfd.
     early_ns: u64,
-    /// Time spent yielding close to deadlines while no other task of the core had a read to
-    /// handle: the pacer's own spin, apart from the work the core did while it yielded (see
-    /// [`crate::rt::note_work`]). The core's CPU minus this is its work.
+    /// Time spent yielding close to deadlines while no task of the core did any work: the
+    /// pacer's own spin, apart from the work the core did while it yielded (see
+    /// [`crate::rt::SpinMeter`]). The core's CPU minus this is its work.
     pub spin_ns: u64,
     /// The core busy-polls (`--busy-poll`): it never sleeps, so a timerfd expiry is seen within
     /// a poll round and the pacer needs only a short early wake.

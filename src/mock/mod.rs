@@ -8,8 +8,10 @@
 //!
 //! Without `--capacity-tokens-per-sec` timing is exactly what the flags say: the first content
 //! chunk `ttft_ms` after the request arrived, then one chunk of `tokens_per_chunk` tokens every
-//! `tokens_per_chunk × itl_ms`, scheduled on absolute deadlines so delays do not accumulate
-//! (monoio's timer has ~1 ms granularity, so each chunk may be up to ~1 ms late, never early).
+//! `tokens_per_chunk × itl_ms`, scheduled on absolute deadlines so delays do not accumulate.
+//! Each chunk leaves at its deadline or after, never before: up to one tick of the thread's one
+//! timer late (`rt::timer`, 50 µs), plus however late the machine delivers that timer. The
+//! endpoint records by how much (`lateness`).
 
 mod ask;
 mod capacity;
@@ -128,7 +130,7 @@ pub struct MockServer {
     pub addr: SocketAddr,
     pub tls: bool,
     state: Arc<State>,
-    _threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for MockServer {
@@ -158,7 +160,7 @@ impl MockServer {
     /// in the same process is not counted); `None` where a clock cannot be read.
     pub fn cpu_ns(&self) -> Option<u64> {
         use std::os::unix::thread::JoinHandleExt;
-        self._threads.iter().try_fold(0u64, |sum, h| {
+        self.threads.iter().try_fold(0u64, |sum, h| {
             let mut clock: libc::clockid_t = 0;
             let mut ts = libc::timespec {
                 tv_sec: 0,
@@ -280,7 +282,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         addr,
         tls: state.tls.is_some(),
         state,
-        _threads: handles,
+        threads: handles,
     })
 }
 

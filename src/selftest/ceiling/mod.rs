@@ -14,7 +14,8 @@
 //!
 //! The search starts low and doubles while both sides pass; it looks below the first rate at
 //! most twice, since below some rate an idle machine's wake-ups make both sides *slower* per
-//! chunk, not faster (on a VM, waking a halted vCPU costs tens of µs).
+//! chunk, not faster (on a VM, waking a halted vCPU costs tens of µs). A rate that fails is
+//! tried once more, and fails only if it fails again (a VM stalls by itself now and then).
 //!
 //! Each rate's CPU per chunk is printed for both sides: the endpoint's threads' CPU, and the
 //! client's CPU minus the pacer's spin (the client's work). The bare floor ([`super::floor`]) is

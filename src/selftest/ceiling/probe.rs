@@ -51,7 +51,12 @@ pub fn probe(
     let started = std::time::Instant::now();
     let spec =
         crate::selftest::level_spec(0, 1, qps, duration_s, crate::arrivals::Arrival::Constant);
-    let (l, _) = measure_level(engine, &spec, (TTFT_MS + ITL_MS * 32.0) / 1000.0, false)?;
+    let (l, _) = measure_level(
+        engine,
+        &spec,
+        (TTFT_MS + ITL_MS * OUTPUT_TOKENS as f64) / 1000.0,
+        false,
+    )?;
     let wall_s = started.elapsed().as_secs_f64();
     let late = server.chunk_lateness_since(&mark);
     let spin_s = server.spin_ns().saturating_sub(spin0) as f64 / 1e9;
@@ -220,7 +225,10 @@ pub fn run_setup(
         probes.push(p);
         Ok(o)
     })?;
+    // Both sides stop (a busy-polling endpoint stops spinning) before the floor runs on
+    // their CPUs.
     drop(engine);
+    drop(server);
     let mut c = super::conclude(setup, &search, probes);
     let top = c
         .probes
