@@ -19,24 +19,8 @@
 
 use qpsbench::selftest::floor::{measure, FloorConfig};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let ids = core_affinity::get_core_ids().unwrap_or_default();
-    let cfg = FloorConfig {
-        connections: env("FLOOR_CONNS", 64) as usize,
-        rate: env("FLOOR_RATE", 64_000),
-        seconds: env("FLOOR_SECONDS", 3) as f64,
-        message_bytes: 200,
-        busy: env("FLOOR_BUSY", 0) == 1,
-        sender_cpu: ids.last().copied(),
-        reader_cpu: ids.first().copied(),
-    };
+    let cfg = FloorConfig::from_env(64);
     let f = measure(&cfg).expect("the floor's sockets");
     println!(
         "floor{}: {} connections, {} messages/s for {} s: {} messages in {} reads ({} epoll wakes); receiver CPU {:.2} µs per message, {:.2} µs per read, busy {:.0}%; delay send→read p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",

@@ -25,13 +25,6 @@ use io_uring::{cqueue, opcode, types, IoUring};
 use qpsbench::clock::{now_ns, thread_cpu_ns};
 use qpsbench::selftest::floor::{measure, start_sender, FloorConfig, Load, Stamps};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// What one path's reader did.
 struct Figures {
     cpu_ns: u64,
@@ -43,16 +36,7 @@ struct Figures {
 const BUF: usize = 2048;
 
 fn main() {
-    let ids = core_affinity::get_core_ids().unwrap_or_default();
-    let cfg = FloorConfig {
-        connections: env("FLOOR_CONNS", 420) as usize,
-        rate: env("FLOOR_RATE", 64_000),
-        seconds: env("FLOOR_SECONDS", 3) as f64,
-        message_bytes: 200,
-        busy: false,
-        sender_cpu: ids.last().copied(),
-        reader_cpu: ids.first().copied(),
-    };
+    let cfg = FloorConfig::from_env(420);
     println!(
         "receive paths: {} connections, {} messages/s for {} s",
         cfg.connections, cfg.rate, cfg.seconds

@@ -32,6 +32,31 @@ pub struct FloorConfig {
     pub reader_cpu: Option<core_affinity::CoreId>,
 }
 
+impl FloorConfig {
+    /// The benches' load (`benches/floor.rs`, `benches/recv_paths.rs`): `FLOOR_CONNS` (default
+    /// `connections`), `FLOOR_RATE` (messages/s in all, default 64,000), `FLOOR_SECONDS`
+    /// (default 3), `FLOOR_BUSY=1` (the reader polls without sleeping); ~200-byte messages, the
+    /// reader on the first CPU and the sender on the last.
+    pub fn from_env(connections: usize) -> Self {
+        let env = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        Self {
+            connections: env("FLOOR_CONNS", connections as u64) as usize,
+            rate: env("FLOOR_RATE", 64_000),
+            seconds: env("FLOOR_SECONDS", 3) as f64,
+            message_bytes: 200,
+            busy: env("FLOOR_BUSY", 0) == 1,
+            sender_cpu: ids.last().copied(),
+            reader_cpu: ids.first().copied(),
+        }
+    }
+}
+
 /// What the floor run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Floor {
