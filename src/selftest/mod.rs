@@ -300,16 +300,23 @@ fn sweep_with_stalls(
 ) -> Result<Sweep> {
     let mode = if busy { "with" } else { "without" };
     eprintln!("selftest: {mode} busy polling");
-    let stalls = stalls::probe(client, Duration::from_secs(1), args.max_added_delay_us);
-    for s in &stalls {
-        eprintln!(
-            "selftest: the machine alone (a bare spin for 1 s), {}",
-            stalls::describe(s, args.max_added_delay_us)
-        );
-    }
+    let stalls = machine_stalls("selftest", client, args.max_added_delay_us);
     let mut sweep = sweep(engine, args)?;
     sweep.machine_stalls = stalls;
     Ok(sweep)
+}
+
+/// The machine's own stalls on `cpus` (a bare spin for 1 s each), each printed, by `who`,
+/// against the bound `bound_us`.
+fn machine_stalls(who: &str, cpus: &[core_affinity::CoreId], bound_us: f64) -> Vec<CpuStalls> {
+    let stalls = stalls::probe(cpus, Duration::from_secs(1), bound_us);
+    for s in &stalls {
+        eprintln!(
+            "{who}: the machine alone (a bare spin for 1 s), {}",
+            stalls::describe(s, bound_us)
+        );
+    }
+    stalls
 }
 
 /// Both sweeps' tables.

@@ -46,6 +46,12 @@ pub const MAX_LATENESS_P99_IDLE_US: u64 = 5000;
 /// lateness p99 at that rate (what the endpoint added is not the client's).
 pub const MAX_TTFT_EXCESS_MS: f64 = 2.0;
 
+/// One stream from its request to its last chunk, seconds (the level's expected latency, and
+/// with the rate, the streams in flight).
+pub fn stream_s() -> f64 {
+    (TTFT_MS + ITL_MS * OUTPUT_TOKENS as f64) / 1000.0
+}
+
 /// One way of streaming: tokens per chunk, and plain or TLS.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {
@@ -207,17 +213,7 @@ pub fn run(args: &crate::cli::SelftestArgs) -> crate::error::Result<i32> {
         args.duration,
         run_dir.path.display()
     );
-    let stalls = crate::stalls::probe(
-        &[endpoint_cpu, client_cpu],
-        std::time::Duration::from_secs(1),
-        1000.0,
-    );
-    for s in &stalls {
-        eprintln!(
-            "selftest --ceiling: the machine alone (a bare spin for 1 s), {}",
-            crate::stalls::describe(s, 1000.0)
-        );
-    }
+    let stalls = super::machine_stalls("selftest --ceiling", &[endpoint_cpu, client_cpu], 1000.0);
     let tls = probe::Tls::new()?;
     let mut setups = Vec::new();
     let mut driver = "io_uring";

@@ -51,12 +51,7 @@ pub fn probe(
     let started = std::time::Instant::now();
     let spec =
         crate::selftest::level_spec(0, 1, qps, duration_s, crate::arrivals::Arrival::Constant);
-    let (l, _) = measure_level(
-        engine,
-        &spec,
-        (TTFT_MS + ITL_MS * OUTPUT_TOKENS as f64) / 1000.0,
-        false,
-    )?;
+    let (l, _) = measure_level(engine, &spec, super::stream_s(), false)?;
     let wall_s = started.elapsed().as_secs_f64();
     let late = server.chunk_lateness_since(&mark);
     let spin_s = server.spin_ns().saturating_sub(spin0) as f64 / 1e9;
@@ -120,7 +115,7 @@ pub fn measure_floor(
     cpus: (core_affinity::CoreId, core_affinity::CoreId),
     seconds: f64,
 ) -> Option<Floor> {
-    let in_flight = qps * (TTFT_MS + ITL_MS * OUTPUT_TOKENS as f64) / 1000.0;
+    let in_flight = qps * super::stream_s();
     floor::measure(&FloorConfig {
         connections: (in_flight.ceil() as usize).clamp(1, 4096),
         rate: chunks_per_sec.round().max(1.0) as u64,
