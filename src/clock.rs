@@ -16,11 +16,6 @@ pub fn unix_now_s() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A monotonic instant ([`now_ns`]) as Unix seconds, through the two clocks read now.
-pub fn mono_to_unix_s(t_ns: u64) -> f64 {
-    unix_now_s() - (now_ns() as f64 - t_ns as f64) / 1e9
-}
-
 /// A Unix instant as a monotonic one ([`now_ns`]); an instant before the monotonic clock's
 /// start is its start.
 pub fn unix_to_mono_ns(unix_s: f64) -> u64 {

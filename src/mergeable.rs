@@ -152,9 +152,12 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
         .map_err(|e| format!("not a V2 histogram: {e:?}"))
 }
 
-/// Monotonic ns → Unix seconds, to the µs.
-fn unix_s(t_ns: u64) -> f64 {
-    (crate::clock::mono_to_unix_s(t_ns) * 1e6).round() / 1e6
+/// Monotonic ns → Unix seconds, to the µs, through the clock pair `unix_now_s` (Unix s) and
+/// `mono_now_ns` read once for a whole level: converting each instant through fresh readings
+/// would move each one by however long the thread waited between its two readings.
+fn unix_s((unix_now_s, mono_now_ns): (f64, u64), t_ns: u64) -> f64 {
+    let s = unix_now_s - (mono_now_ns as f64 - t_ns as f64) / 1e9;
+    (s * 1e6).round() / 1e6
 }
 
 /// Unix seconds → ns on the Unix clock: the common time base of a merge.
@@ -245,6 +248,8 @@ impl LevelHistograms {
             .into_iter()
             .map(|(name, h)| Ok((name.to_string(), encode(h)?)))
             .collect::<Result<_, String>>()?;
+        let clocks = (crate::clock::unix_now_s(), crate::clock::now_ns());
+        let unix_s = |t| unix_s(clocks, t);
         let window_start_unix_s = unix_s(run.window_start_ns);
         let start_us = |t: u64| t.saturating_sub(run.window_start_ns) / 1_000;
         Ok(Self {
