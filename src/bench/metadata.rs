@@ -75,6 +75,8 @@ struct Metadata<'a> {
     /// Whether each client core's thread was pinned to its CPU.
     cores_pinned: Vec<bool>,
     io_driver: &'static str,
+    /// How the client read responses: `io_uring multishot recv` or `monoio reads`.
+    receive_path: &'static str,
     timeout_s: f64,
     request_usage: bool,
     /// Whether `stream_options.continuous_usage_stats` was sent, and why.
@@ -188,6 +190,7 @@ pub fn write(
         cores: plan.cores,
         cores_pinned: engine.cores_pinned.clone(),
         io_driver: engine.driver.name(),
+        receive_path: engine.recv_path,
         timeout_s: a.timeout,
         request_usage: !a.no_usage_request,
         continuous_usage_stats: probe.continuous_usage,

@@ -231,6 +231,7 @@ impl Plan {
             max_concurrency: a.max_concurrency,
             save_requests: a.save_requests,
             busy_poll: a.busy_poll,
+            recv_path: crate::engine::RecvPath::from_env().map_err(UserError::input)?,
             pin: None,
             slo: Slo {
                 ttft_ns: a.slo_ttft.map(|s| (s * 1e9) as u64),

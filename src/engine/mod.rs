@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub slo: exchange::Slo,
     /// Connect, first-token and idle timeouts (the total one is `timeout`).
     pub timeouts: Timeouts,
+    /// How the cores read responses (the ring falls back to monoio reads where it cannot run).
+    pub recv_path: RecvPath,
 }
 
 /// Timeouts besides the total one, each with its own error category.
@@ -88,6 +90,39 @@ impl IoDriver {
     }
 }
 
+/// How client cores read responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvPath {
+    /// Multishot receives on a second io_uring per core, handled in place (`rt::recv_ring`).
+    Ring,
+    /// One monoio read per arrival, in the request's task.
+    Monoio,
+}
+
+impl RecvPath {
+    /// The path asked for: `QPSBENCH_RECV_PATH=monoio` forces monoio reads (to compare the
+    /// two, or where a kernel's multishot receive misbehaves); unset or `ring`, the ring where
+    /// the kernel has it.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("QPSBENCH_RECV_PATH").as_deref() {
+            Err(_) | Ok("ring") => Ok(Self::Ring),
+            Ok("monoio") => Ok(Self::Monoio),
+            Ok(other) => Err(format!(
+                "QPSBENCH_RECV_PATH is `{other}`; expected `ring` or `monoio`"
+            )),
+        }
+    }
+}
+
+/// What a core reports once its runtime is built.
+pub(crate) struct CoreReady {
+    pub driver: IoDriver,
+    /// The thread is pinned to its CPU.
+    pub pinned: bool,
+    /// The core has a receive ring.
+    pub recv_ring: bool,
+}
+
 /// What the main thread asks of a core.
 pub(crate) enum Command {
     /// Open connections until this many are idle in the pool (before a level's window).
@@ -124,6 +159,10 @@ pub struct Engine {
     /// Each core's live counters, for a progress line (`live`).
     pub live: Vec<Arc<crate::live::LiveCounters>>,
     pub driver: IoDriver,
+    /// How responses are read: `io_uring multishot recv` when every core has a receive
+    /// ring and some endpoint is plain HTTP (TLS connections always read through monoio),
+    /// else `monoio reads`.
+    pub recv_path: &'static str,
     /// Whether each core's thread could be pinned to its CPU.
     pub cores_pinned: Vec<bool>,
 }
@@ -163,6 +202,7 @@ impl Engine {
             })
             .collect();
         let live: Vec<_> = (0..cfg.cores).map(|_| Arc::default()).collect();
+        let any_plain = cfg.targets.iter().any(|t| t.tls.is_none());
         let shared = Arc::new(worker::Shared {
             live: live.clone(),
             targets: cfg.targets,
@@ -172,12 +212,14 @@ impl Engine {
             max_inflight,
             save_requests: cfg.save_requests,
             busy_poll: cfg.busy_poll,
+            recv_path: cfg.recv_path,
             slo: cfg.slo,
             timeouts: cfg.timeouts,
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;
         let mut cores_pinned = Vec::with_capacity(cfg.cores);
+        let mut all_rings = true;
         for i in 0..cfg.cores {
             let (plan_tx, plan_rx) = mpsc::channel();
             let (res_tx, res_rx) = mpsc::channel();
@@ -189,11 +231,12 @@ impl Engine {
                 .spawn(move || worker::main(i, core_id, shared, plan_rx, res_tx, ready_tx))
                 .map_err(|e| format!("cannot start core thread {i}: {e}"))?;
             match ready_rx.recv() {
-                Ok(Ok((d, pinned))) => {
-                    if d == IoDriver::Epoll {
+                Ok(Ok(ready)) => {
+                    if ready.driver == IoDriver::Epoll {
                         driver = IoDriver::Epoll;
                     }
-                    cores_pinned.push(pinned);
+                    all_rings &= ready.recv_ring;
+                    cores_pinned.push(ready.pinned);
                 }
                 Ok(Err(e)) => return Err(format!("core {i}: cannot build the I/O runtime: {e}")),
                 Err(_) => return Err(format!("core {i}: the thread ended while starting")),
@@ -215,6 +258,11 @@ impl Engine {
             workers,
             live,
             driver,
+            recv_path: if all_rings && any_plain {
+                "io_uring multishot recv"
+            } else {
+                "monoio reads"
+            },
             cores_pinned,
         })
     }

@@ -119,6 +119,9 @@ impl Pacer {
     /// One step of the spin phase: the core's other ready tasks run (and completions are
     /// reaped) before the pacer looks at the clock again.
     async fn spin_step(&mut self) {
+        // Completions waiting on the receive ring are handled here and now, instead of spun
+        // past until the reaper's wake-up comes up in the queue.
+        crate::rt::recv_ring::drain_current();
         match &mut self.fair {
             Some(f) => f.yield_now().await,
             None => crate::rt::yield_now().await,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::exchange::{dispatch_due, Core, CoreQueue};
 use super::pacer::Pacer;
 use super::pool::Pool;
-use super::{Command, CorePlan, IoDriver};
+use super::{Command, CorePlan, CoreReady, IoDriver, RecvPath};
 use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
 use crate::openai::ChunkParser;
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub max_inflight: Vec<usize>,
     pub save_requests: bool,
     pub busy_poll: bool,
+    /// The receive path asked for (`QPSBENCH_RECV_PATH`).
+    pub recv_path: RecvPath,
     pub slo: super::exchange::Slo,
     pub timeouts: super::Timeouts,
     /// Each core's live counters.
@@ -41,7 +43,7 @@ pub(crate) fn main(
     shared: Arc<Shared>,
     plans: mpsc::Receiver<Command>,
     results: mpsc::Sender<(Recorder, Recorder)>,
-    ready: mpsc::Sender<Result<(IoDriver, bool), String>>,
+    ready: mpsc::Sender<Result<CoreReady, String>>,
 ) {
     // A thread that could not be pinned still runs; the engine warns and metadata says so.
     let pinned = core_id.is_some_and(core_affinity::set_for_current);
@@ -57,7 +59,17 @@ pub(crate) fn main(
         monoio::FusionRuntime::Uring(_) => IoDriver::IoUring,
         monoio::FusionRuntime::Legacy(_) => IoDriver::Epoll,
     };
-    let _ = ready.send(Ok((driver, pinned)));
+    // The receive ring needs io_uring; where the kernel lacks what it needs, monoio reads.
+    let recv_ring = driver == IoDriver::IoUring
+        && shared.recv_path == RecvPath::Ring
+        && rt
+            .block_on(async { crate::rt::recv_ring::install() })
+            .is_ok();
+    let _ = ready.send(Ok(CoreReady {
+        driver,
+        pinned,
+        recv_ring,
+    }));
     let core = Rc::new(Core {
         // The core's share of descriptors is split among its pools.
         pools: shared
@@ -115,6 +127,8 @@ pub(crate) fn main(
             break;
         }
     }
+    // The ring goes while the runtime that polls its fd is still there.
+    crate::rt::recv_ring::uninstall();
 }
 
 /// Opens connections concurrently until `want` are idle on this core, spread over its
@@ -204,10 +218,12 @@ async fn run_level(
     let spinning = Rc::new(Cell::new(busy_poll));
     // Busy polling needs io_uring (an always-complete read in flight); epoll has no equivalent.
     let spinner = (busy_poll && driver == IoDriver::IoUring).then(|| {
-        // Each round of the spin also sends what fell due: straight after the round's
-        // completions were reaped, not after the pacer, woken for it, comes up in the queue.
+        // Each round of the spin also handles the receive ring's completions (no wait for the
+        // reaper's wake-up) and sends what fell due: straight after the round's completions
+        // were reaped, not after the pacer, woken for it, comes up in the queue.
         let core = core.clone();
         let send_due = move || {
+            crate::rt::recv_ring::drain_current();
             let due = core.queue.borrow().next_due_ns();
             if due.is_some_and(|d| d <= now_ns()) && !core.capped() {
                 dispatch_due(&core, now_ns());

@@ -14,98 +14,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
-use super::body::{BodyDecoder, BodyError};
-use super::head::{parse_head, HeadError, MAX_HEAD_BYTES};
+use super::response::ResponseReader;
 use super::tls::{TlsError, TlsIo};
 use crate::clock::now_ns;
 
 use super::sock::{read_append, send_nonblocking, sendv_nonblocking, READ_BUF};
 
-/// Receives a response as it arrives.
-pub trait ResponseHandler {
-    /// A read completed at `t_ns` (called before its bytes are parsed). The engine uses this to
-    /// send any arrival that fell due while this task was waiting.
-    fn on_read(&mut self, _t_ns: u64) {}
-    /// The final (non-1xx) response head arrived in a read completed at `t_ns`.
-    fn head(&mut self, status: u16, t_ns: u64);
-    /// Body data delivered by a read completed at `t_ns`. Return `false` to stop reading (the
-    /// connection is then closed, not reused).
-    fn body(&mut self, data: &[u8], t_ns: u64) -> bool;
-    /// The deadline (monotonic ns) for the next read to complete, and what it is; `None`: wait
-    /// as long as it takes (the caller's total timeout still applies).
-    fn read_deadline(&self) -> Option<(u64, ReadTimeout)> {
-        None
-    }
-}
-
-/// A request's bytes, as one or more parts sent back to back: a dataset sample is one part; a
-/// synthetic prompt is a small head plus views of shared text (sent with one vectored write, so
-/// a long prompt is never copied per request).
-pub trait Request {
-    /// A part as an owned buffer the kernel can write from (io_uring needs the buffer to outlive
-    /// the operation).
-    type Part: IoBuf;
-    /// The number of parts.
-    fn part_count(&self) -> usize;
-    /// Part `i`'s bytes.
-    fn part(&self, i: usize) -> &[u8];
-    /// Part `i` from its byte `from` on, as an owned buffer.
-    fn owned_part(&self, i: usize, from: usize) -> Self::Part;
-    /// The request's length in bytes.
-    fn len(&self) -> usize {
-        (0..self.part_count()).map(|i| self.part(i).len()).sum()
-    }
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Why an exchange failed.
-#[derive(Debug)]
-pub enum ExchangeError {
-    /// Writing or reading failed.
-    Io(io::Error),
-    /// The server closed the connection before a complete head.
-    Closed,
-    Head(HeadError),
-    Body(BodyError),
-    /// A read deadline of the handler passed.
-    Timeout(ReadTimeout),
-}
-
-/// Which read deadline passed (see [`ResponseHandler::read_deadline`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadTimeout {
-    /// No output token by the first-token deadline.
-    FirstToken,
-    /// Nothing read for too long between reads.
-    Idle,
-}
-
-/// A failed exchange, and whether any response byte had arrived.
-#[derive(Debug)]
-pub struct Failure {
-    pub error: ExchangeError,
-    pub response_started: bool,
-}
-
-/// A completed exchange.
-#[derive(Debug, Clone, Copy)]
-pub struct Completed {
-    /// Time of the read that completed the response (or of the last read, if the handler stopped).
-    pub end_ns: u64,
-    /// Time of the first response byte.
-    pub first_byte_ns: u64,
-    /// The connection may carry another request.
-    pub reusable: bool,
-}
+pub use super::handler::{
+    Completed, ExchangeError, Failure, ReadTimeout, Request, ResponseHandler,
+};
 
 /// Where and how to connect: the resolved addresses and, for `https://`, the TLS settings and
 /// the name to verify (also sent as SNI).
@@ -143,6 +66,9 @@ enum Presend {
 
 /// A client connection with its reused read buffer.
 pub struct Conn {
+    /// Its place on the core's receive ring (plain HTTP on a core that has one). Declared
+    /// before the stream: releasing it shuts the socket down before the stream closes it.
+    recv: Option<super::ring_rx::RingConn>,
     stream: TcpStream,
     tls: Option<Box<TlsIo<ClientConnection>>>,
     buf: Vec<u8>,
@@ -198,8 +124,11 @@ impl Conn {
                 Some(io)
             }
         };
+        use std::os::fd::AsRawFd;
+        let recv = super::ring_rx::register(stream.as_raw_fd(), tls.is_some());
         Ok((
             Self {
+                recv,
                 stream,
                 tls,
                 buf: Vec::with_capacity(READ_BUF),
@@ -221,6 +150,10 @@ impl Conn {
     pub fn is_idle_usable(&self) -> bool {
         use std::os::fd::AsRawFd;
         if self.tls.as_ref().is_some_and(|t| t.is_eof()) {
+            return false;
+        }
+        // On a receive ring, whatever arrived was taken off the socket by the ring.
+        if self.recv.as_ref().is_some_and(|r| !r.ring.is_quiet(r.id)) {
             return false;
         }
         let mut byte = 0u8;
@@ -292,7 +225,7 @@ impl Conn {
     }
 
     /// Writes the request, or what [`Conn::try_write_now`] left of it.
-    async fn write_request<B: Request>(&mut self, request: B) -> io::Result<()> {
+    pub(super) async fn write_request<B: Request>(&mut self, request: B) -> io::Result<()> {
         match (self.presend.take(), &mut self.tls) {
             (Some(Presend::Plain(n)), None) => self.write_parts_from(&request, n).await,
             (None, None) => self.write_parts_from(&request, 0).await,
@@ -327,102 +260,51 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends `request` and reads the response into `handler`.
+    /// Sends `request` and reads the response into `handler`: in place from the receive ring
+    /// when this connection is on one (`http::ring_rx`), else by monoio reads into the
+    /// connection's buffer.
     pub async fn exchange<H: ResponseHandler>(
         &mut self,
         request: impl Request,
         handler: &mut H,
     ) -> Result<Completed, Failure> {
-        let fail = |error, response_started| Failure {
-            error,
-            response_started,
+        let mut reader = ResponseReader::default();
+        let result = match self.recv.as_ref().map(|r| (r.ring.clone(), r.id)) {
+            Some((ring, id)) => {
+                let write = self.write_request(request);
+                super::ring_rx::exchange(&ring, id, write, handler, &mut reader).await
+            }
+            None => self.exchange_by_reads(request, handler, &mut reader).await,
         };
-        self.buf.clear();
+        self.keep_alive_timeout_ns = reader.keep_alive_timeout_ns;
+        if reader.body_done {
+            self.uses += 1;
+        }
+        result
+    }
+
+    /// The exchange over monoio reads, each into the connection's buffer and fed to `reader`.
+    async fn exchange_by_reads<H: ResponseHandler>(
+        &mut self,
+        request: impl Request,
+        handler: &mut H,
+        reader: &mut ResponseReader,
+    ) -> Result<Completed, Failure> {
         self.write_request(request)
             .await
-            .map_err(|e| fail(ExchangeError::Io(e), false))?;
-
-        // Head: accumulate until complete, skipping interim 1xx responses.
-        let mut first_byte_ns = 0;
-        // Time of the latest read; the head's time is the read that completed it.
-        let mut t = 0;
-        let head = loop {
-            match parse_head(&self.buf) {
-                Ok(Some(h)) if (100..200).contains(&h.status) && h.status != 101 => {
-                    self.buf.drain(..h.len);
-                    continue;
-                }
-                Ok(Some(h)) => break h,
-                Ok(None) => {}
-                Err(e) => return Err(fail(ExchangeError::Head(e), true)),
-            }
-            let n = self
-                .read_until(handler.read_deadline())
-                .await
-                .map_err(|e| fail(e, first_byte_ns != 0))?;
-            t = now_ns();
-            handler.on_read(t);
-            if n == 0 {
-                return Err(fail(ExchangeError::Closed, first_byte_ns != 0));
-            }
-            if first_byte_ns == 0 {
-                first_byte_ns = t;
-            }
-            if self.buf.len() > MAX_HEAD_BYTES + READ_BUF {
-                return Err(fail(ExchangeError::Head(HeadError::TooLarge), true));
-            }
-        };
-        handler.head(head.status, t);
-        self.keep_alive_timeout_ns = head
-            .keep_alive_timeout_s
-            .map(|s| s.saturating_mul(1_000_000_000));
-
-        // Body: decode what is buffered, then read on, handing data out with its read's time.
-        let mut decoder = BodyDecoder::new(head.framing);
-        let mut off = head.len;
+            .map_err(|e| reader.fail(ExchangeError::Io(e)))?;
         loop {
-            while off < self.buf.len() && !decoder.is_done() {
-                let (n, data) = decoder
-                    .decode(&self.buf[off..])
-                    .map_err(|e| fail(ExchangeError::Body(e), true))?;
-                off += n;
-                if let Some(data) = data {
-                    if !handler.body(data, t) {
-                        return Ok(Completed {
-                            end_ns: t,
-                            first_byte_ns,
-                            reusable: false,
-                        });
-                    }
-                }
-            }
-            if decoder.is_done() {
-                self.uses += 1;
-                let stray = off < self.buf.len();
-                self.buf.clear();
-                return Ok(Completed {
-                    end_ns: t,
-                    first_byte_ns,
-                    reusable: head.keep_alive && !stray,
-                });
-            }
             self.buf.clear();
-            off = 0;
             let n = self
                 .read_until(handler.read_deadline())
                 .await
-                .map_err(|e| fail(e, true))?;
-            t = now_ns();
-            handler.on_read(t);
+                .map_err(|e| reader.fail(e))?;
+            let t = now_ns();
             if n == 0 {
-                decoder
-                    .eof()
-                    .map_err(|e| fail(ExchangeError::Body(e), true))?;
-                return Ok(Completed {
-                    end_ns: t,
-                    first_byte_ns,
-                    reusable: false,
-                });
+                return reader.eof(t, handler);
+            }
+            if let Some(done) = reader.feed(&self.buf, t, handler)? {
+                return Ok(done);
             }
         }
     }

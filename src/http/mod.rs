@@ -7,7 +7,10 @@
 
 pub mod body;
 pub mod conn;
+pub mod handler;
 pub mod head;
+pub mod response;
+pub mod ring_rx;
 pub mod sock;
 pub mod tls;
 pub mod url;

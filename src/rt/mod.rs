@@ -1,7 +1,11 @@
 //! The runtime layer: how each thread's monoio runtime is built, and the timing primitives every
 //! core (client or endpoint) runs on — precise timers and the busy-poll spin ([`timer`]), and a
-//! plain yield. Nothing here knows about requests or measurements.
+//! plain yield — and a client core's receive ring ([`recv_ring`]: multishot receives whose
+//! bytes go to whatever sink a connection has attached). Nothing here knows about requests or
+//! measurements.
 
+mod buf_ring;
+pub mod recv_ring;
 pub mod timer;
 
 use std::future::Future;

@@ -62,6 +62,9 @@ pub(crate) struct Machine {
     pub client_cores: Vec<usize>,
     pub endpoint_cores: Vec<usize>,
     pub io_driver: &'static str,
+    /// How the client read responses (the last engine's, for a ceiling run: each setup has
+    /// its own).
+    pub receive_path: &'static str,
 }
 
 #[derive(Serialize)]
@@ -137,10 +140,11 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
         BusyPollMode::Both => &[false, true],
     };
     let mut sweeps = Vec::new();
-    let mut driver = "io_uring";
+    let (mut driver, mut receive_path) = ("io_uring", "");
     for &busy in modes {
         let engine = start_client(&cpus.client, &target, &requests, busy)?;
         driver = engine.driver.name();
+        receive_path = engine.recv_path;
         sweeps.push(sweep_with_stalls(&engine, &args, &cpus.client, busy)?);
     }
     let mut sweeps = sweeps.into_iter();
@@ -153,6 +157,7 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
             client_cores: ids(&cpus.client),
             endpoint_cores: ids(&cpus.endpoint),
             io_driver: driver,
+            receive_path,
         },
         duration_s: args.duration,
         output_tokens: args.output_tokens,
@@ -284,6 +289,7 @@ pub(crate) fn start_client(
         max_concurrency: None,
         save_requests: false,
         busy_poll: busy,
+        recv_path: crate::engine::RecvPath::from_env().map_err(UserError::input)?,
         pin: Some(cpus.to_vec()),
         slo: Default::default(),
         timeouts: Default::default(),

@@ -162,6 +162,8 @@ pub struct Ceiling {
     /// False when the search ended on the endpoint running out: the client's ceiling is then
     /// only a lower bound.
     pub client_ceiling_found: bool,
+    /// How the client read responses (`io_uring multishot recv`, or `monoio reads` over TLS).
+    pub receive_path: &'static str,
     pub verdict: String,
     pub probes: Vec<Probe>,
     /// The bare floor at the endpoint's ceiling (plain TCP; none for TLS).
@@ -232,6 +234,7 @@ pub fn run(args: &crate::cli::SelftestArgs) -> crate::error::Result<i32> {
             client_cores: vec![client_cpu.id],
             endpoint_cores: vec![endpoint_cpu.id],
             io_driver: driver,
+            receive_path: setups[0].receive_path,
         },
         duration_s: args.duration,
         busy_poll: busy,
@@ -250,9 +253,10 @@ pub fn run(args: &crate::cli::SelftestArgs) -> crate::error::Result<i32> {
 fn print_setup(c: &Ceiling) {
     let at_least = |found: bool| if found { "" } else { "at least " };
     println!(
-        "\nCEILING, {} token(s) per chunk, {}:",
+        "\nCEILING, {} token(s) per chunk, {} (client: {}):",
         c.tokens_per_chunk,
-        if c.tls { "TLS" } else { "plain TCP" }
+        if c.tls { "TLS" } else { "plain TCP" },
+        c.receive_path
     );
     match c.endpoint_chunks_per_sec_per_core {
         Some(x) => println!(

@@ -199,6 +199,7 @@ pub fn run_setup(
     let (target, requests) = client_for(&server, client_tls)?;
     let engine = crate::selftest::start_client(&[cpus.1], &target, &requests, busy)?;
     let driver = engine.driver.name();
+    let receive_path = engine.recv_path;
     eprintln!(
         "selftest --ceiling: {} token(s) per chunk, {}",
         setup.tokens_per_chunk,
@@ -225,6 +226,7 @@ pub fn run_setup(
     drop(engine);
     drop(server);
     let mut c = super::conclude(setup, &search, probes);
+    c.receive_path = receive_path;
     let top = c
         .probes
         .iter()

@@ -115,6 +115,7 @@ pub fn conclude(setup: Setup, search: &Search, probes: Vec<Probe>) -> Ceiling {
         endpoint_ceiling_found: endpoint_found,
         ceiling_qps_per_core: client_best,
         client_ceiling_found: client_found,
+        receive_path: "",
         verdict,
         probes,
         floor: None,
