@@ -12,7 +12,8 @@ use rustls::ServerConnection;
 
 use super::ask::{self, Api, Ask};
 use super::wire::{
-    close_header, error_response, push_chunk, push_event, push_response, push_text_event, write, Io,
+    close_header, error_response, push_chunk, push_event, push_response, push_text_event, push_u64,
+    write, Io,
 };
 use super::State;
 use crate::http::tls::TlsIo;
@@ -385,15 +386,20 @@ impl Answer {
         out.extend_from_slice(b"\r\n");
         // vLLM's `continuous_usage_stats`: every chunk carries the running usage, so a client can
         // tell how many tokens each chunk holds.
+        // Rendered once per stream; each chunk patches in only its counters.
         let continuous = ask.include_usage && ask.continuous_usage && !cfg.no_usage;
+        let usage_head = format!(
+            ",\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":",
+            ask.prompt_tokens
+        );
         let running_usage = |extra: &mut String, done: u64| {
             extra.clear();
             if continuous {
-                extra.push_str(&format!(
-                    ",\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{done},\"total_tokens\":{}}}",
-                    ask.prompt_tokens,
-                    ask.prompt_tokens + done
-                ));
+                extra.push_str(&usage_head);
+                push_u64(extra, done);
+                extra.push_str(",\"total_tokens\":");
+                push_u64(extra, ask.prompt_tokens + done);
+                extra.push('}');
             }
         };
         let mut extra = String::with_capacity(128);
@@ -429,7 +435,8 @@ impl Answer {
             if cfg.stamp_chunks {
                 // The endpoint's send time on the shared monotonic clock, taken just before the
                 // write: the client's read time minus this is the client's added delay.
-                extra.push_str(&format!(",\"qpsbench_sent_ns\":{}", crate::clock::now_ns()));
+                extra.push_str(",\"qpsbench_sent_ns\":");
+                push_u64(&mut extra, crate::clock::now_ns());
             }
             self.push_piece(out, &content, "null", &extra);
             // Sent now, against its deadline: whether the endpoint kept its own schedule.

@@ -191,14 +191,48 @@ pub(crate) fn push_text_event(
 
 /// One HTTP chunk whose data is `pieces`, one after the other.
 fn push_pieces(out: &mut Vec<u8>, pieces: &[&str]) {
-    use std::io::Write as _;
     let len: usize = pieces.iter().map(|p| p.len()).sum();
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{len:x}\r\n");
+    push_hex(out, len);
+    out.extend_from_slice(b"\r\n");
     for p in pieces {
         out.extend_from_slice(p.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in lowercase hexadecimal (a chunk's size line), without the formatting
+/// machinery: this runs for every chunk the endpoint sends.
+fn push_hex(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `n` in decimal: a counter patched into a pre-rendered chunk (the running usage, the
+/// send stamp), without the formatting machinery or an allocation.
+pub(crate) fn push_u64(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // The digits are ASCII.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// The SSE text of one chunk event (`prefix` opens the JSON object: id, object, created, model).
@@ -216,6 +250,18 @@ pub(crate) fn push_chunk(out: &mut Vec<u8>, data: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_and_sizes_are_written_as_the_formatter_writes_them() {
+        for n in [0u64, 1, 9, 10, 15, 16, 255, 4096, 123_456_789, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+            let mut h = Vec::new();
+            push_hex(&mut h, n as usize);
+            assert_eq!(String::from_utf8(h).unwrap(), format!("{n:x}"));
+        }
+    }
 
     #[test]
     fn events_written_from_pieces_are_the_formatted_ones() {
