@@ -2,9 +2,11 @@
 //!
 //! Data flow: `engine::exchange` gets a [`Conn`] from its core's pool, calls [`Conn::exchange`]
 //! with the prepared request bytes and a [`ResponseHandler`]; the exchange writes the request,
-//! parses the head (`head`), decodes the body (`body`) and hands each piece of body data to the
-//! handler together with the time of the read that delivered it — the clock is read as soon as a
-//! read completes, before any parsing (the hot path's rule: timestamp at the socket).
+//! then feeds each read's bytes to a `response::ResponseReader` (head, body), which hands each
+//! piece of body data to the handler together with the time of the read that delivered it — the
+//! clock is read as soon as a read completes, before any parsing (the hot path's rule: timestamp
+//! at the socket). The reads are monoio's, or, on a connection registered on the core's receive
+//! ring at connect, the ring's (`ring_rx`).
 //!
 //! After the exchange the connection is reusable only if the whole response was read, the server
 //! allowed keep-alive, and no stray bytes followed the response.

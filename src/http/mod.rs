@@ -1,9 +1,12 @@
-//! The hand-written HTTP/1.1 client: response head parsing (`head`), body framing (`body`),
-//! endpoint URLs (`url`), TLS over monoio (`tls`), socket helpers (`sock`) and the connection that
-//! runs one request/response exchange (`conn`).
+//! The hand-written HTTP/1.1 client: response head parsing (`head`), body framing (`body`), one
+//! response read from whatever bytes arrive (`response`), endpoint URLs (`url`), TLS over monoio
+//! (`tls`), socket helpers (`sock`), what an exchange takes and gives (`handler`), and the
+//! connection that runs one request/response exchange (`conn`), reading from the core's receive
+//! ring (`ring_rx`) or through monoio.
 //!
 //! Data flow: `engine::exchange` takes a [`conn::Conn`] from its core's pool, writes the request
-//! bytes rendered by `prepared`, and reads the response through `head` → `body` → `sse`.
+//! bytes rendered by `prepared`, and reads the response through `response` (`head` → `body`)
+//! → the handler (`sse`).
 
 pub mod body;
 pub mod conn;
