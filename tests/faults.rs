@@ -55,17 +55,7 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
         ("chunk-extensions", &[], None),
     ];
     for (mode, flags, want) in cases {
-        let spec = format!("{mode}:0.5");
-        let mock = Mock::start(&[
-            "--ttft-ms",
-            "5",
-            "--itl-ms",
-            "5",
-            "--output-tokens",
-            "4",
-            "--fault",
-            &spec,
-        ]);
+        let mock = faulty_mock(mode);
         let mut args = base_args(&mock.url, ds.to_str().unwrap());
         // One client core: the faulty and the healthy requests share it.
         args.extend([
@@ -94,11 +84,7 @@ fn every_fault_mode_gets_its_category_and_spares_healthy_requests() {
         assert!(ok >= 1.0, "{mode}: healthy requests must succeed: {l}");
         match want {
             Some(prefix) => {
-                let hits: u64 = errors
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(prefix))
-                    .map(|(_, v)| v.as_u64().unwrap())
-                    .sum();
+                let hits = errors_starting_with(l, prefix);
                 assert!(hits >= 1, "{mode}: no '{prefix}' in {errors:?}");
                 assert_eq!(
                     hits,

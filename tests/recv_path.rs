@@ -81,28 +81,14 @@ fn faults_get_the_same_categories_on_both_paths() {
         ),
     ];
     for (mode, flags, want) in cases {
-        let spec = format!("{mode}:0.5");
-        let mock = Mock::start(&[
-            "--ttft-ms",
-            "5",
-            "--itl-ms",
-            "5",
-            "--output-tokens",
-            "4",
-            "--fault",
-            &spec,
-        ]);
+        let mock = faulty_mock(mode);
         for path in ["ring", "monoio"] {
             let mut extra = vec!["--qps", "20"];
             extra.extend(flags);
             let run = run_with(Some(path), &mock.url, &tmp, ds, &extra);
             let l = &run.levels()[0];
-            let errors = l["errors"].as_object().unwrap();
-            let hits: u64 = errors
-                .iter()
-                .filter(|(k, _)| k.starts_with(want))
-                .map(|(_, v)| v.as_u64().unwrap())
-                .sum();
+            let errors = &l["errors"];
+            let hits = errors_starting_with(l, want);
             assert!(hits >= 1, "{mode} on {path}: no '{want}' in {errors:?}");
             assert_eq!(
                 hits,

@@ -293,3 +293,29 @@ pub fn unix_now() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+/// `serve-mock` with fault `mode` on half its answers, each a 4-token stream (5 ms TTFT and ITL).
+pub fn faulty_mock(mode: &str) -> Mock {
+    let spec = format!("{mode}:0.5");
+    Mock::start(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "5",
+        "--output-tokens",
+        "4",
+        "--fault",
+        &spec,
+    ])
+}
+
+/// The errors of level `l` whose category starts with `prefix`.
+pub fn errors_starting_with(l: &serde_json::Value, prefix: &str) -> u64 {
+    l["errors"]
+        .as_object()
+        .expect("errors")
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum()
+}
