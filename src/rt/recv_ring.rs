@@ -3,8 +3,8 @@
 //!
 //! Data flow: `http::conn` registers each connection here once it is open ([`RecvRing::register`],
 //! which arms its receive) and attaches a [`Sink`] for the length of each exchange. [`RecvRing::drain`]
-//! — run by the core's reaper task ([`reap`]) when the ring's fd turns readable, and by the
-//! pacer whenever it would otherwise spin — reads the clock once per batch of completions, hands
+//! — run by the core's reaper task ([`reap`]) when the ring's fd turns readable, by the pacer
+//! whenever it would otherwise spin, and by each round of the busy-poll loop — reads the clock once per batch of completions, hands
 //! each completion's bytes to its connection's sink where they lie (the sink parses and
 //! records), and gives the buffer back to the kernel. No task is woken per read: a sink wakes
 //! its exchange's task once, when the response has ended. Bytes that arrive while no sink is
@@ -23,6 +23,7 @@ use std::rc::Rc;
 
 use io_uring::{cqueue, opcode, types, IoUring};
 
+use super::buf_ring::{Provided, GROUP};
 use crate::clock::now_ns;
 
 /// Receives a connection's bytes where they land.
@@ -35,8 +36,6 @@ pub trait Sink {
     /// what comes next for the idle check (a close, stray bytes) or the next sink.
     fn finished(&self) -> bool;
 }
-
-use super::buf_ring::{Provided, GROUP};
 
 /// Completions the kernel can hold before the drain: beyond it they wait in its overflow list.
 const CQ_ENTRIES: u32 = 8192;
@@ -164,10 +163,29 @@ impl RecvRing {
             index,
             gen: self.slots.borrow()[index as usize].gen,
         };
-        self.arm(id)?;
-        self.ring.submit()?;
-        self.unsubmitted.set(false);
+        if let Err(e) = self.arm(id) {
+            // Nothing was queued: the slot is forgotten (the socket is the caller's, and reads
+            // through monoio), not shut down.
+            self.forget(id);
+            return Err(e);
+        }
+        // A failed submit leaves the receive queued for the next submit (a drain's, or the
+        // next connection's); the data waits in the socket meanwhile.
+        if self.ring.submit().is_ok() {
+            self.unsubmitted.set(false);
+        }
         Ok(id)
+    }
+
+    /// Frees slot `id` for another connection; its late completions carry the old generation.
+    fn forget(&self, id: SlotId) {
+        let mut slots = self.slots.borrow_mut();
+        let s = &mut slots[id.index as usize];
+        *s = Slot {
+            gen: s.gen.wrapping_add(1),
+            ..Slot::default()
+        };
+        self.free.borrow_mut().push(id.index);
     }
 
     /// Queues `id`'s multishot receive (submitted by the caller or at the drain's end).
@@ -245,18 +263,13 @@ impl RecvRing {
     /// Forgets connection `id` and shuts its socket down, which ends its receive (the ring's
     /// reference would otherwise keep the socket open after the caller closes its fd).
     pub fn release(&self, id: SlotId) {
-        let mut slots = self.slots.borrow_mut();
-        let s = &mut slots[id.index as usize];
-        if s.gen != id.gen || !s.live {
-            return;
-        }
-        // SAFETY: `fd` is the caller's live socket, closed only after this call.
-        unsafe { libc::shutdown(s.fd, libc::SHUT_RDWR) };
-        *s = Slot {
-            gen: s.gen.wrapping_add(1),
-            ..Slot::default()
+        let fd = match self.slots.borrow().get(id.index as usize) {
+            Some(s) if s.gen == id.gen && s.live => s.fd,
+            _ => return,
         };
-        self.free.borrow_mut().push(id.index);
+        // SAFETY: `fd` is the caller's live socket, closed only after this call.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        self.forget(id);
     }
 
     /// Handles every completion waiting; returns how many. Does nothing when called from
@@ -267,15 +280,13 @@ impl RecvRing {
         }
         let mut total = 0;
         loop {
-            let mut batch = [(0u64, 0i32, 0u32); BATCH];
-            let mut n = 0;
+            // The clock is read before the queue is looked at: every completion seen now
+            // had arrived by then, however long the ones before it take to handle.
+            let t = now_ns();
             // SAFETY: one thread uses this ring and no other completion queue handle is
-            // alive; the handle is dropped (syncing the head) before any completion is handled.
-            for c in unsafe { self.ring.completion_shared() }.take(BATCH) {
-                batch[n] = (c.user_data(), c.result(), c.flags());
-                n += 1;
-            }
-            if n == 0 {
+            // alive; each handle is dropped (syncing the head) before completions are handled.
+            let waiting = unsafe { self.ring.completion_shared() }.len();
+            if waiting == 0 {
                 // Completions beyond the queue's size wait in the kernel's overflow list: a
                 // submit (which then asks for events) moves them into the queue.
                 // SAFETY: as above; the handle lives for this statement only.
@@ -287,12 +298,24 @@ impl RecvRing {
                 }
                 break;
             }
-            // One clock reading per batch: every completion in it had arrived by now.
-            let t = now_ns();
-            for &(d, res, flags) in &batch[..n] {
-                self.complete(SlotId::from_user_data(d), res, flags, t);
+            let mut left = waiting;
+            while left > 0 {
+                let mut batch = [(0u64, 0i32, 0u32); BATCH];
+                let mut n = 0;
+                // SAFETY: as above.
+                for c in unsafe { self.ring.completion_shared() }.take(left.min(BATCH)) {
+                    batch[n] = (c.user_data(), c.result(), c.flags());
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                for &(d, res, flags) in &batch[..n] {
+                    self.complete(SlotId::from_user_data(d), res, flags, t);
+                }
+                left -= n;
+                total += n;
             }
-            total += n;
         }
         if self.unsubmitted.replace(false) {
             // A failed submit leaves the receive queued; the next drain submits it again.
@@ -417,7 +440,8 @@ pub fn install() -> io::Result<()> {
     Ok(())
 }
 
-/// Removes this thread's receive ring (its last connections keep it alive until they close).
+/// Removes this thread's receive ring: no connection opened after this registers on it (the
+/// reaper, and connections still open, keep it until the runtime ends).
 pub fn uninstall() {
     CURRENT.with(|c| c.borrow_mut().take());
 }
@@ -433,12 +457,10 @@ pub fn drain_current() -> usize {
 }
 
 /// The reaper: waits (through monoio) for the ring to hold completions and drains them, one
-/// wake-up per batch. Ends when the ring is uninstalled.
+/// wake-up per batch. It lives as long as the thread's runtime (which drops it, and with it the
+/// ring once no connection holds it).
 async fn reap(ring: Rc<RecvRing>) {
-    while Rc::strong_count(&ring) > 1 {
-        if ring.readiness.readable(false).await.is_err() {
-            break;
-        }
+    while ring.readiness.readable(false).await.is_ok() {
         ring.drain();
     }
 }
