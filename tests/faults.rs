@@ -117,16 +117,7 @@ fn every_request_the_server_drops_is_counted() {
     let _g = serial();
     let tmp = TempDir::new("drops");
     let ds = tmp.file("d.json", DATASET);
-    let mock = Mock::start(&[
-        "--ttft-ms",
-        "5",
-        "--itl-ms",
-        "5",
-        "--output-tokens",
-        "4",
-        "--fault",
-        "close-before-head:0.5",
-    ]);
+    let mock = faulty_mock("close-before-head");
     let mut args = base_args(&mock.url, ds.to_str().unwrap());
     args.extend(["--qps", "50", "--duration", "2", "--cores", "1"]);
     let run = qpsbench(&args, tmp.path());
