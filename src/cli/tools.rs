@@ -95,6 +95,13 @@ pub struct MockArgs {
     )]
     pub prefill_ms_per_1k_tokens: f64,
 
+    /// Keep a prefix cache, as vLLM does: 16-token blocks of a prompt whose whole prefix was
+    /// seen before are cached; answers report them (`usage.prompt_tokens_details.cached_tokens`),
+    /// only uncached tokens cost prefill time, `/metrics` counts queries and hits, and
+    /// `POST /reset_prefix_cache` empties it
+    #[arg(long)]
+    pub prefix_cache: bool,
+
     /// Exit after this many seconds (default: run until interrupted)
     #[arg(long)]
     pub exit_after: Option<f64>,

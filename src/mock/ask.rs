@@ -32,6 +32,8 @@ pub(crate) struct Ask {
     /// `stream_options.continuous_usage_stats` (vLLM): a running usage object in every chunk.
     pub continuous_usage: bool,
     pub prompt_tokens: u64,
+    /// One hash per prompt token, in order (only when the endpoint keeps a prefix cache).
+    pub prompt_hashes: Vec<u64>,
 }
 
 impl Ask {
@@ -61,8 +63,69 @@ pub(crate) fn count_tokens(text: &str) -> u64 {
         .sum()
 }
 
+/// Each token of `text` by the same rule, as a hash, appended to `out`.
+fn hash_tokens(text: &str, out: &mut Vec<u64>) {
+    for w in text.split_whitespace() {
+        if w.len() > 8 {
+            out.extend(
+                w.as_bytes()
+                    .chunks(4)
+                    .map(|piece| super::prefix_cache::token_hash(&String::from_utf8_lossy(piece))),
+            );
+        } else {
+            out.push(super::prefix_cache::token_hash(w));
+        }
+    }
+}
+
+/// The prompt's tokens as hashes: a chat message is its 4 template tokens (start, role, end,
+/// newline) around its content's, so that `prompt_hashes.len() == prompt_tokens`.
+fn prompt_hashes(obj: &Map<String, Value>, api: Api) -> Vec<u64> {
+    let mut out = Vec::new();
+    match api {
+        Api::Chat => {
+            for m in obj
+                .get("messages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+                out.push(super::prefix_cache::token_hash("<|im_start|>"));
+                out.push(super::prefix_cache::token_hash(role));
+                hash_tokens(
+                    m.get("content").and_then(Value::as_str).unwrap_or(""),
+                    &mut out,
+                );
+                out.push(super::prefix_cache::token_hash("<|im_end|>"));
+                out.push(super::prefix_cache::token_hash("\n"));
+            }
+        }
+        Api::Completions => match obj.get("prompt") {
+            Some(Value::String(p)) => hash_tokens(p, &mut out),
+            Some(Value::Array(parts)) => {
+                for p in parts.iter().filter_map(Value::as_str) {
+                    hash_tokens(p, &mut out);
+                }
+            }
+            _ => {}
+        },
+    }
+    out
+}
+
+/// How the endpoint reads a request's body.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Reading {
+    /// Refuse `stream_options` keys other than `include_usage`.
+    pub strict_stream_options: bool,
+    /// Hash the prompt's tokens (for the prefix cache).
+    pub hashes: bool,
+}
+
 /// Parses the body of a request to `api`; the error is the message of an HTTP 400.
-pub(crate) fn parse(body: &[u8], api: Api, strict_stream_options: bool) -> Result<Ask, String> {
+pub(crate) fn parse(body: &[u8], api: Api, reading: Reading) -> Result<Ask, String> {
+    let strict_stream_options = reading.strict_stream_options;
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON body: {e}"))?;
     let obj = v
         .as_object()
@@ -104,6 +167,11 @@ pub(crate) fn parse(body: &[u8], api: Api, strict_stream_options: bool) -> Resul
         include_usage: stream_option("include_usage"),
         continuous_usage: stream_option("continuous_usage_stats"),
         prompt_tokens,
+        prompt_hashes: if reading.hashes {
+            prompt_hashes(obj, api)
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -137,7 +205,7 @@ mod tests {
     use super::*;
 
     fn ask(body: &str, api: Api) -> Ask {
-        parse(body.as_bytes(), api, false).unwrap()
+        parse(body.as_bytes(), api, Reading::default()).unwrap()
     }
 
     #[test]
@@ -151,8 +219,20 @@ mod tests {
         assert_eq!((chat.api, chat.prompt_tokens), (Api::Chat, 3 + 4));
         let text = ask(r#"{"prompt":"one two three four"}"#, Api::Completions);
         assert_eq!(text.prompt_tokens, 4);
-        assert!(parse(br#"{"prompt":5}"#, Api::Completions, false).is_err());
-        assert!(parse(br#"{"prompt":"x"}"#, Api::Chat, false).is_err());
+        let no = Reading::default();
+        assert!(parse(br#"{"prompt":5}"#, Api::Completions, no).is_err());
+        assert!(parse(br#"{"prompt":"x"}"#, Api::Chat, no).is_err());
+        // Hashed for the prefix cache: one hash per counted token.
+        let hashed = Reading { hashes: true, ..no };
+        let body = format!(
+            r#"{{"messages":[{{"role":"system","content":"be brief"}},{{"role":"user","content":"one {}"}}]}}"#,
+            "x".repeat(20)
+        );
+        let a = parse(body.as_bytes(), Api::Chat, hashed).unwrap();
+        assert_eq!(a.prompt_hashes.len() as u64, a.prompt_tokens);
+        assert_eq!(a.prompt_tokens, 2 + 1 + 5 + 8);
+        let t = parse(br#"{"prompt":"a b c"}"#, Api::Completions, hashed).unwrap();
+        assert_eq!(t.prompt_hashes.len(), 3);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use monoio::net::TcpListener;
 
 use rustls::ServerConnection;
 
-use super::ask::{self, Api, Ask};
+use super::ask::{self, Api, Ask, Reading};
 use super::wire::{
     close_header, error_response, push_chunk, push_event, push_response, push_text_event, push_u64,
     write, Io,
@@ -161,7 +161,8 @@ impl Drop for ActiveGuard {
 
 /// Answers one request; returns whether the connection stays open.
 async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Vec<u8>) -> bool {
-    if let Some((status, content_type, body)) = listing(state, &req) {
+    if let Some((status, content_type, body)) = listing(state, &req).or_else(|| reset(state, &req))
+    {
         push_response(out, status, content_type, close_header(req.close), &body);
         return write(stream, out).await.is_ok() && !req.close;
     }
@@ -189,7 +190,12 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
     let _seat = state.scheduler.enter().await;
     let started = Instant::now();
     state.scheduler.add_prompt_tokens(ask.prompt_tokens);
-    let answer = Answer::new(state, &ask);
+    // Looked up as the request enters the batch, as a server's scheduler does.
+    let cached = state
+        .prefix_cache
+        .as_ref()
+        .map(|c| c.lookup_and_store(&ask.prompt_hashes));
+    let answer = Answer::new(state, &ask, cached);
     if let Some(fault) = super::fault::pick(
         &cfg.faults,
         state.fault_draws.fetch_add(1, Ordering::Relaxed),
@@ -226,7 +232,30 @@ fn admit(state: &State, req: &Request) -> Result<Ask, (u16, String)> {
     if req.method != "POST" {
         return Err((405, "Method not allowed; use POST".into()));
     }
-    ask::parse(&req.body, api, state.cfg.strict_stream_options).map_err(|msg| (400, msg))
+    let reading = Reading {
+        strict_stream_options: state.cfg.strict_stream_options,
+        hashes: state.prefix_cache.is_some(),
+    };
+    ask::parse(&req.body, api, reading).map_err(|msg| (400, msg))
+}
+
+/// `POST /reset_prefix_cache` (vLLM's, with `VLLM_SERVER_DEV_MODE=1`): empties the prefix cache
+/// (`--prefix-cache`); a 404 without one, as vLLM answers outside its dev mode.
+fn reset(state: &State, req: &Request) -> Option<(&'static str, &'static str, String)> {
+    if req.method != "POST" || req.path.split('?').next() != Some("/reset_prefix_cache") {
+        return None;
+    }
+    Some(match &state.prefix_cache {
+        Some(c) => {
+            c.reset();
+            ("200 OK", "application/json", String::new())
+        }
+        None => (
+            "404 Not Found",
+            "application/json",
+            r#"{"error":{"message":"Not found: the prefix cache is off (serve-mock --prefix-cache)","type":"not_found_error","code":404}}"#.to_string(),
+        ),
+    })
 }
 
 /// `GET /v1/models` (the served model, as vLLM lists it), `GET /health` (an empty 200), which
@@ -245,7 +274,10 @@ fn listing(state: &State, req: &Request) -> Option<(&'static str, &'static str, 
             state
                 .scheduler
                 .render(&state.cfg.served_model_name, &state.active)
-                + &state.lateness.summary().prometheus(),
+                + &state.lateness.summary().prometheus()
+                + &state.prefix_cache.as_ref().map_or(String::new(), |c| {
+                    c.render(&super::metrics::label_value(&state.cfg.served_model_name))
+                }),
         )),
         "/v1/models" | "/models" => {
             let created = SystemTime::now()
@@ -284,7 +316,8 @@ struct Answer {
 }
 
 impl Answer {
-    fn new(state: &State, ask: &Ask) -> Self {
+    /// `cached`: the prompt tokens found in the prefix cache (None: the endpoint keeps none).
+    fn new(state: &State, ask: &Ask, cached: Option<u64>) -> Self {
         let cfg = &state.cfg;
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
         let n_out = ask.answer_tokens(cfg.output_tokens);
@@ -300,12 +333,17 @@ impl Answer {
         let prefix = format!(
             "{{\"id\":\"{id_prefix}-mock-{id}\",\"object\":\"{object}\",\"created\":{created},\"model\":{model},"
         );
+        let details = cached.map_or(String::new(), |c| {
+            format!(",\"prompt_tokens_details\":{{\"cached_tokens\":{c}}}")
+        });
         let usage = format!(
-            "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}}}",
+            "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}{details}}}",
             ask.prompt_tokens,
             ask.prompt_tokens + n_out
         );
-        let prefill_ms = cfg.prefill_ms_per_1k_tokens * ask.prompt_tokens as f64 / 1000.0;
+        // Only the tokens the cache did not hold are prefilled.
+        let prefilled = ask.prompt_tokens - cached.unwrap_or(0).min(ask.prompt_tokens);
+        let prefill_ms = cfg.prefill_ms_per_1k_tokens * prefilled as f64 / 1000.0;
         Self {
             api: ask.api,
             ttft_s: (cfg.ttft_ms + prefill_ms) / 1000.0,

@@ -80,7 +80,7 @@ impl Scheduler {
     /// The `/metrics` text, with vLLM's names and a `model_name` label.
     pub fn render(&self, model: &str, in_system: &AtomicUsize) -> String {
         let (running, waiting) = self.running_waiting(in_system);
-        let model = model.replace('\\', "\\\\").replace('"', "\\\"");
+        let model = label_value(model);
         let series = [
             (
                 "vllm:num_requests_running",
@@ -115,6 +115,11 @@ impl Scheduler {
         }
         out
     }
+}
+
+/// `value` escaped as a Prometheus label value.
+pub fn label_value(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod fault;
 mod handler;
 pub mod lateness;
 mod metrics;
+pub mod prefix_cache;
 mod wire;
 
 use std::io;
@@ -75,6 +76,9 @@ pub struct MockConfig {
     pub served_model_name: String,
     /// Added to TTFT per 1000 prompt tokens, ms (prefill: longer prompts wait longer).
     pub prefill_ms_per_1k_tokens: f64,
+    /// Keep a prefix cache (`prefix_cache`): answers report cached tokens, and only uncached
+    /// tokens cost prefill time.
+    pub prefix_cache: bool,
 }
 
 impl Default for MockConfig {
@@ -100,6 +104,7 @@ impl Default for MockConfig {
             pin: Vec::new(),
             served_model_name: "qpsbench-mock".into(),
             prefill_ms_per_1k_tokens: 0.0,
+            prefix_cache: false,
         }
     }
 }
@@ -117,6 +122,8 @@ pub(crate) struct State {
     pub scheduler: metrics::Scheduler,
     /// Every content chunk's send time − its deadline.
     pub lateness: lateness::Lateness,
+    /// `--prefix-cache`.
+    pub prefix_cache: Option<prefix_cache::PrefixCache>,
     /// With `busy_poll`: the time the threads' spin loops had nothing to do, ns.
     pub spin_ns: AtomicU64,
     /// The [`MockServer`] was dropped: busy-polling threads stop spinning (their threads live on,
@@ -208,6 +215,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         tls: cfg.tls.clone(),
         capacity: Capacity::new(cfg.capacity_tokens_per_sec, cfg.itl_ms),
         scheduler: metrics::Scheduler::new(cfg.max_num_seqs),
+        prefix_cache: cfg.prefix_cache.then(Default::default),
         cfg,
         active: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
@@ -397,6 +405,7 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
             3_600_000.0,
             "milliseconds",
         )?,
+        prefix_cache: args.prefix_cache,
     })
 }
 
