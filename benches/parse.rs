@@ -129,6 +129,7 @@ fn histograms(c: &mut Criterion) {
                         output_tokens: 200 + i % 50,
                         source: TokenSource::Usage,
                         prompt_tokens: Some(100),
+                        cached_tokens: None,
                         token_reads: 10,
                         ttfb_ns: 1_000_000,
                         decode_ns: 1_000_000,

@@ -35,6 +35,8 @@ pub mod mergeable;
 pub mod mock;
 pub mod openai;
 pub mod outcome;
+pub mod percentiles;
+pub mod prefix_cache;
 pub mod prepared;
 pub mod prometheus;
 pub mod recorder;

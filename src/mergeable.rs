@@ -101,6 +101,8 @@ pub struct Counters {
     pub warmup_succeeded: u64,
     pub stream_messages: Vec<(String, u64)>,
     pub stream_messages_other: u64,
+    /// What the successes reported of the server's prefix cache.
+    pub cache: crate::outcome::CacheCounts,
 }
 
 /// The histograms kept, by the name they are saved under: one list for reading (`&`) and for
@@ -117,6 +119,7 @@ macro_rules! kept {
             ("send_lag_ns", $($borrow)+ $r.send_lag_ns),
             ("output_tokens", $($borrow)+ $r.output_tokens_n),
             ("prompt_tokens", $($borrow)+ $r.prompt_tokens_n),
+            ("cached_prompt_tokens", $($borrow)+ $r.cached_tokens_n),
             ("connect_us", $($borrow)+ $r.connect_us),
             ("tls_handshake_us", $($borrow)+ $r.handshake_us),
             ("cap_wait_ns", $($borrow)+ $r.cap_wait_ns),
@@ -125,11 +128,11 @@ macro_rules! kept {
     };
 }
 
-fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 13] {
+fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 14] {
     kept!(r, &)
 }
 
-fn histograms_mut(r: &mut Recorder) -> [(&'static str, &mut Histogram<u64>); 13] {
+fn histograms_mut(r: &mut Recorder) -> [(&'static str, &mut Histogram<u64>); 14] {
     kept!(r, &mut)
 }
 
@@ -237,6 +240,7 @@ fn counters(r: &Recorder, warmup: &Recorder) -> Counters {
         warmup_succeeded: warmup.succeeded,
         stream_messages: r.stream_messages.clone(),
         stream_messages_other: r.stream_messages_other,
+        cache: r.cache,
     }
 }
 
@@ -307,6 +311,7 @@ impl LevelHistograms {
         (r.cpu_ns, r.pacer_spin_ns, r.capped) = (c.cpu_ns, c.pacer_spin_ns, c.capped);
         r.stream_messages.clone_from(&c.stream_messages);
         r.stream_messages_other = c.stream_messages_other;
+        r.cache = c.cache;
         r.first_send_ns = self.first_send_unix_s.map_or(u64::MAX, unix_ns);
         r.last_send_ns = self.last_send_unix_s.map_or(0, unix_ns);
         r.last_ok_ns = self.last_ok_unix_s.map_or(0, unix_ns);
@@ -364,7 +369,7 @@ mod tests {
             planned: 4,
         };
         let l = LevelHistograms::new(1, &stats, &run).unwrap();
-        assert_eq!(l.histograms.len(), 13);
+        assert_eq!(l.histograms.len(), 14);
         let back = decode(&l.histograms["ttft_us"]).unwrap();
         assert_eq!(
             back.value_at_quantile(0.5),

@@ -23,6 +23,10 @@ pub struct ChunkInfo {
     pub completion_tokens: Option<u64>,
     /// `usage.prompt_tokens`, when present.
     pub prompt_tokens: Option<u64>,
+    /// `usage.prompt_tokens_details.cached_tokens`: prompt tokens the server took from its
+    /// prefix cache (OpenAI, llama.cpp; vLLM with `--enable-prompt-tokens-details`, SGLang with
+    /// `--enable-cache-report`), when present.
+    pub cached_tokens: Option<u64>,
     /// An `{"error": …}` object: its message.
     pub error: Option<String>,
     /// The built-in endpoint's send time (`qpsbench_sent_ns`, with `serve-mock --stamp-chunks`).
@@ -124,6 +128,13 @@ fn inspect(root: simd_json::tape::Value<'_, '_>) -> ChunkInfo {
                     match key {
                         "completion_tokens" => info.completion_tokens = value.as_u64(),
                         "prompt_tokens" => info.prompt_tokens = value.as_u64(),
+                        "prompt_tokens_details" => {
+                            if let Some(cached) =
+                                value.as_object().and_then(|d| d.get("cached_tokens"))
+                            {
+                                info.cached_tokens = cached.as_u64();
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -174,6 +185,13 @@ mod tests {
             r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}}"#,
         );
         assert_eq!((u.prompt_tokens, u.completion_tokens), (Some(12), Some(34)));
+        assert_eq!(u.cached_tokens, None);
+        let cached = parse(
+            r#"{"choices":[],"usage":{"prompt_tokens":160,"completion_tokens":32,"prompt_tokens_details":{"cached_tokens":144}}}"#,
+        );
+        assert_eq!(cached.cached_tokens, Some(144));
+        let null = parse(r#"{"usage":{"prompt_tokens":9,"prompt_tokens_details":null}}"#);
+        assert_eq!((null.prompt_tokens, null.cached_tokens), (Some(9), None));
         assert_eq!(
             parse(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#).completion_tokens,
             None

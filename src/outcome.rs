@@ -171,6 +171,9 @@ pub struct Success {
     pub output_tokens: u64,
     pub source: TokenSource,
     pub prompt_tokens: Option<u64>,
+    /// `usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the server's
+    /// prefix cache, when it reports them.
+    pub cached_tokens: Option<u64>,
     /// Distinct reads that delivered output tokens.
     pub token_reads: u64,
     /// First response byte − intended send time.
@@ -179,6 +182,50 @@ pub struct Success {
     pub decode_ns: u64,
     /// When the response was complete (monotonic ns): for the completion window.
     pub done_ns: u64,
+}
+
+/// The share of a request's prompt tokens that must come from the server's prefix cache for the
+/// request to count as a cache hit: a chat template's short shared prefix never reaches it.
+pub const CACHE_HIT_SHARE: f64 = 0.5;
+
+/// What the server's prefix cache gave a level's successful requests, from the `cached_tokens`
+/// they reported (requests that reported none are left out of every figure).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheCounts {
+    /// Successful requests that reported `cached_tokens`.
+    pub reported: u64,
+    /// Their prompt tokens, and of those the cached ones.
+    pub prompt_tokens: u64,
+    pub cached_tokens: u64,
+    /// Of them, cache hits: at least [`CACHE_HIT_SHARE`] of the prompt came from the cache.
+    pub hits: u64,
+}
+
+impl CacheCounts {
+    /// A success that reported `cached` of its `prompt` tokens from the cache.
+    pub fn record(&mut self, cached: u64, prompt: Option<u64>) {
+        self.reported += 1;
+        self.cached_tokens += cached;
+        if let Some(p) = prompt {
+            self.prompt_tokens += p;
+            if p > 0 && cached as f64 >= CACHE_HIT_SHARE * p as f64 {
+                self.hits += 1;
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &CacheCounts) {
+        self.reported += other.reported;
+        self.prompt_tokens += other.prompt_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.hits += other.hits;
+    }
+
+    /// Cached ÷ prompt tokens of the requests that reported them; `None` when none did.
+    pub fn hit_share(&self) -> Option<f64> {
+        (self.reported > 0 && self.prompt_tokens > 0)
+            .then(|| self.cached_tokens as f64 / self.prompt_tokens as f64)
+    }
 }
 
 #[cfg(test)]
@@ -201,5 +248,22 @@ mod tests {
         }
         assert_eq!(ErrorKind::parse("HTTP x"), None);
         assert_eq!(ErrorKind::parse("Something else"), None);
+    }
+
+    #[test]
+    fn a_cache_hit_is_half_the_prompt_or_more() {
+        let mut c = CacheCounts::default();
+        assert_eq!(c.hit_share(), None);
+        // A template's 24-token prefix of a 160-token prompt is no hit; 144 of 160 is.
+        c.record(24, Some(160));
+        c.record(144, Some(160));
+        c.record(80, Some(160));
+        c.record(0, Some(160));
+        assert_eq!((c.reported, c.hits), (4, 2));
+        assert_eq!(c.hit_share(), Some(248.0 / 640.0));
+        let mut d = CacheCounts::default();
+        d.record(5, None);
+        d.merge(&c);
+        assert_eq!((d.reported, d.hits, d.cached_tokens), (5, 2, 253));
     }
 }

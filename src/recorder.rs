@@ -56,6 +56,10 @@ pub struct Recorder {
     pub output_tokens_n: Histogram<u64>,
     /// `usage.prompt_tokens` of each successful request that reported it.
     pub prompt_tokens_n: Histogram<u64>,
+    /// Cached prompt tokens of each successful request that reported them, and the counts
+    /// behind the level's hit share (`prefix_cache`).
+    pub cached_tokens_n: Histogram<u64>,
+    pub cache: crate::outcome::CacheCounts,
     pub send_lag_ns: Histogram<u64>,
     pub sent: u64,
     pub succeeded: u64,
@@ -143,6 +147,8 @@ impl Recorder {
             tps_milli: histogram(MAX_TPS_MILLI),
             output_tokens_n: count_histogram(),
             prompt_tokens_n: count_histogram(),
+            cached_tokens_n: count_histogram(),
+            cache: Default::default(),
             send_lag_ns: histogram(MAX_LATENCY_US * 1000),
             sent: 0,
             succeeded: 0,
@@ -218,7 +224,7 @@ impl Recorder {
 
     pub fn record_success(&mut self, s: Success) {
         self.succeeded += 1;
-        self.timeline.ok(s.done_ns, s.output_tokens, s.ttft_ns);
+        self.timeline.ok(&s);
         if let Some(l) = &self.live {
             l.ok(s.ttft_ns);
         }
@@ -245,6 +251,11 @@ impl Recorder {
         self.output_tokens_n.saturating_record(s.output_tokens);
         if let Some(p) = s.prompt_tokens {
             self.prompt_tokens_n.saturating_record(p);
+        }
+        if let Some(c) = s.cached_tokens {
+            // Zero is a value here (nothing came from the cache), so it is recorded too.
+            self.cached_tokens_n.saturating_record(c);
+            self.cache.record(c, s.prompt_tokens);
         }
         self.last_ok_ns = self.last_ok_ns.max(s.done_ns);
         if s.done_ns <= self.window_end_ns {
@@ -309,6 +320,8 @@ impl Recorder {
         let _ = self.tps_milli.add(&other.tps_milli);
         let _ = self.output_tokens_n.add(&other.output_tokens_n);
         let _ = self.prompt_tokens_n.add(&other.prompt_tokens_n);
+        let _ = self.cached_tokens_n.add(&other.cached_tokens_n);
+        self.cache.merge(&other.cache);
         let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent += other.sent;
         self.succeeded += other.succeeded;

@@ -30,6 +30,8 @@ pub struct RequestRecord {
     pub output_tokens: Option<u64>,
     /// `usage.prompt_tokens` of a successful request, when the server reported it.
     pub prompt_tokens: Option<u64>,
+    /// Of those, the tokens the server took from its prefix cache, when it reported them.
+    pub cached_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
     /// Times of the reads that carried output tokens.
     pub token_reads_ns: Vec<u64>,
@@ -56,6 +58,7 @@ struct Line<'a> {
     error: Option<&'a str>,
     output_tokens: Option<u64>,
     prompt_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
     token_source: Option<&'static str>,
     token_read_us: Vec<f64>,
 }
@@ -101,6 +104,7 @@ pub fn write_level(
             error: r.error.as_deref(),
             output_tokens: r.output_tokens,
             prompt_tokens: r.prompt_tokens,
+            cached_tokens: r.cached_tokens,
             token_source: r.token_source.map(|s| match s {
                 TokenSource::Usage => "usage",
                 TokenSource::Estimated => "estimated",

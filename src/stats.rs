@@ -5,76 +5,14 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::arrivals::Arrival;
 use crate::engine::LevelRun;
 use crate::outcome::ErrorKind;
+pub use crate::percentiles::{json_percentiles, pct_key, round6, Percentiles};
 use crate::recorder::{Recorder, STREAM_MESSAGES_SHOWN, TPS_SCALE};
 use crate::validity::{self, LevelFacts, Thresholds};
-
-/// Percentiles of one metric, in the order they were asked for, then `max`. `null` when the
-/// level had no sample of it (e.g. no successful request).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Percentiles(pub Vec<(String, Option<f64>)>);
-
-impl Percentiles {
-    fn from_hist(h: &Histogram<u64>, pcts: &[f64], scale: f64) -> Self {
-        let mut v: Vec<(String, Option<f64>)> = pcts
-            .iter()
-            .map(|&p| {
-                let val = (!h.is_empty()).then(|| h.value_at_quantile(p / 100.0) as f64 * scale);
-                (pct_key(p), val)
-            })
-            .collect();
-        v.push((
-            "max".into(),
-            (!h.is_empty()).then(|| h.max() as f64 * scale),
-        ));
-        Self(v)
-    }
-
-    /// The value at percentile key `p50`, `p95`, … or `max`.
-    pub fn get(&self, key: &str) -> Option<f64> {
-        self.0.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v)
-    }
-}
-
-impl Serialize for Percentiles {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, &v.map(round6))?;
-        }
-        m.end()
-    }
-}
-
-/// `50` → `p50`, `99.9` → `p99.9`.
-pub fn pct_key(p: f64) -> String {
-    if p.fract() == 0.0 {
-        format!("p{}", p as u64)
-    } else {
-        format!("p{p}")
-    }
-}
-
-fn round6(v: f64) -> f64 {
-    (v * 1e6).round() / 1e6
-}
-
-/// The percentiles always computed for the JSON (p90 included), merged with the user's.
-pub fn json_percentiles(user: &[f64]) -> Vec<f64> {
-    let mut all: Vec<f64> = vec![50.0, 90.0, 95.0, 99.0];
-    for &p in user {
-        if !all.contains(&p) {
-            all.push(p);
-        }
-    }
-    all.sort_by(|a, b| a.total_cmp(b));
-    all
-}
 
 /// One client core's CPU use during a level.
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +175,10 @@ pub struct LevelStats {
     /// `usage.prompt_tokens` per successful request, as the server counted them (null without
     /// usage).
     pub prompt_tokens: Percentiles,
+    /// What the server's prefix cache gave the level's requests (`cached_prompt_tokens`,
+    /// `prompt_cache_hit_share`, `cache_hit_requests`, …), written beside the other figures.
+    #[serde(flatten)]
+    pub prompt_cache: crate::prefix_cache::PromptCache,
     /// Time to first byte, seconds.
     pub ttfb: Percentiles,
     /// Time per output token after the first, seconds.
@@ -461,6 +403,7 @@ impl LevelStats {
             tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
             output_tokens: Percentiles::from_hist(&r.output_tokens_n, pcts, 1.0),
             prompt_tokens: Percentiles::from_hist(&r.prompt_tokens_n, pcts, 1.0),
+            prompt_cache: crate::prefix_cache::PromptCache::new(&r.cached_tokens_n, &r.cache, pcts),
             ttfb: Percentiles::from_hist(&r.ttfb_us, pcts, 1e-6),
             tpot: Percentiles::from_hist(&r.tpot_us, pcts, 1e-6),
             itl: Percentiles::from_hist(&r.itl_us, pcts, 1e-6),
@@ -519,6 +462,13 @@ impl LevelStats {
             single_read_responses: r.single_read_successes,
             warnings: buffering_warning(r).into_iter().collect(),
         }
+    }
+}
+
+impl LevelStats {
+    /// The level's prefix-cache warning, if it has one.
+    pub fn prompt_cache_warning(&self) -> Option<&str> {
+        self.prompt_cache.prompt_cache_warning.as_deref()
     }
 }
 
@@ -595,6 +545,7 @@ mod tests {
             output_tokens: tokens,
             source: TokenSource::Usage,
             prompt_tokens: Some(10),
+            cached_tokens: None,
             token_reads: 5,
             ttfb_ns: ttft_ms * 1_000_000,
             decode_ns: (e2e_ms - ttft_ms) * 1_000_000,

@@ -1,6 +1,6 @@
 //! The per-second timeline of a level: for each second of its measured window, the requests
-//! sent, completed and failed (by category), the output tokens, and the TTFT of the requests
-//! that completed in it.
+//! sent, completed and failed (by category), the output tokens, the prompt tokens and those of
+//! them the server took from its prefix cache, and the TTFT of the requests that completed in it.
 //!
 //! Data flow: each core's `recorder::Recorder` holds a [`Timeline`] and counts every send and
 //! every outcome into the second it happened in (a plain vector on the core, no sharing); the
@@ -11,7 +11,7 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::ErrorKind;
+use crate::outcome::{ErrorKind, Success};
 
 /// The most seconds a timeline holds: events later than this count in its last second.
 const MAX_SECONDS: usize = 1_000_000;
@@ -29,6 +29,10 @@ struct Second {
     /// Failures by category (few distinct ones: a short list).
     failed: Vec<(ErrorKind, u64)>,
     output_tokens: u64,
+    /// `usage.prompt_tokens` of the successes completed in this second.
+    prompt_tokens: u64,
+    /// Their cached prompt tokens, from those that reported them (None: none did).
+    cached_prompt_tokens: Option<u64>,
     /// TTFT (µs) of the successes completed in this second; allocated at the first one.
     ttft_us: Option<Box<Histogram<u32>>>,
 }
@@ -53,6 +57,13 @@ pub struct Row {
     /// Requests sent and not yet ended at the end of this second.
     pub in_flight: u64,
     pub output_tokens: u64,
+    /// `usage.prompt_tokens` of the successes completed in this second.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Of those, the tokens the server took from its prefix cache (null: no success of the
+    /// second reported `cached_tokens`).
+    #[serde(default)]
+    pub cached_prompt_tokens: Option<u64>,
     /// TTFT of the successes completed in this second, seconds (null without one).
     pub ttft_p50: Option<f64>,
     pub ttft_p99: Option<f64>,
@@ -85,12 +96,16 @@ impl Timeline {
         self.at(t_ns).sent += 1;
     }
 
-    /// A request succeeded at `t_ns`, with its output tokens and TTFT.
-    pub fn ok(&mut self, t_ns: u64, output_tokens: u64, ttft_ns: Option<u64>) {
-        let s = self.at(t_ns);
+    /// A request succeeded (at its `done_ns`), with its tokens and TTFT.
+    pub fn ok(&mut self, ok: &Success) {
+        let s = self.at(ok.done_ns);
         s.ok += 1;
-        s.output_tokens += output_tokens;
-        if let Some(ttft) = ttft_ns {
+        s.output_tokens += ok.output_tokens;
+        s.prompt_tokens += ok.prompt_tokens.unwrap_or(0);
+        if let Some(c) = ok.cached_tokens {
+            *s.cached_prompt_tokens.get_or_insert(0) += c;
+        }
+        if let Some(ttft) = ok.ttft_ns {
             s.ttft_us
                 .get_or_insert_with(|| Box::new(ttft_histogram()))
                 .saturating_record(ttft / 1000);
@@ -116,6 +131,10 @@ impl Timeline {
             mine.sent += theirs.sent;
             mine.ok += theirs.ok;
             mine.output_tokens += theirs.output_tokens;
+            mine.prompt_tokens += theirs.prompt_tokens;
+            if let Some(c) = theirs.cached_prompt_tokens {
+                *mine.cached_prompt_tokens.get_or_insert(0) += c;
+            }
             for (k, n) in &theirs.failed {
                 match mine.failed.iter_mut().find(|(m, _)| m == k) {
                     Some((_, m)) => *m += n,
@@ -153,6 +172,8 @@ impl Timeline {
                     failed: s.failed.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
                     in_flight: in_flight.max(0) as u64,
                     output_tokens: s.output_tokens,
+                    prompt_tokens: s.prompt_tokens,
+                    cached_prompt_tokens: s.cached_prompt_tokens,
                     ttft_p50: q(0.5),
                     ttft_p99: q(0.99),
                     server: Default::default(),
@@ -175,7 +196,20 @@ mod tests {
         a.sent(10 * S + 1);
         a.sent(10 * S + 2);
         b.sent(11 * S + 5);
-        a.ok(11 * S, 7, Some(20_000_000));
+        let ok = |done_ns: u64, cached: Option<u64>| Success {
+            ttft_ns: Some(20_000_000),
+            e2e_ns: 0,
+            output_tokens: 7,
+            source: crate::outcome::TokenSource::Usage,
+            prompt_tokens: Some(100),
+            cached_tokens: cached,
+            token_reads: 1,
+            ttfb_ns: 0,
+            decode_ns: 0,
+            done_ns,
+        };
+        a.ok(&ok(11 * S, None));
+        b.ok(&ok(11 * S + 3, Some(64)));
         b.failed(12 * S + 1, &ErrorKind::Http(503));
         b.failed(12 * S + 2, &ErrorKind::Http(503));
         // Before the start: second 0.
@@ -189,10 +223,15 @@ mod tests {
         );
         assert_eq!(
             rows.iter().map(|r| r.in_flight).collect::<Vec<_>>(),
-            vec![3, 3, 1]
+            vec![3, 2, 0]
         );
-        assert_eq!(rows[1].ok, 1);
-        assert_eq!(rows[1].output_tokens, 7);
+        assert_eq!(rows[1].ok, 2);
+        assert_eq!(rows[1].output_tokens, 14);
+        assert_eq!(
+            (rows[1].prompt_tokens, rows[1].cached_prompt_tokens),
+            (200, Some(64))
+        );
+        assert_eq!(rows[0].cached_prompt_tokens, None);
         assert!((rows[1].ttft_p50.unwrap() - 0.02).abs() < 0.001);
         assert_eq!(rows[0].ttft_p50, None);
         assert_eq!(rows[2].failed["HTTP 503"], 2);

@@ -55,6 +55,9 @@ pub struct Levels<'a> {
     scraper: Option<Scraper>,
     /// With `--start-at`, the fixed levels already over when this process started (skipped).
     pub skipped: usize,
+    /// The scrape taken after the last level ended: the next level's prefix-cache counters
+    /// count from it.
+    cache_scrape: Option<crate::servermetrics::Scrape>,
     /// Each level's histograms and counters (`histograms.json`).
     histograms: Vec<LevelHistograms>,
     /// In the order measured.
@@ -94,6 +97,7 @@ impl<'a> Levels<'a> {
             timeline_file: run_dir.create_new("timeline.jsonl")?,
             scraper: plan.server_metrics.as_ref().map(watch::start),
             skipped: levels_over(plan),
+            cache_scrape: None,
             histograms: Vec::new(),
             measured: Vec::new(),
         })
@@ -136,6 +140,7 @@ impl<'a> Levels<'a> {
         let errors_before = self.scraper.as_ref().map_or(0, Scraper::errors);
         let (mut stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
         let server_seconds = self.attach_server_metrics(&mut stats, &run, errors_before);
+        self.warn_about_cache(&mut stats);
         if let Some(f) = self.requests_file.as_mut() {
             let mut records = std::mem::take(&mut run.warmup.records);
             records.append(&mut run.merged.records);
@@ -174,10 +179,26 @@ impl<'a> Levels<'a> {
 }
 
 impl Levels<'_> {
+    /// Says so when the level's TTFT reflects the server's prefix cache.
+    fn warn_about_cache(&self, stats: &mut LevelStats) {
+        let cx = crate::prefix_cache::WarningContext::default();
+        let w = crate::prefix_cache::warning(
+            stats.qps_target,
+            stats.successful_requests,
+            &stats.prompt_cache,
+            cx,
+        );
+        if let Some(w) = &w {
+            eprintln!("warning: {w}");
+            stats.warnings.push(w.clone());
+        }
+        stats.prompt_cache.prompt_cache_warning = w;
+    }
+
     /// With `--server-metrics`: the level's `server_metrics` and scrape errors, and the scrapes'
     /// values by second of the measured window (for the timeline).
     fn attach_server_metrics(
-        &self,
+        &mut self,
         stats: &mut LevelStats,
         run: &LevelRun,
         errors_before: u64,
@@ -187,6 +208,9 @@ impl Levels<'_> {
         };
         let (summary, scrapes) = watch::level_summary(m, scraper, run);
         stats.server_metrics = Some(summary);
+        let (cache, after) = watch::level_cache(m, scraper, run, self.cache_scrape.take());
+        stats.prompt_cache.server_prompt_cache = cache;
+        self.cache_scrape = after;
         stats.server_metrics_errors = Some(scraper.errors() - errors_before);
         watch::per_second(m, &scrapes, run.window_start_ns)
     }

@@ -9,9 +9,12 @@ use std::time::Duration;
 use crate::cli::BenchArgs;
 use crate::engine::LevelRun;
 use crate::error::{Result, UserError};
+use crate::prefix_cache::ServerCache;
 use crate::secret::mask_url;
 use crate::servermetrics::scrape::{fetch, Scraper, Target};
-use crate::servermetrics::{series_values, summarize, Scrape, Selection, SeriesStats};
+use crate::servermetrics::{
+    prefix_cache_share, series_values, summarize, Scrape, Selection, SeriesStats,
+};
 
 /// Between scrapes.
 const PERIOD: Duration = Duration::from_secs(1);
@@ -99,6 +102,32 @@ pub fn level_summary(
         .cloned()
         .collect();
     (summarize(&m.selection, &sending), scrapes)
+}
+
+/// The server's prefix-cache hit share over a level, where it exports one: its counters in a
+/// scrape taken now, once the level has ended (the periodic scrapes may miss its last second),
+/// against `before` (the previous level's such scrape) or else the last scrape before the level
+/// started. Returns the scrape taken now too, for the next level.
+pub fn level_cache(
+    m: &ServerMetrics,
+    scraper: &Scraper,
+    run: &LevelRun,
+    before: Option<Scrape>,
+) -> (Option<ServerCache>, Option<Scrape>) {
+    let after = fetch(&m.target, TIMEOUT).ok().map(|text| Scrape {
+        t_ns: crate::clock::now_ns(),
+        values: m.selection.pick(&crate::prometheus::parse(&text)),
+    });
+    let before = before.or_else(|| scraper.between(0, run.start_ns).pop());
+    let share = match (&before, &after) {
+        (Some(b), Some(a)) => prefix_cache_share(&m.selection, b, a),
+        _ => None,
+    };
+    let cache = share.map(|(hit_share, source)| ServerCache {
+        hit_share,
+        source: source.to_string(),
+    });
+    (cache, after)
 }
 
 /// Each second's last value of every series (a counter's rate), by second since `start_ns`.

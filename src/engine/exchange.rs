@@ -267,9 +267,15 @@ impl Trace {
         core: u16,
         outcome: &Result<Success, Failed>,
     ) -> RequestRecord {
-        let (error, output_tokens, source, prompt_tokens) = match outcome {
-            Ok(s) => (None, Some(s.output_tokens), Some(s.source), s.prompt_tokens),
-            Err((kind, _)) => (Some(kind.to_string()), None, None, None),
+        let (error, output_tokens, source, prompt_tokens, cached_tokens) = match outcome {
+            Ok(s) => (
+                None,
+                Some(s.output_tokens),
+                Some(s.source),
+                s.prompt_tokens,
+                s.cached_tokens,
+            ),
+            Err((kind, _)) => (Some(kind.to_string()), None, None, None, None),
         };
         RequestRecord {
             sample: t.sample as u32,
@@ -283,6 +289,7 @@ impl Trace {
             error,
             output_tokens,
             prompt_tokens,
+            cached_tokens,
             token_source: source,
             token_reads_ns: self.token_reads_ns,
         }

@@ -81,6 +81,7 @@ pub struct StreamHandler<'a> {
     token_chunks: u64,
     completion_tokens: Option<u64>,
     prompt_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
     finished: bool,
     done: bool,
     /// SSE events seen (a 200 answer without any is not a stream at all).
@@ -118,6 +119,7 @@ impl<'a> StreamHandler<'a> {
             token_chunks: 0,
             completion_tokens: None,
             prompt_tokens: None,
+            cached_tokens: None,
             finished: false,
             done: false,
             events: 0,
@@ -160,6 +162,7 @@ impl<'a> StreamHandler<'a> {
             output_tokens,
             source,
             prompt_tokens: self.prompt_tokens,
+            cached_tokens: self.cached_tokens,
             token_reads: self.token_reads,
             ttfb_ns: done.first_byte_ns.saturating_sub(intended_ns),
             decode_ns: self
@@ -296,6 +299,9 @@ impl StreamHandler<'_> {
         }
         if info.prompt_tokens.is_some() {
             self.prompt_tokens = info.prompt_tokens;
+        }
+        if info.cached_tokens.is_some() {
+            self.cached_tokens = info.cached_tokens;
         }
         Flow::Continue
     }

@@ -79,6 +79,8 @@ fn empty((level, t_s): (usize, usize)) -> Row {
         failed: BTreeMap::new(),
         in_flight: 0,
         output_tokens: 0,
+        prompt_tokens: 0,
+        cached_prompt_tokens: None,
         ttft_p50: None,
         ttft_p99: None,
         server: BTreeMap::new(),
@@ -92,6 +94,10 @@ fn add((into, weight): &mut (Row, f64), row: Row, scraper: bool) {
     into.ok += row.ok;
     into.in_flight += row.in_flight;
     into.output_tokens += row.output_tokens;
+    into.prompt_tokens += row.prompt_tokens;
+    if let Some(c) = row.cached_prompt_tokens {
+        *into.cached_prompt_tokens.get_or_insert(0) += c;
+    }
     for (k, v) in row.failed {
         *into.failed.entry(k).or_default() += v;
     }

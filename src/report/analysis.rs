@@ -92,6 +92,9 @@ pub struct LevelView {
     /// The server's series over the level (`--server-metrics`).
     #[serde(default)]
     pub server_metrics: Option<BTreeMap<String, crate::servermetrics::SeriesStats>>,
+    /// Set when the level's TTFT reflects the server's prefix cache (`prefix_cache`).
+    #[serde(default)]
+    pub prompt_cache_warning: Option<String>,
 }
 
 fn percentile_map(p: &Percentiles) -> BTreeMap<String, Option<f64>> {
@@ -115,6 +118,7 @@ impl From<&LevelStats> for LevelView {
             client_limited: l.client_limited,
             interrupted: l.interrupted,
             server_metrics: l.server_metrics.clone(),
+            prompt_cache_warning: l.prompt_cache.prompt_cache_warning.clone(),
         }
     }
 }
@@ -182,6 +186,9 @@ pub struct Summary {
     /// `--qps auto`: the last good and first saturated rate it found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_bracket: Option<[f64; 2]>,
+    /// Levels whose figures reflect the server's prefix cache, each in a sentence.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prompt_cache_warnings: Vec<String>,
 }
 
 /// A rate (or percentage) as written: `5`, not `5.0`.
@@ -278,6 +285,10 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
         reasons,
         client_limited_levels,
         auto_bracket: None,
+        prompt_cache_warnings: sorted
+            .iter()
+            .filter_map(|l| l.prompt_cache_warning.clone())
+            .collect(),
     }
 }
 
@@ -454,6 +465,9 @@ pub fn render(s: &Summary) -> String {
                 .join(", ")
         ));
     }
+    for w in &s.prompt_cache_warnings {
+        out.push_str(&format!("  Prompt cache: {w}\n"));
+    }
     out
 }
 
@@ -488,6 +502,7 @@ mod tests {
             client_limited: false,
             interrupted: false,
             server_metrics: None,
+            prompt_cache_warning: None,
         }
     }
 

@@ -40,8 +40,16 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
     }
     let _ = writeln!(s, "{}", cols.join(" "));
     for l in levels {
+        let cached = l.prompt_cache.prompt_cache_warning.is_some();
         let mut cols: Vec<String> = vec![
-            format!("{:<12}", format!("{:.1}", l.qps_target)),
+            format!(
+                "{:<12}",
+                format!(
+                    "{:.1}{}",
+                    l.qps_target,
+                    if cached { CACHED_MARK } else { "" }
+                )
+            ),
             format!(
                 "{:<12}",
                 format!(
@@ -78,6 +86,15 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
             );
         }
     }
+    if levels.iter().any(|l| l.prompt_cache_warning().is_some()) {
+        let _ = writeln!(
+            s,
+            "\n{CACHED_MARK} prefix cache: the server answered part of this level from its cache:"
+        );
+        for w in levels.iter().filter_map(LevelStats::prompt_cache_warning) {
+            let _ = writeln!(s, "  - {w}");
+        }
+    }
     for l in levels.iter().filter(|l| l.interrupted) {
         let _ = writeln!(
             s,
@@ -99,6 +116,9 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
     }
     s
 }
+
+/// Marks a level whose figures reflect the server's prefix cache (its footnote says how much).
+pub const CACHED_MARK: &str = "†";
 
 fn cell(m: &Percentiles, p: f64, digits: usize) -> String {
     match m.get(&pct_key(p)) {
@@ -124,6 +144,7 @@ mod tests {
             output_tokens: 213,
             source: TokenSource::Usage,
             prompt_tokens: None,
+            cached_tokens: None,
             token_reads: 1,
             ttfb_ns: 1_000_000,
             decode_ns: 1_000_000,

@@ -42,6 +42,14 @@ pub const BUILT_IN: &[(&str, Kind)] = &[
     ("sglang:token_usage", Kind::Ratio),
     ("tgi_queue_size", Kind::Count),
     ("tgi_batch_current_size", Kind::Count),
+    ("llamacpp:requests_processing", Kind::Count),
+    ("llamacpp:requests_deferred", Kind::Count),
+    ("llamacpp:prompt_tokens_total", Kind::Counter),
+    ("llamacpp:prompt_tokens_cached_total", Kind::Counter),
+    ("llamacpp:tokens_predicted_total", Kind::Counter),
+    ("vllm:prefix_cache_queries_total", Kind::Counter),
+    ("vllm:prefix_cache_hits_total", Kind::Counter),
+    ("sglang:cache_hit_rate", Kind::Ratio),
 ];
 
 /// The series that count requests waiting in a server's queue (the saturation evidence).
@@ -49,6 +57,15 @@ pub const QUEUES: &[&str] = &[
     "vllm:num_requests_waiting",
     "sglang:num_queue_reqs",
     "tgi_queue_size",
+    "llamacpp:requests_deferred",
+];
+
+/// The series that count requests a server is generating for (its batch).
+pub const RUNNING: &[&str] = &[
+    "vllm:num_requests_running",
+    "sglang:num_running_reqs",
+    "tgi_batch_current_size",
+    "llamacpp:requests_processing",
 ];
 
 /// The kind of a series named with `--server-metric`: a counter when it says so (`# TYPE`) or
@@ -220,6 +237,57 @@ pub fn queue_growth(metrics: &BTreeMap<String, SeriesStats>) -> Option<String> {
 /// The least queue a level must end with for its growth to count.
 pub const QUEUE_GROWTH_MIN: f64 = 10.0;
 
+/// The server's prefix-cache hit share between two scrapes (`before`, at or before the level's
+/// start, and `after`, once it ended), and the series it comes from: vLLM's hit and query
+/// counters (tokens), llama.cpp's cached prompt tokens against its prompt tokens (which count
+/// only the uncached ones), or SGLang's `cache_hit_rate` gauge as read at the end. `None` when
+/// the server exports none of them, or the level's counters did not move.
+pub fn prefix_cache_share(
+    selection: &Selection,
+    before: &Scrape,
+    after: &Scrape,
+) -> Option<(f64, &'static str)> {
+    let value = |s: &Scrape, name: &str| {
+        let i = selection.series.iter().position(|(n, _)| n == name)?;
+        s.values.get(i).and_then(|v| v.1)
+    };
+    let delta = |name: &str| Some((value(after, name)? - value(before, name)?).max(0.0));
+    let vllm = || {
+        let (hits, queries) = (
+            delta("vllm:prefix_cache_hits_total")?,
+            delta("vllm:prefix_cache_queries_total")?,
+        );
+        (queries > 0.0).then(|| {
+            (
+                hits / queries,
+                "vllm:prefix_cache_hits_total ÷ vllm:prefix_cache_queries_total",
+            )
+        })
+    };
+    let llama = || {
+        let (cached, uncached) = (
+            delta("llamacpp:prompt_tokens_cached_total")?,
+            delta("llamacpp:prompt_tokens_total")?,
+        );
+        (cached + uncached > 0.0).then(|| {
+            (
+                cached / (cached + uncached),
+                "llamacpp:prompt_tokens_cached_total ÷ (it + llamacpp:prompt_tokens_total)",
+            )
+        })
+    };
+    let sglang = || {
+        Some((
+            value(after, "sglang:cache_hit_rate")?,
+            "sglang:cache_hit_rate",
+        ))
+    };
+    vllm()
+        .or_else(llama)
+        .or_else(sglang)
+        .map(|(v, src)| ((v.clamp(0.0, 1.0) * 1e6).round() / 1e6, src))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +342,37 @@ mod tests {
         );
         let flat = summarize(&all, &[scrape(1, 3.0, 0.0), scrape(2, 4.0, 0.0)]);
         assert_eq!(queue_growth(&flat), None);
+    }
+
+    #[test]
+    fn llama_cpp_series_are_known_and_its_cache_share_counts_cached_against_all() {
+        let text = "llamacpp:prompt_tokens_total 40\nllamacpp:prompt_tokens_cached_total 38\nllamacpp:requests_deferred 12\nllamacpp:requests_processing 4\n";
+        let all = Selection::new(&[], None);
+        let at = |t: u64, text: &str| Scrape {
+            t_ns: t,
+            values: all.pick(&crate::prometheus::parse(text)),
+        };
+        let before = at(0, text);
+        let after = at(
+            5,
+            "llamacpp:prompt_tokens_total 140\nllamacpp:prompt_tokens_cached_total 338\nllamacpp:requests_deferred 30\n",
+        );
+        // 300 cached of 400 prompt tokens during the level.
+        let (share, source) = prefix_cache_share(&all, &before, &after).unwrap();
+        assert_eq!(share, 0.75);
+        assert!(source.starts_with("llamacpp:prompt_tokens_cached_total"));
+        // vLLM's counters win where both are exported; nothing moved: no share.
+        let vllm = |h: u64, q: u64| {
+            format!("vllm:prefix_cache_hits_total {h}\nvllm:prefix_cache_queries_total {q}\n")
+        };
+        let (v, _) =
+            prefix_cache_share(&all, &at(0, &vllm(10, 100)), &at(1, &vllm(30, 200))).unwrap();
+        assert_eq!(v, 0.2);
+        assert_eq!(prefix_cache_share(&all, &before, &before), None);
+        let m = summarize(&all, &[before, after]);
+        assert_eq!(
+            queue_growth(&m).unwrap(),
+            "waiting requests (llamacpp:requests_deferred) grew from 12 to 30"
+        );
     }
 }
