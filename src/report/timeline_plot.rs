@@ -2,8 +2,10 @@
 //! level, on a time axis shared by all strips (seconds since the level's measured window
 //! started). Each strip has three charts: the achieved send rate and completion rate (per
 //! second), requests in flight (and the server's running and waiting requests, when
-//! `--server-metrics` scraped them), and TTFT p50/p99 of the requests completed in each second.
-//! The other server series are in `timeline.jsonl`.
+//! `--server-metrics` scraped them), and TTFT p50/p99 of the requests completed in each second;
+//! where the server reported cached prompt tokens, a fourth chart shows the share of each
+//! second's prompt tokens that came from its prefix cache. The other server series are in
+//! `timeline.jsonl`.
 //!
 //! Data flow: the rows of `timeline.jsonl` (`timeline::Row`) → PNG.
 
@@ -26,18 +28,10 @@ pub const WAITING: RGBColor = RGBColor(214, 39, 40);
 pub const RUNNING: RGBColor = RGBColor(255, 127, 14);
 pub const TTFT_P50: RGBColor = RGBColor(23, 190, 207);
 pub const TTFT_P99: RGBColor = RGBColor(140, 86, 75);
+pub const CACHE_HIT: RGBColor = RGBColor(227, 119, 194);
 
 /// The series of the running and waiting requests, by server.
-const RUNNING_NAMES: [&str; 3] = [
-    "vllm:num_requests_running",
-    "sglang:num_running_reqs",
-    "tgi_batch_current_size",
-];
-const WAITING_NAMES: [&str; 3] = [
-    "vllm:num_requests_waiting",
-    "sglang:num_queue_reqs",
-    "tgi_queue_size",
-];
+use crate::servermetrics::{QUEUES as WAITING_NAMES, RUNNING as RUNNING_NAMES};
 
 /// The picture's height for `levels` strips.
 pub fn height(levels: usize) -> u32 {
@@ -87,6 +81,7 @@ pub fn render(path: &Path, rows: &[Row], title: &str) -> Result<(), String> {
     levels.sort_unstable();
     levels.dedup();
     let t_max = rows.iter().map(|r| r.t_s).max().unwrap_or(0) as f64 + 1.0;
+    let cached = rows.iter().any(|r| r.cached_prompt_tokens.is_some());
     let root = BitMapBackend::new(path, (WIDTH, height(levels.len()))).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(TOP_PX);
@@ -98,10 +93,13 @@ pub fn render(path: &Path, rows: &[Row], title: &str) -> Result<(), String> {
         .zip(&levels)
     {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.level == *level).collect();
-        let charts = strip.split_evenly((1, 3));
+        let charts = strip.split_evenly((1, if cached { 4 } else { 3 }));
         rates(&charts[0], *level, &mine, t_max)?;
         in_flight(&charts[1], *level, &mine, t_max)?;
         ttft(&charts[2], *level, &mine, t_max)?;
+        if cached {
+            cache_hits(&charts[3], *level, &mine, t_max)?;
+        }
     }
     root.present().map_err(err)
 }
@@ -199,7 +197,7 @@ fn rates(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(),
 }
 
 fn in_flight(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), String> {
-    let server = |names: [&'static str; 3]| {
+    let server = |names: &'static [&'static str]| {
         move |r: &Row| names.iter().find_map(|n| r.server.get(*n).copied())
     };
     let flight = line(rows, |r| Some(r.in_flight as f64));
@@ -232,5 +230,28 @@ fn ttft(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), 
         "s",
     )?;
     draw_lines!(c, SeriesLabelPosition::UpperLeft, "TTFT p50", TTFT_P50, p50; "TTFT p99", TTFT_P99, p99);
+    Ok(())
+}
+
+/// The share of each second's prompt tokens the server took from its prefix cache, %.
+fn cache_hits(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), String> {
+    let share = line(rows, |r| {
+        let cached = r.cached_prompt_tokens?;
+        (r.prompt_tokens > 0).then(|| cached as f64 * 100.0 / r.prompt_tokens as f64)
+    });
+    let mut c = chart(
+        area,
+        format!("Level {level}: prefix-cache hits"),
+        t_max,
+        105.0,
+        "% of prompt tokens",
+    )?;
+    draw_lines!(
+        c,
+        SeriesLabelPosition::UpperLeft,
+        "cached prompt tokens",
+        CACHE_HIT,
+        share
+    );
     Ok(())
 }
