@@ -10,7 +10,8 @@ use std::time::Instant;
 use qpsbench::cli::{Api, DatasetName};
 use qpsbench::dataset::{self, Rows};
 use qpsbench::http::url::Endpoint;
-use qpsbench::prepared::{render_all, RequestTemplate};
+use qpsbench::prepared::unique::UniquePrompts;
+use qpsbench::prepared::{RequestTemplate, RunRequests};
 use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256StarStar;
 
@@ -80,7 +81,7 @@ fn main() {
     let loaded = dataset::load(&path, Some(DatasetName::Mooncake)).expect("load the trace");
     let load_s = t1.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&path);
-    let Rows::Synthetic(set) = &loaded.rows else {
+    let Rows::Synthetic(set) = loaded.rows.as_ref() else {
         unreachable!("a mooncake trace is synthetic")
     };
     let words: u64 = (0..set.len()).map(|i| set.prompt_words(i)).sum();
@@ -105,14 +106,19 @@ fn main() {
         headers: &[],
         ignore_eos: true,
     };
+    // The replay's one level: every row once, as prompts 1..=rows.
     let t2 = Instant::now();
-    let prepared = render_all(&template, &loaded.rows).expect("render");
+    let run = RunRequests::build(&[template], loaded.rows.clone(), UniquePrompts::Auto)
+        .expect("render the shared bytes");
+    let prompts: Vec<(u64, u16)> = (1..=set.len() as u64).map(|p| (p, 0)).collect();
+    let level = run.level(&prompts).expect("render the level");
     let render_s = t2.elapsed().as_secs_f64();
-    let (arena, parts) = prepared.footprint();
+    let (arena, parts) = level.prepared.footprint();
     println!(
-        "render: {render_s:.2} s; arena {:.0} MiB, {parts} parts ({:.1} per request); peak RSS {:.0} MiB",
+        "render: {render_s:.2} s; shared {:.0} MiB, the level's own {:.1} MiB, {parts} parts ({:.1} per request); peak RSS {:.0} MiB",
+        run.base_len() as f64 / 1048576.0,
         arena as f64 / 1048576.0,
-        parts as f64 / prepared.len() as f64,
+        parts as f64 / level.prepared.len() as f64,
         peak_rss_mib()
     );
 }

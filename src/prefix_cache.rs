@@ -11,7 +11,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::outcome::{CacheCounts, CACHE_HIT_SHARE};
+use crate::outcome::CacheCounts;
 use crate::percentiles::{round6, Percentiles};
 
 /// The least share of a level's successes (and the least count) that are cache hits for the
@@ -39,6 +39,9 @@ pub struct PromptCache {
     /// Set when the level's TTFT reflects cache hits (see [`warning`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_cache_warning: Option<String>,
+    /// `--reset-prefix-cache`: what the reset before the level did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_cache_reset: Option<String>,
 }
 
 /// The server's prefix-cache hit share over a level, from its Prometheus counters.
@@ -61,6 +64,7 @@ impl PromptCache {
             requests_with_cached_tokens: c.reported,
             server_prompt_cache: None,
             prompt_cache_warning: None,
+            prefix_cache_reset: None,
         }
     }
 
@@ -84,8 +88,9 @@ pub struct WarningContext<'a> {
 
 /// "QPS 1: 9 of 20 requests (41% of prompt tokens) came from the server's prefix cache; TTFT
 /// reflects cache hits", when at least [`WARN_SHARE`] of the level's successes (and at least
-/// [`WARN_MIN_HITS`]) were cache hits; with a reset before the level and a hit share still above
-/// [`RESET_HELD_MAX_SHARE`], that the reset did not hold.
+/// [`WARN_MIN_HITS`]) were cache hits (`outcome::CACHE_HIT_SHARE` of their prompt cached),
+/// saying so when the run shares prompts on purpose; with a reset before the level and a hit
+/// share still above [`RESET_HELD_MAX_SHARE`], that the reset did not hold, and why it may not.
 pub fn warning(
     qps: f64,
     successes: u64,
@@ -101,11 +106,10 @@ pub fn warning(
             format!(" ({:.0}% of prompt tokens)", s * 100.0)
         });
         parts.push(format!(
-            "QPS {qps}: {hits} of {successes} requests{share} came from the server's prefix cache (at least {:.0}% of each prompt); {}",
-            CACHE_HIT_SHARE * 100.0,
+            "QPS {qps}: {hits} of {successes} requests{share} came from the server's prefix cache; TTFT reflects cache hits{}",
             match cx.expected {
-                Some(why) => format!("expected, as the run shares prompts on purpose ({why})"),
-                None => "TTFT reflects cache hits, not the server's prefill".to_string(),
+                Some(why) => format!(" (expected: the run shares prompts on purpose, {why})"),
+                None => String::new(),
             }
         ));
     }
@@ -149,9 +153,9 @@ mod tests {
         assert_eq!(p.cached_prompt_tokens.get("p50"), Some(0.0));
         let w = warning(1.0, 20, &p, WarningContext::default()).unwrap();
         assert!(w.starts_with("QPS 1: 9 of 20 requests (42% of prompt tokens) came from the server's prefix cache"), "{w}");
-        assert!(
-            w.ends_with("TTFT reflects cache hits, not the server's prefill"),
-            "{w}"
+        assert_eq!(
+            w,
+            "QPS 1: 9 of 20 requests (42% of prompt tokens) came from the server's prefix cache; TTFT reflects cache hits"
         );
         let shared = WarningContext {
             expected: Some("--random-prefix-len"),

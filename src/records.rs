@@ -14,7 +14,9 @@ use crate::outcome::TokenSource;
 /// One request, with raw monotonic-clock times (converted when written).
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    pub sample: u32,
+    /// The row the request sent (the dataset's, the pool's or the trace's; a drawn prompt's
+    /// number); the engine fills in the request's place in the level, which `bench` maps.
+    pub sample: u64,
     pub core: u16,
     /// Sent during `--warmup`: not in the level's statistics.
     pub warmup: bool,
@@ -42,7 +44,7 @@ pub struct RequestRecord {
 struct Line<'a> {
     level: usize,
     qps_target: f64,
-    sample: u32,
+    sample: u64,
     /// With a trace: the sample's line in the trace file.
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_row: Option<u32>,

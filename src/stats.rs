@@ -247,6 +247,10 @@ pub struct LevelStats {
     /// rules use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard_qps: Option<f64>,
+    /// The first and last pass over the dataset the level's prompts were on (`--unique-prompts`):
+    /// a pass past the first repeats rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_passes: Option<[u64; 2]>,
     /// `--start-at`: how late the level started against its planned start, seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_lag_s: Option<f64>,
@@ -448,6 +452,7 @@ impl LevelStats {
             idle_connections_closed_by_server: r.idle_closed,
             replay: None,
             shard_qps: None,
+            prompt_passes: None,
             start_lag_s: None,
             missed_requests: None,
             endpoints: None,

@@ -10,6 +10,7 @@ use crate::clock::now_ns;
 use crate::engine::LEAD_NS;
 use crate::engine::{Engine, LevelRun, PlannedArrival};
 use crate::error::{Result, UserError};
+use crate::prepared::{LevelRequests, RunRequests};
 use crate::report::progress::{LevelInfo, Mode, Reporter};
 use crate::stats::{LevelContext, LevelStats, ReplayStats};
 use crate::validity::Thresholds;
@@ -29,7 +30,9 @@ pub struct LevelSpec<'a> {
     pub max_concurrency: Option<usize>,
     pub percentiles: &'a [f64],
     pub thresholds: Thresholds,
-    pub samples: usize,
+    /// What the level's arrivals send (None: every arrival sends the engine's request 0, as
+    /// `selftest` runs it).
+    pub prompts: Option<LevelPrompts<'a>>,
     /// A trace replayed at its own times: these offsets replace the arrival process.
     pub replay: Option<&'a Replay>,
     /// How the live progress line is shown.
@@ -42,6 +45,18 @@ pub struct LevelSpec<'a> {
     pub replicas: (EndpointStrategy, &'a [String]),
 }
 
+/// The run's requests, and where the level's arrivals sit in the run's whole schedule.
+#[derive(Clone, Copy)]
+pub struct LevelPrompts<'a> {
+    pub requests: &'a RunRequests,
+    /// The prompt number of the level's first arrival (warm-up included): 1 + every arrival of
+    /// the levels before it, whichever process sent them.
+    pub first: u64,
+}
+
+/// One planned arrival before its request is rendered: (offset ns, prompt number, endpoint).
+type Planned = (u64, u64, u16);
+
 /// Keep-alive connections per core to open before a level: the level's rate per core times the
 /// expected latency (the previous level's E2E p90, else 1 s), with 25% headroom, 1 to 256.
 fn connections_per_core(qps: f64, cores: usize, expected_latency_s: f64) -> usize {
@@ -51,22 +66,22 @@ fn connections_per_core(qps: f64, cores: usize, expected_latency_s: f64) -> usiz
 }
 
 /// The level's arrivals: the warm-up's (own seed), then the measured window's shifted past it,
-/// each with its sample (arrival i of the single-process schedule sends sample i mod samples).
+/// each with its prompt number (arrival i of the level sends the level's first prompt + i).
 /// With `--shard K/N` only the arrivals i mod N = K of each part are kept (same times, same
-/// samples). Each arrival's endpoint, too, follows its index i in the whole schedule. Returns
+/// prompts). Each arrival's endpoint, too, follows its index i in the whole schedule. Returns
 /// (arrivals, warm-up arrivals, the window's start ns, measured arrivals).
-fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<PlannedArrival>, usize, u64, usize) {
-    let n_samples = spec.samples.max(1) as u64;
+fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<Planned>, usize, u64, usize) {
+    let first = spec.prompts.map_or(1, |p| p.first);
     let (strategy, endpoints) = spec.replicas;
     let at = |t: u64, i: usize| {
         let endpoint = crate::replicas::pick(strategy, spec.seed, i, endpoints.len());
-        (t, (i as u64 % n_samples) as u32, endpoint)
+        (t, first + i as u64, endpoint)
     };
     let (k, n) = spec.shard.unwrap_or((0, 1));
     let mine = |i: &usize| *i % n == k;
     if let Some(r) = spec.replay {
-        // Row i at its offset, as sample i.
-        let arrivals: Vec<PlannedArrival> = (0..r.offsets_ns.len())
+        // Row i at its offset, as prompt i + 1: row i.
+        let arrivals: Vec<Planned> = (0..r.offsets_ns.len())
             .filter(mine)
             .map(|i| at(r.offsets_ns[i], i))
             .collect();
@@ -83,7 +98,7 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<PlannedArrival>, usize, u64, usize
     };
     let measured = plan(spec.duration_s, spec.seed);
     let window_ns = (spec.warmup_s * 1e9).round() as u64;
-    let mut arrivals: Vec<PlannedArrival> = (0..warmup.len())
+    let mut arrivals: Vec<Planned> = (0..warmup.len())
         .filter(mine)
         .map(|i| at(warmup[i], i))
         .collect();
@@ -100,7 +115,7 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<PlannedArrival>, usize, u64, usize
 /// A shard's own planned rate over its measured arrivals: its share of a level is an uneven
 /// thinning (7 or 8 of 30 arrivals, the last one before the window's end), so the rate rule
 /// holds it to the rate it was given, which averages qps ÷ N over the shards. None unsharded.
-fn shard_rate(spec: &LevelSpec<'_>, measured: &[PlannedArrival], window_ns: u64) -> Option<f64> {
+fn shard_rate(spec: &LevelSpec<'_>, measured: &[Planned], window_ns: u64) -> Option<f64> {
     spec.shard.filter(|&(_, n)| n > 1)?;
     let span_ns = measured.last()?.0.saturating_sub(window_ns);
     (span_ns > 0).then(|| measured.len() as f64 / (span_ns as f64 / 1e9))
@@ -153,10 +168,27 @@ pub fn measure_level(
         announce(spec, planned, warmup_n);
     }
     let duration_ns = (spec.duration_s * 1e9).round() as u64;
+    let (arrivals, mut requests) = render(spec, &arrivals)?;
     let reporter = Reporter::start(&engine.live, level_info(spec, planned), spec.progress);
-    let run = engine.run_level(&arrivals, warmup_n, (window_ns, duration_ns), start_at);
+    let run = engine.run_level(
+        &arrivals,
+        warmup_n,
+        (window_ns, duration_ns),
+        start_at,
+        requests.as_mut().map(|r| std::mem::take(&mut r.prepared)),
+    );
     reporter.finish();
-    let run = run.map_err(UserError::runtime)?;
+    let mut run = run.map_err(UserError::runtime)?;
+    if let Some(r) = &requests {
+        // Each record names the row its request sent, not its place in the level.
+        for rec in run.merged.records.iter_mut().chain(&mut run.warmup.records) {
+            rec.sample = r
+                .rows
+                .get(rec.sample as usize)
+                .copied()
+                .unwrap_or(rec.sample);
+        }
+    }
     let ctx = LevelContext {
         qps: spec.qps,
         duration_s: spec.duration_s,
@@ -179,11 +211,31 @@ pub fn measure_level(
             span_s: r.span_s,
         }),
     };
-    let stats = LevelStats::build(&run, &connections, &ctx);
+    let mut stats = LevelStats::build(&run, &connections, &ctx);
+    stats.prompt_passes = requests.and_then(|r| r.passes).map(|(a, b)| [a, b]);
     if progress {
         print_outcome(&stats);
     }
     Ok((stats, run))
+}
+
+/// The level's requests, rendered from the run's (arrival j sends request j), and the arrivals
+/// that index them; without them, every arrival sends the engine's request 0.
+fn render(
+    spec: &LevelSpec<'_>,
+    planned: &[Planned],
+) -> Result<(Vec<PlannedArrival>, Option<LevelRequests>)> {
+    let Some(p) = spec.prompts else {
+        return Ok((planned.iter().map(|&(t, _, e)| (t, 0, e)).collect(), None));
+    };
+    let prompts: Vec<(u64, u16)> = planned.iter().map(|&(_, n, e)| (n, e)).collect();
+    let requests = p.requests.level(&prompts)?;
+    let arrivals = planned
+        .iter()
+        .enumerate()
+        .map(|(j, &(t, _, e))| (t, j as u32, e))
+        .collect();
+    Ok((arrivals, Some(requests)))
 }
 
 /// What the progress line says about the level.
@@ -286,7 +338,7 @@ mod tests {
                 max_send_lag_share: 0.05,
                 min_rate_ratio: 0.99,
             },
-            samples: 3,
+            prompts: None,
             replay: None,
             progress: Mode::Off,
             shard,
@@ -300,7 +352,7 @@ mod tests {
     }
 
     /// The N shards' arrivals together are the single-process schedule, arrival for arrival:
-    /// the same intended times, samples and endpoints, warm-up and measured window alike.
+    /// the same intended times, prompts and endpoints, warm-up and measured window alike.
     #[test]
     fn the_shards_schedules_together_are_the_single_schedule() {
         for (arrival, b) in [

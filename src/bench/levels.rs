@@ -8,13 +8,14 @@ use std::io::BufWriter;
 
 use std::collections::BTreeMap;
 
-use super::level::{measure_level, LevelSpec};
+use super::level::{measure_level, LevelPrompts, LevelSpec};
 use super::plan::Plan;
 use super::watch;
 use crate::arrivals;
 use crate::engine::{Engine, LevelRun};
 use crate::error::{Result, UserError};
 use crate::mergeable::LevelHistograms;
+use crate::prepared::RunRequests;
 use crate::report::analysis::{self, Baseline, Criteria, LevelView};
 use crate::report::results::RunDir;
 use crate::servermetrics::scrape::Scraper;
@@ -44,6 +45,11 @@ pub fn strategy(plan: &Plan) -> Box<dyn Strategy> {
 pub struct Levels<'a> {
     plan: &'a Plan,
     engine: &'a Engine,
+    requests: &'a RunRequests,
+    /// `--qps auto`: the prompt number the next level starts at (fixed levels compute theirs).
+    next_prompt: u64,
+    /// `--reset-prefix-cache`: empties the server's cache before each level.
+    pub resetter: Option<super::reset::Resetter>,
     run_dir: &'a RunDir,
     pub criteria: Criteria,
     thresholds: Thresholds,
@@ -65,7 +71,12 @@ pub struct Levels<'a> {
 }
 
 impl<'a> Levels<'a> {
-    pub fn new(plan: &'a Plan, engine: &'a Engine, run_dir: &'a RunDir) -> Result<Self> {
+    pub fn new(
+        plan: &'a Plan,
+        engine: &'a Engine,
+        requests: &'a RunRequests,
+        run_dir: &'a RunDir,
+    ) -> Result<Self> {
         let a = &plan.args;
         let mut asked = a.percentiles.clone();
         asked.push(a.slo_percentile);
@@ -77,6 +88,9 @@ impl<'a> Levels<'a> {
         Ok(Self {
             plan,
             engine,
+            requests,
+            next_prompt: 1,
+            resetter: None,
             run_dir,
             criteria: Criteria {
                 min_success_pct: a.saturation_success,
@@ -125,7 +139,10 @@ impl<'a> Levels<'a> {
             max_concurrency: a.max_concurrency,
             percentiles: &self.percentiles,
             thresholds: self.thresholds,
-            samples: self.plan.rows(),
+            prompts: Some(LevelPrompts {
+                requests: self.requests,
+                first: self.first_prompt(i),
+            }),
             replay: self.plan.workload.replay.as_ref(),
             progress: crate::report::progress::Mode::from_flag(a.progress),
             shard: self.plan.shard,
@@ -138,9 +155,12 @@ impl<'a> Levels<'a> {
             .and_then(|l| l.e2e_latency.get("p90"))
             .unwrap_or(1.0);
         let errors_before = self.scraper.as_ref().map_or(0, Scraper::errors);
+        // The previous level has drained (its every request ended); the next has not started.
+        let reset = self.resetter.as_mut().map(|r| r.before_level());
         let (mut stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
+        self.next_prompt += self.plan.arrivals_at(qps);
         let server_seconds = self.attach_server_metrics(&mut stats, &run, errors_before);
-        self.warn_about_cache(&mut stats);
+        self.warn_about_cache(&mut stats, reset);
         if let Some(f) = self.requests_file.as_mut() {
             let mut records = std::mem::take(&mut run.warmup.records);
             records.append(&mut run.merged.records);
@@ -179,9 +199,32 @@ impl<'a> Levels<'a> {
 }
 
 impl Levels<'_> {
-    /// Says so when the level's TTFT reflects the server's prefix cache.
-    fn warn_about_cache(&self, stats: &mut LevelStats) {
-        let cx = crate::prefix_cache::WarningContext::default();
+    /// The prompt number level `i` (of the whole schedule) starts at: 1 + the arrivals of every
+    /// level before it, warm-up included, skipped ones too (a shard that joined late, or
+    /// another process's levels), so every process agrees.
+    fn first_prompt(&self, i: usize) -> u64 {
+        match &self.plan.fixed_levels {
+            Some(rates) if self.plan.workload.replay.is_none() => {
+                1 + rates[..i]
+                    .iter()
+                    .map(|&q| self.plan.arrivals_at(q))
+                    .sum::<u64>()
+            }
+            _ => self.next_prompt,
+        }
+    }
+
+    /// Says so when the level's TTFT reflects the server's prefix cache (or the reset before it
+    /// did not hold).
+    fn warn_about_cache(&self, stats: &mut LevelStats, reset: Option<super::reset::Outcome>) {
+        let shared = self.plan.shared_on_purpose();
+        let way = self.resetter.as_ref().and_then(|r| r.way);
+        let cx = crate::prefix_cache::WarningContext {
+            expected: shared.as_deref(),
+            after_reset: reset.as_ref().is_some_and(|r| r.done),
+            reset_caveat: way.map(super::reset::Way::caveat),
+        };
+        stats.prompt_cache.prefix_cache_reset = reset.map(|r| r.said);
         let w = crate::prefix_cache::warning(
             stats.qps_target,
             stats.successful_requests,

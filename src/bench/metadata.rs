@@ -101,6 +101,18 @@ struct Metadata<'a> {
     saturation_success_pct: f64,
     saturation_throughput_ratio: f64,
     saturation_ttft_growth: f64,
+    /// `--unique-prompts`: what keeps a repeated row from the server's prefix cache, the rows
+    /// and passes planned, what the probe sent.
+    prompt_uniqueness: &'a crate::prepared::unique::Report,
+    /// `--reset-prefix-cache`: what was asked, the way found, what the first reset did.
+    prefix_cache_reset: Option<&'a super::reset::Meta>,
+}
+
+/// What the stages before the metadata decided.
+pub struct Extra<'a> {
+    pub probe: super::probe::Outcome,
+    pub prompt_uniqueness: &'a crate::prepared::unique::Report,
+    pub prefix_cache_reset: Option<&'a super::reset::Meta>,
 }
 
 #[derive(Serialize)]
@@ -138,9 +150,10 @@ pub fn write(
     plan: &Plan,
     engine: &Engine,
     started: &LocalTime,
-    probe: super::probe::Outcome,
+    extra: Extra<'_>,
 ) -> Result<()> {
     let a = &plan.args;
+    let probe = extra.probe;
     let metadata = Metadata {
         timestamp: started.iso(),
         endpoint: &plan.shown_endpoint,
@@ -222,6 +235,8 @@ pub fn write(
         saturation_success_pct: a.saturation_success,
         saturation_throughput_ratio: a.saturation_throughput,
         saturation_ttft_growth: a.saturation_ttft_growth,
+        prompt_uniqueness: extra.prompt_uniqueness,
+        prefix_cache_reset: extra.prefix_cache_reset,
     };
     run_dir.write_json("metadata.json", &metadata)?;
     Ok(())

@@ -2,7 +2,8 @@
 //!
 //! 1. [`plan`]: flags checked, dataset loaded, endpoint resolved, TLS set up — every input error
 //!    is found here, before the results folder exists;
-//! 2. [`probe`]: one request decides whether to keep asking for continuous usage stats;
+//! 2. [`probe`]: one request decides whether to keep asking for continuous usage stats, and
+//!    [`reset`] empties the server's prefix cache for the first time (`--reset-prefix-cache`);
 //! 3. [`metadata`] writes `metadata.json`;
 //! 4. [`levels`]: a fixed list of rates or the capacity search, each level measured by
 //!    [`level`] on the engine;
@@ -16,6 +17,7 @@ mod metadata;
 mod plan;
 mod probe;
 mod report;
+mod reset;
 mod validate;
 mod watch;
 mod workload;
@@ -32,14 +34,25 @@ use crate::report::results::RunDir;
 /// Runs the benchmark; returns the process exit status.
 pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i32> {
     let mut plan = plan::Plan::new(args, dataset_override)?;
+    let mut requests = plan.render()?;
     let started = LocalTime::now();
     let run_dir = RunDir::create(&plan.args.results_dir, &started)?;
     crate::interrupt::install();
     let engine = plan.start_engine()?;
-    let probed = probe::optional_fields(&engine, &mut plan)?;
-    metadata::write(&run_dir, &plan, &engine, &started, probed)?;
-    announce(&plan, &engine, &run_dir);
-    let mut levels = levels::Levels::new(&plan, &engine, &run_dir)?;
+    let probed = probe::optional_fields(&engine, &mut plan, &mut requests)?;
+    let reset = reset::Resetter::start(&plan)?;
+    let uniqueness = requests
+        .unique
+        .report(plan.prompts_planned(), plan.shared_on_purpose().as_deref());
+    let about = metadata::Extra {
+        probe: probed,
+        prompt_uniqueness: &uniqueness,
+        prefix_cache_reset: reset.as_ref().map(|r| &r.1),
+    };
+    metadata::write(&run_dir, &plan, &engine, &started, about)?;
+    announce(&plan, &engine, &run_dir, &uniqueness);
+    let mut levels = levels::Levels::new(&plan, &engine, &requests, &run_dir)?;
+    levels.resetter = reset.map(|r| r.0);
     let auto_bracket = levels::strategy(&plan).run(&mut levels)?;
     let measured = report::Measured {
         criteria: levels.criteria,
@@ -51,8 +64,13 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     Ok(report::exit_code(&measured.levels))
 }
 
-/// The line that says what the run will do and where its results go.
-fn announce(plan: &plan::Plan, engine: &crate::engine::Engine, run_dir: &RunDir) {
+/// The lines that say what the run will do and where its results go.
+fn announce(
+    plan: &plan::Plan,
+    engine: &crate::engine::Engine,
+    run_dir: &RunDir,
+    uniqueness: &crate::prepared::unique::Report,
+) {
     let levels = plan
         .fixed_levels
         .as_ref()
@@ -67,4 +85,5 @@ fn announce(plan: &plan::Plan, engine: &crate::engine::Engine, run_dir: &RunDir)
         engine.driver.name(),
         run_dir.path.display()
     );
+    eprintln!("qpsbench: {}", uniqueness.line());
 }

@@ -20,8 +20,8 @@ use crate::http::conn::Target;
 use crate::http::tls;
 use crate::http::url::Endpoint;
 use crate::prepared::{
-    api_of_path, check_api_key, parse_extra_body, parse_header, render_all, Api, Prepared,
-    RequestTemplate,
+    api_of_path, check_api_key, parse_extra_body, parse_header, Api, Prepared, RequestTemplate,
+    RunRequests,
 };
 use crate::report::results::file_name_only;
 use crate::secret::mask_url;
@@ -156,6 +156,8 @@ impl Plan {
             .map(parse_extra_body)
             .transpose()?;
         check_api_key(&api_key)?;
+        salt_is_ours(&args, extra_body.as_ref())?;
+        super::reset::check(&args.workload.reset_prefix_cache)?;
         let shard = shard_of(&args, fixed_levels.is_none())?;
         let plan = Self {
             shard,
@@ -199,17 +201,58 @@ impl Plan {
         }
     }
 
-    /// Every row's request bytes for each endpoint, as the template says now.
-    pub fn render(&self) -> Result<Vec<Prepared>> {
-        self.replicas
-            .iter()
-            .map(|r| render_all(&self.template(r), &self.workload.dataset.rows))
-            .collect()
+    /// What every level's requests are rendered from, as the template says now.
+    pub fn render(&self) -> Result<RunRequests> {
+        let templates: Vec<RequestTemplate<'_>> =
+            self.replicas.iter().map(|r| self.template(r)).collect();
+        RunRequests::build(
+            &templates,
+            self.workload.dataset.rows.clone(),
+            self.args.workload.unique_prompts,
+        )
     }
 
     /// The dataset's rows.
     pub fn rows(&self) -> usize {
         self.workload.dataset.rows.len()
+    }
+
+    /// Arrivals of level `i` of the whole schedule (warm-up included) at `qps`.
+    pub fn arrivals_at(&self, qps: f64) -> u64 {
+        match &self.workload.replay {
+            Some(r) => r.rows as u64,
+            None => {
+                arrivals::request_count(qps, self.args.warmup)
+                    + arrivals::request_count(qps, self.workload.duration)
+            }
+        }
+    }
+
+    /// The prompts the run's levels plan in all (None with `--qps auto`: not known before).
+    pub fn prompts_planned(&self) -> Option<u64> {
+        let rates = self.fixed_levels.as_ref()?;
+        Some(rates.iter().map(|&q| self.arrivals_at(q)).sum())
+    }
+
+    /// Why a server's prefix cache may answer this run's prompts on purpose: the sharing its
+    /// flags ask for.
+    pub fn shared_on_purpose(&self) -> Option<String> {
+        let w = &self.args.workload;
+        let mut why = Vec::new();
+        let random = self.workload.dataset.name == crate::cli::DatasetName::Random;
+        if random && w.random_prefix_len > 0 {
+            why.push("--random-prefix-len".to_string());
+        }
+        if random && w.random_pool_size.is_some() {
+            why.push("--random-pool-size".to_string());
+        }
+        if self.workload.dataset.name == crate::cli::DatasetName::Mooncake {
+            why.push("the trace's hash ids".to_string());
+        }
+        if w.unique_prompts == crate::cli::UniquePrompts::Off {
+            why.push("--unique-prompts off".to_string());
+        }
+        (!why.is_empty()).then(|| why.join(", "))
     }
 
     /// Starts the client cores with the rendered requests.
@@ -225,7 +268,7 @@ impl Plan {
                     tls: r.tls.clone(),
                 })
                 .collect(),
-            requests: self.render()?,
+            requests: Prepared::default(),
             max_connections: crate::limits::connection_budget(self.nofile.0, self.cores),
             timeout: Duration::from_secs_f64(a.timeout),
             max_concurrency: a.max_concurrency,
@@ -278,6 +321,21 @@ impl Plan {
             eprintln!("warning: {w}");
         }
     }
+}
+
+/// `--unique-prompts salt` sets `cache_salt` itself: `--extra-body` may not set it too.
+fn salt_is_ours(
+    args: &BenchArgs,
+    extra: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<()> {
+    if args.workload.unique_prompts == crate::cli::UniquePrompts::Salt
+        && extra.is_some_and(|e| e.contains_key("cache_salt"))
+    {
+        return Err(UserError::input(
+            "--extra-body sets \"cache_salt\", which --unique-prompts salt sets itself (one per pass); drop one of them",
+        ));
+    }
+    Ok(())
 }
 
 /// `--shard`, refused with `--qps auto` (a search cannot be split without a coordinator).

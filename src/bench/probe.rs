@@ -9,6 +9,7 @@ use crate::cli::ContinuousUsage;
 use crate::engine::Engine;
 use crate::error::{Result, UserError};
 use crate::outcome::ErrorKind;
+use crate::prepared::RunRequests;
 
 /// What metadata.json records about each optional field.
 pub struct Outcome {
@@ -29,8 +30,14 @@ enum Answer {
 type Fields = (bool, bool);
 
 /// Sends probes when a field is asked for without being forced, and leaves the engine clean (no
-/// pooled connection from a probe) with the request bytes the run will send.
-pub fn optional_fields(engine: &Engine, plan: &mut Plan) -> Result<Outcome> {
+/// pooled connection from a probe) and `requests` rendered as the run will send them. The
+/// probe sends prompt 0, which no level sends (`prepared::unique`), so it warms no cache for
+/// the first level.
+pub fn optional_fields(
+    engine: &Engine,
+    plan: &mut Plan,
+    requests: &mut RunRequests,
+) -> Result<Outcome> {
     let asked: Fields = (plan.continuous_usage, plan.workload.ignore_eos);
     // Only what is asked for and not forced is probed (--continuous-usage on forces it).
     let probed: Fields = (
@@ -52,7 +59,7 @@ pub fn optional_fields(engine: &Engine, plan: &mut Plan) -> Result<Outcome> {
             o.ignore_eos = format!("requested ({what})");
         }
     };
-    let code = match probe(engine)? {
+    let code = match probe(engine, requests)? {
         Answer::Accepted => {
             describe(&mut outcome, "probe accepted");
             return Ok(outcome);
@@ -77,19 +84,15 @@ pub fn optional_fields(engine: &Engine, plan: &mut Plan) -> Result<Outcome> {
     }
     for fields in tries {
         set(plan, fields);
-        engine
-            .reset(Some(plan.render()?))
-            .map_err(UserError::runtime)?;
-        if let Answer::Accepted = probe(engine)? {
+        *requests = plan.render()?;
+        if let Answer::Accepted = probe(engine, requests)? {
             report_dropped(&mut outcome, asked, fields, &code);
             return Ok(outcome);
         }
     }
     // Even the plainest request was refused: the fields are not the problem; send as asked.
     set(plan, asked);
-    engine
-        .reset(Some(plan.render()?))
-        .map_err(UserError::runtime)?;
+    *requests = plan.render()?;
     describe(
         &mut outcome,
         &format!("probe inconclusive: the endpoint refused even a request without them ({code})"),
@@ -132,10 +135,10 @@ fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &Error
     }
 }
 
-/// Sends one request (row 0) and resets the engine's connections after it.
-fn probe(engine: &Engine) -> Result<Answer> {
+/// Sends the probe's request and resets the engine's connections after it.
+fn probe(engine: &Engine, requests: &RunRequests) -> Result<Answer> {
     let run = engine
-        .run_level(&[(0, 0, 0)], 0, (0, 0), None)
+        .run_level(&[(0, 0, 0)], 0, (0, 0), None, Some(requests.probe()?))
         .map_err(UserError::runtime)?;
     engine.reset(None).map_err(UserError::runtime)?;
     let errors = &run.merged.errors;

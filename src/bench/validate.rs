@@ -82,7 +82,7 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
         ("--random-input-len", Some(w.random_input_len.into()), 1, span, "tokens"),
         ("--random-output-len", Some(w.random_output_len.into()), 1, u32::MAX.into(), "tokens"),
         ("--random-prefix-len", Some(w.random_prefix_len.into()), 0, span, "tokens"),
-        ("--random-pool-size", Some(w.random_pool_size.into()), 1, 10_000_000, "samples"),
+        ("--random-pool-size", w.random_pool_size.map(u64::from), 1, 10_000_000, "samples"),
         ("--shards", wide(a.shards), 1, 100_000, "shards"),
     ];
     for (flag, v, lo, hi, what) in counts {

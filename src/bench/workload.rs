@@ -113,7 +113,7 @@ fn load(args: &BenchArgs, source: Option<DatasetSource>) -> Result<(Dataset, Str
             name.clone(),
         ),
     };
-    if let dataset::Rows::Synthetic(set) = &loaded.rows {
+    if let dataset::Rows::Synthetic(set) = loaded.rows.as_ref() {
         if set.text.repeats() {
             eprintln!(
                 "note: the trace has more distinct blocks and rows than the synthetic text has starting points ({}); some distinct blocks share their text, so a prefix cache may see a few hits the trace did not have",

@@ -419,10 +419,11 @@ pub struct WorkloadArgs {
     #[arg(long, value_name = "TOKENS", default_value_t = 0)]
     pub random_prefix_len: u32,
 
-    /// With --dataset-name random: distinct samples drawn, then cycled (requests per level still
-    /// come from --qps × --duration)
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub random_pool_size: u32,
+    /// With --dataset-name random: draw N distinct prompts once, then cycle them, so prompts
+    /// repeat on purpose (requests per level still come from --qps × --duration). Default: no
+    /// pool, every prompt of the run is drawn anew and none repeats
+    #[arg(long, value_name = "N")]
+    pub random_pool_size: Option<u32>,
 
     /// Ask for exactly max_tokens tokens: adds vLLM's "ignore_eos": true and "min_tokens" equal
     /// to max_tokens to every request. On by default with --dataset-name random or mooncake (as
@@ -448,6 +449,36 @@ pub struct WorkloadArgs {
         allow_negative_numbers = true
     )]
     pub replay_speed: f64,
+
+    /// When a dataset's rows must repeat (a run of more requests than rows): `prefix` starts
+    /// each row's first user message with a short marker of its pass over the dataset (every
+    /// pass, the first included); `salt` sends vLLM's `cache_salt` body field, one per pass;
+    /// `off` sends repeated rows as they are, so a server's prefix cache answers them; `auto`:
+    /// `prefix` from the second pass on. The probe before the first level always sends text no
+    /// level sends (but with `off`)
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = UniquePrompts::Auto)]
+    pub unique_prompts: UniquePrompts,
+
+    /// Empty the server's prefix cache before every level (the first included), once the
+    /// previous level has drained: `auto` finds which way the server answers (vLLM's
+    /// `POST /reset_prefix_cache`, SGLang's `POST /flush_cache`, llama.cpp's slot erase), or give
+    /// the URL to POST. A refusal is a warning with the server's reason; the run goes on
+    #[arg(long, value_name = "auto|off|URL", default_value = "off")]
+    pub reset_prefix_cache: String,
+}
+
+/// `--unique-prompts`: what keeps a repeated row from being answered by a prefix cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UniquePrompts {
+    /// `prefix` from the second pass over the dataset on; the first pass as the rows are.
+    Auto,
+    /// A marker of the pass at the start of each row's first user message, every pass.
+    Prefix,
+    /// vLLM's `cache_salt` body field, one per pass.
+    Salt,
+    /// Repeated rows are sent as they are.
+    Off,
 }
 
 /// `--dataset-name`: the dataset's format.

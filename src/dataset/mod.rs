@@ -74,7 +74,8 @@ impl Rows {
 /// A loaded dataset.
 #[derive(Debug)]
 pub struct Dataset {
-    pub rows: Rows,
+    /// Shared with the run's rendered requests (`prepared::RunRequests`).
+    pub rows: std::sync::Arc<Rows>,
     /// Which format it was read as (given, or detected).
     pub name: DatasetName,
     /// Entries left out as unusable (ShareGPT conversations without a human turn, or with
@@ -90,7 +91,7 @@ impl Dataset {
     /// Samples read from a file, in the seed's format or another.
     pub fn from_samples(samples: Vec<Sample>, name: DatasetName, skipped: u64) -> Self {
         Self {
-            rows: Rows::Samples(samples),
+            rows: std::sync::Arc::new(Rows::Samples(samples)),
             name,
             skipped,
             params: Value::Null,
@@ -105,7 +106,7 @@ const DETECT_HEAD: u64 = 64 * 1024;
 /// The `random` dataset: synthetic prompts, drawn with `seed` (no file).
 pub fn random(w: &WorkloadArgs, seed: u64) -> Dataset {
     Dataset {
-        rows: Rows::Synthetic(random::build(w, seed)),
+        rows: std::sync::Arc::new(Rows::Synthetic(random::build(w, seed))),
         name: DatasetName::Random,
         skipped: 0,
         params: random::params(w, seed),
@@ -137,7 +138,7 @@ pub fn load(path: &Path, name: Option<DatasetName>) -> Result<Dataset> {
         let file = std::fs::File::open(path).map_err(cannot)?;
         let (set, trace) = mooncake::parse(std::io::BufReader::new(file), &shown)?;
         return Ok(Dataset {
-            rows: Rows::Synthetic(set),
+            rows: std::sync::Arc::new(Rows::Synthetic(set)),
             name,
             skipped: 0,
             params: serde_json::json!({ "block_tokens": mooncake::BLOCK_TOKENS }),

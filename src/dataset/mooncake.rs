@@ -204,11 +204,9 @@ fn build(text: Text, rows: &[Kept], blocks: &[u32], distinct: usize) -> Syntheti
             });
             left -= words;
         }
-        if left > 0 {
-            spans.push(set.text.allocate(left));
-        }
         from = r.blocks_end as usize;
-        set.push(&spans, r.output);
+        // The rest is the row's own text, which each prompt sending the row gets anew.
+        set.push_own(&spans, left, r.output);
     }
     set
 }
@@ -319,7 +317,7 @@ mod tests {
         assert_eq!(set.len(), 3);
         assert_eq!(set.prompt_words(0), 1100);
         assert_eq!(set.prompt_words(1), 700);
-        assert_eq!((set.row(0).1, set.row(1).1, set.row(2).1), (7, 9, 1));
+        assert_eq!((set.row(0).2, set.row(1).2, set.row(2).2), (7, 9, 1));
         let (a, b) = (set.prompt(0), set.prompt(1));
         let shared = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
         let block: String = a.split_inclusive(' ').take(513).collect();

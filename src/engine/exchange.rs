@@ -31,9 +31,10 @@ pub struct Core {
     /// This core's live counters (the progress line reads them from another thread).
     pub live: std::sync::Arc<crate::live::LiveCounters>,
     pub chunks: RefCell<ChunkParser>,
-    /// The rendered request of each sample, per endpoint: this core's own handles on the shared
-    /// buffers (replaced between levels by `Command::Reset`).
-    pub requests: RefCell<Vec<CoreRequests>>,
+    /// The level's requests, each rendered for the endpoint its arrival goes to: this core's own
+    /// handle on the shared buffer (replaced by each level that brings its own, and by
+    /// `Command::Reset`).
+    pub requests: RefCell<CoreRequests>,
     pub timeout: Duration,
     /// The current level's slice of the arrival plan: this core's queue of arrivals.
     pub queue: RefCell<CoreQueue>,
@@ -155,7 +156,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         let (idle, closed) = core.pools[endpoint].take(now);
         let mut closed_by_server = closed;
         if let Some(mut conn) = idle {
-            let request = RequestBuf::new(&core.requests.borrow()[endpoint], sample);
+            let request = RequestBuf::new(&core.requests.borrow(), sample);
             match conn.try_write_now(&request) {
                 Ok(()) => first = Some(conn),
                 // The send itself was refused (reset in the instant after the check): nothing
@@ -278,7 +279,7 @@ impl Trace {
             Err((kind, _)) => (Some(kind.to_string()), None, None, None, None),
         };
         RequestRecord {
-            sample: t.sample as u32,
+            sample: t.sample as u64,
             core,
             warmup: t.warmup,
             intended_ns: t.intended_ns,
@@ -309,7 +310,7 @@ async fn attempt(
     let ttft_deadline = core
         .ttft_timeout_ns
         .map(|d| t.sent_ns.unwrap_or(t.intended_ns) + d);
-    let request = RequestBuf::new(&core.requests.borrow()[t.endpoint], t.sample);
+    let request = RequestBuf::new(&core.requests.borrow(), t.sample);
     let pool = &core.pools[t.endpoint];
     let mut conn = match first {
         Some(c) => c,

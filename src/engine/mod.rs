@@ -29,10 +29,11 @@ pub const LEAD_NS: u64 = 50_000_000;
 /// What every core needs for the whole run.
 pub struct EngineConfig {
     pub cores: usize,
-    /// Where requests go: one target per `--endpoint`, and each one's rendered requests (the
-    /// same samples, its own `Host` and path), in the same order.
+    /// Where requests go: one target per `--endpoint`.
     pub targets: Vec<Target>,
-    pub requests: Vec<Prepared>,
+    /// The requests arrivals send until a level brings its own (each rendered for the endpoint
+    /// its arrival goes to).
+    pub requests: Prepared,
     /// Connections all cores together may have open at once (from the open-file limit, less a
     /// reserve for everything else the process opens: see `limits::connection_budget`).
     pub max_connections: usize,
@@ -129,9 +130,8 @@ pub(crate) enum Command {
     OpenConnections(usize),
     /// Run this slice of a level.
     Level(CorePlan),
-    /// Close every idle connection and, if given, send these rendered requests from now on
-    /// (same samples, other body options; one set per endpoint).
-    Reset(Option<Vec<Arc<Prepared>>>),
+    /// Close every idle connection and, if given, send these rendered requests from now on.
+    Reset(Option<Arc<Prepared>>),
 }
 
 /// One core's share of a level.
@@ -145,6 +145,8 @@ pub(crate) struct CorePlan {
     /// The measured sending window (monotonic ns): its start (after any warm-up), its end.
     pub window_start_ns: u64,
     pub window_end_ns: u64,
+    /// The level's own requests (an arrival's sample indexes them), if it brings any.
+    pub requests: Option<Arc<Prepared>>,
 }
 
 struct Worker {
@@ -206,7 +208,7 @@ impl Engine {
         let shared = Arc::new(worker::Shared {
             live: live.clone(),
             targets: cfg.targets,
-            requests: cfg.requests.into_iter().map(Arc::new).collect(),
+            requests: Arc::new(cfg.requests),
             max_open_per_core: (cfg.max_connections / cfg.cores.max(1)).max(1),
             timeout: cfg.timeout,
             max_inflight,
@@ -293,11 +295,10 @@ impl Engine {
         Ok(merged)
     }
 
-    /// Closes every core's idle connections and, if given, replaces the rendered requests (one
-    /// per sample, same order): after a probe request, so the run starts from a clean state.
-    pub fn reset(&self, requests: Option<Vec<Prepared>>) -> Result<(), String> {
-        let requests: Option<Vec<Arc<Prepared>>> =
-            requests.map(|r| r.into_iter().map(Arc::new).collect());
+    /// Closes every core's idle connections and, if given, replaces the rendered requests:
+    /// after a probe request, so the run starts from a clean state.
+    pub fn reset(&self, requests: Option<Prepared>) -> Result<(), String> {
+        let requests: Option<Arc<Prepared>> = requests.map(Arc::new);
         for w in &self.workers {
             w.plans
                 .as_ref()
@@ -314,18 +315,21 @@ impl Engine {
     }
 
     /// Runs one level: `arrivals` are (time in ns from the level start, sample, endpoint), in
-    /// time order,
-    /// the first `warmup` of them a warm-up that is sent but recorded apart, and the measured
-    /// window starting at `window_ns` and lasting `duration_ns`; arrival j is sent from core
-    /// `j mod cores`. The level starts at `start_at_ns` (monotonic) when given, else in a
-    /// moment ([`LEAD_NS`]). Returns when every request has finished or timed out.
+    /// time order, the first `warmup` of them a warm-up that is sent but recorded apart, and the
+    /// measured window starting at `window_ns` and lasting `duration_ns`; arrival j is sent from
+    /// core `j mod cores`. An arrival's sample indexes `requests` when the level brings them
+    /// (and the requests the cores hold otherwise). The level starts at `start_at_ns`
+    /// (monotonic) when given, else in a moment ([`LEAD_NS`]). Returns when every request has
+    /// finished or timed out.
     pub fn run_level(
         &self,
         arrivals: &[PlannedArrival],
         warmup: usize,
         (window_ns, duration_ns): (u64, u64),
         start_at_ns: Option<u64>,
+        requests: Option<Prepared>,
     ) -> Result<LevelRun, String> {
+        let requests = requests.map(Arc::new);
         let n = self.workers.len();
         let mut slices: Vec<Vec<PlannedArrival>> = (0..n)
             .map(|_| Vec::with_capacity(arrivals.len() / n + 1))
@@ -349,6 +353,7 @@ impl Engine {
                     measured_from,
                     window_start_ns: start_ns + window_ns,
                     window_end_ns,
+                    requests: requests.clone(),
                 }))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }

@@ -19,9 +19,10 @@ use crate::recorder::Recorder;
 
 /// Read-only run configuration shared by all cores (read once at thread start).
 pub(crate) struct Shared {
-    /// One per endpoint, with its rendered requests.
+    /// One per endpoint.
     pub targets: Vec<Target>,
-    pub requests: Vec<Arc<Prepared>>,
+    /// The requests until a level brings its own.
+    pub requests: Arc<Prepared>,
     /// Connections each core may have open at once (its share of the open-file limit).
     pub max_open_per_core: usize,
     pub timeout: Duration,
@@ -79,7 +80,7 @@ pub(crate) fn main(
             .collect(),
         live: shared.live[index].clone(),
         chunks: RefCell::new(ChunkParser::new()),
-        requests: RefCell::new(shared.requests.iter().cloned().map(Rc::new).collect()),
+        requests: RefCell::new(Rc::new(shared.requests.clone())),
         timeout: shared.timeout,
         queue: RefCell::new(CoreQueue::default()),
         max_inflight: shared.max_inflight[index],
@@ -99,30 +100,34 @@ pub(crate) fn main(
         // a self-waking main future in a tight loop without running other tasks or reaping
         // completions, so a pacer spinning there would stall every request on the core.
         let core = core.clone();
-        let rec =
-            match cmd {
-                Command::Level(plan) => rt.block_on(async move {
-                    monoio::spawn(run_level(core, plan, driver, busy_poll)).await
-                }),
-                Command::OpenConnections(n) => rt.block_on(async move {
-                    (
-                        monoio::spawn(open_connections(core, n)).await,
-                        Recorder::new(),
-                    )
-                }),
-                Command::Reset(requests) => {
-                    if let Some(r) = requests {
-                        core.requests.replace(r.into_iter().map(Rc::new).collect());
-                    }
-                    // Dropped sockets are closed by the runtime: let it run once.
-                    let idle: Vec<_> = core.pools.iter().flat_map(Pool::drain).collect();
-                    rt.block_on(async move {
-                        drop(idle);
-                        crate::rt::yield_now().await;
-                    });
-                    (Recorder::new(), Recorder::new())
+        let rec = match cmd {
+            Command::Level(mut plan) => {
+                if let Some(r) = plan.requests.take() {
+                    core.requests.replace(Rc::new(r));
                 }
-            };
+                rt.block_on(
+                    async move { monoio::spawn(run_level(core, plan, driver, busy_poll)).await },
+                )
+            }
+            Command::OpenConnections(n) => rt.block_on(async move {
+                (
+                    monoio::spawn(open_connections(core, n)).await,
+                    Recorder::new(),
+                )
+            }),
+            Command::Reset(requests) => {
+                if let Some(r) = requests {
+                    core.requests.replace(Rc::new(r));
+                }
+                // Dropped sockets are closed by the runtime: let it run once.
+                let idle: Vec<_> = core.pools.iter().flat_map(Pool::drain).collect();
+                rt.block_on(async move {
+                    drop(idle);
+                    crate::rt::yield_now().await;
+                });
+                (Recorder::new(), Recorder::new())
+            }
+        };
         if results.send(rec).is_err() {
             break;
         }

@@ -2,12 +2,14 @@
 //! response read from whatever bytes arrive (`response`), endpoint URLs (`url`), TLS over monoio
 //! (`tls`), socket helpers (`sock`), what an exchange takes and gives (`handler`), and the
 //! connection that runs one request/response exchange (`conn`), reading from the core's receive
-//! ring (`ring_rx`) or through monoio.
+//! ring (`ring_rx`) or through monoio. Beside the load, `blocking` runs one exchange on a
+//! connection of its own for the side channels (`/metrics`, cache resets).
 //!
 //! Data flow: `engine::exchange` takes a [`conn::Conn`] from its core's pool, writes the request
 //! bytes rendered by `prepared`, and reads the response through `response` (`head` → `body`)
 //! → the handler (`sse`).
 
+pub mod blocking;
 pub mod body;
 pub mod conn;
 pub mod handler;

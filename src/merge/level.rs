@@ -22,6 +22,8 @@ pub struct Schedule {
     /// The percentiles the results report.
     pub percentiles: Vec<f64>,
     pub replay: bool,
+    /// Why the run's prompts share a prefix cache on purpose (from `prompt_uniqueness`).
+    pub shared_on_purpose: Option<String>,
 }
 
 /// One shard's part of a level: the shard, its histograms, its result.
@@ -32,8 +34,15 @@ pub struct Part<'a> {
 }
 
 /// Result keys only a shard's own result holds, copied from the first shard that has them
-/// (server metrics: only shard 0 scrapes).
-const COPIED: [&str; 3] = ["server_metrics", "server_metrics_errors", "replay"];
+/// (server metrics and the cache's reset: only shard 0 scrapes and resets).
+const COPIED: [&str; 6] = [
+    "server_metrics",
+    "server_metrics_errors",
+    "replay",
+    "server_prompt_cache",
+    "prefix_cache_reset",
+    "prompt_passes",
+];
 
 /// The merged level: its result and, as JSON, what is written (with the copied keys).
 pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(LevelStats, Value)> {
@@ -100,6 +109,7 @@ pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(Leve
         waited: r.capped,
         wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.cap_wait_ns)),
     });
+    cache_warning(&mut stats, parts, s);
     let mut json = serde_json::to_value(&stats)
         .map_err(|e| UserError::runtime(format!("level {level}: {e}")))?;
     for key in COPIED {
@@ -109,6 +119,30 @@ pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(Leve
     }
     json["shards"] = parts.iter().map(|p| p.shard).collect::<Vec<_>>().into();
     Ok((stats, json))
+}
+
+/// The merged level's prefix-cache warning, from the shards' hits together (and shard 0's
+/// reset, and the server's own share it scraped).
+fn cache_warning(stats: &mut LevelStats, parts: &[Part<'_>], s: &Schedule) {
+    let copied = |key: &str| parts.iter().find_map(|p| p.result.get(key).cloned());
+    let p = &mut stats.prompt_cache;
+    p.server_prompt_cache =
+        copied("server_prompt_cache").and_then(|v| serde_json::from_value(v).ok());
+    p.prefix_cache_reset =
+        copied("prefix_cache_reset").and_then(|v| v.as_str().map(str::to_string));
+    let cx = crate::prefix_cache::WarningContext {
+        expected: s.shared_on_purpose.as_deref(),
+        after_reset: p
+            .prefix_cache_reset
+            .as_deref()
+            .is_some_and(|r| r.starts_with("reset by")),
+        reset_caveat: None,
+    };
+    let w = crate::prefix_cache::warning(stats.qps_target, stats.successful_requests, p, cx);
+    if let Some(w) = &w {
+        stats.warnings.push(w.clone());
+    }
+    stats.prompt_cache.prompt_cache_warning = w;
 }
 
 /// The shards' verdicts on themselves, their starts, and what is missing from the level.

@@ -136,6 +136,10 @@ fn schedule(meta: &Value) -> level::Schedule {
             .map(|n| n as usize),
         percentiles: json_percentiles(&asked),
         replay: meta.get("replay").is_some_and(|r| !r.is_null()),
+        shared_on_purpose: meta
+            .pointer("/prompt_uniqueness/shared_on_purpose")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     }
 }
 

@@ -1,10 +1,13 @@
-//! The arena of prepared requests: every request's bytes, rendered once before the run into one
+//! The arena of prepared requests: a level's requests, rendered before the level into one
 //! immutable buffer ([`Prepared`]) that every core reads without copying it.
 //!
-//! A request is a list of parts (byte ranges of the buffer) sent back to back: one part for a
-//! dataset sample, or, for a synthetic prompt, a head and a tail of its own around views of the
-//! shared text that the buffer holds once. The engine hands the kernel a [`RequestBuf`], which
-//! the HTTP client writes with one vectored send.
+//! A request is a list of parts (byte ranges) sent back to back: a head, a `Content-Length`
+//! line, and the body's pieces — a dataset row's body, a synthetic prompt's JSON around views of
+//! the shared text, a marker or salt that keeps a repeated row apart. The bytes every level
+//! shares (the text, the rows' bodies, the heads) sit once in the run's *base*, which each
+//! level's arena addresses beside its own few bytes (the length lines and markers it needed):
+//! offsets below the base's length are the base's, the rest the arena's own. The engine hands
+//! the kernel a [`RequestBuf`], which the HTTP client writes with one vectored send.
 //!
 //! Why not `Bytes`: cloning a `Bytes` for each request bumps an atomic refcount that every core
 //! shares, a cross-core write on the send path. Here each core holds its own non-atomic handle
@@ -33,22 +36,41 @@ impl Part {
     }
 }
 
-/// Every request's bytes, in one buffer that never changes after it is built.
+/// Every request's bytes, in buffers that never change after they are built.
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
+    /// The run's shared bytes (empty for an arena of its own); parts below its length point here.
+    base: Arc<Vec<u8>>,
+    /// This arena's own bytes, addressed after the base's.
     bytes: Vec<u8>,
     parts: Vec<Part>,
     /// Where each request's parts end in `parts` (they start where the previous one's end).
     ends: Vec<u32>,
 }
 
-/// The arena's limit: parts address it with 32-bit offsets.
+/// The arena's limit: parts address the base and the arena's own bytes with 32-bit offsets.
 pub const MAX_ARENA_BYTES: usize = u32::MAX as usize;
 
 impl Prepared {
+    /// An empty arena whose parts may also point into `base` (parts stored in an arena that
+    /// was [`Prepared::into_base`]d).
+    pub fn on(base: Arc<Vec<u8>>) -> Self {
+        Self {
+            base,
+            ..Self::default()
+        }
+    }
+
+    /// This arena's bytes as the base of later arenas (its parts stay valid in them); it must
+    /// hold no request.
+    pub fn into_base(self) -> Arc<Vec<u8>> {
+        debug_assert!(self.ends.is_empty() && self.base.is_empty());
+        Arc::new(self.bytes)
+    }
+
     /// Adds `bytes` to the arena (not yet part of any request); `None` past [`MAX_ARENA_BYTES`].
     pub fn store(&mut self, bytes: &[u8]) -> Option<Part> {
-        let start = self.bytes.len();
+        let start = self.base.len() + self.bytes.len();
         if start + bytes.len() > MAX_ARENA_BYTES {
             return None;
         }
@@ -59,7 +81,7 @@ impl Prepared {
         })
     }
 
-    /// A range of what is stored, from `offset` (of a part stored earlier) on.
+    /// The range `from..to` of a part stored earlier.
     pub fn part_at(base: Part, from: usize, to: usize) -> Part {
         Part {
             start: base.start + from as u32,
@@ -96,7 +118,17 @@ impl Prepared {
     }
 
     fn slice(&self, p: Part) -> &[u8] {
-        &self.bytes[p.start as usize..(p.start + p.len) as usize]
+        self.range(p.start as usize, (p.start + p.len) as usize)
+    }
+
+    /// The bytes at `start..end` of the address space (a part never spans base and own bytes).
+    fn range(&self, start: usize, end: usize) -> &[u8] {
+        let base = self.base.len();
+        if start >= base {
+            &self.bytes[start - base..end - base]
+        } else {
+            &self.base[start..end]
+        }
     }
 
     /// Request `i` as one byte string (a copy; for tests and checks).
@@ -108,7 +140,7 @@ impl Prepared {
             .collect()
     }
 
-    /// The arena's size in bytes, and the parts' count.
+    /// The arena's own size in bytes (the base is shared), and the parts' count.
     pub fn footprint(&self) -> (usize, usize) {
         (self.bytes.len(), self.parts.len())
     }
@@ -167,14 +199,15 @@ pub struct PartBuf {
 
 impl PartBuf {
     pub fn as_slice(&self) -> &[u8] {
-        &self.arena.bytes[self.start..self.end]
+        self.arena.range(self.start, self.end)
     }
 }
 
-// SAFETY: the pointer is into `Prepared::bytes`, which is never mutated or reallocated after the
-// `Prepared` is built (it sits behind an `Arc` with no mutable access), and `self` keeps it alive
-// through its `Rc<Arc<_>>` for as long as the runtime holds this buffer. `bytes_init` is the
-// length of the view, which lies within `bytes`.
+// SAFETY: the pointer is into `Prepared::bytes` or its base, neither of which is mutated or
+// reallocated after the `Prepared` is built (it sits behind an `Arc` with no mutable access, and
+// its base behind an `Arc` it holds), and `self` keeps both alive through its `Rc<Arc<_>>` for as
+// long as the runtime holds this buffer. `bytes_init` is the length of the view, which lies
+// within one of the two.
 unsafe impl monoio::buf::IoBuf for PartBuf {
     fn read_ptr(&self) -> *const u8 {
         self.as_slice().as_ptr()
@@ -218,5 +251,25 @@ mod tests {
         let seen = unsafe { std::slice::from_raw_parts(tail.read_ptr(), tail.bytes_init()) };
         assert_eq!(seen, b"34");
         assert!(RequestBuf::new(&core, 1).is_empty());
+    }
+
+    #[test]
+    fn an_arena_on_a_base_sends_the_bases_bytes_and_its_own() {
+        let mut shared = Prepared::default();
+        let head = shared.store(b"HEAD ").unwrap();
+        let text = shared.store(b"abcdef").unwrap();
+        let base = shared.into_base();
+        let mut level = Prepared::on(base.clone());
+        let own = level.store(b"[m]").unwrap();
+        level.push_request([head, own, Prepared::part_at(text, 1, 4)]);
+        let mut other = Prepared::on(base);
+        other.push_request([head, text]);
+        assert_eq!(level.get(0), b"HEAD [m]bcd");
+        assert_eq!(other.get(0), b"HEAD abcdef");
+        assert_eq!(level.footprint(), (3, 3));
+        let core: CoreRequests = Rc::new(Arc::new(level));
+        let r = RequestBuf::new(&core, 0);
+        assert_eq!(r.owned_part(1, 1).as_slice(), b"m]");
+        assert_eq!(r.owned_part(2, 0).as_slice(), b"bcd");
     }
 }

@@ -1,25 +1,29 @@
-//! Prepared requests: the complete HTTP/1.1 bytes of each dataset row, rendered once before the
-//! run into one immutable arena ([`Prepared`], in `arena`) that every core reads without copying
-//! it.
+//! Prepared requests: the HTTP/1.1 bytes every prompt of a run sends, rendered before each level
+//! into one immutable arena ([`Prepared`], in `arena`) that every core reads without copying it.
 //!
-//! Data flow: `dataset` rows + flags → [`render_all`] → the engine's cores, which pick row
-//! `i mod n` for arrival `i` and hand the kernel a [`RequestBuf`] (a view into the arena). A
-//! sample read from a file is rendered whole; a synthetic prompt (`synthetic`) is a head and a
-//! tail of its own around views of the shared text, so a million-row trace is never rendered
-//! whole per row.
+//! Data flow: `dataset` rows + flags → [`RunRequests`] (in `level`: the run's shared bytes, once:
+//! heads, each row's body, the synthetic text) → before each level, [`RunRequests::level`]
+//! renders the level's prompts (`unique`: which row each prompt sends, and what keeps a repeat
+//! apart) as parts of that → the engine's cores, which hand the kernel a [`RequestBuf`] (a view
+//! into the arena). A row's body is cut where a marker may go (`synthetic`), and a synthetic
+//! prompt is its body's pieces around views of the shared text, so no prompt is ever rendered
+//! whole.
 
 mod arena;
+mod level;
 mod synthetic;
+pub mod unique;
 
 use serde::Serialize;
 
-use crate::dataset::{Message, Rows, Sample};
+use crate::dataset::{Message, Sample};
 use crate::error::{Result, UserError};
 use crate::http::url::Endpoint;
 use crate::secret::{is_secret_name, masked_header};
 
 pub use crate::cli::Api;
 pub use arena::{CoreRequests, Part, PartBuf, Prepared, RequestBuf, MAX_ARENA_BYTES};
+pub use level::{LevelRequests, RunRequests};
 
 /// What every request shares.
 #[derive(Debug, Clone)]
@@ -119,17 +123,12 @@ fn too_large() -> UserError {
     ))
 }
 
-/// Renders every row. Fails (without echoing the key) if the key could break the header.
-pub fn render_all(t: &RequestTemplate<'_>, rows: &Rows) -> Result<Prepared> {
+/// Every sample as one whole request each, in order (for `selftest`, and tests).
+pub fn render_samples(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Prepared> {
     check_api_key(t.api_key)?;
     let mut prepared = Prepared::default();
-    match rows {
-        Rows::Samples(samples) => {
-            for s in samples {
-                prepared.push(&render(t, s)).ok_or_else(too_large)?;
-            }
-        }
-        Rows::Synthetic(set) => synthetic::render(t, set, &mut prepared)?,
+    for s in samples {
+        prepared.push(&render(t, s)).ok_or_else(too_large)?;
     }
     Ok(prepared)
 }
@@ -295,7 +294,7 @@ mod tests {
             headers: &[],
             ignore_eos: false,
         };
-        let all = render_all(&t, &Rows::Samples(samples.clone())).unwrap();
+        let all = render_samples(&t, &samples).unwrap();
         let req = all.get(0);
         let text = std::str::from_utf8(&req).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -315,7 +314,7 @@ mod tests {
         let r = render(&t, &samples[0]);
         assert!(!std::str::from_utf8(&r).unwrap().contains("stream_options"));
         t.api_key = "a\r\nX-Evil: 1";
-        let e = render_all(&t, &Rows::Samples(samples)).unwrap_err();
+        let e = render_samples(&t, &samples).unwrap_err();
         assert!(!e.message.contains("Evil"));
     }
 

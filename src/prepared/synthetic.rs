@@ -1,31 +1,18 @@
-//! Synthetic rows as requests: each is the head every request shares, its own `Content-Length`
-//! line, the body's JSON up to the prompt, the prompt's spans as views of the shared text, and
-//! the rest of the body. Only the shared text, one head, and one copy of each distinct length
-//! line and body piece are stored, so a million rows take parts, not prompts.
+//! The JSON pieces of requests: a body cut where the prompt's text (or a marker before it)
+//! goes, so that the text can be sent as views of the shared text and a marker slipped in
+//! without rendering any body twice. Synthetic prompts' bodies are the pieces around the whole
+//! prompt, one pair per answer length; a dataset row's body is cut where its first user
+//! message's text starts.
 
-use std::collections::HashMap;
-
-use super::arena::{Part, Prepared};
-use super::{body, head_before_length, too_large, Api, RequestTemplate};
-use crate::dataset::{Message, Synthetic};
-use crate::error::Result;
+use super::{body, flatten, Api, RequestTemplate};
+use crate::dataset::{Message, Sample};
 
 /// Stands for the prompt while the body is serialized; the JSON is cut where it lands. Control
 /// characters are escaped in JSON, so no user text serializes to this.
 const PLACEHOLDER: &str = "\u{1}qpsbench-prompt\u{1}";
 
-/// The body's JSON before and after the prompt's text, for answers of `max_tokens`.
-fn body_around_prompt(t: &RequestTemplate<'_>, max_tokens: u32) -> (Vec<u8>, Vec<u8>) {
-    let json = match t.api {
-        Api::Chat => {
-            let user = [Message {
-                role: "user",
-                content: PLACEHOLDER.to_string(),
-            }];
-            body(t, Some(&user), None, Some(max_tokens))
-        }
-        Api::Completions => body(t, None, Some(PLACEHOLDER.to_string()), Some(max_tokens)),
-    };
+/// `json` cut where the placeholder was, without it.
+fn cut(json: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
     let mark = serde_json::to_string(PLACEHOLDER).expect("a string serializes");
     // Inside the quotes: the prompt's text replaces the placeholder's.
     let inner = &mark.as_bytes()[1..mark.len() - 1];
@@ -36,74 +23,68 @@ fn body_around_prompt(t: &RequestTemplate<'_>, max_tokens: u32) -> (Vec<u8>, Vec
     (json[..at].to_vec(), json[at + inner.len()..].to_vec())
 }
 
-/// Appends every row of `set` to `out`.
-pub fn render(t: &RequestTemplate<'_>, set: &Synthetic, out: &mut Prepared) -> Result<()> {
-    let text = out.store(set.text.bytes()).ok_or_else(too_large)?;
-    let head = out
-        .store(head_before_length(t).as_bytes())
-        .ok_or_else(too_large)?;
-    let mut bodies: HashMap<u32, (Part, Part)> = HashMap::new();
-    let mut lengths: HashMap<usize, Part> = HashMap::new();
-    let mut parts: Vec<Part> = Vec::new();
-    for i in 0..set.len() {
-        let (spans, max_tokens) = set.row(i);
-        let (before, after) = match bodies.get(&max_tokens) {
-            Some(&b) => b,
-            None => {
-                let (a, b) = body_around_prompt(t, max_tokens);
-                let pair = (
-                    out.store(&a).ok_or_else(too_large)?,
-                    out.store(&b).ok_or_else(too_large)?,
-                );
-                bodies.insert(max_tokens, pair);
-                pair
-            }
-        };
-        parts.clear();
-        parts.extend([head, head, before]);
-        for &span in spans {
-            for (a, b) in set.text.ranges(span).into_iter().flatten() {
-                parts.push(Prepared::part_at(text, a, b));
-            }
+/// The body's JSON before and after a synthetic prompt's text, for answers of `max_tokens`.
+pub fn body_around_prompt(t: &RequestTemplate<'_>, max_tokens: u32) -> (Vec<u8>, Vec<u8>) {
+    let json = match t.api {
+        Api::Chat => {
+            let user = [Message {
+                role: "user",
+                content: PLACEHOLDER.to_string(),
+            }];
+            body(t, Some(&user), None, Some(max_tokens))
         }
-        parts.push(after);
-        let content_length: usize = parts[2..].iter().map(Part::len).sum();
-        parts[1] = match lengths.get(&content_length) {
-            Some(&p) => p,
-            None => {
-                let line = format!("Content-Length: {content_length}\r\n\r\n");
-                let p = out.store(line.as_bytes()).ok_or_else(too_large)?;
-                lengths.insert(content_length, p);
-                p
-            }
-        };
-        out.push_request(parts.iter().copied());
+        Api::Completions => body(t, None, Some(PLACEHOLDER.to_string()), Some(max_tokens)),
+    };
+    cut(json)
+}
+
+/// A dataset row's body, cut where its first user message's text starts (the first message's,
+/// if none is the user's; a prompt-only row's prompt, for the completions API).
+pub fn body_around_row(t: &RequestTemplate<'_>, sample: &Sample) -> (Vec<u8>, Vec<u8>) {
+    let mut messages = sample.messages.clone();
+    let first = messages.iter().position(|m| m.role == "user").unwrap_or(0);
+    if let Some(m) = messages.get_mut(first) {
+        m.content.insert_str(0, PLACEHOLDER);
     }
-    Ok(())
+    let json = match t.api {
+        Api::Chat if messages.is_empty() => {
+            // No message to mark: the marker goes first in an empty user message.
+            let user = [Message {
+                role: "user",
+                content: PLACEHOLDER.to_string(),
+            }];
+            body(t, Some(&user), None, sample.max_tokens)
+        }
+        Api::Chat => body(t, Some(&messages), None, sample.max_tokens),
+        Api::Completions => {
+            let prompt = match &sample.prompt {
+                Some(p) => format!("{PLACEHOLDER}{p}"),
+                None if messages.is_empty() => PLACEHOLDER.to_string(),
+                None => flatten(&messages),
+            };
+            body(t, None, Some(prompt), sample.max_tokens)
+        }
+    };
+    cut(json)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::text::Text;
     use crate::http::url::Endpoint;
 
     #[test]
-    fn a_synthetic_request_is_its_prompt_inside_a_complete_body() {
+    fn a_rows_body_is_cut_where_its_first_user_message_starts() {
         let ep = Endpoint::parse("http://127.0.0.1:9/v1/chat/completions").unwrap();
-        let mut set = Synthetic::new(Text::new(1 << 10));
-        let shared = set.text.allocate(6);
-        let own = set.text.allocate(4);
-        set.push(&[shared, own], 30);
-        set.push(&[shared], 30);
-        let extra = serde_json::json!({"top_p": 0.5})
-            .as_object()
-            .cloned()
-            .unwrap();
+        let samples = crate::dataset::parse(
+            br#"[{"prompt_content":"Be \"brief\"","cut_chat_history":[{"role":"user","content":"Hi\n"}]}]"#,
+            "t",
+        )
+        .unwrap();
         for api in [Api::Chat, Api::Completions] {
             let t = RequestTemplate {
                 api,
-                extra_body: Some(&extra),
+                extra_body: None,
                 endpoint: &ep,
                 api_key: "k",
                 model: "m",
@@ -112,33 +93,32 @@ mod tests {
                 include_usage: true,
                 continuous_usage: false,
                 headers: &[],
-                ignore_eos: true,
+                ignore_eos: false,
             };
-            let mut p = Prepared::default();
-            render(&t, &set, &mut p).unwrap();
-            assert_eq!(p.len(), 2);
-            for i in 0..2 {
-                let req = String::from_utf8(p.get(i)).unwrap();
-                let (head, body) = req.split_once("\r\n\r\n").unwrap();
-                assert!(
-                    head.contains(&format!("Content-Length: {}", body.len())),
-                    "{head}"
-                );
-                let v: serde_json::Value = serde_json::from_str(body).unwrap();
-                let prompt = match api {
-                    Api::Chat => v["messages"][0]["content"].as_str().unwrap().to_string(),
-                    Api::Completions => v["prompt"].as_str().unwrap().to_string(),
-                };
-                assert_eq!(prompt, set.prompt(i));
-                assert_eq!(
-                    (v["max_tokens"].as_u64(), v["min_tokens"].as_u64()),
-                    (Some(30), Some(30))
-                );
-                assert_eq!(
-                    (v["ignore_eos"].as_bool(), v["top_p"].as_f64()),
-                    (Some(true), Some(0.5))
-                );
+            let (a, b) = body_around_row(&t, &samples[0]);
+            let whole = [a.clone(), b.clone()].concat();
+            // Uncut, it is the row's body as rendered whole.
+            let rendered = super::super::render(&t, &samples[0]);
+            assert!(rendered.ends_with(&whole));
+            // A marker at the cut lands at the start of the user's text.
+            let marked = [a, br#" w\n"#.to_vec(), b].concat();
+            let v: serde_json::Value = serde_json::from_slice(&marked).unwrap();
+            match api {
+                Api::Chat => {
+                    assert_eq!(v["messages"][0]["content"], "Be \"brief\"");
+                    assert_eq!(v["messages"][1]["content"], " w\nHi\n");
+                }
+                Api::Completions => {
+                    assert_eq!(
+                        v["prompt"],
+                        "System: Be \"brief\"\nUser:  w\nHi\n\nAssistant:"
+                    );
+                }
             }
+            let (x, y) = body_around_prompt(&t, 7);
+            let v: serde_json::Value =
+                serde_json::from_slice(&[x, b" text".to_vec(), y].concat()).unwrap();
+            assert_eq!(v["max_tokens"], 7);
         }
     }
 }

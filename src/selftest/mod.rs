@@ -25,7 +25,7 @@ use crate::error::{Result, UserError};
 use crate::http::conn::Target;
 use crate::http::url::Endpoint;
 use crate::mock::{self, MockConfig};
-use crate::prepared::{render_all, Prepared, RequestTemplate};
+use crate::prepared::{render_samples, Prepared, RequestTemplate};
 use crate::report::results::RunDir;
 use crate::stalls::{self, CpuStalls};
 use crate::stats::{json_percentiles, LevelStats, SendLag};
@@ -261,7 +261,7 @@ pub(crate) fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Pr
         headers: &[],
         ignore_eos: false,
     };
-    let requests = render_all(&template, &crate::dataset::Rows::Samples(samples))?;
+    let requests = render_samples(&template, &samples)?;
     let addrs = endpoint.resolve().map_err(UserError::input)?;
     let target = Target {
         addrs: addrs.into(),
@@ -280,7 +280,7 @@ pub(crate) fn start_client(
     Engine::start(EngineConfig {
         cores: cpus.len(),
         targets: vec![target.clone()],
-        requests: vec![requests.clone()],
+        requests: requests.clone(),
         max_connections: crate::limits::connection_budget(
             crate::limits::raise_nofile().0,
             cpus.len(),
@@ -418,7 +418,7 @@ fn level_spec(
         max_concurrency: None,
         percentiles: PCTS.get_or_init(|| json_percentiles(&[])),
         thresholds: thresholds(),
-        samples: 1,
+        prompts: None,
         replay: None,
         progress: crate::report::progress::Mode::Off,
         shard: None,

@@ -2,8 +2,7 @@
 //! second over its own connection, with its own timeout, and keeps each scrape's values. A
 //! failing or slow scrape never disturbs the run: it is counted, and warned about once.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,12 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::{Scrape, Selection};
 use crate::clock::now_ns;
-use crate::http::body::BodyDecoder;
-use crate::http::head::parse_head;
+use crate::http::blocking::{call, Call};
 use crate::http::url::Endpoint;
-
-/// The largest `/metrics` body read (vLLM's is ~100 KB).
-const MAX_BODY: usize = 16 << 20;
 
 /// Where to scrape: the parsed URL and its resolved addresses.
 #[derive(Debug, Clone)]
@@ -39,68 +34,18 @@ impl Target {
 
 /// One GET of the metrics text, within `timeout` in all.
 pub fn fetch(target: &Target, timeout: Duration) -> Result<String, String> {
-    let deadline = Instant::now() + timeout;
-    let left = || {
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1))
-    };
-    let addr = target.addrs.first().ok_or("no address")?;
-    let mut s = TcpStream::connect_timeout(addr, left()).map_err(|e| format!("connect: {e}"))?;
-    s.set_write_timeout(Some(left()))
-        .map_err(|e| e.to_string())?;
-    let e = &target.endpoint;
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/plain\r\nUser-Agent: qpsbench/{}\r\nConnection: close\r\n\r\n",
-        e.target,
-        e.authority,
-        env!("CARGO_PKG_VERSION")
-    );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let head = loop {
-        if let Some(h) = parse_head(&buf).map_err(|e| format!("bad response head: {e:?}"))? {
-            break h;
-        }
-        s.set_read_timeout(Some(left()))
-            .map_err(|e| e.to_string())?;
-        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
-        if n == 0 || buf.len() > MAX_BODY {
-            return Err("closed before the response head".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    if head.status != 200 {
-        return Err(format!("HTTP {}", head.status));
-    }
-    let mut body = Vec::new();
-    let mut decoder = BodyDecoder::new(head.framing);
-    let mut pending = buf.split_off(head.len);
-    loop {
-        let mut at = 0;
-        while at < pending.len() && !decoder.is_done() {
-            let (used, data) = decoder
-                .decode(&pending[at..])
-                .map_err(|e| format!("{e:?}"))?;
-            body.extend_from_slice(data.unwrap_or_default());
-            at += used;
-            if used == 0 {
-                break;
-            }
-        }
-        if decoder.is_done() || body.len() > MAX_BODY {
-            break;
-        }
-        s.set_read_timeout(Some(left()))
-            .map_err(|e| e.to_string())?;
-        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            decoder.eof().map_err(|e| format!("{e:?}"))?;
-            break;
-        }
-        pending = chunk[..n].to_vec();
+    let (status, body) = call(
+        &Call {
+            method: "GET",
+            endpoint: &target.endpoint,
+            addrs: &target.addrs,
+            headers: "Accept: text/plain\r\n",
+            body: b"",
+        },
+        timeout,
+    )?;
+    if status != 200 {
+        return Err(format!("HTTP {status}"));
     }
     String::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())
 }
