@@ -32,7 +32,9 @@ fn memory_stays_flat_over_20000_requests_in_one_level() {
     assert_eq!(f(l, "total_requests"), 20_000.0, "{l}");
     assert_eq!(f(l, "success_rate"), 100.0, "{l}");
     // Each request's task is ~3.5 KiB: held to the level's end, 20,000 of them took the peak
-    // from ~25 MiB to ~95 MiB (release build).
+    // from ~25 MiB to ~95 MiB (release build). What a level rightly holds per arrival is ~110
+    // bytes (its plan, and its own request's parts: prompts never repeat by accident), 2 MiB
+    // here; this debug build peaks at ~61-64 MiB on the 2-core dev VM.
     let rss = children_max_rss_mib();
-    assert!(rss < 60.0, "peak RSS {rss:.0} MiB");
+    assert!(rss < 75.0, "peak RSS {rss:.0} MiB");
 }

@@ -70,7 +70,16 @@ fn strs(dirs: &[PathBuf]) -> Vec<&str> {
 #[test]
 fn four_shards_merge_into_the_single_process_expectation() {
     let _g = serial();
-    let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "6"]);
+    // The endpoint's prefix cache would find any prompt two shards (or two levels) both sent.
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "2",
+        "--output-tokens",
+        "6",
+        "--prefix-cache",
+    ]);
     let tmp = TempDir::new("merge4");
     let flags = schedule_flags("11");
     let dirs = run_shards(&mock.url, tmp.path(), 4, &[0, 1, 2, 3], &flags);
@@ -99,6 +108,19 @@ fn four_shards_merge_into_the_single_process_expectation() {
         assert_eq!(level["successful_requests"], level["total_requests"]);
         assert_eq!(level["client_limited"], false, "{level}");
         assert_eq!(level["shards"], serde_json::json!([0, 1, 2, 3]));
+        // No prompt of the schedule was sent twice, by any shard: no cache hit anywhere, and
+        // the merged cache counts are the records' own.
+        assert_eq!(level["cache_hit_requests"], 0, "{level}");
+        assert_eq!(
+            level["requests_with_cached_tokens"],
+            level["total_requests"]
+        );
+        let cached: u64 = records
+            .iter()
+            .filter(|r| r["level"] == i as u64 + 1 && !r["warmup"].as_bool().unwrap())
+            .map(|r| r["cached_tokens"].as_u64().unwrap())
+            .sum();
+        assert_eq!(level["cached_prompt_tokens_total"], cached, "{level}");
         assert!(level["send_gap_fit"]["gaps"].as_u64().unwrap() >= qps as u64 * 2 - 1);
         // The merged TTFT percentiles are those of the concatenated records, within the
         // histograms' precision (3 significant figures) and the records' 0.1 µs.

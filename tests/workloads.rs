@@ -48,7 +48,13 @@ fn random_prompts_get_exactly_their_answer_length_with_ignore_eos() {
     let m = run.metadata();
     assert_eq!(m["dataset_name"], "random");
     assert_eq!(m["dataset_params"]["random_input_len"], 200);
-    assert_eq!(m["dataset_params"]["random_pool_size"], 1000);
+    // No pool unless asked: every prompt drawn anew.
+    assert_eq!(
+        m["dataset_params"]["random_pool_size"],
+        serde_json::Value::Null
+    );
+    let samples: std::collections::HashSet<_> = recs.iter().map(|r| r["sample"].clone()).collect();
+    assert_eq!(samples.len(), 20, "each request its own prompt");
     assert!(
         m["ignore_eos"].as_str().unwrap().starts_with("requested"),
         "{m}"

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
+pub mod llama;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_qpsbench");
 
 /// Load tests take this lock so that two of them never share the 2 cores of a CI machine.
@@ -173,16 +175,20 @@ pub fn qpsbench(args: &[&str], results: &Path) -> Run {
 }
 
 pub fn qpsbench_env(args: &[&str], results: &Path, env: &[(&str, &str)]) -> Run {
-    let before: Vec<PathBuf> = list(results);
-    let output = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .arg("--results-dir")
         .arg(results)
         .env_remove("QPSBENCH_API_KEY")
         .env_remove("OPENAI_API_KEY")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run qpsbench");
+        .envs(env.iter().copied());
+    run_command(cmd, results)
+}
+
+/// Runs a prepared qpsbench command whose results go under `results`.
+pub fn run_command(mut cmd: Command, results: &Path) -> Run {
+    let before: Vec<PathBuf> = list(results);
+    let output = cmd.output().expect("run qpsbench");
     let dir = list(results).into_iter().find(|p| !before.contains(p));
     Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
