@@ -387,12 +387,6 @@ impl LevelStats {
             0.0
         };
         let failed: u64 = r.errors.values().map(|e| e.count).sum();
-        let source = match (r.usage_counted, r.estimated_counted) {
-            (0, 0) => "none",
-            (_, 0) => "usage",
-            (0, _) => "estimated",
-            _ => "mixed",
-        };
         let per = |n: u64| (n > 0).then(|| round6(r.cpu_ns as f64 / 1000.0 / n as f64));
         Self {
             qps_target,
@@ -439,7 +433,7 @@ impl LevelStats {
             duration_s,
             sending_window_s: round6(window_s),
             output_tokens_total: r.output_tokens,
-            token_count_source: source,
+            token_count_source: token_count_source(r),
             requests_with_usage: r.usage_counted,
             requests_estimated: r.estimated_counted,
             prompt_tokens_total: r.prompt_tokens,
@@ -474,6 +468,16 @@ impl LevelStats {
     /// The level's prefix-cache warning, if it has one.
     pub fn prompt_cache_warning(&self) -> Option<&str> {
         self.prompt_cache.prompt_cache_warning.as_deref()
+    }
+}
+
+/// Where a level's output token counts came from: `usage`, `estimated`, `mixed` or `none`.
+fn token_count_source(r: &Recorder) -> &'static str {
+    match (r.usage_counted, r.estimated_counted) {
+        (0, 0) => "none",
+        (_, 0) => "usage",
+        (0, _) => "estimated",
+        _ => "mixed",
     }
 }
 

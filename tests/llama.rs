@@ -293,15 +293,7 @@ fn a_reset_empties_llama_cpps_cache_or_says_why_it_cannot() {
         said.contains("HTTP 501") && said.contains("--slot-save-path"),
         "{said}"
     );
-    assert_eq!(
-        refused
-            .stderr
-            .matches("warning: --reset-prefix-cache")
-            .count(),
-        1,
-        "{}",
-        refused.stderr
-    );
+    assert_warned_once(&refused, "--reset-prefix-cache");
     for run in [control, held, refused] {
         let _ = std::fs::remove_dir_all(run.dir.unwrap());
     }

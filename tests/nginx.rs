@@ -38,14 +38,6 @@ fn require_nginx() -> Option<PathBuf> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// nginx in the foreground with its own prefix folder; stopped (SIGTERM to the master, which
 /// stops its workers) on drop.
 struct Nginx {

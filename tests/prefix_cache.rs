@@ -177,15 +177,7 @@ fn the_reset_empties_the_endpoints_cache_or_says_why_it_cannot() {
     ]);
     let refused = qpsbench(&args, tmp.path());
     assert_eq!(refused.code(), 0, "{}", refused.stderr);
-    assert_eq!(
-        refused
-            .stderr
-            .matches("warning: --reset-prefix-cache")
-            .count(),
-        1,
-        "{}",
-        refused.stderr
-    );
+    assert_warned_once(&refused, "--reset-prefix-cache");
     let said = refused.metadata()["prefix_cache_reset"]["first"]["said"]
         .as_str()
         .unwrap()

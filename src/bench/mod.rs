@@ -40,7 +40,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     crate::interrupt::install();
     let engine = plan.start_engine()?;
     let probed = probe::optional_fields(&engine, &mut plan, &mut requests)?;
-    let reset = reset::Resetter::start(&plan)?;
+    let reset = reset::Resetter::start(&plan);
     let uniqueness = requests
         .unique
         .report(plan.prompts_planned(), plan.shared_on_purpose().as_deref());

@@ -59,6 +59,45 @@ pub struct Plan {
     pub server_metrics: Option<super::watch::ServerMetrics>,
     /// `--shard K/N`: this process sends the arrivals i mod N = K (`None`: all of them).
     pub shard: Option<(usize, usize)>,
+    /// `--reset-prefix-cache`, checked.
+    pub reset: ResetAsk,
+}
+
+/// `--reset-prefix-cache`: off, the way the server answers, or a URL to POST.
+pub enum ResetAsk {
+    Off,
+    Auto,
+    Url {
+        /// As shown (secret query parameters masked).
+        shown: String,
+        endpoint: Endpoint,
+        addrs: Vec<SocketAddr>,
+    },
+}
+
+/// `--reset-prefix-cache`: `off`, `auto`, or an `http://` URL whose host resolves.
+fn reset_ask(asked: &str) -> Result<ResetAsk> {
+    let url = match asked.trim() {
+        "off" => return Ok(ResetAsk::Off),
+        "auto" => return Ok(ResetAsk::Auto),
+        url => url,
+    };
+    let bad = |why: String| UserError::input(format!("--reset-prefix-cache: {why}"));
+    let shown = mask_url(url);
+    let expected = "expected auto, off or an http:// URL";
+    let endpoint =
+        Endpoint::parse(url).map_err(|e| bad(format!("{}; {expected}", e.replace(url, &shown))))?;
+    if endpoint.tls {
+        return Err(bad(format!(
+            "'{shown}': only http:// is supported; {expected}"
+        )));
+    }
+    let addrs = endpoint.resolve().map_err(bad)?;
+    Ok(ResetAsk::Url {
+        shown,
+        endpoint,
+        addrs,
+    })
 }
 
 /// One `--endpoint`, parsed, resolved and with its TLS settings.
@@ -157,9 +196,10 @@ impl Plan {
             .transpose()?;
         check_api_key(&api_key)?;
         salt_is_ours(&args, extra_body.as_ref())?;
-        super::reset::check(&args.workload.reset_prefix_cache)?;
+        let reset = reset_ask(&args.workload.reset_prefix_cache)?;
         let shard = shard_of(&args, fixed_levels.is_none())?;
         let plan = Self {
+            reset,
             shard,
             server_metrics: super::watch::plan(&args)?.filter(|_| scrapes(shard)),
             workload,

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::plan::Plan;
-use crate::error::{Result, UserError};
+use super::plan::{Plan, ResetAsk};
 use crate::http::blocking::{call, Call};
 use crate::http::url::Endpoint;
 
@@ -95,18 +94,18 @@ pub struct Meta {
 }
 
 impl Resetter {
-    /// `--reset-prefix-cache`, checked (a bad URL exits with 2); `None` when off, or on a shard
-    /// other than 0. The first reset is made here, before the first level.
-    pub fn start(plan: &Plan) -> Result<Option<(Self, Meta)>> {
+    /// `--reset-prefix-cache` (checked with the plan); `None` when off, or on a shard other than
+    /// 0. The first reset is made here, before the first level.
+    pub fn start(plan: &Plan) -> Option<(Self, Meta)> {
         let asked = plan.args.workload.reset_prefix_cache.trim();
-        if asked == "off" {
-            return Ok(None);
+        if matches!(plan.reset, ResetAsk::Off) {
+            return None;
         }
         if let Some((k, _)) = plan.shard.filter(|&(k, _)| k > 0) {
             eprintln!("note: --reset-prefix-cache: only shard 0 resets the server's cache; this is shard {k}");
-            return Ok(None);
+            return None;
         }
-        let servers = servers(plan, asked)?;
+        let servers = servers(plan);
         let mut headers = String::new();
         if !plan
             .headers
@@ -121,7 +120,7 @@ impl Resetter {
         let mut r = Self {
             servers,
             headers,
-            way: (asked != "auto").then_some(Way::Url),
+            way: matches!(plan.reset, ResetAsk::Url { .. }).then_some(Way::Url),
             first: None,
             warned: false,
         };
@@ -132,7 +131,7 @@ impl Resetter {
             way: r.way,
             first,
         };
-        Ok(Some((r, meta)))
+        Some((r, meta))
     }
 
     /// Empties the cache before a level (the first level's was done at the start).
@@ -271,42 +270,19 @@ enum Answer {
     Refused(String),
 }
 
-/// `--reset-prefix-cache`, checked with the plan (before the results folder exists): `off`,
-/// `auto`, or an `http://` URL whose host resolves.
-pub fn check(asked: &str) -> Result<()> {
-    match asked.trim() {
-        "off" | "auto" => Ok(()),
-        url => url_server(url).map(|_| ()),
-    }
-}
-
-/// The URL given, as a server to POST to.
-fn url_server(asked: &str) -> Result<Server> {
-    let bad = |why: String| UserError::input(format!("--reset-prefix-cache: {why}"));
-    let shown = crate::secret::mask_url(asked);
-    let endpoint = Endpoint::parse(asked).map_err(|e| {
-        bad(format!(
-            "{}; expected auto, off or an http:// URL",
-            e.replace(asked, &shown)
-        ))
-    })?;
-    if endpoint.tls {
-        return Err(bad(format!(
-            "'{shown}': only http:// is supported; expected auto, off or an http:// URL"
-        )));
-    }
-    let addrs = endpoint.resolve().map_err(bad)?;
-    Ok(Server {
+/// The servers to reset: each `--endpoint`'s root with `auto`, or the URL given.
+fn servers(plan: &Plan) -> Vec<Server> {
+    if let ResetAsk::Url {
         shown,
         endpoint,
         addrs,
-    })
-}
-
-/// The servers to reset: each `--endpoint`'s root with `auto`, or the URL given.
-fn servers(plan: &Plan, asked: &str) -> Result<Vec<Server>> {
-    if asked != "auto" {
-        return Ok(vec![url_server(asked)?]);
+    } = &plan.reset
+    {
+        return vec![Server {
+            shown: shown.clone(),
+            endpoint: endpoint.clone(),
+            addrs: addrs.clone(),
+        }];
     }
     let mut out = Vec::new();
     for r in &plan.replicas {
@@ -325,7 +301,7 @@ fn servers(plan: &Plan, asked: &str) -> Result<Vec<Server>> {
             addrs: r.addrs.clone(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// A server's reason: the `error.message` of a JSON error, else the body's start.

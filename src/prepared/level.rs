@@ -271,20 +271,8 @@ mod tests {
     use crate::http::url::Endpoint;
     use crate::prepared::Api;
 
-    fn template<'a>(ep: &'a Endpoint, api: Api) -> RequestTemplate<'a> {
-        RequestTemplate {
-            api,
-            extra_body: None,
-            endpoint: ep,
-            api_key: "k",
-            model: "m",
-            max_tokens: 512,
-            temperature: 0.0,
-            include_usage: true,
-            continuous_usage: false,
-            headers: &[],
-            ignore_eos: true,
-        }
+    fn template(ep: &Endpoint, api: Api) -> RequestTemplate<'_> {
+        RequestTemplate::for_test(ep, api, true)
     }
 
     /// Request `i` of `p`: (head, parsed body), the Content-Length checked.

@@ -48,6 +48,26 @@ pub struct RequestTemplate<'a> {
     pub ignore_eos: bool,
 }
 
+#[cfg(test)]
+impl<'a> RequestTemplate<'a> {
+    /// A template for tests: key `k`, model `m`, 512 tokens, usage asked, no extras.
+    pub(crate) fn for_test(endpoint: &'a Endpoint, api: Api, ignore_eos: bool) -> Self {
+        Self {
+            api,
+            extra_body: None,
+            endpoint,
+            api_key: "k",
+            model: "m",
+            max_tokens: 512,
+            temperature: 0.0,
+            include_usage: true,
+            continuous_usage: false,
+            headers: &[],
+            ignore_eos,
+        }
+    }
+}
+
 /// Parses and validates a `--header 'Name: value'`. Errors never show a secret value.
 pub fn parse_header(raw: &str) -> Result<(String, String)> {
     let Some((name, value)) = raw.split_once(':') else {

@@ -82,19 +82,7 @@ mod tests {
         )
         .unwrap();
         for api in [Api::Chat, Api::Completions] {
-            let t = RequestTemplate {
-                api,
-                extra_body: None,
-                endpoint: &ep,
-                api_key: "k",
-                model: "m",
-                max_tokens: 512,
-                temperature: 0.0,
-                include_usage: true,
-                continuous_usage: false,
-                headers: &[],
-                ignore_eos: false,
-            };
+            let t = RequestTemplate::for_test(&ep, api, false);
             let (a, b) = body_around_row(&t, &samples[0]);
             let whole = [a.clone(), b.clone()].concat();
             // Uncut, it is the row's body as rendered whole.

@@ -1,11 +1,14 @@
 //! Reporting: the console table (`table`), the results folder with its JSON files (`results`),
-//! the saturation analysis (`analysis`, `summary.json`), the PNG (`plot`), and the live progress
-//! line during a level (`progress`). Data flow: `bench` hands each finished level's `LevelStats`
+//! the saturation analysis (`analysis`, `summary.json`), the PNG (`plot`, with its
+//! `summary_panel`), the timeline's picture (`timeline_plot`), what the pictures share
+//! (`style`), and the live progress line during a level (`progress`). Data flow: `bench` hands each finished level's `LevelStats`
 //! here.
 
 pub mod analysis;
 pub mod plot;
 pub mod progress;
 pub mod results;
+pub mod style;
+mod summary_panel;
 pub mod table;
 pub mod timeline_plot;

@@ -1,6 +1,7 @@
 //! The picture (`--plot`, `qpsbench plot DIR`): the seed's 3×2 PNG, 3200×1200 px (32×12 inches at
 //! 100 dpi) — (1) target vs actual and throughput QPS with the success rate, (2) TTFT, (3) E2E
-//! latency and (4) tokens/sec percentiles per level, (5) the summary and recommendations as text,
+//! latency and (4) tokens/sec percentiles per level, (5) the summary and recommendations as text
+//! (`summary_panel`),
 //! (6) errors per level by category as stacked bars. A client-limited level is shaded and
 //! labelled in every chart and listed in the text.
 //!
@@ -9,28 +10,22 @@
 //! readable as 100, 1000. The font (DejaVu Sans) is compiled in: no system font library is needed.
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
 use super::analysis::{LevelView, Summary};
+use super::style::{err, register_font, Area, FONT, LABEL_PX, LIMITED, TEXT_PX, TICK_PX, TITLE_PX};
 
 const WIDTH: u32 = 3200;
 const HEIGHT: u32 = 1200;
-pub(super) const FONT: &str = "sans-serif";
-pub(super) const TITLE_PX: u32 = 40;
-pub(super) const LABEL_PX: u32 = 30;
-pub(super) const TICK_PX: u32 = 26;
-const TEXT_PX: u32 = 27;
 const PCTS: [(&str, RGBColor); 4] = [
     ("p50", RGBColor(31, 119, 180)),
     ("p90", RGBColor(44, 160, 44)),
     ("p95", RGBColor(255, 127, 14)),
     ("p99", RGBColor(214, 39, 40)),
 ];
-const LIMITED: RGBColor = RGBColor(200, 0, 0);
 const ERROR_COLORS: [RGBColor; 8] = [
     RGBColor(214, 39, 40),
     RGBColor(255, 127, 14),
@@ -55,21 +50,6 @@ macro_rules! draw_legend {
             .draw()
             .map_err(err)
     };
-}
-
-pub(super) fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The bytes are a valid TrueType font shipped by the `dejavu` crate.
-        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
-        let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
-    });
-}
-
-type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
-
-pub(super) fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
 }
 
 /// Renders the PNG to `path`. `levels` may be in any order and any number (one or more).
@@ -99,7 +79,7 @@ pub fn render(
     percentile_panel(&panels[3], &levels, "Tokens/sec per request", |l, k| {
         l.tokens_per_sec.get(k).copied().flatten()
     })?;
-    summary_panel(&panels[4], summary)?;
+    super::summary_panel::draw(&panels[4], summary)?;
     errors_panel(&panels[5], &levels)?;
     root.present().map_err(err)
 }
@@ -371,169 +351,6 @@ fn short(v: f64) -> String {
     }
 }
 
-/// Splits `text` into lines of at most `width` characters, at spaces.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
-/// One line of the summary panel.
-#[derive(Debug, Clone, PartialEq)]
-enum Line {
-    /// A verdict: its label and value.
-    Head(String),
-    /// A line of a reason, wrapped.
-    Body(String),
-    /// A line of a warning (client-limited levels, the prefix cache), in red.
-    Warn(String),
-}
-
-/// The panel's lines with reasons wrapped at `width` characters. Every reason is whole unless
-/// `max_lines` (at most that many lines in all) forces a cut: then the longest reasons lose
-/// their last lines first, and a cut one ends in "… (whole text in summary.json)".
-fn summary_lines(s: &Summary, width: usize, max_lines: usize) -> Vec<Line> {
-    let v = |x: Option<f64>| x.map_or("not reached".to_string(), |v| format!("{v} QPS"));
-    let mut blocks: Vec<(Line, Vec<String>)> = Vec::new();
-    for (label, value, key) in [
-        ("Optimal QPS", s.optimal_qps, "optimal_qps"),
-        ("Saturation point", s.saturation_qps, "saturation_qps"),
-        (
-            "Recommended production limit",
-            s.recommended_limit_qps,
-            "recommended_limit_qps",
-        ),
-        (
-            "Max QPS without 503s",
-            s.max_qps_without_503,
-            "max_qps_without_503",
-        ),
-    ] {
-        let head = Line::Head(format!("{label}: {}", v(value)));
-        blocks.push((
-            head,
-            wrap(s.reasons.get(key).map_or("", String::as_str), width),
-        ));
-    }
-    if let Some([lo, hi]) = s.auto_bracket {
-        let head =
-            format!("Capacity (--qps auto): between {lo} QPS (holds) and {hi} QPS (saturates)");
-        blocks.push((Line::Head(head), Vec::new()));
-    }
-    let mut warnings: Vec<String> = Vec::new();
-    if !s.client_limited_levels.is_empty() {
-        let list: Vec<String> = s
-            .client_limited_levels
-            .iter()
-            .map(|q| q.to_string())
-            .collect();
-        warnings.extend(wrap(
-            &format!(
-                "Client-limited (left out, shaded in the charts): QPS {}",
-                list.join(", ")
-            ),
-            width,
-        ));
-    }
-    for w in &s.prompt_cache_warnings {
-        warnings.extend(wrap(&format!("Prompt cache: {w}"), width));
-    }
-    // Cut the longest reason by a line until everything fits (a reason keeps at least one).
-    let total = |b: &[(Line, Vec<String>)]| {
-        b.iter().map(|(_, r)| 1 + r.len()).sum::<usize>() + warnings.len()
-    };
-    let mut cut = vec![false; blocks.len()];
-    while total(&blocks) > max_lines {
-        let Some(i) = (0..blocks.len())
-            .filter(|&i| blocks[i].1.len() > 1)
-            .max_by_key(|&i| blocks[i].1.len())
-        else {
-            break;
-        };
-        blocks[i].1.pop();
-        cut[i] = true;
-    }
-    let mut out = Vec::new();
-    for ((head, mut reason), cut) in blocks.into_iter().zip(cut) {
-        if let (true, Some(last)) = (cut, reason.last_mut()) {
-            let keep: String = last.chars().take(width.saturating_sub(32)).collect();
-            *last = format!("{keep}… (whole text in summary.json)");
-        }
-        out.push(head);
-        out.extend(reason.into_iter().map(Line::Body));
-    }
-    out.extend(warnings.into_iter().map(Line::Warn));
-    out
-}
-
-fn summary_panel(area: &Area<'_>, s: &Summary) -> Result<(), String> {
-    let area = area.margin(20, 20, 30, 20);
-    area.fill(&RGBColor(247, 247, 247)).map_err(err)?;
-    let bold = (FONT, TITLE_PX).into_font().style(FontStyle::Bold);
-    area.draw(&Text::new("Summary and Recommendations", (20, 10), bold))
-        .map_err(err)?;
-    let room = area.dim_in_pixel().1 as i32 - 70;
-    // The largest text that shows every reason whole; at the smallest, reasons are cut to fit.
-    let sizes = [(TEXT_PX, 78usize), (TEXT_PX - 4, 92), (TEXT_PX - 8, 110)];
-    let lines = |&(px, width): &(u32, usize)| {
-        let body_h = px as i32 + 2;
-        let all = summary_lines(s, width, usize::MAX);
-        let h: i32 = all
-            .iter()
-            .map(|l| match l {
-                Line::Head(_) => px as i32 + 18,
-                _ => body_h,
-            })
-            .sum();
-        (h <= room).then_some(all)
-    };
-    let (px, width) = sizes
-        .iter()
-        .find(|size| lines(size).is_some())
-        .copied()
-        .unwrap_or(sizes[2]);
-    // What fits at that size: every verdict's line, and body lines in the rest of the room.
-    let heads = summary_lines(s, width, 0)
-        .iter()
-        .filter(|l| matches!(l, Line::Head(_)))
-        .count() as i32;
-    let max_lines = (heads + (room - heads * (px as i32 + 18)).max(0) / (px as i32 + 2)) as usize;
-    let head = (FONT, px + 3)
-        .into_font()
-        .style(FontStyle::Bold)
-        .color(&BLACK);
-    let body = (FONT, px - 3).into_font().color(&BLACK);
-    let warn = (FONT, px - 3).into_font().color(&LIMITED);
-    let mut y = 70;
-    for line in summary_lines(s, width, max_lines) {
-        let (text, x, style, step) = match line {
-            Line::Head(t) => {
-                // A verdict starts a block: a gap above it, but for the first.
-                y += if y > 70 { 8 } else { 0 };
-                (t, 20, &head, px as i32 + 10)
-            }
-            Line::Body(t) => (t, 40, &body, px as i32 + 2),
-            Line::Warn(t) => (t, 20, &warn, px as i32 + 2),
-        };
-        area.draw(&Text::new(text, (x, y), style.clone()))
-            .map_err(err)?;
-        y += step;
-    }
-    Ok(())
-}
-
 fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
     let n = levels.len();
     // Categories by total count, largest first; beyond eight, the rest are "other".
@@ -637,40 +454,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wraps_at_spaces() {
-        assert_eq!(wrap("a bb ccc dddd", 6), vec!["a bb", "ccc", "dddd"]);
+    fn ticks_are_short() {
         assert_eq!(short(0.1234), "0.123");
         assert_eq!(short(12.34), "12.3");
-    }
-
-    #[test]
-    fn the_summary_shows_every_reason_whole_or_says_where_the_rest_is() {
-        let long = "QPS 4: success 80.0% is below 95%; throughput 2.10 QPS is below 90% of the offered 3.52 QPS (80 requests ÷ (20 s + the lowest level's E2E p50 2.714 s)); TTFT p95 8.012 s is over 3× the lowest level's 0.925 s; waiting requests (llamacpp:requests_deferred) grew from 0 to 23 during QPS 4";
-        let mut s = crate::report::analysis::analyze(&[], &Default::default());
-        s.reasons.insert("saturation_qps", long.to_string());
-        s.prompt_cache_warnings =
-            vec!["QPS 1: 9 of 20 requests came from the server's prefix cache".into()];
-        let text = |lines: &[Line]| {
-            lines
-                .iter()
-                .filter_map(|l| match l {
-                    Line::Body(t) => Some(t.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let whole = summary_lines(&s, 78, usize::MAX);
-        assert!(text(&whole).contains(long), "{whole:?}");
-        assert!(whole.contains(&Line::Warn(
-            "Prompt cache: QPS 1: 9 of 20 requests came from the server's prefix cache".into()
-        )));
-        // Too little room: cut, and said so.
-        let cut = summary_lines(&s, 78, 10);
-        assert!(cut.len() <= 10, "{cut:?}");
-        assert!(
-            text(&cut).contains("(whole text in summary.json)"),
-            "{cut:?}"
-        );
     }
 }

@@ -72,6 +72,12 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
         }
         let _ = writeln!(s, "{}", cols.join(" "));
     }
+    notes(&mut s, levels);
+    s
+}
+
+/// What the table's marks mean, interrupted levels, then each level's errors by category.
+fn notes(s: &mut String, levels: &[LevelStats]) {
     if levels.iter().any(|l| l.client_limited) {
         let _ = writeln!(
             s,
@@ -114,7 +120,6 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
             let _ = writeln!(s, "  - {k}: {v} occurrences");
         }
     }
-    s
 }
 
 /// Marks a level whose figures reflect the server's prefix cache (its footnote says how much).

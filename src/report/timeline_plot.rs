@@ -14,7 +14,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::plot::{err, register_font, FONT, LABEL_PX, TICK_PX, TITLE_PX};
+use super::style::{err, register_font, FONT, LABEL_PX, TICK_PX, TITLE_PX};
 use crate::timeline::Row;
 
 const WIDTH: u32 = 2400;

@@ -71,14 +71,6 @@ pub fn split_cpus() -> (Vec<usize>, Vec<usize>) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `llama-server`; killed by its PID on drop.
 pub struct Llama {
     child: Child,
@@ -90,7 +82,7 @@ impl Llama {
     /// Starts the server with `--parallel 4 -c 8192 --threads 1 --metrics` plus `extra`, and
     /// waits until it answers `/health`.
     pub fn start(dir: &Path, scratch: &Path, extra: &[&str]) -> Self {
-        let port = free_port();
+        let port = super::free_port();
         let log = scratch.join(format!("llama-{port}.log"));
         let mut cmd = Command::new(dir.join("bin/llama-server"));
         cmd.args(["-m"])

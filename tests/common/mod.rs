@@ -11,6 +11,21 @@ pub mod llama;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_qpsbench");
 
+/// A loopback port nothing listens on (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Asserts that the run warned once, and only once, with a line starting `warning: {what}`.
+pub fn assert_warned_once(run: &Run, what: &str) {
+    let n = run.stderr.matches(&format!("warning: {what}")).count();
+    assert_eq!(n, 1, "{}", run.stderr);
+}
+
 /// Load tests take this lock so that two of them never share the 2 cores of a CI machine.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
