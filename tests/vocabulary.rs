@@ -50,3 +50,35 @@ fn a_synthetic_text_of_n_words_is_n_tokens() {
         }
     }
 }
+
+/// A prompt's own text (its number in words, then a run of the ring) is as many tokens as
+/// words, and a pass's marker before a user's message adds `marker_tokens` tokens.
+#[test]
+fn own_text_and_markers_count_as_their_words() {
+    use qpsbench::prepared::unique::{marker, marker_tokens};
+    let mut text = Text::new(1 << 16);
+    text.allocate(10);
+    let message = "Please summarise the following report in three sentences.";
+    for (name, bpe) in [
+        ("cl100k_base", cl100k_base_singleton()),
+        ("o200k_base", o200k_base_singleton()),
+    ] {
+        for (prompt, words) in [(0u64, 3u32), (7, 64), (1_000_003, 500)] {
+            let own = text.own_text(text.own(prompt, words));
+            assert_eq!(
+                bpe.encode_ordinary(&own).len(),
+                words as usize,
+                "{name}: {own:?}"
+            );
+        }
+        let plain = bpe.encode_ordinary(message).len();
+        for pass in [0u64, 2, 1023, 1024, 5_000_000] {
+            let marked = format!("{}{message}", marker(pass));
+            assert_eq!(
+                bpe.encode_ordinary(&marked).len(),
+                plain + marker_tokens(pass) as usize,
+                "{name}: {marked:?}"
+            );
+        }
+    }
+}
