@@ -110,8 +110,9 @@ fn main() {
     let t2 = Instant::now();
     let run = RunRequests::build(&[template], loaded.rows.clone(), UniquePrompts::Auto)
         .expect("render the shared bytes");
-    let prompts: Vec<(u64, u16)> = (1..=set.len() as u64).map(|p| (p, 0)).collect();
-    let level = run.level(&prompts).expect("render the level");
+    let level = run
+        .level((0..set.len()).map(|i| (i as u64 + 1, 0)))
+        .expect("render the level");
     let render_s = t2.elapsed().as_secs_f64();
     let (arena, parts) = level.prepared.footprint();
     println!(

@@ -469,6 +469,23 @@ impl LevelStats {
     pub fn prompt_cache_warning(&self) -> Option<&str> {
         self.prompt_cache.prompt_cache_warning.as_deref()
     }
+
+    /// Sets the prefix-cache warning the level's figures call for (`prefix_cache::warning`),
+    /// in `prompt_cache_warning` and among its `warnings`; returns it.
+    pub fn warn_about_cache(
+        &mut self,
+        cx: crate::prefix_cache::WarningContext<'_>,
+    ) -> Option<&str> {
+        let w = crate::prefix_cache::warning(
+            self.qps_target,
+            self.successful_requests,
+            &self.prompt_cache,
+            cx,
+        );
+        self.warnings.extend(w.clone());
+        self.prompt_cache.prompt_cache_warning = w;
+        self.prompt_cache_warning()
+    }
 }
 
 /// Where a level's output token counts came from: `usage`, `estimated`, `mixed` or `none`.

@@ -228,8 +228,7 @@ fn render(
     let Some(p) = spec.prompts else {
         return Ok((planned.iter().map(|&(t, _, e)| (t, 0, e)).collect(), None));
     };
-    let prompts: Vec<(u64, u16)> = planned.iter().map(|&(_, n, e)| (n, e)).collect();
-    let requests = p.requests.level(&prompts)?;
+    let requests = p.requests.level(planned.iter().map(|&(_, n, e)| (n, e)))?;
     let arrivals = planned
         .iter()
         .enumerate()

@@ -225,17 +225,9 @@ impl Levels<'_> {
             reset_caveat: way.map(super::reset::Way::caveat),
         };
         stats.prompt_cache.prefix_cache_reset = reset.map(|r| r.said);
-        let w = crate::prefix_cache::warning(
-            stats.qps_target,
-            stats.successful_requests,
-            &stats.prompt_cache,
-            cx,
-        );
-        if let Some(w) = &w {
+        if let Some(w) = stats.warn_about_cache(cx) {
             eprintln!("warning: {w}");
-            stats.warnings.push(w.clone());
         }
-        stats.prompt_cache.prompt_cache_warning = w;
     }
 
     /// With `--server-metrics`: the level's `server_metrics` and scrape errors, and the scrapes'

@@ -70,8 +70,7 @@ pub enum ResetAsk {
     Url {
         /// As shown (secret query parameters masked).
         shown: String,
-        endpoint: Endpoint,
-        addrs: Vec<SocketAddr>,
+        target: crate::http::blocking::Target,
     },
 }
 
@@ -82,22 +81,14 @@ fn reset_ask(asked: &str) -> Result<ResetAsk> {
         "auto" => return Ok(ResetAsk::Auto),
         url => url,
     };
-    let bad = |why: String| UserError::input(format!("--reset-prefix-cache: {why}"));
     let shown = mask_url(url);
-    let expected = "expected auto, off or an http:// URL";
-    let endpoint =
-        Endpoint::parse(url).map_err(|e| bad(format!("{}; {expected}", e.replace(url, &shown))))?;
-    if endpoint.tls {
-        return Err(bad(format!(
-            "'{shown}': only http:// is supported; {expected}"
-        )));
-    }
-    let addrs = endpoint.resolve().map_err(bad)?;
-    Ok(ResetAsk::Url {
-        shown,
-        endpoint,
-        addrs,
-    })
+    let target = crate::http::blocking::Target::parse(url).map_err(|e| {
+        UserError::input(format!(
+            "--reset-prefix-cache {}; expected auto, off or an http:// URL",
+            e.replace(url, &shown)
+        ))
+    })?;
+    Ok(ResetAsk::Url { shown, target })
 }
 
 /// One `--endpoint`, parsed, resolved and with its TLS settings.

@@ -10,14 +10,12 @@
 //! says what its reset did (`prefix_cache_reset`); `metadata.json` says what the first one did.
 //! With `--shard`, only shard 0 resets. Plain `http://` only, on its own connections.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::plan::{Plan, ResetAsk};
-use crate::http::blocking::{call, Call};
-use crate::http::url::Endpoint;
+use crate::http::blocking::{call, Call, Target};
 
 /// One reset call's limit (SGLang flushes only once its running requests end).
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,11 +64,10 @@ pub struct Outcome {
     pub said: String,
 }
 
-/// One server to reset: its root and addresses.
+/// One server to reset: its root (or the URL given), and as shown.
 struct Server {
     shown: String,
-    endpoint: Endpoint,
-    addrs: Vec<SocketAddr>,
+    target: Target,
 }
 
 /// The resets of a run.
@@ -105,21 +102,9 @@ impl Resetter {
             eprintln!("note: --reset-prefix-cache: only shard 0 resets the server's cache; this is shard {k}");
             return None;
         }
-        let servers = servers(plan);
-        let mut headers = String::new();
-        if !plan
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        {
-            headers.push_str(&format!("Authorization: Bearer {}\r\n", plan.api_key));
-        }
-        for (name, value) in &plan.headers {
-            headers.push_str(&format!("{name}: {value}\r\n"));
-        }
         let mut r = Self {
-            servers,
-            headers,
+            servers: servers(plan),
+            headers: crate::prepared::credential_lines(&plan.api_key, &plan.headers),
             way: matches!(plan.reset, ResetAsk::Url { .. }).then_some(Way::Url),
             first: None,
             warned: false,
@@ -244,16 +229,16 @@ impl Resetter {
         method: &str,
         path: &str,
     ) -> std::result::Result<(u16, Vec<u8>), String> {
-        let s = &self.servers[i];
-        let mut endpoint = s.endpoint.clone();
-        if !path.is_empty() {
-            endpoint.target = path.to_string();
-        }
+        let s = &self.servers[i].target;
+        let target = if path.is_empty() {
+            s.clone()
+        } else {
+            s.at(path)
+        };
         call(
             &Call {
                 method,
-                endpoint: &endpoint,
-                addrs: &s.addrs,
+                target: &target,
                 headers: &self.headers,
                 body: b"",
             },
@@ -272,16 +257,10 @@ enum Answer {
 
 /// The servers to reset: each `--endpoint`'s root with `auto`, or the URL given.
 fn servers(plan: &Plan) -> Vec<Server> {
-    if let ResetAsk::Url {
-        shown,
-        endpoint,
-        addrs,
-    } = &plan.reset
-    {
+    if let ResetAsk::Url { shown, target } = &plan.reset {
         return vec![Server {
             shown: shown.clone(),
-            endpoint: endpoint.clone(),
-            addrs: addrs.clone(),
+            target: target.clone(),
         }];
     }
     let mut out = Vec::new();
@@ -293,12 +272,13 @@ fn servers(plan: &Plan) -> Vec<Server> {
             );
             continue;
         }
-        let mut endpoint = r.endpoint.clone();
-        endpoint.target = "/".into();
+        let root = Target {
+            endpoint: r.endpoint.clone(),
+            addrs: r.addrs.clone(),
+        };
         out.push(Server {
             shown: r.shown.clone(),
-            endpoint,
-            addrs: r.addrs.clone(),
+            target: root.at("/"),
         });
     }
     out

@@ -13,11 +13,36 @@ use super::url::Endpoint;
 /// The largest body read (vLLM's `/metrics` is ~100 KB).
 const MAX_BODY: usize = 16 << 20;
 
-/// A request: the method, the target's path, extra header lines (each ending in CRLF), a body.
+/// A plain-HTTP URL of a side channel, parsed and resolved once.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub endpoint: Endpoint,
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Target {
+    /// An `http://` URL whose host resolves.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let endpoint = Endpoint::parse(url)?;
+        if endpoint.tls {
+            return Err(format!("'{url}': only http:// is supported here"));
+        }
+        let addrs = endpoint.resolve()?;
+        Ok(Self { endpoint, addrs })
+    }
+
+    /// The same server, at `path` (with its query).
+    pub fn at(&self, path: &str) -> Self {
+        let mut t = self.clone();
+        t.endpoint.target = path.to_string();
+        t
+    }
+}
+
+/// A request: the method, where to, extra header lines (each ending in CRLF), a body.
 pub struct Call<'a> {
     pub method: &'a str,
-    pub endpoint: &'a Endpoint,
-    pub addrs: &'a [SocketAddr],
+    pub target: &'a Target,
     pub headers: &'a str,
     pub body: &'a [u8],
 }
@@ -30,11 +55,11 @@ pub fn call(c: &Call<'_>, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
     };
-    let addr = c.addrs.first().ok_or("no address")?;
+    let addr = c.target.addrs.first().ok_or("no address")?;
     let mut s = TcpStream::connect_timeout(addr, left()).map_err(|e| format!("connect: {e}"))?;
     s.set_write_timeout(Some(left()))
         .map_err(|e| e.to_string())?;
-    let e = c.endpoint;
+    let e = &c.target.endpoint;
     let length = if c.body.is_empty() && c.method == "GET" {
         String::new()
     } else {

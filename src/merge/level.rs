@@ -34,13 +34,12 @@ pub struct Part<'a> {
 }
 
 /// Result keys only a shard's own result holds, copied from the first shard that has them
-/// (server metrics and the cache's reset: only shard 0 scrapes and resets).
-const COPIED: [&str; 6] = [
+/// (server metrics: only shard 0 scrapes; the server's cache share and the reset are read back
+/// into the merged result by `cache_warning`, which needs them).
+const COPIED: [&str; 4] = [
     "server_metrics",
     "server_metrics_errors",
     "replay",
-    "server_prompt_cache",
-    "prefix_cache_reset",
     "prompt_passes",
 ];
 
@@ -138,11 +137,7 @@ fn cache_warning(stats: &mut LevelStats, parts: &[Part<'_>], s: &Schedule) {
             .is_some_and(|r| r.starts_with("reset by")),
         reset_caveat: None,
     };
-    let w = crate::prefix_cache::warning(stats.qps_target, stats.successful_requests, p, cx);
-    if let Some(w) = &w {
-        stats.warnings.push(w.clone());
-    }
-    stats.prompt_cache.prompt_cache_warning = w;
+    stats.warn_about_cache(cx);
 }
 
 /// The shards' verdicts on themselves, their starts, and what is missing from the level.

@@ -50,32 +50,23 @@ impl Ask {
     }
 }
 
-/// The prompt's token count by the rule in this module's comment.
-pub(crate) fn count_tokens(text: &str) -> u64 {
-    text.split_whitespace()
-        .map(|w| {
-            if w.len() > 8 {
-                w.len().div_ceil(4) as u64
-            } else {
-                1
-            }
-        })
-        .sum()
+/// The tokens of `text` by the rule in this module's comment: each word, or each 4-byte piece
+/// of a word over 8 bytes.
+fn tokens(text: &str) -> impl Iterator<Item = &[u8]> {
+    text.split_whitespace().flat_map(|w| {
+        let piece = if w.len() > 8 { 4 } else { w.len() };
+        w.as_bytes().chunks(piece.max(1))
+    })
 }
 
-/// Each token of `text` by the same rule, as a hash, appended to `out`.
+/// The prompt's token count by the rule in this module's comment.
+pub(crate) fn count_tokens(text: &str) -> u64 {
+    tokens(text).count() as u64
+}
+
+/// Each token of `text`, as a hash, appended to `out`.
 fn hash_tokens(text: &str, out: &mut Vec<u64>) {
-    for w in text.split_whitespace() {
-        if w.len() > 8 {
-            out.extend(
-                w.as_bytes()
-                    .chunks(4)
-                    .map(|piece| super::prefix_cache::token_hash(&String::from_utf8_lossy(piece))),
-            );
-        } else {
-            out.push(super::prefix_cache::token_hash(w));
-        }
-    }
+    out.extend(tokens(text).map(super::prefix_cache::token_hash));
 }
 
 /// The prompt's tokens as hashes: a chat message is its 4 template tokens (start, role, end,
@@ -91,14 +82,14 @@ fn prompt_hashes(obj: &Map<String, Value>, api: Api) -> Vec<u64> {
                 .flatten()
             {
                 let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-                out.push(super::prefix_cache::token_hash("<|im_start|>"));
-                out.push(super::prefix_cache::token_hash(role));
+                out.push(super::prefix_cache::token_hash(b"<|im_start|>"));
+                out.push(super::prefix_cache::token_hash(role.as_bytes()));
                 hash_tokens(
                     m.get("content").and_then(Value::as_str).unwrap_or(""),
                     &mut out,
                 );
-                out.push(super::prefix_cache::token_hash("<|im_end|>"));
-                out.push(super::prefix_cache::token_hash("\n"));
+                out.push(super::prefix_cache::token_hash(b"<|im_end|>"));
+                out.push(super::prefix_cache::token_hash(b"\n"));
             }
         }
         Api::Completions => match obj.get("prompt") {

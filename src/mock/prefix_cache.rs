@@ -98,7 +98,7 @@ fn block_keys(tokens: &[u64]) -> Vec<u64> {
 
 /// One token's hash (the endpoint has no tokenizer: a token is a word, a piece of a long word,
 /// or a chat template's marker).
-pub fn token_hash(piece: &str) -> u64 {
+pub fn token_hash(piece: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     piece.hash(&mut h);
     h.finish()
@@ -109,7 +109,10 @@ mod tests {
     use super::*;
 
     fn tokens(words: &str) -> Vec<u64> {
-        words.split_whitespace().map(token_hash).collect()
+        words
+            .split_whitespace()
+            .map(|w| token_hash(w.as_bytes()))
+            .collect()
     }
 
     #[test]

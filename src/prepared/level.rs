@@ -92,7 +92,10 @@ impl RunRequests {
     }
 
     /// The requests of prompts `prompts` (each: its number, and the endpoint it goes to).
-    pub fn level(&self, prompts: &[(u64, u16)]) -> Result<LevelRequests> {
+    pub fn level(
+        &self,
+        prompts: impl ExactSizeIterator<Item = (u64, u16)>,
+    ) -> Result<LevelRequests> {
         let mut w = Writer {
             out: Prepared::on(self.base.clone()),
             lengths: HashMap::new(),
@@ -101,7 +104,7 @@ impl RunRequests {
         };
         let mut rows = Vec::with_capacity(prompts.len());
         let mut passes: Option<(u64, u64)> = None;
-        for &(prompt, endpoint) in prompts {
+        for (prompt, endpoint) in prompts {
             let (row, pass) = self.unique.row_and_pass(prompt);
             let add = self.unique.addition(pass);
             let head = self.heads[usize::from(endpoint).min(self.heads.len() - 1)];
@@ -136,7 +139,7 @@ impl RunRequests {
     /// The probe's one request (prompt 0, to the first endpoint): text no level sends, but
     /// with `--unique-prompts off`.
     pub fn probe(&self) -> Result<Prepared> {
-        Ok(self.level(&[(0, 0)])?.prepared)
+        Ok(self.level(std::iter::once((0, 0)))?.prepared)
     }
 
     /// The shared bytes' size (for checks).
@@ -238,15 +241,16 @@ impl Writer {
                 p
             }
         };
-        let body = std::mem::take(&mut self.body);
         self.out
-            .push_request([head, length].into_iter().chain(body.iter().copied()));
-        self.body = body;
+            .push_request([head, length].into_iter().chain(self.body.iter().copied()));
         Ok(())
     }
 
     /// The bytes `add` inserts (JSON-escaped), stored once per level.
     fn addition(&mut self, add: Addition) -> Result<Option<Part>> {
+        if let Some(&p) = self.additions.get(&add) {
+            return Ok(Some(p));
+        }
         let text = match add {
             Addition::None => return Ok(None),
             Addition::Marker(k) => {
@@ -255,9 +259,6 @@ impl Writer {
             }
             Addition::Salt(k) => salt(k),
         };
-        if let Some(&p) = self.additions.get(&add) {
-            return Ok(Some(p));
-        }
         let p = self.out.store(text.as_bytes()).ok_or_else(too_large)?;
         self.additions.insert(add, p);
         Ok(Some(p))
@@ -302,7 +303,9 @@ mod tests {
         let b = Endpoint::parse("http://127.0.0.2:9/v1/chat/completions").unwrap();
         let ts = [template(&a, Api::Chat), template(&b, Api::Chat)];
         let run = RunRequests::build(&ts, Arc::new(samples()), UniquePrompts::Auto).unwrap();
-        let l = run.level(&[(1, 0), (2, 1), (3, 0), (5, 0)]).unwrap();
+        let l = run
+            .level([(1, 0), (2, 1), (3, 0), (5, 0)].into_iter())
+            .unwrap();
         assert_eq!(l.rows, vec![0, 1, 0, 0]);
         assert_eq!(l.passes, Some((1, 3)));
         let user = |i| {
@@ -323,13 +326,13 @@ mod tests {
         // Salted: the body's first field, one per pass; off: as it is.
         let salted =
             RunRequests::build(&ts[..1], Arc::new(samples()), UniquePrompts::Salt).unwrap();
-        let v = request(&salted.level(&[(3, 0)]).unwrap().prepared, 0).1;
+        let v = request(&salted.level([(3, 0)].into_iter()).unwrap().prepared, 0).1;
         assert_eq!(v["cache_salt"], "qpsbench-pass-2");
         assert_eq!(v["messages"][1]["content"], "one");
         let off = RunRequests::build(&ts[..1], Arc::new(samples()), UniquePrompts::Off).unwrap();
         assert_eq!(
             off.probe().unwrap().get(0),
-            off.level(&[(5, 0)]).unwrap().prepared.get(0)
+            off.level([(5, 0)].into_iter()).unwrap().prepared.get(0)
         );
     }
 
@@ -347,7 +350,7 @@ mod tests {
         for api in [Api::Chat, Api::Completions] {
             let run = RunRequests::build(&[template(&ep, api)], rows.clone(), UniquePrompts::Auto)
                 .unwrap();
-            let l = run.level(&[(1, 0), (2, 0), (3, 0)]).unwrap();
+            let l = run.level([(1, 0), (2, 0), (3, 0)].into_iter()).unwrap();
             let prompt = |i| {
                 let v = request(&l.prepared, i).1;
                 let p = match api {

@@ -266,22 +266,30 @@ fn body(
     .expect("serializing strings and numbers cannot fail")
 }
 
+/// The header lines every request to the server carries besides its own: `Authorization:
+/// Bearer KEY` (unless a `--header` sets `Authorization`), then each `--header`, each line ending
+/// in CRLF. (Also the cache reset's, `bench::reset`.)
+pub fn credential_lines(api_key: &str, headers: &[(String, String)]) -> String {
+    let mut lines = String::new();
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+    {
+        lines.push_str(&format!("Authorization: Bearer {api_key}\r\n"));
+    }
+    for (name, value) in headers {
+        lines.push_str(&format!("{name}: {value}\r\n"));
+    }
+    lines
+}
+
 /// The request head up to its last line, `Content-Length` (the same for every request).
 fn head_before_length(t: &RequestTemplate<'_>) -> String {
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\n",
         t.endpoint.target, t.endpoint.authority
     );
-    if !t
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-    {
-        head.push_str(&format!("Authorization: Bearer {}\r\n", t.api_key));
-    }
-    for (name, value) in t.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
+    head.push_str(&credential_lines(t.api_key, t.headers));
     head.push_str(&format!(
         "Content-Type: application/json\r\nAccept: text/event-stream\r\nUser-Agent: qpsbench/{}\r\n",
         env!("CARGO_PKG_VERSION"),

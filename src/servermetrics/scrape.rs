@@ -2,7 +2,6 @@
 //! second over its own connection, with its own timeout, and keeps each scrape's values. A
 //! failing or slow scrape never disturbs the run: it is counted, and warned about once.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -10,35 +9,15 @@ use std::time::{Duration, Instant};
 
 use super::{Scrape, Selection};
 use crate::clock::now_ns;
+pub use crate::http::blocking::Target;
 use crate::http::blocking::{call, Call};
-use crate::http::url::Endpoint;
-
-/// Where to scrape: the parsed URL and its resolved addresses.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub endpoint: Endpoint,
-    pub addrs: Vec<SocketAddr>,
-}
-
-impl Target {
-    /// `--server-metrics URL`: an `http://` URL whose host resolves.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let endpoint = Endpoint::parse(url)?;
-        if endpoint.tls {
-            return Err(format!("'{url}': only http:// is supported for metrics"));
-        }
-        let addrs = endpoint.resolve()?;
-        Ok(Self { endpoint, addrs })
-    }
-}
 
 /// One GET of the metrics text, within `timeout` in all.
 pub fn fetch(target: &Target, timeout: Duration) -> Result<String, String> {
     let (status, body) = call(
         &Call {
             method: "GET",
-            endpoint: &target.endpoint,
-            addrs: &target.addrs,
+            target,
             headers: "Accept: text/plain\r\n",
             body: b"",
         },
