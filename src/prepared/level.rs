@@ -104,6 +104,7 @@ impl RunRequests {
         };
         let mut rows = Vec::with_capacity(prompts.len());
         let mut passes: Option<(u64, u64)> = None;
+        let mut parts: Vec<Part> = Vec::with_capacity(16);
         for (prompt, endpoint) in prompts {
             let (row, pass) = self.unique.row_and_pass(prompt);
             let add = self.unique.addition(pass);
@@ -117,7 +118,7 @@ impl RunRequests {
                 (Bodies::Synthetic { text, around }, Rows::Synthetic(set)) => {
                     let p = set.prompt_of(row, prompt);
                     let (before, after) = around[&p.max_tokens];
-                    let parts = text_parts(set, *text, &p);
+                    text_parts(set, *text, &p, &mut parts);
                     w.request(head, before, &parts, after, add)?;
                     rows.push(if set.draw.is_some() {
                         prompt
@@ -181,20 +182,21 @@ fn synthetic_bodies(
     Ok(Bodies::Synthetic { text, around })
 }
 
-/// A synthetic prompt's text as views of the stored text: its shared spans, then its own.
-fn text_parts(set: &Synthetic, text: Part, p: &Prompt<'_>) -> Vec<Part> {
+/// A synthetic prompt's text as views of the stored text, into `parts` (emptied first, reused
+/// from prompt to prompt): its shared spans, then its own.
+fn text_parts(set: &Synthetic, text: Part, p: &Prompt<'_>, parts: &mut Vec<Part>) {
     let t = &set.text;
     let view = |(a, b): (usize, usize)| Prepared::part_at(text, a, b);
-    let mut parts: Vec<Part> = p
-        .spans
-        .iter()
-        .flat_map(|&s| t.ranges(s).into_iter().flatten())
-        .map(view)
-        .collect();
+    parts.clear();
+    parts.extend(
+        p.spans
+            .iter()
+            .flat_map(|&s| t.ranges(s).into_iter().flatten())
+            .map(view),
+    );
     if let Some(own) = p.own {
         parts.extend(t.own_ranges(own).map(view));
     }
-    parts
 }
 
 /// A level's arena as it is written, with the bytes it stored once.
