@@ -62,6 +62,74 @@ pub struct LevelHistograms {
     /// With several `--endpoint`s: each one's counts and TTFT histogram.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointHistograms>,
+    /// With sessions: their counts and each turn bucket's counts and histograms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<TurnsHistograms>,
+}
+
+/// A level's sessions (`turns::Turns`), saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TurnsHistograms {
+    pub sessions: crate::turns::SessionCounts,
+    /// Turn 1, 2, …, the last for every turn from `turns::TURN_BUCKETS` on.
+    pub buckets: Vec<TurnBucketSaved>,
+}
+
+/// One turn bucket, saved: counts, and its TTFT and E2E histograms (V2, base64).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TurnBucketSaved {
+    pub sent: u64,
+    pub succeeded: u64,
+    pub prompt_tokens: u64,
+    pub prompt_reported: u64,
+    pub cache: crate::outcome::CacheCounts,
+    pub ttft_us: String,
+    pub e2e_us: String,
+}
+
+impl TurnsHistograms {
+    fn new(t: &crate::turns::Turns) -> Result<Self, String> {
+        let buckets = t
+            .buckets
+            .iter()
+            .map(|b| {
+                Ok(TurnBucketSaved {
+                    sent: b.sent,
+                    succeeded: b.succeeded,
+                    prompt_tokens: b.prompt_tokens,
+                    prompt_reported: b.prompt_reported,
+                    cache: b.cache,
+                    ttft_us: encode(&b.ttft_us)?,
+                    e2e_us: encode(&b.e2e_us)?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            sessions: t.sessions,
+            buckets,
+        })
+    }
+
+    fn to_turns(&self) -> Result<crate::turns::Turns, String> {
+        let mut t = crate::turns::Turns {
+            sessions: self.sessions,
+            ..Default::default()
+        };
+        for (i, (b, saved)) in t.buckets.iter_mut().zip(&self.buckets).enumerate() {
+            (b.sent, b.succeeded) = (saved.sent, saved.succeeded);
+            (b.prompt_tokens, b.prompt_reported) = (saved.prompt_tokens, saved.prompt_reported);
+            b.cache = saved.cache;
+            for (name, h, text) in [
+                ("ttft_us", &mut b.ttft_us, &saved.ttft_us),
+                ("e2e_us", &mut b.e2e_us, &saved.e2e_us),
+            ] {
+                let what = |e: String| format!("turn bucket {}'s {name}: {e}", i + 1);
+                h.add(&decode(text).map_err(what)?)
+                    .map_err(|e| what(format!("{e:?}")))?;
+            }
+        }
+        Ok(t)
+    }
 }
 
 /// One endpoint's share of a level.
@@ -275,6 +343,7 @@ impl LevelHistograms {
             histograms,
             send_times_us: r.send_times_ns.iter().map(|&t| start_us(t)).collect(),
             endpoints: endpoints(r, stats)?,
+            turns: r.turns.as_deref().map(TurnsHistograms::new).transpose()?,
         })
     }
 
@@ -324,6 +393,9 @@ impl LevelHistograms {
             .collect();
         for e in &self.endpoints {
             r.endpoints.push(e.to_recorder()?);
+        }
+        if let Some(t) = &self.turns {
+            r.turns = Some(Box::new(t.to_turns()?));
         }
         Ok(r)
     }

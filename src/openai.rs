@@ -62,6 +62,16 @@ impl ChunkParser {
 
     /// Parses one event's data.
     pub fn parse(&mut self, data: &[u8]) -> Result<ChunkInfo, InvalidJson> {
+        self.parse_keeping(data, None)
+    }
+
+    /// Parses one event's data and appends its answer text (the decoded `content` of each
+    /// choice's delta, not reasoning) to `answer`, for a session's next turn.
+    pub fn parse_keeping(
+        &mut self,
+        data: &[u8],
+        answer: Option<&mut Vec<u8>>,
+    ) -> Result<ChunkInfo, InvalidJson> {
         self.scratch.clear();
         self.scratch.extend_from_slice(data);
         let mut tape = self
@@ -70,7 +80,7 @@ impl ChunkParser {
             .unwrap_or_else(|| Tape::null().reset())
             .reset();
         let result = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
-            Ok(()) => Ok(inspect(tape.as_value())),
+            Ok(()) => Ok(inspect(tape.as_value(), answer)),
             Err(_) => Err(InvalidJson),
         };
         self.tape = Some(tape.reset());
@@ -84,7 +94,7 @@ fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
 
 /// One pass over each object: `Object::get` scans every key, so looking up several keys (most of
 /// them absent in a typical chunk) would walk the same object again and again.
-fn inspect(root: simd_json::tape::Value<'_, '_>) -> ChunkInfo {
+fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>>) -> ChunkInfo {
     let mut info = ChunkInfo::default();
     let Some(obj) = root.as_object() else {
         return info;
@@ -109,6 +119,11 @@ fn inspect(root: simd_json::tape::Value<'_, '_>) -> ChunkInfo {
                                     if matches!(key, "content" | "reasoning_content" | "reasoning")
                                     {
                                         info.has_output |= non_empty_str(value);
+                                    }
+                                    if let (Some(out), "content") = (answer.as_mut(), key) {
+                                        out.extend_from_slice(
+                                            value.as_str().unwrap_or_default().as_bytes(),
+                                        );
                                     }
                                 }
                             }
@@ -165,6 +180,22 @@ mod tests {
 
     fn parse(s: &str) -> ChunkInfo {
         ChunkParser::new().parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_answer_text_is_kept_decoded_without_reasoning() {
+        let mut p = ChunkParser::new();
+        let mut answer = Vec::new();
+        for chunk in [
+            r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"Say \"hi\"\n"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"\u00e9"}}]}"#,
+        ] {
+            p.parse_keeping(chunk.as_bytes(), Some(&mut answer))
+                .unwrap();
+        }
+        assert_eq!(answer, "Say \"hi\"\né".as_bytes());
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub struct Recorder {
     pub live: Option<Arc<LiveCounters>>,
     /// With several `--endpoint`s: what each got (empty with one).
     pub endpoints: Vec<crate::replicas::EndpointRecorder>,
+    /// With sessions (`--session-turns`): the sessions' counts and each turn's figures.
+    pub turns: Option<Box<crate::turns::Turns>>,
 }
 
 fn histogram(max: u64) -> Histogram<u64> {
@@ -182,12 +184,25 @@ impl Recorder {
             live: None,
             stream_messages_other: 0,
             endpoints: Vec::new(),
+            turns: None,
         }
     }
 
     /// A request was handed to its connection at `sent_ns`, `lag_ns` after its intended time;
     /// `capped`: `--max-concurrency` held it back (the lag is then that wait, not the client's).
     pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool) {
+        self.count_send(sent_ns, lag_ns, capped);
+        self.send_times_ns.push(sent_ns);
+    }
+
+    /// A session's turn after the first was sent at `sent_ns`, `lag_ns` after its intended time
+    /// (the previous turn's end plus the think time): counted as a request and in the send lag,
+    /// but not an arrival of the plan, so kept out of the arrival gaps (`send_times_ns`).
+    pub fn record_later_turn_send(&mut self, sent_ns: u64, lag_ns: u64) {
+        self.count_send(sent_ns, lag_ns, false);
+    }
+
+    fn count_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool) {
         self.sent += 1;
         self.timeline.sent(sent_ns);
         if let Some(l) = &self.live {
@@ -199,7 +214,6 @@ impl Recorder {
         } else {
             self.send_lag_ns.saturating_record(lag_ns);
         }
-        self.send_times_ns.push(sent_ns);
         self.first_send_ns = self.first_send_ns.min(sent_ns);
         self.last_send_ns = self.last_send_ns.max(sent_ns);
     }
@@ -352,6 +366,9 @@ impl Recorder {
         let _ = self.cap_wait_ns.add(&other.cap_wait_ns);
         let _ = self.added_delay_ns.add(&other.added_delay_ns);
         self.slo_met += other.slo_met;
+        if let Some(o) = &other.turns {
+            self.turns.get_or_insert_with(Default::default).merge(o);
+        }
         self.ok_in_window += other.ok_in_window;
         self.last_ok_ns = self.last_ok_ns.max(other.last_ok_ns);
         // Every core has the same window; a fresh recorder has none (MAX).

@@ -37,6 +37,9 @@ pub struct RequestRecord {
     pub token_source: Option<TokenSource>,
     /// Times of the reads that carried output tokens.
     pub token_reads_ns: Vec<u64>,
+    /// With sessions: the session (its first prompt's number) and the turn (from 1).
+    pub session: Option<u64>,
+    pub turn: Option<u32>,
 }
 
 /// A record as a JSON line: times in µs from the level's start (warm-up included).
@@ -63,6 +66,10 @@ struct Line<'a> {
     cached_tokens: Option<u64>,
     token_source: Option<&'static str>,
     token_read_us: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    turn: Option<u32>,
 }
 
 /// Where a level's records go, and what they share.
@@ -112,6 +119,8 @@ pub fn write_level(
                 TokenSource::Estimated => "estimated",
             }),
             token_read_us: r.token_reads_ns.iter().map(|&t| us(t)).collect(),
+            session: r.session,
+            turn: r.turn,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

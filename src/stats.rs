@@ -276,6 +276,12 @@ pub struct LevelStats {
     pub connections: Option<ConnectionStats>,
     /// Successful responses with more than one token whose tokens all came in one read.
     pub single_read_responses: u64,
+    /// With `--session-turns`: the level's sessions (started, completed, ended early).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::per_turn::SessionStats>,
+    /// With `--session-turns`: each turn's requests, latencies and prompt-cache figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_turn: Option<Vec<crate::per_turn::TurnStats>>,
     pub warnings: Vec<String>,
 }
 
@@ -293,7 +299,7 @@ impl LevelStats {
         };
         let mut stats = Self::from_recorder(r, ctx.qps, clock, ctx.percentiles);
         stats.connections = Some(ConnectionStats::new(connections, r));
-        let verdict = validity::assess(&stats.facts(r, ctx), &ctx.thresholds);
+        let verdict = validity::assess(&stats.facts(r, ctx, run.window_start_ns), &ctx.thresholds);
         stats.client_limited = verdict.client_limited;
         stats.client_limited_reasons = verdict.reasons;
         stats.replay = ctx.replay;
@@ -301,6 +307,7 @@ impl LevelStats {
         stats.start_lag_s = ctx.start_lag_s.map(|s| (s * 1e6).round() / 1e6);
         stats.missed_requests = ctx.missed_requests;
         stats.endpoints = crate::replicas::stats(&r.endpoints, ctx.endpoint_urls);
+        stats.add_sessions(r, ctx.session_turns.map(|t| ctx.qps / t), ctx.percentiles);
         let (arrival, burstiness) = validity::thinned(ctx.arrival, ctx.burstiness, ctx.shards);
         stats.send_gap_fit = validity::gap_fit(
             run.window_start_ns,
@@ -337,8 +344,42 @@ impl LevelStats {
         stats
     }
 
-    /// What the validity gate looks at.
-    fn facts(&self, r: &Recorder, ctx: &LevelContext<'_>) -> LevelFacts {
+    /// With sessions (`session_rate`: their planned starts per second): the level's sessions
+    /// and per-turn figures.
+    pub fn add_sessions(&mut self, r: &Recorder, session_rate: Option<f64>, pcts: &[f64]) {
+        if let (Some(t), Some(rate)) = (&r.turns, session_rate) {
+            let (sessions, per_turn) = crate::per_turn::build(t, rate, pcts);
+            self.sessions = Some(sessions);
+            self.per_turn = Some(per_turn);
+        }
+    }
+
+    /// What the validity gate looks at: with sessions, the rate rule compares session starts
+    /// (the plan's arrivals) with their planned rate, since later turns wait for answers by
+    /// design.
+    fn facts(&self, r: &Recorder, ctx: &LevelContext<'_>, window_start_ns: u64) -> LevelFacts {
+        let (target, actual, sent) = match ctx.session_turns {
+            Some(turns) => {
+                let starts = r.send_times_ns.len() as u64;
+                let span_ns = r
+                    .send_times_ns
+                    .iter()
+                    .max()
+                    .map_or(0, |&last| last.saturating_sub(window_start_ns));
+                let target = ctx.qps / turns / ctx.shards.max(1) as f64;
+                (
+                    ctx.shard_rate.unwrap_or(target),
+                    rate(starts, span_ns as f64 / 1e9),
+                    starts,
+                )
+            }
+            None => (
+                // A shard keeps its share of the rate: the one its arrivals were planned at.
+                ctx.shard_rate.unwrap_or(ctx.qps / ctx.shards.max(1) as f64),
+                self.actual_qps,
+                r.sent,
+            ),
+        };
         let answered = r.succeeded
             + r.errors
                 .iter()
@@ -346,15 +387,14 @@ impl LevelStats {
                 .map(|(_, v)| v.count)
                 .sum::<u64>();
         LevelFacts {
-            // A shard keeps its share of the rate: the one its arrivals were planned at.
-            target_qps: ctx.shard_rate.unwrap_or(ctx.qps / ctx.shards.max(1) as f64),
-            actual_qps: self.actual_qps,
+            target_qps: target,
+            actual_qps: actual,
             send_lag_p99_us: self.send_lag_us.p99,
             late_sends: r.send_lag_ns.count_between(
                 (ctx.thresholds.max_send_lag_p99_us * 1000.0) as u64 + 1,
                 r.send_lag_ns.max(),
             ),
-            sent: r.sent,
+            sent,
             answered,
             capped: r.capped,
             ttft_p50_us: self.ttft.get("p50").map(|s| s * 1e6),
@@ -459,6 +499,8 @@ impl LevelStats {
             client_cpu_us_per_token: per(r.output_tokens),
             connections: None,
             single_read_responses: r.single_read_successes,
+            sessions: None,
+            per_turn: None,
             warnings: buffering_warning(r).into_iter().collect(),
         }
     }
@@ -532,6 +574,8 @@ pub struct LevelContext<'a> {
     pub missed_requests: Option<u64>,
     /// Every `--endpoint` (masked), for the level's `endpoints`.
     pub endpoint_urls: &'a [String],
+    /// `--session-turns`: each arrival started a session of this many turns on average.
+    pub session_turns: Option<f64>,
 }
 
 /// A warning when the realised send gaps do not follow the configured process. With thousands

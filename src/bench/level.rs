@@ -43,6 +43,16 @@ pub struct LevelSpec<'a> {
     pub start: Option<Slot>,
     /// How arrivals are spread over the endpoints, and the endpoints (masked URLs).
     pub replicas: (EndpointStrategy, &'a [String]),
+    /// `--session-turns`: the mean turns of a session; each arrival starts one, and arrivals
+    /// come at `qps` ÷ this, so that requests average `qps`.
+    pub session_turns: Option<f64>,
+}
+
+impl LevelSpec<'_> {
+    /// The arrival plan's rate: requests per second, or with sessions, session starts.
+    pub fn arrival_qps(&self) -> f64 {
+        self.qps / self.session_turns.unwrap_or(1.0)
+    }
 }
 
 /// The run's requests, and where the level's arrivals sit in the run's whole schedule.
@@ -89,7 +99,13 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<Planned>, usize, u64, usize) {
         return (arrivals, 0, 0, len);
     }
     let plan = |seconds: f64, seed: u64| {
-        arrivals::plan(spec.qps, seconds, spec.arrival, spec.burstiness, seed)
+        arrivals::plan(
+            spec.arrival_qps(),
+            seconds,
+            spec.arrival,
+            spec.burstiness,
+            seed,
+        )
     };
     let warmup = if spec.warmup_s > 0.0 {
         plan(spec.warmup_s, spec.seed ^ 0x5741_524d)
@@ -168,6 +184,13 @@ pub fn measure_level(
         announce(spec, planned, warmup_n);
     }
     let duration_ns = (spec.duration_s * 1e9).round() as u64;
+    // A session's id is its first prompt's number, the same in every shard.
+    let session_ids = spec.session_turns.map(|_| {
+        arrivals
+            .iter()
+            .map(|a| a.1)
+            .collect::<std::sync::Arc<[u64]>>()
+    });
     let (arrivals, mut requests) = render(spec, &arrivals)?;
     let reporter = Reporter::start(&engine.live, level_info(spec, planned), spec.progress);
     let run = engine.run_level(
@@ -176,6 +199,7 @@ pub fn measure_level(
         (window_ns, duration_ns),
         start_at,
         requests.as_mut().map(|r| std::mem::take(&mut r.prepared)),
+        session_ids,
     );
     reporter.finish();
     let mut run = run.map_err(UserError::runtime)?;
@@ -203,6 +227,7 @@ pub fn measure_level(
         shards: spec.shard.map_or(1, |(_, n)| n),
         shard_rate,
         endpoint_urls: spec.replicas.1,
+        session_turns: spec.session_turns,
         start_lag_s: planned_ns.map(|p| run.start_ns.saturating_sub(p) as f64 / 1e9),
         missed_requests: missed,
         replay: spec.replay.map(|r| ReplayStats {
@@ -261,10 +286,12 @@ fn label(spec: &LevelSpec<'_>) -> String {
 fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
     let which = label(spec);
     let warmup = if warmup_n > 0 {
-        format!(
-            " after {warmup_n} warm-up requests over {} s",
-            spec.warmup_s
-        )
+        let unit = if spec.session_turns.is_some() {
+            "sessions"
+        } else {
+            "requests"
+        };
+        format!(" after {warmup_n} warm-up {unit} over {} s", spec.warmup_s)
     } else {
         String::new()
     };
@@ -278,8 +305,15 @@ fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
             spec.qps / n as f64
         ));
     }
+    let what = match spec.session_turns {
+        Some(turns) => format!(
+            "starting {planned} sessions of {turns} turns on average ({:.2} per second)",
+            spec.arrival_qps()
+        ),
+        None => format!("sending {planned} requests"),
+    };
     eprintln!(
-        "[{which}] QPS {:.1}: sending {planned} requests over {} s{warmup}{how} ...",
+        "[{which}] QPS {:.1}: {what} over {} s{warmup}{how} ...",
         spec.qps, spec.duration_s
     );
 }
@@ -347,6 +381,7 @@ mod tests {
                 EndpointStrategy::Random,
                 Box::leak(vec![String::new(); 3].into_boxed_slice()),
             ),
+            session_turns: None,
         }
     }
 

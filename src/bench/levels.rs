@@ -148,6 +148,7 @@ impl<'a> Levels<'a> {
             shard: self.plan.shard,
             start,
             replicas: (a.endpoint_strategy, &self.plan.shown_endpoints),
+            session_turns: self.plan.session_turns(),
         };
         let expected_latency = self
             .measured

@@ -106,6 +106,9 @@ struct Metadata<'a> {
     prompt_uniqueness: &'a crate::prepared::unique::Report,
     /// `--reset-prefix-cache`: what was asked, the way found, what the first reset did.
     prefix_cache_reset: Option<&'a super::reset::Meta>,
+    /// `--session-turns`: each arrival started a session of these turns and think times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sessions: Option<&'a crate::engine::session::SessionPlan>,
 }
 
 /// What the stages before the metadata decided.
@@ -184,6 +187,7 @@ pub fn write(
         dataset_skipped: plan.workload.dataset.skipped,
         ignore_eos: probe.ignore_eos,
         replay: plan.workload.replay.as_ref(),
+        sessions: plan.sessions.as_ref(),
         start_at_unix_s: plan
             .workload
             .timetable

@@ -18,6 +18,7 @@ mod plan;
 mod probe;
 mod report;
 mod reset;
+mod sessions;
 mod validate;
 mod watch;
 mod workload;

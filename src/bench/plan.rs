@@ -14,6 +14,7 @@ use super::workload::{DatasetSource, Workload};
 use crate::arrivals;
 use crate::cli::{BenchArgs, ContinuousUsage};
 use crate::engine::exchange::Slo;
+use crate::engine::session::SessionPlan;
 use crate::engine::{Engine, EngineConfig, Timeouts};
 use crate::error::{Result, UserError};
 use crate::http::conn::Target;
@@ -61,6 +62,8 @@ pub struct Plan {
     pub shard: Option<(usize, usize)>,
     /// `--reset-prefix-cache`, checked.
     pub reset: ResetAsk,
+    /// `--session-turns`: each arrival starts a multi-turn session.
+    pub sessions: Option<SessionPlan>,
 }
 
 /// `--reset-prefix-cache`: off, the way the server answers, or a URL to POST.
@@ -189,7 +192,9 @@ impl Plan {
         salt_is_ours(&args, extra_body.as_ref())?;
         let reset = reset_ask(&args.workload.reset_prefix_cache)?;
         let shard = shard_of(&args, fixed_levels.is_none())?;
+        let sessions = super::sessions::plan(&args, api, workload.dataset.name)?;
         let plan = Self {
+            sessions,
             reset,
             shard,
             server_metrics: super::watch::plan(&args)?.filter(|_| scrapes(shard)),
@@ -253,10 +258,22 @@ impl Plan {
         match &self.workload.replay {
             Some(r) => r.rows as u64,
             None => {
-                arrivals::request_count(qps, self.args.warmup)
-                    + arrivals::request_count(qps, self.workload.duration)
+                let rate = self.arrival_qps(qps);
+                arrivals::request_count(rate, self.args.warmup)
+                    + arrivals::request_count(rate, self.workload.duration)
             }
         }
+    }
+
+    /// The arrival rate of a level at `qps`: with sessions, session starts (`qps` ÷ the mean
+    /// turns, so that requests average `qps`).
+    pub fn arrival_qps(&self, qps: f64) -> f64 {
+        qps / self.session_turns().unwrap_or(1.0)
+    }
+
+    /// `--session-turns`, when the run sends sessions.
+    pub fn session_turns(&self) -> Option<f64> {
+        self.sessions.as_ref().map(|s| s.turns)
     }
 
     /// The prompts the run's levels plan in all (None with `--qps auto`: not known before).
@@ -282,6 +299,9 @@ impl Plan {
         }
         if w.unique_prompts == crate::cli::UniquePrompts::Off {
             why.push("--unique-prompts off".to_string());
+        }
+        if self.sessions.is_some() {
+            why.push("--session-turns: each turn re-sends its session's history".to_string());
         }
         (!why.is_empty()).then(|| why.join(", "))
     }
@@ -316,6 +336,7 @@ impl Plan {
                 first_token: a.ttft_timeout.map(Duration::from_secs_f64),
                 idle: a.idle_timeout.map(Duration::from_secs_f64),
             },
+            sessions: self.sessions.clone(),
         })
         .map_err(UserError::runtime)?;
         if engine.driver == crate::engine::IoDriver::Epoll {

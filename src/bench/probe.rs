@@ -138,7 +138,7 @@ fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &Error
 /// Sends the probe's request and resets the engine's connections after it.
 fn probe(engine: &Engine, requests: &RunRequests) -> Result<Answer> {
     let run = engine
-        .run_level(&[(0, 0, 0)], 0, (0, 0), None, Some(requests.probe()?))
+        .run_level(&[(0, 0, 0)], 0, (0, 0), None, Some(requests.probe()?), None)
         .map_err(UserError::runtime)?;
     engine.reset(None).map_err(UserError::runtime)?;
     let errors = &run.merged.errors;

@@ -465,6 +465,55 @@ pub struct WorkloadArgs {
     /// the URL to POST. A refusal is a warning with the server's reason; the run goes on
     #[arg(long, value_name = "auto|off|URL", default_value = "off")]
     pub reset_prefix_cache: String,
+
+    /// Multi-turn sessions of this many turns (on average, with --session-turns-stddev): each
+    /// level arrival starts a session; every later turn re-sends the whole history, with the
+    /// server's own streamed answers, plus a new user message. Sessions start at --qps ÷ this
+    /// (so requests average --qps), and every session started in the window runs to its end.
+    /// Chat API only (1: single requests, as without it)
+    #[arg(long, value_name = "N")]
+    pub session_turns: Option<f64>,
+
+    /// With --session-turns: each session's turn count is drawn from a normal distribution with
+    /// this standard deviation (rounded, at least 1), fixed by --seed
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub session_turns_stddev: f64,
+
+    /// With --session-turns: words (≈ tokens) of each later turn's new user message (default:
+    /// --random-input-len)
+    #[arg(long, value_name = "TOKENS")]
+    pub turn_input_len: Option<u32>,
+
+    /// With --session-turns: a turn is sent this long after the previous turn's last byte (the
+    /// user reading and typing; an agent's tool call). Its latencies count from then
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub think_time_ms: f64,
+
+    /// With --session-turns: `constant` think times, or `exponential` with mean --think-time-ms
+    #[arg(long, value_enum, value_name = "DIST", default_value_t = ThinkTimeDist::Constant)]
+    pub think_time_dist: ThinkTimeDist,
+}
+
+/// `--think-time-dist`: how think times between a session's turns are drawn.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkTimeDist {
+    /// Every think time is --think-time-ms.
+    Constant,
+    /// Exponential, with mean --think-time-ms (seeded).
+    Exponential,
 }
 
 /// `--unique-prompts`: what keeps a repeated row from being answered by a prefix cache.

@@ -10,7 +10,7 @@ mod tools;
 
 pub use bench::{
     Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, EndpointStrategy, Progress, ShowMetric,
-    UniquePrompts, WorkloadArgs,
+    ThinkTimeDist, UniquePrompts, WorkloadArgs,
 };
 pub use tools::{
     BusyPollMode, CompareArgs, DemoArgs, K8sManifestArgs, MergeArgs, MockArgs, PlotArgs,

@@ -102,6 +102,12 @@ pub struct MockArgs {
     #[arg(long)]
     pub prefix_cache: bool,
 
+    /// Append one JSON line per streamed answer to FILE: the request body as received
+    /// (`body`) and the answer's text as sent (`answer`), so that a test can check what a client
+    /// re-sent (a session's history). Off by default: it costs a write per request
+    #[arg(long, value_name = "FILE")]
+    pub log_requests: Option<PathBuf>,
+
     /// Exit after this many seconds (default: run until interrupted)
     #[arg(long)]
     pub exit_after: Option<f64>,

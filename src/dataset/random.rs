@@ -87,6 +87,11 @@ mod tests {
             replay_speed: 1.0,
             unique_prompts: crate::cli::UniquePrompts::Auto,
             reset_prefix_cache: "off".into(),
+            session_turns: None,
+            session_turns_stddev: 0.0,
+            turn_input_len: None,
+            think_time_ms: 0.0,
+            think_time_dist: crate::cli::ThinkTimeDist::Constant,
         }
     }
 

@@ -16,8 +16,10 @@ use std::task::Waker;
 use std::time::Duration;
 
 use super::pool::{Pool, PooledConn};
+use super::session::{Session, SessionPlan, MAX_ANSWER_BYTES};
 use super::stream::{Failed, Hooks, StreamHandler, Trace};
 use crate::clock::{now_ns, thread_cpu_ns};
+use crate::http::handler::Request;
 use crate::openai::ChunkParser;
 use crate::outcome::{ErrorKind, Success};
 use crate::prepared::{CoreRequests, RequestBuf};
@@ -57,6 +59,13 @@ pub struct Core {
     pub connect_timeout: Duration,
     pub ttft_timeout_ns: Option<u64>,
     pub idle_timeout_ns: Option<u64>,
+    /// `--session-turns`: each arrival starts a session (`session`).
+    pub sessions: Option<Rc<SessionPlan>>,
+    /// When the level's arrivals start sessions: each request's prompt number, its session's
+    /// id; None: single requests (the probe).
+    pub session_ids: RefCell<Option<std::sync::Arc<[u64]>>>,
+    /// The core runs on io_uring: waits end on a timerfd, to the µs (else on monoio's wheel).
+    pub precise_timers: bool,
 }
 
 /// Per-request SLOs (`--slo-ttft`, `--slo-e2e`), ns; a success meeting both counts as goodput.
@@ -75,6 +84,17 @@ impl Slo {
 }
 
 impl Core {
+    /// How this level's sessions go, if its arrivals start sessions.
+    fn session_plan(&self) -> Option<Rc<SessionPlan>> {
+        self.session_ids.borrow().as_ref()?;
+        self.sessions.clone()
+    }
+
+    /// The session request `sample` starts (its prompt number), if the level has sessions.
+    fn session_id(&self, sample: usize) -> Option<u64> {
+        self.session_ids.borrow().as_ref()?.get(sample).copied()
+    }
+
     /// The concurrency cap holds the next arrival back.
     pub fn capped(&self) -> bool {
         self.inflight.get() >= self.max_inflight
@@ -152,37 +172,20 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
             }
         };
         core.inflight.set(core.inflight.get() + 1);
-        let mut first = None;
-        let (idle, closed) = core.pools[endpoint].take(now);
-        let mut closed_by_server = closed;
-        if let Some(mut conn) = idle {
-            let request = RequestBuf::new(&core.requests.borrow(), sample);
-            match conn.try_write_now(&request) {
-                Ok(()) => first = Some(conn),
-                // The send itself was refused (reset in the instant after the check): nothing
-                // was written, so the request starts on a fresh connection.
-                Err(_) => closed_by_server += 1,
-            }
-        }
-        if closed_by_server > 0 {
-            rec.borrow_mut().idle_closed += closed_by_server;
-        }
-        // Sent = the moment the request is handed to the socket, or, with no idle connection,
-        // the moment its task starts connecting (which is when the core gets to it: a busy
-        // core shows here as lag); the lag is how late that is against the plan.
-        let sent_ns = first.is_some().then_some(now);
-        if let Some(t) = sent_ns {
-            rec.borrow_mut()
-                .record_send(t, t.saturating_sub(intended), waited);
-        }
-        let ticket = Ticket {
+        let request = RequestBuf::new(&core.requests.borrow(), sample);
+        let first = send_now(core, &rec, endpoint, &request, now);
+        let mut ticket = Ticket {
             intended_ns: intended,
-            sent_ns,
+            sent_ns: None,
             sample,
             endpoint,
             warmup,
             waited,
+            turn: u32::from(core.session_plan().is_some()),
         };
+        if first.is_some() {
+            ticket.record_send(&rec, now);
+        }
         // Detached: the level's end waits on `Core::inflight` instead of the handle, so a
         // finished request's task (~3.5 KiB) is freed at once and its memory reused by the next
         // one. Keeping every handle to the level's end held them all: the heap grew by a fresh,
@@ -192,7 +195,32 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
     }
 }
 
-/// One arrival, as sent.
+/// Writes `request` at once on an idle pooled connection of `endpoint`, if there is one:
+/// returns that connection. Idle connections the server had closed are counted and dropped.
+fn send_now(
+    core: &Core,
+    rec: &RefCell<Recorder>,
+    endpoint: usize,
+    request: &impl Request,
+    now: u64,
+) -> Option<PooledConn> {
+    let (idle, mut closed_by_server) = core.pools[endpoint].take(now);
+    let mut first = None;
+    if let Some(mut conn) = idle {
+        match conn.try_write_now(request) {
+            Ok(()) => first = Some(conn),
+            // The send itself was refused (reset in the instant after the check): nothing
+            // was written, so the request starts on a fresh connection.
+            Err(_) => closed_by_server += 1,
+        }
+    }
+    if closed_by_server > 0 {
+        rec.borrow_mut().idle_closed += closed_by_server;
+    }
+    first
+}
+
+/// One arrival (or a session's later turn), as sent.
 #[derive(Clone, Copy)]
 struct Ticket {
     intended_ns: u64,
@@ -204,45 +232,56 @@ struct Ticket {
     warmup: bool,
     /// `--max-concurrency` held it back.
     waited: bool,
+    /// The session turn it is (from 1), or 0 without sessions.
+    turn: u32,
+}
+
+impl Ticket {
+    /// Sent = the moment the request is handed to the socket, or, with no idle connection, the
+    /// moment its task starts connecting (which is when the core gets to it: a busy core shows
+    /// here as lag); the lag is how late that is against the plan. A session's later turn is
+    /// not an arrival of the plan, so its send time stays out of the arrival gaps.
+    fn record_send(&mut self, rec: &RefCell<Recorder>, now: u64) {
+        self.sent_ns = Some(now);
+        let mut rec = rec.borrow_mut();
+        let lag = now.saturating_sub(self.intended_ns);
+        if self.turn > 1 {
+            rec.record_later_turn_send(now, lag);
+        } else {
+            rec.record_send(now, lag, self.waited);
+        }
+        if let Some(turns) = rec.turns.as_mut().filter(|_| self.turn > 0) {
+            turns.sent(self.turn);
+        }
+    }
 }
 
 /// Completes the ticket's request — on `first`, the pooled connection it was already handed to,
-/// if there was one — and records the outcome. Then frees its concurrency slot.
+/// if there was one — and records the outcome; with sessions, then the session's later turns.
+/// Then frees its concurrency slot.
 async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: Option<PooledConn>) {
-    if t.sent_ns.is_none() {
-        let now = now_ns();
-        t.sent_ns = Some(now);
-        rec.borrow_mut()
-            .record_send(now, now.saturating_sub(t.intended_ns), t.waited);
-    }
-    let mut trace = core.save_requests.then(Trace::default);
-    let outcome =
-        monoio::time::timeout(core.timeout, attempt(&core, &rec, &t, first, &mut trace)).await;
-    {
-        let mut rec = rec.borrow_mut();
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(_) => Err((ErrorKind::TimeoutTotal, None)),
-        };
-        if let Some(trace) = trace {
-            rec.records
-                .push(trace.into_record(&t, core.index, &outcome));
+    let request = RequestBuf::new(&core.requests.borrow(), t.sample);
+    match core.session_plan() {
+        None => {
+            turn(&core, &rec, &mut t, request, first, None).await;
         }
-        if let Some(e) = rec.endpoints.get_mut(t.endpoint) {
-            e.sent += 1;
-            match &outcome {
-                Ok(s) => e.success(s.ttft_ns),
-                Err((kind, _)) => e.failure(kind),
-            }
-        }
-        match outcome {
-            Ok(success) => {
-                if core.slo.met(&success) {
-                    rec.slo_met += 1;
+        Some(plan) => {
+            let mut answer = Vec::new();
+            let done = turn(&core, &rec, &mut t, request, first, Some(&mut answer)).await;
+            let id = core.session_id(t.sample).unwrap_or_default();
+            let ended = match done {
+                Some(done_ns) => session(&core, &rec, (t, id), &plan, answer, done_ns).await,
+                None => SessionEnd::Failed,
+            };
+            if let Some(turns) = rec.borrow_mut().turns.as_mut() {
+                let s = &mut turns.sessions;
+                match ended {
+                    SessionEnd::Completed => s.completed += 1,
+                    SessionEnd::Failed => s.ended_by_failure += 1,
+                    SessionEnd::AnswerCap => s.ended_by_answer_cap += 1,
+                    SessionEnd::Stopped => {}
                 }
-                rec.record_success(success)
             }
-            Err((kind, body)) => rec.record_failure(now_ns(), kind, body.as_deref()),
         }
     }
     core.inflight.set(core.inflight.get() - 1);
@@ -261,12 +300,137 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
     }
 }
 
+/// How a session ended.
+enum SessionEnd {
+    Completed,
+    Failed,
+    AnswerCap,
+    /// Ctrl-C: its remaining turns were never sent.
+    Stopped,
+}
+
+/// A session's turns after the first (which succeeded at `done_ns`, answering `answer`): each
+/// a think time after the previous one's last byte, on an idle pooled connection of the same
+/// endpoint if there is one.
+async fn session(
+    core: &Rc<Core>,
+    rec: &Rc<RefCell<Recorder>>,
+    (first, id): (Ticket, u64),
+    plan: &SessionPlan,
+    mut answer: Vec<u8>,
+    mut done_ns: u64,
+) -> SessionEnd {
+    let turns = plan.turns_of(id);
+    if turns <= 1 {
+        return SessionEnd::Completed;
+    }
+    let bytes = core.requests.borrow().get(first.sample);
+    let Some(mut history) = Session::start(&bytes, id, turns) else {
+        // Refused before the run (sessions need the chat API's messages).
+        return SessionEnd::Failed;
+    };
+    drop(bytes);
+    for k in 2..=turns {
+        if answer.len() > MAX_ANSWER_BYTES {
+            return SessionEnd::AnswerCap;
+        }
+        let intended_ns = done_ns + plan.think_ns(id, k);
+        wait_until(core, intended_ns).await;
+        if crate::interrupt::requested() {
+            return SessionEnd::Stopped;
+        }
+        let request = history.next_request(&answer, &plan.user_text(id, k));
+        answer.clear();
+        let mut t = Ticket {
+            intended_ns,
+            sent_ns: None,
+            waited: false,
+            turn: k,
+            ..first
+        };
+        let conn = send_now(core, rec, t.endpoint, &request, now_ns());
+        if conn.is_some() {
+            t.record_send(rec, now_ns());
+        }
+        match turn(core, rec, &mut t, request, conn, Some(&mut answer)).await {
+            Some(end) => done_ns = end,
+            None => return SessionEnd::Failed,
+        }
+    }
+    SessionEnd::Completed
+}
+
+/// Sleeps until `at_ns` (monotonic): to the µs on a timerfd where the core runs on io_uring,
+/// opened only for the last few ms so that sessions thinking do not each hold a descriptor.
+async fn wait_until(core: &Core, at_ns: u64) {
+    const FINE_NS: u64 = 3_000_000;
+    let coarse = at_ns.saturating_sub(FINE_NS);
+    if now_ns() < coarse {
+        crate::rt::timer::sleep_until_ns(coarse).await;
+    }
+    match crate::rt::timer::TimerFd::open().filter(|_| core.precise_timers) {
+        Some(mut t) => t.sleep_until(at_ns).await,
+        None => crate::rt::timer::sleep_until_ns(at_ns).await,
+    }
+}
+
+/// One request (a single arrival, or one turn of a session) to its recorded outcome; with
+/// `answer`, the answer's text is kept there. Returns when its response ended, if it succeeded.
+async fn turn(
+    core: &Rc<Core>,
+    rec: &Rc<RefCell<Recorder>>,
+    t: &mut Ticket,
+    request: impl Request,
+    first: Option<PooledConn>,
+    answer: Option<&mut Vec<u8>>,
+) -> Option<u64> {
+    if t.sent_ns.is_none() {
+        t.record_send(rec, now_ns());
+    }
+    let mut trace = core.save_requests.then(Trace::default);
+    let attempt = attempt(core, rec, t, request, first, &mut trace, answer);
+    let outcome = match monoio::time::timeout(core.timeout, attempt).await {
+        Ok(o) => o,
+        Err(_) => Err((ErrorKind::TimeoutTotal, None)),
+    };
+    let mut rec = rec.borrow_mut();
+    if let Some(trace) = trace {
+        let session = core.session_id(t.sample).filter(|_| t.turn > 0);
+        rec.records
+            .push(trace.into_record(t, core.index, &outcome, session));
+    }
+    if let Some(e) = rec.endpoints.get_mut(t.endpoint) {
+        e.sent += 1;
+        match &outcome {
+            Ok(s) => e.success(s.ttft_ns),
+            Err((kind, _)) => e.failure(kind),
+        }
+    }
+    match outcome {
+        Ok(success) => {
+            if core.slo.met(&success) {
+                rec.slo_met += 1;
+            }
+            if let Some(turns) = rec.turns.as_mut().filter(|_| t.turn > 0) {
+                turns.success(t.turn, &success);
+            }
+            rec.record_success(success);
+            Some(success.done_ns)
+        }
+        Err((kind, body)) => {
+            rec.record_failure(now_ns(), kind, body.as_deref());
+            None
+        }
+    }
+}
+
 impl Trace {
     fn into_record(
         self,
         t: &Ticket,
         core: u16,
         outcome: &Result<Success, Failed>,
+        session: Option<u64>,
     ) -> RequestRecord {
         let (error, output_tokens, source, prompt_tokens, cached_tokens) = match outcome {
             Ok(s) => (
@@ -293,6 +457,8 @@ impl Trace {
             cached_tokens,
             token_source: source,
             token_reads_ns: self.token_reads_ns,
+            session,
+            turn: session.map(|_| t.turn),
         }
     }
 }
@@ -304,13 +470,14 @@ async fn attempt(
     core: &Rc<Core>,
     rec: &RefCell<Recorder>,
     t: &Ticket,
+    request: impl Request,
     first: Option<PooledConn>,
     trace: &mut Option<Trace>,
+    answer: Option<&mut Vec<u8>>,
 ) -> Result<Success, Failed> {
     let ttft_deadline = core
         .ttft_timeout_ns
         .map(|d| t.sent_ns.unwrap_or(t.intended_ns) + d);
-    let request = RequestBuf::new(&core.requests.borrow(), t.sample);
     let pool = &core.pools[t.endpoint];
     let mut conn = match first {
         Some(c) => c,
@@ -331,6 +498,9 @@ async fn attempt(
         idle_timeout_ns: core.idle_timeout_ns,
     };
     let mut handler = StreamHandler::new(hooks, rec, trace.as_mut(), ttft_deadline);
+    if let Some(answer) = answer {
+        handler = handler.keeping_answer(answer);
+    }
     match conn.exchange(request, &mut handler).await {
         Ok(done) => {
             if done.reusable {

@@ -8,6 +8,7 @@
 pub mod exchange;
 pub mod pacer;
 pub mod pool;
+pub mod session;
 pub mod stream;
 mod worker;
 
@@ -52,6 +53,8 @@ pub struct EngineConfig {
     pub timeouts: Timeouts,
     /// How the cores read responses (the ring falls back to monoio reads where it cannot run).
     pub recv_path: RecvPath,
+    /// `--session-turns`: each arrival starts a multi-turn session (`session`).
+    pub sessions: Option<session::SessionPlan>,
 }
 
 /// Timeouts besides the total one, each with its own error category.
@@ -147,6 +150,9 @@ pub(crate) struct CorePlan {
     pub window_end_ns: u64,
     /// The level's own requests (an arrival's sample indexes them), if it brings any.
     pub requests: Option<Arc<Prepared>>,
+    /// When the level's arrivals start sessions (a run with `--session-turns`): each
+    /// request's prompt number, which is its session's id; None: single requests (the probe).
+    pub session_ids: Option<Arc<[u64]>>,
 }
 
 struct Worker {
@@ -217,6 +223,7 @@ impl Engine {
             recv_path: cfg.recv_path,
             slo: cfg.slo,
             timeouts: cfg.timeouts,
+            sessions: cfg.sessions,
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;
@@ -319,8 +326,9 @@ impl Engine {
     /// measured window starting at `window_ns` and lasting `duration_ns`; arrival j is sent from
     /// core `j mod cores`. An arrival's sample indexes `requests` when the level brings them
     /// (and the requests the cores hold otherwise). The level starts at `start_at_ns`
-    /// (monotonic) when given, else in a moment ([`LEAD_NS`]). Returns when every request has
-    /// finished or timed out.
+    /// (monotonic) when given, else in a moment ([`LEAD_NS`]). With `session_ids` (each
+    /// request's prompt number) and a run with sessions, each arrival starts a session.
+    /// Returns when every request (every session) has finished or timed out.
     pub fn run_level(
         &self,
         arrivals: &[PlannedArrival],
@@ -328,6 +336,7 @@ impl Engine {
         (window_ns, duration_ns): (u64, u64),
         start_at_ns: Option<u64>,
         requests: Option<Prepared>,
+        session_ids: Option<Arc<[u64]>>,
     ) -> Result<LevelRun, String> {
         let requests = requests.map(Arc::new);
         let n = self.workers.len();
@@ -354,6 +363,7 @@ impl Engine {
                     window_start_ns: start_ns + window_ns,
                     window_end_ns,
                     requests: requests.clone(),
+                    session_ids: session_ids.clone(),
                 }))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }

@@ -88,6 +88,9 @@ pub struct StreamHandler<'a> {
     events: u64,
     /// What ended the stream early: its category and, for a stream error, the message.
     error: Option<Failed>,
+    /// A session's turn: the answer's text is kept here, until it passes
+    /// `session::MAX_ANSWER_BYTES` (then no more is kept, and the caller ends the session).
+    answer: Option<&'a mut Vec<u8>>,
 }
 
 impl<'a> StreamHandler<'a> {
@@ -124,7 +127,14 @@ impl<'a> StreamHandler<'a> {
             done: false,
             events: 0,
             error: None,
+            answer: None,
         }
+    }
+
+    /// Keeps the answer's text in `answer` (a session's turn).
+    pub fn keeping_answer(mut self, answer: &'a mut Vec<u8>) -> Self {
+        self.answer = Some(answer);
+        self
     }
 
     /// Records the last token-bearing read's inter-token gaps.
@@ -268,7 +278,7 @@ impl StreamHandler<'_> {
             self.done = true;
             return Flow::Stop;
         }
-        let info = match parser.parse(ev.data) {
+        let info = match parser.parse_keeping(ev.data, self.answer.as_deref_mut()) {
             Ok(info) => info,
             Err(_) if ev.error_event => return self.stop(stream_error(ev.data.to_vec())),
             Err(_) => {
@@ -278,6 +288,14 @@ impl StreamHandler<'_> {
         };
         if let Some(msg) = info.error {
             return self.stop(stream_error(msg.into_bytes()));
+        }
+        if self
+            .answer
+            .as_ref()
+            .is_some_and(|a| a.len() > super::session::MAX_ANSWER_BYTES)
+        {
+            // Past the cap nothing more is kept; the turn itself is measured to its end.
+            self.answer = None;
         }
         if ev.error_event {
             return self.stop(stream_error(ev.data.to_vec()));

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub timeouts: super::Timeouts,
     /// Each core's live counters.
     pub live: Vec<Arc<crate::live::LiveCounters>>,
+    /// `--session-turns`: how sessions go.
+    pub sessions: Option<super::session::SessionPlan>,
 }
 
 pub(crate) fn main(
@@ -93,6 +95,9 @@ pub(crate) fn main(
         connect_timeout: shared.timeouts.connect,
         ttft_timeout_ns: shared.timeouts.first_token.map(|d| d.as_nanos() as u64),
         idle_timeout_ns: shared.timeouts.idle.map(|d| d.as_nanos() as u64),
+        sessions: shared.sessions.clone().map(Rc::new),
+        session_ids: RefCell::new(None),
+        precise_timers: driver == IoDriver::IoUring,
     });
     let busy_poll = shared.busy_poll;
     while let Ok(cmd) = plans.recv() {
@@ -191,6 +196,9 @@ fn measured_recorder(core: &Core, plan: &CorePlan) -> Recorder {
         measured.endpoints = vec![Default::default(); core.pools.len()];
     }
     measured.window_end_ns = plan.window_end_ns;
+    if core.sessions.is_some() && plan.session_ids.is_some() {
+        measured.turns = Some(Default::default());
+    }
     measured.timeline = crate::timeline::Timeline::new(plan.window_start_ns);
     core.live.reset();
     measured.live = Some(core.live.clone());
@@ -210,6 +218,7 @@ async fn run_level(
     let (cpu_start, busy_spin_start) = (thread_cpu_ns(), crate::rt::spin_ns());
     let rec = Rc::new(RefCell::new(measured_recorder(&core, &plan)));
     let warmup_rec = Rc::new(RefCell::new(Recorder::new()));
+    core.session_ids.replace(plan.session_ids.clone());
     core.queue.replace(CoreQueue {
         start_ns: plan.start_ns,
         arrivals: plan.arrivals,

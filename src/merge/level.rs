@@ -24,6 +24,8 @@ pub struct Schedule {
     pub replay: bool,
     /// Why the run's prompts share a prefix cache on purpose (from `prompt_uniqueness`).
     pub shared_on_purpose: Option<String>,
+    /// `--session-turns` (from `sessions`): each arrival started a session.
+    pub session_turns: Option<f64>,
 }
 
 /// One shard's part of a level: the shard, its histograms, its result.
@@ -78,7 +80,9 @@ pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(Leve
             .unwrap_or(0),
         interrupted: parts.iter().any(|p| h(p).interrupted),
     };
-    let mut stats = LevelStats::from_recorder(&r, h(&parts[0]).qps_target, clock, &s.percentiles);
+    let qps = h(&parts[0]).qps_target;
+    let mut stats = LevelStats::from_recorder(&r, qps, clock, &s.percentiles);
+    stats.add_sessions(&r, s.session_turns.map(|t| qps / t), &s.percentiles);
     let planned: usize = parts
         .iter()
         .map(|p| h(p).planned + h(p).missed_requests.unwrap_or(0) as usize)

@@ -140,6 +140,7 @@ fn schedule(meta: &Value) -> level::Schedule {
             .pointer("/prompt_uniqueness/shared_on_purpose")
             .and_then(Value::as_str)
             .map(str::to_string),
+        session_turns: meta.pointer("/sessions/turns").and_then(Value::as_f64),
     }
 }
 

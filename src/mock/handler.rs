@@ -20,9 +20,35 @@ use crate::http::tls::TlsIo;
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 256 << 20;
-const WORDS: [&str; 8] = [
-    " The", " quick", " brown", " fox", " jumps", " over", " a", " dog",
+/// An answer's words: each answer starts at its own word (its id), so that two answers differ,
+/// and some words need JSON escapes, so that a client re-sending an answer must decode and
+/// escape it right.
+const WORDS: [&str; 10] = [
+    " The",
+    " quick",
+    " brown",
+    " fox",
+    " \"jumps\"",
+    " over",
+    " a",
+    "\n",
+    " lazy",
+    " dog",
 ];
+
+/// Word `i` of answer `id`.
+fn word(id: u64, i: u64) -> &'static str {
+    WORDS[(id.wrapping_add(i) % WORDS.len() as u64) as usize]
+}
+
+/// Appends `w` as the inside of a JSON string (only quotes and line breaks occur in [`WORDS`]).
+fn push_word(out: &mut String, w: &str) {
+    if w.contains(['"', '\n']) {
+        out.push_str(&w.replace('"', "\\\"").replace('\n', "\\n"));
+    } else {
+        out.push_str(w);
+    }
+}
 
 pub(crate) async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     loop {
@@ -208,6 +234,9 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         };
         return super::fault::serve(fault, stream, &s, out).await && !req.close;
     }
+    if let Some(log) = &state.request_log {
+        answer.log(log, &req.body);
+    }
     let keep = if ask.stream {
         answer
             .stream(stream, state, &ask, started, req.close, out)
@@ -361,6 +390,19 @@ impl Answer {
         }
     }
 
+    /// `--log-requests`: the request's body (JSON as received, or a string if it is not JSON)
+    /// and the answer's text, as one line.
+    fn log(&self, log: &std::sync::Mutex<std::fs::File>, body: &[u8]) {
+        use std::io::Write as _;
+        let text: String = (0..self.n_out).map(|i| word(self.id, i)).collect();
+        let body: serde_json::Value = serde_json::from_slice(body)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into());
+        let line = serde_json::json!({ "body": body, "answer": text });
+        if let Ok(mut f) = log.lock() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
     /// A non-streamed answer: one JSON object when the whole answer would have been generated.
     async fn whole(
         &self,
@@ -376,9 +418,7 @@ impl Answer {
             + self.n_out.saturating_sub(1) as f64 * cap.itl_s(load());
         sleep_until(arrived + bounded_secs(secs)).await;
         state.scheduler.add_generation_tokens(self.n_out);
-        let text: String = (0..self.n_out)
-            .map(|i| WORDS[i as usize % WORDS.len()])
-            .collect();
+        let text: String = (0..self.n_out).map(|i| word(self.id, i)).collect();
         let text = serde_json::to_string(&text).unwrap_or_default();
         let (id, object, choice) = match self.api {
             Api::Chat => (
@@ -463,8 +503,8 @@ impl Answer {
             };
             content.clear();
             content.push_str(open);
-            for word in sent..sent + k {
-                content.push_str(WORDS[word as usize % WORDS.len()]);
+            for i in sent..sent + k {
+                push_word(&mut content, word(self.id, i));
             }
             content.push_str(close);
             sent += k;

@@ -79,6 +79,8 @@ pub struct MockConfig {
     /// Keep a prefix cache (`prefix_cache`): answers report cached tokens, and only uncached
     /// tokens cost prefill time.
     pub prefix_cache: bool,
+    /// `--log-requests`: each streamed answer's request body and text, one JSON line each.
+    pub log_requests: Option<std::path::PathBuf>,
 }
 
 impl Default for MockConfig {
@@ -105,6 +107,7 @@ impl Default for MockConfig {
             served_model_name: "qpsbench-mock".into(),
             prefill_ms_per_1k_tokens: 0.0,
             prefix_cache: false,
+            log_requests: None,
         }
     }
 }
@@ -126,6 +129,8 @@ pub(crate) struct State {
     pub prefix_cache: Option<prefix_cache::PrefixCache>,
     /// With `busy_poll`: the time the threads' spin loops had nothing to do, ns.
     pub spin_ns: AtomicU64,
+    /// `--log-requests`, open for appending.
+    pub request_log: Option<std::sync::Mutex<std::fs::File>>,
     /// The [`MockServer`] was dropped: busy-polling threads stop spinning (their threads live on,
     /// idle, so a later endpoint on the same CPU has it to itself).
     pub stop_spinning: std::sync::atomic::AtomicBool,
@@ -211,7 +216,17 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let threads = cfg.threads.max(1);
+    let request_log = match &cfg.log_requests {
+        Some(path) => Some(std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )),
+        None => None,
+    };
     let state = Arc::new(State {
+        request_log,
         tls: cfg.tls.clone(),
         capacity: Capacity::new(cfg.capacity_tokens_per_sec, cfg.itl_ms),
         scheduler: metrics::Scheduler::new(cfg.max_num_seqs),
@@ -406,6 +421,7 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
             "milliseconds",
         )?,
         prefix_cache: args.prefix_cache,
+        log_requests: args.log_requests.clone(),
     })
 }
 

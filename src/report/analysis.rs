@@ -95,6 +95,40 @@ pub struct LevelView {
     /// Set when the level's TTFT reflects the server's prefix cache (`prefix_cache`).
     #[serde(default)]
     pub prompt_cache_warning: Option<String>,
+    /// With sessions: how much faster later turns started than the first.
+    #[serde(default)]
+    pub sessions: Option<SessionsView>,
+}
+
+/// What the summary says of a level's sessions.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SessionsView {
+    #[serde(default)]
+    pub first_turn_ttft_p50_s: Option<f64>,
+    #[serde(default)]
+    pub later_turns_ttft_p50_s: Option<f64>,
+    #[serde(default)]
+    pub later_turns_ttft_speedup: Option<f64>,
+}
+
+impl SessionsView {
+    /// `QPS 4: later turns' TTFT p50 0.12 s is 3.1× faster than the first turn's 0.37 s`.
+    fn sentence(&self, qps: f64) -> Option<String> {
+        let (first, later, x) = (
+            self.first_turn_ttft_p50_s?,
+            self.later_turns_ttft_p50_s?,
+            self.later_turns_ttft_speedup?,
+        );
+        let how = if x >= 1.0 {
+            format!("{x}× faster than")
+        } else {
+            format!("{:.2}× slower than", 1.0 / x)
+        };
+        Some(format!(
+            "QPS {}: later turns' TTFT p50 {later:.3} s is {how} the first turn's {first:.3} s",
+            qps_text(qps)
+        ))
+    }
 }
 
 fn percentile_map(p: &Percentiles) -> BTreeMap<String, Option<f64>> {
@@ -119,6 +153,11 @@ impl From<&LevelStats> for LevelView {
             interrupted: l.interrupted,
             server_metrics: l.server_metrics.clone(),
             prompt_cache_warning: l.prompt_cache.prompt_cache_warning.clone(),
+            sessions: l.sessions.as_ref().map(|s| SessionsView {
+                first_turn_ttft_p50_s: s.first_turn_ttft_p50_s,
+                later_turns_ttft_p50_s: s.later_turns_ttft_p50_s,
+                later_turns_ttft_speedup: s.later_turns_ttft_speedup,
+            }),
         }
     }
 }
@@ -189,6 +228,9 @@ pub struct Summary {
     /// Levels whose figures reflect the server's prefix cache, each in a sentence.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prompt_cache_warnings: Vec<String>,
+    /// With sessions: per level, how much faster later turns started than the first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub session_turns: Vec<String>,
 }
 
 /// A rate (or percentage) as written: `5`, not `5.0`.
@@ -288,6 +330,10 @@ pub fn analyze(levels: &[LevelView], c: &Criteria) -> Summary {
         prompt_cache_warnings: sorted
             .iter()
             .filter_map(|l| l.prompt_cache_warning.clone())
+            .collect(),
+        session_turns: sorted
+            .iter()
+            .filter_map(|l| l.sessions.as_ref()?.sentence(l.qps_target))
             .collect(),
     }
 }
@@ -468,6 +514,9 @@ pub fn render(s: &Summary) -> String {
     for w in &s.prompt_cache_warnings {
         out.push_str(&format!("  Prompt cache: {w}\n"));
     }
+    for t in &s.session_turns {
+        out.push_str(&format!("  Sessions: {t}\n"));
+    }
     out
 }
 
@@ -503,6 +552,7 @@ mod tests {
             interrupted: false,
             server_metrics: None,
             prompt_cache_warning: None,
+            sessions: None,
         }
     }
 

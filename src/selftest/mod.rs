@@ -293,6 +293,7 @@ pub(crate) fn start_client(
         pin: Some(cpus.to_vec()),
         slo: Default::default(),
         timeouts: Default::default(),
+        sessions: None,
     })
     .map_err(UserError::runtime)
 }
@@ -424,6 +425,7 @@ fn level_spec(
         shard: None,
         start: None,
         replicas: (crate::cli::EndpointStrategy::RoundRobin, &[]),
+        session_turns: None,
     }
 }
 

@@ -1,0 +1,376 @@
+//! Multi-turn sessions (`--session-turns`): a level's arrival starts a session, whose first turn
+//! is the arrival's prepared request; each later turn re-sends the whole history — every
+//! earlier user message and the server's *own* streamed answer to it — plus a new user message,
+//! a think time after the previous turn's last byte.
+//!
+//! Data flow: `engine::exchange::run` sends turn 1 with the stream handler keeping the answer's
+//! decoded text (`openai::ChunkParser::parse_keeping`); then [`Session::start`] cuts turn 1's
+//! bytes where the messages array ends, and each [`Session::next_request`] inserts the answer
+//! and the next user message there (JSON-escaped once, here) and renders the turn's request
+//! whole. A session lives in its first turn's task, on one core, and its history is freed when
+//! that task ends.
+
+use std::rc::Rc;
+
+use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::SplitMix64;
+
+use crate::cli::ThinkTimeDist;
+use crate::dataset::vocabulary::WORDS;
+use crate::http::handler::Request;
+
+/// Answer bytes kept per turn: a longer answer ends its session (counted), so that an endpoint
+/// that never stops cannot grow a history without bound.
+pub const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// The most turns a session may be drawn to have.
+pub const MAX_TURNS: u32 = 1000;
+
+/// How a run's sessions go: the same on every core (and in `metadata.json`'s `sessions`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionPlan {
+    /// `--session-turns`: the mean number of turns.
+    pub turns: f64,
+    /// `--session-turns-stddev`: turns are drawn from a normal distribution, rounded, at least 1.
+    pub turns_stddev: f64,
+    /// `--turn-input-len`: words (≈ tokens) of each later turn's new user message.
+    pub turn_input_len: u32,
+    /// `--think-time-ms` and its distribution.
+    #[serde(rename = "think_time_ms")]
+    pub think_ms: f64,
+    #[serde(rename = "think_time_dist")]
+    pub think_dist: ThinkTimeDist,
+    #[serde(skip)]
+    pub seed: u64,
+}
+
+impl SessionPlan {
+    /// A generator for one draw about session `id` (its first prompt's number); `what` keeps
+    /// the turn count, the think times and the texts apart.
+    fn rng(&self, id: u64, what: u64) -> SplitMix64 {
+        let mixed = self.seed
+            ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ what.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        SplitMix64::seed_from_u64(mixed)
+    }
+
+    /// How many turns session `id` has.
+    pub fn turns_of(&self, id: u64) -> u32 {
+        let mean = self.turns;
+        let drawn = if self.turns_stddev > 0.0 {
+            // Box–Muller: one standard normal from two uniforms.
+            let mut r = self.rng(id, 1);
+            let (u1, u2) = (unit(&mut r).max(f64::MIN_POSITIVE), unit(&mut r));
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            mean + self.turns_stddev * z
+        } else {
+            mean
+        };
+        (drawn.round().max(1.0) as u32).min(MAX_TURNS)
+    }
+
+    /// The think time before turn `turn` (from 2) of session `id`, ns.
+    pub fn think_ns(&self, id: u64, turn: u32) -> u64 {
+        let ms = match self.think_dist {
+            ThinkTimeDist::Constant => self.think_ms,
+            ThinkTimeDist::Exponential => {
+                let u = unit(&mut self.rng(id, 2 + u64::from(turn) * 4));
+                -(1.0 - u).max(f64::MIN_POSITIVE).ln() * self.think_ms
+            }
+        };
+        (ms * 1e6).round() as u64
+    }
+
+    /// Turn `turn`'s new user message of session `id`: `--turn-input-len` words of the
+    /// single-token vocabulary (its turn number first, so that no two turns of a session ask the
+    /// same).
+    pub fn user_text(&self, id: u64, turn: u32) -> String {
+        let mut r = self.rng(id, 3 + u64::from(turn) * 4);
+        let mut text = format!("turn {turn}:");
+        for _ in 2..self.turn_input_len.max(2) {
+            text.push(' ');
+            text.push_str(WORDS[(r.next_u64() as usize) & (WORDS.len() - 1)]);
+        }
+        text
+    }
+}
+
+/// A uniform draw in [0, 1).
+fn unit(r: &mut SplitMix64) -> f64 {
+    (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Appends `s` as the inside of a JSON string.
+pub fn push_json_escaped(out: &mut Vec<u8>, s: &[u8]) {
+    for &b in s {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Where a JSON body's top-level `"messages"` array closes (the index of its `]`), and whether
+/// it holds anything. None when the body has no such array.
+fn messages_end(body: &[u8]) -> Option<(usize, bool)> {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    // The last string closed at depth 1 (a key, when a ':' follows), and the array's depth.
+    let (mut last_str, mut key) = ((0, 0), false);
+    let mut inside: Option<(usize, bool)> = None;
+    for (i, &b) in body.iter().enumerate() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => {
+                    in_str = false;
+                    last_str.1 = i;
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                last_str.0 = i + 1;
+                key = false;
+                if let Some((_, empty)) = inside.as_mut() {
+                    *empty = false;
+                }
+            }
+            b':' => key = depth == 1 && &body[last_str.0..last_str.1] == b"messages",
+            b'[' | b'{' => {
+                if let Some((_, empty)) = inside.as_mut() {
+                    *empty = false;
+                }
+                depth += 1;
+                if b == b'[' && key && depth == 2 && inside.is_none() {
+                    inside = Some((depth, true));
+                }
+                key = false;
+            }
+            b']' | b'}' => {
+                if let Some((d, empty)) = inside {
+                    if b == b']' && depth == d {
+                        return Some((i, !empty));
+                    }
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            _ if b.is_ascii_whitespace() => {}
+            _ => {
+                if let Some((_, empty)) = inside.as_mut() {
+                    *empty = false;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One session's history: its request head and its body so far, cut where the next messages
+/// go.
+pub struct Session {
+    /// The request's head up to its `Content-Length` line.
+    head: Vec<u8>,
+    /// The body, whose messages array closes at `end`.
+    body: Vec<u8>,
+    end: usize,
+    /// The session's id (its first prompt's number) and the turn last sent.
+    pub id: u64,
+    pub turn: u32,
+    /// The turns it will send.
+    pub turns: u32,
+}
+
+impl Session {
+    /// The session whose first turn sent `first` (a whole chat request); None when the request
+    /// has no messages array to carry a history (a completions body).
+    pub fn start(first: &[u8], id: u64, turns: u32) -> Option<Self> {
+        let split = first.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let (head, body) = (&first[..split + 2], &first[split + 4..]);
+        let cl = head
+            .windows(b"\r\nContent-Length:".len())
+            .position(|w| w.eq_ignore_ascii_case(b"\r\nContent-Length:"))?;
+        let line_end = cl + 2 + head[cl + 2..].windows(2).position(|w| w == b"\r\n")? + 2;
+        let mut kept = head[..cl + 2].to_vec();
+        kept.extend_from_slice(&head[line_end..]);
+        let (end, non_empty) = messages_end(body)?;
+        if !non_empty {
+            return None;
+        }
+        Some(Self {
+            head: kept,
+            body: body.to_vec(),
+            end,
+            id,
+            turn: 1,
+            turns,
+        })
+    }
+
+    /// The bytes a session holds now (its history and head).
+    pub fn footprint(&self) -> usize {
+        self.head.capacity() + self.body.capacity()
+    }
+
+    /// The next turn's request: the history so far, `answer` (the previous turn's streamed
+    /// text) as the assistant's message, then `user` as the new user message.
+    pub fn next_request(&mut self, answer: &[u8], user: &str) -> OwnedRequest {
+        let mut added = Vec::with_capacity(answer.len() + user.len() + 80);
+        added.extend_from_slice(b",{\"role\":\"assistant\",\"content\":\"");
+        push_json_escaped(&mut added, answer);
+        added.extend_from_slice(b"\"},{\"role\":\"user\",\"content\":\"");
+        push_json_escaped(&mut added, user.as_bytes());
+        added.extend_from_slice(b"\"}");
+        let at = self.end;
+        self.body.splice(at..at, added.iter().copied());
+        self.end += added.len();
+        self.turn += 1;
+        let mut bytes = Vec::with_capacity(self.head.len() + self.body.len() + 32);
+        bytes.extend_from_slice(&self.head);
+        bytes.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+        bytes.extend_from_slice(&self.body);
+        OwnedRequest(Rc::new(bytes))
+    }
+}
+
+/// A request rendered whole for one turn (the history makes every turn's bytes its own).
+#[derive(Clone)]
+pub struct OwnedRequest(Rc<Vec<u8>>);
+
+/// A range of an [`OwnedRequest`] the kernel can write from.
+pub struct OwnedPart {
+    bytes: Rc<Vec<u8>>,
+    from: usize,
+}
+
+// SAFETY: the pointer is into the `Vec` behind the `Rc`, which is never mutated after the
+// request is rendered (no `&mut` to it exists: `OwnedRequest` only hands out clones of the
+// `Rc`), and `self` keeps it alive for as long as the runtime holds this buffer. `from` is at
+// most the length (`owned_part` clamps it), so `bytes_init` stays within the allocation.
+unsafe impl monoio::buf::IoBuf for OwnedPart {
+    fn read_ptr(&self) -> *const u8 {
+        self.bytes[self.from..].as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.bytes.len() - self.from
+    }
+}
+
+impl Request for OwnedRequest {
+    type Part = OwnedPart;
+
+    fn part_count(&self) -> usize {
+        1
+    }
+
+    fn part(&self, _i: usize) -> &[u8] {
+        &self.0
+    }
+
+    fn owned_part(&self, _i: usize, from: usize) -> OwnedPart {
+        OwnedPart {
+            bytes: self.0.clone(),
+            from: from.min(self.0.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> SessionPlan {
+        SessionPlan {
+            turns: 4.0,
+            turns_stddev: 0.0,
+            turn_input_len: 8,
+            think_ms: 500.0,
+            think_dist: ThinkTimeDist::Constant,
+            seed: 7,
+        }
+    }
+
+    #[test]
+    fn the_messages_array_is_found_at_the_top_level_only() {
+        let b = br#"{"model":"m","x":{"messages":[1]},"messages":[{"role":"user","content":"a ] \" }"}],"max_tokens":4}"#;
+        let (end, full) = messages_end(b).unwrap();
+        assert!(full);
+        assert_eq!(&b[end..], br#"],"max_tokens":4}"#);
+        assert_eq!(messages_end(br#"{"messages":[]}"#), Some((13, false)));
+        assert_eq!(messages_end(br#"{"prompt":"messages:[x]"}"#), None);
+        assert_eq!(
+            messages_end(b"{\"messages\" : [ 1 ] }").map(|e| e.1),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn a_later_turn_carries_the_answer_and_a_new_message() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let first = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nUser-Agent: q\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = Session::start(first.as_bytes(), 9, 3).unwrap();
+        let req = s.next_request(b"He said \"ok\"\n", "and then?");
+        let text = std::str::from_utf8(req.part(0)).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        assert!(head.contains("User-Agent: q"));
+        assert_eq!(head.matches("Content-Length").count(), 1);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["messages"][1]["content"], "He said \"ok\"\n");
+        assert_eq!(v["messages"][2]["content"], "and then?");
+        assert_eq!(v["stream"], true);
+        let req = s.next_request("é\u{1}".as_bytes(), "3");
+        let body = std::str::from_utf8(req.part(0))
+            .unwrap()
+            .split_once("\r\n\r\n")
+            .unwrap()
+            .1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["messages"].as_array().unwrap().len(), 5);
+        assert_eq!(v["messages"][3]["content"], "é\u{1}");
+        assert_eq!(s.turn, 3);
+        assert_eq!(
+            monoio::buf::IoBuf::bytes_init(&req.owned_part(0, 4)),
+            req.len() - 4
+        );
+        // A completions body has no history to carry.
+        let prompt = "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"prompt\":1}";
+        assert!(Session::start(prompt.as_bytes(), 1, 2).is_none());
+    }
+
+    #[test]
+    fn draws_follow_the_seed_and_the_flags() {
+        let p = plan();
+        assert_eq!(p.turns_of(1), 4);
+        assert_eq!(p.think_ns(1, 2), 500_000_000);
+        assert_eq!(p.user_text(5, 2), p.user_text(5, 2));
+        assert_ne!(p.user_text(5, 2), p.user_text(5, 3));
+        assert_eq!(p.user_text(5, 2).split(' ').count(), 8);
+        let spread = SessionPlan {
+            turns_stddev: 2.0,
+            think_dist: ThinkTimeDist::Exponential,
+            ..p
+        };
+        let turns: Vec<u32> = (0..2000).map(|i| spread.turns_of(i)).collect();
+        let mean = turns.iter().sum::<u32>() as f64 / 2000.0;
+        assert!((3.7..4.4).contains(&mean), "{mean}");
+        assert!(turns.iter().all(|&t| t >= 1) && turns.iter().any(|&t| t != 4));
+        let think: f64 = (0..2000).map(|i| spread.think_ns(i, 2) as f64).sum::<f64>() / 2000.0;
+        assert!((400e6..600e6).contains(&think), "{think}");
+    }
+}
