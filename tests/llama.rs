@@ -6,7 +6,8 @@
 //! What it checks: chat and completions streams with exact usage counts and the probe's
 //! optional fields; fresh prompts are never cache hits; a dataset's repeated rows are hits with
 //! `--unique-prompts off` (measured and warned about) and are not by default; the reset empties
-//! llama.cpp's cache when the server allows it and says why not when it refuses; a sweep
+//! llama.cpp's cache when the server allows it and says why not when it refuses; later turns
+//! of multi-turn sessions are answered from llama.cpp's cache; a sweep
 //! calibrated to the machine saturates and cites llama.cpp's queue.
 
 mod common;
@@ -164,6 +165,59 @@ fn fresh_prompts_are_never_cache_hits() {
         u["applied"].as_str().unwrap().starts_with("none needed"),
         "{u}"
     );
+}
+
+#[test]
+fn later_session_turns_are_answered_from_llama_cpps_cache() {
+    let Some(dir) = llama_dir() else { return };
+    let _g = serial();
+    let tmp = TempDir::new("llama-sessions");
+    let server = Llama::start(&dir, tmp.path(), &[]);
+    // 1 and 2 sessions of 4 turns: 12 requests, each turn re-sending the history with the
+    // server's own answers.
+    let rest = [
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        "96",
+        "--random-output-len",
+        "12",
+        "--turn-input-len",
+        "16",
+        "--session-turns",
+        "4",
+        "--think-time-ms",
+        "500",
+        "--qps",
+        "1,2",
+        "--duration",
+        "4",
+        "--save-requests",
+    ];
+    let url = server.chat();
+    let run = qpsbench_pinned(&args(&url, &rest), tmp.path());
+    assert_eq!(run.code(), 0, "{}\n{}", run.stderr, server.log_tail());
+    for (l, sessions) in run.levels().iter().zip([1, 2]) {
+        let s = &l["sessions"];
+        assert_eq!(s["sessions_started"], sessions, "{s}");
+        assert_eq!(s["sessions_completed"], sessions, "{s}");
+        let turns = l["per_turn"].as_array().unwrap();
+        assert_eq!(turns.len(), 4, "{l}");
+        // Turn 1 is cold: only the chat template's few tokens are ever shared.
+        assert_eq!(turns[0]["cache_hit_requests"], 0, "{l}");
+        let first_prompt = f(&turns[0], "prompt_tokens");
+        assert!(first_prompt >= 96.0, "{l}");
+        // Later turns: llama.cpp's own cached tokens cover the history (every earlier
+        // message, the first turn's 96-token prompt at least).
+        for t in &turns[1..] {
+            assert_eq!(t["cache_hit_requests"], t["requests"], "{t}");
+            assert!(f(t, "cached_prompt_tokens") >= first_prompt, "{t}");
+            assert!(f(t, "prompt_tokens") > first_prompt, "{t}");
+        }
+    }
+    let records = run.records();
+    assert_eq!(records.len(), 12);
+    assert!(records.iter().all(|r| r["turn"].as_u64().is_some()));
 }
 
 /// A run of `rows` rows at `qps` levels of `duration` s, with `--unique-prompts mode` and
