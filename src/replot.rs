@@ -94,11 +94,17 @@ pub fn run(args: PlotArgs) -> Result<i32> {
         .map_err(|e| UserError::input(format!("cannot write {}: {e}", png.display())))?;
     let timeline = crate::report::timeline_plot::render_dir(&args.dir, &title)
         .map_err(|e| UserError::input(format!("cannot render the timeline: {e}")))?;
+    let turns = crate::report::turns_plot::render_dir(&args.dir, &levels, &title)
+        .map_err(|e| UserError::input(format!("cannot render the sessions picture: {e}")))?;
     print!("{}", analysis::render(&summary));
     println!(
         "\nWrote {}{} and {}",
         png.display(),
-        timeline.map_or(String::new(), |p| format!(", {}", p.display())),
+        timeline
+            .iter()
+            .chain(&turns)
+            .map(|p| format!(", {}", p.display()))
+            .collect::<String>(),
         args.dir.join("summary.json").display()
     );
     Ok(0)

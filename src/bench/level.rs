@@ -269,7 +269,9 @@ fn level_info(spec: &LevelSpec<'_>, planned: usize) -> LevelInfo {
         qps: spec.qps,
         duration_s: spec.duration_s,
         warmup_s: spec.warmup_s,
-        planned,
+        // With sessions, the turns they plan (each session's turns on average): the progress
+        // line counts requests.
+        planned: (planned as f64 * spec.session_turns.unwrap_or(1.0)).round() as usize,
     }
 }
 

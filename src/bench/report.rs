@@ -64,9 +64,15 @@ pub fn write_and_print(
 fn draw(plan: &Plan, run_dir: &RunDir, started: &LocalTime, levels: &[LevelStats], s: &Summary) {
     let png = run_dir.path.join(&plan.plot_output);
     let title = crate::report::plot::plot_title(&plan.model, &plan.shown_endpoint, &started.iso());
-    match crate::report::plot::render(&png, &analysis::views(levels), s, &title) {
+    let views = analysis::views(levels);
+    match crate::report::plot::render(&png, &views, s, &title) {
         Ok(()) => println!("  - {}", png.display()),
         Err(e) => eprintln!("warning: could not write {}: {e}", png.display()),
+    }
+    match crate::report::turns_plot::render_dir(&run_dir.path, &views, &title) {
+        Ok(Some(p)) => println!("  - {}", p.display()),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: could not write the sessions picture: {e}"),
     }
     match crate::report::timeline_plot::render_dir(&run_dir.path, &title) {
         Ok(Some(p)) => println!("  - {}", p.display()),

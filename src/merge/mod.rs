@@ -172,10 +172,14 @@ fn draw(
 ) -> Result<()> {
     let title = crate::report::plot::title_of_run(meta);
     let png = out.path.join(file_name_only("--plot-output", name)?);
-    crate::report::plot::render(&png, &analysis::views(levels), summary, &title)
+    let views = analysis::views(levels);
+    crate::report::plot::render(&png, &views, summary, &title)
         .map_err(|e| UserError::runtime(format!("cannot render {}: {e}", png.display())))?;
     println!("  - {}", png.display());
     if let Ok(Some(p)) = crate::report::timeline_plot::render_dir(&out.path, &title) {
+        println!("  - {}", p.display());
+    }
+    if let Ok(Some(p)) = crate::report::turns_plot::render_dir(&out.path, &views, &title) {
         println!("  - {}", p.display());
     }
     Ok(())

@@ -98,6 +98,20 @@ pub struct LevelView {
     /// With sessions: how much faster later turns started than the first.
     #[serde(default)]
     pub sessions: Option<SessionsView>,
+    /// With sessions: each turn's TTFT and prompt-cache share (for `turns.png`).
+    #[serde(default)]
+    pub per_turn: Option<Vec<TurnView>>,
+}
+
+/// What the sessions picture draws of one turn.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TurnView {
+    /// `1` … `7`, `≥8`.
+    pub turn: String,
+    #[serde(default)]
+    pub ttft: BTreeMap<String, Option<f64>>,
+    #[serde(default)]
+    pub prompt_cache_hit_share: Option<f64>,
 }
 
 /// What the summary says of a level's sessions.
@@ -157,6 +171,16 @@ impl From<&LevelStats> for LevelView {
                 first_turn_ttft_p50_s: s.first_turn_ttft_p50_s,
                 later_turns_ttft_p50_s: s.later_turns_ttft_p50_s,
                 later_turns_ttft_speedup: s.later_turns_ttft_speedup,
+            }),
+            per_turn: l.per_turn.as_ref().map(|turns| {
+                turns
+                    .iter()
+                    .map(|t| TurnView {
+                        turn: t.turn.clone(),
+                        ttft: percentile_map(&t.ttft),
+                        prompt_cache_hit_share: t.prompt_cache_hit_share,
+                    })
+                    .collect()
             }),
         }
     }
@@ -553,6 +577,7 @@ mod tests {
             server_metrics: None,
             prompt_cache_warning: None,
             sessions: None,
+            per_turn: None,
         }
     }
 

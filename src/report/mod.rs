@@ -1,6 +1,6 @@
 //! Reporting: the console table (`table`), the results folder with its JSON files (`results`),
 //! the saturation analysis (`analysis`, `summary.json`), the PNG (`plot`, with its
-//! `summary_panel`), the timeline's picture (`timeline_plot`), what the pictures share
+//! `summary_panel`), the timeline's picture (`timeline_plot`), the sessions' picture (`turns_plot`), what the pictures share
 //! (`style`), and the live progress line during a level (`progress`). Data flow: `bench` hands each finished level's `LevelStats`
 //! here.
 
@@ -12,3 +12,4 @@ pub mod style;
 mod summary_panel;
 pub mod table;
 pub mod timeline_plot;
+pub mod turns_plot;
