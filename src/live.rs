@@ -90,6 +90,8 @@ pub struct LiveCounters {
     pub sent: AtomicU64,
     pub ok: AtomicU64,
     pub failed: AtomicU64,
+    /// Abandoned (`--cancel-rate`).
+    pub cancelled: AtomicU64,
     /// Send lag of each send, ns.
     pub send_lag_ns: LogBuckets,
     /// TTFT of each success, ns.
@@ -109,7 +111,7 @@ impl std::fmt::Debug for LiveCounters {
 impl LiveCounters {
     /// Zeroes the counters at a level's start (by the owning core, before it sends).
     pub fn reset(&self) {
-        for c in [&self.sent, &self.ok, &self.failed] {
+        for c in [&self.sent, &self.ok, &self.failed, &self.cancelled] {
             c.store(0, Relaxed);
         }
         self.send_lag_ns.reset();
@@ -130,6 +132,10 @@ impl LiveCounters {
 
     pub fn failed(&self) {
         bump(&self.failed, 1);
+    }
+
+    pub fn cancelled(&self) {
+        bump(&self.cancelled, 1);
     }
 }
 

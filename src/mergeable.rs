@@ -149,6 +149,8 @@ pub struct EndpointHistograms {
 pub struct Counters {
     pub sent: u64,
     pub succeeded: u64,
+    /// Abandoned by `--cancel-rate`.
+    pub cancelled: u64,
     pub errors: BTreeMap<String, u64>,
     /// The first response body of each error category, when there was one.
     pub error_samples: BTreeMap<String, String>,
@@ -281,6 +283,7 @@ fn counters(r: &Recorder, warmup: &Recorder) -> Counters {
     Counters {
         sent: r.sent,
         succeeded: r.succeeded,
+        cancelled: r.cancelled,
         errors: r
             .errors
             .iter()
@@ -370,7 +373,7 @@ impl LevelHistograms {
                 },
             );
         }
-        (r.sent, r.succeeded) = (c.sent, c.succeeded);
+        (r.sent, r.succeeded, r.cancelled) = (c.sent, c.succeeded, c.cancelled);
         (r.output_tokens, r.prompt_tokens) = (c.output_tokens, c.prompt_tokens);
         (r.usage_counted, r.estimated_counted) = (c.usage_counted, c.estimated_counted);
         (r.ok_in_window, r.slo_met) = (c.ok_in_window, c.slo_met);

@@ -22,6 +22,8 @@ pub struct SessionStats {
     pub sessions_ended_by_failure: u64,
     /// Ended because an answer passed the per-turn cap on kept answer bytes (64 KiB).
     pub sessions_ended_by_answer_cap: u64,
+    /// Ended by an abandoned turn (`--cancel-rate`).
+    pub sessions_ended_by_cancel: u64,
     /// Every turn sent, first turns included (`total_requests` counts the same).
     pub turns_sent: u64,
     /// TTFT p50 of the first turns, and the median of the later turns' p50s, seconds; the first
@@ -57,6 +59,7 @@ fn counts(s: &SessionCounts, target: f64) -> SessionStats {
         sessions_completed: s.completed,
         sessions_ended_by_failure: s.ended_by_failure,
         sessions_ended_by_answer_cap: s.ended_by_answer_cap,
+        sessions_ended_by_cancel: s.ended_by_cancel,
         turns_sent: s.turns_sent,
         first_turn_ttft_p50_s: None,
         later_turns_ttft_p50_s: None,

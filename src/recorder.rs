@@ -64,6 +64,8 @@ pub struct Recorder {
     pub send_lag_ns: Histogram<u64>,
     pub sent: u64,
     pub succeeded: u64,
+    /// Requests abandoned by `--cancel-rate` (counted in `sent`, never as errors).
+    pub cancelled: u64,
     pub errors: HashMap<ErrorKind, ErrorStat>,
     pub output_tokens: u64,
     pub prompt_tokens: u64,
@@ -155,6 +157,7 @@ impl Recorder {
             send_lag_ns: histogram(MAX_LATENCY_US * 1000),
             sent: 0,
             succeeded: 0,
+            cancelled: 0,
             errors: HashMap::new(),
             output_tokens: 0,
             prompt_tokens: 0,
@@ -285,6 +288,15 @@ impl Recorder {
     /// A failed request of category `kind`; `sample` is the start of an HTTP error's body, or a
     /// stream error's message.
     /// A request that failed at `done_ns` (monotonic): counted, and placed in the timeline.
+    /// A request was abandoned at `t_ns` (`--cancel-rate`): it ended, neither ok nor failed.
+    pub fn record_cancel(&mut self, t_ns: u64) {
+        self.cancelled += 1;
+        self.timeline.cancelled(t_ns);
+        if let Some(l) = &self.live {
+            l.cancelled();
+        }
+    }
+
     pub fn record_failure(&mut self, done_ns: u64, kind: ErrorKind, sample: Option<&[u8]>) {
         self.timeline.failed(done_ns, &kind);
         if let Some(l) = &self.live {
@@ -340,6 +352,7 @@ impl Recorder {
         let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent += other.sent;
         self.succeeded += other.succeeded;
+        self.cancelled += other.cancelled;
         self.timeline.merge(&other.timeline);
         for (k, v) in &other.errors {
             let stat = self.errors.entry(k.clone()).or_default();

@@ -40,6 +40,8 @@ pub struct RequestRecord {
     /// With sessions: the session (its first prompt's number) and the turn (from 1).
     pub session: Option<u64>,
     pub turn: Option<u32>,
+    /// Abandoned (`--cancel-rate`): its connection was closed before the answer ended.
+    pub cancelled: bool,
 }
 
 /// A record as a JSON line: times in µs from the level's start (warm-up included).
@@ -70,6 +72,8 @@ struct Line<'a> {
     session: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     turn: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cancelled: bool,
 }
 
 /// Where a level's records go, and what they share.
@@ -121,6 +125,7 @@ pub fn write_level(
             token_read_us: r.token_reads_ns.iter().map(|&t| us(t)).collect(),
             session: r.session,
             turn: r.turn,
+            cancelled: r.cancelled,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

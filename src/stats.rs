@@ -191,6 +191,9 @@ pub struct LevelStats {
     pub total_requests: u64,
     pub successful_requests: u64,
     pub failed_requests: u64,
+    /// Requests abandoned by `--cancel-rate` (in `total_requests`; not in `failed_requests`,
+    /// `errors`, the latencies or the success rate).
+    pub cancelled_requests: u64,
     /// Successful requests ÷ `completion_window_s` (vLLM's request throughput): what the
     /// endpoint finished, over the time it took, stragglers included.
     pub throughput_qps: f64,
@@ -431,10 +434,10 @@ impl LevelStats {
         Self {
             qps_target,
             actual_qps: round6(actual_qps),
-            success_rate: if r.sent > 0 {
-                round6(r.succeeded as f64 * 100.0 / r.sent as f64)
-            } else {
-                0.0
+            // Abandoned requests never read as failures: they are out of the denominator.
+            success_rate: match r.sent.saturating_sub(r.cancelled) {
+                0 => 0.0,
+                n => round6(r.succeeded as f64 * 100.0 / n as f64),
             },
             ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
             e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
@@ -454,6 +457,7 @@ impl LevelStats {
             total_requests: r.sent,
             successful_requests: r.succeeded,
             failed_requests: failed,
+            cancelled_requests: r.cancelled,
             throughput_qps: rate(r.succeeded, completion_s),
             in_window_throughput_qps: rate(r.ok_in_window, duration_s),
             completion_window_s: round6(completion_s),

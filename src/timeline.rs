@@ -26,6 +26,8 @@ fn ttft_histogram() -> Histogram<u32> {
 struct Second {
     sent: u64,
     ok: u64,
+    /// Abandoned (`--cancel-rate`).
+    cancelled: u64,
     /// Failures by category (few distinct ones: a short list).
     failed: Vec<(ErrorKind, u64)>,
     output_tokens: u64,
@@ -44,6 +46,10 @@ pub struct Timeline {
     seconds: Vec<Second>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One line of `timeline.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
@@ -54,6 +60,9 @@ pub struct Row {
     pub sent: u64,
     pub ok: u64,
     pub failed: std::collections::BTreeMap<String, u64>,
+    /// Requests abandoned in this second (`--cancel-rate`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
     /// Requests sent and not yet ended at the end of this second.
     pub in_flight: u64,
     pub output_tokens: u64,
@@ -112,6 +121,11 @@ impl Timeline {
         }
     }
 
+    /// A request was abandoned at `t_ns`.
+    pub fn cancelled(&mut self, t_ns: u64) {
+        self.at(t_ns).cancelled += 1;
+    }
+
     /// A request failed at `t_ns` with `kind`.
     pub fn failed(&mut self, t_ns: u64, kind: &ErrorKind) {
         let s = self.at(t_ns);
@@ -130,6 +144,7 @@ impl Timeline {
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
             mine.sent += theirs.sent;
             mine.ok += theirs.ok;
+            mine.cancelled += theirs.cancelled;
             mine.output_tokens += theirs.output_tokens;
             mine.prompt_tokens += theirs.prompt_tokens;
             if let Some(c) = theirs.cached_prompt_tokens {
@@ -158,7 +173,7 @@ impl Timeline {
             .enumerate()
             .map(|(t_s, s)| {
                 let failed: u64 = s.failed.iter().map(|(_, n)| n).sum();
-                in_flight += s.sent as i64 - (s.ok + failed) as i64;
+                in_flight += s.sent as i64 - (s.ok + failed + s.cancelled) as i64;
                 let q = |p: f64| {
                     s.ttft_us
                         .as_ref()
@@ -170,6 +185,7 @@ impl Timeline {
                     sent: s.sent,
                     ok: s.ok,
                     failed: s.failed.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+                    cancelled: s.cancelled,
                     in_flight: in_flight.max(0) as u64,
                     output_tokens: s.output_tokens,
                     prompt_tokens: s.prompt_tokens,

@@ -40,6 +40,8 @@ pub struct SessionCounts {
     pub ended_by_failure: u64,
     /// Sessions ended because an answer passed the per-turn cap on kept answer bytes.
     pub ended_by_answer_cap: u64,
+    /// Sessions a turn abandoned by `--cancel-rate` ended.
+    pub ended_by_cancel: u64,
     /// Every turn sent, first turns included.
     pub turns_sent: u64,
 }
@@ -50,6 +52,7 @@ impl SessionCounts {
         self.completed += o.completed;
         self.ended_by_failure += o.ended_by_failure;
         self.ended_by_answer_cap += o.ended_by_answer_cap;
+        self.ended_by_cancel += o.ended_by_cancel;
         self.turns_sent += o.turns_sent;
     }
 }

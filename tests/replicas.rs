@@ -5,28 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
 use common::*;
-
-/// `vllm:generation_tokens_total` of a built-in endpoint: what it generated, by its own count.
-fn generated_tokens(mock: &Mock) -> f64 {
-    let mut s = TcpStream::connect(mock.authority()).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        mock.authority()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find(|l| l.starts_with("vllm:generation_tokens_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .expect("a generation token counter")
-}
 
 fn args<'a>(a: &'a Mock, b: &'a Mock, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = endpoint_args(&a.url);
@@ -71,7 +50,7 @@ fn two_replicas_get_half_the_requests_each() {
     assert!(p50(0) < 0.05 && p50(1) >= 0.06, "{eps:?}");
     // The servers' own counts: 20 answers of 4 tokens each (the first endpoint also answered
     // the probe sent before the run, which goes to the first endpoint only).
-    let (a, b) = (generated_tokens(&fast), generated_tokens(&slow));
+    let (a, b) = (fast.generated_tokens(), slow.generated_tokens());
     assert_eq!(b, 80.0);
     assert!((80.0..=80.0 + 3.0 * 4.0).contains(&a), "{a}");
     let meta = run.metadata();

@@ -8,7 +8,7 @@ use crate::arrivals::{self, Arrival};
 use crate::cli::EndpointStrategy;
 use crate::clock::now_ns;
 use crate::engine::LEAD_NS;
-use crate::engine::{Engine, LevelRun, PlannedArrival};
+use crate::engine::{Engine, LevelExtras, LevelRun, PlannedArrival};
 use crate::error::{Result, UserError};
 use crate::prepared::{LevelRequests, RunRequests};
 use crate::report::progress::{LevelInfo, Mode, Reporter};
@@ -46,6 +46,8 @@ pub struct LevelSpec<'a> {
     /// `--session-turns`: the mean turns of a session; each arrival starts one, and arrivals
     /// come at `qps` ÷ this, so that requests average `qps`.
     pub session_turns: Option<f64>,
+    /// `--cancel-rate`: which of the level's requests are abandoned, and when.
+    pub cancels: Option<&'a crate::engine::cancel::CancelPlan>,
 }
 
 impl LevelSpec<'_> {
@@ -184,13 +186,7 @@ pub fn measure_level(
         announce(spec, planned, warmup_n);
     }
     let duration_ns = (spec.duration_s * 1e9).round() as u64;
-    // A session's id is its first prompt's number, the same in every shard.
-    let session_ids = spec.session_turns.map(|_| {
-        arrivals
-            .iter()
-            .map(|a| a.1)
-            .collect::<std::sync::Arc<[u64]>>()
-    });
+    let extras = extras(spec, &arrivals);
     let (arrivals, mut requests) = render(spec, &arrivals)?;
     let reporter = Reporter::start(&engine.live, level_info(spec, planned), spec.progress);
     let run = engine.run_level(
@@ -199,7 +195,7 @@ pub fn measure_level(
         (window_ns, duration_ns),
         start_at,
         requests.as_mut().map(|r| std::mem::take(&mut r.prepared)),
-        session_ids,
+        extras,
     );
     reporter.finish();
     let mut run = run.map_err(UserError::runtime)?;
@@ -260,6 +256,28 @@ fn render(
         .map(|(j, &(t, _, e))| (t, j as u32, e))
         .collect();
     Ok((arrivals, Some(requests)))
+}
+
+/// What the level's requests carry beyond their bytes: a session's id is its first prompt's
+/// number, and the abandoned requests are chosen over the whole schedule, so every shard agrees.
+fn extras(spec: &LevelSpec<'_>, planned: &[Planned]) -> LevelExtras {
+    let prompts = || planned.iter().map(|a| a.1);
+    let rate = spec.arrival_qps();
+    let schedule = match spec.replay {
+        Some(r) => (0, r.offsets_ns.len() as u64),
+        None if spec.warmup_s > 0.0 => (
+            arrivals::request_count(rate, spec.warmup_s),
+            arrivals::request_count(rate, spec.duration_s),
+        ),
+        None => (0, arrivals::request_count(rate, spec.duration_s)),
+    };
+    let first = spec.prompts.map_or(1, |p| p.first);
+    LevelExtras {
+        session_ids: spec.session_turns.map(|_| prompts().collect()),
+        cancel_after_ns: spec
+            .cancels
+            .map(|c| c.level(spec.seed, (first, schedule.0, schedule.1), prompts())),
+    }
 }
 
 /// What the progress line says about the level.
@@ -335,6 +353,8 @@ fn print_outcome(stats: &LevelStats) {
         stats.send_lag_us.p99,
         if waited > 0 {
             format!(", {waited} waited for a --max-concurrency slot")
+        } else if stats.cancelled_requests > 0 {
+            format!(", {} abandoned (--cancel-rate)", stats.cancelled_requests)
         } else {
             String::new()
         }
@@ -384,6 +404,7 @@ mod tests {
                 Box::leak(vec![String::new(); 3].into_boxed_slice()),
             ),
             session_turns: None,
+            cancels: None,
         }
     }
 

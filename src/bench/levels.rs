@@ -149,6 +149,7 @@ impl<'a> Levels<'a> {
             start,
             replicas: (a.endpoint_strategy, &self.plan.shown_endpoints),
             session_turns: self.plan.session_turns(),
+            cancels: self.plan.cancels.as_ref(),
         };
         let expected_latency = self
             .measured

@@ -109,6 +109,9 @@ struct Metadata<'a> {
     /// `--session-turns`: each arrival started a session of these turns and think times.
     #[serde(skip_serializing_if = "Option::is_none")]
     sessions: Option<&'a crate::engine::session::SessionPlan>,
+    /// `--cancel-rate`: the share of each level's requests abandoned, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel: Option<&'a crate::engine::cancel::CancelPlan>,
 }
 
 /// What the stages before the metadata decided.
@@ -188,6 +191,7 @@ pub fn write(
         ignore_eos: probe.ignore_eos,
         replay: plan.workload.replay.as_ref(),
         sessions: plan.sessions.as_ref(),
+        cancel: plan.cancels.as_ref(),
         start_at_unix_s: plan
             .workload
             .timetable

@@ -10,6 +10,7 @@
 //! 5. [`report`]: the final summary, the console table and the PNG;
 //! 6. the exit status.
 
+mod cancels;
 mod clockstart;
 mod level;
 mod levels;

@@ -64,6 +64,8 @@ pub struct Plan {
     pub reset: ResetAsk,
     /// `--session-turns`: each arrival starts a multi-turn session.
     pub sessions: Option<SessionPlan>,
+    /// `--cancel-rate`: the requests each level abandons.
+    pub cancels: Option<crate::engine::cancel::CancelPlan>,
 }
 
 /// `--reset-prefix-cache`: off, the way the server answers, or a URL to POST.
@@ -193,8 +195,10 @@ impl Plan {
         let reset = reset_ask(&args.workload.reset_prefix_cache)?;
         let shard = shard_of(&args, fixed_levels.is_none())?;
         let sessions = super::sessions::plan(&args, api, workload.dataset.name)?;
+        let cancels = super::cancels::plan(&args)?;
         let plan = Self {
             sessions,
+            cancels,
             reset,
             shard,
             server_metrics: super::watch::plan(&args)?.filter(|_| scrapes(shard)),
@@ -337,6 +341,7 @@ impl Plan {
                 idle: a.idle_timeout.map(Duration::from_secs_f64),
             },
             sessions: self.sessions.clone(),
+            cancels: self.cancels.clone(),
         })
         .map_err(UserError::runtime)?;
         if engine.driver == crate::engine::IoDriver::Epoll {

@@ -138,7 +138,14 @@ fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &Error
 /// Sends the probe's request and resets the engine's connections after it.
 fn probe(engine: &Engine, requests: &RunRequests) -> Result<Answer> {
     let run = engine
-        .run_level(&[(0, 0, 0)], 0, (0, 0), None, Some(requests.probe()?), None)
+        .run_level(
+            &[(0, 0, 0)],
+            0,
+            (0, 0),
+            None,
+            Some(requests.probe()?),
+            Default::default(),
+        )
         .map_err(UserError::runtime)?;
     engine.reset(None).map_err(UserError::runtime)?;
     let errors = &run.merged.errors;

@@ -502,6 +502,24 @@ pub struct WorkloadArgs {
     /// With --session-turns: `constant` think times, or `exponential` with mean --think-time-ms
     #[arg(long, value_enum, value_name = "DIST", default_value_t = ThinkTimeDist::Constant)]
     pub think_time_dist: ThinkTimeDist,
+
+    /// Abandon this percentage of each level's requests (a user's stop button, an agent's
+    /// timeout): exactly round(rate × requests) of them, chosen with --seed, are cancelled by
+    /// closing their connection --cancel-after-ms after their intended send. Cancelled requests
+    /// count in total_requests and cancelled_requests, never as errors, in latencies or in the
+    /// success rate (0 to 100)
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub cancel_rate: f64,
+
+    /// With --cancel-rate: how long after its intended send a request is abandoned, in ms: a
+    /// fixed time, or a range such as 20-200 drawn uniformly per request with --seed
+    #[arg(long, value_name = "MS|MIN-MAX")]
+    pub cancel_after_ms: Option<String>,
 }
 
 /// `--think-time-dist`: how think times between a session's turns are drawn.

@@ -92,6 +92,8 @@ mod tests {
             turn_input_len: None,
             think_time_ms: 0.0,
             think_time_dist: crate::cli::ThinkTimeDist::Constant,
+            cancel_rate: 0.0,
+            cancel_after_ms: None,
         }
     }
 

@@ -61,9 +61,10 @@ pub struct Core {
     pub idle_timeout_ns: Option<u64>,
     /// `--session-turns`: each arrival starts a session (`session`).
     pub sessions: Option<Rc<SessionPlan>>,
-    /// When the level's arrivals start sessions: each request's prompt number, its session's
-    /// id; None: single requests (the probe).
-    pub session_ids: RefCell<Option<std::sync::Arc<[u64]>>>,
+    /// What the level's requests carry beyond their bytes: session ids, abandonment times.
+    pub extras: RefCell<super::LevelExtras>,
+    /// `--cancel-rate`: how sessions' later turns are abandoned.
+    pub cancels: Option<super::cancel::CancelPlan>,
     /// The core runs on io_uring: waits end on a timerfd, to the µs (else on monoio's wheel).
     pub precise_timers: bool,
 }
@@ -86,13 +87,24 @@ impl Slo {
 impl Core {
     /// How this level's sessions go, if its arrivals start sessions.
     fn session_plan(&self) -> Option<Rc<SessionPlan>> {
-        self.session_ids.borrow().as_ref()?;
+        self.extras.borrow().session_ids.as_ref()?;
         self.sessions.clone()
     }
 
     /// The session request `sample` starts (its prompt number), if the level has sessions.
     fn session_id(&self, sample: usize) -> Option<u64> {
-        self.session_ids.borrow().as_ref()?.get(sample).copied()
+        self.extras
+            .borrow()
+            .session_ids
+            .as_ref()?
+            .get(sample)
+            .copied()
+    }
+
+    /// When request `sample` (due at `intended_ns`) is abandoned, if it is.
+    fn cancel_at(&self, sample: usize, intended_ns: u64) -> Option<u64> {
+        let after = *self.extras.borrow().cancel_after_ns.as_ref()?.get(sample)?;
+        (after != super::cancel::NEVER).then(|| intended_ns.saturating_add(after))
     }
 
     /// The concurrency cap holds the next arrival back.
@@ -182,6 +194,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
             warmup,
             waited,
             turn: u32::from(core.session_plan().is_some()),
+            cancel_at_ns: core.cancel_at(sample, intended),
         };
         if first.is_some() {
             ticket.record_send(&rec, now);
@@ -234,6 +247,8 @@ struct Ticket {
     waited: bool,
     /// The session turn it is (from 1), or 0 without sessions.
     turn: u32,
+    /// `--cancel-rate`: when it is abandoned (its connection closed), if it is.
+    cancel_at_ns: Option<u64>,
 }
 
 impl Ticket {
@@ -270,14 +285,18 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
             let done = turn(&core, &rec, &mut t, request, first, Some(&mut answer)).await;
             let id = core.session_id(t.sample).unwrap_or_default();
             let ended = match done {
-                Some(done_ns) => session(&core, &rec, (t, id), &plan, answer, done_ns).await,
-                None => SessionEnd::Failed,
+                TurnEnd::Done(done_ns) => {
+                    session(&core, &rec, (t, id), &plan, answer, done_ns).await
+                }
+                TurnEnd::Failed => SessionEnd::Failed,
+                TurnEnd::Cancelled => SessionEnd::Cancelled,
             };
             if let Some(turns) = rec.borrow_mut().turns.as_mut() {
                 let s = &mut turns.sessions;
                 match ended {
                     SessionEnd::Completed => s.completed += 1,
                     SessionEnd::Failed => s.ended_by_failure += 1,
+                    SessionEnd::Cancelled => s.ended_by_cancel += 1,
                     SessionEnd::AnswerCap => s.ended_by_answer_cap += 1,
                     SessionEnd::Stopped => {}
                 }
@@ -304,6 +323,8 @@ async fn run(core: Rc<Core>, rec: Rc<RefCell<Recorder>>, mut t: Ticket, first: O
 enum SessionEnd {
     Completed,
     Failed,
+    /// A turn was abandoned (`--cancel-rate`).
+    Cancelled,
     AnswerCap,
     /// Ctrl-C: its remaining turns were never sent.
     Stopped,
@@ -341,11 +362,13 @@ async fn session(
         }
         let request = history.next_request(&answer, &plan.user_text(id, k));
         answer.clear();
+        let cancel = core.cancels.as_ref().and_then(|c| c.later_turn(id, k));
         let mut t = Ticket {
             intended_ns,
             sent_ns: None,
             waited: false,
             turn: k,
+            cancel_at_ns: cancel.map(|after| intended_ns.saturating_add(after)),
             ..first
         };
         let conn = send_now(core, rec, t.endpoint, &request, now_ns());
@@ -353,8 +376,9 @@ async fn session(
             t.record_send(rec, now_ns());
         }
         match turn(core, rec, &mut t, request, conn, Some(&mut answer)).await {
-            Some(end) => done_ns = end,
-            None => return SessionEnd::Failed,
+            TurnEnd::Done(end) => done_ns = end,
+            TurnEnd::Failed => return SessionEnd::Failed,
+            TurnEnd::Cancelled => return SessionEnd::Cancelled,
         }
     }
     SessionEnd::Completed
@@ -374,8 +398,18 @@ async fn wait_until(core: &Core, at_ns: u64) {
     }
 }
 
+/// How one request ended.
+enum TurnEnd {
+    /// It succeeded; its response ended then (monotonic ns).
+    Done(u64),
+    Failed,
+    /// Abandoned at its `cancel_at_ns` (`--cancel-rate`): its connection was closed.
+    Cancelled,
+}
+
 /// One request (a single arrival, or one turn of a session) to its recorded outcome; with
-/// `answer`, the answer's text is kept there. Returns when its response ended, if it succeeded.
+/// `answer`, the answer's text is kept there. An abandoned request's exchange is dropped at its
+/// time, which closes its connection: it is never put back in the pool.
 async fn turn(
     core: &Rc<Core>,
     rec: &Rc<RefCell<Recorder>>,
@@ -383,22 +417,33 @@ async fn turn(
     request: impl Request,
     first: Option<PooledConn>,
     answer: Option<&mut Vec<u8>>,
-) -> Option<u64> {
+) -> TurnEnd {
     if t.sent_ns.is_none() {
         t.record_send(rec, now_ns());
     }
     let mut trace = core.save_requests.then(Trace::default);
     let attempt = attempt(core, rec, t, request, first, &mut trace, answer);
-    let outcome = match monoio::time::timeout(core.timeout, attempt).await {
-        Ok(o) => o,
-        Err(_) => Err((ErrorKind::TimeoutTotal, None)),
+    let total = core.timeout.as_nanos() as u64;
+    let cancel_in = t.cancel_at_ns.map(|at| at.saturating_sub(now_ns()));
+    let limit = cancel_in.map_or(total, |c| c.min(total));
+    let outcome = match monoio::time::timeout(Duration::from_nanos(limit), attempt).await {
+        Ok(o) => Some(o),
+        Err(_) if cancel_in.is_some_and(|c| c < total) => None,
+        Err(_) => Some(Err((ErrorKind::TimeoutTotal, None))),
     };
     let mut rec = rec.borrow_mut();
     if let Some(trace) = trace {
         let session = core.session_id(t.sample).filter(|_| t.turn > 0);
         rec.records
-            .push(trace.into_record(t, core.index, &outcome, session));
+            .push(trace.into_record(t, core.index, outcome.as_ref(), session));
     }
+    let Some(outcome) = outcome else {
+        rec.record_cancel(now_ns());
+        if let Some(e) = rec.endpoints.get_mut(t.endpoint) {
+            e.sent += 1;
+        }
+        return TurnEnd::Cancelled;
+    };
     if let Some(e) = rec.endpoints.get_mut(t.endpoint) {
         e.sent += 1;
         match &outcome {
@@ -415,11 +460,11 @@ async fn turn(
                 turns.success(t.turn, &success);
             }
             rec.record_success(success);
-            Some(success.done_ns)
+            TurnEnd::Done(success.done_ns)
         }
         Err((kind, body)) => {
             rec.record_failure(now_ns(), kind, body.as_deref());
-            None
+            TurnEnd::Failed
         }
     }
 }
@@ -429,18 +474,19 @@ impl Trace {
         self,
         t: &Ticket,
         core: u16,
-        outcome: &Result<Success, Failed>,
+        outcome: Option<&Result<Success, Failed>>,
         session: Option<u64>,
     ) -> RequestRecord {
         let (error, output_tokens, source, prompt_tokens, cached_tokens) = match outcome {
-            Ok(s) => (
+            None => (None, None, None, None, None),
+            Some(Ok(s)) => (
                 None,
                 Some(s.output_tokens),
                 Some(s.source),
                 s.prompt_tokens,
                 s.cached_tokens,
             ),
-            Err((kind, _)) => (Some(kind.to_string()), None, None, None, None),
+            Some(Err((kind, _))) => (Some(kind.to_string()), None, None, None, None),
         };
         RequestRecord {
             sample: t.sample as u64,
@@ -459,6 +505,7 @@ impl Trace {
             token_reads_ns: self.token_reads_ns,
             session,
             turn: session.map(|_| t.turn),
+            cancelled: outcome.is_none(),
         }
     }
 }

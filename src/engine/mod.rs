@@ -5,6 +5,7 @@
 //! (arrival i → core i mod N), sends each core its slice once, and merges the cores' recorders
 //! when they are all done. Nothing is shared between cores while the level runs.
 
+pub mod cancel;
 pub mod exchange;
 pub mod pacer;
 pub mod pool;
@@ -55,6 +56,9 @@ pub struct EngineConfig {
     pub recv_path: RecvPath,
     /// `--session-turns`: each arrival starts a multi-turn session (`session`).
     pub sessions: Option<session::SessionPlan>,
+    /// `--cancel-rate`: how a session's later turns are abandoned (a level's own requests carry
+    /// their times in `LevelExtras`).
+    pub cancels: Option<cancel::CancelPlan>,
 }
 
 /// Timeouts besides the total one, each with its own error category.
@@ -137,6 +141,17 @@ pub(crate) enum Command {
     Reset(Option<Arc<Prepared>>),
 }
 
+/// What a level's requests carry beyond their bytes, indexed like them.
+#[derive(Debug, Clone, Default)]
+pub struct LevelExtras {
+    /// When the level's arrivals start sessions (a run with `--session-turns`): each request's
+    /// prompt number, which is its session's id. None: single requests (and the probe).
+    pub session_ids: Option<Arc<[u64]>>,
+    /// `--cancel-rate`: each request's time from its intended send to its abandonment, ns
+    /// (`cancel::NEVER`: sent to its end).
+    pub cancel_after_ns: Option<Arc<[u64]>>,
+}
+
 /// One core's share of a level.
 pub(crate) struct CorePlan {
     /// Level start on the monotonic clock; arrival offsets count from here.
@@ -150,9 +165,8 @@ pub(crate) struct CorePlan {
     pub window_end_ns: u64,
     /// The level's own requests (an arrival's sample indexes them), if it brings any.
     pub requests: Option<Arc<Prepared>>,
-    /// When the level's arrivals start sessions (a run with `--session-turns`): each
-    /// request's prompt number, which is its session's id; None: single requests (the probe).
-    pub session_ids: Option<Arc<[u64]>>,
+    /// What the level's requests carry beyond their bytes.
+    pub extras: LevelExtras,
 }
 
 struct Worker {
@@ -224,6 +238,7 @@ impl Engine {
             slo: cfg.slo,
             timeouts: cfg.timeouts,
             sessions: cfg.sessions,
+            cancels: cfg.cancels,
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;
@@ -326,8 +341,9 @@ impl Engine {
     /// measured window starting at `window_ns` and lasting `duration_ns`; arrival j is sent from
     /// core `j mod cores`. An arrival's sample indexes `requests` when the level brings them
     /// (and the requests the cores hold otherwise). The level starts at `start_at_ns`
-    /// (monotonic) when given, else in a moment ([`LEAD_NS`]). With `session_ids` (each
-    /// request's prompt number) and a run with sessions, each arrival starts a session.
+    /// (monotonic) when given, else in a moment ([`LEAD_NS`]). With `extras`' session ids
+    /// and a run with sessions, each arrival starts a session; its abandonment times cancel
+    /// requests.
     /// Returns when every request (every session) has finished or timed out.
     pub fn run_level(
         &self,
@@ -336,7 +352,7 @@ impl Engine {
         (window_ns, duration_ns): (u64, u64),
         start_at_ns: Option<u64>,
         requests: Option<Prepared>,
-        session_ids: Option<Arc<[u64]>>,
+        extras: LevelExtras,
     ) -> Result<LevelRun, String> {
         let requests = requests.map(Arc::new);
         let n = self.workers.len();
@@ -363,7 +379,7 @@ impl Engine {
                     window_start_ns: start_ns + window_ns,
                     window_end_ns,
                     requests: requests.clone(),
-                    session_ids: session_ids.clone(),
+                    extras: extras.clone(),
                 }))
                 .map_err(|_| "a core thread has stopped".to_string())?;
         }

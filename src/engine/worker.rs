@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub live: Vec<Arc<crate::live::LiveCounters>>,
     /// `--session-turns`: how sessions go.
     pub sessions: Option<super::session::SessionPlan>,
+    /// `--cancel-rate`: how sessions' later turns are abandoned.
+    pub cancels: Option<super::cancel::CancelPlan>,
 }
 
 pub(crate) fn main(
@@ -96,7 +98,8 @@ pub(crate) fn main(
         ttft_timeout_ns: shared.timeouts.first_token.map(|d| d.as_nanos() as u64),
         idle_timeout_ns: shared.timeouts.idle.map(|d| d.as_nanos() as u64),
         sessions: shared.sessions.clone().map(Rc::new),
-        session_ids: RefCell::new(None),
+        extras: RefCell::new(Default::default()),
+        cancels: shared.cancels.clone(),
         precise_timers: driver == IoDriver::IoUring,
     });
     let busy_poll = shared.busy_poll;
@@ -196,7 +199,7 @@ fn measured_recorder(core: &Core, plan: &CorePlan) -> Recorder {
         measured.endpoints = vec![Default::default(); core.pools.len()];
     }
     measured.window_end_ns = plan.window_end_ns;
-    if core.sessions.is_some() && plan.session_ids.is_some() {
+    if core.sessions.is_some() && plan.extras.session_ids.is_some() {
         measured.turns = Some(Default::default());
     }
     measured.timeline = crate::timeline::Timeline::new(plan.window_start_ns);
@@ -218,7 +221,7 @@ async fn run_level(
     let (cpu_start, busy_spin_start) = (thread_cpu_ns(), crate::rt::spin_ns());
     let rec = Rc::new(RefCell::new(measured_recorder(&core, &plan)));
     let warmup_rec = Rc::new(RefCell::new(Recorder::new()));
-    core.session_ids.replace(plan.session_ids.clone());
+    core.extras.replace(plan.extras.clone());
     core.queue.replace(CoreQueue {
         start_ns: plan.start_ns,
         arrivals: plan.arrivals,

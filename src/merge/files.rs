@@ -77,6 +77,7 @@ fn empty((level, t_s): (usize, usize)) -> Row {
         sent: 0,
         ok: 0,
         failed: BTreeMap::new(),
+        cancelled: 0,
         in_flight: 0,
         output_tokens: 0,
         prompt_tokens: 0,
@@ -92,6 +93,7 @@ fn empty((level, t_s): (usize, usize)) -> Row {
 fn add((into, weight): &mut (Row, f64), row: Row, scraper: bool) {
     into.sent += row.sent;
     into.ok += row.ok;
+    into.cancelled += row.cancelled;
     into.in_flight += row.in_flight;
     into.output_tokens += row.output_tokens;
     into.prompt_tokens += row.prompt_tokens;

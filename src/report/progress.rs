@@ -88,13 +88,15 @@ impl Reporter {
     }
 }
 
-/// The counters of every core, summed: (sent, ok, failed, send-lag buckets, TTFT buckets).
-fn read(live: &[Arc<LiveCounters>]) -> (u64, u64, u64, Vec<u64>, Vec<u64>) {
-    let mut out = (0, 0, 0, Vec::new(), Vec::new());
+/// The counters of every core, summed: (sent, ok, [failed, cancelled], send-lag buckets, TTFT
+/// buckets).
+fn read(live: &[Arc<LiveCounters>]) -> (u64, u64, [u64; 2], Vec<u64>, Vec<u64>) {
+    let mut out = (0, 0, [0, 0], Vec::new(), Vec::new());
     for c in live {
         out.0 += c.sent.load(Relaxed);
         out.1 += c.ok.load(Relaxed);
-        out.2 += c.failed.load(Relaxed);
+        out.2[0] += c.failed.load(Relaxed);
+        out.2[1] += c.cancelled.load(Relaxed);
         add(&mut out.3, &c.send_lag_ns.snapshot());
         add(&mut out.4, &c.ttft_ns.snapshot());
     }
@@ -122,7 +124,7 @@ fn report(live: &[Arc<LiveCounters>], info: &LevelInfo, mode: Mode, stop: &Atomi
             continue;
         }
         tick = elapsed as u64;
-        let (sent, ok, failed, lag, ttft) = read(live);
+        let (sent, ok, [failed, cancelled], lag, ttft) = read(live);
         // TTFT of the requests completed since the last read.
         let recent: Vec<u64> = if last_ttft.is_empty() {
             ttft.clone()
@@ -138,13 +140,18 @@ fn report(live: &[Arc<LiveCounters>], info: &LevelInfo, mode: Mode, stop: &Atomi
         }
         let window = (elapsed - info.warmup_s).max(0.0);
         let line = format!(
-            "[{}] QPS {:.1} · {:.0}/{} s · sent {sent}/{} · ok {ok} failed {failed} in flight {} · {:.1} QPS · lag p99 {} · TTFT p50 {}",
+            "[{}] QPS {:.1} · {:.0}/{} s · sent {sent}/{} · ok {ok} failed {failed}{} in flight {} · {:.1} QPS · lag p99 {} · TTFT p50 {}",
             info.label,
             info.qps,
             window.min(info.duration_s),
             info.duration_s,
             info.planned,
-            sent.saturating_sub(ok + failed),
+            if cancelled > 0 {
+                format!(" cancelled {cancelled}")
+            } else {
+                String::new()
+            },
+            sent.saturating_sub(ok + failed + cancelled),
             if window > 0.0 { sent as f64 / window } else { 0.0 },
             quantile(&lag, 0.99).map_or("-".into(), |ns| format!("{:.0} µs", ns as f64 / 1e3)),
             quantile(&recent, 0.5).map_or("-".into(), |ns| format!("{:.3} s", ns as f64 / 1e9)),

@@ -294,6 +294,7 @@ pub(crate) fn start_client(
         slo: Default::default(),
         timeouts: Default::default(),
         sessions: None,
+        cancels: None,
     })
     .map_err(UserError::runtime)
 }
@@ -426,6 +427,7 @@ fn level_spec(
         start: None,
         replicas: (crate::cli::EndpointStrategy::RoundRobin, &[]),
         session_turns: None,
+        cancels: None,
     }
 }
 

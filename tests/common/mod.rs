@@ -78,6 +78,26 @@ impl Mock {
 }
 
 impl Mock {
+    /// `vllm:generation_tokens_total`: what the endpoint generated, by its own count.
+    #[allow(dead_code)]
+    pub fn generated_tokens(&self) -> f64 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.authority()).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.authority()
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("vllm:generation_tokens_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .expect("a generation token counter")
+    }
+
     /// `host:port` of the endpoint (IPv6 in brackets), as a socket address string.
     pub fn authority(&self) -> String {
         let rest = self
