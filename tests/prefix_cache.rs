@@ -253,3 +253,80 @@ fn random_prompts_never_repeat_unless_a_pool_is_asked_for() {
         "{w}"
     );
 }
+
+#[test]
+fn prefix_groups_spread_that_many_shared_prefixes_evenly_and_hit_the_cache() {
+    let _g = serial();
+    let tmp = TempDir::new("prefix-groups");
+    let log = tmp.path().join("mock.jsonl");
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "4",
+        "--prefix-cache",
+        "--log-requests",
+        log.to_str().unwrap(),
+    ]);
+    let mut args = endpoint_args(&mock.url);
+    args.extend([
+        "--dataset-name",
+        "random",
+        "--random-prefix-len",
+        "200",
+        "--random-input-len",
+        "40",
+        "--random-output-len",
+        "4",
+        "--prefix-groups",
+        "4",
+        "--qps",
+        "8",
+        "--duration",
+        "2",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(l["total_requests"], 16, "{l}");
+    // Each group's first request is cold (the probe may have warmed one); the other 12 or more
+    // find their 200-token prefix cached.
+    assert!(l["cache_hit_requests"].as_u64().unwrap() >= 12, "{l}");
+    let warning = l["prompt_cache_warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("--prefix-groups 4"), "{warning}");
+    // 4 distinct prefixes, each sent by 4 of the level's 16 prompts (its first 50 bytes tell them
+    // apart); the probe (the first line) shares one of them.
+    let mut by_prefix: std::collections::HashMap<String, usize> = Default::default();
+    for line in std::fs::read_to_string(&log).unwrap().lines().skip(1) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = v["body"]["messages"][0]["content"].as_str().unwrap();
+        *by_prefix.entry(text[..50].to_string()).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = by_prefix.into_values().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [4, 4, 4, 4]);
+    assert_eq!(run.metadata()["dataset_params"]["prefix_groups"], 4);
+}
+
+#[test]
+fn prefix_groups_need_a_prefix() {
+    let tmp = TempDir::new("prefix-groups-refused");
+    let mut args = endpoint_args("http://127.0.0.1:9/v1/chat/completions");
+    args.extend([
+        "--dataset-name",
+        "random",
+        "--prefix-groups",
+        "4",
+        "--qps",
+        "1",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Add --random-prefix-len"),
+        "{}",
+        run.stderr
+    );
+}

@@ -293,7 +293,10 @@ impl Plan {
         let mut why = Vec::new();
         let random = self.workload.dataset.name == crate::cli::DatasetName::Random;
         if random && w.random_prefix_len > 0 {
-            why.push("--random-prefix-len".to_string());
+            why.push(match w.prefix_groups {
+                Some(g) => format!("--random-prefix-len in --prefix-groups {g}"),
+                None => "--random-prefix-len".to_string(),
+            });
         }
         if random && w.random_pool_size.is_some() {
             why.push("--random-pool-size".to_string());

@@ -74,7 +74,7 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
     // (flag, value if given, lowest, highest, what it counts)
     let span = u64::from(MAX_SPAN_WORDS);
     #[rustfmt::skip]
-    let counts: [(&str, Option<u64>, u64, u64, &str); 9] = [
+    let counts: [(&str, Option<u64>, u64, u64, &str); 10] = [
         ("--max-tokens", Some(a.max_tokens.into()), 1, u32::MAX.into(), "tokens"),
         ("--cores", wide(a.cores), 1, 4096, "cores"),
         ("--max-concurrency", wide(a.max_concurrency), 1, 10_000_000, "requests"),
@@ -83,12 +83,18 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
         ("--random-output-len", Some(w.random_output_len.into()), 1, u32::MAX.into(), "tokens"),
         ("--random-prefix-len", Some(w.random_prefix_len.into()), 0, span, "tokens"),
         ("--random-pool-size", w.random_pool_size.map(u64::from), 1, 10_000_000, "samples"),
+        ("--prefix-groups", w.prefix_groups.map(u64::from), 1, 1_000_000, "prefixes"),
         ("--shards", wide(a.shards), 1, 100_000, "shards"),
     ];
     for (flag, v, lo, hi, what) in counts {
         if let Some(v) = v {
             count(flag, v, lo, hi, what)?;
         }
+    }
+    if let (Some(g), 0) = (w.prefix_groups, w.random_prefix_len) {
+        return Err(UserError::input(format!(
+            "--prefix-groups {g}: groups of what? Add --random-prefix-len TOKENS (the shared prefix's length)"
+        )));
     }
     Ok(())
 }

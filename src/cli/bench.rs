@@ -419,6 +419,12 @@ pub struct WorkloadArgs {
     #[arg(long, value_name = "TOKENS", default_value_t = 0)]
     pub random_prefix_len: u32,
 
+    /// With --random-prefix-len: G distinct prefixes of that length instead of one, spread
+    /// evenly over the prompts (each G consecutive prompts send every prefix once, in an order
+    /// fixed by --seed): SGLang's generated-shared-prefix, vLLM's prefix_repetition
+    #[arg(long, value_name = "G")]
+    pub prefix_groups: Option<u32>,
+
     /// With --dataset-name random: draw N distinct prompts once, then cycle them, so prompts
     /// repeat on purpose (requests per level still come from --qps × --duration). Default: no
     /// pool, every prompt of the run is drawn anew and none repeats

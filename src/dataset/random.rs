@@ -1,7 +1,7 @@
 //! The `random` source (vLLM's `--dataset-name random`): synthetic prompts of drawn lengths,
 //! each with its drawn answer length, optionally behind a prefix every prompt shares. By default
 //! every prompt of a run is drawn anew from its number (`synthetic::Draw`), with text of its own,
-//! so no two repeat; with `--random-pool-size N`, a pool of N prompts drawn once and cycled.
+//! so no two repeat; with `--prefix-groups G`, G prefixes are spread evenly over the prompts; with `--random-pool-size N`, a pool of N prompts drawn once and cycled.
 //! Lengths are in tokens of the single-token vocabulary, so N tokens are N words.
 
 use rand_distr::{Distribution, Uniform};
@@ -29,29 +29,42 @@ pub fn build(w: &WorkloadArgs, seed: u64) -> Synthetic {
     let (il, ih) = bounds(w.random_input_len, w.random_range_ratio);
     let longest = ih.max(w.random_prefix_len).min(MAX_SPAN_WORDS);
     let pool = w.random_pool_size;
-    let starts = pool.map_or(DRAW_RING_STARTS, |n| u64::from(n) + 1);
+    let groups = if w.random_prefix_len > 0 {
+        w.prefix_groups.unwrap_or(1)
+    } else {
+        0
+    };
+    // One start per pool prompt and one per prefix past the first (as many as before groups).
+    let starts =
+        pool.map_or(DRAW_RING_STARTS, |n| u64::from(n) + 1) + u64::from(groups.saturating_sub(1));
     // Another seed, other text: a server that cached an earlier run's prompts sees new ones.
     let shift = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
     let mut text = Text::for_allocations(starts, longest).shifted(shift);
-    let prefix = (w.random_prefix_len > 0).then(|| text.allocate(w.random_prefix_len));
+    let prefixes: Vec<_> = (0..groups)
+        .map(|_| text.allocate(w.random_prefix_len))
+        .collect();
+    let draw_seed = seed ^ 0x7261_6e64_6f6d;
     let (ol, oh) = bounds(w.random_output_len, w.random_range_ratio);
     let (il, ih) = (il.min(longest), ih.min(longest));
     let Some(pool) = pool else {
         let mut set = Synthetic::new(text);
-        set.draw = Some(Draw {
-            prefix,
+        set.draw = Some(Box::new(Draw {
+            prefixes,
             input: (il, ih),
             output: (ol, oh),
-            seed: seed ^ 0x7261_6e64_6f6d,
-        });
+            seed: draw_seed,
+        }));
         return set;
     };
     let mut rng = Xoshiro256StarStar::seed_from_u64(seed ^ 0x7261_6e64_6f6d);
     let input = Uniform::new_inclusive(il, ih).expect("low ≤ high");
     let output = Uniform::new_inclusive(ol, oh).expect("low ≤ high");
     let mut set = Synthetic::new(text);
-    for _ in 0..pool {
+    for i in 0..pool {
         let own = set.text.allocate(input.sample(&mut rng));
+        let prefix = (!prefixes.is_empty()).then(|| {
+            prefixes[super::synthetic::group_of(u64::from(i) + 1, prefixes.len(), draw_seed)]
+        });
         let spans: Vec<_> = prefix.into_iter().chain([own]).collect();
         set.push(&spans, output.sample(&mut rng));
     }
@@ -65,6 +78,7 @@ pub fn params(w: &WorkloadArgs, seed: u64) -> serde_json::Value {
         "random_output_len": w.random_output_len,
         "random_range_ratio": w.random_range_ratio,
         "random_prefix_len": w.random_prefix_len,
+        "prefix_groups": w.prefix_groups,
         "random_pool_size": w.random_pool_size,
         "seed": seed,
     })
@@ -94,6 +108,7 @@ mod tests {
             think_time_dist: crate::cli::ThinkTimeDist::Constant,
             cancel_rate: 0.0,
             cancel_after_ms: None,
+            prefix_groups: None,
         }
     }
 

@@ -22,7 +22,7 @@ pub struct Synthetic {
     /// Each row's answer length (its request's `max_tokens`).
     max_tokens: Vec<u32>,
     /// `random` without `--random-pool-size`: prompts drawn one by one, no rows.
-    pub draw: Option<Draw>,
+    pub draw: Option<Box<Draw>>,
 }
 
 /// One prompt of a synthetic source: its shared spans, then its own text, and its answer length.
@@ -35,14 +35,26 @@ pub struct Prompt<'a> {
 
 /// How `random` draws each prompt when it keeps no pool: its prompt and answer lengths follow
 /// from the seed and the prompt's number alone, so any shard draws any prompt the same.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Draw {
-    /// A prefix every prompt shares (`--random-prefix-len`).
-    pub prefix: Option<Span>,
+    /// The prefixes prompts share (`--random-prefix-len`): one, or with `--prefix-groups G`, G
+    /// of them spread over the prompts ([`group_of`]). Empty: none.
+    pub prefixes: Vec<Span>,
     /// Inclusive bounds of the prompt's own length and of the answer's, in tokens.
     pub input: (u32, u32),
     pub output: (u32, u32),
     pub seed: u64,
+}
+
+/// Which of `groups` shared prefixes prompt `prompt` (from 1) sends: each block of `groups`
+/// consecutive prompts sends every prefix once, in an order rotated per block by `seed`, so the
+/// prefixes are spread evenly over any stretch of prompts, and the same in every run and shard.
+pub fn group_of(prompt: u64, groups: usize, seed: u64) -> usize {
+    let g = groups.max(1) as u64;
+    let (block, place) = (prompt.saturating_sub(1) / g, prompt.saturating_sub(1) % g);
+    let rotation =
+        SplitMix64::seed_from_u64(seed ^ block.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64() % g;
+    ((place + rotation) % g) as usize
 }
 
 impl Draw {
@@ -106,7 +118,10 @@ impl Synthetic {
         if let Some(d) = &self.draw {
             let (input, max_tokens) = d.lengths(prompt);
             return Prompt {
-                spans: d.prefix.as_slice(),
+                spans: match d.prefixes.len() {
+                    0 => &[],
+                    n => std::slice::from_ref(&d.prefixes[group_of(prompt, n, d.seed)]),
+                },
                 own: Some(self.text.own(prompt, input)),
                 max_tokens,
             };
@@ -145,15 +160,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn prefix_groups_are_spread_evenly_and_reproducibly() {
+        for p in (1..=60).step_by(6) {
+            let mut seen: Vec<usize> = (p..p + 6).map(|q| group_of(q, 6, 3)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2, 3, 4, 5], "prompts {p}..{}", p + 6);
+        }
+        let a: Vec<usize> = (1..100).map(|p| group_of(p, 7, 3)).collect();
+        assert_eq!(a, (1..100).map(|p| group_of(p, 7, 3)).collect::<Vec<_>>());
+        assert_ne!(a, (1..100).map(|p| group_of(p, 7, 4)).collect::<Vec<_>>());
+        assert!((1..50).all(|p| group_of(p, 1, 9) == 0));
+    }
+
+    #[test]
     fn drawn_prompts_follow_from_their_number_and_rows_get_own_text_anew() {
         let mut set = Synthetic::new(Text::new(1 << 10));
         let prefix = set.text.allocate(4);
-        set.draw = Some(Draw {
-            prefix: Some(prefix),
+        set.draw = Some(Box::new(Draw {
+            prefixes: vec![prefix],
             input: (5, 9),
             output: (2, 3),
             seed: 7,
-        });
+        }));
         let a = set.prompt_of(0, 11);
         assert_eq!(a.spans, &[prefix]);
         let words = a.own.unwrap().words();
