@@ -218,8 +218,15 @@ fn session_flags_that_cannot_hold_are_refused() {
     let chat = "http://127.0.0.1:9/v1/chat/completions";
     let cases: [(Vec<&str>, &str); 5] = [
         (
-            vec!["--dataset", ds.to_str().unwrap(), "--session-turns", "3"],
-            "add --dataset-name random",
+            vec![
+                "--dataset",
+                ds.to_str().unwrap(),
+                "--session-turns",
+                "3",
+                "--turn-input-len",
+                "5",
+            ],
+            "--turn-input-len: applies to synthetic sessions",
         ),
         (
             vec!["--dataset-name", "random", "--think-time-ms", "100"],
@@ -313,4 +320,92 @@ fn shards_of_a_session_run_merge_into_its_per_turn_figures() {
     let want = percentile(&ttft, 50.0);
     let got = f(&turns[0]["ttft"], "p50");
     assert!((got - want).abs() <= want * 0.01 + 1e-4, "{got} vs {want}");
+}
+
+#[test]
+fn a_sharegpt_file_replays_its_human_turns_with_the_servers_answers() {
+    let _g = serial();
+    let tmp = TempDir::new("sessions-sharegpt");
+    let log = tmp.path().join("mock.jsonl");
+    let mock = mock(&log, &[]);
+    let data = tmp.file(
+        "chats.json",
+        r#"[
+          {"conversations": [{"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "First question?"}, {"from": "gpt", "value": "DATASET ANSWER 1"},
+            {"from": "human", "value": "Second question?"}, {"from": "gpt", "value": "DATASET ANSWER 2"},
+            {"from": "human", "value": "Third question?"}]},
+          {"conversations": [{"from": "human", "value": "Other opening?"},
+            {"from": "gpt", "value": "DATASET ANSWER 3"}, {"from": "human", "value": "Other follow-up?"}]}
+        ]"#,
+    );
+    let mut args = endpoint_args(&mock.url);
+    // 3 and 2 turns: 2.5 on average, so 2.5 requests/s start one session per second.
+    args.extend([
+        "--dataset",
+        data.to_str().unwrap(),
+        "--dataset-name",
+        "sharegpt",
+    ]);
+    args.extend([
+        "--session-turns",
+        "8",
+        "--qps",
+        "2.5",
+        "--duration",
+        "2",
+        "--save-requests",
+    ]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(l["sessions"]["sessions_started"], 2, "{l}");
+    assert_eq!(l["sessions"]["sessions_completed"], 2, "{l}");
+    assert_eq!(l["total_requests"], 5, "{l}");
+    assert_eq!(run.metadata()["sessions"]["turns"], 2.5);
+    // The last request of each conversation: its human turns in order, the server's own answers
+    // between them, never the dataset's.
+    let log = logged(&log);
+    let answers: HashMap<String, &String> = log
+        .iter()
+        .map(|(m, a)| (serde_json::to_string(m).unwrap(), a))
+        .collect();
+    let contents = |m: &[serde_json::Value]| -> Vec<String> {
+        m.iter()
+            .map(|x| x["content"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let longest = log.iter().map(|(m, _)| m.len()).max().unwrap();
+    let (last, _) = log.iter().find(|(m, _)| m.len() == longest).unwrap();
+    let c = contents(last);
+    assert_eq!(c[0], "Be brief.");
+    assert!(c[1].ends_with("First question?"), "{c:?}");
+    assert_eq!(
+        (c[3].as_str(), c[5].as_str()),
+        ("Second question?", "Third question?")
+    );
+    for k in [2, 4] {
+        assert_eq!(last[k]["role"], "assistant");
+        let earlier = serde_json::to_string(&last[..k]).unwrap();
+        assert_eq!(Some(&c[k]), answers.get(&earlier).copied(), "answer {k}");
+    }
+    assert!(!log
+        .iter()
+        .any(|(m, _)| contents(m).iter().any(|t| t.starts_with("DATASET"))));
+    let (other, _) = log.iter().find(|(m, _)| m.len() == 3).unwrap();
+    assert_eq!(other[2]["content"], "Other follow-up?");
+
+    // JSONL with `messages`: the same.
+    let lines = tmp.file(
+        "chats.jsonl",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"J1\"}, {\"role\": \"assistant\", \"content\": \"DATASET\"}, {\"role\": \"user\", \"content\": \"J2\"}]}\n",
+    );
+    let mut args = endpoint_args(&mock.url);
+    args.extend(["--dataset", lines.to_str().unwrap(), "--session-turns", "4"]);
+    args.extend(["--qps", "2", "--duration", "1"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let l = &run.levels()[0];
+    assert_eq!(l["sessions"]["sessions_completed"], 1, "{l}");
+    assert_eq!(l["per_turn"][1]["requests"], 1, "{l}");
 }

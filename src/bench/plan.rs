@@ -162,7 +162,7 @@ impl Plan {
             .iter()
             .map(|h| parse_header(h))
             .collect::<Result<_>>()?;
-        let workload = Workload::new(&args, dataset_override)?;
+        let mut workload = Workload::new(&args, dataset_override)?;
         let output = file_name_only("--output", &args.output)?;
         let plot_output = file_name_only("--plot-output", &args.plot_output)?;
         let fixed_levels = match &workload.replay {
@@ -194,7 +194,7 @@ impl Plan {
         salt_is_ours(&args, extra_body.as_ref())?;
         let reset = reset_ask(&args.workload.reset_prefix_cache)?;
         let shard = shard_of(&args, fixed_levels.is_none())?;
-        let sessions = super::sessions::plan(&args, api, workload.dataset.name)?;
+        let sessions = super::sessions::plan(&args, api, &mut workload.dataset)?;
         let cancels = super::cancels::plan(&args)?;
         let plan = Self {
             sessions,

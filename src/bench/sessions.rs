@@ -1,9 +1,13 @@
 //! `--session-turns` and its flags, checked into the engine's `SessionPlan`: which runs may send
-//! sessions (the chat API, synthetic prompts, no replay) and the bounds of every session flag.
-//! Called by the plan, after the numeric flags.
+//! sessions (the chat API; synthetic prompts, or a dataset's conversations replayed; no trace)
+//! and the bounds of every session flag. Called by the plan, after the numeric flags; for a
+//! dataset it cuts the rows to their first turns.
+
+use std::sync::Arc;
 
 use crate::cli::{Api, BenchArgs, DatasetName, ThinkTimeDist};
 use crate::dataset::text::MAX_SPAN_WORDS;
+use crate::dataset::{conversations, Dataset, Rows};
 use crate::engine::session::{SessionPlan, MAX_TURNS};
 use crate::error::{Result, UserError};
 use crate::flags::{check, count, Low};
@@ -11,7 +15,7 @@ use crate::flags::{check, count, Low};
 /// The run's sessions, or None for single requests (no `--session-turns`, or 1). A session flag
 /// without `--session-turns`, a bound out of range, or a run that cannot carry a history is an
 /// error naming the flag.
-pub fn plan(a: &BenchArgs, api: Api, dataset: DatasetName) -> Result<Option<SessionPlan>> {
+pub fn plan(a: &BenchArgs, api: Api, dataset: &mut Dataset) -> Result<Option<SessionPlan>> {
     let w = &a.workload;
     let Some(turns) = w.session_turns else {
         let stray = [
@@ -58,17 +62,36 @@ pub fn plan(a: &BenchArgs, api: Api, dataset: DatasetName) -> Result<Option<Sess
             "--session-turns {turns}: sessions need the chat API (a history of messages); this endpoint speaks the completions API"
         )));
     }
-    if dataset != DatasetName::Random || a.workload.replay {
+    if dataset.name == DatasetName::Mooncake || a.workload.replay {
         return Err(UserError::input(format!(
-            "--session-turns {turns}: sessions are generated from synthetic prompts; add --dataset-name random"
+            "--session-turns {turns}: a trace's rows are single requests; use --dataset-name random, or a ShareGPT, JSONL or seed-format file of conversations"
         )));
     }
-    Ok(Some(SessionPlan {
+    let mut plan = SessionPlan {
         turns,
         turns_stddev: stddev,
         turn_input_len,
         think_ms: w.think_time_ms,
         think_dist: w.think_time_dist,
         seed: a.seed,
-    }))
+        scripts: None,
+    };
+    if let Rows::Samples(samples) = dataset.rows.as_ref() {
+        for (flag, given) in [
+            ("--session-turns-stddev", stddev != 0.0),
+            ("--turn-input-len", w.turn_input_len.is_some()),
+        ] {
+            if given {
+                return Err(UserError::input(format!(
+                    "{flag}: applies to synthetic sessions (--dataset-name random); a dataset's conversations set their own turns"
+                )));
+            }
+        }
+        // At most `turns` of each conversation's user turns; the rate follows their mean.
+        let (first, scripts) = conversations::split(samples, turns.round() as u32);
+        plan.turns = conversations::mean_turns(&scripts);
+        plan.scripts = Some(Arc::new(scripts));
+        dataset.rows = Arc::new(Rows::Samples(first));
+    }
+    Ok(Some(plan))
 }

@@ -476,7 +476,8 @@ pub struct WorkloadArgs {
     /// level arrival starts a session; every later turn re-sends the whole history, with the
     /// server's own streamed answers, plus a new user message. Sessions start at --qps ÷ this
     /// (so requests average --qps), and every session started in the window runs to its end.
-    /// Chat API only (1: single requests, as without it)
+    /// With a ShareGPT, JSONL or seed-format file: each conversation's user turns (at most N),
+    /// with the server's answers between them. Chat API only (1: single requests)
     #[arg(long, value_name = "N")]
     pub session_turns: Option<f64>,
 

@@ -9,6 +9,7 @@
 //! lengths (`random`). Every error names the file, the sample or line, the field, and what was
 //! expected.
 
+pub mod conversations;
 mod jsonl;
 pub mod mooncake;
 mod random;

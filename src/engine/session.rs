@@ -42,6 +42,11 @@ pub struct SessionPlan {
     pub think_dist: ThinkTimeDist,
     #[serde(skip)]
     pub seed: u64,
+    /// Sessions replayed from a dataset's conversations: each row's later user messages
+    /// (`dataset::conversations`), in place of drawn ones; a session's row is its id's
+    /// ((id − 1) mod rows, as `prepared::unique` maps prompts to rows).
+    #[serde(skip)]
+    pub scripts: Option<std::sync::Arc<Vec<Vec<String>>>>,
 }
 
 impl SessionPlan {
@@ -54,8 +59,18 @@ impl SessionPlan {
         SplitMix64::seed_from_u64(mixed)
     }
 
-    /// How many turns session `id` has.
+    /// Session `id`'s later user messages, when it replays a dataset's conversation.
+    fn script(&self, id: u64) -> Option<&[String]> {
+        let scripts = self.scripts.as_deref()?;
+        let row = id.saturating_sub(1) % scripts.len().max(1) as u64;
+        scripts.get(row as usize).map(Vec::as_slice)
+    }
+
+    /// How many turns session `id` has: its conversation's, or drawn.
     pub fn turns_of(&self, id: u64) -> u32 {
+        if let Some(script) = self.script(id) {
+            return 1 + script.len() as u32;
+        }
         let mean = self.turns;
         let drawn = if self.turns_stddev > 0.0 {
             // Box–Muller: one standard normal from two uniforms.
@@ -81,10 +96,14 @@ impl SessionPlan {
         (ms * 1e6).round() as u64
     }
 
-    /// Turn `turn`'s new user message of session `id`: `--turn-input-len` words of the
-    /// single-token vocabulary (its turn number first, so that no two turns of a session ask the
-    /// same).
+    /// Turn `turn`'s new user message of session `id`: its conversation's, or `--turn-input-len`
+    /// words of the single-token vocabulary (its turn number first, so that no two turns of a
+    /// session ask the same).
     pub fn user_text(&self, id: u64, turn: u32) -> String {
+        if let Some(script) = self.script(id) {
+            let i = (turn as usize).saturating_sub(2);
+            return script.get(i).cloned().unwrap_or_default();
+        }
         let mut r = self.rng(id, 3 + u64::from(turn) * 4);
         let mut text = format!("turn {turn}:");
         for _ in 2..self.turn_input_len.max(2) {
@@ -296,6 +315,7 @@ mod tests {
             think_ms: 500.0,
             think_dist: ThinkTimeDist::Constant,
             seed: 7,
+            scripts: None,
         }
     }
 
@@ -351,6 +371,21 @@ mod tests {
         // A completions body has no history to carry.
         let prompt = "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"prompt\":1}";
         assert!(Session::start(prompt.as_bytes(), 1, 2).is_none());
+    }
+
+    #[test]
+    fn a_replayed_conversation_sets_its_turns_and_messages() {
+        let p = SessionPlan {
+            scripts: Some(std::sync::Arc::new(vec![
+                vec!["b".into(), "c".into()],
+                vec![],
+            ])),
+            ..plan()
+        };
+        // Prompt 1 (and 3, 5, …) sends row 0; prompt 2 row 1.
+        assert_eq!((p.turns_of(1), p.turns_of(2), p.turns_of(3)), (3, 1, 3));
+        assert_eq!(p.user_text(3, 2), "b");
+        assert_eq!(p.user_text(3, 3), "c");
     }
 
     #[test]
