@@ -7,15 +7,16 @@
 
 mod bench;
 mod tools;
+mod workload;
 
 pub use bench::{
     Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, EndpointStrategy, Progress, ShowMetric,
-    ThinkTimeDist, UniquePrompts, WorkloadArgs,
 };
 pub use tools::{
     BusyPollMode, CompareArgs, DemoArgs, K8sManifestArgs, MergeArgs, MockArgs, PlotArgs,
     SelftestArgs,
 };
+pub use workload::{ThinkTimeDist, UniquePrompts, WorkloadArgs};
 
 use clap::{Parser, Subcommand};
 

@@ -75,33 +75,7 @@ pub(crate) fn main(
         pinned,
         recv_ring,
     }));
-    let core = Rc::new(Core {
-        // The core's share of descriptors is split among its pools.
-        pools: shared
-            .targets
-            .iter()
-            .map(|t| Pool::new(t.clone(), shared.max_open_per_core / shared.targets.len()))
-            .collect(),
-        live: shared.live[index].clone(),
-        chunks: RefCell::new(ChunkParser::new()),
-        requests: RefCell::new(Rc::new(shared.requests.clone())),
-        timeout: shared.timeout,
-        queue: RefCell::new(CoreQueue::default()),
-        max_inflight: shared.max_inflight[index],
-        inflight: Cell::new(0),
-        slot_waker: RefCell::new(None),
-        idle_waker: RefCell::new(None),
-        save_requests: shared.save_requests,
-        index: index as u16,
-        slo: shared.slo,
-        connect_timeout: shared.timeouts.connect,
-        ttft_timeout_ns: shared.timeouts.first_token.map(|d| d.as_nanos() as u64),
-        idle_timeout_ns: shared.timeouts.idle.map(|d| d.as_nanos() as u64),
-        sessions: shared.sessions.clone().map(Rc::new),
-        extras: RefCell::new(Default::default()),
-        cancels: shared.cancels.clone(),
-        precise_timers: driver == IoDriver::IoUring,
-    });
+    let core = new_core(index, &shared, driver);
     let busy_poll = shared.busy_poll;
     while let Ok(cmd) = plans.recv() {
         // The pacing loop must be a spawned task, not the `block_on` future itself: monoio polls
@@ -142,6 +116,37 @@ pub(crate) fn main(
     }
     // The ring goes while the runtime that polls its fd is still there.
     crate::rt::recv_ring::uninstall();
+}
+
+/// Core `index`'s state, from the run's shared configuration.
+fn new_core(index: usize, shared: &Shared, driver: IoDriver) -> Rc<Core> {
+    Rc::new(Core {
+        // The core's share of descriptors is split among its pools.
+        pools: shared
+            .targets
+            .iter()
+            .map(|t| Pool::new(t.clone(), shared.max_open_per_core / shared.targets.len()))
+            .collect(),
+        live: shared.live[index].clone(),
+        chunks: RefCell::new(ChunkParser::new()),
+        requests: RefCell::new(Rc::new(shared.requests.clone())),
+        timeout: shared.timeout,
+        queue: RefCell::new(CoreQueue::default()),
+        max_inflight: shared.max_inflight[index],
+        inflight: Cell::new(0),
+        slot_waker: RefCell::new(None),
+        idle_waker: RefCell::new(None),
+        save_requests: shared.save_requests,
+        index: index as u16,
+        slo: shared.slo,
+        connect_timeout: shared.timeouts.connect,
+        ttft_timeout_ns: shared.timeouts.first_token.map(|d| d.as_nanos() as u64),
+        idle_timeout_ns: shared.timeouts.idle.map(|d| d.as_nanos() as u64),
+        sessions: shared.sessions.clone().map(Rc::new),
+        extras: RefCell::new(Default::default()),
+        cancels: shared.cancels.clone(),
+        precise_timers: driver == IoDriver::IoUring,
+    })
 }
 
 /// Opens connections concurrently until `want` are idle on this core, spread over its

@@ -201,6 +201,18 @@ impl MockServer {
     }
 }
 
+/// `--log-requests`: the file, opened for appending.
+fn open_log(path: Option<&std::path::Path>) -> io::Result<Option<std::sync::Mutex<std::fs::File>>> {
+    path.map(|p| {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
+        Ok(std::sync::Mutex::new(f))
+    })
+    .transpose()
+}
+
 /// Binds and starts serving; port 0 picks a free port (see [`MockServer::addr`]).
 pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     let host = cfg.host.trim_start_matches('[').trim_end_matches(']');
@@ -216,17 +228,8 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let threads = cfg.threads.max(1);
-    let request_log = match &cfg.log_requests {
-        Some(path) => Some(std::sync::Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        )),
-        None => None,
-    };
     let state = Arc::new(State {
-        request_log,
+        request_log: open_log(cfg.log_requests.as_deref())?,
         tls: cfg.tls.clone(),
         capacity: Capacity::new(cfg.capacity_tokens_per_sec, cfg.itl_ms),
         scheduler: metrics::Scheduler::new(cfg.max_num_seqs),
