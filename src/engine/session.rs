@@ -5,10 +5,10 @@
 //!
 //! Data flow: `engine::exchange::run` sends turn 1 with the stream handler keeping the answer's
 //! decoded text (`openai::ChunkParser::parse_keeping`); then [`Session::start`] cuts turn 1's
-//! bytes where the messages array ends, and each [`Session::next_request`] inserts the answer
-//! and the next user message there (JSON-escaped once, here) and renders the turn's request
-//! whole. A session lives in its first turn's task, on one core, and its history is freed when
-//! that task ends.
+//! bytes where the messages array ends, and each [`Session::next_request`] appends the answer
+//! and the next user message there (JSON-escaped once, here); the turn's request is its own
+//! head and the shared history and tail, as parts. A session lives in its first turn's task,
+//! on one core, and its history is freed when that task ends.
 
 use std::rc::Rc;
 
@@ -193,14 +193,16 @@ fn messages_end(body: &[u8]) -> Option<(usize, bool)> {
     None
 }
 
-/// One session's history: its request head and its body so far, cut where the next messages
-/// go.
+/// One session's history: its request head and its body, cut where the messages array closes:
+/// the history grows there, and a turn's request is sent as parts that share it (no copy of
+/// the history per turn).
 pub struct Session {
     /// The request's head up to its `Content-Length` line.
     head: Vec<u8>,
-    /// The body, whose messages array closes at `end`.
-    body: Vec<u8>,
-    end: usize,
+    /// The body up to the end of its last message (shared with the request being sent).
+    history: Rc<Vec<u8>>,
+    /// The rest of the body, from the messages array's `]` on.
+    tail: Rc<Vec<u8>>,
     /// The session's id (its first prompt's number) and the turn last sent.
     pub id: u64,
     pub turn: u32,
@@ -226,54 +228,50 @@ impl Session {
         }
         Some(Self {
             head: kept,
-            body: body.to_vec(),
-            end,
+            history: Rc::new(body[..end].to_vec()),
+            tail: Rc::new(body[end..].to_vec()),
             id,
             turn: 1,
             turns,
         })
     }
 
-    /// The bytes a session holds now (its history and head).
-    pub fn footprint(&self) -> usize {
-        self.head.capacity() + self.body.capacity()
-    }
-
     /// The next turn's request: the history so far, `answer` (the previous turn's streamed
     /// text) as the assistant's message, then `user` as the new user message.
     pub fn next_request(&mut self, answer: &[u8], user: &str) -> OwnedRequest {
-        let mut added = Vec::with_capacity(answer.len() + user.len() + 80);
-        added.extend_from_slice(b",{\"role\":\"assistant\",\"content\":\"");
-        push_json_escaped(&mut added, answer);
-        added.extend_from_slice(b"\"},{\"role\":\"user\",\"content\":\"");
-        push_json_escaped(&mut added, user.as_bytes());
-        added.extend_from_slice(b"\"}");
-        let at = self.end;
-        self.body.splice(at..at, added.iter().copied());
-        self.end += added.len();
+        // The previous turn's request has ended, so the history is not shared and grows in
+        // place (were it still shared, `make_mut` would copy it: never a change under a send).
+        let h = Rc::make_mut(&mut self.history);
+        h.extend_from_slice(b",{\"role\":\"assistant\",\"content\":\"");
+        push_json_escaped(h, answer);
+        h.extend_from_slice(b"\"},{\"role\":\"user\",\"content\":\"");
+        push_json_escaped(h, user.as_bytes());
+        h.extend_from_slice(b"\"}");
         self.turn += 1;
-        let mut bytes = Vec::with_capacity(self.head.len() + self.body.len() + 32);
-        bytes.extend_from_slice(&self.head);
-        bytes.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
-        bytes.extend_from_slice(&self.body);
-        OwnedRequest(Rc::new(bytes))
+        let length = self.history.len() + self.tail.len();
+        let mut head = Vec::with_capacity(self.head.len() + 40);
+        head.extend_from_slice(&self.head);
+        head.extend_from_slice(format!("Content-Length: {length}\r\n\r\n").as_bytes());
+        OwnedRequest([Rc::new(head), self.history.clone(), self.tail.clone()])
     }
 }
 
-/// A request rendered whole for one turn (the history makes every turn's bytes its own).
+/// A turn's request: its own head, then the session's history and the body's tail, shared (a
+/// vectored write sends the three).
 #[derive(Clone)]
-pub struct OwnedRequest(Rc<Vec<u8>>);
+pub struct OwnedRequest([Rc<Vec<u8>>; 3]);
 
-/// A range of an [`OwnedRequest`] the kernel can write from.
+/// A range of one part of an [`OwnedRequest`] the kernel can write from.
 pub struct OwnedPart {
     bytes: Rc<Vec<u8>>,
     from: usize,
 }
 
-// SAFETY: the pointer is into the `Vec` behind the `Rc`, which is never mutated after the
-// request is rendered (no `&mut` to it exists: `OwnedRequest` only hands out clones of the
-// `Rc`), and `self` keeps it alive for as long as the runtime holds this buffer. `from` is at
-// most the length (`owned_part` clamps it), so `bytes_init` stays within the allocation.
+// SAFETY: the pointer is into the `Vec` behind the `Rc`, which is not mutated while this buffer
+// holds it: the only mutation, `Session::next_request`, goes through `Rc::make_mut`, which copies
+// instead when another `Rc` (such as this one) is alive. `self` keeps the allocation alive for
+// as long as the runtime holds this buffer, and `from` is at most the length (`owned_part`
+// clamps it), so `bytes_init` stays within it.
 unsafe impl monoio::buf::IoBuf for OwnedPart {
     fn read_ptr(&self) -> *const u8 {
         self.bytes[self.from..].as_ptr()
@@ -288,17 +286,17 @@ impl Request for OwnedRequest {
     type Part = OwnedPart;
 
     fn part_count(&self) -> usize {
-        1
+        self.0.len()
     }
 
-    fn part(&self, _i: usize) -> &[u8] {
-        &self.0
+    fn part(&self, i: usize) -> &[u8] {
+        &self.0[i]
     }
 
-    fn owned_part(&self, _i: usize, from: usize) -> OwnedPart {
+    fn owned_part(&self, i: usize, from: usize) -> OwnedPart {
         OwnedPart {
-            bytes: self.0.clone(),
-            from: from.min(self.0.len()),
+            bytes: self.0[i].clone(),
+            from: from.min(self.0[i].len()),
         }
     }
 }
@@ -342,7 +340,9 @@ mod tests {
         );
         let mut s = Session::start(first.as_bytes(), 9, 3).unwrap();
         let req = s.next_request(b"He said \"ok\"\n", "and then?");
-        let text = std::str::from_utf8(req.part(0)).unwrap();
+        let whole = |r: &OwnedRequest| (0..3).flat_map(|i| r.part(i).to_vec()).collect::<Vec<u8>>();
+        let bytes = whole(&req);
+        let text = std::str::from_utf8(&bytes).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(
             head.contains(&format!("Content-Length: {}", body.len())),
@@ -354,8 +354,10 @@ mod tests {
         assert_eq!(v["messages"][1]["content"], "He said \"ok\"\n");
         assert_eq!(v["messages"][2]["content"], "and then?");
         assert_eq!(v["stream"], true);
+        drop(req);
         let req = s.next_request("é\u{1}".as_bytes(), "3");
-        let body = std::str::from_utf8(req.part(0))
+        let bytes = whole(&req);
+        let body = std::str::from_utf8(&bytes)
             .unwrap()
             .split_once("\r\n\r\n")
             .unwrap()
@@ -365,9 +367,13 @@ mod tests {
         assert_eq!(v["messages"][3]["content"], "é\u{1}");
         assert_eq!(s.turn, 3);
         assert_eq!(
-            monoio::buf::IoBuf::bytes_init(&req.owned_part(0, 4)),
-            req.len() - 4
+            monoio::buf::IoBuf::bytes_init(&req.owned_part(1, 4)),
+            req.part(1).len() - 4
         );
+        // A request still held keeps its bytes: the next turn's history is a copy.
+        let held = whole(&req);
+        let _next = s.next_request(b"x", "y");
+        assert_eq!(whole(&req), held);
         // A completions body has no history to carry.
         let prompt = "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"prompt\":1}";
         assert!(Session::start(prompt.as_bytes(), 1, 2).is_none());
