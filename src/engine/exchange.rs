@@ -356,7 +356,7 @@ async fn session(
             return SessionEnd::AnswerCap;
         }
         let intended_ns = done_ns + plan.think_ns(id, k);
-        wait_until(core, intended_ns).await;
+        wait_until(core, rec, intended_ns).await;
         if crate::interrupt::requested() {
             return SessionEnd::Stopped;
         }
@@ -384,18 +384,23 @@ async fn session(
     SessionEnd::Completed
 }
 
-/// Sleeps until `at_ns` (monotonic): to the µs on a timerfd where the core runs on io_uring,
-/// opened only for the last few ms so that sessions thinking do not each hold a descriptor.
-async fn wait_until(core: &Core, at_ns: u64) {
+/// Sleeps until `at_ns` (monotonic) as precisely as an arrival is paced: on monoio's coarse
+/// timer until a few ms before (no descriptor held while a session thinks), then with a pacer of
+/// its own (`pacer`: a timerfd wake a learned margin early, then fair yields); its spin counts
+/// with the level's pacer spin.
+async fn wait_until(core: &Core, rec: &RefCell<Recorder>, at_ns: u64) {
     const FINE_NS: u64 = 3_000_000;
     let coarse = at_ns.saturating_sub(FINE_NS);
     if now_ns() < coarse {
         crate::rt::timer::sleep_until_ns(coarse).await;
     }
-    match crate::rt::timer::TimerFd::open().filter(|_| core.precise_timers) {
-        Some(mut t) => t.sleep_until(at_ns).await,
-        None => crate::rt::timer::sleep_until_ns(at_ns).await,
-    }
+    let mut pacer = if crate::rt::timer::spin_driven() {
+        super::pacer::Pacer::polled()
+    } else {
+        super::pacer::Pacer::new(core.precise_timers)
+    };
+    pacer.wait_until(at_ns, || true).await;
+    rec.borrow_mut().pacer_spin_ns += pacer.spin_ns;
 }
 
 /// How one request ended.

@@ -133,7 +133,9 @@ impl SessionsView {
             self.later_turns_ttft_p50_s?,
             self.later_turns_ttft_speedup?,
         );
-        let how = if x >= 1.0 {
+        let how = if (0.95..=1.05).contains(&x) {
+            "about as fast as".to_string()
+        } else if x > 1.0 {
             format!("{x}× faster than")
         } else {
             format!("{:.2}× slower than", 1.0 / x)
@@ -196,6 +198,9 @@ pub fn views(levels: &[LevelStats]) -> Vec<LevelView> {
 pub struct Baseline {
     pub ttft_p95: Option<f64>,
     pub e2e_p50: Option<f64>,
+    /// With sessions: the lowest level's sending span (its requests ÷ its request rate): the
+    /// window plus the turns its last sessions sent after it, unloaded.
+    pub send_span_s: Option<f64>,
 }
 
 impl Baseline {
@@ -206,6 +211,20 @@ impl Baseline {
         Self {
             ttft_p95: sorted.iter().find_map(|l| l.ttft("p95")),
             e2e_p50: sorted.iter().find_map(|l| l.e2e("p50")),
+            send_span_s: sorted
+                .iter()
+                .filter(|l| l.sessions.is_some() && l.actual_qps > 0.0)
+                .map(|l| l.total_requests as f64 / l.actual_qps)
+                .next(),
+        }
+    }
+
+    /// The time a level's requests are offered over: `--duration`, or with sessions the lowest
+    /// level's sending span (later turns go on after the window by design).
+    fn span(&self, l: &LevelView) -> f64 {
+        match (self.send_span_s, &l.sessions) {
+            (Some(span), Some(_)) => span.max(l.duration_s),
+            _ => l.duration_s,
         }
     }
 }
@@ -214,10 +233,11 @@ impl Baseline {
 /// plus the lowest level's E2E p50). An unloaded level's last requests finish about one E2E after
 /// the window, so its throughput over the completion window reads as 1.0 of this, where a plain
 /// comparison with the target would read below 1 and call a healthy level saturated. Levels
-/// from files without `duration_s` fall back to the target.
+/// from files without `duration_s` fall back to the target. A level of sessions is offered over
+/// the lowest level's sending span instead of `--duration` ([`Baseline::span`]).
 pub fn offered_qps(l: &LevelView, base: &Baseline) -> f64 {
     if l.duration_s > 0.0 {
-        l.total_requests as f64 / (l.duration_s + base.e2e_p50.unwrap_or(0.0))
+        l.total_requests as f64 / (base.span(l) + base.e2e_p50.unwrap_or(0.0))
     } else {
         l.qps_target
     }
@@ -283,9 +303,14 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
             offered,
             if l.duration_s > 0.0 {
                 format!(
-                    " ({} requests ÷ ({} s + the lowest level's E2E p50 {:.3} s))",
+                    " ({} requests ÷ ({} s{} + the lowest level's E2E p50 {:.3} s))",
                     l.total_requests,
-                    l.duration_s,
+                    (base.span(l) * 1000.0).round() / 1000.0,
+                    if base.span(l) > l.duration_s {
+                        ", the lowest level's sending span with its sessions' later turns"
+                    } else {
+                        ""
+                    },
                     base.e2e_p50.unwrap_or(0.0)
                 )
             } else {
@@ -632,6 +657,30 @@ mod tests {
         assert!(s.reasons["saturation_qps"].contains("TTFT p95 0.310 s is over 3×"));
         assert_eq!(s.optimal_qps, Some(10.0));
         assert_eq!(s.recommended_limit_qps, Some(7.5));
+    }
+
+    #[test]
+    fn sessions_are_offered_over_the_span_their_later_turns_take() {
+        // Sessions' later turns go on ~3 s past the 10 s window even unloaded: the lowest
+        // level sent its 50 requests over 13 s. Measured over --duration alone, the 4.4
+        // requests/s it finished would read as below 90% of 50 ÷ 11 s and saturated.
+        let sessions = |mut l: LevelView, span: f64| {
+            l.sessions = Some(SessionsView::default());
+            l.actual_qps = l.total_requests as f64 / span;
+            l
+        };
+        let ls = [
+            sessions(level(5.0, 100.0, 50.0 / 14.0, 0.1, 1.0), 13.0),
+            sessions(level(10.0, 100.0, 100.0 / 14.2, 0.1, 1.0), 13.2),
+            sessions(level(20.0, 100.0, 10.0, 0.1, 1.0), 16.0),
+        ];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.saturation_qps, Some(20.0), "{:?}", s.reasons);
+        let why = &s.reasons["saturation_qps"];
+        assert!(
+            why.contains("(200 requests ÷ (13 s, the lowest level's sending span"),
+            "{why}"
+        );
     }
 
     #[test]
