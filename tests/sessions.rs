@@ -73,7 +73,7 @@ fn later_turns_carry_the_servers_own_answers_and_start_from_its_cache() {
     let mock = mock(&log, &[]);
     let mut args = session_args(&mock.url);
     // 6 requests/s in sessions of 3: 2 sessions/s for 2 s, 4 sessions, 12 turns.
-    args.extend(["--qps", "6", "--duration", "2"]);
+    args.extend(["--qps", "6", "--duration", "2", "--plot"]);
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
     assert!(
@@ -115,6 +115,7 @@ fn later_turns_carry_the_servers_own_answers_and_start_from_its_cache() {
     let warning = l["prompt_cache_warning"].as_str().unwrap_or_default();
     assert!(warning.contains("--session-turns"), "{warning}");
     assert_eq!(run.metadata()["sessions"]["turns"], 3.0);
+    assert!(run.dir.as_ref().unwrap().join("turns.png").is_file());
 
     // Every later turn re-sent the earlier messages and the server's own answer, byte for byte.
     let log = logged(&log);
@@ -408,4 +409,29 @@ fn a_sharegpt_file_replays_its_human_turns_with_the_servers_answers() {
     let l = &run.levels()[0];
     assert_eq!(l["sessions"]["sessions_completed"], 1, "{l}");
     assert_eq!(l["per_turn"][1]["requests"], 1, "{l}");
+}
+
+#[test]
+fn an_answer_past_the_cap_ends_its_session() {
+    let _g = serial();
+    let tmp = TempDir::new("sessions-cap");
+    // 15,000 tokens of about 5 bytes: a 70 KiB answer, past the 64 KiB a turn keeps.
+    let mock = Mock::start(&[
+        "--ttft-ms",
+        "0",
+        "--itl-ms",
+        "0",
+        "--output-tokens",
+        "15000",
+    ]);
+    let mut args = endpoint_args(&mock.url);
+    args.extend(["--dataset-name", "random", "--random-input-len", "20"]);
+    args.extend(["--random-output-len", "15000", "--session-turns", "3"]);
+    args.extend(["--qps", "3", "--duration", "1", "--continuous-usage", "off"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let s = &run.levels()[0]["sessions"];
+    assert_eq!(s["sessions_started"], 1, "{s}");
+    assert_eq!(s["sessions_ended_by_answer_cap"], 1, "{s}");
+    assert_eq!(s["turns_sent"], 1, "{s}");
 }
