@@ -435,3 +435,34 @@ fn an_answer_past_the_cap_ends_its_session() {
     assert_eq!(s["sessions_ended_by_answer_cap"], 1, "{s}");
     assert_eq!(s["turns_sent"], 1, "{s}");
 }
+
+#[test]
+fn a_sessions_turns_go_to_the_endpoint_its_first_turn_used() {
+    let _g = serial();
+    let tmp = TempDir::new("sessions-replicas");
+    let (log_a, log_b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
+    let (a, b) = (mock(&log_a, &[]), mock(&log_b, &[]));
+    let mut args = session_args(&a.url);
+    args.extend(["--endpoint", &b.url, "--qps", "6", "--duration", "2"]);
+    let run = qpsbench(&args, tmp.path());
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.levels()[0]["sessions"]["sessions_completed"], 4);
+    // Round robin spreads the 4 sessions 2 and 2; every later turn is on its first turn's
+    // endpoint: its history's first message was sent there as a first turn.
+    for log in [&log_a, &log_b] {
+        let log = logged(log);
+        let firsts: Vec<&serde_json::Value> = log
+            .iter()
+            .filter(|(m, _)| m.len() == 1)
+            .map(|(m, _)| &m[0])
+            .collect();
+        let later: Vec<_> = log.iter().filter(|(m, _)| m.len() > 1).collect();
+        assert_eq!(later.len(), 4, "2 sessions of 3 turns");
+        for (m, _) in later {
+            assert!(
+                firsts.contains(&&m[0]),
+                "a turn away from its session's endpoint"
+            );
+        }
+    }
+}
