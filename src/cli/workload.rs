@@ -126,7 +126,8 @@ pub struct WorkloadArgs {
 
     /// Abandon this percentage of each level's requests (a user's stop button, an agent's
     /// timeout): exactly round(rate × requests) of them, chosen with --seed, are cancelled by
-    /// closing their connection --cancel-after-ms after their intended send. Cancelled requests
+    /// closing their connection --cancel-after-ms after their intended send (one whose answer
+    /// ends first completes normally). Cancelled requests
     /// count in total_requests and cancelled_requests, never as errors, in latencies or in the
     /// success rate (0 to 100)
     #[arg(
