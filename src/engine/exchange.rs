@@ -346,7 +346,7 @@ async fn session(
         return SessionEnd::Completed;
     }
     let bytes = core.requests.borrow().get(first.sample);
-    let Some(mut history) = Session::start(&bytes, id, turns) else {
+    let Some(mut history) = Session::start(&bytes) else {
         // Refused before the run (sessions need the chat API's messages).
         return SessionEnd::Failed;
     };

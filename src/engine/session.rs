@@ -203,17 +203,14 @@ pub struct Session {
     history: Rc<Vec<u8>>,
     /// The rest of the body, from the messages array's `]` on.
     tail: Rc<Vec<u8>>,
-    /// The session's id (its first prompt's number) and the turn last sent.
-    pub id: u64,
+    /// The turn last sent (from 1).
     pub turn: u32,
-    /// The turns it will send.
-    pub turns: u32,
 }
 
 impl Session {
     /// The session whose first turn sent `first` (a whole chat request); None when the request
     /// has no messages array to carry a history (a completions body).
-    pub fn start(first: &[u8], id: u64, turns: u32) -> Option<Self> {
+    pub fn start(first: &[u8]) -> Option<Self> {
         let split = first.windows(4).position(|w| w == b"\r\n\r\n")?;
         let (head, body) = (&first[..split + 2], &first[split + 4..]);
         let cl = head
@@ -230,9 +227,7 @@ impl Session {
             head: kept,
             history: Rc::new(body[..end].to_vec()),
             tail: Rc::new(body[end..].to_vec()),
-            id,
             turn: 1,
-            turns,
         })
     }
 
@@ -338,7 +333,7 @@ mod tests {
             "POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nUser-Agent: q\r\n\r\n{body}",
             body.len()
         );
-        let mut s = Session::start(first.as_bytes(), 9, 3).unwrap();
+        let mut s = Session::start(first.as_bytes()).unwrap();
         let req = s.next_request(b"He said \"ok\"\n", "and then?");
         let whole = |r: &OwnedRequest| (0..3).flat_map(|i| r.part(i).to_vec()).collect::<Vec<u8>>();
         let bytes = whole(&req);
@@ -376,7 +371,7 @@ mod tests {
         assert_eq!(whole(&req), held);
         // A completions body has no history to carry.
         let prompt = "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"prompt\":1}";
-        assert!(Session::start(prompt.as_bytes(), 1, 2).is_none());
+        assert!(Session::start(prompt.as_bytes()).is_none());
     }
 
     #[test]
