@@ -134,6 +134,7 @@ fn histograms(c: &mut Criterion) {
                         ttfb_ns: 1_000_000,
                         decode_ns: 1_000_000,
                         done_ns: 2_000_000_000 + i * 1_000_000,
+                        reasoning: Default::default(),
                     });
                 }
                 r

@@ -17,6 +17,11 @@ use simd_json::Buffers;
 pub struct ChunkInfo {
     /// The chunk carries non-empty `content` or reasoning text (role-only chunks do not).
     pub has_output: bool,
+    /// The chunk carries non-empty answer text (`content`, or a completion's `text`), not only
+    /// reasoning: the time to first *output* token (TTFOT) is stamped on it.
+    pub has_answer: bool,
+    /// `usage.completion_tokens_details.reasoning_tokens`, when present.
+    pub reasoning_tokens: Option<u64>,
     /// A choice carried a non-null `finish_reason`.
     pub finished: bool,
     /// `usage.completion_tokens`, when present.
@@ -120,6 +125,9 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
                                     {
                                         info.has_output |= non_empty_str(value);
                                     }
+                                    if key == "content" {
+                                        info.has_answer |= non_empty_str(value);
+                                    }
                                     if let (Some(out), "content") = (answer.as_mut(), key) {
                                         out.extend_from_slice(
                                             value.as_str().unwrap_or_default().as_bytes(),
@@ -128,7 +136,10 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
                                 }
                             }
                             // Legacy completions-style chunks carry `text`.
-                            "text" => info.has_output |= non_empty_str(value),
+                            "text" => {
+                                info.has_output |= non_empty_str(value);
+                                info.has_answer |= non_empty_str(value);
+                            }
                             "finish_reason" => info.finished |= !value.is_null(),
                             _ => {}
                         }
@@ -143,6 +154,13 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
                     match key {
                         "completion_tokens" => info.completion_tokens = value.as_u64(),
                         "prompt_tokens" => info.prompt_tokens = value.as_u64(),
+                        "completion_tokens_details" => {
+                            if let Some(r) =
+                                value.as_object().and_then(|d| d.get("reasoning_tokens"))
+                            {
+                                info.reasoning_tokens = r.as_u64();
+                            }
+                        }
                         "prompt_tokens_details" => {
                             if let Some(cached) =
                                 value.as_object().and_then(|d| d.get("cached_tokens"))
@@ -170,6 +188,7 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
     if info.error.is_some() {
         // An error object means the stream failed, whatever else the chunk says.
         info.has_output = false;
+        info.has_answer = false;
     }
     info
 }
@@ -196,6 +215,25 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(answer, "Say \"hi\"\né".as_bytes());
+    }
+
+    #[test]
+    fn answer_text_is_told_from_reasoning_and_reasoning_tokens_read_from_usage() {
+        let p = |s: &str| ChunkParser::new().parse(s.as_bytes()).unwrap();
+        let r = p(r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#);
+        assert!(r.has_output && !r.has_answer);
+        let r = p(r#"{"choices":[{"delta":{"reasoning":"hmm","content":""}}]}"#);
+        assert!(r.has_output && !r.has_answer);
+        let a = p(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#);
+        assert!(a.has_output && a.has_answer);
+        assert!(p(r#"{"choices":[{"text":"Hi"}]}"#).has_answer);
+        let u = p(
+            r#"{"choices":[],"usage":{"completion_tokens":30,"completion_tokens_details":{"reasoning_tokens":20}}}"#,
+        );
+        assert_eq!(
+            (u.completion_tokens, u.reasoning_tokens),
+            (Some(30), Some(20))
+        );
     }
 
     #[test]

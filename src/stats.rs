@@ -161,6 +161,35 @@ fn rate(n: u64, secs: f64) -> f64 {
     }
 }
 
+/// A level's reasoning figures, present only where an answer reasoned first (a reasoning
+/// model): `ttft` is then the first token of any kind, and these say when the answer began.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReasoningStats {
+    /// Time to first output token: the first answer text after the reasoning, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfot: Option<Percentiles>,
+    /// `reasoning_tokens` per success that reported them (usage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<Percentiles>,
+    /// Successes that reasoned before answering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_requests: Option<u64>,
+}
+
+impl ReasoningStats {
+    fn new(r: &Recorder, pcts: &[f64]) -> Self {
+        if r.reasoning_requests == 0 {
+            return Self::default();
+        }
+        Self {
+            ttfot: Some(Percentiles::from_hist(&r.ttfot_us, pcts, 1e-6)),
+            reasoning_tokens: (!r.reasoning_tokens_n.is_empty())
+                .then(|| Percentiles::from_hist(&r.reasoning_tokens_n, pcts, 1.0)),
+            reasoning_requests: Some(r.reasoning_requests),
+        }
+    }
+}
+
 /// One level's merged result: the object written to `benchmark_qps_results.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelStats {
@@ -168,6 +197,10 @@ pub struct LevelStats {
     pub actual_qps: f64,
     pub success_rate: f64,
     pub ttft: Percentiles,
+    /// With a reasoning model: TTFOT and reasoning tokens (`ttfot`, `reasoning_tokens`,
+    /// `reasoning_requests`), written beside the other figures.
+    #[serde(flatten)]
+    pub reasoning: ReasoningStats,
     pub e2e_latency: Percentiles,
     pub tokens_per_sec: Percentiles,
     /// Output tokens per successful request (as counted: `token_count_source`).
@@ -440,6 +473,7 @@ impl LevelStats {
                 n => round6(r.succeeded as f64 * 100.0 / n as f64),
             },
             ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
+            reasoning: ReasoningStats::new(r, pcts),
             e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
             tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
             output_tokens: Percentiles::from_hist(&r.output_tokens_n, pcts, 1.0),
@@ -624,6 +658,7 @@ mod tests {
             ttfb_ns: ttft_ms * 1_000_000,
             decode_ns: (e2e_ms - ttft_ms) * 1_000_000,
             done_ns: e2e_ms * 1_000_000,
+            reasoning: Default::default(),
         }
     }
 

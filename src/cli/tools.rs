@@ -102,6 +102,12 @@ pub struct MockArgs {
     #[arg(long)]
     pub prefix_cache: bool,
 
+    /// Answer chat requests as a reasoning model does: stream this many reasoning tokens
+    /// (`reasoning_content`) before the answer, each at the inter-token latency; usage counts
+    /// them in `completion_tokens` and in `completion_tokens_details.reasoning_tokens`
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reasoning_tokens: u64,
+
     /// Append one JSON line per streamed answer to FILE: the request body as received
     /// (`body`) and the answer's text as sent (`answer`), so that a test can check what a client
     /// re-sent (a session's history). Off by default: it costs a write per request

@@ -482,6 +482,10 @@ impl Trace {
         outcome: Option<&Result<Success, Failed>>,
         session: Option<u64>,
     ) -> RequestRecord {
+        let reasoning = match outcome {
+            Some(Ok(s)) => s.reasoning,
+            _ => Default::default(),
+        };
         let (error, output_tokens, source, prompt_tokens, cached_tokens) = match outcome {
             None => (None, None, None, None, None),
             Some(Ok(s)) => (
@@ -511,6 +515,8 @@ impl Trace {
             session,
             turn: session.map(|_| t.turn),
             cancelled: outcome.is_none(),
+            first_answer_ns: reasoning.ttfot_ns.map(|d| t.intended_ns + d),
+            reasoning_tokens: reasoning.tokens,
         }
     }
 }

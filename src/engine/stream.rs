@@ -75,6 +75,9 @@ pub struct StreamHandler<'a> {
     error_body: Vec<u8>,
     error_body_len: usize,
     first_token_ns: Option<u64>,
+    /// The first read with answer text (not only reasoning): TTFOT.
+    first_answer_ns: Option<u64>,
+    reasoning_tokens: Option<u64>,
     last_token_ns: u64,
     /// Distinct reads that carried output tokens.
     token_reads: u64,
@@ -117,6 +120,8 @@ impl<'a> StreamHandler<'a> {
             error_body: Vec::new(),
             error_body_len: 0,
             first_token_ns: None,
+            first_answer_ns: None,
+            reasoning_tokens: None,
             last_token_ns: 0,
             token_reads: 0,
             token_chunks: 0,
@@ -179,6 +184,10 @@ impl<'a> StreamHandler<'a> {
                 .first_token_ns
                 .map_or(0, |first| self.last_token_ns.saturating_sub(first)),
             done_ns: done.end_ns,
+            reasoning: crate::outcome::Reasoning {
+                ttfot_ns: self.first_answer_ns.map(|t| t.saturating_sub(intended_ns)),
+                tokens: self.reasoning_tokens,
+            },
         })
     }
 
@@ -310,6 +319,12 @@ impl StreamHandler<'_> {
         }
         if info.has_output {
             self.count_tokens(info.completion_tokens, t_ns);
+        }
+        if info.has_answer {
+            self.first_answer_ns.get_or_insert(t_ns);
+        }
+        if info.reasoning_tokens.is_some() {
+            self.reasoning_tokens = info.reasoning_tokens;
         }
         self.finished |= info.finished;
         if info.completion_tokens.is_some() {

@@ -337,6 +337,8 @@ struct Answer {
     created: u64,
     model: String,
     n_out: u64,
+    /// Reasoning tokens streamed before the answer (`--reasoning-tokens`, chat only).
+    n_reason: u64,
     finish: &'static str,
     /// `{"id":…,"object":"chat.completion.chunk","created":…,"model":…,` — each chunk's start.
     prefix: String,
@@ -365,10 +367,21 @@ impl Answer {
         let details = cached.map_or(String::new(), |c| {
             format!(",\"prompt_tokens_details\":{{\"cached_tokens\":{c}}}")
         });
+        let n_reason = if ask.api == Api::Chat {
+            cfg.reasoning_tokens
+        } else {
+            0
+        };
+        let reasoning = if n_reason > 0 {
+            format!(",\"completion_tokens_details\":{{\"reasoning_tokens\":{n_reason}}}")
+        } else {
+            String::new()
+        };
         let usage = format!(
-            "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}{details}}}",
+            "{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}{details}{reasoning}}}",
             ask.prompt_tokens,
-            ask.prompt_tokens + n_out
+            n_reason + n_out,
+            ask.prompt_tokens + n_reason + n_out
         );
         // Only the tokens the cache did not hold are prefilled.
         let prefilled = ask.prompt_tokens - cached.unwrap_or(0).min(ask.prompt_tokens);
@@ -380,6 +393,7 @@ impl Answer {
             created,
             model,
             n_out,
+            n_reason,
             finish: if ask.max_tokens == Some(n_out) {
                 "length"
             } else {
@@ -493,11 +507,15 @@ impl Answer {
         let mut deadline = arrived + bounded_secs(self.ttft_s * cap.slowdown(load()));
         let mut sent = 0u64;
         let mut content = String::with_capacity(64);
-        while sent < self.n_out {
-            let k = per_chunk.min(self.n_out - sent);
+        // Reasoning tokens first (`--reasoning-tokens`, chat only), then the answer.
+        let total = self.n_reason + self.n_out;
+        let chunk_at = |sent: u64| per_chunk.min(self.phase_end(sent) - sent);
+        while sent < total {
+            let k = chunk_at(sent);
             sleep_until(deadline).await;
             // The piece as the API carries it: a chat delta, or a completion's text.
             let (open, close) = match self.api {
+                Api::Chat if sent < self.n_reason => ("{\"reasoning_content\":\"", "\"}"),
                 Api::Chat => ("{\"content\":\"", "\"}"),
                 Api::Completions => ("\"", "\""),
             };
@@ -521,7 +539,7 @@ impl Answer {
             state
                 .lateness
                 .record(Instant::now().saturating_duration_since(deadline));
-            if sent == self.n_out {
+            if sent == total {
                 running_usage(&mut extra, sent);
                 self.finish_stream(out, ask.include_usage && !cfg.no_usage, &extra);
             }
@@ -530,14 +548,23 @@ impl Answer {
             }
             crate::rt::note_work();
             // The next chunk carries that many tokens, each taking one inter-token latency.
-            let next_k = per_chunk.min(self.n_out - sent);
+            let next_k = if sent < total { chunk_at(sent) } else { 0 };
             deadline += bounded_secs(next_k as f64 * cap.itl_s(load()));
         }
-        if self.n_out == 0 {
+        if total == 0 {
             self.finish_stream(out, false, "");
             return write(stream, out).await.is_ok();
         }
         true
+    }
+
+    /// Where the phase token `sent` is in ends: the reasoning's end, or the answer's.
+    fn phase_end(&self, sent: u64) -> u64 {
+        if sent < self.n_reason {
+            self.n_reason
+        } else {
+            self.n_reason + self.n_out
+        }
     }
 
     /// One chunk event carrying `piece` (a chat delta object, or a completion's text string).

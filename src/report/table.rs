@@ -154,6 +154,7 @@ mod tests {
             ttfb_ns: 1_000_000,
             decode_ns: 1_000_000,
             done_ns: 2_500_000_000,
+            reasoning: Default::default(),
         });
         r.record_send(1_000_000_000, 10, false);
         r.record_error(ErrorKind::Http(503), None);
