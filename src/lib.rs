@@ -13,6 +13,7 @@
 //! - `report`: analysis, table, results folder, PNG;
 //! - commands: `bench`, `selftest`, `replot` (`plot`), `compare`, `demo`, `mock` (`serve-mock`).
 
+pub mod anthropic;
 pub mod arrivals;
 pub mod bench;
 pub mod cli;

@@ -77,6 +77,17 @@ impl ChunkParser {
         data: &[u8],
         answer: Option<&mut Vec<u8>>,
     ) -> Result<ChunkInfo, InvalidJson> {
+        self.parse_with(data, answer, inspect)
+    }
+
+    /// Parses one event's data into the reused tape and reads it with `inspect`: another API's
+    /// event reader (`anthropic`) shares the parser and its buffers.
+    pub fn parse_with(
+        &mut self,
+        data: &[u8],
+        answer: Option<&mut Vec<u8>>,
+        inspect: Inspect,
+    ) -> Result<ChunkInfo, InvalidJson> {
         self.scratch.clear();
         self.scratch.extend_from_slice(data);
         let mut tape = self
@@ -93,7 +104,10 @@ impl ChunkParser {
     }
 }
 
-fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
+/// What reads one parsed event: its JSON, and where a session keeps the answer's text.
+pub type Inspect = fn(simd_json::tape::Value<'_, '_>, Option<&mut Vec<u8>>) -> ChunkInfo;
+
+pub fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
     v.as_str().is_some_and(|s| !s.is_empty())
 }
 
