@@ -46,6 +46,7 @@ pub mod records;
 pub mod replicas;
 pub mod replot;
 pub mod report;
+pub mod responses;
 pub mod rt;
 pub mod secret;
 pub mod selftest;
