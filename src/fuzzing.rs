@@ -198,6 +198,14 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
                     match key.as_str() {
                         "completion_tokens" => info.completion_tokens = uint(value),
                         "prompt_tokens" => info.prompt_tokens = uint(value),
+                        // The first `cached_tokens` of an object, as a lookup by key finds it.
+                        "prompt_tokens_details" => {
+                            if let Some((_, c)) =
+                                pairs(value).into_iter().find(|(k, _)| k == "cached_tokens")
+                            {
+                                info.cached_tokens = uint(c);
+                            }
+                        }
                         _ => {}
                     }
                 }
