@@ -185,9 +185,15 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
                                 ) {
                                     info.has_output |= text(value);
                                 }
+                                if key == "content" {
+                                    info.has_answer |= text(value);
+                                }
                             }
                         }
-                        "text" => info.has_output |= text(value),
+                        "text" => {
+                            info.has_output |= text(value);
+                            info.has_answer |= text(value);
+                        }
                         "finish_reason" => info.finished |= !matches!(value, Json::Null),
                         _ => {}
                     }
@@ -198,7 +204,16 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
                     match key.as_str() {
                         "completion_tokens" => info.completion_tokens = uint(value),
                         "prompt_tokens" => info.prompt_tokens = uint(value),
-                        // The first `cached_tokens` of an object, as a lookup by key finds it.
+                        // The first key of that name in each details object, as a lookup by
+                        // key finds it.
+                        "completion_tokens_details" => {
+                            if let Some((_, r)) = pairs(value)
+                                .into_iter()
+                                .find(|(k, _)| k == "reasoning_tokens")
+                            {
+                                info.reasoning_tokens = uint(r);
+                            }
+                        }
                         "prompt_tokens_details" => {
                             if let Some((_, c)) =
                                 pairs(value).into_iter().find(|(k, _)| k == "cached_tokens")
@@ -231,6 +246,7 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
     }
     if info.error.is_some() {
         info.has_output = false;
+        info.has_answer = false;
     }
     info
 }
