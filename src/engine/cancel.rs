@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
+use rand_xoshiro::rand_core::Rng as _;
 use rand_xoshiro::SplitMix64;
 
 /// A request that is never abandoned.
@@ -26,14 +26,10 @@ pub struct CancelPlan {
     pub seed: u64,
 }
 
-fn rng(seed: u64, id: u64, what: u64) -> SplitMix64 {
-    SplitMix64::seed_from_u64(
-        seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ what.wrapping_mul(0xD6E8_FEB8_6659_FD93),
-    )
-}
+use super::session::{draw, unit};
 
-fn unit(r: &mut SplitMix64) -> f64 {
-    (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+fn rng(seed: u64, id: u64, what: u64) -> SplitMix64 {
+    draw(seed ^ what.wrapping_mul(0xD6E8_FEB8_6659_FD93), id)
 }
 
 impl CancelPlan {

@@ -53,10 +53,7 @@ impl SessionPlan {
     /// A generator for one draw about session `id` (its first prompt's number); `what` keeps
     /// the turn count, the think times and the texts apart.
     fn rng(&self, id: u64, what: u64) -> SplitMix64 {
-        let mixed = self.seed
-            ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ what.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-        SplitMix64::seed_from_u64(mixed)
+        draw(self.seed ^ what.wrapping_mul(0xC2B2_AE3D_27D4_EB4F), id)
     }
 
     /// Session `id`'s later user messages, when it replays a dataset's conversation.
@@ -114,8 +111,14 @@ impl SessionPlan {
     }
 }
 
+/// A generator for one seeded draw about `id` (a prompt's number): the same in every core and
+/// shard. Sessions and abandoned requests (`cancel`) each mix their own purposes into `seed`.
+pub(crate) fn draw(seed: u64, id: u64) -> SplitMix64 {
+    SplitMix64::seed_from_u64(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 /// A uniform draw in [0, 1).
-fn unit(r: &mut SplitMix64) -> f64 {
+pub(crate) fn unit(r: &mut SplitMix64) -> f64 {
     (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
