@@ -3,9 +3,9 @@
 //! corpus (`fuzz/seeds/`) through them on the stable toolchain. Each panics when its property
 //! fails, as a fuzz target must.
 
+use crate::api::openai::ChunkParser;
 use crate::http::body::{BodyDecoder, Framing};
 use crate::http::head::parse_head;
-use crate::openai::ChunkParser;
 use crate::sse::{Flow, SseParser};
 
 fn sse_events(input: &[u8], split: usize) -> Option<Vec<(Vec<u8>, bool)>> {
@@ -156,14 +156,14 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
 /// a non-empty `content`, `reasoning_content`, `reasoning` (in `delta`) or `text`; `finish_reason`
 /// not null ends a choice; `usage` counts are unsigned integers (the last one given wins); an
 /// `error` that is not null is the message of an object, a string, or "unknown error".
-pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
+pub fn reference_chunk(root: &Json) -> crate::api::openai::ChunkInfo {
     fn pairs(v: &Json) -> Vec<(String, &Json)> {
         match v {
             Json::Object(p) => p.iter().map(|(k, v)| (k.clone(), v)).collect(),
             _ => Vec::new(),
         }
     }
-    let mut info = crate::openai::ChunkInfo::default();
+    let mut info = crate::api::openai::ChunkInfo::default();
     let text = |v: &Json| matches!(v, Json::String(s) if !s.is_empty());
     let uint = |v: &Json| match v {
         Json::Number(n) => n.as_u64(),

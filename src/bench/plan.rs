@@ -188,7 +188,7 @@ impl Plan {
         let extra_body = args
             .extra_body
             .as_deref()
-            .map(parse_extra_body)
+            .map(|raw| parse_extra_body(raw, api))
             .transpose()?;
         check_api_key(&api_key)?;
         salt_is_ours(&args, extra_body.as_ref())?;
@@ -238,6 +238,7 @@ impl Plan {
             continuous_usage: self.continuous_usage,
             headers: &self.headers,
             ignore_eos: self.workload.ignore_eos,
+            batch: self.args.embedding_batch,
         }
     }
 
@@ -345,6 +346,7 @@ impl Plan {
             },
             sessions: self.sessions.clone(),
             cancels: self.cancels.clone(),
+            reading: crate::engine::Reading::of(self.api, self.args.embedding_batch),
         })
         .map_err(UserError::runtime)?;
         if engine.driver == crate::engine::IoDriver::Epoll {
@@ -448,8 +450,8 @@ fn api_of(args: &BenchArgs, replicas: &[Replica]) -> Result<Api> {
         .find(|r| api_of_path(&r.endpoint.target) != api)
     {
         return Err(UserError::input(format!(
-            "--endpoint {} and {}: one is a chat and the other a completions path; replicas of one model speak one API (or give --api)",
-            replicas[0].shown, r.shown
+            "--endpoint {} and {}: their paths name different APIs ({} and {}); replicas of one model speak one API (or give --api)",
+            replicas[0].shown, r.shown, crate::prepared::api_name(api), crate::prepared::api_name(api_of_path(&r.endpoint.target))
         )));
     }
     Ok(api)

@@ -15,6 +15,7 @@
 
 mod ask;
 mod capacity;
+mod events;
 pub mod fault;
 mod handler;
 pub mod lateness;

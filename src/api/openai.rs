@@ -113,7 +113,10 @@ pub fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
 
 /// One pass over each object: `Object::get` scans every key, so looking up several keys (most of
 /// them absent in a typical chunk) would walk the same object again and again.
-fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>>) -> ChunkInfo {
+pub fn inspect(
+    root: simd_json::tape::Value<'_, '_>,
+    mut answer: Option<&mut Vec<u8>>,
+) -> ChunkInfo {
     let mut info = ChunkInfo::default();
     let Some(obj) = root.as_object() else {
         return info;
@@ -309,7 +312,7 @@ mod tests {
         let mut out = 0;
         let mut usage = None;
         let mut sse = crate::sse::SseParser::new();
-        sse.feed(include_bytes!("../tests/data/vllm_stream.sse"), |e| {
+        sse.feed(include_bytes!("../../tests/data/vllm_stream.sse"), |e| {
             if !e.is_done() {
                 let c = p.parse(e.data).unwrap();
                 out += usize::from(c.has_output);

@@ -15,7 +15,7 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 
-use crate::openai::{non_empty_str, ChunkInfo};
+use crate::api::openai::{non_empty_str, ChunkInfo};
 
 /// Reads one Responses event's JSON.
 pub fn inspect(root: Value<'_, '_>, answer: Option<&mut Vec<u8>>) -> ChunkInfo {
@@ -88,7 +88,7 @@ fn read_usage(info: &mut ChunkInfo, usage: Value<'_, '_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::ChunkParser;
+    use crate::api::openai::ChunkParser;
 
     fn parse(s: &str) -> ChunkInfo {
         ChunkParser::new()
