@@ -48,7 +48,7 @@ pub fn body_around_prompt(t: &RequestTemplate<'_>, max_tokens: u32) -> (Vec<u8>,
 pub fn body_around_row(t: &RequestTemplate<'_>, sample: &Sample) -> (Vec<u8>, Vec<u8>) {
     if t.api == Api::Embeddings {
         let json = serde_json::to_string(&embedding_text(sample)).expect("a string serializes");
-        return (json[1..json.len() - 1].as_bytes().to_vec(), Vec::new());
+        return (json.as_bytes()[1..json.len() - 1].to_vec(), Vec::new());
     }
     let mut messages = sample.messages.clone();
     let first = messages.iter().position(|m| m.role == "user").unwrap_or(0);
