@@ -185,6 +185,19 @@ impl Plan {
         let continuous_usage =
             !args.no_usage_request && args.continuous_usage != ContinuousUsage::Off;
         let api = api_of(&args, &replicas)?;
+        if args.embedding_batch != 1 && api != Api::Embeddings {
+            return Err(UserError::input(format!(
+                "--embedding-batch {}: applies to --api embeddings only; this endpoint speaks the {} API",
+                args.embedding_batch,
+                crate::prepared::api_name(api)
+            )));
+        }
+        // Only chat and completions have `stream_options`; embeddings generate nothing, so
+        // their answers have no length to pin.
+        let continuous_usage = continuous_usage && matches!(api, Api::Chat | Api::Completions);
+        if !api.generates() {
+            workload.ignore_eos = false;
+        }
         let extra_body = args
             .extra_body
             .as_deref()
