@@ -332,4 +332,34 @@ mod header_tests {
         assert!(text.contains("Authorization: Basic abc\r\n") && !text.contains("Bearer"));
         assert!(text.contains("X-Tenant: acme\r\n"));
     }
+
+    #[test]
+    fn messages_take_the_key_in_x_api_key_and_a_version_a_header_may_replace() {
+        let ep = crate::http::url::Endpoint::parse("http://h/v1/messages").unwrap();
+        let samples =
+            crate::dataset::parse(br#"[{"prompt_content":"p","cut_chat_history":[]}]"#, "t")
+                .unwrap();
+        let mut t = RequestTemplate::for_test(&ep, Api::Messages, false);
+        t.api_key = "sk-ant";
+        let head = |t: &RequestTemplate<'_>| {
+            let r = render(t, &samples[0]);
+            let text = String::from_utf8(r).unwrap();
+            text.split_once("\r\n\r\n").unwrap().0.to_string()
+        };
+        let h = head(&t);
+        assert!(
+            h.contains("x-api-key: sk-ant\r\n") && !h.contains("Bearer"),
+            "{h}"
+        );
+        assert!(h.contains("anthropic-version: 2023-06-01\r\n"), "{h}");
+        let headers = vec![("Anthropic-Version".to_string(), "2024-01-01".to_string())];
+        t.headers = &headers;
+        let h = head(&t);
+        assert!(
+            !h.contains("2023-06-01") && h.contains("Anthropic-Version: 2024-01-01"),
+            "{h}"
+        );
+        t.api = Api::Embeddings;
+        assert!(head(&t).contains("Accept: application/json"));
+    }
 }

@@ -629,6 +629,7 @@ mod tests {
             prompt_cache_warning: None,
             sessions: None,
             per_turn: None,
+            embeddings: None,
         }
     }
 
@@ -683,6 +684,33 @@ mod tests {
         assert!(s.reasons["saturation_qps"].contains("TTFT p95 0.310 s is over 3×"));
         assert_eq!(s.optimal_qps, Some(10.0));
         assert_eq!(s.recommended_limit_qps, Some(7.5));
+    }
+
+    #[test]
+    fn without_any_ttft_e2e_growth_marks_saturation() {
+        // Embeddings: no TTFT anywhere, so E2E p95 past 3× the lowest level's saturates.
+        let none = |mut l: LevelView| {
+            l.ttft.values_mut().for_each(|v| *v = None);
+            l
+        };
+        let ls = [
+            none(level(5.0, 100.0, 5.0, 0.0, 0.02)),
+            none(level(10.0, 100.0, 10.0, 0.0, 0.05)),
+            none(level(20.0, 100.0, 20.0, 0.0, 0.07)),
+        ];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.saturation_qps, Some(20.0));
+        let why = &s.reasons["saturation_qps"];
+        assert!(
+            why.contains("E2E p95 0.070 s is over 3× the lowest level's 0.020 s"),
+            "{why}"
+        );
+        // With a TTFT, E2E's growth alone does not.
+        let ls = [
+            level(5.0, 100.0, 5.0, 0.1, 0.02),
+            level(20.0, 100.0, 20.0, 0.1, 0.07),
+        ];
+        assert_eq!(analyze(&ls, &Criteria::default()).saturation_qps, None);
     }
 
     #[test]
