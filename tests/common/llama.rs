@@ -169,6 +169,26 @@ pub fn get(base: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// One POST of a JSON `body` on a connection of its own: (status, body).
+#[allow(dead_code)]
+pub fn post(base: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let authority = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(authority).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
 /// qpsbench pinned away from the server's CPU, with `args` and a private results folder.
 pub fn qpsbench_pinned(args: &[&str], results: &Path) -> super::Run {
     let mut cmd = Command::new(super::BIN);
