@@ -101,7 +101,11 @@ fn read_usage(info: &mut ChunkInfo, usage: Value<'_, '_>) {
         n("cache_creation_input_tokens"),
     );
     if input.is_some() || read.is_some() {
-        let total = input.unwrap_or(0) + read.unwrap_or(0) + created.unwrap_or(0);
+        // Saturating: a server's (or a fuzzer's) absurd counts must not overflow.
+        let total = input
+            .unwrap_or(0)
+            .saturating_add(read.unwrap_or(0))
+            .saturating_add(created.unwrap_or(0));
         info.prompt_tokens = Some(total);
         info.cached_tokens = Some(read.unwrap_or(0));
     }

@@ -1,7 +1,12 @@
-//! The properties the fuzz targets in `fuzz/` check, as plain functions: the cargo-fuzz targets
+//! The properties the fuzz targets in `fuzz/` check, as plain functions (`events`: the Messages
+//! and Responses readers'): the cargo-fuzz targets
 //! call them with libFuzzer's inputs, and `tests/fuzz_corpus.rs` replays the checked-in seed
 //! corpus (`fuzz/seeds/`) through them on the stable toolchain. Each panics when its property
 //! fails, as a fuzz target must.
+
+mod events;
+
+pub use events::{messages, reference_messages, reference_responses, responses};
 
 use crate::api::openai::ChunkParser;
 use crate::http::body::{BodyDecoder, Framing};
