@@ -102,9 +102,10 @@ pub struct MockArgs {
     #[arg(long)]
     pub prefix_cache: bool,
 
-    /// Answer chat requests as a reasoning model does: stream this many reasoning tokens
-    /// (`reasoning_content`) before the answer, each at the inter-token latency; usage counts
-    /// them in `completion_tokens` and in `completion_tokens_details.reasoning_tokens`
+    /// Answer chat, Responses and Messages requests as a reasoning model does: stream this many
+    /// reasoning tokens (chat's `reasoning_content`, Responses' reasoning text, a Messages
+    /// `thinking` block) before the answer, each at the inter-token latency; usage counts them
+    /// in the output tokens, and chat's and Responses' usage says how many were reasoning
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub reasoning_tokens: u64,
 

@@ -30,7 +30,11 @@ fn check(data: &[u8], inspect: Inspect, reference: fn(&Json) -> ChunkInfo) {
         let want = reference(&json);
         assert_eq!(*info, want, "{}", String::from_utf8_lossy(data));
         // Only answer text is kept for a session's history.
-        assert!(kept.is_empty() || want.has_answer, "{}", String::from_utf8_lossy(data));
+        assert!(
+            kept.is_empty() || want.has_answer,
+            "{}",
+            String::from_utf8_lossy(data)
+        );
     }
 }
 

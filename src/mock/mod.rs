@@ -82,7 +82,8 @@ pub struct MockConfig {
     pub prefix_cache: bool,
     /// `--log-requests`: each streamed answer's request body and text, one JSON line each.
     pub log_requests: Option<std::path::PathBuf>,
-    /// `--reasoning-tokens`: chat answers stream this many reasoning tokens first.
+    /// `--reasoning-tokens`: chat, Responses and Messages answers stream this many reasoning
+    /// tokens first.
     pub reasoning_tokens: u64,
 }
 
