@@ -160,8 +160,8 @@ impl<'a> Levels<'a> {
         // The previous level has drained (its every request ended); the next has not started.
         let reset = self.resetter.as_mut().map(|r| r.before_level());
         let (mut stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
-        if self.plan.api == crate::cli::Api::Embeddings {
-            stats.add_embeddings(self.plan.args.embedding_batch);
+        if let Some(batch) = self.plan.embedding_batch() {
+            stats.add_embeddings(batch);
         }
         self.next_prompt += self.plan.arrivals_at(qps);
         let server_seconds = self.attach_server_metrics(&mut stats, &run, errors_before);

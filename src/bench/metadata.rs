@@ -210,8 +210,7 @@ pub fn write(
             label: a.server_metrics_label.as_deref(),
         }),
         api: plan.api,
-        embedding_batch: (plan.api == crate::cli::Api::Embeddings)
-            .then_some(plan.args.embedding_batch),
+        embedding_batch: plan.embedding_batch(),
         extra_body: plan.extra_body.as_ref(),
         cores: plan.cores,
         cores_pinned: engine.cores_pinned.clone(),

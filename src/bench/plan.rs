@@ -289,6 +289,11 @@ impl Plan {
         qps / self.session_turns().unwrap_or(1.0)
     }
 
+    /// `--embedding-batch`, when the run speaks the embeddings API.
+    pub fn embedding_batch(&self) -> Option<u32> {
+        (self.api == Api::Embeddings).then_some(self.args.embedding_batch)
+    }
+
     /// `--session-turns`, when the run sends sessions.
     pub fn session_turns(&self) -> Option<f64> {
         self.sessions.as_ref().map(|s| s.turns)

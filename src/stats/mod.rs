@@ -1,6 +1,7 @@
 //! The per-level schema: [`LevelStats`], the object written to `benchmark_qps_results.json` and
 //! shown in the console table, built from one merged [`Recorder`], and the pieces it is made of
-//! (percentiles, send lag, connections, CPU).
+//! (percentiles, send lag, connections, CPU; `reasoning` and `embeddings`: the figures only some
+//! APIs' answers have).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,12 @@ use crate::outcome::ErrorKind;
 pub use crate::percentiles::{json_percentiles, pct_key, round6, Percentiles};
 use crate::recorder::{Recorder, STREAM_MESSAGES_SHOWN, TPS_SCALE};
 use crate::validity::{self, LevelFacts, Thresholds};
+
+mod embeddings;
+mod reasoning;
+
+pub use embeddings::EmbeddingStats;
+pub use reasoning::ReasoningStats;
 
 /// One client core's CPU use during a level.
 #[derive(Debug, Clone, Serialize)]
@@ -161,35 +168,6 @@ fn rate(n: u64, secs: f64) -> f64 {
     }
 }
 
-/// A level's reasoning figures, present only where an answer reasoned first (a reasoning
-/// model): `ttft` is then the first token of any kind, and these say when the answer began.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ReasoningStats {
-    /// Time to first output token: the first answer text after the reasoning, seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttfot: Option<Percentiles>,
-    /// `reasoning_tokens` per success that reported them (usage).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_tokens: Option<Percentiles>,
-    /// Successes that reasoned before answering.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_requests: Option<u64>,
-}
-
-impl ReasoningStats {
-    fn new(r: &Recorder, pcts: &[f64]) -> Self {
-        if r.reasoning_requests == 0 {
-            return Self::default();
-        }
-        Self {
-            ttfot: Some(Percentiles::from_hist(&r.ttfot_us, pcts, 1e-6)),
-            reasoning_tokens: (!r.reasoning_tokens_n.is_empty())
-                .then(|| Percentiles::from_hist(&r.reasoning_tokens_n, pcts, 1.0)),
-            reasoning_requests: Some(r.reasoning_requests),
-        }
-    }
-}
-
 /// One level's merged result: the object written to `benchmark_qps_results.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelStats {
@@ -324,19 +302,6 @@ pub struct LevelStats {
     pub warnings: Vec<String>,
 }
 
-/// An embeddings level's own figures: inputs (each request's batch) and prompt tokens, per
-/// second of the completion window, as throughput is.
-#[derive(Debug, Clone, Serialize)]
-pub struct EmbeddingStats {
-    /// `--embedding-batch`: inputs per request.
-    pub batch: u32,
-    /// Inputs of the successful requests.
-    pub inputs: u64,
-    pub inputs_per_sec: f64,
-    /// Prompt tokens per second, from usage.
-    pub prompt_tokens_per_sec: f64,
-}
-
 impl LevelStats {
     /// The one place a level's result is built: from the engine's run of it (its cores'
     /// recorders merged) and the connections opened before it. The recorder's figures, then the
@@ -404,28 +369,6 @@ impl LevelStats {
             self.sessions = Some(sessions);
             self.per_turn = Some(per_turn);
         }
-    }
-
-    /// With `--api embeddings` (`batch` inputs per request): the inputs and their rates; the
-    /// token figures that do not apply (no answer is generated) are left empty, so that they
-    /// read `-`, not 0.
-    pub fn add_embeddings(&mut self, batch: u32) {
-        let inputs = self.successful_requests * u64::from(batch);
-        self.embeddings = Some(EmbeddingStats {
-            batch,
-            inputs,
-            inputs_per_sec: rate(inputs, self.completion_window_s),
-            prompt_tokens_per_sec: rate(self.prompt_tokens_total, self.completion_window_s),
-        });
-        for p in [
-            &mut self.tokens_per_sec,
-            &mut self.output_tokens,
-            &mut self.tpot,
-            &mut self.itl,
-        ] {
-            p.clear();
-        }
-        self.client_cpu_us_per_token = None;
     }
 
     /// What the validity gate looks at: with sessions, the rate rule compares session starts
