@@ -9,21 +9,6 @@ mod common;
 use common::llama::*;
 use common::*;
 
-fn args<'a>(url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
-        "--endpoint",
-        url,
-        "--api-key",
-        "sk-test",
-        "--model",
-        "smollm2",
-    ];
-    // The client-limited gate is tested elsewhere (tests/validity.rs).
-    a.extend(["--max-send-lag-ms", "200", "--min-rate-ratio", "0.5"]);
-    a.extend_from_slice(rest);
-    a
-}
-
 /// A counter from the server's `/metrics`.
 fn counter(base: &str, name: &str) -> f64 {
     let (_, text) = get(base, "/metrics").expect("llama-server /metrics");

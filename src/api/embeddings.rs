@@ -3,8 +3,10 @@
 //!
 //! Data flow: `engine::stream` keeps the 200 answer's body as it is read, then calls [`check`]
 //! once on its end. The check is one pass over the bytes that tracks strings and nesting, and
-//! builds nothing: an answer of thousands of floats is counted, not parsed into values, so the
-//! core spends on it about what a `memchr` over it costs.
+//! builds nothing: an answer of thousands of floats is counted, not parsed into values (one byte
+//! loop over the numbers, strings skipped by `memchr`).
+
+use super::json_text::{pieces, Piece};
 
 /// What a well-formed answer says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,36 +69,30 @@ enum Within {
 /// nesting followed; numbers and literals not checked beyond what the counts need).
 fn scan(body: &[u8]) -> Option<Scan> {
     let mut out = Scan::default();
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    let mut str_start = 0;
-    // The last string closed (a key when a ':' follows it) and the key at hand.
-    let mut last_str: (usize, usize) = (0, 0);
+    let mut depth = 0usize;
+    // The last string (a key, when a ':' follows it).
+    let mut last_str = (0, 0);
     let mut within = Within::Other;
     let mut closed = false;
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => {
-                    in_str = false;
-                    last_str = (str_start, i);
-                }
-                _ => {}
+    for (i, piece) in pieces(body) {
+        let b = match piece {
+            Piece::String {
+                start,
+                end,
+                closed: true,
+            } if depth > 0 && !closed => {
+                last_str = (start, end);
+                continue;
             }
-            i += 1;
-            continue;
-        }
-        if closed && !b.is_ascii_whitespace() {
+            Piece::String { .. } => return None,
+            Piece::Byte(b) => b,
+        };
+        // Only blanks stand outside the one top-level object.
+        let outside = closed || depth == 0;
+        if outside && !b.is_ascii_whitespace() && (closed || b != b'{') {
             return None;
         }
         match b {
-            b'"' => {
-                in_str = true;
-                str_start = i + 1;
-            }
             b':' => {
                 let name = &body[last_str.0..last_str.1];
                 if depth == 1 {
@@ -124,27 +120,20 @@ fn scan(body: &[u8]) -> Option<Scan> {
                 if b == b'{' && depth == 2 && within == Within::Data {
                     *out.embeddings.get_or_insert(0) += 1;
                 }
-                if depth == 0 && b != b'{' {
-                    return None;
-                }
                 depth += 1;
             }
             b'}' | b']' => {
                 depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    closed = true;
-                }
+                closed |= depth == 0;
                 if depth == 1 {
                     within = Within::Other;
                 }
             }
             b',' if depth == 1 => within = Within::Other,
-            _ if depth == 0 && !b.is_ascii_whitespace() => return None,
             _ => {}
         }
-        i += 1;
     }
-    (closed && !in_str).then_some(out)
+    closed.then_some(out)
 }
 
 /// The unsigned integer at the start of `rest` (after blanks).

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::SplitMix64;
 
+use crate::api::json_text::{pieces, Piece};
 use crate::cli::ThinkTimeDist;
 use crate::dataset::vocabulary::WORDS;
 use crate::http::handler::Request;
@@ -144,37 +145,30 @@ pub fn push_json_escaped(out: &mut Vec<u8>, s: &[u8]) {
 /// Where a JSON body's top-level array `key` (`"messages"`) closes (the index of its `]`), and
 /// whether it holds anything. None when the body has no such array.
 fn messages_end(body: &[u8], name: &str) -> Option<(usize, bool)> {
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    // The last string closed at depth 1 (a key, when a ':' follows), and the array's depth.
+    let mut depth = 0usize;
+    // The last string (a key at depth 1, when a ':' follows it), and the array's depth and
+    // whether it is still empty.
     let (mut last_str, mut key) = ((0, 0), false);
     let mut inside: Option<(usize, bool)> = None;
-    for (i, &b) in body.iter().enumerate() {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => {
-                    in_str = false;
-                    last_str.1 = i;
-                }
-                _ => {}
-            }
-            continue;
+    let fill = |inside: &mut Option<(usize, bool)>| {
+        if let Some((_, empty)) = inside.as_mut() {
+            *empty = false;
         }
-        match b {
-            b'"' => {
-                in_str = true;
-                last_str.0 = i + 1;
+    };
+    for (i, piece) in pieces(body) {
+        let b = match piece {
+            Piece::String { start, end, .. } => {
+                last_str = (start, end);
                 key = false;
-                if let Some((_, empty)) = inside.as_mut() {
-                    *empty = false;
-                }
+                fill(&mut inside);
+                continue;
             }
+            Piece::Byte(b) => b,
+        };
+        match b {
             b':' => key = depth == 1 && &body[last_str.0..last_str.1] == name.as_bytes(),
             b'[' | b'{' => {
-                if let Some((_, empty)) = inside.as_mut() {
-                    *empty = false;
-                }
+                fill(&mut inside);
                 depth += 1;
                 if b == b'[' && key && depth == 2 && inside.is_none() {
                     inside = Some((depth, true));
@@ -190,11 +184,7 @@ fn messages_end(body: &[u8], name: &str) -> Option<(usize, bool)> {
                 depth = depth.checked_sub(1)?;
             }
             _ if b.is_ascii_whitespace() => {}
-            _ => {
-                if let Some((_, empty)) = inside.as_mut() {
-                    *empty = false;
-                }
-            }
+            _ => fill(&mut inside),
         }
     }
     None
