@@ -3,8 +3,8 @@
 //! Also HTTP chunked decoding and histogram recording. Run: `cargo bench --bench parse`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use qpsbench::api::openai::ChunkParser;
 use qpsbench::http::body::{encode_chunked, BodyDecoder, Framing};
-use qpsbench::openai::ChunkParser;
 use qpsbench::outcome::{Success, TokenSource};
 use qpsbench::recorder::Recorder;
 use qpsbench::sse::{Flow, SseParser};
@@ -134,6 +134,7 @@ fn histograms(c: &mut Criterion) {
                         ttfb_ns: 1_000_000,
                         decode_ns: 1_000_000,
                         done_ns: 2_000_000_000 + i * 1_000_000,
+                        reasoning: Default::default(),
                     });
                 }
                 r

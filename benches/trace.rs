@@ -105,6 +105,7 @@ fn main() {
         continuous_usage: true,
         headers: &[],
         ignore_eos: true,
+        batch: 1,
     };
     // The replay's one level: every row once, as prompts 1..=rows.
     let t2 = Instant::now();

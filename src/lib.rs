@@ -1,11 +1,13 @@
-//! qpsbench: load-tests OpenAI-compatible LLM chat endpoints at fixed request rates.
+//! qpsbench: load-tests LLM inference endpoints (OpenAI chat, completions and Responses, Anthropic
+//! Messages, embeddings) at fixed request rates.
 //!
 //! `docs/architecture.md` is the map: the data flow of one request from the arrival plan to the
 //! histogram, the layers below (each uses only those listed before it), the hot path's
 //! invariants and where to start reading.
 //!
 //! - foundations: `error`, `flags`, `cli`, `clock`, `secret`, `interrupt`, `limits`;
-//! - runtime and protocol: `rt`, `http`, `sse`, `openai`;
+//! - runtime and protocol: `rt`, `http`, `sse`, `api` (each API's answers: `openai`, `anthropic`,
+//!   `responses`, `embeddings`);
 //! - inputs: `dataset`, `arrivals` (the arrival plan), `prepared` (request bytes);
 //! - outcomes: `outcome`, `records`, `recorder` (the hot path's per-core recorder);
 //! - `engine`: pinned cores, pacer, keep-alive pools, one request (`exchange`), one stream;
@@ -13,6 +15,7 @@
 //! - `report`: analysis, table, results folder, PNG;
 //! - commands: `bench`, `selftest`, `replot` (`plot`), `compare`, `demo`, `mock` (`serve-mock`).
 
+pub mod api;
 pub mod arrivals;
 pub mod bench;
 pub mod cli;
@@ -33,7 +36,6 @@ pub mod live;
 pub mod merge;
 pub mod mergeable;
 pub mod mock;
-pub mod openai;
 pub mod outcome;
 pub mod per_turn;
 pub mod percentiles;

@@ -173,6 +173,8 @@ pub struct Counters {
     pub stream_messages_other: u64,
     /// What the successes reported of the server's prefix cache.
     pub cache: crate::outcome::CacheCounts,
+    /// Successes that reasoned before answering.
+    pub reasoning_requests: u64,
 }
 
 /// The histograms kept, by the name they are saved under: one list for reading (`&`) and for
@@ -194,15 +196,17 @@ macro_rules! kept {
             ("tls_handshake_us", $($borrow)+ $r.handshake_us),
             ("cap_wait_ns", $($borrow)+ $r.cap_wait_ns),
             ("client_added_delay_ns", $($borrow)+ $r.added_delay_ns),
+            ("ttfot_us", $($borrow)+ $r.ttfot_us),
+            ("reasoning_tokens", $($borrow)+ $r.reasoning_tokens_n),
         ]
     };
 }
 
-fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 14] {
+fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 16] {
     kept!(r, &)
 }
 
-fn histograms_mut(r: &mut Recorder) -> [(&'static str, &mut Histogram<u64>); 14] {
+fn histograms_mut(r: &mut Recorder) -> [(&'static str, &mut Histogram<u64>); 16] {
     kept!(r, &mut)
 }
 
@@ -312,6 +316,7 @@ fn counters(r: &Recorder, warmup: &Recorder) -> Counters {
         stream_messages: r.stream_messages.clone(),
         stream_messages_other: r.stream_messages_other,
         cache: r.cache,
+        reasoning_requests: r.reasoning_requests,
     }
 }
 
@@ -384,6 +389,7 @@ impl LevelHistograms {
         r.stream_messages.clone_from(&c.stream_messages);
         r.stream_messages_other = c.stream_messages_other;
         r.cache = c.cache;
+        r.reasoning_requests = c.reasoning_requests;
         r.first_send_ns = self.first_send_unix_s.map_or(u64::MAX, unix_ns);
         r.last_send_ns = self.last_send_unix_s.map_or(0, unix_ns);
         r.last_ok_ns = self.last_ok_unix_s.map_or(0, unix_ns);
@@ -444,7 +450,7 @@ mod tests {
             planned: 4,
         };
         let l = LevelHistograms::new(1, &stats, &run).unwrap();
-        assert_eq!(l.histograms.len(), 14);
+        assert_eq!(l.histograms.len(), 16);
         let back = decode(&l.histograms["ttft_us"]).unwrap();
         assert_eq!(
             back.value_at_quantile(0.5),

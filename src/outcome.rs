@@ -182,6 +182,28 @@ pub struct Success {
     pub decode_ns: u64,
     /// When the response was complete (monotonic ns): for the completion window.
     pub done_ns: u64,
+    /// What the answer's reasoning took, when it had any.
+    pub reasoning: Reasoning,
+}
+
+/// A reasoning model's answer, measured apart: `ttft_ns` is its first token of any kind, and
+/// the answer itself starts later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reasoning {
+    /// Time to first output token: the first non-empty answer text (chat `content`, a
+    /// completion's `text`) − intended send, ns; None without answer text.
+    pub ttfot_ns: Option<u64>,
+    /// `usage.completion_tokens_details.reasoning_tokens`, when the server reported it.
+    pub tokens: Option<u64>,
+}
+
+impl Reasoning {
+    /// The answer reasoned before it answered: reasoning tokens reported, or its first token
+    /// came before its first answer token (`ttft_ns`).
+    pub fn seen(&self, ttft_ns: Option<u64>) -> bool {
+        self.tokens.is_some_and(|t| t > 0)
+            || matches!((ttft_ns, self.ttfot_ns), (Some(a), Some(b)) if b > a)
+    }
 }
 
 /// The share of a request's prompt tokens that must come from the server's prefix cache for the

@@ -134,6 +134,7 @@ mod tests {
             ttfb_ns: 0,
             decode_ns: 0,
             done_ns: 0,
+            reasoning: Default::default(),
         }
     }
 

@@ -27,6 +27,13 @@ impl Percentiles {
         Self(v)
     }
 
+    /// Every value empty (a figure that does not apply: it reads `-`, and `null` in JSON).
+    pub fn clear(&mut self) {
+        for (_, v) in &mut self.0 {
+            *v = None;
+        }
+    }
+
     /// The value at percentile key `p50`, `p95`, … or `max`.
     pub fn get(&self, key: &str) -> Option<f64> {
         self.0.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v)

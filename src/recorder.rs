@@ -61,6 +61,12 @@ pub struct Recorder {
     /// level), and the exact counts behind the level's hit share (`prefix_cache`).
     pub cached_tokens_n: Histogram<u64>,
     pub cache: crate::outcome::CacheCounts,
+    /// Time to first output token (answer text, after any reasoning), µs.
+    pub ttfot_us: Histogram<u64>,
+    /// `reasoning_tokens` of each success that reported them.
+    pub reasoning_tokens_n: Histogram<u64>,
+    /// Successes that reasoned before answering (`outcome::Reasoning::seen`).
+    pub reasoning_requests: u64,
     pub send_lag_ns: Histogram<u64>,
     pub sent: u64,
     pub succeeded: u64,
@@ -154,6 +160,9 @@ impl Recorder {
             prompt_tokens_n: count_histogram(),
             cached_tokens_n: histogram(MAX_TOKENS),
             cache: Default::default(),
+            ttfot_us: histogram(MAX_LATENCY_US),
+            reasoning_tokens_n: histogram(MAX_TOKENS),
+            reasoning_requests: 0,
             send_lag_ns: histogram(MAX_LATENCY_US * 1000),
             sent: 0,
             succeeded: 0,
@@ -255,6 +264,15 @@ impl Recorder {
         if let Some(t) = s.ttft_ns {
             self.ttft_us.saturating_record(t / 1000);
         }
+        if let Some(t) = s.reasoning.ttfot_ns {
+            self.ttfot_us.saturating_record(t / 1000);
+        }
+        if let Some(n) = s.reasoning.tokens {
+            self.reasoning_tokens_n.saturating_record(n);
+        }
+        if s.reasoning.seen(s.ttft_ns) {
+            self.reasoning_requests += 1;
+        }
         self.e2e_us.saturating_record(s.e2e_ns / 1000);
         self.ttfb_us.saturating_record(s.ttfb_ns / 1000);
         if s.output_tokens > 1 {
@@ -349,6 +367,9 @@ impl Recorder {
         let _ = self.prompt_tokens_n.add(&other.prompt_tokens_n);
         let _ = self.cached_tokens_n.add(&other.cached_tokens_n);
         self.cache.merge(&other.cache);
+        let _ = self.ttfot_us.add(&other.ttfot_us);
+        let _ = self.reasoning_tokens_n.add(&other.reasoning_tokens_n);
+        self.reasoning_requests += other.reasoning_requests;
         let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent += other.sent;
         self.succeeded += other.succeeded;

@@ -42,6 +42,10 @@ pub struct RequestRecord {
     pub turn: Option<u32>,
     /// Abandoned (`--cancel-rate`): its connection was closed before the answer ended.
     pub cancelled: bool,
+    /// The read with the first answer text, after any reasoning (TTFOT), and the reasoning
+    /// tokens the server reported.
+    pub first_answer_ns: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
 }
 
 /// A record as a JSON line: times in µs from the level's start (warm-up included).
@@ -74,6 +78,11 @@ struct Line<'a> {
     turn: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cancelled: bool,
+    /// The first answer text after any reasoning (when it came later than the first token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_output_token_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_tokens: Option<u64>,
 }
 
 /// Where a level's records go, and what they share.
@@ -126,6 +135,11 @@ pub fn write_level(
             session: r.session,
             turn: r.turn,
             cancelled: r.cancelled,
+            first_output_token_us: r
+                .first_answer_ns
+                .filter(|&a| r.token_reads_ns.first().is_some_and(|&f| a > f))
+                .map(us),
+            reasoning_tokens: r.reasoning_tokens,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

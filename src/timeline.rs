@@ -223,6 +223,7 @@ mod tests {
             ttfb_ns: 0,
             decode_ns: 0,
             done_ns,
+            reasoning: Default::default(),
         };
         a.ok(&ok(11 * S, None));
         b.ok(&ok(11 * S + 3, Some(64)));

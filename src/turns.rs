@@ -185,6 +185,7 @@ mod tests {
             ttfb_ns: 1_000_000,
             decode_ns: 3_000_000,
             done_ns: 9,
+            reasoning: Default::default(),
         };
         a.success(2, &s);
         let mut b = Turns::default();

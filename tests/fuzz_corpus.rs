@@ -49,3 +49,13 @@ fn chunk_seeds() {
 fn prometheus_seeds() {
     assert!(replay("prometheus", qpsbench::fuzzing::prometheus) >= 2);
 }
+
+#[test]
+fn messages_seeds() {
+    assert!(replay("messages", qpsbench::fuzzing::messages) >= 6);
+}
+
+#[test]
+fn responses_seeds() {
+    assert!(replay("responses", qpsbench::fuzzing::responses) >= 6);
+}

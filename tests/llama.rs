@@ -20,22 +20,6 @@ fn each(levels: &[serde_json::Value], key: &str) -> Vec<f64> {
     levels.iter().map(|l| f(l, key)).collect()
 }
 
-fn args<'a>(url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
-        "--endpoint",
-        url,
-        "--api-key",
-        "sk-test",
-        "--model",
-        "smollm2",
-    ];
-    // The one CPU left to the client may be shared with the machine's other work: the
-    // client-limited gate is tested elsewhere (tests/validity.rs).
-    a.extend(["--max-send-lag-ms", "200", "--min-rate-ratio", "0.5"]);
-    a.extend_from_slice(rest);
-    a
-}
-
 /// `n` rows of a short system prompt and a user message of ~48 words, each row's own.
 fn rows(n: usize) -> String {
     const WORDS: [&str; 16] = [

@@ -246,7 +246,7 @@ fn session_flags_that_cannot_hold_are_refused() {
                 "--api",
                 "completions",
             ],
-            "sessions need the chat API",
+            "sessions need a history of messages",
         ),
         (
             vec![

@@ -160,6 +160,9 @@ impl<'a> Levels<'a> {
         // The previous level has drained (its every request ended); the next has not started.
         let reset = self.resetter.as_mut().map(|r| r.before_level());
         let (mut stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
+        if let Some(batch) = self.plan.embedding_batch() {
+            stats.add_embeddings(batch);
+        }
         self.next_prompt += self.plan.arrivals_at(qps);
         let server_seconds = self.attach_server_metrics(&mut stats, &run, errors_before);
         self.warn_about_cache(&mut stats, reset);

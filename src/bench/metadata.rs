@@ -66,8 +66,11 @@ struct Metadata<'a> {
     /// With `--replay`: the trace's rows sent, the speed and the span.
     #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<&'a super::workload::Replay>,
-    /// The API spoken (`chat` or `completions`).
+    /// The API spoken (`chat`, `completions`, `responses`, `messages` or `embeddings`).
     api: crate::cli::Api,
+    /// `--embedding-batch`: inputs per request, with `--api embeddings`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedding_batch: Option<u32>,
     /// `--extra-body`, merged into every request body (its keys win over the defaults).
     #[serde(skip_serializing_if = "Option::is_none")]
     extra_body: Option<&'a serde_json::Map<String, serde_json::Value>>,
@@ -207,6 +210,7 @@ pub fn write(
             label: a.server_metrics_label.as_deref(),
         }),
         api: plan.api,
+        embedding_batch: plan.embedding_batch(),
         extra_body: plan.extra_body.as_ref(),
         cores: plan.cores,
         cores_pinned: engine.cores_pinned.clone(),

@@ -185,10 +185,23 @@ impl Plan {
         let continuous_usage =
             !args.no_usage_request && args.continuous_usage != ContinuousUsage::Off;
         let api = api_of(&args, &replicas)?;
+        if args.embedding_batch != 1 && api != Api::Embeddings {
+            return Err(UserError::input(format!(
+                "--embedding-batch {}: applies to --api embeddings only; this endpoint speaks the {} API",
+                args.embedding_batch,
+                crate::prepared::api_name(api)
+            )));
+        }
+        // Only chat and completions have `stream_options`; embeddings generate nothing, so
+        // their answers have no length to pin.
+        let continuous_usage = continuous_usage && matches!(api, Api::Chat | Api::Completions);
+        if !api.generates() {
+            workload.ignore_eos = false;
+        }
         let extra_body = args
             .extra_body
             .as_deref()
-            .map(parse_extra_body)
+            .map(|raw| parse_extra_body(raw, api))
             .transpose()?;
         check_api_key(&api_key)?;
         salt_is_ours(&args, extra_body.as_ref())?;
@@ -238,6 +251,7 @@ impl Plan {
             continuous_usage: self.continuous_usage,
             headers: &self.headers,
             ignore_eos: self.workload.ignore_eos,
+            batch: self.args.embedding_batch,
         }
     }
 
@@ -273,6 +287,11 @@ impl Plan {
     /// turns, so that requests average `qps`).
     pub fn arrival_qps(&self, qps: f64) -> f64 {
         qps / self.session_turns().unwrap_or(1.0)
+    }
+
+    /// `--embedding-batch`, when the run speaks the embeddings API.
+    pub fn embedding_batch(&self) -> Option<u32> {
+        (self.api == Api::Embeddings).then_some(self.args.embedding_batch)
     }
 
     /// `--session-turns`, when the run sends sessions.
@@ -345,6 +364,7 @@ impl Plan {
             },
             sessions: self.sessions.clone(),
             cancels: self.cancels.clone(),
+            reading: crate::engine::Reading::of(self.api, self.args.embedding_batch),
         })
         .map_err(UserError::runtime)?;
         if engine.driver == crate::engine::IoDriver::Epoll {
@@ -448,8 +468,8 @@ fn api_of(args: &BenchArgs, replicas: &[Replica]) -> Result<Api> {
         .find(|r| api_of_path(&r.endpoint.target) != api)
     {
         return Err(UserError::input(format!(
-            "--endpoint {} and {}: one is a chat and the other a completions path; replicas of one model speak one API (or give --api)",
-            replicas[0].shown, r.shown
+            "--endpoint {} and {}: their paths name different APIs ({} and {}); replicas of one model speak one API (or give --api)",
+            replicas[0].shown, r.shown, crate::prepared::api_name(api), crate::prepared::api_name(api_of_path(&r.endpoint.target))
         )));
     }
     Ok(api)

@@ -57,11 +57,12 @@ pub fn plan(a: &BenchArgs, api: Api, dataset: &mut Dataset) -> Result<Option<Ses
     if turns == 1.0 && stddev == 0.0 {
         return Ok(None);
     }
-    if api != Api::Chat {
+    let Some(history_key) = api.history_key() else {
         return Err(UserError::input(format!(
-            "--session-turns {turns}: sessions need the chat API (a history of messages); this endpoint speaks the completions API"
+            "--session-turns {turns}: sessions need a history of messages (--api chat, responses or messages); this endpoint speaks the {} API",
+            crate::prepared::api_name(api)
         )));
-    }
+    };
     if dataset.name == DatasetName::Mooncake || a.workload.replay {
         return Err(UserError::input(format!(
             "--session-turns {turns}: a trace's rows are single requests; use --dataset-name random, or a ShareGPT, JSONL or seed-format file of conversations"
@@ -75,6 +76,7 @@ pub fn plan(a: &BenchArgs, api: Api, dataset: &mut Dataset) -> Result<Option<Ses
         think_dist: w.think_time_dist,
         seed: a.seed,
         scripts: None,
+        history_key,
     };
     if let Rows::Samples(samples) = dataset.rows.as_ref() {
         for (flag, given) in [

@@ -26,7 +26,8 @@ pub struct BenchArgs {
     )]
     pub endpoint_strategy: EndpointStrategy,
 
-    /// Authentication key, sent as `Authorization: Bearer <key>`. Also read from
+    /// Authentication key, sent as `Authorization: Bearer <key>` (as `x-api-key: <key>` with
+    /// `--api messages`). Also read from
     /// QPSBENCH_API_KEY, then OPENAI_API_KEY, so it need not appear in shell history. Never
     /// written to results or logs. [required]
     #[arg(long, env = "QPSBENCH_API_KEY", hide_env_values = true)]
@@ -187,15 +188,23 @@ pub struct BenchArgs {
     pub no_usage_request: bool,
 
     /// A JSON object merged into every request body, e.g. '{"top_p": 0.9}'. Its keys override
-    /// qpsbench's defaults (a `max_tokens` here wins); the keys qpsbench owns (model, messages,
-    /// prompt, stream, stream_options) are refused
+    /// qpsbench's defaults (a `max_tokens` here wins); the keys qpsbench owns for the API (chat:
+    /// model, messages, prompt, stream, stream_options; docs/benchmark.md lists each API's) are
+    /// refused
     #[arg(long, value_name = "JSON")]
     pub extra_body: Option<String>,
 
-    /// The API to speak: `chat` or `completions` (default: from the endpoint's path, where
-    /// `/v1/completions` means completions and anything else chat)
+    /// The API to speak: `chat`, `completions`, `responses` (OpenAI Responses), `messages`
+    /// (Anthropic Messages) or `embeddings` (default: from the endpoint's path's end:
+    /// `/completions` but not `/chat/completions`, `/responses`, `/messages`, `/embeddings`;
+    /// anything else is chat)
     #[arg(long, value_enum)]
     pub api: Option<Api>,
+
+    /// With `--api embeddings`: inputs per request, each a dataset prompt (or synthetic text of
+    /// `--random-input-len` tokens)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2048))]
+    pub embedding_batch: u32,
 
     /// Ask for vLLM's `stream_options.continuous_usage_stats` (a running token count in every
     /// chunk, which tells how many tokens each chunk carries, for ITL). `auto` sends one probe
@@ -410,7 +419,7 @@ pub enum DatasetName {
     Random,
 }
 
-/// `--api`: which OpenAI API the endpoint serves.
+/// `--api`: which API the endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Api {
@@ -419,6 +428,29 @@ pub enum Api {
     /// `/v1/completions`: one `prompt` string in (chat samples flattened with role labels),
     /// `choices[].text` out.
     Completions,
+    /// OpenAI's `/v1/responses`: `input` messages in, typed `response.*` events out.
+    Responses,
+    /// Anthropic's `/v1/messages`: `system` and `messages` in, `content_block_delta` events out.
+    Messages,
+    /// `/v1/embeddings`: `input` texts in (`--embedding-batch` per request), one JSON answer
+    /// out, not streamed.
+    Embeddings,
+}
+
+impl Api {
+    /// Whether answers stream tokens (all but embeddings).
+    pub fn generates(self) -> bool {
+        self != Api::Embeddings
+    }
+
+    /// The messages array a session's history grows in (chat, Responses, Messages).
+    pub fn history_key(self) -> Option<&'static str> {
+        match self {
+            Api::Chat | Api::Messages => Some("messages"),
+            Api::Responses => Some("input"),
+            Api::Completions | Api::Embeddings => None,
+        }
+    }
 }
 
 /// `--endpoint-strategy`.

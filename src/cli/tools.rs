@@ -102,6 +102,13 @@ pub struct MockArgs {
     #[arg(long)]
     pub prefix_cache: bool,
 
+    /// Answer chat, Responses and Messages requests as a reasoning model does: stream this many
+    /// reasoning tokens (chat's `reasoning_content`, Responses' reasoning text, a Messages
+    /// `thinking` block) before the answer, each at the inter-token latency; usage counts them
+    /// in the output tokens, and chat's and Responses' usage says how many were reasoning
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reasoning_tokens: u64,
+
     /// Append one JSON line per streamed answer to FILE: the request body as received
     /// (`body`) and the answer's text as sent (`answer`), so that a test can check what a client
     /// re-sent (a session's history). Off by default: it costs a write per request

@@ -91,7 +91,8 @@ pub struct WorkloadArgs {
     /// server's own streamed answers, plus a new user message. Sessions start at --qps ÷ this
     /// (so requests average --qps), and every session started in the window runs to its end.
     /// With a ShareGPT, JSONL or seed-format file: each conversation's user turns (at most N),
-    /// with the server's answers between them. Chat API only (1: single requests)
+    /// with the server's answers between them. Chat, Responses and Messages APIs only (1: single
+    /// requests)
     #[arg(long, value_name = "N")]
     pub session_turns: Option<f64>,
 

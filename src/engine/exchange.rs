@@ -18,9 +18,9 @@ use std::time::Duration;
 use super::pool::{Pool, PooledConn};
 use super::session::{Session, SessionPlan, MAX_ANSWER_BYTES};
 use super::stream::{Failed, Hooks, StreamHandler, Trace};
+use crate::api::openai::ChunkParser;
 use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::handler::Request;
-use crate::openai::ChunkParser;
 use crate::outcome::{ErrorKind, Success};
 use crate::prepared::{CoreRequests, RequestBuf};
 use crate::recorder::Recorder;
@@ -65,6 +65,8 @@ pub struct Core {
     pub extras: RefCell<super::LevelExtras>,
     /// `--cancel-rate`: how sessions' later turns are abandoned.
     pub cancels: Option<super::cancel::CancelPlan>,
+    /// How this run's answers are read.
+    pub reading: super::stream::Reading,
     /// The core runs on io_uring: waits end on a timerfd, to the µs (else on monoio's wheel).
     pub precise_timers: bool,
 }
@@ -346,8 +348,8 @@ async fn session(
         return SessionEnd::Completed;
     }
     let bytes = core.requests.borrow().get(first.sample);
-    let Some(mut history) = Session::start(&bytes) else {
-        // Refused before the run (sessions need the chat API's messages).
+    let Some(mut history) = Session::start(&bytes, plan.history_key) else {
+        // Refused before the run (sessions need an API with a messages array).
         return SessionEnd::Failed;
     };
     drop(bytes);
@@ -482,6 +484,10 @@ impl Trace {
         outcome: Option<&Result<Success, Failed>>,
         session: Option<u64>,
     ) -> RequestRecord {
+        let reasoning = match outcome {
+            Some(Ok(s)) => s.reasoning,
+            _ => Default::default(),
+        };
         let (error, output_tokens, source, prompt_tokens, cached_tokens) = match outcome {
             None => (None, None, None, None, None),
             Some(Ok(s)) => (
@@ -511,6 +517,8 @@ impl Trace {
             session,
             turn: session.map(|_| t.turn),
             cancelled: outcome.is_none(),
+            first_answer_ns: reasoning.ttfot_ns.map(|d| t.intended_ns + d),
+            reasoning_tokens: reasoning.tokens,
         }
     }
 }
@@ -546,6 +554,7 @@ async fn attempt(
     let on_read = |t_ns| dispatch_due(core, t_ns);
     let hooks = Hooks {
         chunks: &core.chunks,
+        reading: core.reading,
         on_read: &on_read,
         idle_timeout_ns: core.idle_timeout_ns,
     };

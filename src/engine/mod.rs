@@ -13,6 +13,8 @@ pub mod session;
 pub mod stream;
 mod worker;
 
+pub use stream::Reading;
+
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -59,6 +61,8 @@ pub struct EngineConfig {
     /// `--cancel-rate`: how a session's later turns are abandoned (a level's own requests carry
     /// their times in `LevelExtras`).
     pub cancels: Option<cancel::CancelPlan>,
+    /// How answers are read: the API's stream events, or embeddings' one JSON answer.
+    pub reading: stream::Reading,
 }
 
 /// Timeouts besides the total one, each with its own error category.
@@ -239,6 +243,7 @@ impl Engine {
             timeouts: cfg.timeouts,
             sessions: cfg.sessions,
             cancels: cfg.cancels,
+            reading: cfg.reading,
         });
         let mut workers = Vec::with_capacity(cfg.cores);
         let mut driver = IoDriver::IoUring;

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::SplitMix64;
 
+use crate::api::json_text::{pieces, Piece};
 use crate::cli::ThinkTimeDist;
 use crate::dataset::vocabulary::WORDS;
 use crate::http::handler::Request;
@@ -47,6 +48,10 @@ pub struct SessionPlan {
     /// ((id − 1) mod rows, as `prepared::unique` maps prompts to rows).
     #[serde(skip)]
     pub scripts: Option<std::sync::Arc<Vec<Vec<String>>>>,
+    /// The body's key whose array holds the turns: `messages` (chat, Messages) or `input`
+    /// (Responses).
+    #[serde(skip)]
+    pub history_key: &'static str,
 }
 
 impl SessionPlan {
@@ -137,40 +142,33 @@ pub fn push_json_escaped(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
-/// Where a JSON body's top-level `"messages"` array closes (the index of its `]`), and whether
-/// it holds anything. None when the body has no such array.
-fn messages_end(body: &[u8]) -> Option<(usize, bool)> {
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    // The last string closed at depth 1 (a key, when a ':' follows), and the array's depth.
+/// Where a JSON body's top-level array `key` (`"messages"`) closes (the index of its `]`), and
+/// whether it holds anything. None when the body has no such array.
+fn messages_end(body: &[u8], name: &str) -> Option<(usize, bool)> {
+    let mut depth = 0usize;
+    // The last string (a key at depth 1, when a ':' follows it), and the array's depth and
+    // whether it is still empty.
     let (mut last_str, mut key) = ((0, 0), false);
     let mut inside: Option<(usize, bool)> = None;
-    for (i, &b) in body.iter().enumerate() {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => {
-                    in_str = false;
-                    last_str.1 = i;
-                }
-                _ => {}
-            }
-            continue;
+    let fill = |inside: &mut Option<(usize, bool)>| {
+        if let Some((_, empty)) = inside.as_mut() {
+            *empty = false;
         }
-        match b {
-            b'"' => {
-                in_str = true;
-                last_str.0 = i + 1;
+    };
+    for (i, piece) in pieces(body) {
+        let b = match piece {
+            Piece::String { start, end, .. } => {
+                last_str = (start, end);
                 key = false;
-                if let Some((_, empty)) = inside.as_mut() {
-                    *empty = false;
-                }
+                fill(&mut inside);
+                continue;
             }
-            b':' => key = depth == 1 && &body[last_str.0..last_str.1] == b"messages",
+            Piece::Byte(b) => b,
+        };
+        match b {
+            b':' => key = depth == 1 && &body[last_str.0..last_str.1] == name.as_bytes(),
             b'[' | b'{' => {
-                if let Some((_, empty)) = inside.as_mut() {
-                    *empty = false;
-                }
+                fill(&mut inside);
                 depth += 1;
                 if b == b'[' && key && depth == 2 && inside.is_none() {
                     inside = Some((depth, true));
@@ -186,11 +184,7 @@ fn messages_end(body: &[u8]) -> Option<(usize, bool)> {
                 depth = depth.checked_sub(1)?;
             }
             _ if b.is_ascii_whitespace() => {}
-            _ => {
-                if let Some((_, empty)) = inside.as_mut() {
-                    *empty = false;
-                }
-            }
+            _ => fill(&mut inside),
         }
     }
     None
@@ -213,7 +207,7 @@ pub struct Session {
 impl Session {
     /// The session whose first turn sent `first` (a whole chat request); None when the request
     /// has no messages array to carry a history (a completions body).
-    pub fn start(first: &[u8]) -> Option<Self> {
+    pub fn start(first: &[u8], key: &str) -> Option<Self> {
         let split = first.windows(4).position(|w| w == b"\r\n\r\n")?;
         let (head, body) = (&first[..split + 2], &first[split + 4..]);
         let cl = head
@@ -222,7 +216,7 @@ impl Session {
         let line_end = cl + 2 + head[cl + 2..].windows(2).position(|w| w == b"\r\n")? + 2;
         let mut kept = head[..cl + 2].to_vec();
         kept.extend_from_slice(&head[line_end..]);
-        let (end, non_empty) = messages_end(body)?;
+        let (end, non_empty) = messages_end(body, key)?;
         if !non_empty {
             return None;
         }
@@ -312,19 +306,26 @@ mod tests {
             think_dist: ThinkTimeDist::Constant,
             seed: 7,
             scripts: None,
+            history_key: "messages",
         }
     }
 
     #[test]
     fn the_messages_array_is_found_at_the_top_level_only() {
         let b = br#"{"model":"m","x":{"messages":[1]},"messages":[{"role":"user","content":"a ] \" }"}],"max_tokens":4}"#;
-        let (end, full) = messages_end(b).unwrap();
+        let (end, full) = messages_end(b, "messages").unwrap();
         assert!(full);
         assert_eq!(&b[end..], br#"],"max_tokens":4}"#);
-        assert_eq!(messages_end(br#"{"messages":[]}"#), Some((13, false)));
-        assert_eq!(messages_end(br#"{"prompt":"messages:[x]"}"#), None);
         assert_eq!(
-            messages_end(b"{\"messages\" : [ 1 ] }").map(|e| e.1),
+            messages_end(br#"{"messages":[]}"#, "messages"),
+            Some((13, false))
+        );
+        assert_eq!(
+            messages_end(br#"{"prompt":"messages:[x]"}"#, "messages"),
+            None
+        );
+        assert_eq!(
+            messages_end(b"{\"messages\" : [ 1 ] }", "messages").map(|e| e.1),
             Some(true)
         );
     }
@@ -336,7 +337,7 @@ mod tests {
             "POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nUser-Agent: q\r\n\r\n{body}",
             body.len()
         );
-        let mut s = Session::start(first.as_bytes()).unwrap();
+        let mut s = Session::start(first.as_bytes(), "messages").unwrap();
         let req = s.next_request(b"He said \"ok\"\n", "and then?");
         let whole = |r: &OwnedRequest| (0..3).flat_map(|i| r.part(i).to_vec()).collect::<Vec<u8>>();
         let bytes = whole(&req);
@@ -374,7 +375,7 @@ mod tests {
         assert_eq!(whole(&req), held);
         // A completions body has no history to carry.
         let prompt = "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"prompt\":1}";
-        assert!(Session::start(prompt.as_bytes()).is_none());
+        assert!(Session::start(prompt.as_bytes(), "messages").is_none());
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! Following one streamed chat response as it arrives: the [`StreamHandler`] that the
-//! connection hands each read's bytes (with the read's time) and that turns them, through `sse`
-//! and `openai`, into TTFT, inter-token gaps, token counts and the request's outcome.
+//! Following one streamed response as it arrives: the [`StreamHandler`] that the connection
+//! hands each read's bytes (with the read's time) and that turns them, through `sse` and the
+//! API's event reader (`api`), into TTFT, inter-token gaps, token counts and the request's
+//! outcome. An embeddings answer is one JSON object instead: it is kept as it is read and
+//! checked once at its end (`api::embeddings`).
 //!
 //! Every time is the time of the read that delivered the bytes, taken before any parsing.
 
 use std::cell::RefCell;
 
+use crate::api::openai::{ChunkParser, Inspect};
+use crate::cli::Api;
 use crate::http::body::BodyError;
 use crate::http::conn::{Completed, ExchangeError, Failure, ReadTimeout, ResponseHandler};
 use crate::http::head::HeadError;
-use crate::openai::ChunkParser;
 use crate::outcome::{ErrorKind, Success, TokenSource, ERROR_SAMPLE_BYTES};
 use crate::recorder::Recorder;
 use crate::sse::{Event, Flow, SseError, SseParser};
@@ -32,10 +35,34 @@ pub struct Trace {
     pub token_reads_ns: Vec<u64>,
 }
 
+/// How a run's answers are read.
+#[derive(Clone, Copy)]
+pub enum Reading {
+    /// An event stream, each event's JSON read by the API's reader.
+    Events(Inspect),
+    /// One JSON answer that must hold an embedding for each of `inputs` inputs.
+    Embeddings { inputs: u64 },
+}
+
+impl Reading {
+    /// How `api`'s answers are read (`batch`: `--embedding-batch`).
+    pub fn of(api: Api, batch: u32) -> Self {
+        match api {
+            Api::Chat | Api::Completions => Self::Events(crate::api::openai::inspect),
+            Api::Responses => Self::Events(crate::api::responses::inspect),
+            Api::Messages => Self::Events(crate::api::anthropic::inspect),
+            Api::Embeddings => Self::Embeddings {
+                inputs: u64::from(batch.max(1)),
+            },
+        }
+    }
+}
+
 /// What a stream handler needs from its core.
 #[derive(Clone, Copy)]
 pub struct Hooks<'a> {
     pub chunks: &'a RefCell<ChunkParser>,
+    pub reading: Reading,
     pub on_read: &'a dyn Fn(u64),
     pub idle_timeout_ns: Option<u64>,
 }
@@ -49,6 +76,9 @@ fn stream_error(message: Vec<u8>) -> Failed {
 pub struct StreamHandler<'a> {
     /// The core's chunk parser (reused by every stream of the core).
     chunks: &'a RefCell<ChunkParser>,
+    reading: Reading,
+    /// An embeddings answer's bytes so far (bounded by [`MAX_STREAM_BODY`]).
+    json: Vec<u8>,
     /// Called with each read's time before its bytes are parsed: the engine sends arrivals
     /// that fell due meanwhile.
     on_read: &'a dyn Fn(u64),
@@ -75,6 +105,9 @@ pub struct StreamHandler<'a> {
     error_body: Vec<u8>,
     error_body_len: usize,
     first_token_ns: Option<u64>,
+    /// The first read with answer text (not only reasoning): TTFOT.
+    first_answer_ns: Option<u64>,
+    reasoning_tokens: Option<u64>,
     last_token_ns: u64,
     /// Distinct reads that carried output tokens.
     token_reads: u64,
@@ -102,6 +135,8 @@ impl<'a> StreamHandler<'a> {
     ) -> Self {
         Self {
             chunks: hooks.chunks,
+            reading: hooks.reading,
+            json: Vec::new(),
             on_read: hooks.on_read,
             idle_timeout_ns: hooks.idle_timeout_ns,
             rec,
@@ -117,6 +152,8 @@ impl<'a> StreamHandler<'a> {
             error_body: Vec::new(),
             error_body_len: 0,
             first_token_ns: None,
+            first_answer_ns: None,
+            reasoning_tokens: None,
             last_token_ns: 0,
             token_reads: 0,
             token_chunks: 0,
@@ -153,6 +190,9 @@ impl<'a> StreamHandler<'a> {
         if let Some(e) = self.error {
             return Err(e);
         }
+        if let Reading::Embeddings { inputs } = self.reading {
+            return self.embeddings(inputs, done, intended_ns);
+        }
         if !(self.done || self.finished) {
             let kind = if self.events == 0 {
                 // E.g. a server that ignored `stream: true` and answered with one JSON object.
@@ -179,6 +219,10 @@ impl<'a> StreamHandler<'a> {
                 .first_token_ns
                 .map_or(0, |first| self.last_token_ns.saturating_sub(first)),
             done_ns: done.end_ns,
+            reasoning: crate::outcome::Reasoning {
+                ttfot_ns: self.first_answer_ns.map(|t| t.saturating_sub(intended_ns)),
+                tokens: self.reasoning_tokens,
+            },
         })
     }
 
@@ -255,6 +299,13 @@ impl ResponseHandler for StreamHandler<'_> {
             self.error = Some((ErrorKind::TooLarge(what), None));
             return false;
         }
+        if let Reading::Embeddings { .. } = self.reading {
+            // `--ttft-timeout` bounds an embedding's first byte (it has no token; its TTFT is
+            // left out of the figures).
+            self.first_token_ns.get_or_insert(t_ns);
+            self.json.extend_from_slice(data);
+            return true;
+        }
         // The SSE parser is moved out for the feed (a move, no allocation), so that each event
         // can update the handler.
         let mut sse = std::mem::take(&mut self.sse);
@@ -278,7 +329,10 @@ impl StreamHandler<'_> {
             self.done = true;
             return Flow::Stop;
         }
-        let info = match parser.parse_keeping(ev.data, self.answer.as_deref_mut()) {
+        let Reading::Events(inspect) = self.reading else {
+            unreachable!("embeddings answers are not event streams");
+        };
+        let info = match parser.parse_with(ev.data, self.answer.as_deref_mut(), inspect) {
             Ok(info) => info,
             Err(_) if ev.error_event => return self.stop(stream_error(ev.data.to_vec())),
             Err(_) => {
@@ -311,6 +365,12 @@ impl StreamHandler<'_> {
         if info.has_output {
             self.count_tokens(info.completion_tokens, t_ns);
         }
+        if info.has_answer {
+            self.first_answer_ns.get_or_insert(t_ns);
+        }
+        if info.reasoning_tokens.is_some() {
+            self.reasoning_tokens = info.reasoning_tokens;
+        }
         self.finished |= info.finished;
         if info.completion_tokens.is_some() {
             self.completion_tokens = info.completion_tokens;
@@ -322,6 +382,28 @@ impl StreamHandler<'_> {
             self.cached_tokens = info.cached_tokens;
         }
         Flow::Continue
+    }
+
+    /// The outcome of an embeddings answer to `inputs` inputs, read whole.
+    fn embeddings(self, inputs: u64, done: Completed, intended_ns: u64) -> Result<Success, Failed> {
+        use crate::api::embeddings::{check, Refusal};
+        let answer = check(&self.json, inputs).map_err(|r| match r {
+            Refusal::Malformed(why) => (ErrorKind::Malformed(why), None),
+            Refusal::Error(message) => stream_error(message.into_bytes()),
+        })?;
+        Ok(Success {
+            ttft_ns: None,
+            e2e_ns: done.end_ns.saturating_sub(intended_ns),
+            output_tokens: 0,
+            source: TokenSource::Usage,
+            prompt_tokens: answer.prompt_tokens,
+            cached_tokens: None,
+            token_reads: 0,
+            ttfb_ns: done.first_byte_ns.saturating_sub(intended_ns),
+            decode_ns: 0,
+            done_ns: done.end_ns,
+            reasoning: Default::default(),
+        })
     }
 
     fn stop(&mut self, failed: Failed) -> Flow {
@@ -390,6 +472,7 @@ mod tests {
         let on_read = |_| reads_seen.set(reads_seen.get() + 1);
         let hooks = Hooks {
             chunks: &chunks,
+            reading: Reading::of(Api::Chat, 1),
             on_read: &on_read,
             idle_timeout_ns: None,
         };

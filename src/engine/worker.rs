@@ -10,9 +10,9 @@ use super::exchange::{dispatch_due, Core, CoreQueue};
 use super::pacer::Pacer;
 use super::pool::Pool;
 use super::{Command, CorePlan, CoreReady, IoDriver, RecvPath};
+use crate::api::openai::ChunkParser;
 use crate::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
-use crate::openai::ChunkParser;
 use crate::outcome::ErrorKind;
 use crate::prepared::Prepared;
 use crate::recorder::Recorder;
@@ -40,6 +40,7 @@ pub(crate) struct Shared {
     pub sessions: Option<super::session::SessionPlan>,
     /// `--cancel-rate`: how sessions' later turns are abandoned.
     pub cancels: Option<super::cancel::CancelPlan>,
+    pub reading: super::stream::Reading,
 }
 
 pub(crate) fn main(
@@ -145,6 +146,7 @@ fn new_core(index: usize, shared: &Shared, driver: IoDriver) -> Rc<Core> {
         sessions: shared.sessions.clone().map(Rc::new),
         extras: RefCell::new(Default::default()),
         cancels: shared.cancels.clone(),
+        reading: shared.reading,
         precise_timers: driver == IoDriver::IoUring,
     })
 }

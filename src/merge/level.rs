@@ -26,6 +26,8 @@ pub struct Schedule {
     pub shared_on_purpose: Option<String>,
     /// `--session-turns` (from `sessions`): each arrival started a session.
     pub session_turns: Option<f64>,
+    /// `--embedding-batch`, when the run spoke the embeddings API.
+    pub embedding_batch: Option<u32>,
 }
 
 /// One shard's part of a level: the shard, its histograms, its result.
@@ -83,6 +85,9 @@ pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(Leve
     let qps = h(&parts[0]).qps_target;
     let mut stats = LevelStats::from_recorder(&r, qps, clock, &s.percentiles);
     stats.add_sessions(&r, s.session_turns.map(|t| qps / t), &s.percentiles);
+    if let Some(batch) = s.embedding_batch {
+        stats.add_embeddings(batch);
+    }
     let planned: usize = parts
         .iter()
         .map(|p| h(p).planned + h(p).missed_requests.unwrap_or(0) as usize)

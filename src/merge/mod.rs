@@ -141,6 +141,12 @@ fn schedule(meta: &Value) -> level::Schedule {
             .and_then(Value::as_str)
             .map(str::to_string),
         session_turns: meta.pointer("/sessions/turns").and_then(Value::as_f64),
+        embedding_batch: (meta.get("api").and_then(Value::as_str) == Some("embeddings")).then(
+            || {
+                let batch = meta.get("embedding_batch").and_then(Value::as_u64);
+                batch.map_or(1, |b| b as u32)
+            },
+        ),
     }
 }
 

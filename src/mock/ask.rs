@@ -1,4 +1,5 @@
-//! What a request to the built-in endpoint asks for: which API (chat or completions), the model,
+//! What a request to the built-in endpoint asks for: which API (chat, completions, Responses,
+//! Messages or embeddings), the model,
 //! the answer's length (`max_tokens`, vLLM's `min_tokens` and `ignore_eos`), streaming and usage
 //! options, and how many tokens its prompt holds.
 //!
@@ -9,13 +10,21 @@
 
 use serde_json::{Map, Value};
 
-/// Which OpenAI API a request used.
+/// Which API a request used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Api {
     /// `/v1/chat/completions`: `messages` in, `delta.content` out.
     Chat,
     /// `/v1/completions`: `prompt` in, `text` out.
     Completions,
+    /// `/v1/responses`: `input` (a string or messages) and `instructions` in, typed
+    /// `response.*` events out.
+    Responses,
+    /// `/v1/messages`: `system` and `messages` in (`max_tokens` required), Anthropic's events
+    /// out.
+    Messages,
+    /// `/v1/embeddings`: `input` (a string or strings) in, one JSON answer out.
+    Embeddings,
 }
 
 /// What the request asked for.
@@ -32,6 +41,8 @@ pub(crate) struct Ask {
     /// `stream_options.continuous_usage_stats` (vLLM): a running usage object in every chunk.
     pub continuous_usage: bool,
     pub prompt_tokens: u64,
+    /// Embeddings: the inputs to embed (1 for every other API).
+    pub inputs: u64,
     /// One hash per prompt token, in order (only when the endpoint keeps a prefix cache).
     pub prompt_hashes: Vec<u64>,
 }
@@ -71,38 +82,41 @@ fn hash_tokens(text: &str, out: &mut Vec<u64>) {
 
 /// The prompt's tokens as hashes: a chat message is its 4 template tokens (start, role, end,
 /// newline) around its content's, so that `prompt_hashes.len() == prompt_tokens`.
-fn prompt_hashes(obj: &Map<String, Value>, api: Api) -> Vec<u64> {
+fn prompt_hashes(prompt: &Prompt) -> Vec<u64> {
     let mut out = Vec::new();
-    match api {
-        Api::Chat => {
-            for m in obj
-                .get("messages")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+    match prompt {
+        Prompt::Turns(turns) => {
+            for (role, text) in turns {
                 out.push(super::prefix_cache::token_hash(b"<|im_start|>"));
                 out.push(super::prefix_cache::token_hash(role.as_bytes()));
-                hash_tokens(
-                    m.get("content").and_then(Value::as_str).unwrap_or(""),
-                    &mut out,
-                );
+                hash_tokens(text, &mut out);
                 out.push(super::prefix_cache::token_hash(b"<|im_end|>"));
                 out.push(super::prefix_cache::token_hash(b"\n"));
             }
         }
-        Api::Completions => match obj.get("prompt") {
-            Some(Value::String(p)) => hash_tokens(p, &mut out),
-            Some(Value::Array(parts)) => {
-                for p in parts.iter().filter_map(Value::as_str) {
-                    hash_tokens(p, &mut out);
-                }
+        Prompt::Texts(texts) => {
+            for p in texts {
+                hash_tokens(p, &mut out);
             }
-            _ => {}
-        },
+        }
     }
     out
+}
+
+/// A request's prompt as the endpoint reads it: chat turns (role, text), or plain texts.
+enum Prompt {
+    Turns(Vec<(String, String)>),
+    Texts(Vec<String>),
+}
+
+impl Prompt {
+    /// Tokens by the rule in this module's comment, 4 more per chat turn (its template).
+    fn tokens(&self) -> u64 {
+        match self {
+            Prompt::Turns(t) => t.iter().map(|(_, text)| count_tokens(text) + 4).sum(),
+            Prompt::Texts(t) => t.iter().map(|text| count_tokens(text)).sum(),
+        }
+    }
 }
 
 /// How the endpoint reads a request's body.
@@ -121,9 +135,22 @@ pub(crate) fn parse(body: &[u8], api: Api, reading: Reading) -> Result<Ask, Stri
     let obj = v
         .as_object()
         .ok_or("The request body must be a JSON object")?;
-    let prompt_tokens = match api {
-        Api::Chat => chat_prompt_tokens(obj)?,
-        Api::Completions => completion_prompt_tokens(obj)?,
+    let prompt = match api {
+        Api::Chat => chat_turns(obj, "messages", None)?,
+        Api::Responses => responses_turns(obj)?,
+        Api::Messages => {
+            if obj.get("max_tokens").and_then(Value::as_u64).is_none() {
+                return Err("max_tokens: Field required".into());
+            }
+            chat_turns(obj, "messages", obj.get("system"))?
+        }
+        Api::Completions => texts(obj, "prompt")?,
+        Api::Embeddings => texts(obj, "input")?,
+    };
+    let prompt_tokens = prompt.tokens();
+    let inputs = match &prompt {
+        Prompt::Texts(t) if api == Api::Embeddings => t.len() as u64,
+        _ => 1,
     };
     if strict_stream_options {
         if let Some(opts) = obj.get("stream_options").and_then(Value::as_object) {
@@ -148,6 +175,7 @@ pub(crate) fn parse(body: &[u8], api: Api, reading: Reading) -> Result<Ask, Stri
         max_tokens: obj
             .get("max_tokens")
             .or_else(|| obj.get("max_completion_tokens"))
+            .or_else(|| obj.get("max_output_tokens"))
             .and_then(Value::as_u64),
         min_tokens: obj.get("min_tokens").and_then(Value::as_u64),
         ignore_eos: obj
@@ -155,39 +183,90 @@ pub(crate) fn parse(body: &[u8], api: Api, reading: Reading) -> Result<Ask, Stri
             .and_then(Value::as_bool)
             .unwrap_or(false),
         stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        include_usage: stream_option("include_usage"),
+        // Responses and Messages always report usage.
+        include_usage: stream_option("include_usage")
+            || matches!(api, Api::Responses | Api::Messages),
         continuous_usage: stream_option("continuous_usage_stats"),
         prompt_tokens,
+        inputs,
         prompt_hashes: if reading.hashes {
-            prompt_hashes(obj, api)
+            prompt_hashes(&prompt)
         } else {
             Vec::new()
         },
     })
 }
 
-fn chat_prompt_tokens(obj: &Map<String, Value>) -> Result<u64, String> {
-    let messages = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("\"messages\" must be an array")?;
-    let words: u64 = messages
-        .iter()
-        .filter_map(|m| m.get("content").and_then(Value::as_str))
-        .map(count_tokens)
-        .sum();
-    Ok(words + 4 * messages.len() as u64)
+/// A message's text: a string, or the `text` of each of its content parts (Responses'
+/// `input_text`, Anthropic's `text` blocks).
+fn content_text(v: Option<&Value>) -> Result<String, String> {
+    match v {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => Ok(parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n")),
+        Some(_) => Err("a message's content must be a string or an array of parts".into()),
+    }
 }
 
-fn completion_prompt_tokens(obj: &Map<String, Value>) -> Result<u64, String> {
-    match obj.get("prompt") {
-        Some(Value::String(p)) => Ok(count_tokens(p)),
-        Some(Value::Array(parts)) if parts.iter().all(Value::is_string) => Ok(parts
-            .iter()
-            .filter_map(Value::as_str)
-            .map(count_tokens)
-            .sum()),
-        _ => Err("\"prompt\" must be a string".into()),
+/// The turns of array `key` (each `{"role", "content"}`), after a `system` prompt if given.
+fn chat_turns(
+    obj: &Map<String, Value>,
+    key: &str,
+    system: Option<&Value>,
+) -> Result<Prompt, String> {
+    let messages = obj
+        .get(key)
+        .and_then(Value::as_array)
+        .ok_or(format!("\"{key}\" must be an array"))?;
+    let mut turns = Vec::with_capacity(messages.len() + 1);
+    if system.is_some() {
+        turns.push(("system".to_string(), content_text(system)?));
+    }
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        turns.push((role.to_string(), content_text(m.get("content"))?));
+    }
+    Ok(Prompt::Turns(turns))
+}
+
+/// Responses' prompt: `instructions` as a system turn, then `input`: one user string, or
+/// messages.
+fn responses_turns(obj: &Map<String, Value>) -> Result<Prompt, String> {
+    let system = obj.get("instructions");
+    match obj.get("input") {
+        Some(Value::String(text)) => {
+            let mut turns = Vec::new();
+            if system.is_some() {
+                turns.push(("system".to_string(), content_text(system)?));
+            }
+            turns.push(("user".to_string(), text.clone()));
+            Ok(Prompt::Turns(turns))
+        }
+        Some(Value::Array(_)) => chat_turns(obj, "input", system),
+        _ => Err("\"input\" must be a string or an array of messages".into()),
+    }
+}
+
+/// Plain texts: a string, or an array of strings (completions' `prompt`, embeddings' `input`).
+fn texts(obj: &Map<String, Value>, key: &str) -> Result<Prompt, String> {
+    match obj.get(key) {
+        Some(Value::String(p)) => Ok(Prompt::Texts(vec![p.clone()])),
+        Some(Value::Array(parts)) if !parts.is_empty() && parts.iter().all(Value::is_string) => {
+            Ok(Prompt::Texts(
+                parts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ))
+        }
+        _ => Err(format!(
+            "\"{key}\" must be a string or a non-empty array of strings"
+        )),
     }
 }
 
@@ -224,6 +303,36 @@ mod tests {
         assert_eq!(a.prompt_tokens, 2 + 1 + 5 + 8);
         let t = parse(br#"{"prompt":"a b c"}"#, Api::Completions, hashed).unwrap();
         assert_eq!(t.prompt_hashes.len(), 3);
+    }
+
+    #[test]
+    fn every_api_reads_its_own_prompt() {
+        let r = ask(
+            r#"{"instructions":"be brief","input":[{"role":"user","content":[{"type":"input_text","text":"one two"}]}],"max_output_tokens":3}"#,
+            Api::Responses,
+        );
+        assert_eq!(
+            (r.prompt_tokens, r.max_tokens, r.include_usage),
+            (2 + 4 + 2 + 4, Some(3), true)
+        );
+        assert_eq!(
+            ask(r#"{"input":"one two"}"#, Api::Responses).prompt_tokens,
+            2 + 4
+        );
+        let m = ask(
+            r#"{"system":"be brief","messages":[{"role":"user","content":"one two"}],"max_tokens":5}"#,
+            Api::Messages,
+        );
+        assert_eq!((m.prompt_tokens, m.max_tokens), (2 + 4 + 2 + 4, Some(5)));
+        let no = Reading::default();
+        let e = parse(br#"{"messages":[]}"#, Api::Messages, no)
+            .err()
+            .unwrap();
+        assert!(e.contains("max_tokens"), "{e}");
+        let e = ask(r#"{"input":["a b","c"]}"#, Api::Embeddings);
+        assert_eq!((e.prompt_tokens, e.inputs), (3, 2));
+        assert!(parse(br#"{"input":[]}"#, Api::Embeddings, no).is_err());
+        assert!(parse(br#"{"input":[1]}"#, Api::Embeddings, no).is_err());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use super::wire::{event, push_chunk, push_response, Io, SSE_HEAD};
+use super::events::Events;
+use super::wire::{push_chunk, push_response, Io, SSE_HEAD};
 
 /// One way to fail (or, for the last three, an unusual but valid answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,28 +96,48 @@ pub fn pick(specs: &[FaultSpec], id: u64) -> Option<Fault> {
     })
 }
 
-/// What [`serve`] needs to write chunks.
+/// What [`serve`] needs to write chunks: the answer's events, in its API's dialect.
 pub(crate) struct Stream<'a> {
-    pub prefix: &'a str,
-    pub usage: &'a str,
+    pub events: &'a Events,
     pub tokens: u64,
     pub itl: Duration,
 }
 
-fn token(prefix: &str, i: u64) -> String {
-    event(prefix, &format!("{{\"content\":\" tok{i}\"}}"), "null", "")
+/// Token `i`'s event, as one HTTP chunk; `i` counts from the answer's start.
+fn token(s: &Stream<'_>, i: u64, out: &mut Vec<u8>) {
+    // After any reasoning: the token is the answer's.
+    let sent = s.events.counts.reasoning + i;
+    s.events.piece(out, &format!(" tok{i}"), sent, "");
 }
 
-/// The complete SSE text of a normal stream.
-fn full_stream(s: &Stream<'_>) -> String {
-    let mut out: String = (0..s.tokens).map(|i| token(s.prefix, i)).collect();
-    out.push_str(&event(s.prefix, "{}", "\"stop\"", ""));
-    out.push_str(&format!(
-        "data: {}\"choices\":[],\"usage\":{}}}\n\n",
-        s.prefix, s.usage
-    ));
-    out.push_str("data: [DONE]\n\n");
+/// The events of a normal stream, each as its own HTTP chunk, with the body's end.
+fn full_stream(s: &Stream<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.events.start(&mut out, true, "");
+    for i in 0..s.tokens {
+        token(s, i, &mut out);
+    }
+    s.events.finish(&mut out, true, "");
     out
+}
+
+/// The SSE text of [`full_stream`], without the HTTP chunking.
+fn full_stream_text(s: &Stream<'_>) -> String {
+    let chunked = full_stream(s);
+    let mut text = Vec::new();
+    let mut rest = &chunked[..];
+    while let Some(line) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..line]).ok();
+        let n = size
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&rest[line + 2..line + 2 + n]);
+        rest = &rest[line + 4 + n..];
+    }
+    String::from_utf8(text).unwrap_or_default()
 }
 
 /// Long enough to outlast any client timeout a test sets; the connection ends with the client.
@@ -142,8 +163,7 @@ pub(crate) async fn serve(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut V
         }
         Fault::StallFirstToken => {
             out.extend_from_slice(SSE_HEAD);
-            let role = "{\"role\":\"assistant\",\"content\":\"\"}";
-            push_chunk(out, &event(s.prefix, role, "null", ""));
+            s.events.start(out, true, "");
             if io.write(out).await.is_ok() {
                 monoio::time::sleep(STALL).await;
             }
@@ -176,7 +196,7 @@ fn broken_head(fault: Fault, out: &mut Vec<u8>, s: &Stream<'_>) {
         }
         _ => {
             out.extend_from_slice(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
-            out.extend_from_slice(full_stream(s).as_bytes());
+            out.extend_from_slice(full_stream_text(s).as_bytes());
         }
     }
 }
@@ -184,13 +204,15 @@ fn broken_head(fault: Fault, out: &mut Vec<u8>, s: &Stream<'_>) {
 /// Two tokens, then a reset, half a chunk, or silence.
 async fn broken_stream(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(SSE_HEAD);
+    s.events.start(out, true, "");
     for i in 0..2 {
-        push_chunk(out, &token(s.prefix, i));
+        token(s, i, out);
     }
     if fault == Fault::TruncatedChunk {
-        let next = token(s.prefix, 2);
-        out.extend_from_slice(format!("{:x}\r\n", next.len()).as_bytes());
-        out.extend_from_slice(&next.as_bytes()[..next.len() / 2]);
+        let mut next = Vec::new();
+        token(s, 2, &mut next);
+        // Half of the chunk: its size line promises more than comes.
+        out.extend_from_slice(&next[..next.len() / 2]);
     }
     if io.write(out).await.is_err() {
         return false;
@@ -206,9 +228,10 @@ async fn broken_stream(fault: Fault, io: &mut Io, s: &Stream<'_>, out: &mut Vec<
 /// Tokens forever, one per inter-token latency.
 async fn endless(io: &mut Io, s: &Stream<'_>, out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(SSE_HEAD);
+    s.events.start(out, true, "");
     let mut i = 0;
     loop {
-        push_chunk(out, &token(s.prefix, i));
+        token(s, i, out);
         if io.write(out).await.is_err() {
             return false;
         }
@@ -222,13 +245,14 @@ async fn endless(io: &mut Io, s: &Stream<'_>, out: &mut Vec<u8>) -> bool {
 fn odd_stream(fault: Fault, s: &Stream<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(SSE_HEAD);
     if fault == Fault::ChunkExtensions {
-        for (i, ev) in full_stream(s).split_inclusive("\n\n").enumerate() {
+        for (i, ev) in full_stream_text(s).split_inclusive("\n\n").enumerate() {
             out.extend_from_slice(format!("{:x};seq={i}\r\n{ev}\r\n", ev.len()).as_bytes());
         }
         out.extend_from_slice(b"0\r\nX-Mock-Trailer: done\r\nX-Other: 1\r\n\r\n");
         return;
     }
-    push_chunk(out, &token(s.prefix, 0));
+    s.events.start(out, true, "");
+    token(s, 0, out);
     push_chunk(
         out,
         if fault == Fault::BadJson {
@@ -246,8 +270,8 @@ fn canned_response(fault: Fault, s: &Stream<'_>, out: &mut Vec<u8>) {
         Fault::JsonAnswer => {
             let body = format!(
                 "{}\"object\":\"chat.completion\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"not streamed\"}},\"finish_reason\":\"stop\"}}],\"usage\":{}}}",
-                s.prefix.replace("chat.completion.chunk", "chat.completion"),
-                s.usage
+                s.events.prefix.replace("chat.completion.chunk", "chat.completion"),
+                s.events.usage
             );
             push_response(out, "200 OK", "application/json", "", &body);
         }

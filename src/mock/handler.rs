@@ -1,6 +1,7 @@
 //! The built-in endpoint's connection handling: reads HTTP/1.1 requests on a keep-alive
-//! connection and answers each with a streamed (or plain JSON) chat completion, or an
-//! OpenAI-style error (400 bad JSON, 404 wrong path, 405 wrong method, 503 over capacity).
+//! connection and answers each with a streamed (or plain JSON) answer in its API's dialect
+//! (`events`), an embeddings answer, or an OpenAI-style error (400 bad JSON, 404 wrong path,
+//! 405 wrong method, 503 over capacity).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,10 +12,8 @@ use monoio::net::TcpListener;
 use rustls::ServerConnection;
 
 use super::ask::{self, Api, Ask, Reading};
-use super::wire::{
-    close_header, error_response, push_chunk, push_event, push_response, push_text_event, push_u64,
-    write, Io,
-};
+use super::events::{Counts, Events};
+use super::wire::{close_header, error_response, push_response, push_u64, write, Io};
 use super::State;
 use crate::http::tls::TlsIo;
 
@@ -227,8 +226,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         state.fault_draws.fetch_add(1, Ordering::Relaxed),
     ) {
         let s = super::fault::Stream {
-            prefix: &answer.prefix,
-            usage: &answer.usage,
+            events: &answer.events,
             tokens: answer.n_out,
             itl: bounded_secs(cfg.itl_ms / 1000.0),
         };
@@ -237,7 +235,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
     if let Some(log) = &state.request_log {
         answer.log(log, &req.body);
     }
-    let keep = if ask.stream {
+    let keep = if ask.stream && ask.api != Api::Embeddings {
         answer
             .stream(stream, state, &ask, started, req.close, out)
             .await
@@ -253,8 +251,11 @@ fn admit(state: &State, req: &Request) -> Result<Ask, (u16, String)> {
     let api = match path {
         "/v1/chat/completions" | "/chat/completions" => Api::Chat,
         "/v1/completions" | "/completions" => Api::Completions,
+        "/v1/responses" | "/responses" => Api::Responses,
+        "/v1/messages" | "/messages" => Api::Messages,
+        "/v1/embeddings" | "/embeddings" => Api::Embeddings,
         _ => {
-            let use_ = "use /v1/chat/completions or /v1/completions";
+            let use_ = "use /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages or /v1/embeddings";
             return Err((404, format!("Not found: {path}; {use_}")));
         }
     };
@@ -328,7 +329,7 @@ fn listing(state: &State, req: &Request) -> Option<(&'static str, &'static str, 
     }
 }
 
-/// One answer's fixed parts: its length, how it ends, and the JSON every chunk starts with.
+/// One answer's fixed parts: its length, how it ends, and its events.
 struct Answer {
     api: Api,
     /// Time to the first token before any slowdown: `--ttft-ms` plus the prompt's prefill, s.
@@ -337,11 +338,11 @@ struct Answer {
     created: u64,
     model: String,
     n_out: u64,
-    finish: &'static str,
-    /// `{"id":…,"object":"chat.completion.chunk","created":…,"model":…,` — each chunk's start.
-    prefix: String,
-    /// The final `usage` object.
-    usage: String,
+    /// Reasoning tokens streamed before the answer (`--reasoning-tokens`).
+    n_reason: u64,
+    /// Embeddings: the inputs embedded.
+    inputs: u64,
+    events: Events,
 }
 
 impl Answer {
@@ -349,27 +350,28 @@ impl Answer {
     fn new(state: &State, ask: &Ask, cached: Option<u64>) -> Self {
         let cfg = &state.cfg;
         let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-        let n_out = ask.answer_tokens(cfg.output_tokens);
+        let embeds = ask.api == Api::Embeddings;
+        let n_out = if embeds {
+            0
+        } else {
+            ask.answer_tokens(cfg.output_tokens)
+        };
         let model = serde_json::to_string(&ask.model).unwrap_or_else(|_| "\"mock-model\"".into());
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let (id_prefix, object) = match ask.api {
-            Api::Chat => ("chatcmpl", "chat.completion.chunk"),
-            Api::Completions => ("cmpl", "text_completion"),
+        let n_reason = match ask.api {
+            Api::Chat | Api::Responses | Api::Messages => cfg.reasoning_tokens,
+            Api::Completions | Api::Embeddings => 0,
         };
-        let prefix = format!(
-            "{{\"id\":\"{id_prefix}-mock-{id}\",\"object\":\"{object}\",\"created\":{created},\"model\":{model},"
-        );
-        let details = cached.map_or(String::new(), |c| {
-            format!(",\"prompt_tokens_details\":{{\"cached_tokens\":{c}}}")
-        });
-        let usage = format!(
-            "{{\"prompt_tokens\":{},\"completion_tokens\":{n_out},\"total_tokens\":{}{details}}}",
-            ask.prompt_tokens,
-            ask.prompt_tokens + n_out
-        );
+        let counts = Counts {
+            prompt: ask.prompt_tokens,
+            cached,
+            reasoning: n_reason,
+            answer: n_out,
+        };
+        let cut = ask.max_tokens == Some(n_out);
         // Only the tokens the cache did not hold are prefilled.
         let prefilled = ask.prompt_tokens - cached.unwrap_or(0).min(ask.prompt_tokens);
         let prefill_ms = cfg.prefill_ms_per_1k_tokens * prefilled as f64 / 1000.0;
@@ -378,15 +380,11 @@ impl Answer {
             ttft_s: (cfg.ttft_ms + prefill_ms) / 1000.0,
             id,
             created,
+            events: Events::new(ask.api, id, created, model.clone(), counts, cut),
             model,
             n_out,
-            finish: if ask.max_tokens == Some(n_out) {
-                "length"
-            } else {
-                "stop"
-            },
-            prefix,
-            usage,
+            n_reason,
+            inputs: ask.inputs,
         }
     }
 
@@ -418,24 +416,7 @@ impl Answer {
             + self.n_out.saturating_sub(1) as f64 * cap.itl_s(load());
         sleep_until(arrived + bounded_secs(secs)).await;
         state.scheduler.add_generation_tokens(self.n_out);
-        let text: String = (0..self.n_out).map(|i| word(self.id, i)).collect();
-        let text = serde_json::to_string(&text).unwrap_or_default();
-        let (id, object, choice) = match self.api {
-            Api::Chat => (
-                "chatcmpl",
-                "chat.completion",
-                format!("\"message\":{{\"role\":\"assistant\",\"content\":{text}}}"),
-            ),
-            Api::Completions => ("cmpl", "text_completion", format!("\"text\":{text}")),
-        };
-        let body = format!(
-            "{{\"id\":\"{id}-mock-{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,{choice},\"finish_reason\":\"{}\"}}],\"usage\":{}}}",
-            self.id,
-            self.created,
-            self.model,
-            self.finish,
-            self.usage
-        );
+        let body = self.whole_body();
         push_response(
             out,
             "200 OK",
@@ -444,6 +425,29 @@ impl Answer {
             &body,
         );
         write(stream, out).await.is_ok()
+    }
+
+    /// A non-streamed answer's JSON: an embeddings list, or a chat or text completion (other
+    /// APIs are answered in chat's shape: the endpoint streams them).
+    fn whole_body(&self) -> String {
+        if self.api == Api::Embeddings {
+            return embeddings_body(self.id, self.inputs, &self.model, self.events.counts.prompt);
+        }
+        let text: String = (0..self.n_out).map(|i| word(self.id, i)).collect();
+        let text = serde_json::to_string(&text).unwrap_or_default();
+        let (id, object, choice) = match self.api {
+            Api::Completions => ("cmpl", "text_completion", format!("\"text\":{text}")),
+            _ => (
+                "chatcmpl",
+                "chat.completion",
+                format!("\"message\":{{\"role\":\"assistant\",\"content\":{text}}}"),
+            ),
+        };
+        let finish = if self.events.cut() { "length" } else { "stop" };
+        format!(
+            "{{\"id\":\"{id}-mock-{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"choices\":[{{\"index\":0,{choice},\"finish_reason\":\"{finish}\"}}],\"usage\":{}}}",
+            self.id, self.created, self.model, self.events.usage
+        )
     }
 
     /// A streamed answer: the head (and a role chunk) at once, then each content chunk at its
@@ -481,11 +485,8 @@ impl Answer {
             }
         };
         let mut extra = String::with_capacity(128);
-        if cfg.role_chunk && self.api == Api::Chat {
-            running_usage(&mut extra, 0);
-            let role = "{\"role\":\"assistant\",\"content\":\"\"}";
-            push_event(out, &self.prefix, role, "null", &extra);
-        }
+        running_usage(&mut extra, 0);
+        self.events.start(out, cfg.role_chunk, &extra);
         if write(stream, out).await.is_err() {
             return false;
         }
@@ -493,20 +494,17 @@ impl Answer {
         let mut deadline = arrived + bounded_secs(self.ttft_s * cap.slowdown(load()));
         let mut sent = 0u64;
         let mut content = String::with_capacity(64);
-        while sent < self.n_out {
-            let k = per_chunk.min(self.n_out - sent);
+        // Reasoning tokens first (`--reasoning-tokens`, chat only), then the answer.
+        let total = self.n_reason + self.n_out;
+        let chunk_at = |sent: u64| per_chunk.min(self.phase_end(sent) - sent);
+        while sent < total {
+            let k = chunk_at(sent);
             sleep_until(deadline).await;
-            // The piece as the API carries it: a chat delta, or a completion's text.
-            let (open, close) = match self.api {
-                Api::Chat => ("{\"content\":\"", "\"}"),
-                Api::Completions => ("\"", "\""),
-            };
             content.clear();
-            content.push_str(open);
             for i in sent..sent + k {
                 push_word(&mut content, word(self.id, i));
             }
-            content.push_str(close);
+            let before = sent;
             sent += k;
             state.scheduler.add_generation_tokens(k);
             running_usage(&mut extra, sent);
@@ -516,57 +514,64 @@ impl Answer {
                 extra.push_str(",\"qpsbench_sent_ns\":");
                 push_u64(&mut extra, crate::clock::now_ns());
             }
-            self.push_piece(out, &content, "null", &extra);
+            self.events.piece(out, &content, before, &extra);
             // Sent now, against its deadline: whether the endpoint kept its own schedule.
             state
                 .lateness
                 .record(Instant::now().saturating_duration_since(deadline));
-            if sent == self.n_out {
+            if sent == total {
                 running_usage(&mut extra, sent);
-                self.finish_stream(out, ask.include_usage && !cfg.no_usage, &extra);
+                self.events
+                    .finish(out, ask.include_usage && !cfg.no_usage, &extra);
             }
             if write(stream, out).await.is_err() {
                 return false;
             }
             crate::rt::note_work();
             // The next chunk carries that many tokens, each taking one inter-token latency.
-            let next_k = per_chunk.min(self.n_out - sent);
+            let next_k = if sent < total { chunk_at(sent) } else { 0 };
             deadline += bounded_secs(next_k as f64 * cap.itl_s(load()));
         }
-        if self.n_out == 0 {
-            self.finish_stream(out, false, "");
+        if total == 0 {
+            self.events.finish(out, false, "");
             return write(stream, out).await.is_ok();
         }
         true
     }
 
-    /// One chunk event carrying `piece` (a chat delta object, or a completion's text string).
-    fn push_piece(&self, out: &mut Vec<u8>, piece: &str, finish: &str, extra: &str) {
-        match self.api {
-            Api::Chat => push_event(out, &self.prefix, piece, finish, extra),
-            Api::Completions => push_text_event(out, &self.prefix, piece, finish, extra),
+    /// Where the phase token `sent` is in ends: the reasoning's end, or the answer's.
+    fn phase_end(&self, sent: u64) -> u64 {
+        if sent < self.n_reason {
+            self.n_reason
+        } else {
+            self.n_reason + self.n_out
         }
     }
+}
 
-    /// The finish chunk, the usage chunk when asked for, `[DONE]` and the chunked body's end.
-    fn finish_stream(&self, out: &mut Vec<u8>, usage: bool, extra: &str) {
-        let empty = match self.api {
-            Api::Chat => "{}",
-            Api::Completions => "\"\"",
-        };
-        self.push_piece(out, empty, &format!("\"{}\"", self.finish), extra);
-        if usage {
-            push_chunk(
-                out,
-                &format!(
-                    "data: {}\"choices\":[],\"usage\":{}}}\n\n",
-                    self.prefix, self.usage
-                ),
-            );
+/// An embeddings answer: a vector of 8 floats per input, drawn from the answer's id, and the
+/// inputs' prompt tokens in `usage`.
+fn embeddings_body(id: u64, inputs: u64, model: &str, prompt_tokens: u64) -> String {
+    let mut data = String::with_capacity(inputs as usize * 96);
+    for i in 0..inputs {
+        if i > 0 {
+            data.push(',');
         }
-        push_chunk(out, "data: [DONE]\n\n");
-        out.extend_from_slice(b"0\r\n\r\n");
+        data.push_str("{\"object\":\"embedding\",\"index\":");
+        push_u64(&mut data, i);
+        data.push_str(",\"embedding\":[");
+        for d in 0..8u64 {
+            let x = ((id.wrapping_mul(31).wrapping_add(i * 8 + d) % 2000) as f64 - 1000.0) / 1000.0;
+            if d > 0 {
+                data.push(',');
+            }
+            data.push_str(&format!("{x:.3}"));
+        }
+        data.push_str("]}");
     }
+    format!(
+        "{{\"object\":\"list\",\"data\":[{data}],\"model\":{model},\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"total_tokens\":{prompt_tokens}}}}}"
+    )
 }
 
 /// Requests generating now (what the capacity model shares its budget among): with a queue,

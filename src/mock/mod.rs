@@ -15,6 +15,7 @@
 
 mod ask;
 mod capacity;
+mod events;
 pub mod fault;
 mod handler;
 pub mod lateness;
@@ -81,6 +82,9 @@ pub struct MockConfig {
     pub prefix_cache: bool,
     /// `--log-requests`: each streamed answer's request body and text, one JSON line each.
     pub log_requests: Option<std::path::PathBuf>,
+    /// `--reasoning-tokens`: chat, Responses and Messages answers stream this many reasoning
+    /// tokens first.
+    pub reasoning_tokens: u64,
 }
 
 impl Default for MockConfig {
@@ -108,6 +112,7 @@ impl Default for MockConfig {
             prefill_ms_per_1k_tokens: 0.0,
             prefix_cache: false,
             log_requests: None,
+            reasoning_tokens: 0,
         }
     }
 }
@@ -425,6 +430,13 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
         )?,
         prefix_cache: args.prefix_cache,
         log_requests: args.log_requests.clone(),
+        reasoning_tokens: count(
+            "--reasoning-tokens",
+            args.reasoning_tokens,
+            0,
+            10_000_000,
+            "a token count",
+        )?,
     })
 }
 

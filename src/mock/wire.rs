@@ -235,8 +235,10 @@ pub(crate) fn push_u64(out: &mut String, n: u64) {
     out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
-/// The SSE text of one chunk event (`prefix` opens the JSON object: id, object, created, model).
-pub(crate) fn event(prefix: &str, delta: &str, finish: &str, extra: &str) -> String {
+/// The SSE text of one chunk event (`prefix` opens the JSON object: id, object, created, model):
+/// what [`push_event`] writes, formatted (its test's reference).
+#[cfg(test)]
+fn event(prefix: &str, delta: &str, finish: &str, extra: &str) -> String {
     format!(
         "data: {prefix}\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]{extra}}}\n\n"
     )

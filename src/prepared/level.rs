@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::arena::{Part, Prepared};
 use super::synthetic::{body_around_prompt, body_around_row};
 use super::unique::{marker, salt, Addition, Source, UniquePrompts, Uniqueness};
-use super::{check_api_key, head_before_length, too_large, RequestTemplate};
+use super::{check_api_key, head_before_length, too_large, Api, RequestTemplate};
 use crate::dataset::synthetic::Prompt;
 use crate::dataset::{Rows, Synthetic};
 use crate::error::Result;
@@ -37,6 +37,16 @@ pub struct RunRequests {
     bodies: Bodies,
     rows: Arc<Rows>,
     pub unique: Uniqueness,
+    /// Embeddings: the inputs per request, the body around them, and the `","` between two.
+    batch: Option<Batch>,
+}
+
+/// An embeddings request's frame: `before` + input, `","`, input… + `after`.
+struct Batch {
+    inputs: u64,
+    before: Part,
+    after: Part,
+    comma: Part,
 }
 
 /// One level's requests: request j is the level's j-th arrival's (in the order given).
@@ -78,7 +88,20 @@ impl RunRequests {
             }
             Rows::Synthetic(set) => (synthetic_bodies(t, set, &mut base)?, synthetic_source(set)),
         };
+        let batch = match t.api {
+            Api::Embeddings => {
+                let (before, after) = body_around_prompt(t, 0);
+                Some(Batch {
+                    inputs: u64::from(t.batch.max(1)),
+                    before: store(&mut base, &before)?,
+                    after: store(&mut base, &after)?,
+                    comma: store(&mut base, b"\",\"")?,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
+            batch,
             base: base.into_base(),
             heads,
             bodies,
@@ -106,6 +129,13 @@ impl RunRequests {
         let mut passes: Option<(u64, u64)> = None;
         let mut parts: Vec<Part> = Vec::with_capacity(16);
         for (prompt, endpoint) in prompts {
+            if let Some(b) = &self.batch {
+                let head = self.heads[usize::from(endpoint).min(self.heads.len() - 1)];
+                let (row, pass) = self.batch_request(&mut w, b, head, prompt, &mut parts)?;
+                rows.push(row);
+                passes = Some(passes.map_or((pass, pass), |(a, c)| (a.min(pass), c.max(pass))));
+                continue;
+            }
             let (row, pass) = self.unique.row_and_pass(prompt);
             let add = self.unique.addition(pass);
             let head = self.heads[usize::from(endpoint).min(self.heads.len() - 1)];
@@ -135,6 +165,53 @@ impl RunRequests {
             rows,
             passes,
         })
+    }
+
+    /// An embeddings request: prompt `p`'s batch, the inputs of prompt numbers (p−1)·B+1 …
+    /// p·B (the probe's, prompt 0, B times), each with its marker, if any (a salt is a
+    /// marker here: embeddings have no body key for it). Returns the first input's row and
+    /// the last one's pass.
+    fn batch_request(
+        &self,
+        w: &mut Writer,
+        b: &Batch,
+        head: Part,
+        prompt: u64,
+        parts: &mut Vec<Part>,
+    ) -> Result<(u64, u64)> {
+        let mut items = Vec::with_capacity(b.inputs as usize * 2);
+        let (mut first_row, mut last_pass) = (None, 0);
+        for k in 0..b.inputs {
+            let sub = if prompt == 0 {
+                0
+            } else {
+                (prompt - 1) * b.inputs + k + 1
+            };
+            let (row, pass) = self.unique.row_and_pass(sub);
+            let add = match self.unique.addition(pass) {
+                Addition::Salt(k) => Addition::Marker(k),
+                a => a,
+            };
+            if k > 0 {
+                items.push(b.comma);
+            }
+            items.extend(w.addition(add)?);
+            match (&self.bodies, self.rows.as_ref()) {
+                (Bodies::Rows(texts), _) => {
+                    items.push(texts[row].0);
+                    first_row.get_or_insert(row as u64);
+                }
+                (Bodies::Synthetic { text, .. }, Rows::Synthetic(set)) => {
+                    text_parts(set, *text, &set.prompt_of(row, sub), parts);
+                    items.extend_from_slice(parts);
+                    first_row.get_or_insert(if set.draw.is_some() { sub } else { row as u64 });
+                }
+                _ => unreachable!("bodies are built from these rows"),
+            }
+            last_pass = pass;
+        }
+        w.request(head, b.before, &items, b.after, Addition::None)?;
+        Ok((first_row.unwrap_or(0), last_pass))
     }
 
     /// The probe's one request (prompt 0, to the first endpoint): text no level sends, but
@@ -356,8 +433,8 @@ mod tests {
             let prompt = |i| {
                 let v = request(&l.prepared, i).1;
                 let p = match api {
-                    Api::Chat => v["messages"][0]["content"].clone(),
                     Api::Completions => v["prompt"].clone(),
+                    _ => v["messages"][0]["content"].clone(),
                 };
                 (
                     p.as_str().unwrap().to_string(),
@@ -371,5 +448,36 @@ mod tests {
             assert_ne!(prompt(2).0, one);
             assert_eq!(request(&l.prepared, 2).1["min_tokens"], 30);
         }
+    }
+
+    #[test]
+    fn an_embeddings_request_sends_a_batch_of_prompts_each_once() {
+        let ep = Endpoint::parse("http://127.0.0.1:9/v1/embeddings").unwrap();
+        let mut t = template(&ep, Api::Embeddings);
+        t.batch = 3;
+        let run = RunRequests::build(&[t], Arc::new(samples()), UniquePrompts::Auto).unwrap();
+        let l = run.level([(1, 0), (2, 0)].into_iter()).unwrap();
+        let inputs = |i| request(&l.prepared, i).1["input"].clone();
+        // Prompts 1–3, then 4–6: rows 0, 1, 0 (its second pass, marked), then 1, 0, 1.
+        let first = inputs(0);
+        assert_eq!(first[0], "sys\none");
+        assert_eq!(first[1], "sys\ntwo");
+        assert_eq!(first[2], format!("{}sys\none", marker(2)));
+        assert_eq!(inputs(1).as_array().unwrap().len(), 3);
+        assert_eq!(l.rows, vec![0, 1]);
+        let (head, v) = request(&l.prepared, 0);
+        assert!(head.contains("Accept: application/json"), "{head}");
+        assert!(v.get("stream").is_none() && v.get("max_tokens").is_none());
+        // Synthetic text, each input its own prompt's.
+        let mut set = Synthetic::new(Text::new(1 << 10));
+        set.push_own(&[], 4, 30);
+        let rows = Arc::new(Rows::Synthetic(set));
+        let mut t = template(&ep, Api::Embeddings);
+        t.batch = 2;
+        let run = RunRequests::build(&[t], rows, UniquePrompts::Auto).unwrap();
+        let v = request(&run.level([(1, 0)].into_iter()).unwrap().prepared, 0).1;
+        let texts = v["input"].as_array().unwrap();
+        assert_eq!(texts.len(), 2);
+        assert_ne!(texts[0], texts[1]);
     }
 }

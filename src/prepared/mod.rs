@@ -10,20 +10,22 @@
 //! whole.
 
 mod arena;
+mod body;
 mod level;
 mod synthetic;
 pub mod unique;
 
-use serde::Serialize;
-
-use crate::dataset::{Message, Sample};
+use crate::dataset::Sample;
 use crate::error::{Result, UserError};
 use crate::http::url::Endpoint;
 use crate::secret::{is_secret_name, masked_header};
 
 pub use crate::cli::Api;
 pub use arena::{CoreRequests, Part, PartBuf, Prepared, RequestBuf, MAX_ARENA_BYTES};
+pub use body::{api_name, api_of_path, embedding_text, flatten, owned_keys, parse_extra_body};
 pub use level::{LevelRequests, RunRequests};
+
+use body::sample_body;
 
 /// What every request shares.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct RequestTemplate<'a> {
     pub headers: &'a [(String, String)],
     /// Add vLLM's `ignore_eos: true` and `min_tokens` = `max_tokens` (exact answer lengths).
     pub ignore_eos: bool,
+    /// `--embedding-batch`: inputs per embeddings request (other APIs send one prompt).
+    pub batch: u32,
 }
 
 #[cfg(test)]
@@ -64,6 +68,7 @@ impl<'a> RequestTemplate<'a> {
             continuous_usage: false,
             headers: &[],
             ignore_eos,
+            batch: 1,
         }
     }
 }
@@ -99,33 +104,6 @@ pub fn parse_header(raw: &str) -> Result<(String, String)> {
     Ok((name.to_string(), value.to_string()))
 }
 
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    continuous_usage_stats: bool,
-}
-
-/// The seed's body, in the seed's key order, plus `stream_options`: `messages` for the chat
-/// API, or `prompt` for the completions API.
-#[derive(Serialize)]
-struct Body<'a> {
-    model: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<&'a [Message]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt: Option<String>,
-    max_tokens: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    min_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ignore_eos: Option<bool>,
-    temperature: f64,
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-}
-
 /// Fails (without echoing the key) if the key could break the request's header.
 pub fn check_api_key(key: &str) -> Result<()> {
     if key.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
@@ -153,128 +131,35 @@ pub fn render_samples(t: &RequestTemplate<'_>, samples: &[Sample]) -> Result<Pre
     Ok(prepared)
 }
 
-/// The keys of a request body that qpsbench sets itself: `--extra-body` may not replace them.
-const OWNED_KEYS: [&str; 5] = ["model", "messages", "prompt", "stream", "stream_options"];
-
-/// Parses `--extra-body`: a JSON object without the keys qpsbench owns.
-pub fn parse_extra_body(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let v: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| UserError::input(format!("--extra-body: not valid JSON ({e})")))?;
-    let serde_json::Value::Object(map) = v else {
-        return Err(UserError::input(
-            "--extra-body: expected a JSON object, e.g. '{\"top_p\": 0.9}'",
-        ));
-    };
-    if let Some(k) = map.keys().find(|k| OWNED_KEYS.contains(&k.as_str())) {
-        return Err(UserError::input(format!(
-            "--extra-body: \"{k}\" is set by qpsbench itself (it owns {})",
-            OWNED_KEYS.join(", ")
-        )));
-    }
-    Ok(map)
-}
-
-/// A chat sample as one completions prompt: each message on its own line after its role's label
-/// (`System:`, `User:`, `Assistant:`), and an `Assistant:` line to answer on.
-pub fn flatten(messages: &[Message]) -> String {
-    let mut out = String::new();
-    for m in messages {
-        let mut role = m.role.to_string();
-        if let Some(first) = role.get_mut(..1) {
-            first.make_ascii_uppercase();
-        }
-        out.push_str(&format!("{role}: {}\n", m.content));
-    }
-    out.push_str("Assistant:");
-    out
-}
-
-/// The API an endpoint's path implies: `…/completions` but not `…/chat/completions` is the
-/// completions API.
-pub fn api_of_path(path: &str) -> Api {
-    let path = path.split('?').next().unwrap_or(path);
-    if path.ends_with("/completions") && !path.ends_with("/chat/completions") {
-        Api::Completions
-    } else {
-        Api::Chat
-    }
-}
-
 /// The HTTP/1.1 request for one sample.
 pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
-    let body = match t.api {
-        Api::Chat => body(t, Some(&sample.messages), None, sample.max_tokens),
-        // A prompt-only sample is sent as is; a chat is flattened.
-        Api::Completions => body(
-            t,
-            None,
-            Some(
-                sample
-                    .prompt
-                    .clone()
-                    .unwrap_or_else(|| flatten(&sample.messages)),
-            ),
-            sample.max_tokens,
-        ),
-    };
+    let body = sample_body(t, sample);
     let mut out = head_before_length(t).into_bytes();
     out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
     out.extend_from_slice(&body);
     out
 }
 
-/// The JSON body: `messages` for the chat API or `prompt` for completions, with the row's own
-/// `max_tokens` (else `--max-tokens`), and `--extra-body` merged last.
-fn body(
-    t: &RequestTemplate<'_>,
-    messages: Option<&[Message]>,
-    prompt: Option<String>,
-    own_max_tokens: Option<u32>,
-) -> Vec<u8> {
-    let max_tokens = own_max_tokens.unwrap_or(t.max_tokens);
-    // min_tokens follows the max_tokens the server will see, --extra-body's if it sets one.
-    let effective_max = t
-        .extra_body
-        .and_then(|e| e.get("max_tokens"))
-        .and_then(serde_json::Value::as_u64)
-        .map_or(max_tokens, |m| m.min(u64::from(u32::MAX)) as u32);
-    let body = Body {
-        model: t.model,
-        messages,
-        prompt,
-        max_tokens,
-        min_tokens: t.ignore_eos.then_some(effective_max),
-        ignore_eos: t.ignore_eos.then_some(true),
-        temperature: t.temperature,
-        stream: true,
-        stream_options: t.include_usage.then_some(StreamOptions {
-            include_usage: true,
-            continuous_usage_stats: t.continuous_usage,
-        }),
-    };
-    match t.extra_body {
-        None => serde_json::to_vec(&body),
-        Some(extra) => {
-            // Merged after the defaults, so the user's keys win.
-            let mut v = serde_json::to_value(&body).expect("a body of strings and numbers");
-            if let Some(obj) = v.as_object_mut() {
-                obj.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-            serde_json::to_vec(&v)
-        }
-    }
-    .expect("serializing strings and numbers cannot fail")
-}
-
 /// The header lines every request to the server carries besides its own: `Authorization:
 /// Bearer KEY` (unless a `--header` sets `Authorization`), then each `--header`, each line ending
 /// in CRLF. (Also the cache reset's, `bench::reset`.)
 pub fn credential_lines(api_key: &str, headers: &[(String, String)]) -> String {
+    credential_lines_for(Api::Chat, api_key, headers)
+}
+
+/// [`credential_lines`] as `api` wants them: Anthropic's Messages API takes the key in
+/// `x-api-key` and needs an `anthropic-version` (2023-06-01 unless a `--header` gives one).
+fn credential_lines_for(api: Api, api_key: &str, headers: &[(String, String)]) -> String {
+    let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let mut lines = String::new();
-    if !headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-    {
+    if api == Api::Messages {
+        if !given("x-api-key") && !given("authorization") {
+            lines.push_str(&format!("x-api-key: {api_key}\r\n"));
+        }
+        if !given("anthropic-version") {
+            lines.push_str("anthropic-version: 2023-06-01\r\n");
+        }
+    } else if !given("authorization") {
         lines.push_str(&format!("Authorization: Bearer {api_key}\r\n"));
     }
     for (name, value) in headers {
@@ -289,9 +174,14 @@ fn head_before_length(t: &RequestTemplate<'_>) -> String {
         "POST {} HTTP/1.1\r\nHost: {}\r\n",
         t.endpoint.target, t.endpoint.authority
     );
-    head.push_str(&credential_lines(t.api_key, t.headers));
+    head.push_str(&credential_lines_for(t.api, t.api_key, t.headers));
+    let accept = if t.api.generates() {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
     head.push_str(&format!(
-        "Content-Type: application/json\r\nAccept: text/event-stream\r\nUser-Agent: qpsbench/{}\r\n",
+        "Content-Type: application/json\r\nAccept: {accept}\r\nUser-Agent: qpsbench/{}\r\n",
         env!("CARGO_PKG_VERSION"),
     ));
     head
@@ -321,6 +211,7 @@ mod tests {
             continuous_usage: false,
             headers: &[],
             ignore_eos: false,
+            batch: 1,
         };
         let all = render_samples(&t, &samples).unwrap();
         let req = all.get(0);
@@ -370,6 +261,7 @@ mod tests {
             continuous_usage: false,
             headers: &[],
             ignore_eos: false,
+            batch: 1,
         };
         let r = render(&t, &samples[0]);
         let text = std::str::from_utf8(&r).unwrap();
@@ -433,10 +325,41 @@ mod header_tests {
             continuous_usage: false,
             headers: &headers,
             ignore_eos: false,
+            batch: 1,
         };
         let r = render(&t, &samples[0]);
         let text = std::str::from_utf8(&r).unwrap();
         assert!(text.contains("Authorization: Basic abc\r\n") && !text.contains("Bearer"));
         assert!(text.contains("X-Tenant: acme\r\n"));
+    }
+
+    #[test]
+    fn messages_take_the_key_in_x_api_key_and_a_version_a_header_may_replace() {
+        let ep = crate::http::url::Endpoint::parse("http://h/v1/messages").unwrap();
+        let samples =
+            crate::dataset::parse(br#"[{"prompt_content":"p","cut_chat_history":[]}]"#, "t")
+                .unwrap();
+        let mut t = RequestTemplate::for_test(&ep, Api::Messages, false);
+        t.api_key = "sk-ant";
+        let head = |t: &RequestTemplate<'_>| {
+            let r = render(t, &samples[0]);
+            let text = String::from_utf8(r).unwrap();
+            text.split_once("\r\n\r\n").unwrap().0.to_string()
+        };
+        let h = head(&t);
+        assert!(
+            h.contains("x-api-key: sk-ant\r\n") && !h.contains("Bearer"),
+            "{h}"
+        );
+        assert!(h.contains("anthropic-version: 2023-06-01\r\n"), "{h}");
+        let headers = vec![("Anthropic-Version".to_string(), "2024-01-01".to_string())];
+        t.headers = &headers;
+        let h = head(&t);
+        assert!(
+            !h.contains("2023-06-01") && h.contains("Anthropic-Version: 2024-01-01"),
+            "{h}"
+        );
+        t.api = Api::Embeddings;
+        assert!(head(&t).contains("Accept: application/json"));
     }
 }

@@ -4,7 +4,8 @@
 //! prompt, one pair per answer length; a dataset row's body is cut where its first user
 //! message's text starts.
 
-use super::{body, flatten, Api, RequestTemplate};
+use super::body::{body, embedding_text, flatten, Prompt};
+use super::{Api, RequestTemplate};
 use crate::dataset::{Message, Sample};
 
 /// Stands for the prompt while the body is serialized; the JSON is cut where it lands. Control
@@ -23,47 +24,53 @@ fn cut(json: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
     (json[..at].to_vec(), json[at + inner.len()..].to_vec())
 }
 
-/// The body's JSON before and after a synthetic prompt's text, for answers of `max_tokens`.
+/// The body's JSON before and after a synthetic prompt's text, for answers of `max_tokens`
+/// (for embeddings: before and after a batch's texts, which `level` joins with `","`).
 pub fn body_around_prompt(t: &RequestTemplate<'_>, max_tokens: u32) -> (Vec<u8>, Vec<u8>) {
     let json = match t.api {
-        Api::Chat => {
+        Api::Chat | Api::Responses | Api::Messages => {
             let user = [Message {
                 role: "user",
                 content: PLACEHOLDER.to_string(),
             }];
-            body(t, Some(&user), None, Some(max_tokens))
+            body(t, Prompt::Messages(&user), Some(max_tokens))
         }
-        Api::Completions => body(t, None, Some(PLACEHOLDER.to_string()), Some(max_tokens)),
+        Api::Completions => body(t, Prompt::Text(PLACEHOLDER.to_string()), Some(max_tokens)),
+        Api::Embeddings => body(t, Prompt::Texts(&[PLACEHOLDER.to_string()]), None),
     };
     cut(json)
 }
 
 /// A dataset row's body, cut where its first user message's text starts (the first message's,
-/// if none is the user's; a prompt-only row's prompt, for the completions API).
+/// if none is the user's; a prompt-only row's prompt, for the completions API). For embeddings,
+/// the row's input text itself, JSON-escaped, with nothing after it: `level` sets it in the
+/// batch's body.
 pub fn body_around_row(t: &RequestTemplate<'_>, sample: &Sample) -> (Vec<u8>, Vec<u8>) {
+    if t.api == Api::Embeddings {
+        let json = serde_json::to_string(&embedding_text(sample)).expect("a string serializes");
+        return (json.as_bytes()[1..json.len() - 1].to_vec(), Vec::new());
+    }
     let mut messages = sample.messages.clone();
     let first = messages.iter().position(|m| m.role == "user").unwrap_or(0);
     if let Some(m) = messages.get_mut(first) {
         m.content.insert_str(0, PLACEHOLDER);
     }
+    // No message to mark: the marker goes first in an empty user message.
+    let lone = [Message {
+        role: "user",
+        content: PLACEHOLDER.to_string(),
+    }];
     let json = match t.api {
-        Api::Chat if messages.is_empty() => {
-            // No message to mark: the marker goes first in an empty user message.
-            let user = [Message {
-                role: "user",
-                content: PLACEHOLDER.to_string(),
-            }];
-            body(t, Some(&user), None, sample.max_tokens)
-        }
-        Api::Chat => body(t, Some(&messages), None, sample.max_tokens),
         Api::Completions => {
             let prompt = match &sample.prompt {
                 Some(p) => format!("{PLACEHOLDER}{p}"),
                 None if messages.is_empty() => PLACEHOLDER.to_string(),
                 None => flatten(&messages),
             };
-            body(t, None, Some(prompt), sample.max_tokens)
+            body(t, Prompt::Text(prompt), sample.max_tokens)
         }
+        _ if messages.is_empty() => body(t, Prompt::Messages(&lone), sample.max_tokens),
+        _ => body(t, Prompt::Messages(&messages), sample.max_tokens),
     };
     cut(json)
 }
@@ -81,7 +88,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        for api in [Api::Chat, Api::Completions] {
+        for api in [Api::Chat, Api::Completions, Api::Responses, Api::Messages] {
             let t = RequestTemplate::for_test(&ep, api, false);
             let (a, b) = body_around_row(&t, &samples[0]);
             let whole = [a.clone(), b.clone()].concat();
@@ -102,11 +109,21 @@ mod tests {
                         "System: Be \"brief\"\nUser:  w\nHi\n\nAssistant:"
                     );
                 }
+                Api::Responses => assert_eq!(v["input"][1]["content"], " w\nHi\n"),
+                _ => {
+                    assert_eq!(v["system"], "Be \"brief\"");
+                    assert_eq!(v["messages"][0]["content"], " w\nHi\n");
+                }
             }
             let (x, y) = body_around_prompt(&t, 7);
             let v: serde_json::Value =
                 serde_json::from_slice(&[x, b" text".to_vec(), y].concat()).unwrap();
-            assert_eq!(v["max_tokens"], 7);
+            let length = if api == Api::Responses {
+                "max_output_tokens"
+            } else {
+                "max_tokens"
+            };
+            assert_eq!(v[length], 7);
         }
     }
 }

@@ -101,6 +101,15 @@ pub struct LevelView {
     /// With sessions: each turn's TTFT and prompt-cache share (for `turns.png`).
     #[serde(default)]
     pub per_turn: Option<Vec<TurnView>>,
+    /// With `--api embeddings`: the inputs embedded per second.
+    #[serde(default)]
+    pub embeddings: Option<EmbeddingsView>,
+}
+
+/// What the picture draws of an embeddings level.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EmbeddingsView {
+    pub inputs_per_sec: f64,
 }
 
 /// What the sessions picture draws of one turn.
@@ -165,6 +174,9 @@ impl From<&LevelStats> for LevelView {
             ttft: percentile_map(&l.ttft),
             e2e_latency: percentile_map(&l.e2e_latency),
             tokens_per_sec: percentile_map(&l.tokens_per_sec),
+            embeddings: l.embeddings.as_ref().map(|e| EmbeddingsView {
+                inputs_per_sec: e.inputs_per_sec,
+            }),
             client_limited: l.client_limited,
             interrupted: l.interrupted,
             server_metrics: l.server_metrics.clone(),
@@ -198,6 +210,8 @@ pub fn views(levels: &[LevelStats]) -> Vec<LevelView> {
 pub struct Baseline {
     pub ttft_p95: Option<f64>,
     pub e2e_p50: Option<f64>,
+    /// Where no level has a TTFT (embeddings): the latency whose growth marks saturation.
+    pub e2e_p95: Option<f64>,
     /// With sessions: the lowest level's sending span (its requests ÷ its request rate): the
     /// window plus the turns its last sessions sent after it, unloaded.
     pub send_span_s: Option<f64>,
@@ -211,6 +225,7 @@ impl Baseline {
         Self {
             ttft_p95: sorted.iter().find_map(|l| l.ttft("p95")),
             e2e_p50: sorted.iter().find_map(|l| l.e2e("p50")),
+            e2e_p95: sorted.iter().find_map(|l| l.e2e("p95")),
             send_span_s: sorted
                 .iter()
                 .filter(|l| l.sessions.is_some() && l.actual_qps > 0.0)
@@ -284,7 +299,7 @@ fn qps_text(v: f64) -> String {
 
 /// Why a level is saturated (empty: it is not): success below the threshold, throughput below
 /// its share of the offered load ([`offered_qps`]), or TTFT p95 past its growth limit over the
-/// lowest level's.
+/// lowest level's (E2E p95, where no level has a TTFT: embeddings).
 pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<String> {
     let mut why = Vec::new();
     if l.success_rate < c.min_success_pct {
@@ -322,6 +337,17 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
         if base > 0.0 && t > c.max_ttft_growth * base {
             why.push(format!(
                 "TTFT p95 {:.3} s is over {}× the lowest level's {:.3} s",
+                t,
+                qps_text(c.max_ttft_growth),
+                base
+            ));
+        }
+    }
+    // No TTFT at all (embeddings: one answer, no tokens): E2E p95's growth stands in for it.
+    if let (None, Some(base), Some(t)) = (base.ttft_p95, base.e2e_p95, l.e2e("p95")) {
+        if base > 0.0 && t > c.max_ttft_growth * base {
+            why.push(format!(
+                "E2E p95 {:.3} s is over {}× the lowest level's {:.3} s (no TTFT: answers are not streamed)",
                 t,
                 qps_text(c.max_ttft_growth),
                 base
@@ -603,6 +629,7 @@ mod tests {
             prompt_cache_warning: None,
             sessions: None,
             per_turn: None,
+            embeddings: None,
         }
     }
 
@@ -657,6 +684,33 @@ mod tests {
         assert!(s.reasons["saturation_qps"].contains("TTFT p95 0.310 s is over 3×"));
         assert_eq!(s.optimal_qps, Some(10.0));
         assert_eq!(s.recommended_limit_qps, Some(7.5));
+    }
+
+    #[test]
+    fn without_any_ttft_e2e_growth_marks_saturation() {
+        // Embeddings: no TTFT anywhere, so E2E p95 past 3× the lowest level's saturates.
+        let none = |mut l: LevelView| {
+            l.ttft.values_mut().for_each(|v| *v = None);
+            l
+        };
+        let ls = [
+            none(level(5.0, 100.0, 5.0, 0.0, 0.02)),
+            none(level(10.0, 100.0, 10.0, 0.0, 0.05)),
+            none(level(20.0, 100.0, 20.0, 0.0, 0.07)),
+        ];
+        let s = analyze(&ls, &Criteria::default());
+        assert_eq!(s.saturation_qps, Some(20.0));
+        let why = &s.reasons["saturation_qps"];
+        assert!(
+            why.contains("E2E p95 0.070 s is over 3× the lowest level's 0.020 s"),
+            "{why}"
+        );
+        // With a TTFT, E2E's growth alone does not.
+        let ls = [
+            level(5.0, 100.0, 5.0, 0.1, 0.02),
+            level(20.0, 100.0, 20.0, 0.1, 0.07),
+        ];
+        assert_eq!(analyze(&ls, &Criteria::default()).saturation_qps, None);
     }
 
     #[test]

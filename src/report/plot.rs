@@ -70,14 +70,22 @@ pub fn render(
         .map_err(err)?;
     let panels = root.split_evenly((2, 3));
     qps_panel(&panels[0], &levels)?;
-    percentile_panel(&panels[1], &levels, "TTFT (s)", |l, k| {
-        l.ttft.get(k).copied().flatten()
-    })?;
+    let embeddings = levels.iter().any(|l| l.embeddings.is_some());
+    if embeddings {
+        // Not streamed: no first token, no output tokens; inputs per second instead.
+        let why = "not streamed: an embedding has no first token";
+        message_panel(&panels[1], "TTFT (s)", why, &BLACK)?;
+        inputs_panel(&panels[3], &levels)?;
+    } else {
+        percentile_panel(&panels[1], &levels, "TTFT (s)", |l, k| {
+            l.ttft.get(k).copied().flatten()
+        })?;
+        percentile_panel(&panels[3], &levels, "Tokens/sec per request", |l, k| {
+            l.tokens_per_sec.get(k).copied().flatten()
+        })?;
+    }
     percentile_panel(&panels[2], &levels, "E2E latency (s)", |l, k| {
         l.e2e_latency.get(k).copied().flatten()
-    })?;
-    percentile_panel(&panels[3], &levels, "Tokens/sec per request", |l, k| {
-        l.tokens_per_sec.get(k).copied().flatten()
     })?;
     super::summary_panel::draw(&panels[4], summary)?;
     errors_panel(&panels[5], &levels)?;
@@ -177,6 +185,16 @@ fn level_chart<'a, 'b>(
 }
 
 fn no_data(area: &Area<'_>, what: &str) -> Result<(), String> {
+    message_panel(area, what, "no successful request at any level", &LIMITED)
+}
+
+/// A panel that only says `message` under its caption `what`.
+fn message_panel(
+    area: &Area<'_>,
+    what: &str,
+    message: &str,
+    color: &RGBColor,
+) -> Result<(), String> {
     let (w, h) = area.dim_in_pixel();
     area.draw(&Text::new(
         what.to_string(),
@@ -188,11 +206,11 @@ fn no_data(area: &Area<'_>, what: &str) -> Result<(), String> {
     ))
     .map_err(err)?;
     area.draw(&Text::new(
-        "no successful request at any level",
+        message.to_string(),
         (w as i32 / 2, h as i32 / 2),
         (FONT, TEXT_PX + 4)
             .into_font()
-            .color(&LIMITED)
+            .color(color)
             .pos(Pos::new(HPos::Center, VPos::Center)),
     ))
     .map_err(err)
@@ -336,6 +354,39 @@ fn percentile_panel(
         }
     }
     draw_legend!(chart)
+}
+
+/// Embeddings: the inputs embedded per second at each level (each request's batch).
+fn inputs_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
+    let what = "Inputs/sec";
+    let points: Vec<(f64, f64)> = levels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| Some((i as f64, l.embeddings.as_ref()?.inputs_per_sec)))
+        .collect();
+    if points.iter().all(|p| p.1 <= 0.0) {
+        return no_data(area, what);
+    }
+    let y_max = points.iter().map(|p| p.1).fold(0.0f64, f64::max) * 1.15;
+    let mut chart = level_chart(
+        area,
+        "Inputs embedded per second",
+        levels,
+        (y_max, what, 130),
+        &|y| short(*y),
+    )?;
+    let color = PCTS[0].1;
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(4)))
+        .map_err(err)?;
+    chart
+        .draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 7, color.filled())),
+        )
+        .map_err(err)?;
+    Ok(())
 }
 
 /// Tick labels without a long tail of digits.

@@ -101,6 +101,21 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
             let _ = writeln!(s, "  - {w}");
         }
     }
+    if levels.iter().any(|l| l.embeddings.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nEmbeddings (not streamed: no TTFT or output tokens, marked -):"
+        );
+        for l in levels {
+            if let Some(e) = &l.embeddings {
+                let _ = writeln!(
+                    s,
+                    "  - QPS {:.1}: {:.1} inputs/s ({} per request), {:.1} prompt tokens/s",
+                    l.qps_target, e.inputs_per_sec, e.batch, e.prompt_tokens_per_sec
+                );
+            }
+        }
+    }
     for l in levels.iter().filter(|l| l.interrupted) {
         let _ = writeln!(
             s,
@@ -154,6 +169,7 @@ mod tests {
             ttfb_ns: 1_000_000,
             decode_ns: 1_000_000,
             done_ns: 2_500_000_000,
+            reasoning: Default::default(),
         });
         r.record_send(1_000_000_000, 10, false);
         r.record_error(ErrorKind::Http(503), None);

@@ -260,6 +260,7 @@ pub(crate) fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Pr
         continuous_usage: false,
         headers: &[],
         ignore_eos: false,
+        batch: 1,
     };
     let requests = render_samples(&template, &samples)?;
     let addrs = endpoint.resolve().map_err(UserError::input)?;
@@ -295,6 +296,7 @@ pub(crate) fn start_client(
         timeouts: Default::default(),
         sessions: None,
         cancels: None,
+        reading: crate::engine::Reading::of(crate::cli::Api::Chat, 1),
     })
     .map_err(UserError::runtime)
 }

@@ -151,15 +151,50 @@ impl Drop for Llama {
     }
 }
 
+/// qpsbench's flags for a run against `url` (model `smollm2`), then `rest`.
+#[allow(dead_code)]
+pub fn args<'a>(url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "--endpoint",
+        url,
+        "--api-key",
+        "sk-test",
+        "--model",
+        "smollm2",
+    ];
+    // The one CPU left to the client may be shared with the machine's other work: the
+    // client-limited gate is tested elsewhere (tests/validity.rs).
+    a.extend(["--max-send-lag-ms", "200", "--min-rate-ratio", "0.5"]);
+    a.extend_from_slice(rest);
+    a
+}
+
 /// One GET on a connection of its own: (status, body).
 pub fn get(base: &str, path: &str) -> Option<(u16, String)> {
+    exchange(base, "GET", path, None)
+}
+
+/// One POST of a JSON `body` on a connection of its own: (status, body).
+#[allow(dead_code)]
+pub fn post(base: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    exchange(base, "POST", path, Some(body))
+}
+
+fn exchange(base: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let authority = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(authority).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let content = body.map_or(String::new(), |b| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        )
+    });
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or("")
     )
     .ok()?;
     let mut text = String::new();

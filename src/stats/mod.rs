@@ -1,6 +1,7 @@
 //! The per-level schema: [`LevelStats`], the object written to `benchmark_qps_results.json` and
 //! shown in the console table, built from one merged [`Recorder`], and the pieces it is made of
-//! (percentiles, send lag, connections, CPU).
+//! (percentiles, send lag, connections, CPU; `reasoning` and `embeddings`: the figures only some
+//! APIs' answers have).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,12 @@ use crate::outcome::ErrorKind;
 pub use crate::percentiles::{json_percentiles, pct_key, round6, Percentiles};
 use crate::recorder::{Recorder, STREAM_MESSAGES_SHOWN, TPS_SCALE};
 use crate::validity::{self, LevelFacts, Thresholds};
+
+mod embeddings;
+mod reasoning;
+
+pub use embeddings::EmbeddingStats;
+pub use reasoning::ReasoningStats;
 
 /// One client core's CPU use during a level.
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +175,10 @@ pub struct LevelStats {
     pub actual_qps: f64,
     pub success_rate: f64,
     pub ttft: Percentiles,
+    /// With a reasoning model: TTFOT and reasoning tokens (`ttfot`, `reasoning_tokens`,
+    /// `reasoning_requests`), written beside the other figures.
+    #[serde(flatten)]
+    pub reasoning: ReasoningStats,
     pub e2e_latency: Percentiles,
     pub tokens_per_sec: Percentiles,
     /// Output tokens per successful request (as counted: `token_count_source`).
@@ -285,6 +296,9 @@ pub struct LevelStats {
     /// With `--session-turns`: each turn's requests, latencies and prompt-cache figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_turn: Option<Vec<crate::per_turn::TurnStats>>,
+    /// With `--api embeddings`: inputs embedded and their rates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<EmbeddingStats>,
     pub warnings: Vec<String>,
 }
 
@@ -440,6 +454,7 @@ impl LevelStats {
                 n => round6(r.succeeded as f64 * 100.0 / n as f64),
             },
             ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
+            reasoning: ReasoningStats::new(r, pcts),
             e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
             tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
             output_tokens: Percentiles::from_hist(&r.output_tokens_n, pcts, 1.0),
@@ -505,6 +520,7 @@ impl LevelStats {
             single_read_responses: r.single_read_successes,
             sessions: None,
             per_turn: None,
+            embeddings: None,
             warnings: buffering_warning(r).into_iter().collect(),
         }
     }
@@ -624,6 +640,7 @@ mod tests {
             ttfb_ns: ttft_ms * 1_000_000,
             decode_ns: (e2e_ms - ttft_ms) * 1_000_000,
             done_ns: e2e_ms * 1_000_000,
+            reasoning: Default::default(),
         }
     }
 

@@ -1,11 +1,16 @@
-//! The properties the fuzz targets in `fuzz/` check, as plain functions: the cargo-fuzz targets
+//! The properties the fuzz targets in `fuzz/` check, as plain functions (`events`: the Messages
+//! and Responses readers'): the cargo-fuzz targets
 //! call them with libFuzzer's inputs, and `tests/fuzz_corpus.rs` replays the checked-in seed
 //! corpus (`fuzz/seeds/`) through them on the stable toolchain. Each panics when its property
 //! fails, as a fuzz target must.
 
+mod events;
+
+pub use events::{messages, reference_messages, reference_responses, responses};
+
+use crate::api::openai::ChunkParser;
 use crate::http::body::{BodyDecoder, Framing};
 use crate::http::head::parse_head;
-use crate::openai::ChunkParser;
 use crate::sse::{Flow, SseParser};
 
 fn sse_events(input: &[u8], split: usize) -> Option<Vec<(Vec<u8>, bool)>> {
@@ -156,14 +161,14 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
 /// a non-empty `content`, `reasoning_content`, `reasoning` (in `delta`) or `text`; `finish_reason`
 /// not null ends a choice; `usage` counts are unsigned integers (the last one given wins); an
 /// `error` that is not null is the message of an object, a string, or "unknown error".
-pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
+pub fn reference_chunk(root: &Json) -> crate::api::openai::ChunkInfo {
     fn pairs(v: &Json) -> Vec<(String, &Json)> {
         match v {
             Json::Object(p) => p.iter().map(|(k, v)| (k.clone(), v)).collect(),
             _ => Vec::new(),
         }
     }
-    let mut info = crate::openai::ChunkInfo::default();
+    let mut info = crate::api::openai::ChunkInfo::default();
     let text = |v: &Json| matches!(v, Json::String(s) if !s.is_empty());
     let uint = |v: &Json| match v {
         Json::Number(n) => n.as_u64(),
@@ -185,9 +190,15 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
                                 ) {
                                     info.has_output |= text(value);
                                 }
+                                if key == "content" {
+                                    info.has_answer |= text(value);
+                                }
                             }
                         }
-                        "text" => info.has_output |= text(value),
+                        "text" => {
+                            info.has_output |= text(value);
+                            info.has_answer |= text(value);
+                        }
                         "finish_reason" => info.finished |= !matches!(value, Json::Null),
                         _ => {}
                     }
@@ -198,7 +209,16 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
                     match key.as_str() {
                         "completion_tokens" => info.completion_tokens = uint(value),
                         "prompt_tokens" => info.prompt_tokens = uint(value),
-                        // The first `cached_tokens` of an object, as a lookup by key finds it.
+                        // The first key of that name in each details object, as a lookup by
+                        // key finds it.
+                        "completion_tokens_details" => {
+                            if let Some((_, r)) = pairs(value)
+                                .into_iter()
+                                .find(|(k, _)| k == "reasoning_tokens")
+                            {
+                                info.reasoning_tokens = uint(r);
+                            }
+                        }
                         "prompt_tokens_details" => {
                             if let Some((_, c)) =
                                 pairs(value).into_iter().find(|(k, _)| k == "cached_tokens")
@@ -231,6 +251,7 @@ pub fn reference_chunk(root: &Json) -> crate::openai::ChunkInfo {
     }
     if info.error.is_some() {
         info.has_output = false;
+        info.has_answer = false;
     }
     info
 }

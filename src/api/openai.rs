@@ -17,6 +17,11 @@ use simd_json::Buffers;
 pub struct ChunkInfo {
     /// The chunk carries non-empty `content` or reasoning text (role-only chunks do not).
     pub has_output: bool,
+    /// The chunk carries non-empty answer text (`content`, or a completion's `text`), not only
+    /// reasoning: the time to first *output* token (TTFOT) is stamped on it.
+    pub has_answer: bool,
+    /// `usage.completion_tokens_details.reasoning_tokens`, when present.
+    pub reasoning_tokens: Option<u64>,
     /// A choice carried a non-null `finish_reason`.
     pub finished: bool,
     /// `usage.completion_tokens`, when present.
@@ -72,6 +77,17 @@ impl ChunkParser {
         data: &[u8],
         answer: Option<&mut Vec<u8>>,
     ) -> Result<ChunkInfo, InvalidJson> {
+        self.parse_with(data, answer, inspect)
+    }
+
+    /// Parses one event's data into the reused tape and reads it with `inspect`: another API's
+    /// event reader (`anthropic`) shares the parser and its buffers.
+    pub fn parse_with(
+        &mut self,
+        data: &[u8],
+        answer: Option<&mut Vec<u8>>,
+        inspect: Inspect,
+    ) -> Result<ChunkInfo, InvalidJson> {
         self.scratch.clear();
         self.scratch.extend_from_slice(data);
         let mut tape = self
@@ -88,13 +104,19 @@ impl ChunkParser {
     }
 }
 
-fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
+/// What reads one parsed event: its JSON, and where a session keeps the answer's text.
+pub type Inspect = fn(simd_json::tape::Value<'_, '_>, Option<&mut Vec<u8>>) -> ChunkInfo;
+
+pub fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
     v.as_str().is_some_and(|s| !s.is_empty())
 }
 
 /// One pass over each object: `Object::get` scans every key, so looking up several keys (most of
 /// them absent in a typical chunk) would walk the same object again and again.
-fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>>) -> ChunkInfo {
+pub fn inspect(
+    root: simd_json::tape::Value<'_, '_>,
+    mut answer: Option<&mut Vec<u8>>,
+) -> ChunkInfo {
     let mut info = ChunkInfo::default();
     let Some(obj) = root.as_object() else {
         return info;
@@ -120,6 +142,9 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
                                     {
                                         info.has_output |= non_empty_str(value);
                                     }
+                                    if key == "content" {
+                                        info.has_answer |= non_empty_str(value);
+                                    }
                                     if let (Some(out), "content") = (answer.as_mut(), key) {
                                         out.extend_from_slice(
                                             value.as_str().unwrap_or_default().as_bytes(),
@@ -128,7 +153,10 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
                                 }
                             }
                             // Legacy completions-style chunks carry `text`.
-                            "text" => info.has_output |= non_empty_str(value),
+                            "text" => {
+                                info.has_output |= non_empty_str(value);
+                                info.has_answer |= non_empty_str(value);
+                            }
                             "finish_reason" => info.finished |= !value.is_null(),
                             _ => {}
                         }
@@ -143,6 +171,13 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
                     match key {
                         "completion_tokens" => info.completion_tokens = value.as_u64(),
                         "prompt_tokens" => info.prompt_tokens = value.as_u64(),
+                        "completion_tokens_details" => {
+                            if let Some(r) =
+                                value.as_object().and_then(|d| d.get("reasoning_tokens"))
+                            {
+                                info.reasoning_tokens = r.as_u64();
+                            }
+                        }
                         "prompt_tokens_details" => {
                             if let Some(cached) =
                                 value.as_object().and_then(|d| d.get("cached_tokens"))
@@ -170,6 +205,7 @@ fn inspect(root: simd_json::tape::Value<'_, '_>, mut answer: Option<&mut Vec<u8>
     if info.error.is_some() {
         // An error object means the stream failed, whatever else the chunk says.
         info.has_output = false;
+        info.has_answer = false;
     }
     info
 }
@@ -196,6 +232,25 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(answer, "Say \"hi\"\né".as_bytes());
+    }
+
+    #[test]
+    fn answer_text_is_told_from_reasoning_and_reasoning_tokens_read_from_usage() {
+        let p = |s: &str| ChunkParser::new().parse(s.as_bytes()).unwrap();
+        let r = p(r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#);
+        assert!(r.has_output && !r.has_answer);
+        let r = p(r#"{"choices":[{"delta":{"reasoning":"hmm","content":""}}]}"#);
+        assert!(r.has_output && !r.has_answer);
+        let a = p(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#);
+        assert!(a.has_output && a.has_answer);
+        assert!(p(r#"{"choices":[{"text":"Hi"}]}"#).has_answer);
+        let u = p(
+            r#"{"choices":[],"usage":{"completion_tokens":30,"completion_tokens_details":{"reasoning_tokens":20}}}"#,
+        );
+        assert_eq!(
+            (u.completion_tokens, u.reasoning_tokens),
+            (Some(30), Some(20))
+        );
     }
 
     #[test]
@@ -257,7 +312,7 @@ mod tests {
         let mut out = 0;
         let mut usage = None;
         let mut sse = crate::sse::SseParser::new();
-        sse.feed(include_bytes!("../tests/data/vllm_stream.sse"), |e| {
+        sse.feed(include_bytes!("../../tests/data/vllm_stream.sse"), |e| {
             if !e.is_done() {
                 let c = p.parse(e.data).unwrap();
                 out += usize::from(c.has_output);
