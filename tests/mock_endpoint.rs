@@ -61,7 +61,7 @@ fn errors_are_openai_shaped_and_keep_the_connection() {
     let mut s = connect(&addr, 10);
     let ok_body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":10,"stream":true,"stream_options":{"include_usage":true}}"#;
     for (req, code, needle) in [
-        (post("/v1/embeddings", ok_body), 404, "Not found"),
+        (post("/v1/rerank", ok_body), 404, "Not found"),
         (
             "GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
             405,
