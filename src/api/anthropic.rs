@@ -16,49 +16,34 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 
-use crate::api::openai::{non_empty_str, ChunkInfo};
+use crate::api::openai::{at, non_empty_str, string_at, ChunkInfo};
 
 /// Reads one Messages event's JSON.
 pub fn inspect(root: Value<'_, '_>, answer: Option<&mut Vec<u8>>) -> ChunkInfo {
     let mut info = ChunkInfo::default();
-    let Some(obj) = root.as_object() else {
-        return info;
-    };
-    let kind = obj.get("type");
+    let kind = at(root, &["type"]);
     match kind.as_ref().and_then(|t| t.as_str()).unwrap_or("") {
         "content_block_delta" => {
-            if let Some(delta) = obj.get("delta").and_then(|d| d.as_object()) {
+            if let Some(delta) = at(root, &["delta"]).and_then(|d| d.as_object()) {
                 delta_text(&mut info, delta, answer);
             }
         }
         "message_start" => {
-            if let Some(usage) = obj
-                .get("message")
-                .and_then(|m| m.as_object())
-                .and_then(|m| m.get("usage"))
-            {
+            if let Some(usage) = at(root, &["message", "usage"]) {
                 read_usage(&mut info, usage);
             }
         }
         "message_delta" => {
-            if let Some(usage) = obj.get("usage") {
+            if let Some(usage) = at(root, &["usage"]) {
                 read_usage(&mut info, usage);
             }
-            let stop = obj
-                .get("delta")
-                .and_then(|d| d.as_object())
-                .and_then(|d| d.get("stop_reason"));
+            let stop = at(root, &["delta", "stop_reason"]);
             info.finished |= stop.is_some_and(|s| !s.is_null());
         }
         "message_stop" => info.finished = true,
         "error" => {
-            let message = obj
-                .get("error")
-                .and_then(|e| e.as_object())
-                .and_then(|e| e.get("message"))
-                .and_then(|m| m.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "unknown error".to_owned());
-            info.error = Some(message);
+            let message = string_at(root, &["error", "message"]);
+            info.error = Some(message.unwrap_or_else(|| "unknown error".to_owned()));
         }
         _ => {}
     }
@@ -120,9 +105,7 @@ mod tests {
     use crate::api::openai::ChunkParser;
 
     fn parse(s: &str) -> ChunkInfo {
-        ChunkParser::new()
-            .parse_with(s.as_bytes(), None, inspect)
-            .unwrap()
+        crate::api::openai::read(inspect, s)
     }
 
     #[test]

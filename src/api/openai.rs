@@ -107,6 +107,33 @@ impl ChunkParser {
 /// What reads one parsed event: its JSON, and where a session keeps the answer's text.
 pub type Inspect = fn(simd_json::tape::Value<'_, '_>, Option<&mut Vec<u8>>) -> ChunkInfo;
 
+/// The value at `path` through nested objects (each step the first key of its name, as a lookup
+/// finds it); None where a step is missing or not an object. The Messages and Responses
+/// readers' events nest what they carry a level or two down.
+pub fn at<'t, 'i>(
+    root: simd_json::tape::Value<'t, 'i>,
+    path: &[&str],
+) -> Option<simd_json::tape::Value<'t, 'i>> {
+    let mut v = root;
+    for key in path {
+        v = v.as_object()?.get(key)?;
+    }
+    Some(v)
+}
+
+/// A string at `path` ([`at`]), owned: an error's message.
+pub fn string_at(root: simd_json::tape::Value<'_, '_>, path: &[&str]) -> Option<String> {
+    at(root, path).and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// One event's JSON read by `inspect` (the readers' unit tests).
+#[cfg(test)]
+pub fn read(inspect: Inspect, json: &str) -> ChunkInfo {
+    ChunkParser::new()
+        .parse_with(json.as_bytes(), None, inspect)
+        .unwrap()
+}
+
 pub fn non_empty_str(v: simd_json::tape::Value<'_, '_>) -> bool {
     v.as_str().is_some_and(|s| !s.is_empty())
 }

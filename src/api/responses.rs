@@ -15,18 +15,15 @@
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 
-use crate::api::openai::{non_empty_str, ChunkInfo};
+use crate::api::openai::{at, non_empty_str, string_at, ChunkInfo};
 
 /// Reads one Responses event's JSON.
 pub fn inspect(root: Value<'_, '_>, answer: Option<&mut Vec<u8>>) -> ChunkInfo {
     let mut info = ChunkInfo::default();
-    let Some(obj) = root.as_object() else {
-        return info;
-    };
-    let kind = obj.get("type");
+    let kind = at(root, &["type"]);
     match kind.as_ref().and_then(|t| t.as_str()).unwrap_or("") {
         "response.output_text.delta" => {
-            if let Some(text) = obj.get("delta") {
+            if let Some(text) = at(root, &["delta"]) {
                 info.has_output |= non_empty_str(text);
                 info.has_answer |= non_empty_str(text);
                 if let Some(out) = answer {
@@ -35,32 +32,20 @@ pub fn inspect(root: Value<'_, '_>, answer: Option<&mut Vec<u8>>) -> ChunkInfo {
             }
         }
         "response.reasoning_text.delta" | "response.reasoning_summary_text.delta" => {
-            info.has_output |= obj.get("delta").is_some_and(non_empty_str);
+            info.has_output |= at(root, &["delta"]).is_some_and(non_empty_str);
         }
         "response.completed" | "response.incomplete" => {
             info.finished = true;
-            if let Some(usage) = obj
-                .get("response")
-                .and_then(|r| r.as_object())
-                .and_then(|r| r.get("usage"))
-            {
+            if let Some(usage) = at(root, &["response", "usage"]) {
                 read_usage(&mut info, usage);
             }
         }
         "response.failed" => {
-            let message = obj
-                .get("response")
-                .and_then(|r| r.as_object())
-                .and_then(|r| r.get("error"))
-                .and_then(|e| e.as_object())
-                .and_then(|e| e.get("message"))
-                .and_then(|m| m.as_str().map(str::to_owned));
+            let message = string_at(root, &["response", "error", "message"]);
             info.error = Some(message.unwrap_or_else(|| "response failed".to_owned()));
         }
         "error" => {
-            let message = obj
-                .get("message")
-                .and_then(|m| m.as_str().map(str::to_owned));
+            let message = string_at(root, &["message"]);
             info.error = Some(message.unwrap_or_else(|| "unknown error".to_owned()));
         }
         _ => {}
@@ -73,12 +58,7 @@ fn read_usage(info: &mut ChunkInfo, usage: Value<'_, '_>) {
     let Some(u) = usage.as_object() else {
         return;
     };
-    let detail = |outer: &str, inner: &str| {
-        u.get(outer)
-            .and_then(|d| d.as_object())
-            .and_then(|d| d.get(inner))
-            .and_then(|v| v.as_u64())
-    };
+    let detail = |outer: &str, inner: &str| at(usage, &[outer, inner]).and_then(|v| v.as_u64());
     info.prompt_tokens = u.get("input_tokens").and_then(|v| v.as_u64());
     info.completion_tokens = u.get("output_tokens").and_then(|v| v.as_u64());
     info.cached_tokens = detail("input_tokens_details", "cached_tokens");
@@ -91,9 +71,7 @@ mod tests {
     use crate::api::openai::ChunkParser;
 
     fn parse(s: &str) -> ChunkInfo {
-        ChunkParser::new()
-            .parse_with(s.as_bytes(), None, inspect)
-            .unwrap()
+        crate::api::openai::read(inspect, s)
     }
 
     #[test]
