@@ -67,17 +67,7 @@ impl ChunkParser {
 
     /// Parses one event's data.
     pub fn parse(&mut self, data: &[u8]) -> Result<ChunkInfo, InvalidJson> {
-        self.parse_keeping(data, None)
-    }
-
-    /// Parses one event's data and appends its answer text (the decoded `content` of each
-    /// choice's delta, not reasoning) to `answer`, for a session's next turn.
-    pub fn parse_keeping(
-        &mut self,
-        data: &[u8],
-        answer: Option<&mut Vec<u8>>,
-    ) -> Result<ChunkInfo, InvalidJson> {
-        self.parse_with(data, answer, inspect)
+        self.parse_with(data, None, inspect)
     }
 
     /// Parses one event's data into the reused tape and reads it with `inspect`: another API's
@@ -255,7 +245,7 @@ mod tests {
             r#"{"choices":[{"delta":{"content":"Say \"hi\"\n"}}]}"#,
             r#"{"choices":[{"delta":{"content":"\u00e9"}}]}"#,
         ] {
-            p.parse_keeping(chunk.as_bytes(), Some(&mut answer))
+            p.parse_with(chunk.as_bytes(), Some(&mut answer), inspect)
                 .unwrap();
         }
         assert_eq!(answer, "Say \"hi\"\né".as_bytes());

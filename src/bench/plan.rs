@@ -189,7 +189,7 @@ impl Plan {
             return Err(UserError::input(format!(
                 "--embedding-batch {}: applies to --api embeddings only; this endpoint speaks the {} API",
                 args.embedding_batch,
-                crate::prepared::api_name(api)
+                api
             )));
         }
         // Only chat and completions have `stream_options`; embeddings generate nothing, so
@@ -469,7 +469,7 @@ fn api_of(args: &BenchArgs, replicas: &[Replica]) -> Result<Api> {
     {
         return Err(UserError::input(format!(
             "--endpoint {} and {}: their paths name different APIs ({} and {}); replicas of one model speak one API (or give --api)",
-            replicas[0].shown, r.shown, crate::prepared::api_name(api), crate::prepared::api_name(api_of_path(&r.endpoint.target))
+            replicas[0].shown, r.shown, api, api_of_path(&r.endpoint.target)
         )));
     }
     Ok(api)

@@ -59,8 +59,7 @@ pub fn plan(a: &BenchArgs, api: Api, dataset: &mut Dataset) -> Result<Option<Ses
     }
     let Some(history_key) = api.history_key() else {
         return Err(UserError::input(format!(
-            "--session-turns {turns}: sessions need a history of messages (--api chat, responses or messages); this endpoint speaks the {} API",
-            crate::prepared::api_name(api)
+            "--session-turns {turns}: sessions need a history of messages (--api chat, responses or messages); this endpoint speaks the {api} API"
         )));
     };
     if dataset.name == DatasetName::Mooncake || a.workload.replay {

@@ -437,6 +437,17 @@ pub enum Api {
     Embeddings,
 }
 
+/// `--api`'s own spelling (`chat`, `responses`, …), from the flag's values.
+impl std::fmt::Display for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        let value = self
+            .to_possible_value()
+            .expect("every API is a value of --api");
+        f.write_str(value.get_name())
+    }
+}
+
 impl Api {
     /// Whether answers stream tokens (all but embeddings).
     pub fn generates(self) -> bool {

@@ -4,7 +4,7 @@
 //! a think time after the previous turn's last byte.
 //!
 //! Data flow: `engine::exchange::run` sends turn 1 with the stream handler keeping the answer's
-//! decoded text (`openai::ChunkParser::parse_keeping`); then [`Session::start`] cuts turn 1's
+//! decoded text (the API's reader, through `api::openai::ChunkParser::parse_with`); then [`Session::start`] cuts turn 1's
 //! bytes where the messages array ends, and each [`Session::next_request`] appends the answer
 //! and the next user message there (JSON-escaped once, here); the turn's request is its own
 //! head and the shared history and tail, as parts. A session lives in its first turn's task,

@@ -94,23 +94,11 @@ pub fn parse_extra_body(raw: &str, api: Api) -> Result<serde_json::Map<String, s
     let owned = owned_keys(api);
     if let Some(k) = map.keys().find(|k| owned.contains(&k.as_str())) {
         return Err(UserError::input(format!(
-            "--extra-body: \"{k}\" is set by qpsbench itself (with --api {}, it owns {})",
-            api_name(api),
+            "--extra-body: \"{k}\" is set by qpsbench itself (with --api {api}, it owns {})",
             owned.join(", ")
         )));
     }
     Ok(map)
-}
-
-/// `--api`'s spelling of `api`.
-pub fn api_name(api: Api) -> &'static str {
-    match api {
-        Api::Chat => "chat",
-        Api::Completions => "completions",
-        Api::Responses => "responses",
-        Api::Messages => "messages",
-        Api::Embeddings => "embeddings",
-    }
 }
 
 /// A chat sample as one completions prompt: each message on its own line after its role's label

@@ -22,7 +22,7 @@ use crate::secret::{is_secret_name, masked_header};
 
 pub use crate::cli::Api;
 pub use arena::{CoreRequests, Part, PartBuf, Prepared, RequestBuf, MAX_ARENA_BYTES};
-pub use body::{api_name, api_of_path, embedding_text, flatten, owned_keys, parse_extra_body};
+pub use body::{api_of_path, embedding_text, flatten, owned_keys, parse_extra_body};
 pub use level::{LevelRequests, RunRequests};
 
 use body::sample_body;
