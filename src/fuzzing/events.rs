@@ -1,4 +1,5 @@
-//! The Messages and Responses event readers' fuzz properties (`fuzz/fuzz_targets/messages.rs`,
+//! The event readers' fuzz property ([`check`], which the chat chunk target shares) and the
+//! Messages and Responses readers' targets (`fuzz/fuzz_targets/messages.rs`,
 //! `responses.rs`): arbitrary bytes never panic, a payload reads the same twice, and a payload
 //! that serde_json parses reads as a reference written from the rules in `api::anthropic` and
 //! `api::responses` says, over serde_json's parse. A lookup by key finds the first key of that
@@ -17,7 +18,10 @@ pub fn responses(data: &[u8]) {
     check(data, crate::api::responses::inspect, reference_responses);
 }
 
-fn check(data: &[u8], inspect: Inspect, reference: fn(&Json) -> ChunkInfo) {
+/// The reader `inspect` never panics, reads `data` the same twice, and, where serde_json parses
+/// it, reads it as `reference` does; it keeps answer text only where the reference sees an answer
+/// (or an error, which ends the stream anyway).
+pub(super) fn check(data: &[u8], inspect: Inspect, reference: fn(&Json) -> ChunkInfo) {
     let mut p = ChunkParser::new();
     let mut kept = Vec::new();
     let first = p.parse_with(data, Some(&mut kept), inspect);
