@@ -223,6 +223,22 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The data of a whole chunked body (`encode_chunked`'s inverse), read by [`BodyDecoder`]: the
+/// built-in endpoint's faults that send its events unchunked, and tests. Stops at an error.
+pub fn unchunk(chunked: &[u8]) -> Vec<u8> {
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    let (mut rest, mut body) = (chunked, Vec::new());
+    while !rest.is_empty() && !d.is_done() {
+        let Ok((n, data)) = d.decode(rest) else { break };
+        body.extend_from_slice(data.unwrap_or_default());
+        if n == 0 {
+            break;
+        }
+        rest = &rest[n..];
+    }
+    body
+}
+
 /// Wraps `body` in chunked encoding with chunks of the given sizes (test and bench helper).
 pub fn encode_chunked(body: &[u8], chunk_sizes: &[usize]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 64);

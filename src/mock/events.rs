@@ -291,18 +291,7 @@ mod tests {
             e.piece(&mut out, "w\\\"", sent, "");
         }
         e.finish(&mut out, true, "");
-        // Unchunk: each chunk is `size\r\ndata\r\n`.
-        let mut body = Vec::new();
-        let mut rest = &out[..];
-        loop {
-            let line = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let n = usize::from_str_radix(std::str::from_utf8(&rest[..line]).unwrap(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&rest[line + 2..line + 2 + n]);
-            rest = &rest[line + 4 + n..];
-        }
+        let body = crate::http::body::unchunk(&out);
         let mut parser = ChunkParser::new();
         let mut infos = Vec::new();
         SseParser::new()

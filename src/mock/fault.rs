@@ -123,21 +123,7 @@ fn full_stream(s: &Stream<'_>) -> Vec<u8> {
 
 /// The SSE text of [`full_stream`], without the HTTP chunking.
 fn full_stream_text(s: &Stream<'_>) -> String {
-    let chunked = full_stream(s);
-    let mut text = Vec::new();
-    let mut rest = &chunked[..];
-    while let Some(line) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&rest[..line]).ok();
-        let n = size
-            .and_then(|h| usize::from_str_radix(h, 16).ok())
-            .unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        text.extend_from_slice(&rest[line + 2..line + 2 + n]);
-        rest = &rest[line + 4 + n..];
-    }
-    String::from_utf8(text).unwrap_or_default()
+    String::from_utf8(crate::http::body::unchunk(&full_stream(s))).unwrap_or_default()
 }
 
 /// Long enough to outlast any client timeout a test sets; the connection ends with the client.
