@@ -12,11 +12,7 @@ use common::*;
 /// A counter from the server's `/metrics`.
 fn counter(base: &str, name: &str) -> f64 {
     let (_, text) = get(base, "/metrics").expect("llama-server /metrics");
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+    metric(&text, name)
 }
 
 /// Each record's prompt tokens, by its prompt number.

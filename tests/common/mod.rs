@@ -91,11 +91,7 @@ impl Mock {
         .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
-        text.lines()
-            .find(|l| l.starts_with("vllm:generation_tokens_total"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .expect("a generation token counter")
+        metric(&text, "vllm:generation_tokens_total")
     }
 
     /// `host:port` of the endpoint (IPv6 in brackets), as a socket address string.
@@ -113,6 +109,17 @@ impl Drop for Mock {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of series `name` (its first sample) in a Prometheus text page; panics, showing
+/// the page, when it is not there.
+#[allow(dead_code)]
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
 }
 
 /// A scratch folder removed on drop.
