@@ -110,8 +110,8 @@ pub fn run(args: CompareArgs) -> Result<i32> {
             &b
         )
     );
-    let sa = analysis::analyze(&a, &analysis::Criteria::of_run(&meta_a));
-    let sb = analysis::analyze(&b, &analysis::Criteria::of_run(&meta_b));
+    let sa = crate::report::recommend::analyze(&a, &analysis::Criteria::of_run(&meta_a));
+    let sb = crate::report::recommend::analyze(&b, &analysis::Criteria::of_run(&meta_b));
     let v = |x: Option<f64>| x.map_or("-".to_string(), |v| v.to_string());
     println!("{:<29} {:>12} {:>12}", "Summary (QPS)", "A", "B");
     for (name, x, y) in [

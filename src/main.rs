@@ -6,7 +6,27 @@ use clap::Parser;
 use qpsbench::cli::{Cli, Command};
 use qpsbench::{bench, compare, demo, k8s, merge, mock, replot, selftest};
 
+/// What a bare `qpsbench` prints: the three commonest ways to start.
+const USAGE: &str = "\
+qpsbench: load-test an LLM inference endpoint at fixed request rates and find where it saturates.
+
+Three ways to start:
+  qpsbench demo
+      tries it against a built-in endpoint (~30 s, nothing to set up)
+  qpsbench --endpoint http://127.0.0.1:8000/v1/chat/completions --model MODEL \\
+           --dataset-name random --qps 1,2,4,8 --duration 30 --plot
+      fixed rates with synthetic prompts
+  qpsbench --endpoint URL --model MODEL --dataset conversations.json --qps auto
+      finds the capacity with your own prompts
+
+qpsbench -h lists the common flags, qpsbench --help all of them by group.
+";
+
 fn main() {
+    if std::env::args_os().len() == 1 {
+        eprint!("{USAGE}");
+        std::process::exit(qpsbench::error::exit::INPUT);
+    }
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Some(Command::ServeMock(args)) => mock::serve(&args),

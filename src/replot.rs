@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::cli::PlotArgs;
 use crate::error::{Result, UserError};
-use crate::report::analysis::{self, Criteria, LevelView};
+use crate::report::analysis::{Criteria, LevelView};
 use crate::report::results::{file_name_only, RunDir};
 
 fn read_json(path: &Path, what: &str) -> Result<Value> {
@@ -78,7 +78,7 @@ pub fn run(args: PlotArgs) -> Result<i32> {
     let mut c = Criteria::of_run(&meta);
     c.slo_ttft_s = args.slo_ttft.or(c.slo_ttft_s);
     c.slo_e2e_s = args.slo_e2e.or(c.slo_e2e_s);
-    let summary = analysis::analyze(&levels, &c);
+    let summary = crate::report::recommend::analyze(&levels, &c);
     let dir = RunDir {
         path: args.dir.clone(),
     };
@@ -96,7 +96,7 @@ pub fn run(args: PlotArgs) -> Result<i32> {
         .map_err(|e| UserError::input(format!("cannot render the timeline: {e}")))?;
     let turns = crate::report::turns_plot::render_dir(&args.dir, &levels, &title)
         .map_err(|e| UserError::input(format!("cannot render the sessions picture: {e}")))?;
-    print!("{}", analysis::render(&summary));
+    print!("{}", crate::report::recommend::render(&summary));
     println!(
         "\nWrote {}{} and {}",
         png.display(),

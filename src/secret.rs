@@ -43,3 +43,12 @@ pub fn mask_url(url: &str) -> String {
         .collect();
     format!("{base}?{}", masked.join("&"))
 }
+
+/// `text` with every occurrence of the key replaced by `***` (a server may echo the key it was
+/// sent in its error message; nothing qpsbench prints may carry it).
+pub fn scrub(text: &str, key: &str) -> String {
+    if key.len() < 4 {
+        return text.to_string();
+    }
+    text.replace(key, "***")
+}

@@ -76,6 +76,7 @@ impl<'a> Levels<'a> {
         engine: &'a Engine,
         requests: &'a RunRequests,
         run_dir: &'a RunDir,
+        unloaded: Option<analysis::Unloaded>,
     ) -> Result<Self> {
         let a = &plan.args;
         let mut asked = a.percentiles.clone();
@@ -100,6 +101,7 @@ impl<'a> Levels<'a> {
                 slo_e2e_s: a.slo_e2e,
                 slo_percentile: a.slo_percentile,
                 headroom: 0.75,
+                unloaded,
             },
             thresholds: Thresholds {
                 max_send_lag_p99_us: a.max_send_lag_ms * 1000.0,
@@ -197,7 +199,8 @@ impl<'a> Levels<'a> {
         self.measured.push(stats.clone());
         // Saved after every level: an interrupted run keeps what it measured.
         self.run_dir.write_json(&self.plan.output, &self.measured)?;
-        let summary = analysis::analyze(&analysis::views(&self.measured), &self.criteria);
+        let summary =
+            crate::report::recommend::analyze(&analysis::views(&self.measured), &self.criteria);
         self.run_dir.write_json("summary.json", &summary)?;
         Ok(stats)
     }
@@ -303,9 +306,18 @@ struct Fixed(Vec<f64>);
 
 impl Strategy for Fixed {
     fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>> {
-        for &q in self.0.iter().skip(levels.skipped) {
-            levels.measure(q)?;
+        let rest = self.0.len().saturating_sub(levels.skipped);
+        for (i, &q) in self.0.iter().skip(levels.skipped).enumerate() {
+            let stats = levels.measure(q)?;
             if crate::interrupt::requested() {
+                break;
+            }
+            if stats.successful_requests == 0 && i + 1 < rest && !levels.keep_going() {
+                eprintln!(
+                    "qpsbench: {}; stopping the sweep: higher levels cannot do better ({} level(s) not run; --keep-going runs them anyway)",
+                    crate::report::recommend::failure(&LevelView::from(&stats)),
+                    rest - i - 1
+                );
                 break;
             }
         }
@@ -313,9 +325,19 @@ impl Strategy for Fixed {
     }
 }
 
+impl Levels<'_> {
+    /// Whether a level with no success still lets the sweep go on: `--keep-going`, or a shard
+    /// (every shard must measure the same levels for `merge`).
+    fn keep_going(&self) -> bool {
+        self.plan.args.keep_going || self.plan.shard.is_some()
+    }
+}
+
 /// `--qps auto`: doubles from `--auto-start` until a level saturates (the analysis' rules,
-/// against the first level), then bisects between the last good and the first saturated rate
-/// until they are within `--auto-tolerance`. Every probed level is a normal level. A
+/// against the endpoint unloaded), or halves from it while even the first rate saturates, then
+/// bisects between the last good and the first saturated rate until they are within
+/// `--auto-tolerance`, or until no rate between them would send a different number of
+/// requests (the resolution of `--duration`). Every probed level is a normal level. A
 /// client-limited level stops the search: it would measure the client, not the endpoint.
 struct AutoSearch {
     start: f64,
@@ -323,63 +345,122 @@ struct AutoSearch {
     tolerance: f64,
 }
 
-/// A rate to 0.01 QPS.
-fn round_rate(q: f64) -> f64 {
-    (q * 100.0).round() / 100.0
-}
+use crate::report::rate::{round as round_rate, text as rate};
 
 impl Strategy for AutoSearch {
     fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>> {
-        let mut probe = Probe::default();
-        let mut good = None::<f64>;
-        let mut q = self.start;
-        let bad = loop {
-            match probe.saturated(levels, q)? {
-                None => return Ok(None),
-                Some(true) => break q,
-                Some(false) => good = Some(q),
-            }
-            if q >= self.max {
-                eprintln!(
-                    "auto: no saturation up to --auto-max-qps {}; the capacity is higher",
-                    self.max
-                );
-                return Ok(None);
-            }
-            q = round_rate((q * 2.0).min(self.max));
-        };
-        let Some(mut lo) = good else {
-            eprintln!(
-                "auto: already saturated at the first rate (QPS {}); lower --auto-start",
-                self.start
-            );
+        let mut judge = Judge::new(levels.criteria.unloaded);
+        let q = self.start;
+        let Some(first) = judge.saturated(levels, q)? else {
             return Ok(None);
         };
-        let mut hi = bad;
+        let bracket = if first {
+            self.step_down(levels, &mut judge, q)?
+        } else {
+            self.step_up(levels, &mut judge, q)?
+        };
+        let Some([mut lo, mut hi]) = bracket else {
+            return Ok(None);
+        };
+        let d = levels.plan.workload.duration;
         while (hi - lo) / lo > self.tolerance {
             let mid = round_rate((lo + hi) / 2.0);
-            if mid <= lo || mid >= hi {
+            let n = |q: f64| levels.plan.arrivals_at(q);
+            if mid <= lo || mid >= hi || n(mid) == n(lo) || n(mid) == n(hi) {
+                eprintln!(
+                    "auto: stopping at the resolution of --duration {d} s: QPS {} and QPS {} send {} and {} requests, and no rate between them sends another number (a longer --duration refines it)",
+                    rate(lo), rate(hi), n(lo), n(hi)
+                );
                 break;
             }
-            match probe.saturated(levels, mid)? {
+            match judge.saturated(levels, mid)? {
                 None => break,
                 Some(true) => hi = mid,
                 Some(false) => lo = mid,
             }
         }
-        eprintln!("auto: capacity between QPS {lo} (holds) and QPS {hi} (saturates)");
+        eprintln!(
+            "auto: capacity between QPS {} (holds) and QPS {} (saturates)",
+            rate(lo),
+            rate(hi)
+        );
         Ok(Some([lo, hi]))
     }
 }
 
-/// The search's judge: the first level that has them sets the baseline (the search starts at
-/// its lowest rate).
-#[derive(Default)]
-struct Probe {
+impl AutoSearch {
+    /// The first rate held: doubles until a level saturates; the bracket, or `None` when the
+    /// search stops (interrupted, client-limited, or no saturation up to `--auto-max-qps`).
+    fn step_up(
+        &self,
+        levels: &mut Levels<'_>,
+        judge: &mut Judge,
+        mut q: f64,
+    ) -> Result<Option<[f64; 2]>> {
+        loop {
+            if q >= self.max {
+                eprintln!(
+                    "auto: no saturation up to --auto-max-qps {}; the capacity is higher",
+                    rate(self.max)
+                );
+                return Ok(None);
+            }
+            let next = round_rate((q * 2.0).min(self.max));
+            match judge.saturated(levels, next)? {
+                None => return Ok(None),
+                Some(true) => return Ok(Some([q, next])),
+                Some(false) => q = next,
+            }
+        }
+    }
+
+    /// The first rate saturated already: halves until a level holds, rather than take a loaded
+    /// first level for a healthy one. `None` when even a rate of one request per level
+    /// saturates (or the search stops).
+    fn step_down(
+        &self,
+        levels: &mut Levels<'_>,
+        judge: &mut Judge,
+        mut q: f64,
+    ) -> Result<Option<[f64; 2]>> {
+        loop {
+            let next = round_rate(q / 2.0);
+            if levels.plan.arrivals_at(next) < 2 {
+                eprintln!(
+                    "auto: saturated even at QPS {}; a lower rate would send fewer than 2 requests in --duration {} s: the capacity is below QPS {} (lengthen --duration to go lower)",
+                    rate(q),
+                    levels.plan.workload.duration,
+                    rate(q)
+                );
+                return Ok(None);
+            }
+            eprintln!(
+                "auto: QPS {} already saturates; stepping down to QPS {}",
+                rate(q),
+                rate(next)
+            );
+            match judge.saturated(levels, next)? {
+                None => return Ok(None),
+                Some(true) => q = next,
+                Some(false) => return Ok(Some([next, q])),
+            }
+        }
+    }
+}
+
+/// The search's judge: each level against the endpoint unloaded (the probe's baseline), or,
+/// without one, against the first level measured.
+struct Judge {
     base: Baseline,
 }
 
-impl Probe {
+impl Judge {
+    fn new(unloaded: Option<analysis::Unloaded>) -> Self {
+        Self {
+            base: Baseline::of([], unloaded),
+        }
+    }
+
     /// Measures `q`: whether it saturates, or `None` when the search must stop (interrupted, or
     /// client-limited).
     fn saturated(&mut self, levels: &mut Levels<'_>, q: f64) -> Result<Option<bool>> {
@@ -389,20 +470,24 @@ impl Probe {
         }
         if stats.client_limited {
             eprintln!(
-                "auto: QPS {q} is client-limited ({}); stopping the search: beyond this rate qpsbench would measure itself, not the endpoint. Give it more cores (--cores) or run it on a bigger machine.",
+                "auto: QPS {} is client-limited ({}); stopping the search: beyond this rate qpsbench would measure itself, not the endpoint. Give it more cores (--cores) or run it on a bigger machine.",
+                rate(q),
                 stats.client_limited_reasons.join("; ")
             );
             return Ok(None);
         }
         let v = LevelView::from(&stats);
-        let first = Baseline::of([&v]);
-        self.base.ttft_p95 = self.base.ttft_p95.or(first.ttft_p95);
-        self.base.e2e_p50 = self.base.e2e_p50.or(first.e2e_p50);
+        if !self.base.unloaded {
+            let first = Baseline::of([&v], None);
+            self.base.ttft_p95 = self.base.ttft_p95.or(first.ttft_p95);
+            self.base.e2e_p50 = self.base.e2e_p50.or(first.e2e_p50);
+            self.base.e2e_p95 = self.base.e2e_p95.or(first.e2e_p95);
+        }
         let why = analysis::saturation_reasons(&v, &self.base, &levels.criteria);
         if why.is_empty() {
-            eprintln!("auto: QPS {q} holds");
+            eprintln!("auto: QPS {} holds", rate(q));
         } else {
-            eprintln!("auto: QPS {q} saturates: {}", why.join("; "));
+            eprintln!("auto: QPS {} saturates: {}", rate(q), why.join("; "));
         }
         Ok(Some(!why.is_empty()))
     }

@@ -84,6 +84,11 @@ struct Metadata<'a> {
     request_usage: bool,
     /// Whether `stream_options.continuous_usage_stats` was sent, and why.
     continuous_usage_stats: String,
+    /// What the check before level 1 found (`answered`, `skipped (--no-probe)`, …).
+    endpoint_check: String,
+    /// The endpoint unloaded (the probe's sequential requests): the saturation rules'
+    /// baseline; null with `--no-probe` or a busy endpoint (the lowest level is then).
+    baseline: Option<crate::report::analysis::Unloaded>,
     results_file: &'a str,
     /// `--header`s, secret-looking values masked.
     headers: Vec<String>,
@@ -219,6 +224,8 @@ pub fn write(
         timeout_s: a.timeout,
         request_usage: !a.no_usage_request,
         continuous_usage_stats: probe.continuous_usage,
+        endpoint_check: probe.endpoint_check,
+        baseline: probe.baseline,
         results_file: &plan.output,
         headers: plan
             .headers

@@ -2,9 +2,12 @@
 //!
 //! 1. [`plan`]: flags checked, dataset loaded, endpoint resolved, TLS set up — every input error
 //!    is found here, before the results folder exists;
-//! 2. [`probe`]: one request decides whether to keep asking for continuous usage stats, and
-//!    [`reset`] empties the server's prefix cache for the first time (`--reset-prefix-cache`);
-//! 3. [`metadata`] writes `metadata.json`;
+//! 2. [`probe`]: one request checks that the endpoint answers at all (a run against one that
+//!    does not stops here, exit status 4, before any folder is made), a few more measure it
+//!    unloaded (the saturation rules' baseline), and the optional fields it refuses are
+//!    dropped; then [`reset`] empties the server's prefix cache for the first time
+//!    (`--reset-prefix-cache`);
+//! 3. the results folder is made, and [`metadata`] writes `metadata.json`;
 //! 4. [`levels`]: a fixed list of rates or the capacity search, each level measured by
 //!    [`level`] on the engine;
 //! 5. [`report`]: the final summary, the console table and the PNG;
@@ -17,6 +20,7 @@ mod levels;
 mod metadata;
 mod plan;
 mod probe;
+mod probe_answer;
 mod report;
 mod reset;
 mod sessions;
@@ -37,11 +41,13 @@ use crate::report::results::RunDir;
 pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i32> {
     let mut plan = plan::Plan::new(args, dataset_override)?;
     let mut requests = plan.render()?;
-    let started = LocalTime::now();
-    let run_dir = RunDir::create(&plan.args.results_dir, &started)?;
     crate::interrupt::install();
     let engine = plan.start_engine()?;
-    let probed = probe::optional_fields(&engine, &mut plan, &mut requests)?;
+    // Before the results folder: an endpoint that does not answer leaves nothing behind.
+    let probed = probe::check(&engine, &mut plan, &mut requests)?;
+    let unloaded = probed.baseline;
+    let started = LocalTime::now();
+    let run_dir = RunDir::create(&plan.args.results_dir, &started)?;
     let reset = reset::Resetter::start(&plan);
     let uniqueness = requests
         .unique
@@ -53,7 +59,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     };
     metadata::write(&run_dir, &plan, &engine, &started, about)?;
     announce(&plan, &engine, &run_dir, &uniqueness);
-    let mut levels = levels::Levels::new(&plan, &engine, &requests, &run_dir)?;
+    let mut levels = levels::Levels::new(&plan, &engine, &requests, &run_dir, unloaded)?;
     levels.resetter = reset.map(|r| r.0);
     let auto_bracket = levels::strategy(&plan).run(&mut levels)?;
     let measured = report::Measured {

@@ -105,38 +105,45 @@ pub struct Replica {
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
-/// The required flags, checked in the seed's order with the seed's message; returns the API key
-/// and the model.
+/// The required flags, all checked at once, each missing one named on its own line with the
+/// spec's message; returns the API key (empty without one: no auth header is sent) and the
+/// model.
 fn required(args: &BenchArgs, dataset_given: bool) -> Result<(String, String)> {
+    let mut missing = Vec::new();
     if args.endpoint.is_empty() {
-        return Err(missing("--endpoint", "the chat completions URL"));
+        missing.push((
+            "--endpoint",
+            "the URL, e.g. http://127.0.0.1:8000/v1/chat/completions",
+        ));
+    }
+    if args.model.is_none() {
+        missing.push(("--model", "the model name to request"));
+    }
+    if args.dataset.is_none()
+        && !dataset_given
+        && args.dataset_name != Some(crate::cli::DatasetName::Random)
+    {
+        missing.push((
+            "--dataset",
+            "path to your conversations JSON file, or --dataset-name random",
+        ));
+    }
+    if !missing.is_empty() {
+        let lines: Vec<String> = missing
+            .iter()
+            .map(|(flag, what)| format!("Missing {flag} argument ({what})"))
+            .collect();
+        return Err(UserError::input(format!(
+            "{}\n(qpsbench -h lists the flags; `qpsbench demo` tries it against a built-in endpoint)",
+            lines.join("\n")
+        )));
     }
     let api_key = args
         .api_key
         .clone()
         .or_else(|| std::env::var("OPENAI_API_KEY").ok())
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            missing(
-                "--api-key",
-                "or set QPSBENCH_API_KEY or OPENAI_API_KEY in the environment",
-            )
-        })?;
-    let model = args
-        .model
-        .clone()
-        .ok_or_else(|| missing("--model", "the model name to request"))?;
-    if args.dataset.is_none()
-        && !dataset_given
-        && args.dataset_name != Some(crate::cli::DatasetName::Random)
-    {
-        return Err(missing("--dataset", "path to your conversations JSON file"));
-    }
-    Ok((api_key, model))
-}
-
-fn missing(flag: &str, what: &str) -> UserError {
-    UserError::input(format!("Missing {flag} argument ({what})"))
+        .unwrap_or_default();
+    Ok((api_key, args.model.clone().unwrap_or_default()))
 }
 
 impl Plan {

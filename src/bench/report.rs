@@ -5,7 +5,8 @@
 use super::plan::Plan;
 use crate::clock::LocalTime;
 use crate::error::Result;
-use crate::report::analysis::{self, Criteria, Summary};
+use crate::report::analysis::{self, Criteria};
+use crate::report::recommend::{self, Summary};
 use crate::report::results::RunDir;
 use crate::report::table;
 use crate::stats::LevelStats;
@@ -26,7 +27,7 @@ pub fn write_and_print(
     m: &Measured,
 ) -> Result<()> {
     let summary = (!m.levels.is_empty()).then(|| {
-        let mut s = analysis::analyze(&analysis::views(&m.levels), &m.criteria);
+        let mut s = recommend::analyze(&analysis::views(&m.levels), &m.criteria);
         s.auto_bracket = m.auto_bracket;
         s
     });
@@ -40,7 +41,7 @@ pub fn write_and_print(
     let a = &plan.args;
     print!("{}", table::render(&by_qps, &a.percentiles, &a.show));
     if let Some(s) = &summary {
-        print!("{}", analysis::render(s));
+        print!("{}", recommend::render(s));
     }
     println!("\nResults saved to: {}", run_dir.path.display());
     for name in [

@@ -40,7 +40,8 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
     // (flag, value if given, low end, high end, what it is), in the order they are checked. A
     // table reads better one flag per line, so rustfmt leaves it as written.
     #[rustfmt::skip]
-    let bounded: [(&str, Option<f64>, Low, f64, &str); 17] = [
+    let bounded: [(&str, Option<f64>, Low, f64, &str); 18] = [
+        ("--probe-wait", Some(a.probe_wait), from0, max_s, secs),
         ("--temperature", Some(a.temperature), from0, 100.0, "a temperature"),
         ("--burstiness", Some(a.burstiness), above0, 1000.0, "a gamma shape"),
         ("--max-send-lag-ms", Some(a.max_send_lag_ms), above0, 3.6e6, "milliseconds"),

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "qpsbench",
     version,
-    about = "Load-test an OpenAI-compatible chat endpoint at fixed request rates and find where it saturates",
+    about = "Load-test an LLM inference endpoint at fixed request rates and find where it saturates",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

@@ -81,6 +81,16 @@ pub struct MockArgs {
     #[arg(long = "fault", value_name = "MODE[:P]")]
     pub faults: Vec<String>,
 
+    /// Answer the first N requests with HTTP 503 ("loading"), as a server still warming up does,
+    /// then serve normally (to try a client's wait for a busy endpoint)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fail_first: u64,
+
+    /// Answer HTTP 401 to any request without this key (as `Authorization: Bearer KEY` or
+    /// `x-api-key: KEY`), as a hosted API does; `/health` and `/metrics` stay open
+    #[arg(long, value_name = "KEY")]
+    pub require_key: Option<String>,
+
     /// The model name `GET /v1/models` lists (requests may name any model; answers echo it)
     #[arg(long, default_value = "qpsbench-mock")]
     pub served_model_name: String,

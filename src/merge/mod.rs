@@ -40,7 +40,10 @@ pub fn run(args: MergeArgs) -> Result<i32> {
         .unwrap_or("benchmark_qps_results.json");
     let results_file = file_name_only("results_file", results_file)?;
     out.write_json(&results_file, &json)?;
-    let summary = analysis::analyze(&analysis::views(&levels), &analysis::Criteria::of_run(meta));
+    let summary = crate::report::recommend::analyze(
+        &analysis::views(&levels),
+        &analysis::Criteria::of_run(meta),
+    );
     out.write_json("summary.json", &summary)?;
     files::timeline(&shards, &starts, &out)?;
     let requests = files::requests(&shards, &out)?;
@@ -48,7 +51,7 @@ pub fn run(args: MergeArgs) -> Result<i32> {
         "{}",
         crate::report::table::render(&levels, &user_percentiles(meta), &[])
     );
-    print!("{}", analysis::render(&summary));
+    print!("{}", crate::report::recommend::render(&summary));
     println!(
         "\nMerged {} shards into {}",
         shards.len(),
@@ -173,7 +176,7 @@ fn draw(
     out: &RunDir,
     meta: &Value,
     levels: &[LevelStats],
-    summary: &analysis::Summary,
+    summary: &crate::report::recommend::Summary,
     name: &str,
 ) -> Result<()> {
     let title = crate::report::plot::title_of_run(meta);

@@ -86,6 +86,9 @@ struct Request {
     path: String,
     close: bool,
     body: Vec<u8>,
+    /// The key it carried (`Authorization: Bearer KEY` or `x-api-key: KEY`), for
+    /// `--require-key`.
+    key: Option<String>,
 }
 
 enum ReadError {
@@ -129,7 +132,14 @@ async fn read_request(stream: &mut Io, buf: &mut Vec<u8>) -> Result<Request, Rea
                 let http10 = req.version == Some(0);
                 let mut close = http10;
                 let mut length = 0usize;
+                let mut key = None;
                 for h in req.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("authorization") {
+                        let v = String::from_utf8_lossy(h.value);
+                        key = v.strip_prefix("Bearer ").map(str::to_string);
+                    } else if h.name.eq_ignore_ascii_case("x-api-key") {
+                        key = Some(String::from_utf8_lossy(h.value).into_owned());
+                    }
                     if h.name.eq_ignore_ascii_case("content-length") {
                         length = std::str::from_utf8(h.value)
                             .ok()
@@ -159,6 +169,7 @@ async fn read_request(stream: &mut Io, buf: &mut Vec<u8>) -> Result<Request, Rea
                     path,
                     close,
                     body,
+                    key,
                 });
             }
             Ok(httparse::Status::Partial) => {
@@ -191,7 +202,7 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         push_response(out, status, content_type, close_header(req.close), &body);
         return write(stream, out).await.is_ok() && !req.close;
     }
-    let ask = match admit(state, &req) {
+    let ask = match authorize(state, &req).and_then(|()| admit(state, &req)) {
         Ok(ask) => ask,
         Err((code, message)) => {
             error_response(out, code, &message, req.close);
@@ -243,6 +254,27 @@ async fn respond(stream: &mut Io, state: &Arc<State>, req: Request, out: &mut Ve
         answer.whole(stream, state, started, req.close, out).await
     };
     keep && !req.close
+}
+
+/// `--require-key` and `--fail-first`: a missing key is a 401 (as hosted APIs answer), and the
+/// first requests a 503 (as a server still loading its model answers).
+fn authorize(state: &State, req: &Request) -> Result<(), (u16, String)> {
+    if let Some(want) = &state.cfg.require_key {
+        if req.key.as_deref() != Some(want.as_str()) {
+            let why = if req.key.is_some() {
+                "Incorrect API key provided"
+            } else {
+                "Missing API key"
+            };
+            return Err((401, format!("{why}: send Authorization: Bearer KEY")));
+        }
+    }
+    if state.cfg.fail_first > 0
+        && state.admitted.fetch_add(1, Ordering::Relaxed) < state.cfg.fail_first
+    {
+        return Err((503, "Service unavailable: the model is loading".into()));
+    }
+    Ok(())
 }
 
 /// The request's path, method and body, checked: what it asks for, or the error to answer.

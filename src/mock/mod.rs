@@ -85,6 +85,10 @@ pub struct MockConfig {
     /// `--reasoning-tokens`: chat, Responses and Messages answers stream this many reasoning
     /// tokens first.
     pub reasoning_tokens: u64,
+    /// `--fail-first`: the first this many requests get HTTP 503.
+    pub fail_first: u64,
+    /// `--require-key`: requests without this key get HTTP 401.
+    pub require_key: Option<String>,
 }
 
 impl Default for MockConfig {
@@ -113,6 +117,8 @@ impl Default for MockConfig {
             prefix_cache: false,
             log_requests: None,
             reasoning_tokens: 0,
+            fail_first: 0,
+            require_key: None,
         }
     }
 }
@@ -125,6 +131,8 @@ pub(crate) struct State {
     pub next_id: AtomicU64,
     /// Draws of `--fault` (one per request).
     pub fault_draws: AtomicU64,
+    /// Requests admitted so far, for `--fail-first`.
+    pub admitted: AtomicU64,
     pub capacity: Capacity,
     /// `--max-num-seqs`'s queue, and the counters `/metrics` exports.
     pub scheduler: metrics::Scheduler,
@@ -243,6 +251,7 @@ pub fn start(cfg: MockConfig) -> io::Result<MockServer> {
         active: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
         fault_draws: AtomicU64::new(0),
+        admitted: AtomicU64::new(0),
         lateness: Default::default(),
         spin_ns: AtomicU64::new(0),
         stop_spinning: Default::default(),
@@ -437,6 +446,8 @@ fn config_from_args(args: &crate::cli::MockArgs) -> crate::error::Result<MockCon
             10_000_000,
             "a token count",
         )?,
+        fail_first: args.fail_first,
+        require_key: args.require_key.clone(),
     })
 }
 

@@ -182,8 +182,12 @@ impl RunRequests {
         let mut items = Vec::with_capacity(b.inputs as usize * 2);
         let (mut first_row, mut last_pass) = (None, 0);
         for k in 0..b.inputs {
+            let base = super::unique::PROBE_BASE;
             let sub = if prompt == 0 {
                 0
+            } else if prompt >= base {
+                // The baseline's prompt j: inputs of their own, apart from every level's.
+                base + (prompt - base) * 4096 + k
             } else {
                 (prompt - 1) * b.inputs + k + 1
             };
@@ -217,7 +221,19 @@ impl RunRequests {
     /// The probe's one request (prompt 0, to the first endpoint): text no level sends, but
     /// with `--unique-prompts off`.
     pub fn probe(&self) -> Result<Prepared> {
-        Ok(self.level(std::iter::once((0, 0)))?.prepared)
+        self.probe_request(0)
+    }
+
+    /// The probe's request `k`: 0 is [`Self::probe`]; the later ones (the unloaded baseline)
+    /// are prompts no level sends either, each its own (row k on pass 0, or drawn text of its
+    /// own).
+    pub fn probe_request(&self, k: u64) -> Result<Prepared> {
+        let prompt = if k == 0 {
+            0
+        } else {
+            super::unique::PROBE_BASE + k
+        };
+        Ok(self.level(std::iter::once((prompt, 0)))?.prepared)
     }
 
     /// The shared bytes' size (for checks).

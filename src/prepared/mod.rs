@@ -141,8 +141,9 @@ pub fn render(t: &RequestTemplate<'_>, sample: &Sample) -> Vec<u8> {
 }
 
 /// The header lines every request to the server carries besides its own: `Authorization:
-/// Bearer KEY` (unless a `--header` sets `Authorization`), then each `--header`, each line ending
-/// in CRLF. (Also the cache reset's, `bench::reset`.)
+/// Bearer KEY` (unless a `--header` sets `Authorization`, or no key was given: a local server
+/// without auth gets no auth header), then each `--header`, each line ending in CRLF. (Also the
+/// cache reset's, `bench::reset`.)
 pub fn credential_lines(api_key: &str, headers: &[(String, String)]) -> String {
     credential_lines_for(Api::Chat, api_key, headers)
 }
@@ -152,14 +153,15 @@ pub fn credential_lines(api_key: &str, headers: &[(String, String)]) -> String {
 fn credential_lines_for(api: Api, api_key: &str, headers: &[(String, String)]) -> String {
     let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let mut lines = String::new();
+    let keyed = !api_key.is_empty();
     if api == Api::Messages {
-        if !given("x-api-key") && !given("authorization") {
+        if keyed && !given("x-api-key") && !given("authorization") {
             lines.push_str(&format!("x-api-key: {api_key}\r\n"));
         }
         if !given("anthropic-version") {
             lines.push_str("anthropic-version: 2023-06-01\r\n");
         }
-    } else if !given("authorization") {
+    } else if keyed && !given("authorization") {
         lines.push_str(&format!("Authorization: Bearer {api_key}\r\n"));
     }
     for (name, value) in headers {
@@ -331,6 +333,17 @@ mod header_tests {
         let text = std::str::from_utf8(&r).unwrap();
         assert!(text.contains("Authorization: Basic abc\r\n") && !text.contains("Bearer"));
         assert!(text.contains("X-Tenant: acme\r\n"));
+    }
+
+    #[test]
+    fn no_key_sends_no_auth_header() {
+        for api in [Api::Chat, Api::Messages] {
+            let lines = credential_lines_for(api, "", &[]);
+            assert!(
+                !lines.contains("Authorization") && !lines.contains("x-api-key"),
+                "{lines}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,11 @@ use crate::dataset::vocabulary::WORDS;
 
 pub use crate::cli::UniquePrompts;
 
+/// The first number of the probe's later prompts (the unloaded baseline's): far above any
+/// level's (a run's prompts number far fewer than 2^62), so no level sends them, and each
+/// is row k on pass 0, with pass 0's marker where rows repeat.
+pub const PROBE_BASE: u64 = 1 << 62;
+
 /// What the rows of a run are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -53,10 +58,13 @@ pub struct Uniqueness {
 }
 
 impl Uniqueness {
-    /// Prompt `prompt`'s row and pass (the probe, prompt 0: row 0 on pass 0).
+    /// Prompt `prompt`'s row and pass (the probe, prompt 0: row 0 on pass 0; the unloaded
+    /// baseline's prompts [`PROBE_BASE`] + k: row k on pass 0).
     pub fn row_and_pass(&self, prompt: u64) -> (usize, u64) {
         match (prompt, self.source) {
             (0, _) => (0, 0),
+            (p, Source::Drawn) if p >= PROBE_BASE => (0, 0),
+            (p, _) if p >= PROBE_BASE => (((p - PROBE_BASE) % self.rows.max(1)) as usize, 0),
             (_, Source::Drawn) => (0, 1),
             (p, _) => {
                 let n = self.rows.max(1);

@@ -15,7 +15,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
-use super::analysis::{LevelView, Summary};
+use super::analysis::LevelView;
+use super::recommend::Summary;
 use super::style::{err, register_font, Area, FONT, LABEL_PX, LIMITED, TEXT_PX, TICK_PX, TITLE_PX};
 
 const WIDTH: u32 = 3200;

@@ -5,7 +5,7 @@
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::analysis::Summary;
+use super::recommend::Summary;
 use super::style::{err, Area, FONT, LIMITED, TEXT_PX, TITLE_PX};
 
 /// Splits `text` into lines of at most `width` characters, at spaces.
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn the_summary_shows_every_reason_whole_or_says_where_the_rest_is() {
         let long = "QPS 4: success 80.0% is below 95%; throughput 2.10 QPS is below 90% of the offered 3.52 QPS (80 requests ÷ (20 s + the lowest level's E2E p50 2.714 s)); TTFT p95 8.012 s is over 3× the lowest level's 0.925 s; waiting requests (llamacpp:requests_deferred) grew from 0 to 23 during QPS 4";
-        let mut s = crate::report::analysis::analyze(&[], &Default::default());
+        let mut s = crate::report::recommend::analyze(&[], &Default::default());
         s.reasons.insert("saturation_qps", long.to_string());
         s.prompt_cache_warnings =
             vec!["QPS 1: 9 of 20 requests came from the server's prefix cache".into()];
