@@ -101,7 +101,7 @@ pub fn render(a_name: &str, a: &[LevelView], b_name: &str, b: &[LevelView]) -> S
 pub fn run(args: CompareArgs) -> Result<i32> {
     let (meta_a, a) = replot::load(&args.a)?;
     let (meta_b, b) = replot::load(&args.b)?;
-    print!(
+    crate::out!(
         "{}",
         render(
             &args.a.display().to_string(),
@@ -113,7 +113,7 @@ pub fn run(args: CompareArgs) -> Result<i32> {
     let sa = crate::report::recommend::analyze(&a, &analysis::Criteria::of_run(&meta_a));
     let sb = crate::report::recommend::analyze(&b, &analysis::Criteria::of_run(&meta_b));
     let v = |x: Option<f64>| x.map_or("-".to_string(), |v| v.to_string());
-    println!("{:<29} {:>12} {:>12}", "Summary (QPS)", "A", "B");
+    crate::outln!("{:<29} {:>12} {:>12}", "Summary (QPS)", "A", "B");
     for (name, x, y) in [
         (
             "Max QPS without 503s",
@@ -128,7 +128,7 @@ pub fn run(args: CompareArgs) -> Result<i32> {
             sb.recommended_limit_qps,
         ),
     ] {
-        println!("{name:<29} {:>12} {:>12}", v(x), v(y));
+        crate::outln!("{name:<29} {:>12} {:>12}", v(x), v(y));
     }
     Ok(0)
 }

@@ -36,7 +36,7 @@ const SET_HERE: [&str; 8] = [
 pub fn run(args: K8sManifestArgs) -> Result<i32> {
     check(&args)?;
     let start_at = (unix_now_s() + args.start_in).ceil() as u64;
-    print!("{}", render(&args, start_at));
+    crate::out!("{}", render(&args, start_at));
     Ok(0)
 }
 

@@ -21,6 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod compare;
+pub mod console;
 pub mod dataset;
 pub mod demo;
 pub mod engine;

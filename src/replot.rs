@@ -96,8 +96,8 @@ pub fn run(args: PlotArgs) -> Result<i32> {
         .map_err(|e| UserError::input(format!("cannot render the timeline: {e}")))?;
     let turns = crate::report::turns_plot::render_dir(&args.dir, &levels, &title)
         .map_err(|e| UserError::input(format!("cannot render the sessions picture: {e}")))?;
-    print!("{}", crate::report::recommend::render(&summary));
-    println!(
+    crate::out!("{}", crate::report::recommend::render(&summary));
+    crate::outln!(
         "\nWrote {}{} and {}",
         png.display(),
         timeline

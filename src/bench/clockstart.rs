@@ -70,11 +70,40 @@ pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
             )?
         }
     };
+    let period_s = level_s + cooldown;
+    let levels = match (args.workload.replay, super::validate::parse_qps(&args.qps)) {
+        (true, _) => Some(1),
+        (false, Ok(Some(q))) => Some(q.len()),
+        _ => None,
+    };
+    check_window(start_unix_s, now, levels, (level_s, period_s))?;
     Ok(Some(Timetable {
         start_unix_s,
         start_ns: unix_to_mono_ns(start_unix_s),
-        period_s: level_s + cooldown,
+        period_s,
     }))
+}
+
+/// The start must leave something to run, and not be a typo far ahead: a timetable already
+/// over (every level's window past), or a start more than a day ahead, is refused.
+fn check_window(start: f64, now: f64, levels: Option<usize>, (level_s, period_s): (f64, f64)) -> Result<()> {
+    const DAY_S: f64 = 86_400.0;
+    if start - now > DAY_S {
+        return Err(UserError::input(format!(
+            "--start-at {start}: that is {:.1} h from now, more than a day ahead; expected an instant within the next day (e.g. $(date -d '+2 min' +%s))",
+            (start - now) / 3600.0
+        )));
+    }
+    if let Some(n) = levels {
+        let end = start + (n.saturating_sub(1)) as f64 * period_s + level_s;
+        if end <= now {
+            return Err(UserError::input(format!(
+                "--start-at {start}: the whole timetable ({n} level(s), {period_s} s apart) was over {:.0} s ago, so nothing would run; expected a start in the future (e.g. $(date -d '+2 min' +%s)), or one whose levels are still under way",
+                now - end
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Timetable {
@@ -110,6 +139,17 @@ impl Timetable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timetable_over_or_a_day_ahead_is_refused() {
+        let now = 1_000_000.0;
+        let e = check_window(1000.0, now, Some(2), (10.0, 20.0)).unwrap_err();
+        assert!(e.message.contains("was over 998970 s ago"), "{}", e.message);
+        assert!(check_window(now - 25.0, now, Some(2), (10.0, 20.0)).is_ok(), "level 2 runs on");
+        let e = check_window(now + 90_000.0, now, Some(1), (10.0, 20.0)).unwrap_err();
+        assert!(e.message.contains("25.0 h from now"), "{}", e.message);
+        assert!(check_window(now + 60.0, now, None, (10.0, 20.0)).is_ok());
+    }
 
     #[test]
     fn levels_are_planned_a_period_apart_and_late_ones_say_so() {

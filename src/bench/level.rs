@@ -333,8 +333,9 @@ fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
         None => format!("sending {planned} requests"),
     };
     eprintln!(
-        "[{which}] QPS {:.1}: {what} over {} s{warmup}{how} ...",
-        spec.qps, spec.duration_s
+        "[{which}] QPS {}: {what} over {} s{warmup}{how} ...",
+        crate::report::rate::text(spec.qps),
+        spec.duration_s
     );
 }
 

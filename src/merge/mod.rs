@@ -47,12 +47,12 @@ pub fn run(args: MergeArgs) -> Result<i32> {
     out.write_json("summary.json", &summary)?;
     files::timeline(&shards, &starts, &out)?;
     let requests = files::requests(&shards, &out)?;
-    print!(
+    crate::out!(
         "{}",
         crate::report::table::render(&levels, &user_percentiles(meta), &[])
     );
-    print!("{}", crate::report::recommend::render(&summary));
-    println!(
+    crate::out!("{}", crate::report::recommend::render(&summary));
+    crate::outln!(
         "\nMerged {} shards into {}",
         shards.len(),
         out.path.display()
@@ -63,10 +63,10 @@ pub fn run(args: MergeArgs) -> Result<i32> {
         "summary.json",
         "timeline.jsonl",
     ] {
-        println!("  - {}", out.path.join(name).display());
+        crate::outln!("  - {}", out.path.join(name).display());
     }
     if requests {
-        println!("  - {}", out.path.join("requests.jsonl").display());
+        crate::outln!("  - {}", out.path.join("requests.jsonl").display());
     }
     if args.plot {
         draw(&out, meta, &levels, &summary, &args.plot_output)?;
@@ -184,12 +184,12 @@ fn draw(
     let views = analysis::views(levels);
     crate::report::plot::render(&png, &views, summary, &title)
         .map_err(|e| UserError::runtime(format!("cannot render {}: {e}", png.display())))?;
-    println!("  - {}", png.display());
+    crate::outln!("  - {}", png.display());
     if let Ok(Some(p)) = crate::report::timeline_plot::render_dir(&out.path, &title) {
-        println!("  - {}", p.display());
+        crate::outln!("  - {}", p.display());
     }
     if let Ok(Some(p)) = crate::report::turns_plot::render_dir(&out.path, &views, &title) {
-        println!("  - {}", p.display());
+        crate::outln!("  - {}", p.display());
     }
     Ok(())
 }

@@ -334,7 +334,7 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
     let server = start(cfg).map_err(|e| {
         UserError::input(format!("cannot listen on {}:{}: {e}", args.host, args.port))
     })?;
-    println!("qpsbench serve-mock listening on {}", server.url());
+    crate::outln!("qpsbench serve-mock listening on {}", server.url());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     // Until --exit-after or Ctrl-C / SIGTERM; then the endpoint says how well it kept its

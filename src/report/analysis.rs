@@ -340,9 +340,14 @@ impl LevelView {
     }
 }
 
-/// A rate (or percentage) as written: `5`, not `5.0`.
+/// A rate as every output writes it (`report::rate`).
 fn qps_text(v: f64) -> String {
     super::rate::text(v)
+}
+
+/// A percentage or factor as written: `95`, not `95.0`.
+fn num(v: f64) -> String {
+    format!("{v}")
 }
 
 /// Why a level is saturated (empty: it is not): success below the threshold, throughput below
@@ -354,7 +359,7 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
         why.push(format!(
             "success {:.1}% is below {}%",
             l.success_rate,
-            qps_text(c.min_success_pct)
+            num(c.min_success_pct)
         ));
     }
     let offered = offered_qps(l, base);
@@ -389,7 +394,7 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
             why.push(format!(
                 "TTFT p95 {:.3} s is over {}× {whose} TTFT {stat} {:.3} s",
                 t,
-                qps_text(c.max_ttft_growth),
+                num(c.max_ttft_growth),
                 b
             ));
         }
@@ -400,7 +405,7 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
             why.push(format!(
                 "E2E p95 {:.3} s is over {}× {whose} E2E {stat} {:.3} s (no TTFT: answers are not streamed)",
                 t,
-                qps_text(c.max_ttft_growth),
+                num(c.max_ttft_growth),
                 b
             ));
         }

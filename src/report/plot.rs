@@ -105,7 +105,7 @@ fn qps_label(levels: &[&LevelView], x: f64) -> String {
     }
     levels
         .get(i as usize)
-        .map(|l| format!("{}", l.qps_target))
+        .map(|l| super::rate::text(l.qps_target))
         .unwrap_or_default()
 }
 

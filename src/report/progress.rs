@@ -140,9 +140,9 @@ fn report(live: &[Arc<LiveCounters>], info: &LevelInfo, mode: Mode, stop: &Atomi
         }
         let window = (elapsed - info.warmup_s).max(0.0);
         let line = format!(
-            "[{}] QPS {:.1} · {:.0}/{} s · sent {sent}/{} · ok {ok} failed {failed}{} in flight {} · {:.1} QPS · lag p99 {} · TTFT p50 {}",
+            "[{}] QPS {} · {:.0}/{} s · sent {sent}/{} · ok {ok} failed {failed}{} in flight {} · {:.1} QPS · lag p99 {} · TTFT p50 {}",
             info.label,
-            info.qps,
+            super::rate::text(info.qps),
             window.min(info.duration_s),
             info.duration_s,
             info.planned,

@@ -15,11 +15,16 @@ pub fn round(q: f64) -> f64 {
     (q * scale).round() / scale
 }
 
-/// `5`, `2.13`, `0.0625`: the shortest text of the rate as given, at most 4 decimals (enough to
-/// tell apart any two levels of one run, whose rates the search keeps to 3 significant digits).
+/// `5.0`, `2.13`, `0.0625`: the rate with one decimal as the spec's table writes it (`QPS 20.0 -
+/// Errors`), or as many more as it has, up to 4 (enough to tell apart any two levels of one
+/// run, whose rates the search keeps to 3 significant digits).
 pub fn text(q: f64) -> String {
     let r = (q * 1e4).round() / 1e4;
-    format!("{r}")
+    if r.fract() == 0.0 && r.abs() < 1e15 {
+        format!("{r:.1}")
+    } else {
+        format!("{r}")
+    }
 }
 
 #[cfg(test)]
@@ -28,7 +33,7 @@ mod tests {
 
     #[test]
     fn one_text_per_rate() {
-        assert_eq!(text(5.0), "5");
+        assert_eq!(text(5.0), "5.0");
         assert_eq!(text(2.13), "2.13");
         assert_eq!(text(0.0625), "0.0625");
         assert_eq!(text(1.0 / 3.0), "0.3333");

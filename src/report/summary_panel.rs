@@ -42,50 +42,20 @@ enum Line {
 /// `max_lines` (at most that many lines in all) forces a cut: then the longest reasons lose
 /// their last lines first, and a cut one ends in "… (whole text in summary.json)".
 fn summary_lines(s: &Summary, width: usize, max_lines: usize) -> Vec<Line> {
-    let v = |x: Option<f64>| x.map_or("not reached".to_string(), |v| format!("{v} QPS"));
+    // The console's lines, in the console's order (`recommend::lines`): the verdicts and the
+    // next steps with their reasons, then the warnings in red.
     let mut blocks: Vec<(Line, Vec<String>)> = Vec::new();
-    for (label, value, key) in [
-        ("Optimal QPS", s.optimal_qps, "optimal_qps"),
-        ("Saturation point", s.saturation_qps, "saturation_qps"),
-        (
-            "Recommended production limit",
-            s.recommended_limit_qps,
-            "recommended_limit_qps",
-        ),
-        (
-            "Max QPS without 503s",
-            s.max_qps_without_503,
-            "max_qps_without_503",
-        ),
-    ] {
-        let head = Line::Head(format!("{label}: {}", v(value)));
-        blocks.push((
-            head,
-            wrap(s.reasons.get(key).map_or("", String::as_str), width),
-        ));
-    }
-    if let Some([lo, hi]) = s.auto_bracket {
-        let head =
-            format!("Capacity (--qps auto): between {lo} QPS (holds) and {hi} QPS (saturates)");
-        blocks.push((Line::Head(head), Vec::new()));
-    }
     let mut warnings: Vec<String> = Vec::new();
-    if !s.client_limited_levels.is_empty() {
-        let list: Vec<String> = s
-            .client_limited_levels
-            .iter()
-            .map(|q| q.to_string())
-            .collect();
-        warnings.extend(wrap(
-            &format!(
-                "Client-limited (left out, shaded in the charts): QPS {}",
-                list.join(", ")
-            ),
-            width,
-        ));
-    }
-    for w in &s.prompt_cache_warnings {
-        warnings.extend(wrap(&format!("Prompt cache: {w}"), width));
+    for (label, value, why) in super::recommend::lines(s) {
+        match label.as_str() {
+            "Failed whole" | "Left out (client-limited)" | "Few requests" | "Prompt cache" => {
+                warnings.extend(wrap(&format!("{label}: {why}"), width));
+            }
+            _ if value.is_empty() => {
+                blocks.push((Line::Head(format!("{label}:")), wrap(&why, width)));
+            }
+            _ => blocks.push((Line::Head(format!("{label}: {value}")), wrap(&why, width))),
+        }
     }
     // Cut the longest reason by a line until everything fits (a reason keeps at least one).
     let total = |b: &[(Line, Vec<String>)]| {

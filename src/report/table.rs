@@ -45,8 +45,8 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
             format!(
                 "{:<12}",
                 format!(
-                    "{:.1}{}",
-                    l.qps_target,
+                    "{}{}",
+                    super::rate::text(l.qps_target),
                     if cached { CACHED_MARK } else { "" }
                 )
             ),
@@ -86,8 +86,8 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
         for l in levels.iter().filter(|l| l.client_limited) {
             let _ = writeln!(
                 s,
-                "  - QPS {:.1}: {}",
-                l.qps_target,
+                "  - QPS {}: {}",
+                super::rate::text(l.qps_target),
                 l.client_limited_reasons.join("; ")
             );
         }
@@ -119,8 +119,10 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
     for l in levels.iter().filter(|l| l.interrupted) {
         let _ = writeln!(
             s,
-            "\nQPS {:.1}: interrupted (a partial level: {} sent, {} still in flight not recorded)",
-            l.qps_target, l.total_requests, l.unfinished_requests
+            "\nQPS {}: interrupted (a partial level: {} sent, {} still in flight not recorded)",
+            super::rate::text(l.qps_target),
+            l.total_requests,
+            l.unfinished_requests
         );
     }
     for l in levels {
@@ -128,7 +130,11 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
         if total == 0 {
             continue;
         }
-        let _ = writeln!(s, "\nQPS {:.1} - Errors ({total} total):", l.qps_target);
+        let _ = writeln!(
+            s,
+            "\nQPS {} - Errors ({total} total):",
+            super::rate::text(l.qps_target)
+        );
         let mut errs: Vec<_> = l.errors.iter().collect();
         errs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (k, v) in errs {

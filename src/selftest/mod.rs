@@ -172,11 +172,11 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
     let path = run_dir.write_json("selftest.json", &json)?;
     print_json(&json, args.max_added_delay_us);
     let late = json.endpoint_chunk_lateness_us;
-    println!(
+    crate::outln!(
         "The endpoint's own lateness (send − deadline, {} chunks): p50 {} µs, p99 {} µs, max {} µs",
         late.chunks, late.p50_us, late.p99_us, late.max_us
     );
-    println!("Results saved to: {}", path.display());
+    crate::outln!("Results saved to: {}", path.display());
     Ok(0)
 }
 
@@ -331,7 +331,7 @@ fn machine_stalls(who: &str, cpus: &[core_affinity::CoreId], bound_us: f64) -> V
 
 /// Both sweeps' tables.
 fn print_json(json: &SelftestJson, max_added_delay_us: f64) {
-    println!();
+    crate::outln!();
     let first = if json.busy_poll_used {
         "with --busy-poll"
     } else {
@@ -454,8 +454,8 @@ fn print_sweep(
     stalls: &[CpuStalls],
     max_us: f64,
 ) {
-    println!("SELFTEST {title}");
-    println!(
+    crate::outln!("SELFTEST {title}");
+    crate::outln!(
         "{:<10} {:<10} {:<8} {:<22} {:<26} {:<10} Client-limited",
         "Target", "Actual", "OK%", "Send lag p50/p99 (µs)", "Added delay p50/p99/max", "CPU µs/tok",
     );
@@ -466,7 +466,7 @@ fn print_sweep(
             .map_or("-".to_string(), |d| {
                 format!("{:.0}/{:.0}/{:.0}", d.p50, d.p99, d.max)
             });
-        println!(
+        crate::outln!(
             "{:<10} {:<10} {:<8} {:<22} {:<26} {:<10} {}",
             format!("{:.0}", r.target_qps),
             format!("{:.1}", r.actual_qps),
@@ -479,15 +479,15 @@ fn print_sweep(
         );
     }
     match headline {
-        Some(q) => println!(
+        Some(q) => crate::outln!(
             "Headline: {q:.0} requests/s (highest rate with added-delay p99 under {max_us:.0} µs, all requests OK, not client-limited)\n"
         ),
-        None => println!(
+        None => crate::outln!(
             "Headline: none of these rates kept the added-delay p99 under {max_us:.0} µs with every request OK and the client on schedule\n"
         ),
     }
     for s in stalls.iter().filter(|s| s.late_share > 0.01) {
-        println!(
+        crate::outln!(
             "Note: this machine stalled by itself beyond the headline's bound ({}): at over 1% of instants no client can read within {max_us:.0} µs on that CPU, so a p99 under it was out of reach during this sweep; run it again when the machine is quieter.\n",
             stalls::describe(s, max_us)
         );

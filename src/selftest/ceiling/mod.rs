@@ -245,37 +245,37 @@ pub fn run(args: &crate::cli::SelftestArgs) -> crate::error::Result<i32> {
         setups,
     };
     let path = run_dir.write_json("selftest.json", &json)?;
-    println!("Results saved to: {}", path.display());
+    crate::outln!("Results saved to: {}", path.display());
     Ok(0)
 }
 
 /// One setup's ceilings, and the floor beside them.
 fn print_setup(c: &Ceiling) {
     let at_least = |found: bool| if found { "" } else { "at least " };
-    println!(
+    crate::outln!(
         "\nCEILING, {} token(s) per chunk, {} (client: {}):",
         c.tokens_per_chunk,
         if c.tls { "TLS" } else { "plain TCP" },
         c.receive_path
     );
     match c.endpoint_chunks_per_sec_per_core {
-        Some(x) => println!(
+        Some(x) => crate::outln!(
             "  endpoint: {}{x:.0} chunks/s per core on schedule",
             at_least(c.endpoint_ceiling_found)
         ),
-        None => println!("  endpoint: off schedule at every rate tried"),
+        None => crate::outln!("  endpoint: off schedule at every rate tried"),
     }
     match c.ceiling_qps_per_core {
-        Some(q) => println!(
+        Some(q) => crate::outln!(
             "  client:   {}{q:.0} QPS per core ({} chunks/s)",
             at_least(c.client_ceiling_found),
             q * c.chunks_per_request as f64
         ),
-        None => println!("  client:   no rate met the criteria"),
+        None => crate::outln!("  client:   no rate met the criteria"),
     }
-    println!("  {}", c.verdict);
+    crate::outln!("  {}", c.verdict);
     if let Some(f) = &c.floor {
-        println!(
+        crate::outln!(
             "  floor at {} messages/s over {} connections: bare sender {:.2} µs/message, bare reader {:.2} µs/read ({:.2} µs/message)",
             f.rate, f.connections, f.sender_us_per_message, f.reader_cpu_us_per_read, f.reader_cpu_us_per_message
         );
