@@ -35,17 +35,45 @@ fn cell(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |v| format!("{v:.digits$}"))
 }
 
+/// Each level with its occurrence at its rate (0 for the first level at a rate, 1 for a second
+/// one: `--qps 2,2` measures 2 QPS twice, and both are shown).
+fn keyed(ls: &[LevelView]) -> Vec<((f64, usize), &LevelView)> {
+    let mut seen: Vec<f64> = Vec::new();
+    ls.iter()
+        .map(|l| {
+            let k = seen.iter().filter(|&&q| q == l.qps_target).count();
+            seen.push(l.qps_target);
+            ((l.qps_target, k), l)
+        })
+        .collect()
+}
+
 /// The comparison table.
 pub fn render(a_name: &str, a: &[LevelView], b_name: &str, b: &[LevelView]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "A: {a_name}\nB: {b_name}\n");
-    let mut targets: Vec<f64> = a.iter().chain(b).map(|l| l.qps_target).collect();
-    targets.sort_by(f64::total_cmp);
+    let (ka, kb) = (keyed(a), keyed(b));
+    let mut targets: Vec<(f64, usize)> = ka.iter().chain(&kb).map(|(k, _)| *k).collect();
+    targets.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
     targets.dedup();
-    let find = |ls: &[LevelView], q: f64| ls.iter().find(|l| l.qps_target == q).cloned();
-    for q in targets {
-        let (la, lb) = (find(a, q), find(b, q));
-        let _ = writeln!(out, "QPS {q}");
+    let repeated = |q: f64| targets.iter().filter(|k| k.0 == q).count() > 1;
+    let find = |ls: &[((f64, usize), &LevelView)], key: (f64, usize)| {
+        ls.iter().find(|(k, _)| *k == key).map(|(_, l)| (*l).clone())
+    };
+    for key in targets.clone() {
+        let (q, k) = key;
+        let (la, lb) = (find(&ka, key), find(&kb, key));
+        if repeated(q) {
+            let _ = writeln!(
+                out,
+                "QPS {} (#{}: the {} level at this rate in its run)",
+                crate::report::rate::text(q),
+                k + 1,
+                ordinal(k + 1)
+            );
+        } else {
+            let _ = writeln!(out, "QPS {}", crate::report::rate::text(q));
+        }
         let (la, lb) = match (la, lb) {
             (Some(la), Some(lb)) => (la, lb),
             (Some(_), None) => {
@@ -98,9 +126,65 @@ pub fn render(a_name: &str, a: &[LevelView], b_name: &str, b: &[LevelView]) -> S
     out
 }
 
+/// `1st`, `2nd`, `3rd`, `4th`.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// What makes two runs comparable, by their metadata: (what, keys whose values must agree).
+const SAME: [(&str, &[&str]); 7] = [
+    ("endpoint", &["endpoint", "endpoints"]),
+    ("model", &["model"]),
+    ("API", &["api"]),
+    ("dataset", &["dataset", "dataset_name"]),
+    ("prompt lengths", &["dataset_params", "max_tokens"]),
+    ("arrival", &["arrival", "burstiness", "sessions"]),
+    ("duration", &["duration", "warmup_s"]),
+];
+
+/// The ways two runs differ that make their levels not like for like, each named with both
+/// values.
+pub fn differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let shown = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "-".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let mut out = Vec::new();
+    for (what, keys) in SAME {
+        let differ: Vec<String> = keys
+            .iter()
+            .filter(|k| a.get(**k) != b.get(**k))
+            .map(|k| format!("{k}: A {} · B {}", shown(a.get(*k)), shown(b.get(*k))))
+            .collect();
+        if !differ.is_empty() {
+            out.push(format!("{what} ({})", differ.join("; ")));
+        }
+    }
+    out
+}
+
 pub fn run(args: CompareArgs) -> Result<i32> {
     let (meta_a, a) = replot::load(&args.a)?;
     let (meta_b, b) = replot::load(&args.b)?;
+    let differ = differences(&meta_a, &meta_b);
+    if !differ.is_empty() {
+        crate::outln!(
+            "warning: the runs differ in {}, so a difference below may come from that and not from the endpoint:",
+            differ.iter().map(|d| d.split(" (").next().unwrap_or(d)).collect::<Vec<_>>().join(", ")
+        );
+        for d in &differ {
+            crate::outln!("  - {d}");
+        }
+        crate::outln!();
+    }
     crate::out!(
         "{}",
         render(
@@ -112,7 +196,7 @@ pub fn run(args: CompareArgs) -> Result<i32> {
     );
     let sa = crate::report::recommend::analyze(&a, &analysis::Criteria::of_run(&meta_a));
     let sb = crate::report::recommend::analyze(&b, &analysis::Criteria::of_run(&meta_b));
-    let v = |x: Option<f64>| x.map_or("-".to_string(), |v| v.to_string());
+    let v = |x: Option<f64>| x.map_or("-".to_string(), crate::report::rate::text);
     crate::outln!("{:<29} {:>12} {:>12}", "Summary (QPS)", "A", "B");
     for (name, x, y) in [
         (

@@ -125,7 +125,7 @@ impl TurnsHistograms {
             ] {
                 let what = |e: String| format!("turn bucket {}'s {name}: {e}", i + 1);
                 h.add(&decode(text).map_err(what)?)
-                    .map_err(|e| what(format!("{e:?}")))?;
+                    .map_err(|e| what(e.to_string()))?;
             }
         }
         Ok(t)
@@ -215,7 +215,7 @@ pub fn encode(h: &Histogram<u64>) -> Result<String, String> {
     let mut bytes = Vec::new();
     V2Serializer::new()
         .serialize(h, &mut bytes)
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| e.to_string())?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -226,7 +226,7 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
         .map_err(|e| format!("not base64: {e}"))?;
     Deserializer::new()
         .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("not a V2 histogram: {e:?}"))
+        .map_err(|e| format!("not a V2 histogram: {e}"))
 }
 
 /// Monotonic ns → Unix seconds, to the µs, through the clock pair `unix_now_s` (Unix s) and
@@ -277,7 +277,7 @@ impl EndpointHistograms {
         let saved = decode(&self.ttft_us).map_err(|e| format!("{}'s TTFT: {e}", self.url))?;
         one.ttft_us
             .add(&saved)
-            .map_err(|e| format!("{}'s TTFT: {e:?}", self.url))?;
+            .map_err(|e| format!("{}'s TTFT: {e}", self.url))?;
         Ok(one)
     }
 }
@@ -363,7 +363,7 @@ impl LevelHistograms {
             if let Some(text) = self.histograms.get(name) {
                 let saved = decode(text).map_err(|e| format!("histogram {name}: {e}"))?;
                 h.add(&saved)
-                    .map_err(|e| format!("histogram {name}: {e:?}"))?;
+                    .map_err(|e| format!("histogram {name}: {e}"))?;
             }
         }
         let c = &self.counters;

@@ -93,7 +93,7 @@ impl ErrorKind {
             K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => ErrorKind::ConnectionReset,
             K::UnexpectedEof => ErrorKind::ConnectionClosed,
             K::TimedOut => ErrorKind::ConnectionTimedOut,
-            other => ErrorKind::Io(format!("{other:?}")),
+            other => ErrorKind::Io(other.to_string()),
         }
     }
 

@@ -706,6 +706,17 @@ pub enum ShowMetric {
     Ttfb,
 }
 
+impl Arrival {
+    /// `--arrival`'s own spelling (`poisson`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arrival::Constant => "constant",
+            Arrival::Poisson => "poisson",
+            Arrival::Gamma => "gamma",
+        }
+    }
+}
+
 /// How gaps between arrivals are drawn.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,

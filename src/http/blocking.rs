@@ -79,7 +79,7 @@ pub fn call(c: &Call<'_>, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let head = loop {
-        if let Some(h) = parse_head(&buf).map_err(|e| format!("bad response head: {e:?}"))? {
+        if let Some(h) = parse_head(&buf).map_err(|e| format!("bad response head: {e}"))? {
             break h;
         }
         s.set_read_timeout(Some(left()))
@@ -98,7 +98,7 @@ pub fn call(c: &Call<'_>, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
         while at < pending.len() && !decoder.is_done() {
             let (used, data) = decoder
                 .decode(&pending[at..])
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(|e| e.to_string())?;
             body.extend_from_slice(data.unwrap_or_default());
             at += used;
             if used == 0 {
@@ -112,7 +112,7 @@ pub fn call(c: &Call<'_>, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
             .map_err(|e| e.to_string())?;
         let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
         if n == 0 {
-            decoder.eof().map_err(|e| format!("{e:?}"))?;
+            decoder.eof().map_err(|e| e.to_string())?;
             break;
         }
         pending = chunk[..n].to_vec();

@@ -168,14 +168,32 @@ pub fn category(e: &rustls::Error) -> String {
             CertificateError::Revoked => "revoked certificate".into(),
             CertificateError::BadSignature => "bad certificate signature".into(),
             CertificateError::BadEncoding => "bad certificate encoding".into(),
-            other => format!("invalid certificate ({other:?})"),
+            other => format!(
+                "invalid certificate ({})",
+                words(&format!("{other:?}"))
+            ),
         },
-        E::AlertReceived(alert) => format!("alert from server ({alert:?})"),
+        E::AlertReceived(alert) => format!("alert from server ({})", words(&format!("{alert:?}"))),
         E::NoApplicationProtocol => "no common ALPN protocol".into(),
         E::InvalidMessage(_) => "peer is not speaking TLS".into(),
-        E::PeerIncompatible(p) => format!("incompatible peer ({p:?})"),
+        E::PeerIncompatible(p) => format!("incompatible peer ({})", words(&format!("{p:?}"))),
         other => format!("{other}"),
     }
+}
+
+/// A rustls variant's name (`HandshakeFailure`, `UnknownIssuer`) as words (`handshake
+/// failure`): what a user reads, with no Rust syntax (the name's first token only, so a
+/// variant's fields never show).
+fn words(name: &str) -> String {
+    let head: String = name.chars().take_while(|c| c.is_alphanumeric()).collect();
+    let mut out = String::new();
+    for (i, c) in head.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
 }
 
 /// A TLS handshake or record failure.

@@ -185,7 +185,8 @@ fn verdicts(stats: &mut LevelStats, parts: &[Part<'_>], of_shards: usize) {
     if parts.len() < of_shards {
         let have: Vec<usize> = parts.iter().map(|p| p.shard).collect();
         stats.warnings.push(format!(
-            "only shards {have:?} of {of_shards} measured level {level} (the others joined later): its counts are partial"
+            "only shards {} of {of_shards} measured level {level} (the others joined later): its counts are partial",
+            have.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         ));
     }
 }

@@ -143,7 +143,8 @@ pub fn check(shards: &mut [Shard]) -> Result<()> {
     let have: Vec<usize> = shards.iter().map(|s| s.index).collect();
     if let Some(k) = (0..n).find(|k| !have.contains(k)) {
         return Err(UserError::input(format!(
-            "shard {k} of {n} is missing: the folders given hold shards {have:?}"
+            "shard {k} of {n} is missing: the folders given hold shards {}",
+            have.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         )));
     }
     if let Some(s) = shards.iter().find(|s| s.index >= n) {

@@ -27,6 +27,6 @@ pub fn register_font() {
 pub type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
 /// A drawing error as text.
-pub fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
+pub fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
 }

@@ -607,7 +607,8 @@ fn gap_fit_warning(stats: &LevelStats, r: &Recorder, arrival: Arrival) -> Option
         .p_value
         .filter(|&p| p < 0.01 && fit.statistic.is_some_and(|d| d > 0.05))?;
     Some(format!(
-        "the realised send gaps do not follow the configured {arrival:?} process (KS p = {p:.4})"
+        "the realised send gaps do not follow the configured {} process (KS p = {p:.4})",
+        arrival.name()
     ))
 }
 
