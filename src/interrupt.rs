@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Whether the process has results to save when stopped (a benchmark does, `serve-mock` not).
+static SAVES: AtomicBool = AtomicBool::new(true);
 
 /// How long in-flight requests may finish after the first signal, ns.
 pub const GRACE_NS: u64 = 2_000_000_000;
@@ -16,9 +18,20 @@ extern "C" fn on_signal(_: libc::c_int) {
         // SAFETY: _exit is async-signal-safe; nothing is flushed, which is the point.
         unsafe { libc::_exit(130) };
     }
-    let msg = b"\nqpsbench: stopping (finishing in-flight requests, saving results; press Ctrl-C again to quit at once)\n";
+    let msg: &[u8] = if SAVES.load(Ordering::Relaxed) {
+        b"\nqpsbench: stopping (finishing in-flight requests, saving results; press Ctrl-C again to quit at once)\n"
+    } else {
+        b"\nqpsbench: stopping (press Ctrl-C again to quit at once)\n"
+    };
     // SAFETY: write(2) is async-signal-safe; the buffer is a static byte string.
     unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// Installs the handler for a process with nothing to save (`serve-mock`): its message says
+/// only that it stops.
+pub fn install_quiet() {
+    SAVES.store(false, Ordering::Relaxed);
+    install();
 }
 
 /// Installs the handler for SIGINT and SIGTERM (once per process).

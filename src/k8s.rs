@@ -35,9 +35,27 @@ const SET_HERE: [&str; 8] = [
 
 pub fn run(args: K8sManifestArgs) -> Result<i32> {
     check(&args)?;
+    warn_about_local_dataset(&args.bench);
     let start_at = (unix_now_s() + args.start_in).ceil() as u64;
     crate::out!("{}", render(&args, start_at));
     Ok(0)
+}
+
+/// A `--dataset` that names a file on this machine is not in the pods: it must be in the image
+/// or on a volume at that path. Said on stderr, so the manifests on stdout stay clean.
+fn warn_about_local_dataset(bench: &[String]) {
+    let path = bench.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--dataset=")
+            .map(str::to_string)
+            .or_else(|| (a == "--dataset").then(|| bench.get(i + 1).cloned()).flatten())
+    });
+    if let Some(p) = path {
+        if std::path::Path::new(&p).exists() {
+            eprintln!(
+                "warning: --dataset {p} is a file on this machine; the pods read it at that path inside their container: build it into the image (the Dockerfile's COPY) or mount it there"
+            );
+        }
+    }
 }
 
 /// Every input checked, with the flag it came from.

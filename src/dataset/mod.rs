@@ -157,7 +157,30 @@ pub fn load(path: &Path, name: Option<DatasetName>) -> Result<Dataset> {
         }
         DatasetName::Seed | DatasetName::Mooncake => (parse(&bytes, &shown)?, 0),
     };
+    check_user_turns(&samples, &shown)?;
     Ok(Dataset::from_samples(samples, name, skipped))
+}
+
+/// Every row must ask something: a row with no user message (only a system prompt or the
+/// assistant's turns) is refused, naming it, rather than sent as a request with nothing to
+/// answer, which servers refuse or answer with nothing to measure.
+fn check_user_turns(samples: &[Sample], shown: &str) -> Result<()> {
+    let bad = samples
+        .iter()
+        .position(|s| s.prompt.is_none() && !s.messages.iter().any(|m| m.role == "user"));
+    let Some(i) = bad else {
+        return Ok(());
+    };
+    let roles: Vec<&str> = samples[i].messages.iter().map(|m| m.role).collect();
+    let count = samples
+        .iter()
+        .filter(|s| s.prompt.is_none() && !s.messages.iter().any(|m| m.role == "user"))
+        .count();
+    Err(UserError::input(format!(
+        "dataset '{shown}': sample {i} has no user message (its roles: {}); expected at least one user turn in every sample ({count} sample{} lack one)",
+        if roles.is_empty() { "none".to_string() } else { roles.join(", ") },
+        if count == 1 { "" } else { "s" }
+    )))
 }
 
 /// The format a file shows (see [`load`]).

@@ -339,7 +339,7 @@ pub fn serve(args: &crate::cli::MockArgs) -> crate::error::Result<i32> {
     let _ = std::io::stdout().flush();
     // Until --exit-after or Ctrl-C / SIGTERM; then the endpoint says how well it kept its
     // chunks' deadlines.
-    crate::interrupt::install();
+    crate::interrupt::install_quiet();
     let until = args
         .exit_after
         .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));

@@ -162,14 +162,18 @@ impl Report {
         let mut out = String::from("prompts: ");
         match (self.rows, self.prompts_planned, self.passes) {
             (Some(r), Some(p), Some(k)) => out.push_str(&format!(
-                "{p} from {r} rows ({k} pass{})",
+                "{p} from {r} row{} ({k} pass{})",
+                if r == 1 { "" } else { "s" },
                 if k == 1 { "" } else { "es" }
             )),
-            (Some(r), _, _) => out.push_str(&format!("{r} rows")),
+            (Some(r), _, _) => out.push_str(&format!("{r} row{}", if r == 1 { "" } else { "s" })),
             (None, Some(p), _) => out.push_str(&format!("{p} drawn")),
             (None, None, _) => out.push_str("drawn"),
         }
-        out.push_str(&format!("; repeats kept apart by {}", self.applied));
+        match self.applied.strip_prefix("none needed: ") {
+            Some(why) => out.push_str(&format!("; no repeats to keep apart: {why}")),
+            None => out.push_str(&format!("; repeats kept apart by {}", self.applied)),
+        }
         out
     }
 }

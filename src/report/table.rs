@@ -138,7 +138,11 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
         let mut errs: Vec<_> = l.errors.iter().collect();
         errs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (k, v) in errs {
-            let _ = writeln!(s, "  - {k}: {v} occurrences");
+            let _ = writeln!(
+                s,
+                "  - {k}: {v} occurrence{}",
+                if *v == 1 { "" } else { "s" }
+            );
         }
     }
 }
@@ -199,7 +203,7 @@ mod tests {
             "{}",
             lines[4]
         );
-        assert!(out.contains("\nQPS 1.0 - Errors (1 total):\n  - HTTP 503: 1 occurrences\n"));
+        assert!(out.contains("\nQPS 1.0 - Errors (1 total):\n  - HTTP 503: 1 occurrence\n"));
         let wide = render(&[l], &[50.0], &[ShowMetric::Itl, ShowMetric::Ttfb]);
         let header = wide.lines().nth(3).unwrap();
         assert!(
