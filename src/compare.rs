@@ -58,7 +58,9 @@ pub fn render(a_name: &str, a: &[LevelView], b_name: &str, b: &[LevelView]) -> S
     targets.dedup();
     let repeated = |q: f64| targets.iter().filter(|k| k.0 == q).count() > 1;
     let find = |ls: &[((f64, usize), &LevelView)], key: (f64, usize)| {
-        ls.iter().find(|(k, _)| *k == key).map(|(_, l)| (*l).clone())
+        ls.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, l)| (*l).clone())
     };
     for key in targets.clone() {
         let (q, k) = key;

@@ -47,7 +47,11 @@ fn warn_about_local_dataset(bench: &[String]) {
     let path = bench.iter().enumerate().find_map(|(i, a)| {
         a.strip_prefix("--dataset=")
             .map(str::to_string)
-            .or_else(|| (a == "--dataset").then(|| bench.get(i + 1).cloned()).flatten())
+            .or_else(|| {
+                (a == "--dataset")
+                    .then(|| bench.get(i + 1).cloned())
+                    .flatten()
+            })
     });
     if let Some(p) = path {
         if std::path::Path::new(&p).exists() {

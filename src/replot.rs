@@ -87,7 +87,7 @@ pub fn run(args: PlotArgs) -> Result<i32> {
     let title = crate::report::plot::title_of_run(&meta);
     // Rendered beside, then renamed: an existing picture is replaced whole or not at all.
     let tmp = args.dir.join(format!(".{name}.tmp.png"));
-    crate::report::plot::render(&tmp, &levels, &summary, &title)
+    crate::report::plot::render(&tmp, &levels, &summary, &c, &title)
         .map_err(|e| UserError::input(format!("cannot render {}: {e}", tmp.display())))?;
     let png = args.dir.join(&name);
     std::fs::rename(&tmp, &png)

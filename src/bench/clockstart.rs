@@ -86,7 +86,12 @@ pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
 
 /// The start must leave something to run, and not be a typo far ahead: a timetable already
 /// over (every level's window past), or a start more than a day ahead, is refused.
-fn check_window(start: f64, now: f64, levels: Option<usize>, (level_s, period_s): (f64, f64)) -> Result<()> {
+fn check_window(
+    start: f64,
+    now: f64,
+    levels: Option<usize>,
+    (level_s, period_s): (f64, f64),
+) -> Result<()> {
     const DAY_S: f64 = 86_400.0;
     if start - now > DAY_S {
         return Err(UserError::input(format!(
@@ -145,7 +150,10 @@ mod tests {
         let now = 1_000_000.0;
         let e = check_window(1000.0, now, Some(2), (10.0, 20.0)).unwrap_err();
         assert!(e.message.contains("was over 998970 s ago"), "{}", e.message);
-        assert!(check_window(now - 25.0, now, Some(2), (10.0, 20.0)).is_ok(), "level 2 runs on");
+        assert!(
+            check_window(now - 25.0, now, Some(2), (10.0, 20.0)).is_ok(),
+            "level 2 runs on"
+        );
         let e = check_window(now + 90_000.0, now, Some(1), (10.0, 20.0)).unwrap_err();
         assert!(e.message.contains("25.0 h from now"), "{}", e.message);
         assert!(check_window(now + 60.0, now, None, (10.0, 20.0)).is_ok());

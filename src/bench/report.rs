@@ -55,7 +55,7 @@ pub fn write_and_print(
         saved.push("requests.jsonl".into());
     }
     if let (true, Some(s)) = (a.plot, &summary) {
-        saved.extend(draw(plan, run_dir, started, &m.levels, s));
+        saved.extend(draw(plan, run_dir, started, &m.levels, (s, &m.criteria)));
     }
     list_saved(run_dir, &saved);
     Ok(())
@@ -80,13 +80,13 @@ fn draw(
     run_dir: &RunDir,
     started: &LocalTime,
     levels: &[LevelStats],
-    s: &Summary,
+    (s, c): (&Summary, &Criteria),
 ) -> Vec<String> {
     let mut written = Vec::new();
     let png = run_dir.path.join(&plan.plot_output);
     let title = crate::report::plot::plot_title(&plan.model, &plan.shown_endpoint, &started.iso());
     let views = analysis::views(levels);
-    match crate::report::plot::render(&png, &views, s, &title) {
+    match crate::report::plot::render(&png, &views, s, c, &title) {
         Ok(()) => written.push(plan.plot_output.clone()),
         Err(e) => eprintln!("warning: could not write {}: {e}", png.display()),
     }

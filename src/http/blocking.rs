@@ -96,9 +96,7 @@ pub fn call(c: &Call<'_>, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
     loop {
         let mut at = 0;
         while at < pending.len() && !decoder.is_done() {
-            let (used, data) = decoder
-                .decode(&pending[at..])
-                .map_err(|e| e.to_string())?;
+            let (used, data) = decoder.decode(&pending[at..]).map_err(|e| e.to_string())?;
             body.extend_from_slice(data.unwrap_or_default());
             at += used;
             if used == 0 {

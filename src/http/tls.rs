@@ -168,10 +168,7 @@ pub fn category(e: &rustls::Error) -> String {
             CertificateError::Revoked => "revoked certificate".into(),
             CertificateError::BadSignature => "bad certificate signature".into(),
             CertificateError::BadEncoding => "bad certificate encoding".into(),
-            other => format!(
-                "invalid certificate ({})",
-                words(&format!("{other:?}"))
-            ),
+            other => format!("invalid certificate ({})", words(&format!("{other:?}"))),
         },
         E::AlertReceived(alert) => format!("alert from server ({})", words(&format!("{alert:?}"))),
         E::NoApplicationProtocol => "no common ALPN protocol".into(),

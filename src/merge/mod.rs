@@ -182,7 +182,8 @@ fn draw(
     let title = crate::report::plot::title_of_run(meta);
     let png = out.path.join(file_name_only("--plot-output", name)?);
     let views = analysis::views(levels);
-    crate::report::plot::render(&png, &views, summary, &title)
+    let c = analysis::Criteria::of_run(meta);
+    crate::report::plot::render(&png, &views, summary, &c, &title)
         .map_err(|e| UserError::runtime(format!("cannot render {}: {e}", png.display())))?;
     crate::outln!("  - {}", png.display());
     if let Ok(Some(p)) = crate::report::timeline_plot::render_dir(&out.path, &title) {

@@ -144,7 +144,10 @@ pub fn check(shards: &mut [Shard]) -> Result<()> {
     if let Some(k) = (0..n).find(|k| !have.contains(k)) {
         return Err(UserError::input(format!(
             "shard {k} of {n} is missing: the folders given hold shards {}",
-            have.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            have.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     if let Some(s) = shards.iter().find(|s| s.index >= n) {

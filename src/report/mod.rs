@@ -6,6 +6,7 @@
 //! here.
 
 pub mod analysis;
+pub mod glyphs;
 pub mod plot;
 pub mod progress;
 pub mod rate;

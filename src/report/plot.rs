@@ -15,9 +15,12 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
+use super::analysis::Criteria;
 use super::analysis::LevelView;
 use super::recommend::Summary;
-use super::style::{err, register_font, Area, FONT, LABEL_PX, LIMITED, TEXT_PX, TICK_PX, TITLE_PX};
+use super::style::{
+    err, register_font, Area, FONT, HEADROOM, LABEL_PX, LIMITED, TEXT_PX, TICK_PX, TITLE_PX,
+};
 
 const WIDTH: u32 = 3200;
 const HEIGHT: u32 = 1200;
@@ -45,7 +48,7 @@ macro_rules! draw_legend {
             .configure_series_labels()
             .legend_area_size(60)
             .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, TICK_PX))
+            .label_font((FONT, TICK_PX - 2))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
@@ -58,12 +61,13 @@ pub fn render(
     path: &Path,
     levels: &[LevelView],
     summary: &Summary,
+    c: &Criteria,
     title: &str,
 ) -> Result<(), String> {
     register_font();
     let mut levels: Vec<&LevelView> = levels.iter().collect();
     levels.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    let root = super::style::png_area(path, (WIDTH, HEIGHT));
     root.fill(&WHITE).map_err(err)?;
     let root = root
         .margin(12, 0, 0, 0)
@@ -78,14 +82,20 @@ pub fn render(
         message_panel(&panels[1], "TTFT (s)", why, &BLACK)?;
         inputs_panel(&panels[3], &levels)?;
     } else {
-        percentile_panel(&panels[1], &levels, "TTFT (s)", |l, k| {
+        let slo = c.slo_ttft_s.map(|s| (s, c.slo_percentile));
+        percentile_panel(&panels[1], &levels, "TTFT (s)", slo, |l, k| {
             l.ttft.get(k).copied().flatten()
         })?;
-        percentile_panel(&panels[3], &levels, "Tokens/sec per request", |l, k| {
-            l.tokens_per_sec.get(k).copied().flatten()
-        })?;
+        percentile_panel(
+            &panels[3],
+            &levels,
+            "Tokens/sec per request",
+            None,
+            |l, k| l.tokens_per_sec.get(k).copied().flatten(),
+        )?;
     }
-    percentile_panel(&panels[2], &levels, "E2E latency (s)", |l, k| {
+    let slo = c.slo_e2e_s.map(|s| (s, c.slo_percentile));
+    percentile_panel(&panels[2], &levels, "E2E latency (s)", slo, |l, k| {
         l.e2e_latency.get(k).copied().flatten()
     })?;
     super::summary_panel::draw(&panels[4], summary)?;
@@ -146,11 +156,7 @@ fn mark_limited<DB: DrawingBackend>(
     Ok(())
 }
 
-type LevelChart<'a, 'b> = ChartContext<
-    'a,
-    BitMapBackend<'b>,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
->;
+type LevelChart<'a, 'b> = super::style::Chart<'a, 'b>;
 
 /// A single-axis chart over the levels: caption, mesh (x labelled with each level's QPS; y from
 /// 0 to `y_max`, described and formatted as given, in a label area `y_px` wide) and the
@@ -160,7 +166,7 @@ fn level_chart<'a, 'b>(
     caption: &str,
     levels: &[&LevelView],
     (y_max, y_desc, y_px): (f64, &str, u32),
-    y_fmt: &dyn Fn(&f64) -> String,
+    (y_fmt, y_labels): (&dyn Fn(&f64) -> String, usize),
 ) -> Result<LevelChart<'a, 'b>, String> {
     let n = levels.len();
     let mut chart = ChartBuilder::on(area)
@@ -175,6 +181,7 @@ fn level_chart<'a, 'b>(
         .x_labels(n.min(24))
         .x_label_formatter(&|x| qps_label(levels, *x))
         .y_label_formatter(y_fmt)
+        .y_labels(y_labels)
         .x_desc("target QPS")
         .y_desc(y_desc)
         .label_style((FONT, TICK_PX))
@@ -224,7 +231,8 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
         .flat_map(|l| [l.qps_target, l.actual_qps, l.throughput_qps])
         .fold(0.0f64, f64::max)
         .max(1.0)
-        * 1.15;
+        * HEADROOM;
+    let fmt = super::style::axis_format(y_max);
     let mut chart = ChartBuilder::on(area)
         .caption("Target vs actual QPS, success rate", (FONT, TITLE_PX))
         .margin(20)
@@ -233,11 +241,12 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
         .right_y_label_area_size(110)
         .build_cartesian_2d(x_range(n), 0.0..y_max)
         .map_err(err)?
-        .set_secondary_coord(x_range(n), 0.0..110.0);
+        .set_secondary_coord(x_range(n), 0.0..100.0 * HEADROOM);
     chart
         .configure_mesh()
         .x_labels(n.min(24))
         .x_label_formatter(&|x| qps_label(levels, *x))
+        .y_label_formatter(&fmt)
         .x_desc("target QPS")
         .y_desc("QPS")
         .label_style((FONT, TICK_PX))
@@ -246,6 +255,13 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
         .map_err(err)?;
     chart
         .configure_secondary_axes()
+        .y_label_formatter(&|v| {
+            if *v <= 100.0 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
         .y_desc("success %")
         .label_style((FONT, TICK_PX))
         .axis_desc_style((FONT, LABEL_PX))
@@ -265,7 +281,7 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
             Box::new(|l| l.actual_qps),
         ),
         (
-            "throughput QPS (completed ÷ completion window)",
+            "throughput QPS (completed)",
             RGBColor(44, 160, 44),
             Box::new(|l| l.throughput_qps),
         ),
@@ -307,10 +323,13 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
     draw_legend!(chart)
 }
 
+/// The P50/P90/P95/P99 lines of one figure over the levels, with the SLO (value, percentile)
+/// drawn as a labelled dashed line where one applies.
 fn percentile_panel(
     area: &Area<'_>,
     levels: &[&LevelView],
     what: &str,
+    slo: Option<(f64, f64)>,
     get: impl Fn(&LevelView, &str) -> Option<f64>,
 ) -> Result<(), String> {
     let values: Vec<f64> = levels
@@ -321,14 +340,38 @@ fn percentile_panel(
     if values.is_empty() {
         return no_data(area, what);
     }
-    let y_max = values.iter().copied().fold(0.0f64, f64::max).max(1e-3) * 1.15;
+    let top = values.iter().copied().fold(0.0f64, f64::max);
+    let y_max = top.max(slo.map_or(0.0, |s| s.0)).max(1e-3) * HEADROOM;
     let mut chart = level_chart(
         area,
         &format!("{what}: P50 / P90 / P95 / P99"),
         levels,
         (y_max, what, 130),
-        &|y| short(*y),
+        (&super::style::axis_format(y_max), 10),
     )?;
+    if let Some((value, p)) = slo {
+        let n = levels.len() as f64;
+        let black = RGBColor(0, 0, 0);
+        let dashes: Vec<PathElement<(f64, f64)>> = (0..((n + 1.0) * 8.0) as usize)
+            .map(|k| {
+                let x = -0.5 + k as f64 / 8.0;
+                PathElement::new(
+                    vec![(x, value), (x + 1.0 / 16.0, value)],
+                    black.stroke_width(3),
+                )
+            })
+            .collect();
+        chart
+            .draw_series(dashes)
+            .map_err(err)?
+            .label(format!(
+                "SLO: {} ≤ {value} s",
+                crate::stats::pct_key(p).to_uppercase()
+            ))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], black.stroke_width(3))
+            });
+    }
     for (key, color) in PCTS {
         // A level without the value (no successful request) breaks the line.
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
@@ -368,13 +411,13 @@ fn inputs_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
     if points.iter().all(|p| p.1 <= 0.0) {
         return no_data(area, what);
     }
-    let y_max = points.iter().map(|p| p.1).fold(0.0f64, f64::max) * 1.15;
+    let y_max = points.iter().map(|p| p.1).fold(0.0f64, f64::max) * HEADROOM;
     let mut chart = level_chart(
         area,
         "Inputs embedded per second",
         levels,
         (y_max, what, 130),
-        &|y| short(*y),
+        (&super::style::axis_format(y_max), 10),
     )?;
     let color = PCTS[0].1;
     chart
@@ -388,19 +431,6 @@ fn inputs_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
         )
         .map_err(err)?;
     Ok(())
-}
-
-/// Tick labels without a long tail of digits.
-fn short(v: f64) -> String {
-    if v == 0.0 {
-        "0".into()
-    } else if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
@@ -420,19 +450,19 @@ fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
         .map(|c| c.0)
         .collect();
     let has_other = cats.len() > shown.len();
-    let y_max = levels
+    let most = levels
         .iter()
         .map(|l| l.errors.values().sum::<u64>())
         .max()
         .unwrap_or(0)
-        .max(4) as f64
-        * 1.25;
+        .max(4) as f64;
+    let (y_max, labels) = super::style::count_axis(most * HEADROOM);
     let mut chart = level_chart(
         area,
         "Errors per level by category",
         levels,
         (y_max, "failed requests", 110),
-        &|y| format!("{y:.0}"),
+        (&super::style::count_label, labels),
     )?;
     if cats.is_empty() {
         chart
@@ -506,8 +536,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_are_short() {
-        assert_eq!(short(0.1234), "0.123");
-        assert_eq!(short(12.34), "12.3");
+    fn titles_name_model_endpoint_and_time() {
+        let t = plot_title("m", "http://h/v1", "2026-01-02T03:04:05.678");
+        assert_eq!(t, "qpsbench: m at http://h/v1, 2026-01-02 03:04:05");
     }
 }

@@ -55,7 +55,10 @@ fn a_run_that_never_saturated_names_no_limit_and_says_test_higher() {
     assert!(s.reasons["saturation_qps"]
         .contains("not saturated up to QPS 20.0: the capacity is above 20.0 QPS"));
     let next = s.next_step.as_deref().unwrap();
-    assert!(next.contains("test higher, e.g. --qps 40.0,80.0,160.0"), "{next}");
+    assert!(
+        next.contains("test higher, e.g. --qps 40.0,80.0,160.0"),
+        "{next}"
+    );
     let shown = render(&s);
     assert!(shown.contains("Recommended production limit  -"), "{shown}");
     assert!(s.reasons["max_qps_without_503"].contains("no level returned HTTP 503"));
@@ -72,7 +75,9 @@ fn a_run_saturated_at_its_lowest_level_says_test_lower() {
     assert_eq!((s.optimal_qps, s.recommended_limit_qps), (None, None));
     let next = s.next_step.as_deref().unwrap();
     assert!(
-        next.contains("Saturated at the lowest level tried (QPS 8.0): test lower, e.g. --qps 1.0,2.0,4.0"),
+        next.contains(
+            "Saturated at the lowest level tried (QPS 8.0): test lower, e.g. --qps 1.0,2.0,4.0"
+        ),
         "{next}"
     );
 }

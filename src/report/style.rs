@@ -24,9 +24,89 @@ pub fn register_font() {
     });
 }
 
-pub type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+/// A picture's backend: the bitmap, with text drawn by [`super::glyphs`].
+pub type Backend<'a> = super::glyphs::Glyphs<BitMapBackend<'a>>;
+
+pub type Area<'a> = DrawingArea<Backend<'a>, plotters::coord::Shift>;
+
+/// A chart with plain numbers on both axes.
+pub type Chart<'a, 'b> = plotters::chart::ChartContext<
+    'a,
+    Backend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A PNG of `size` pixels at `path`, ready to draw on.
+pub fn png_area(path: &std::path::Path, size: (u32, u32)) -> Area<'_> {
+    register_font();
+    super::glyphs::Glyphs::new(BitMapBackend::new(path, size)).into_drawing_area()
+}
+
+/// The room above a chart's highest value, as a multiple of it: the top three eighths stay free for
+/// the legend, so that no legend covers a point.
+pub const HEADROOM: f64 = 1.6;
+
+/// The decimals of an axis from 0 to `max` (about ten ticks): one count for every tick, so an
+/// axis never mixes "0.800" and "1.4".
+pub fn decimals(max: f64) -> usize {
+    let step = max / 10.0;
+    if !(step.is_finite() && step > 0.0) {
+        return 0;
+    }
+    // The tick step a chart picks: the step rounded up to 1, 2 or 5 × a power of ten.
+    let e = 10f64.powf(step.log10().floor());
+    let nice = match step / e {
+        m if m <= 1.0 => e,
+        m if m <= 2.0 => 2.0 * e,
+        m if m <= 5.0 => 5.0 * e,
+        _ => 10.0 * e,
+    };
+    (-nice.log10().floor()).clamp(0.0, 4.0) as usize
+}
+
+/// Tick labels for an axis from 0 to `max`, all with the same decimals.
+pub fn axis_format(max: f64) -> impl Fn(&f64) -> String {
+    let d = decimals(max);
+    move |v: &f64| format!("{v:.d$}")
+}
+
+/// A count axis from 0 to `max`: its top (a whole number), how many labels it takes so that
+/// each falls on a whole number, and their labels (whole numbers only, never a repeat).
+pub fn count_axis(max: f64) -> (f64, usize) {
+    let top = max.ceil().max(1.0);
+    (top, (top as usize + 1).min(11))
+}
+
+/// A count's tick label: a whole number, or nothing between them.
+pub fn count_label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
 
 /// A drawing error as text.
 pub fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_format_per_axis() {
+        let f = axis_format(1.5);
+        assert_eq!(
+            (f(&0.8), f(&1.4), f(&0.0)),
+            ("0.8".into(), "1.4".into(), "0.0".into())
+        );
+        let f = axis_format(0.09);
+        assert_eq!((f(&0.09), f(&0.0)), ("0.09".into(), "0.00".into()));
+        assert_eq!(decimals(90.0), 0);
+        assert_eq!(count_axis(5.0), (5.0, 6));
+        assert_eq!(count_label(&2.5), "");
+        assert_eq!(count_label(&3.0), "3");
+    }
 }

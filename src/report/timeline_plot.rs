@@ -82,7 +82,7 @@ pub fn render(path: &Path, rows: &[Row], title: &str) -> Result<(), String> {
     levels.dedup();
     let t_max = rows.iter().map(|r| r.t_s).max().unwrap_or(0) as f64 + 1.0;
     let cached = rows.iter().any(|r| r.cached_prompt_tokens.is_some());
-    let root = BitMapBackend::new(path, (WIDTH, height(levels.len()))).into_drawing_area();
+    let root = super::style::png_area(path, (WIDTH, height(levels.len())));
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(TOP_PX);
     head.titled(title, (FONT, TITLE_PX).into_font().style(FontStyle::Bold))
@@ -104,12 +104,7 @@ pub fn render(path: &Path, rows: &[Row], title: &str) -> Result<(), String> {
     root.present().map_err(err)
 }
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
-type Chart<'a, 'b> = ChartContext<
-    'a,
-    BitMapBackend<'b>,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
->;
+use super::style::{Area, Chart};
 
 /// One chart of a strip: caption, axes from 0 to `t_max` s and 0 to `y_max`.
 fn chart<'a, 'b>(
@@ -127,6 +122,7 @@ fn chart<'a, 'b>(
         .build_cartesian_2d(0.0..t_max, 0.0..y_max)
         .map_err(err)?;
     c.configure_mesh()
+        .y_label_formatter(&super::style::axis_format(y_max))
         .x_desc("s since the level's window started")
         .y_desc(y_desc)
         .label_style((FONT, TICK_PX - 6))
@@ -149,7 +145,7 @@ fn top(series: &[&[(f64, f64)]]) -> f64 {
         .flat_map(|s| s.iter().map(|p| p.1))
         .fold(0.0, f64::max);
     if m > 0.0 {
-        m * 1.15
+        m * super::style::HEADROOM
     } else {
         1.0
     }
@@ -165,15 +161,18 @@ fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>, at: SeriesLabelPosition) -> Result<
         .map_err(err)
 }
 
-/// Draws `series` (label, color, points) on chart `c`, with the legend at `at`.
+/// Draws `series` (label, color, points) on chart `c`, with the legend at `at`. A series with
+/// no point (a server series that was not collected) is left out, legend entry and all.
 macro_rules! draw_lines {
     ($c:expr, $at:expr, $($label:expr, $color:expr, $points:expr);+ $(;)?) => {{
         $(
             let color = $color;
-            $c.draw_series(LineSeries::new($points.iter().copied(), color.stroke_width(3)))
-                .map_err(err)?
-                .label($label)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
+            if !$points.is_empty() {
+                $c.draw_series(LineSeries::new($points.iter().copied(), color.stroke_width(3)))
+                    .map_err(err)?
+                    .label($label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
+            }
         )+
         legend(&mut $c, $at)?;
     }};

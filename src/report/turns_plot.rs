@@ -60,7 +60,7 @@ fn x_of(t: &TurnView) -> f64 {
 
 fn render(path: &Path, levels: &[LevelView], title: &str) -> Result<(), String> {
     register_font();
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    let root = super::style::png_area(path, (WIDTH, HEIGHT));
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(TOP_PX);
     head.titled(

@@ -174,7 +174,10 @@ pub fn run(args: SelftestArgs) -> Result<i32> {
     let late = json.endpoint_chunk_lateness_us;
     crate::outln!(
         "The endpoint's own lateness (send − deadline, {} chunks): p50 {} µs, p99 {} µs, max {} µs",
-        late.chunks, late.p50_us, late.p99_us, late.max_us
+        late.chunks,
+        late.p50_us,
+        late.p99_us,
+        late.max_us
     );
     crate::outln!("Results saved to: {}", path.display());
     Ok(0)
@@ -457,7 +460,12 @@ fn print_sweep(
     crate::outln!("SELFTEST {title}");
     crate::outln!(
         "{:<10} {:<10} {:<8} {:<22} {:<26} {:<10} Client-limited",
-        "Target", "Actual", "OK%", "Send lag p50/p99 (µs)", "Added delay p50/p99/max", "CPU µs/tok",
+        "Target",
+        "Actual",
+        "OK%",
+        "Send lag p50/p99 (µs)",
+        "Added delay p50/p99/max",
+        "CPU µs/tok",
     );
     for r in rates {
         let d = r
