@@ -106,7 +106,8 @@ pub fn warning(
             format!(" ({:.0}% of prompt tokens)", s * 100.0)
         });
         parts.push(format!(
-            "QPS {qps}: {hits} of {successes} requests{share} came from the server's prefix cache; TTFT reflects cache hits{}",
+            "QPS {}: {hits} of {successes} requests{share} came from the server's prefix cache; TTFT reflects cache hits{}",
+            crate::report::rate::text(qps),
             match cx.expected {
                 Some(why) => format!(" (expected: the run shares prompts on purpose, {why})"),
                 None => String::new(),
@@ -118,7 +119,8 @@ pub fn warning(
         .filter(|&s| cx.after_reset && s > RESET_HELD_MAX_SHARE)
     {
         parts.push(format!(
-            "QPS {qps}: the reset did not hold: {:.0}% of prompt tokens still came from the cache after --reset-prefix-cache{}",
+            "QPS {}: the reset did not hold: {:.0}% of prompt tokens still came from the cache after --reset-prefix-cache{}",
+            crate::report::rate::text(qps),
             share * 100.0,
             cx.reset_caveat.map_or(String::new(), |c| format!(" ({c})"))
         ));

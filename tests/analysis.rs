@@ -54,7 +54,7 @@ fn summary_finds_the_limit_of_an_endpoint_with_a_known_capacity() {
     assert!(s["reasons"]["saturation_qps"]
         .as_str()
         .unwrap()
-        .contains("QPS 60: success"));
+        .contains("QPS 60.0: success"));
     assert!(
         run.stdout.contains("SUMMARY AND RECOMMENDATIONS"),
         "{}",
@@ -143,9 +143,9 @@ fn plot_re_renders_a_saved_folder_and_refuses_other_folders() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("QPS 5\n  only in A"), "{stdout}");
-    assert!(stdout.contains("QPS 20\n  only in B"), "{stdout}");
-    let ten = stdout.split("QPS 10\n").nth(1).unwrap();
+    assert!(stdout.contains("QPS 5.0\n  only in A"), "{stdout}");
+    assert!(stdout.contains("QPS 20.0\n  only in B"), "{stdout}");
+    let ten = stdout.split("QPS 10.0\n").nth(1).unwrap();
     assert!(
         ten.contains("TTFT P50 (s)") && ten.contains("B − A"),
         "{stdout}"
@@ -238,7 +238,7 @@ fn qps_auto_stops_at_a_client_limited_level() {
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 3, "{}", run.stderr);
     assert!(
-        run.stderr.contains("auto: QPS 10 is client-limited")
+        run.stderr.contains("auto: QPS 10.0 is client-limited")
             && run.stderr.contains("stopping the search"),
         "{}",
         run.stderr

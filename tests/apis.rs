@@ -38,13 +38,11 @@ fn responses_and_messages_stream_with_the_endpoints_own_counts() {
         assert_eq!(l["token_count_source"], "usage", "{path}");
         assert_eq!(f(&l["output_tokens"], "p50"), 8.0, "{path}");
         // What the endpoint generated, by its own counter, is what usage reported, and the
-        // probe's answer (sent before the level to try ignore_eos).
-        let probe = run.metadata()["ignore_eos"]
-            .as_str()
-            .unwrap_or("")
-            .contains("probe");
+        // probe's answers (the endpoint check and the unloaded baseline, before the level).
+        let probes = run.metadata()["baseline"]["requests"].as_f64().unwrap();
+        assert_eq!(probes, 3.0, "{path}");
         assert_eq!(
-            f(l, "output_tokens_total") + if probe { 8.0 } else { 0.0 },
+            f(l, "output_tokens_total") + 8.0 * probes,
             mock.generated_tokens(),
             "{path}: {}",
             run.metadata()["ignore_eos"]

@@ -163,7 +163,7 @@ fn four_shards_merge_into_the_single_process_expectation() {
         .output()
         .unwrap();
     assert!(cmp.status.success(), "{cmp:?}");
-    assert!(String::from_utf8_lossy(&cmp.stdout).contains("QPS 40"));
+    assert!(String::from_utf8_lossy(&cmp.stdout).contains("QPS 40.0"));
 
     // Refusals, each with exit 2 and its reason.
     let refused = |dirs: Vec<&str>, why: &str| {

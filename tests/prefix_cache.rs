@@ -63,8 +63,8 @@ fn a_datasets_rows_repeat_only_when_asked_and_are_then_measured_and_warned_about
     let off = two_passes(&m, &tmp, &["--unique-prompts", "off"]);
     assert_eq!(
         hits(&off),
-        vec![1, 4],
-        "the probe's row 0 and then all of pass 2"
+        vec![0, 4],
+        "the probe's requests are marked even so; then all of pass 2"
     );
     let l2 = &off.levels()[1];
     let share = f(l2, "prompt_cache_hit_share");
@@ -77,11 +77,11 @@ fn a_datasets_rows_repeat_only_when_asked_and_are_then_measured_and_warned_about
     );
     assert_eq!(l2["prompt_passes"], serde_json::json!([2, 2]));
     let w = l2["prompt_cache_warning"].as_str().unwrap();
-    assert!(w.starts_with("QPS 2: 4 of 4 requests ("), "{w}");
+    assert!(w.starts_with("QPS 2.0: 4 of 4 requests ("), "{w}");
     assert!(w.contains("; TTFT reflects cache hits (expected: the run shares prompts on purpose, --unique-prompts off)"), "{w}");
     assert!(off.stdout.contains("2.0†"), "{}", off.stdout);
     assert!(
-        off.stdout.contains("Prompt cache: QPS 2: 4 of 4"),
+        off.stdout.contains("Prompt cache") && off.stdout.contains("QPS 2.0: 4 of 4"),
         "{}",
         off.stdout
     );
@@ -102,7 +102,10 @@ fn a_datasets_rows_repeat_only_when_asked_and_are_then_measured_and_warned_about
     assert_eq!(cached, l2["cached_prompt_tokens_total"].as_u64().unwrap());
     let u = &off.metadata()["prompt_uniqueness"];
     assert_eq!(u["method"], "off");
-    assert_eq!(u["probe"], "row 0 as it is");
+    assert_eq!(
+        u["probe"],
+        "row 0 with the marker of pass 0, which no level sends"
+    );
 
     // The default, on a fresh endpoint: pass 2 is marked, the probe warms nothing.
     let tmp = TempDir::new("cache-auto");
@@ -297,9 +300,11 @@ fn prefix_groups_spread_that_many_shared_prefixes_evenly_and_hit_the_cache() {
     let warning = l["prompt_cache_warning"].as_str().unwrap_or_default();
     assert!(warning.contains("--prefix-groups 4"), "{warning}");
     // 4 distinct prefixes, each sent by 4 of the level's 16 prompts (its first 50 bytes tell them
-    // apart); the probe (the first line) shares one of them.
+    // apart); the probe's requests (the first lines: the check and the unloaded baseline) share
+    // some of them.
+    let probes = run.metadata()["baseline"]["requests"].as_u64().unwrap() as usize;
     let mut by_prefix: std::collections::HashMap<String, usize> = Default::default();
-    for line in std::fs::read_to_string(&log).unwrap().lines().skip(1) {
+    for line in std::fs::read_to_string(&log).unwrap().lines().skip(probes) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let text = v["body"]["messages"][0]["content"].as_str().unwrap();
         *by_prefix.entry(text[..50].to_string()).or_default() += 1;

@@ -276,8 +276,16 @@ fn unreachable_endpoint_is_counted_per_level_not_fatal() {
     let ds = tmp.file("d.json", DATASET);
     let mut args = base_args(&url, ds.to_str().unwrap());
     args.extend(["--qps", "5", "--duration", "1"]);
+    // By default the endpoint check stops the run before level 1 (tests/first_minute.rs);
+    // without it, every request is counted in its category, and no capacity is claimed.
+    args.push("--no-probe");
     let run = qpsbench(&args, tmp.path());
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.code(), 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no request succeeded at any level"),
+        "{}",
+        run.stderr
+    );
     let l = &run.levels()[0];
     assert_eq!(l["errors"]["Connection refused"], 5, "{l}");
     assert_eq!(f(l, "success_rate"), 0.0);
@@ -294,13 +302,21 @@ fn timeout_is_its_own_category() {
     // With --busy-poll too: the cores never park, and timeouts must still fire.
     for busy in [false, true] {
         let mut args = base_args(&mock.url, ds.to_str().unwrap());
-        args.extend(["--qps", "4", "--duration", "1", "--timeout", "0.3"]);
+        args.extend([
+            "--qps",
+            "4",
+            "--duration",
+            "1",
+            "--timeout",
+            "0.3",
+            "--no-probe",
+        ]);
         if busy {
             args.push("--busy-poll");
         }
         let started = std::time::Instant::now();
         let run = qpsbench(&args, tmp.path());
-        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(run.code(), 4, "no success anywhere: {}", run.stderr);
         assert_eq!(
             run.levels()[0]["errors"]["Timeout (total)"],
             4,
@@ -335,10 +351,11 @@ fn warm_up_is_bounded_by_the_timeout() {
         "3",
         "--cores",
         "1",
+        "--no-probe",
     ]);
     let started = std::time::Instant::now();
     let run = qpsbench(&args, tmp.path());
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.code(), 4, "{}", run.stderr);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(15),
         "{:?}",
@@ -351,7 +368,7 @@ fn warm_up_is_bounded_by_the_timeout() {
     set_arg(&mut args, "--timeout", "5");
     set_arg(&mut args, "--connect-timeout", "0.3");
     let run = qpsbench(&args, tmp.path());
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    assert_eq!(run.code(), 4, "{}", run.stderr);
     let l = &run.levels()[0];
     assert_eq!(l["errors"]["Timeout (connect)"], 2, "{l}");
     assert_eq!(l["errors"].as_object().unwrap().len(), 1, "{l}");
@@ -380,10 +397,11 @@ fn first_token_and_idle_timeouts_have_their_own_categories() {
             "10",
             flag,
             "0.3",
+            "--no-probe",
         ]);
         let started = std::time::Instant::now();
         let run = qpsbench(&args, tmp.path());
-        assert_eq!(run.code(), 0, "{}", run.stderr);
+        assert_eq!(run.code(), 4, "{}", run.stderr);
         let l = &run.levels()[0];
         assert_eq!(l["errors"][want], 4, "{flag}: {l}");
         assert_eq!(l["errors"].as_object().unwrap().len(), 1, "{l}");
@@ -636,10 +654,16 @@ fn the_completions_api_end_to_end() {
     assert_eq!(l["token_count_source"], "usage");
     assert!(l["ttft"]["p50"].as_f64().unwrap() >= 0.02, "{l}");
     assert_eq!(run.metadata()["api"], "completions");
-    // --api chat sends messages to the completions path, which refuses them.
+    // --api chat sends messages to the completions path, which refuses them: the endpoint
+    // check stops the run before level 1, naming the path's API.
     args.extend(["--api", "chat"]);
     let run = qpsbench(&args, tmp.path());
-    let l = &run.levels()[0];
-    assert_eq!(l["errors"]["HTTP 400"], 5, "{l}");
-    assert_eq!(run.metadata()["api"], "chat");
+    assert_eq!(run.code(), 4, "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 400"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pass --api completions"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.dir.is_none(), "no results folder");
 }

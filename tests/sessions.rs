@@ -106,8 +106,7 @@ fn later_turns_carry_the_servers_own_answers_and_start_from_its_cache() {
     }
     assert!(f(s, "later_turns_ttft_speedup") > 2.0, "{s}");
     assert!(
-        run.stdout
-            .contains("Sessions: QPS 6: later turns' TTFT p50"),
+        run.stdout.contains("QPS 6.0: later turns' TTFT p50"),
         "{}",
         run.stdout
     );

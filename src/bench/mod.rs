@@ -41,6 +41,7 @@ use crate::report::results::RunDir;
 pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i32> {
     let mut plan = plan::Plan::new(args, dataset_override)?;
     let mut requests = plan.render()?;
+    RunDir::prepare_parent(&plan.args.results_dir)?;
     crate::interrupt::install();
     let engine = plan.start_engine()?;
     // Before the results folder: an endpoint that does not answer leaves nothing behind.

@@ -67,10 +67,11 @@ pub fn hint(kind: &ErrorKind, sample: Option<&str>, cx: &Context<'_>) -> Option<
         ErrorKind::Tls(_) if https => {
             "the TLS handshake failed: if the server speaks plain HTTP, use http://".into()
         }
-        ErrorKind::Malformed(_) | ErrorKind::ConnectionClosed | ErrorKind::ConnectionReset
-            if !https && !matches!(kind, ErrorKind::Malformed(w) if w.contains("JSON") || w.contains("answer")) =>
-        {
+        ErrorKind::Malformed(w) if not_http(w) => {
             "the server does not answer HTTP/1.1 here: check the port; if it serves HTTPS, use https://".into()
+        }
+        ErrorKind::ConnectionClosed | ErrorKind::ConnectionReset if !https => {
+            "the server closed the connection without an answer: check the port; if it serves HTTPS, use https://".into()
         }
         ErrorKind::Malformed(_) | ErrorKind::Truncated | ErrorKind::Stream => match other_api {
             Some(p) => format!(
@@ -126,6 +127,11 @@ pub fn hint(kind: &ErrorKind, sample: Option<&str>, cx: &Context<'_>) -> Option<
         }
         _ => return None,
     })
+}
+
+/// Whether a malformed answer was not HTTP at all (rather than HTTP in another API's form).
+fn not_http(why: &str) -> bool {
+    why.contains("HTTP") || why.contains("head")
 }
 
 /// The API a server's error message names by its fields, when it names one clearly.
@@ -192,6 +198,10 @@ mod tests {
         assert!(h(ErrorKind::ConnectionRefused, &chat).contains("is the server running"));
         let tls = cx("https://127.0.0.1:1/v1/chat/completions", Api::Chat, false);
         assert!(h(ErrorKind::Tls("corrupt message".into()), &tls).contains("use http://"));
+        let garbage = ErrorKind::Malformed("invalid response head (not HTTP/1.x)".into());
+        assert!(h(garbage, &chat).contains("does not answer HTTP/1.1"));
+        let json = ErrorKind::Malformed("not an event stream (no data: events)".into());
+        assert!(h(json, &chat).contains("not in the chat API's form"));
         let wrong = cx("http://h/v1/embeddings", Api::Chat, true);
         let said = h(ErrorKind::Http(400), &wrong);
         assert!(

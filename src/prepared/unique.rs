@@ -23,8 +23,16 @@ pub use crate::cli::UniquePrompts;
 
 /// The first number of the probe's later prompts (the unloaded baseline's): far above any
 /// level's (a run's prompts number far fewer than 2^62), so no level sends them, and each
-/// is row k on pass 0, with pass 0's marker where rows repeat.
-pub const PROBE_BASE: u64 = 1 << 62;
+/// is row k on pass 0, with pass 0's marker where rows repeat. Its low 30 bits are a billion:
+/// drawn text starts with the prompt number's low 30 bits (`dataset::text::ID_WORDS`), so a
+/// base of a power of two would give probe request k the text of level prompt k.
+pub const PROBE_BASE: u64 = (1 << 62) | 1_000_000_000;
+
+/// A pass only the probe's requests are on: pass 0, and the passes from the top that a tiny
+/// dataset's baseline requests take.
+fn probe_pass(pass: u64) -> bool {
+    pass == 0 || pass > u64::MAX - 1024
+}
 
 /// What the rows of a run are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +72,12 @@ impl Uniqueness {
         match (prompt, self.source) {
             (0, _) => (0, 0),
             (p, Source::Drawn) if p >= PROBE_BASE => (0, 0),
-            (p, _) if p >= PROBE_BASE => (((p - PROBE_BASE) % self.rows.max(1)) as usize, 0),
+            (p, _) if p >= PROBE_BASE => {
+                // Row k on pass 0 while the rows last; past them (a tiny dataset), a pass of
+                // the probe's own, so that no two probe requests send the same prompt.
+                let (k, n) = (p - PROBE_BASE, self.rows.max(1));
+                ((k % n) as usize, if k < n { 0 } else { u64::MAX - k })
+            }
             (_, Source::Drawn) => (0, 1),
             (p, _) => {
                 let n = self.rows.max(1);
@@ -76,13 +89,20 @@ impl Uniqueness {
     /// What a prompt on `pass` adds to its row.
     pub fn addition(&self, pass: u64) -> Addition {
         match (self.mode, self.source) {
+            // The probe's requests are never measured: they stay out of the cache whatever the
+            // mode, so that they warm nothing for level 1.
+            (UniquePrompts::Off, Source::Samples | Source::SyntheticRows) if probe_pass(pass) => {
+                Addition::Marker(pass)
+            }
             (UniquePrompts::Off, _) => Addition::None,
             (UniquePrompts::Prefix, _) => Addition::Marker(pass),
             (UniquePrompts::Salt, _) => Addition::Salt(pass),
             // The first pass as the rows are; the probe's pass 0 and every repeat marked.
             (UniquePrompts::Auto, Source::Samples) if pass != 1 => Addition::Marker(pass),
             // A pool or a trace repeats on purpose; only the probe is kept apart.
-            (UniquePrompts::Auto, Source::SyntheticRows) if pass == 0 => Addition::Marker(0),
+            (UniquePrompts::Auto, Source::SyntheticRows) if probe_pass(pass) => {
+                Addition::Marker(pass)
+            }
             (UniquePrompts::Auto, _) => Addition::None,
         }
     }

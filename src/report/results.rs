@@ -21,13 +21,19 @@ pub struct RunDir {
 impl RunDir {
     /// Creates a new, unique folder under `parent` named after `time`. Fails before the run if
     /// the parent cannot be created or written.
-    pub fn create(parent: &Path, time: &LocalTime) -> Result<Self> {
+    /// Makes `--results-dir` (not yet the run's own folder), so that a folder that cannot be
+    /// made is refused before any request is sent.
+    pub fn prepare_parent(parent: &Path) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|e| {
             UserError::input(format!(
                 "cannot create results folder '{}': {e}",
                 parent.display()
             ))
-        })?;
+        })
+    }
+
+    pub fn create(parent: &Path, time: &LocalTime) -> Result<Self> {
+        Self::prepare_parent(parent)?;
         let base = time.folder_name();
         for n in 1..10_000 {
             let name = if n == 1 {

@@ -110,8 +110,11 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
             if let Some(e) = &l.embeddings {
                 let _ = writeln!(
                     s,
-                    "  - QPS {:.1}: {:.1} inputs/s ({} per request), {:.1} prompt tokens/s",
-                    l.qps_target, e.inputs_per_sec, e.batch, e.prompt_tokens_per_sec
+                    "  - QPS {}: {:.1} inputs/s ({} per request), {:.1} prompt tokens/s",
+                    super::rate::text(l.qps_target),
+                    e.inputs_per_sec,
+                    e.batch,
+                    e.prompt_tokens_per_sec
                 );
             }
         }
