@@ -175,15 +175,19 @@ fn run_against(server: &Canned, qps: &str) -> serde_json::Value {
         "--cores",
         "1",
         // These tests count the connections and requests a level makes itself (no warm-up
-        // connections, no probe request).
+        // connections, no probe request), and see what a level makes of broken answers.
         "--warmup-connections",
         "0",
         "--continuous-usage",
         "off",
+        "--no-probe",
     ]);
     let run = qpsbench(&args, tmp.path());
-    assert_eq!(run.code(), 0, "{}", run.stderr);
-    run.levels().remove(0)
+    let l = run.levels().remove(0);
+    // No success anywhere: exit status 4 (no capacity to name).
+    let want = if l["successful_requests"] == 0 { 4 } else { 0 };
+    assert_eq!(run.code(), want, "{}", run.stderr);
+    l
 }
 
 #[test]
@@ -303,7 +307,8 @@ fn extra_body_fields_arrive_in_every_request() {
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
     let bodies = s.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 4);
+    // The probe's three (the endpoint check and the unloaded baseline), then the level's four.
+    assert_eq!(bodies.len(), 3 + 4);
     for b in &bodies {
         let v: serde_json::Value = serde_json::from_slice(b).unwrap();
         assert_eq!(v["top_p"], 0.9, "{v}");
@@ -360,8 +365,8 @@ fn refused_ignore_eos_is_dropped_after_the_probe() {
     );
     assert_eq!(run.levels()[0]["success_rate"], 100.0);
     let bodies = s.bodies.lock().unwrap().clone();
-    // The refused probe, the accepted one, then the level's four requests.
-    assert_eq!(bodies.len(), 6);
+    // The refused probe, the accepted one and the baseline's other two, then the level's four.
+    assert_eq!(bodies.len(), 8);
     assert!(String::from_utf8_lossy(&bodies[0]).contains("\"ignore_eos\":true"));
     for b in &bodies[1..] {
         let v: serde_json::Value = serde_json::from_slice(b).unwrap();

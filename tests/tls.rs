@@ -78,13 +78,19 @@ fn private_ca_insecure_and_unknown_issuer() {
     // The endpoint counts the prompt's 3,000 words, plus 4 for the chat message.
     assert_eq!(l["prompt_tokens"]["p50"], 3004.0, "{l}");
 
-    let untrusted = run_https(&mock.url, &[], &tmp);
-    assert_eq!(
-        untrusted.code(),
-        0,
-        "a TLS failure is a per-level error, not fatal: {}",
-        untrusted.stderr
+    // An untrusted certificate stops the run at the endpoint check, with what to do.
+    let refused = run_https(&mock.url, &[], &tmp);
+    assert_eq!(refused.code(), 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("TLS: unknown issuer"),
+        "{}",
+        refused.stderr
     );
+    assert!(refused.stderr.contains("--ca-cert"), "{}", refused.stderr);
+    assert!(refused.dir.is_none());
+    // Without the check, a TLS failure is a per-level error category.
+    let untrusted = run_https(&mock.url, &["--no-probe"], &tmp);
+    assert_eq!(untrusted.code(), 4, "no success: {}", untrusted.stderr);
     assert_eq!(
         only_error(&untrusted.levels()[0]),
         ("TLS: unknown issuer".into(), 10)
@@ -130,15 +136,23 @@ fn name_mismatch_and_expired_certificates_are_categorised() {
     let _g = serial();
     let tmp = TempDir::new("tls-bad");
     let (mock, ca) = mock_with_cert(&tmp.path().join("other"), &["other.example"], (2099, 1, 1));
-    let run = run_https(&mock.url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
-    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let ca_arg = ca.to_str().unwrap();
+    let run = run_https(&mock.url, &["--ca-cert", ca_arg], &tmp);
+    assert_eq!(run.code(), 4, "the endpoint check stops it: {}", run.stderr);
+    assert!(run.stderr.contains("TLS: name mismatch"), "{}", run.stderr);
+    let run = run_https(&mock.url, &["--ca-cert", ca_arg, "--no-probe"], &tmp);
+    assert_eq!(run.code(), 4, "{}", run.stderr);
     assert_eq!(
         only_error(&run.levels()[0]),
         ("TLS: name mismatch".into(), 10)
     );
     drop(mock);
     let (mock, ca) = mock_with_cert(&tmp.path().join("old"), &["127.0.0.1"], (2001, 1, 1));
-    let run = run_https(&mock.url, &["--ca-cert", ca.to_str().unwrap()], &tmp);
+    let run = run_https(
+        &mock.url,
+        &["--ca-cert", ca.to_str().unwrap(), "--no-probe"],
+        &tmp,
+    );
     assert_eq!(
         only_error(&run.levels()[0]),
         ("TLS: expired certificate".into(), 10)
@@ -229,6 +243,8 @@ fn headers_reach_the_server_and_secrets_are_masked_everywhere() {
         "X-Tenant: acme",
         "--header",
         "X-Api-Key: h3ader-secret",
+        // The server answers one request: the level's, not the endpoint check's.
+        "--no-probe",
     ];
     let run = qpsbench(&args, tmp.path());
     assert_eq!(run.code(), 0, "{}", run.stderr);
