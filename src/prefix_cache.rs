@@ -154,10 +154,10 @@ mod tests {
         assert_eq!(p.cached_prompt_tokens.get("max"), Some(150.0));
         assert_eq!(p.cached_prompt_tokens.get("p50"), Some(0.0));
         let w = warning(1.0, 20, &p, WarningContext::default()).unwrap();
-        assert!(w.starts_with("QPS 1: 9 of 20 requests (42% of prompt tokens) came from the server's prefix cache"), "{w}");
+        assert!(w.starts_with("QPS 1.0: 9 of 20 requests (42% of prompt tokens) came from the server's prefix cache"), "{w}");
         assert_eq!(
             w,
-            "QPS 1: 9 of 20 requests (42% of prompt tokens) came from the server's prefix cache; TTFT reflects cache hits"
+            "QPS 1.0: 9 of 20 requests (42% of prompt tokens) came from the server's prefix cache; TTFT reflects cache hits"
         );
         let shared = WarningContext {
             expected: Some("--random-prefix-len"),

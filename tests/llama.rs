@@ -243,7 +243,7 @@ fn two_passes(mode: &str, extra: &[&str], server_args: &[&str]) -> (Run, String)
     on_fresh_server((4, "0.5,0.5", "8"), mode, extra, server_args)
 }
 
-/// One row, once per level (as the probe sends it too): what a slot keeps between levels.
+/// One row, once per level: what a slot keeps between levels.
 fn one_row_twice(extra: &[&str], server_args: &[&str]) -> (Run, String) {
     on_fresh_server((1, "0.5,0.5", "2"), "off", extra, server_args)
 }
@@ -275,11 +275,7 @@ fn repeated_rows_are_cache_hits_only_when_asked() {
     );
     let summary = std::fs::read_to_string(off.dir.as_ref().unwrap().join("summary.json")).unwrap();
     assert!(summary.contains("prompt_cache_warnings"), "{summary}");
-    assert!(
-        off.stdout.contains("Prompt cache: QPS 0.5: 4 of 4"),
-        "{}",
-        off.stdout
-    );
+    assert!(off.stdout.contains("QPS 0.5: 4 of 4"), "{}", off.stdout);
     // The default marks pass 2: no hits, and the probe warmed nothing for level 1.
     let (auto, log) = two_passes("auto", &[], &[]);
     assert_eq!(auto.code(), 0, "{}\n{log}", auto.stderr);
@@ -308,14 +304,15 @@ fn a_reset_empties_llama_cpps_cache_or_says_why_it_cannot() {
     let slots = TempDir::new("llama-slots");
     let slot_dir = slots.path().to_str().unwrap();
     let server_args = ["--slot-save-path", slot_dir, "--cache-ram", "0"];
-    // Without a reset, the same server answers each level's one request from the slot that
-    // holds the row (the probe's for level 1, level 1's for level 2).
+    // Without a reset, the same server answers level 2's one request from the slot that holds
+    // the row (level 1's). The probe's requests carry a marker of their own even under
+    // --unique-prompts off, so level 1 finds nothing of theirs.
     let (control, log) = one_row_twice(&[], &server_args);
     assert_eq!(control.code(), 0, "{}\n{log}", control.stderr);
     let levels = control.levels();
     assert_eq!(
         each(&levels, "cache_hit_requests"),
-        vec![1.0, 1.0],
+        vec![0.0, 1.0],
         "{levels:?}\n{log}"
     );
     let reset = ["--reset-prefix-cache", "auto"];
@@ -415,4 +412,92 @@ fn a_sweep_calibrated_to_this_machine_saturates_and_cites_llama_cpps_queue() {
     );
     let total: f64 = each(&run.levels(), "total_requests").iter().sum();
     assert!(total <= 60.0, "{total} requests");
+}
+
+/// The case: one thread, 128-token prompts and 32-token answers. `--qps auto` from a
+/// first rate the server cannot hold steps down until a level holds, names a capacity whose
+/// "holds" level was served, within 30% of what the saturating levels got through; and a fixed
+/// list that starts above that capacity says to test lower. Measured against the endpoint
+/// unloaded (the probe's baseline), not against a lowest level that already queues.
+#[test]
+fn qps_auto_finds_a_capacity_the_server_completes_and_a_list_above_it_says_test_lower() {
+    let Some(dir) = llama_dir() else { return };
+    let _g = serial();
+    let tmp = TempDir::new("llama-auto");
+    let server = Llama::start(&dir, tmp.path(), &[]);
+    let url = server.chat();
+    let metrics = server.metrics();
+    let workload = [
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        "128",
+        "--random-output-len",
+        "32",
+        "--server-metrics",
+        &metrics,
+    ];
+    // One request alone: what the server's E2E is here; 4 ÷ it is past the capacity of 4
+    // slots on one CPU on any machine.
+    let mut a = args(&url, &workload);
+    a.extend(["--qps", "1", "--duration", "1"]);
+    let one = qpsbench_pinned(&a, tmp.path());
+    assert_eq!(one.code(), 0, "{}", one.stderr);
+    let e2e = f(&one.metadata()["baseline"], "e2e_s");
+    let start = format!("{:.2}", (2.0 / e2e).max(0.5));
+    let mut a = args(&url, &workload);
+    a.extend(["--qps", "auto", "--auto-start", &start, "--duration", "15"]);
+    let run = qpsbench_pinned(&a, tmp.path());
+    assert_eq!(run.code(), 0, "{}\n{}", run.stderr, server.log_tail());
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.dir.as_ref().unwrap().join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let bracket = summary["auto_bracket"].as_array().expect("a capacity");
+    let (lo, hi) = (bracket[0].as_f64().unwrap(), bracket[1].as_f64().unwrap());
+    let levels = run.levels();
+    let at = |q: f64| levels.iter().find(|l| f(l, "qps_target") == q).unwrap();
+    // The level that holds was served: its throughput is at least 90% of what it offered.
+    let holds = at(lo);
+    let offered = f(holds, "total_requests") / (15.0 + e2e);
+    assert!(
+        f(holds, "throughput_qps") >= 0.9 * offered,
+        "holds at {lo}: {holds}\n{}",
+        run.stderr
+    );
+    // The capacity is what the saturating levels got through, within 30%.
+    let plateau: Vec<f64> = levels
+        .iter()
+        .filter(|l| f(l, "qps_target") >= hi)
+        .map(|l| f(l, "throughput_qps"))
+        .collect();
+    let mean = plateau.iter().sum::<f64>() / plateau.len() as f64;
+    let capacity = (lo + hi) / 2.0;
+    assert!(
+        (capacity - mean).abs() <= 0.3 * mean,
+        "capacity {lo}–{hi} against a plateau of {plateau:?}\n{}",
+        run.stderr
+    );
+    // A fixed list that starts above it: saturated at its lowest level, so test lower.
+    let (two, four) = (format!("{:.2}", 2.0 * hi), format!("{:.2}", 4.0 * hi));
+    let list = format!("{two},{four}");
+    let mut a = args(&url, &workload);
+    a.extend(["--qps", &list, "--duration", "10"]);
+    let fixed = qpsbench_pinned(&a, tmp.path());
+    assert_eq!(fixed.code(), 0, "{}", fixed.stderr);
+    let text = std::fs::read_to_string(fixed.dir.as_ref().unwrap().join("summary.json")).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        s["next_step"].as_str().unwrap_or("").contains("test lower"),
+        "{s}"
+    );
+    assert!(
+        s["optimal_qps"].is_null() && s["recommended_limit_qps"].is_null(),
+        "{s}"
+    );
+    assert!(
+        fixed.stdout.contains("Saturated at the lowest level tried"),
+        "{}",
+        fixed.stdout
+    );
 }

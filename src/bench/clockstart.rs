@@ -71,10 +71,12 @@ pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
         }
     };
     let period_s = level_s + cooldown;
-    let levels = match (args.workload.replay, super::validate::parse_qps(&args.qps)) {
+    // The levels' count (their rates are checked elsewhere): none known for `--qps auto`.
+    let auto = args.qps.len() == 1 && args.qps[0].trim().eq_ignore_ascii_case("auto");
+    let levels = match (args.workload.replay, auto) {
         (true, _) => Some(1),
-        (false, Ok(Some(q))) => Some(q.len()),
-        _ => None,
+        (false, false) => Some(args.qps.len()),
+        (false, true) => None,
     };
     check_window(start_unix_s, now, levels, (level_s, period_s))?;
     Ok(Some(Timetable {

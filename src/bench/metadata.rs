@@ -42,8 +42,6 @@ struct Metadata<'a> {
     /// The source's parameters (`random`'s flags, a trace's block size), null for files.
     dataset_params: &'a serde_json::Value,
     dataset_skipped: u64,
-    /// Whether requests asked for exact answer lengths (`ignore_eos`, `min_tokens`), and why.
-    ignore_eos: String,
     /// `--start-at` / `--start-in`: the first level's planned start (Unix seconds), and
     /// `--cooldown`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,13 +80,10 @@ struct Metadata<'a> {
     receive_path: &'static str,
     timeout_s: f64,
     request_usage: bool,
-    /// Whether `stream_options.continuous_usage_stats` was sent, and why.
-    continuous_usage_stats: String,
-    /// What the check before level 1 found (`answered`, `skipped (--no-probe)`, …).
-    endpoint_check: String,
-    /// The endpoint unloaded (the probe's sequential requests): the saturation rules'
-    /// baseline; null with `--no-probe` or a busy endpoint (the lowest level is then).
-    baseline: Option<crate::report::analysis::Unloaded>,
+    /// What the probe found: `continuous_usage_stats`, `ignore_eos`, `endpoint_check`,
+    /// `baseline` (`bench::probe::Outcome`).
+    #[serde(flatten)]
+    probe: &'a super::probe::Outcome,
     results_file: &'a str,
     /// `--header`s, secret-looking values masked.
     headers: Vec<String>,
@@ -196,7 +191,6 @@ pub fn write(
         dataset_name: plan.workload.dataset.name,
         dataset_params: &plan.workload.dataset.params,
         dataset_skipped: plan.workload.dataset.skipped,
-        ignore_eos: probe.ignore_eos,
         replay: plan.workload.replay.as_ref(),
         sessions: plan.sessions.as_ref(),
         cancel: plan.cancels.as_ref(),
@@ -223,9 +217,7 @@ pub fn write(
         receive_path: engine.recv_path,
         timeout_s: a.timeout,
         request_usage: !a.no_usage_request,
-        continuous_usage_stats: probe.continuous_usage,
-        endpoint_check: probe.endpoint_check,
-        baseline: probe.baseline,
+        probe: &probe,
         results_file: &plan.output,
         headers: plan
             .headers

@@ -31,12 +31,17 @@ use crate::report::analysis::Unloaded;
 pub const BASELINE_REQUESTS: u64 = 3;
 
 /// What metadata.json records of the probe.
+#[derive(serde::Serialize)]
 pub struct Outcome {
+    /// Whether `stream_options.continuous_usage_stats` was sent, and why.
+    #[serde(rename = "continuous_usage_stats")]
     pub continuous_usage: String,
+    /// Whether requests asked for exact answer lengths (`ignore_eos`, `min_tokens`), and why.
     pub ignore_eos: String,
-    /// What the endpoint check found.
+    /// What the check before level 1 found (`answered`, `skipped (--no-probe)`, …).
     pub endpoint_check: String,
-    /// The unloaded figures, when the endpoint answered.
+    /// The endpoint unloaded (the probe's sequential requests): the saturation rules'
+    /// baseline; null with `--no-probe` or a busy endpoint (the lowest level is then).
     pub baseline: Option<Unloaded>,
 }
 
@@ -188,8 +193,7 @@ fn drop_fields(
 }
 
 /// The unloaded baseline: the first answer and [`BASELINE_REQUESTS`] − 1 more, one at a time,
-/// each with a prompt of its own. Their medians are what every level's growth is measured
-/// against.
+/// each with a prompt of its own: their medians and maxima (`analysis::Unloaded`).
 fn baseline(
     engine: &Engine,
     requests: &RunRequests,
@@ -203,14 +207,16 @@ fn baseline(
             e2e.push(e);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (!v.is_empty()).then(|| round_us(v[v.len() / 2]))
-    };
+    ttft.sort_by(f64::total_cmp);
+    e2e.sort_by(f64::total_cmp);
+    let median = |v: &[f64]| (!v.is_empty()).then(|| round_us(v[v.len() / 2]));
+    let max = |v: &[f64]| v.last().map(|&x| round_us(x));
     Ok(Unloaded {
         requests: e2e.len() as u32,
-        ttft_s: median(&mut ttft),
-        e2e_s: median(&mut e2e).unwrap_or(0.0),
+        ttft_s: median(&ttft),
+        ttft_max_s: max(&ttft),
+        e2e_s: median(&e2e).unwrap_or(0.0),
+        e2e_max_s: max(&e2e),
     })
 }
 

@@ -1,7 +1,7 @@
 //! What one probe request's answer says about the endpoint, and what to tell the user when it
 //! does not answer: a pure classification of the error categories (`outcome::ErrorKind`) into
 //! "answers", "refuses these fields", "busy" and "broken", and the hint that fits each broken
-//! case. Used by [`super::probe`], before any level runs.
+//! case. Used by the probe stage, before any level runs.
 
 use crate::cli::Api;
 use crate::outcome::ErrorKind;

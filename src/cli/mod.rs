@@ -7,6 +7,7 @@
 
 mod bench;
 mod tools;
+mod values;
 mod workload;
 
 pub use bench::{

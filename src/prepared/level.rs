@@ -424,11 +424,13 @@ mod tests {
         let v = request(&salted.level([(3, 0)].into_iter()).unwrap().prepared, 0).1;
         assert_eq!(v["cache_salt"], "qpsbench-pass-2");
         assert_eq!(v["messages"][1]["content"], "one");
+        // Off: a level sends the row as it is, the probe still with its own marker (it must
+        // warm nothing for level 1).
         let off = RunRequests::build(&ts[..1], Arc::new(samples()), UniquePrompts::Off).unwrap();
-        assert_eq!(
-            off.probe().unwrap().get(0),
-            off.level([(5, 0)].into_iter()).unwrap().prepared.get(0)
-        );
+        let level = request(&off.level([(5, 0)].into_iter()).unwrap().prepared, 0).1;
+        assert_eq!(level["messages"][1]["content"], "one");
+        let probe = request(&off.probe().unwrap(), 0).1;
+        assert_eq!(probe["messages"][1]["content"], format!("{}one", marker(0)));
     }
 
     #[test]

@@ -276,8 +276,13 @@ mod tests {
             Addition::Salt(4)
         );
         assert_eq!(
-            rule(UniquePrompts::Off, Source::Samples).addition(0),
+            rule(UniquePrompts::Off, Source::Samples).addition(1),
             Addition::None
+        );
+        // The probe's passes are marked whatever the mode.
+        assert_eq!(
+            rule(UniquePrompts::Off, Source::Samples).addition(0),
+            Addition::Marker(0)
         );
         assert_eq!(
             rule(UniquePrompts::Auto, Source::Drawn).addition(0),

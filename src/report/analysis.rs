@@ -15,17 +15,25 @@ use serde::{Deserialize, Serialize};
 use crate::servermetrics::queue_growth;
 use crate::stats::{LevelStats, Percentiles};
 
-/// The endpoint unloaded: the medians of the probe's few sequential requests
-/// (`bench::probe`), recorded in metadata.json as `baseline`. Every level's growth is measured
-/// against it, so that a lowest level that is itself loaded cannot hide its own saturation.
+/// The endpoint unloaded: the probe's few sequential requests (`bench::probe`), recorded in
+/// metadata.json as `baseline`. Every level's growth is measured against it, so that a lowest
+/// level that is itself loaded cannot hide its own saturation.
+///
+/// A level's p95 is compared with the slowest of these requests, not their median: even alone,
+/// a server's requests vary (a llama.cpp slot that holds the chat template's prefix answers a
+/// first token in a tenth of the time a cold slot takes), and a p95 sees the slow ones.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Unloaded {
     /// Requests it is made of.
     pub requests: u32,
-    /// TTFT, seconds (none without tokens: embeddings).
+    /// TTFT, seconds: median and slowest (none without tokens: embeddings).
     pub ttft_s: Option<f64>,
-    /// E2E latency, seconds.
+    #[serde(default)]
+    pub ttft_max_s: Option<f64>,
+    /// E2E latency, seconds: median and slowest.
     pub e2e_s: f64,
+    #[serde(default)]
+    pub e2e_max_s: Option<f64>,
 }
 
 /// The thresholds of the analysis (flags `--saturation-*`, `--slo-*`).
@@ -265,9 +273,9 @@ impl Baseline {
         if let Some(u) = unloaded.filter(|u| u.requests > 0) {
             return Self {
                 unloaded: true,
-                ttft_p95: u.ttft_s,
+                ttft_p95: u.ttft_max_s.or(u.ttft_s),
                 e2e_p50: Some(u.e2e_s),
-                e2e_p95: Some(u.e2e_s),
+                e2e_p95: Some(u.e2e_max_s.unwrap_or(u.e2e_s)),
                 send_span_s: span,
             };
         }
@@ -289,10 +297,12 @@ impl Baseline {
         }
     }
 
-    /// The statistic compared: the unloaded median, or the lowest level's p95 (p50 for E2E).
+    /// The statistic compared: the slowest unloaded request (the median for the offered load),
+    /// or the lowest level's p95 (p50).
     fn stat(&self, p95: bool) -> &'static str {
         match (self.unloaded, p95) {
-            (true, _) => "median",
+            (true, true) => "max",
+            (true, false) => "median",
             (false, true) => "p95",
             (false, false) => "p50",
         }

@@ -94,8 +94,10 @@ fn the_unloaded_baseline_catches_a_loaded_lowest_level() {
     let c = Criteria {
         unloaded: Some(Unloaded {
             requests: 3,
-            ttft_s: Some(0.1),
+            ttft_s: Some(0.08),
+            ttft_max_s: Some(0.1),
             e2e_s: 1.0,
+            e2e_max_s: Some(1.2),
         }),
         ..Criteria::default()
     };
@@ -103,7 +105,7 @@ fn the_unloaded_baseline_catches_a_loaded_lowest_level() {
     assert_eq!(s.saturation_qps, Some(1.0), "{:?}", s.reasons);
     let why = &s.reasons["saturation_qps"];
     assert!(
-        why.contains("over 3× the unloaded TTFT median 0.100 s"),
+        why.contains("over 3× the unloaded TTFT max 0.100 s"),
         "{why}"
     );
     assert!(why.contains("the unloaded E2E median 1.000 s"), "{why}");
