@@ -69,12 +69,13 @@ fn responses_and_messages_stream_exact_usage_that_the_server_counted() {
             "{path}"
         );
         // llama.cpp's own count of what it generated: the level's answers, as usage reported
-        // them, and the probe's, which is in no level.
+        // them, and the probe's (the endpoint check and the unloaded baseline), in no level.
         let predicted = counter(&server.base, "llamacpp:tokens_predicted_total") - predicted_before;
-        let probe = predicted - f(l, "output_tokens_total");
+        let probes = f(&run.metadata()["baseline"], "requests");
+        let probe = (predicted - f(l, "output_tokens_total")) / probes;
         let out = (f(&l["output_tokens"], "p50"), f(&l["output_tokens"], "max"));
         if path == "/v1/responses" {
-            // ignore_eos holds every answer, the probe's too, to the 8 tokens asked.
+            // ignore_eos holds every answer, the probe's too, to the 8 tokens asked (each).
             assert_eq!(out, (8.0, 8.0), "{path}: {l}");
             assert_eq!(probe, 8.0, "{path}: {predicted} predicted");
         } else {
@@ -83,7 +84,7 @@ fn responses_and_messages_stream_exact_usage_that_the_server_counted() {
             assert!(out.0 >= 1.0 && out.1 <= 8.0, "{path}: {l}");
             assert!(
                 (1.0..=8.0).contains(&probe),
-                "{path}: {predicted} predicted"
+                "{path}: {predicted} predicted, {probe} per probe request"
             );
         }
         runs.push(run);

@@ -46,13 +46,13 @@ impl Slot {
 pub fn plan(args: &BenchArgs, level_s: f64) -> Result<Option<Timetable>> {
     let cooldown = check(
         "--cooldown",
-        args.cooldown,
+        args.boxes.cooldown,
         Low::From(0.0),
         MAX_SECONDS,
         "a number of seconds",
     )?;
     let now = unix_now_s();
-    let start_unix_s = match (args.start_at, args.start_in) {
+    let start_unix_s = match (args.boxes.start_at, args.boxes.start_in) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
             return Err(UserError::input(

@@ -349,7 +349,7 @@ use crate::report::rate::{round as round_rate, text as rate};
 
 impl Strategy for AutoSearch {
     fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>> {
-        let mut judge = Judge::new(levels.criteria.unloaded);
+        let mut judge = Judge::new(&levels.criteria);
         let q = self.start;
         let Some(first) = judge.saturated(levels, q)? else {
             return Ok(None);
@@ -448,16 +448,17 @@ impl AutoSearch {
     }
 }
 
-/// The search's judge: each level against the endpoint unloaded (the probe's baseline), or,
-/// without one, against the first level measured.
+/// The search's judge: each level against the endpoint unloaded (the probe's baseline),
+/// settled by the first level that holds by the load rules, or, without one, against the
+/// first level measured.
 struct Judge {
     base: Baseline,
 }
 
 impl Judge {
-    fn new(unloaded: Option<analysis::Unloaded>) -> Self {
+    fn new(c: &Criteria) -> Self {
         Self {
-            base: Baseline::of([], unloaded),
+            base: Baseline::of([], c),
         }
     }
 
@@ -477,8 +478,11 @@ impl Judge {
             return Ok(None);
         }
         let v = LevelView::from(&stats);
-        if !self.base.unloaded {
-            let first = Baseline::of([&v], None);
+        if self.base.unloaded {
+            // The first level that holds by the load rules settles the growth reference.
+            self.base.settle(&v, &levels.criteria);
+        } else {
+            let first = Baseline::of([&v], &levels.criteria);
             self.base.ttft_p95 = self.base.ttft_p95.or(first.ttft_p95);
             self.base.e2e_p50 = self.base.e2e_p50.or(first.e2e_p50);
             self.base.e2e_p95 = self.base.e2e_p95.or(first.e2e_p95);

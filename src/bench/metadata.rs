@@ -198,7 +198,7 @@ pub fn write(
             .workload
             .timetable
             .map(|t| (t.start_unix_s * 1e3).round() / 1e3),
-        cooldown_s: plan.workload.timetable.map(|_| a.cooldown),
+        cooldown_s: plan.workload.timetable.map(|_| a.boxes.cooldown),
         endpoints: (plan.shown_endpoints.len() > 1).then_some(&plan.shown_endpoints[..]),
         endpoint_strategy: (plan.shown_endpoints.len() > 1).then_some(a.endpoint_strategy),
         shard: plan.shard.map(|(k, _)| k),

@@ -427,7 +427,7 @@ fn salt_is_ours(
 
 /// `--shard`, refused with `--qps auto` (a search cannot be split without a coordinator).
 fn shard_of(args: &BenchArgs, auto: bool) -> Result<Option<(usize, usize)>> {
-    let shard = super::validate::parse_shard(args.shard.as_deref(), args.shards, |k| {
+    let shard = super::validate::parse_shard(args.boxes.shard.as_deref(), args.boxes.shards, |k| {
         std::env::var(k).ok()
     })?;
     if let (Some((k, n)), true) = (shard, auto) {

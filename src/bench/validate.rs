@@ -85,7 +85,7 @@ pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
         ("--random-prefix-len", Some(w.random_prefix_len.into()), 0, span, "tokens"),
         ("--random-pool-size", w.random_pool_size.map(u64::from), 1, 10_000_000, "samples"),
         ("--prefix-groups", w.prefix_groups.map(u64::from), 1, 1_000_000, "prefixes"),
-        ("--shards", wide(a.shards), 1, 100_000, "shards"),
+        ("--shards", wide(a.boxes.shards), 1, 100_000, "shards"),
     ];
     for (flag, v, lo, hi, what) in counts {
         if let Some(v) = v {

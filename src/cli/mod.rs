@@ -6,6 +6,7 @@
 //! so every command can read its `*Args` without reaching into another command.
 
 mod bench;
+mod boxes;
 mod tools;
 mod values;
 mod workload;
@@ -17,6 +18,7 @@ pub use tools::{
     BusyPollMode, CompareArgs, DemoArgs, K8sManifestArgs, MergeArgs, MockArgs, PlotArgs,
     SelftestArgs,
 };
+pub use boxes::ManyBoxesArgs;
 pub use workload::{ThinkTimeDist, UniquePrompts, WorkloadArgs};
 
 use clap::{Parser, Subcommand};

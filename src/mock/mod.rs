@@ -21,6 +21,7 @@ mod handler;
 pub mod lateness;
 mod metrics;
 pub mod prefix_cache;
+mod request;
 mod wire;
 
 use std::io;

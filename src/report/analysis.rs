@@ -243,10 +243,22 @@ pub fn views(levels: &[LevelStats]) -> Vec<LevelView> {
 
 /// What every level is compared with: the endpoint unloaded (the probe's), else the lowest
 /// level's figures.
+///
+/// With the endpoint unloaded, the offered load is corrected by its E2E median, and a level's
+/// growth is measured against its slowest unloaded request, until the lowest level shows that
+/// it holds by the rules that need no growth reference (success, throughput, the server's
+/// queue): then its own p95s, where higher, become the growth reference ([`Baseline::settle`]).
+/// Requests slow each other down even on a server that keeps up (two prompts sharing one CPU:
+/// ten times one alone, on llama.cpp with one thread), which is no saturation; a lowest level
+/// that does not hold keeps the server alone as its reference, so it cannot hide itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Baseline {
     /// The figures are the probe's unloaded requests (else the lowest level's).
     pub unloaded: bool,
+    /// The growth reference was raised to a holding lowest level's p95s.
+    pub growth_from_level: bool,
+    /// A level that holds has settled the growth reference ([`Baseline::settle`]).
+    pub settled: bool,
     pub ttft_p95: Option<f64>,
     pub e2e_p50: Option<f64>,
     /// Where no level has a TTFT (embeddings): the latency whose growth marks saturation.
@@ -257,12 +269,10 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// From the endpoint unloaded when the probe measured it, else from the lowest-rate level
-    /// that has the figures (`levels` in any order).
-    pub fn of<'a>(
-        levels: impl IntoIterator<Item = &'a LevelView>,
-        unloaded: Option<Unloaded>,
-    ) -> Self {
+    /// From the endpoint unloaded when the probe measured it (`c.unloaded`), settled by the
+    /// lowest level; else from the lowest-rate level that has the figures (`levels` in any
+    /// order).
+    pub fn of<'a>(levels: impl IntoIterator<Item = &'a LevelView>, c: &Criteria) -> Self {
         let mut sorted: Vec<&LevelView> = levels.into_iter().collect();
         sorted.sort_by(|a, b| a.qps_target.total_cmp(&b.qps_target));
         let span = sorted
@@ -270,41 +280,64 @@ impl Baseline {
             .filter(|l| l.sessions.is_some() && l.actual_qps > 0.0)
             .map(|l| l.total_requests as f64 / l.actual_qps)
             .next();
-        if let Some(u) = unloaded.filter(|u| u.requests > 0) {
-            return Self {
+        if let Some(u) = c.unloaded.filter(|u| u.requests > 0) {
+            let mut b = Self {
                 unloaded: true,
                 ttft_p95: u.ttft_max_s.or(u.ttft_s),
                 e2e_p50: Some(u.e2e_s),
                 e2e_p95: Some(u.e2e_max_s.unwrap_or(u.e2e_s)),
                 send_span_s: span,
+                ..Self::default()
             };
+            if let Some(lowest) = sorted.iter().find(|l| l.successes() > 0) {
+                b.settle(lowest, c);
+            }
+            return b;
         }
         Self {
-            unloaded: false,
             ttft_p95: sorted.iter().find_map(|l| l.ttft("p95")),
             e2e_p50: sorted.iter().find_map(|l| l.e2e("p50")),
             e2e_p95: sorted.iter().find_map(|l| l.e2e("p95")),
             send_span_s: span,
+            ..Self::default()
         }
     }
 
-    /// Whose figures these are, in a reason: "the unloaded" or "the lowest level's".
-    fn whose(&self) -> &'static str {
-        if self.unloaded {
-            "the unloaded"
-        } else {
-            "the lowest level's"
+    /// With the endpoint unloaded as the reference: the first level given that holds by the
+    /// load rules (the lowest, in an analysis) raises the growth reference to its own p95s.
+    pub fn settle(&mut self, lowest: &LevelView, c: &Criteria) {
+        if !self.unloaded || self.settled || !load_reasons(lowest, self, c).is_empty() {
+            return;
+        }
+        self.settled = true;
+        let higher = |mine: &mut Option<f64>, its: Option<f64>| match (*mine, its) {
+            (Some(m), Some(i)) if i > m => {
+                *mine = Some(i);
+                true
+            }
+            _ => false,
+        };
+        let t = higher(&mut self.ttft_p95, lowest.ttft("p95"));
+        let e = higher(&mut self.e2e_p95, lowest.e2e("p95"));
+        self.growth_from_level = t || e;
+    }
+
+    /// Whose figures a reason cites: for growth (`p95`) or for the offered load.
+    fn whose(&self, p95: bool) -> &'static str {
+        match (self.unloaded, p95 && self.growth_from_level) {
+            (true, false) => "the unloaded",
+            _ => "the lowest level's",
         }
     }
 
-    /// The statistic compared: the slowest unloaded request (the median for the offered load),
-    /// or the lowest level's p95 (p50).
+    /// The statistic a reason cites: the slowest unloaded request (the median for the offered
+    /// load), or the lowest level's p95 (p50).
     fn stat(&self, p95: bool) -> &'static str {
-        match (self.unloaded, p95) {
-            (true, true) => "max",
-            (true, false) => "median",
-            (false, true) => "p95",
-            (false, false) => "p50",
+        match (self.unloaded, p95, self.growth_from_level) {
+            (true, true, false) => "max",
+            (true, false, _) => "median",
+            (_, true, _) => "p95",
+            (false, false, _) => "p50",
         }
     }
 
@@ -361,68 +394,90 @@ fn num(v: f64) -> String {
 }
 
 /// Why a level is saturated (empty: it is not): success below the threshold, throughput below
-/// its share of the offered load ([`offered_qps`]), or TTFT p95 past its growth limit over the
-/// lowest level's (E2E p95, where no level has a TTFT: embeddings).
+/// its share of the offered load ([`offered_qps`]), TTFT p95 past its growth limit over the
+/// baseline's (E2E p95, where no level has a TTFT: embeddings), or the server's queue grew.
 pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<String> {
-    let mut why = Vec::new();
-    if l.success_rate < c.min_success_pct {
-        why.push(format!(
+    let mut why: Vec<String> = [success_reason(l, c), throughput_reason(l, base, c)]
+        .into_iter()
+        .flatten()
+        .collect();
+    why.extend(growth_reasons(l, base, c));
+    why.extend(queue_reason(l));
+    why
+}
+
+/// The rules that need no growth reference: success, throughput, the server's queue.
+pub fn load_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<String> {
+    [success_reason(l, c), throughput_reason(l, base, c), queue_reason(l)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn success_reason(l: &LevelView, c: &Criteria) -> Option<String> {
+    (l.success_rate < c.min_success_pct).then(|| {
+        format!(
             "success {:.1}% is below {}%",
             l.success_rate,
             num(c.min_success_pct)
-        ));
-    }
+        )
+    })
+}
+
+fn throughput_reason(l: &LevelView, base: &Baseline, c: &Criteria) -> Option<String> {
     let offered = offered_qps(l, base);
-    if l.throughput_qps < c.min_throughput_ratio * offered {
-        why.push(format!(
-            "throughput {:.2} QPS is below {:.0}% of the offered {:.2} QPS{}",
-            l.throughput_qps,
-            c.min_throughput_ratio * 100.0,
-            offered,
-            if l.duration_s > 0.0 {
-                format!(
-                    " ({} requests ÷ ({} s{} + {} E2E {} {:.3} s))",
-                    l.total_requests,
-                    (base.span(l) * 1000.0).round() / 1000.0,
-                    if base.span(l) > l.duration_s {
-                        ", the lowest level's sending span with its sessions' later turns"
-                    } else {
-                        ""
-                    },
-                    base.whose(),
-                    base.stat(false),
-                    base.e2e_p50.unwrap_or(0.0)
-                )
+    if l.throughput_qps >= c.min_throughput_ratio * offered {
+        return None;
+    }
+    let how = if l.duration_s > 0.0 {
+        format!(
+            " ({} requests ÷ ({} s{} + {} E2E {} {:.3} s))",
+            l.total_requests,
+            (base.span(l) * 1000.0).round() / 1000.0,
+            if base.span(l) > l.duration_s {
+                ", the lowest level's sending span with its sessions' later turns"
             } else {
-                String::new()
-            }
-        ));
-    }
-    let (whose, stat) = (base.whose(), base.stat(true));
+                ""
+            },
+            base.whose(false),
+            base.stat(false),
+            base.e2e_p50.unwrap_or(0.0)
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "throughput {:.2} QPS is below {:.0}% of the offered {:.2} QPS{how}",
+        l.throughput_qps,
+        c.min_throughput_ratio * 100.0,
+        offered,
+    ))
+}
+
+/// TTFT p95's growth over the baseline; without any TTFT (embeddings: one answer, no tokens),
+/// E2E p95's stands in for it.
+fn growth_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Option<String> {
+    let (whose, stat) = (base.whose(true), base.stat(true));
+    let grew = |b: f64, t: f64| b > 0.0 && t > c.max_ttft_growth * b;
     if let (Some(b), Some(t)) = (base.ttft_p95, l.ttft("p95")) {
-        if b > 0.0 && t > c.max_ttft_growth * b {
-            why.push(format!(
-                "TTFT p95 {:.3} s is over {}× {whose} TTFT {stat} {:.3} s",
-                t,
-                num(c.max_ttft_growth),
-                b
-            ));
-        }
+        return grew(b, t).then(|| {
+            format!(
+                "TTFT p95 {t:.3} s is over {}× {whose} TTFT {stat} {b:.3} s",
+                num(c.max_ttft_growth)
+            )
+        });
     }
-    // No TTFT at all (embeddings: one answer, no tokens): E2E p95's growth stands in for it.
-    if let (None, Some(b), Some(t)) = (base.ttft_p95, base.e2e_p95, l.e2e("p95")) {
-        if b > 0.0 && t > c.max_ttft_growth * b {
-            why.push(format!(
-                "E2E p95 {:.3} s is over {}× {whose} E2E {stat} {:.3} s (no TTFT: answers are not streamed)",
-                t,
-                num(c.max_ttft_growth),
-                b
-            ));
-        }
+    match (base.ttft_p95, base.e2e_p95, l.e2e("p95")) {
+        (None, Some(b), Some(t)) if grew(b, t) => Some(format!(
+            "E2E p95 {t:.3} s is over {}× {whose} E2E {stat} {b:.3} s (no TTFT: answers are not streamed)",
+            num(c.max_ttft_growth)
+        )),
+        _ => None,
     }
-    // The server's own evidence: its queue grew through the level.
-    if let Some(grew) = l.server_metrics.as_ref().and_then(queue_growth) {
-        why.push(format!("{grew} during QPS {}", qps_text(l.qps_target)));
-    }
-    why
+}
+
+/// The server's own evidence: its queue grew through the level.
+fn queue_reason(l: &LevelView) -> Option<String> {
+    let grew = l.server_metrics.as_ref().and_then(queue_growth)?;
+    Some(format!("{grew} during QPS {}", qps_text(l.qps_target)))
 }

@@ -243,7 +243,7 @@ fn max_without_503(usable: &[&LevelView]) -> (Option<f64>, String) {
 
 /// The saturation point: the first level breaking any rule, and why.
 fn saturation_point<'a>(usable: &[&'a LevelView], c: &Criteria) -> (Option<&'a LevelView>, String) {
-    let base = Baseline::of(usable.iter().copied(), c.unloaded);
+    let base = Baseline::of(usable.iter().copied(), c);
     for l in usable {
         let why = saturation_reasons(l, &base, c);
         if !why.is_empty() {

@@ -113,6 +113,32 @@ fn the_unloaded_baseline_catches_a_loaded_lowest_level() {
 }
 
 #[test]
+fn a_lowest_level_that_holds_is_the_growth_reference_above_the_server_alone() {
+    // Two requests sharing one CPU take ten times one alone, while the server keeps up: the
+    // lowest level holds by the load rules, so its own TTFT p95 (0.5 s) is the reference, and
+    // 1.2 s at 4 QPS is no saturation; 2 s at 8 QPS is.
+    let ls = [
+        level(2.0, 100.0, 20.0 / 11.0, 0.5, 1.0),
+        level(4.0, 100.0, 40.0 / 11.0, 1.2, 1.0),
+        level(8.0, 100.0, 80.0 / 11.0, 2.0, 1.0),
+    ];
+    let c = Criteria {
+        unloaded: Some(Unloaded {
+            requests: 3,
+            ttft_s: Some(0.04),
+            ttft_max_s: Some(0.05),
+            e2e_s: 1.0,
+            e2e_max_s: Some(1.0),
+        }),
+        ..Criteria::default()
+    };
+    let s = analyze(&ls, &c);
+    assert_eq!(s.saturation_qps, Some(8.0), "{:?}", s.reasons);
+    let why = &s.reasons["saturation_qps"];
+    assert!(why.contains("over 3× the lowest level's TTFT p95 0.500 s"), "{why}");
+}
+
+#[test]
 fn no_success_anywhere_names_no_figure() {
     let mut l = level(5.0, 0.0, 0.0, f64::NAN, f64::NAN);
     l.errors = [("HTTP 404".to_string(), 50)].into();
@@ -273,7 +299,7 @@ fn an_unloaded_level_reads_as_its_offered_load() {
     let mut l = level(5.0, 100.0, 25.0 / 5.7, 0.1, 0.7);
     l.total_requests = 25;
     l.duration_s = 5.0;
-    let base = Baseline::of([&l], None);
+    let base = Baseline::of([&l], &Criteria::default());
     assert!((offered_qps(&l, &base) - 25.0 / 5.7).abs() < 1e-9);
     assert!(saturation_reasons(&l, &base, &Criteria::default()).is_empty());
     // An old results file (no duration_s) compares with the target.
