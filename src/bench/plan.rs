@@ -427,9 +427,10 @@ fn salt_is_ours(
 
 /// `--shard`, refused with `--qps auto` (a search cannot be split without a coordinator).
 fn shard_of(args: &BenchArgs, auto: bool) -> Result<Option<(usize, usize)>> {
-    let shard = super::validate::parse_shard(args.boxes.shard.as_deref(), args.boxes.shards, |k| {
-        std::env::var(k).ok()
-    })?;
+    let shard =
+        super::validate::parse_shard(args.boxes.shard.as_deref(), args.boxes.shards, |k| {
+            std::env::var(k).ok()
+        })?;
     if let (Some((k, n)), true) = (shard, auto) {
         return Err(UserError::input(format!(
             "--shard {k}/{n} with --qps auto: a capacity search cannot be split across shards without a coordinator; give the levels (--qps 10,20,40)"

@@ -56,6 +56,9 @@ enum Answer {
 /// The optional fields a request carries: (continuous usage, ignore_eos).
 type Fields = (bool, bool);
 
+/// An answered probe's TTFT (none for embeddings) and E2E, seconds.
+type Timing = (Option<f64>, f64);
+
 /// Checks the endpoint and measures it unloaded; leaves the engine clean (no pooled connection
 /// from a probe) and `requests` rendered as the run will send them. An endpoint that does not
 /// answer is an error with exit status 4.
@@ -169,7 +172,7 @@ fn drop_fields(
     requests: &mut RunRequests,
     asked: Fields,
     probed: Fields,
-) -> Result<Option<(Fields, (Option<f64>, f64))>> {
+) -> Result<Option<(Fields, Timing)>> {
     let mut tries: Vec<Fields> = Vec::new();
     if probed.0 {
         tries.push((false, asked.1));
@@ -307,7 +310,7 @@ fn ask(engine: &Engine, requests: &RunRequests, k: u64) -> Result<Answer> {
     engine.reset(None).map_err(UserError::runtime)?;
     let m = &run.merged;
     if m.succeeded == 1 {
-        let us = |h: &hdrhistogram::Histogram<u64>| (h.len() > 0).then(|| h.max() as f64 / 1e6);
+        let us = |h: &hdrhistogram::Histogram<u64>| (!h.is_empty()).then(|| h.max() as f64 / 1e6);
         return Ok(Answer::Answered(
             us(&m.ttft_us),
             us(&m.e2e_us).unwrap_or(0.0),

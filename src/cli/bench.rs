@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::boxes::ManyBoxesArgs;
 pub use super::values::{
     Api, Arrival, ContinuousUsage, DatasetName, EndpointStrategy, Progress, ShowMetric,
 };
-use super::boxes::ManyBoxesArgs;
 use super::workload::WorkloadArgs;
 
 /// The benchmark (the default command).

@@ -14,11 +14,11 @@ mod workload;
 pub use bench::{
     Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, EndpointStrategy, Progress, ShowMetric,
 };
+pub use boxes::ManyBoxesArgs;
 pub use tools::{
     BusyPollMode, CompareArgs, DemoArgs, K8sManifestArgs, MergeArgs, MockArgs, PlotArgs,
     SelftestArgs,
 };
-pub use boxes::ManyBoxesArgs;
 pub use workload::{ThinkTimeDist, UniquePrompts, WorkloadArgs};
 
 use clap::{Parser, Subcommand};

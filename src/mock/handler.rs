@@ -13,8 +13,8 @@ use rustls::ServerConnection;
 
 use super::ask::{Api, Ask};
 use super::events::{Counts, Events};
-use super::wire::{close_header, error_response, push_response, push_u64, write, Io};
 use super::request::{admit, authorize, listing, read_request, reset, ReadError, Request};
+use super::wire::{close_header, error_response, push_response, push_u64, write, Io};
 use super::State;
 use crate::http::tls::TlsIo;
 

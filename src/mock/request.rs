@@ -164,7 +164,10 @@ pub(super) fn reset(state: &State, req: &Request) -> Option<(&'static str, &'sta
 /// `GET /v1/models` (the served model, as vLLM lists it), `GET /health` (an empty 200), which
 /// other clients check before they start, and `GET /metrics` (Prometheus text, vLLM's names):
 /// (status, content type, body); `None` for anything else.
-pub(super) fn listing(state: &State, req: &Request) -> Option<(&'static str, &'static str, String)> {
+pub(super) fn listing(
+    state: &State,
+    req: &Request,
+) -> Option<(&'static str, &'static str, String)> {
     if req.method != "GET" {
         return None;
     }

@@ -408,10 +408,14 @@ pub fn saturation_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<S
 
 /// The rules that need no growth reference: success, throughput, the server's queue.
 pub fn load_reasons(l: &LevelView, base: &Baseline, c: &Criteria) -> Vec<String> {
-    [success_reason(l, c), throughput_reason(l, base, c), queue_reason(l)]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        success_reason(l, c),
+        throughput_reason(l, base, c),
+        queue_reason(l),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn success_reason(l: &LevelView, c: &Criteria) -> Option<String> {

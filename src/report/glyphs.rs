@@ -214,7 +214,7 @@ mod tests {
             let mut left = i32::MAX;
             let prefix = &text[..i];
             let mut this = String::from(prefix);
-            this.push_str(&text[i..].chars().next().unwrap().to_string());
+            this.push(text[i..].chars().next().unwrap());
             let mut before = std::collections::HashSet::new();
             draw_glyphs(&font, 30.0, prefix, |x, y, c| {
                 if c > 0.0 {

@@ -135,7 +135,10 @@ fn a_lowest_level_that_holds_is_the_growth_reference_above_the_server_alone() {
     let s = analyze(&ls, &c);
     assert_eq!(s.saturation_qps, Some(8.0), "{:?}", s.reasons);
     let why = &s.reasons["saturation_qps"];
-    assert!(why.contains("over 3× the lowest level's TTFT p95 0.500 s"), "{why}");
+    assert!(
+        why.contains("over 3× the lowest level's TTFT p95 0.500 s"),
+        "{why}"
+    );
 }
 
 #[test]
