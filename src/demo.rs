@@ -84,6 +84,6 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     crate::outln!(
         "\nThe demo endpoint generates 24 answers at once (~34 QPS) and queues the rest; past that its queue grows (server_metrics, timeline.png) and beyond 40 in flight it answers 503."
     );
-    crate::outln!("Point qpsbench at your own endpoint with --endpoint, --api-key, --model and --dataset (see README.md).");
+    crate::outln!("Point qpsbench at your own endpoint with --endpoint, --model and --dataset (and --api-key where it wants one; see README.md).");
     Ok(code)
 }

@@ -341,7 +341,13 @@ fn percentile_panel(
         return no_data(area, what);
     }
     let top = values.iter().copied().fold(0.0f64, f64::max);
-    let y_max = top.max(slo.map_or(0.0, |s| s.0)).max(1e-3) * HEADROOM;
+    // An SLO adds a legend line: a little more room above, so that the legend stays clear of it.
+    let room = if slo.is_some() {
+        HEADROOM * 1.2
+    } else {
+        HEADROOM
+    };
+    let y_max = top.max(slo.map_or(0.0, |s| s.0)).max(1e-3) * room;
     let mut chart = level_chart(
         area,
         &format!("{what}: P50 / P90 / P95 / P99"),
