@@ -214,6 +214,19 @@ fn headers_reach_the_server_and_secrets_are_masked_everywhere() {
             let n = s.read(&mut b).unwrap();
             head.extend_from_slice(&b[..n]);
         }
+        // The whole body too: closing with unread bytes would reset the connection, and the
+        // answer with it.
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let at = text.find("\r\n\r\n").unwrap() + 4;
+        let length: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut have = head.len() - at;
+        while have < length {
+            have += s.read(&mut b).unwrap();
+        }
         let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
         let _ = write!(
             s,

@@ -145,7 +145,8 @@ fn top(series: &[&[(f64, f64)]]) -> f64 {
         .flat_map(|s| s.iter().map(|p| p.1))
         .fold(0.0, f64::max);
     if m > 0.0 {
-        m * super::style::HEADROOM
+        // A strip's charts are short, and their legends take a larger share of them.
+        m * super::style::HEADROOM * 1.2
     } else {
         1.0
     }
