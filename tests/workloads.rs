@@ -156,7 +156,7 @@ fn bad_traces_and_misused_flags_exit_2_naming_the_problem() {
             "spans 0 ms",
         ),
         (
-            "[{\"prompt_content\": \"p\", \"cut_chat_history\": []}]",
+            "[{\"prompt_content\": \"p\", \"cut_chat_history\": [{\"role\": \"user\", \"content\": \"q\"}]}]",
             &["--replay"],
             "--replay needs a trace",
         ),

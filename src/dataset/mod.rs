@@ -177,9 +177,10 @@ fn check_user_turns(samples: &[Sample], shown: &str) -> Result<()> {
         .filter(|s| s.prompt.is_none() && !s.messages.iter().any(|m| m.role == "user"))
         .count();
     Err(UserError::input(format!(
-        "dataset '{shown}': sample {i} has no user message (its roles: {}); expected at least one user turn in every sample ({count} sample{} lack one)",
+        "dataset '{shown}': sample {i} has no user message (its roles: {}); expected at least one user turn in every sample ({count} sample{} lack{} one)",
         if roles.is_empty() { "none".to_string() } else { roles.join(", ") },
-        if count == 1 { "" } else { "s" }
+        if count == 1 { "" } else { "s" },
+        if count == 1 { "s" } else { "" }
     )))
 }
 
