@@ -236,7 +236,7 @@ fn set(plan: &mut Plan, (continuous_usage, ignore_eos): Fields) {
 /// `HTTP 503: "the model is loading"`: a category with the server's words, if any.
 fn said(kind: &ErrorKind, sample: Option<&str>) -> String {
     match sample.filter(|s| !s.trim().is_empty()) {
-        Some(s) => format!("{kind}: {}", probe_answer::excerpt(s, 120)),
+        Some(s) => format!("{kind}: {}", crate::report::recommend::excerpt(s, 120)),
         None => kind.to_string(),
     }
 }
@@ -256,7 +256,10 @@ fn stop(plan: &Plan, kind: &ErrorKind, sample: Option<&str>) -> UserError {
     );
     if let Some(s) = sample.filter(|s| !s.trim().is_empty()) {
         let s = crate::secret::scrub(s, &plan.api_key);
-        msg.push_str(&format!("\n  server: {}", probe_answer::excerpt(&s, 300)));
+        msg.push_str(&format!(
+            "\n  server: {}",
+            crate::report::recommend::excerpt(&s, 300)
+        ));
     }
     if let Some(h) = probe_answer::hint(kind, sample, &cx) {
         msg.push_str(&format!("\n  hint:   {h}"));

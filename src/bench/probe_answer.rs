@@ -152,20 +152,6 @@ fn path_of(url: &str) -> &str {
     path.split('?').next().unwrap_or(path)
 }
 
-/// A server's error text, cut to about `max` bytes on a character boundary, on one line.
-pub fn excerpt(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let cut = text[..end].split_whitespace().collect::<Vec<_>>().join(" ");
-    if end < text.len() {
-        format!("{cut} …")
-    } else {
-        cut
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,11 +196,5 @@ mod tests {
         );
         assert_eq!(path_of("http://h:1/v1/x?key=1"), "/v1/x");
         assert_eq!(path_of("http://h:1"), "/");
-    }
-
-    #[test]
-    fn excerpts_are_one_line_and_bounded() {
-        assert_eq!(excerpt("a\n  b", 300), "a b");
-        assert_eq!(excerpt("ééé", 3), "é …");
     }
 }

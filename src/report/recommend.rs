@@ -169,8 +169,9 @@ pub fn failure(l: &LevelView) -> String {
     )
 }
 
-/// At most `max` bytes of `s`, on one line.
-fn excerpt(s: &str, max: usize) -> String {
+/// At most about `max` bytes of a server's text `s` (cut on a character boundary, marked " …"),
+/// on one line: the failed levels' samples here, and the endpoint check's message.
+pub fn excerpt(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;

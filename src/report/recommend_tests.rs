@@ -332,3 +332,9 @@ fn all_failing_and_client_limited_levels() {
     );
     assert!(render(&s).contains("QPS 40.0\n"), "{}", render(&s));
 }
+
+#[test]
+fn excerpts_are_one_line_and_bounded() {
+    assert_eq!(excerpt("a\n  b", 300), "a b");
+    assert_eq!(excerpt("ééé", 3), "é …");
+}
