@@ -61,7 +61,7 @@ fn a_broken_endpoint_stops_the_run_before_level_1_with_the_cause() {
     let mock = Mock::start(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"]);
     let keyed = Mock::start(&["--require-key", "s3cret-key", "--ttft-ms", "5"]);
     let closed = format!("http://127.0.0.1:{}/v1/chat/completions", free_port());
-    let (garbage, server) = garbage_server(60);
+    let (garbage, server) = garbage_server(15);
     let base = mock.url.replace("/v1/chat/completions", "");
     let https = mock.url.replace("http://", "https://");
     let embeddings = mock.url.replace("/chat/completions", "/embeddings");
