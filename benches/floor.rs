@@ -3,7 +3,7 @@
 //! chunk — many connections, each receiving a ~200-byte message every few milliseconds, written by
 //! a sender on another CPU. qpsbench's client CPU per token cannot go below this on the same
 //! machine; compare it with `cargo bench --bench e2e` (CPU µs per token at 1 token per chunk).
-//! The measurement itself is `qpsbench::selftest::floor` (also run by `selftest --ceiling`).
+//! The measurement itself is `qpsbench::commands::selftest::floor` (also run by `selftest --ceiling`).
 //!
 //! Each message carries the sender's send time (monotonic clock, taken just before the write), so
 //! the bench also prints the floor of `selftest`'s added delay: read time − send time for a
@@ -17,7 +17,7 @@
 //! (default 3), `FLOOR_BUSY=1` (the receiver polls epoll without sleeping, like `--busy-poll`).
 //! The receiver is pinned to the first CPU and the sender to the last.
 
-use qpsbench::selftest::floor::{measure, FloorConfig};
+use qpsbench::commands::selftest::floor::{measure, FloorConfig};
 
 fn main() {
     let cfg = FloorConfig::from_env(64);

@@ -1,8 +1,8 @@
 //! Pacer precision and cost: wakes for arrivals at a fixed rate on one core and prints how late
 //! each wake was (p50/p99/max) and the CPU time spent per wake. Run: `cargo bench --bench pacer`.
 
-use qpsbench::clock::{now_ns, thread_cpu_ns};
 use qpsbench::engine::pacer::Pacer;
+use qpsbench::foundation::clock::{now_ns, thread_cpu_ns};
 
 fn main() {
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()

@@ -5,9 +5,9 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use qpsbench::api::openai::ChunkParser;
 use qpsbench::http::body::{encode_chunked, BodyDecoder, Framing};
-use qpsbench::outcome::{Success, TokenSource};
-use qpsbench::recorder::Recorder;
-use qpsbench::sse::{Flow, SseParser};
+use qpsbench::http::sse::{Flow, SseParser};
+use qpsbench::recording::outcome::{Success, TokenSource};
+use qpsbench::recording::recorder::Recorder;
 use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256StarStar;
 

@@ -1,4 +1,4 @@
-//! Receive paths for the client's core, on the floor's load (`qpsbench::selftest::floor`: a bare
+//! Receive paths for the client's core, on the floor's load (`qpsbench::commands::selftest::floor`: a bare
 //! sender on another CPU writing one ~200-byte message per connection per deadline), each with
 //! a timestamp per completion and no HTTP, SSE or JSON, so the figures compare the kernel
 //! interfaces alone:
@@ -22,8 +22,8 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, types, IoUring};
-use qpsbench::clock::{now_ns, thread_cpu_ns};
-use qpsbench::selftest::floor::{measure, start_sender, FloorConfig, Load, Stamps};
+use qpsbench::commands::selftest::floor::{measure, start_sender, FloorConfig, Load, Stamps};
+use qpsbench::foundation::clock::{now_ns, thread_cpu_ns};
 
 /// What one path's reader did.
 struct Figures {

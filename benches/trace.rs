@@ -8,10 +8,10 @@ use std::io::{BufWriter, Write};
 use std::time::Instant;
 
 use qpsbench::cli::{Api, DatasetName};
-use qpsbench::dataset::{self, Rows};
 use qpsbench::http::url::Endpoint;
-use qpsbench::prepared::unique::UniquePrompts;
-use qpsbench::prepared::{RequestTemplate, RunRequests};
+use qpsbench::workload::dataset::{self, Rows};
+use qpsbench::workload::prepared::unique::UniquePrompts;
+use qpsbench::workload::prepared::{RequestTemplate, RunRequests};
 use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
 use rand_xoshiro::Xoshiro256StarStar;
 

@@ -3,58 +3,32 @@
 //!
 //! `docs/architecture.md` is the map: the data flow of one request from the arrival plan to the
 //! histogram, the layers below (each uses only those listed before it), the hot path's
-//! invariants and where to start reading.
-//!
-//! - foundations: `error`, `flags`, `cli`, `clock`, `secret`, `interrupt`, `limits`;
-//! - runtime and protocol: `rt`, `http`, `sse`, `api` (each API's answers: `openai`, `anthropic`,
-//!   `responses`, `embeddings`);
-//! - inputs: `dataset`, `arrivals` (the arrival plan), `prepared` (request bytes);
-//! - outcomes: `outcome`, `records`, `recorder` (the hot path's per-core recorder);
-//! - `engine`: pinned cores, pacer, keep-alive pools, one request (`exchange`), one stream;
-//! - results: `validity`, `stats` (the per-level schema);
-//! - `report`: analysis, table, results folder, PNG;
-//! - commands: `bench`, `selftest`, `replot` (`plot`), `compare`, `demo`, `mock` (`serve-mock`).
+//! invariants and where to start reading. The modules, one per layer, bottom up:
 
+/// What each API's answers say: OpenAI chat and completions, Responses, Messages, embeddings.
 pub mod api;
-pub mod arrivals;
-pub mod bench;
+/// Every command's flags, documented where defined (what `--help` prints).
 pub mod cli;
-pub mod clock;
-pub mod compare;
-pub mod console;
-pub mod dataset;
-pub mod demo;
+/// The commands, which wire the layers together: bench, merge, selftest, plot, compare, demo…
+pub mod commands;
+/// Pinned cores sending a level's arrivals: pacer, keep-alive pools, exchanges, streams.
 pub mod engine;
-pub mod error;
-pub mod flags;
+/// Errors and exit statuses, console output, flag ranges, clocks, secrets, signals, OS limits.
+pub mod foundation;
+/// The fuzz targets' properties (used by `fuzz/` and the corpus replay test).
 #[doc(hidden)]
 pub mod fuzzing;
+/// The hand-written HTTP/1.1 client, TLS, and the zero-copy SSE parser.
 pub mod http;
-pub mod interrupt;
-pub mod k8s;
-pub mod limits;
-pub mod live;
-pub mod merge;
-pub mod mergeable;
-pub mod mock;
-pub mod outcome;
-pub mod per_turn;
-pub mod percentiles;
-pub mod prefix_cache;
-pub mod prepared;
-pub mod prometheus;
-pub mod recorder;
-pub mod records;
-pub mod replicas;
-pub mod replot;
+/// What the hot path records per core: outcomes, histograms, timeline, request log.
+pub mod recording;
+/// The saturation rules, the verdict, the table, the results folder, the pictures.
 pub mod report;
+/// Each thread's io_uring runtime, its timers and a client core's receive ring.
 pub mod rt;
-pub mod secret;
-pub mod selftest;
+/// The server's own `/metrics`: the Prometheus parser, the series kept, the scraper.
 pub mod servermetrics;
-pub mod sse;
-pub mod stalls;
+/// A level's figures from its merged recorder: the per-level schema and its parts.
 pub mod stats;
-pub mod timeline;
-pub mod turns;
-pub mod validity;
+/// What a run sends and when: datasets, arrival plans, endpoint choice, request bytes.
+pub mod workload;

@@ -4,7 +4,7 @@
 use clap::Parser;
 
 use qpsbench::cli::{Cli, Command};
-use qpsbench::{bench, compare, demo, k8s, merge, mock, replot, selftest};
+use qpsbench::commands::{bench, compare, demo, k8s, merge, mock, plot as replot, selftest};
 
 /// What a bare `qpsbench` prints: the three commonest ways to start.
 const USAGE: &str = "\
@@ -25,7 +25,7 @@ qpsbench -h lists the common flags, qpsbench --help all of them by group.
 fn main() {
     if std::env::args_os().len() == 1 {
         eprint!("{USAGE}");
-        std::process::exit(qpsbench::error::exit::INPUT);
+        std::process::exit(qpsbench::foundation::error::exit::INPUT);
     }
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
     let result = match cli.command {

@@ -189,7 +189,8 @@ fn histograms_json_holds_what_the_percentiles_came_from() {
         assert_eq!(h["counters"]["sent"], l["total_requests"]);
         assert_eq!(h["counters"]["succeeded"], l["successful_requests"]);
         let ttft =
-            qpsbench::mergeable::decode(h["histograms"]["ttft_us"].as_str().unwrap()).unwrap();
+            qpsbench::stats::histograms_file::decode(h["histograms"]["ttft_us"].as_str().unwrap())
+                .unwrap();
         assert_eq!(ttft.len(), l["successful_requests"].as_u64().unwrap());
         for (q, key) in [(0.5, "p50"), (0.99, "p99")] {
             let mine = ttft.value_at_quantile(q) as f64 / 1e6;
@@ -199,9 +200,10 @@ fn histograms_json_holds_what_the_percentiles_came_from() {
                 l["ttft"]
             );
         }
-        let tokens =
-            qpsbench::mergeable::decode(h["histograms"]["output_tokens"].as_str().unwrap())
-                .unwrap();
+        let tokens = qpsbench::stats::histograms_file::decode(
+            h["histograms"]["output_tokens"].as_str().unwrap(),
+        )
+        .unwrap();
         assert_eq!(tokens.max(), 6);
         assert!(
             h["window_end_unix_s"].as_f64().unwrap() > h["window_start_unix_s"].as_f64().unwrap()

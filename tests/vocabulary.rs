@@ -3,8 +3,8 @@
 //! is what makes "N tokens ≈ N words" true for servers, not only for the built-in endpoint,
 //! which counts words.
 
-use qpsbench::dataset::text::Text;
-use qpsbench::dataset::vocabulary::WORDS;
+use qpsbench::workload::dataset::text::Text;
+use qpsbench::workload::dataset::vocabulary::WORDS;
 use tiktoken_rs::{cl100k_base_singleton, o200k_base_singleton, r50k_base_singleton};
 
 #[test]
@@ -55,7 +55,7 @@ fn a_synthetic_text_of_n_words_is_n_tokens() {
 /// words, and a pass's marker before a user's message adds `marker_tokens` tokens.
 #[test]
 fn own_text_and_markers_count_as_their_words() {
-    use qpsbench::prepared::unique::{marker, marker_tokens};
+    use qpsbench::workload::prepared::unique::{marker, marker_tokens};
     let mut text = Text::new(1 << 16);
     text.allocate(10);
     let message = "Please summarise the following report in three sentences.";

@@ -328,14 +328,14 @@ mod tests {
         let mut p = ChunkParser::new();
         let mut out = 0;
         let mut usage = None;
-        let mut sse = crate::sse::SseParser::new();
+        let mut sse = crate::http::sse::SseParser::new();
         sse.feed(include_bytes!("../../tests/data/vllm_stream.sse"), |e| {
             if !e.is_done() {
                 let c = p.parse(e.data).unwrap();
                 out += usize::from(c.has_output);
                 usage = usage.or(c.completion_tokens);
             }
-            crate::sse::Flow::Continue
+            crate::http::sse::Flow::Continue
         })
         .unwrap();
         assert_eq!(out, 20);

@@ -19,19 +19,19 @@ use super::pool::{Pool, PooledConn};
 use super::session::{Session, SessionPlan, MAX_ANSWER_BYTES};
 use super::stream::{Failed, Hooks, StreamHandler, Trace};
 use crate::api::openai::ChunkParser;
-use crate::clock::{now_ns, thread_cpu_ns};
+use crate::foundation::clock::{now_ns, thread_cpu_ns};
 use crate::http::handler::Request;
-use crate::outcome::{ErrorKind, Success};
-use crate::prepared::{CoreRequests, RequestBuf};
-use crate::recorder::Recorder;
-use crate::records::RequestRecord;
+use crate::recording::outcome::{ErrorKind, Success};
+use crate::recording::recorder::Recorder;
+use crate::recording::request_log::RequestRecord;
+use crate::workload::prepared::{CoreRequests, RequestBuf};
 
 /// What a core's request tasks share: owned by the core, never by two threads.
 pub struct Core {
     /// One keep-alive pool per endpoint.
     pub pools: Vec<Pool>,
     /// This core's live counters (the progress line reads them from another thread).
-    pub live: std::sync::Arc<crate::live::LiveCounters>,
+    pub live: std::sync::Arc<crate::recording::live::LiveCounters>,
     pub chunks: RefCell<ChunkParser>,
     /// The level's requests, each rendered for the endpoint its arrival goes to: this core's own
     /// handle on the shared buffer (replaced by each level that brings its own, and by
@@ -143,7 +143,7 @@ impl CoreQueue {
 /// Sends every arrival of this core whose intended time has come by `now` (a time just read
 /// from the clock; it is re-read after each send).
 pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
-    if crate::interrupt::requested() {
+    if crate::foundation::interrupt::requested() {
         // Ctrl-C: nothing more is sent.
         return;
     }
@@ -359,7 +359,7 @@ async fn session(
         }
         let intended_ns = done_ns + plan.think_ns(id, k);
         wait_until(core, rec, intended_ns).await;
-        if crate::interrupt::requested() {
+        if crate::foundation::interrupt::requested() {
             return SessionEnd::Stopped;
         }
         let request = history.next_request(&answer, &plan.user_text(id, k));

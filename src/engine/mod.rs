@@ -19,10 +19,10 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::clock::now_ns;
+use crate::foundation::clock::now_ns;
 use crate::http::conn::Target;
-use crate::prepared::Prepared;
-use crate::recorder::Recorder;
+use crate::recording::recorder::Recorder;
+use crate::workload::prepared::Prepared;
 
 /// One arrival of a level: (offset ns from the level's start, sample index, endpoint index).
 pub type PlannedArrival = (u64, u32, u16);
@@ -183,7 +183,7 @@ struct Worker {
 pub struct Engine {
     workers: Vec<Worker>,
     /// Each core's live counters, for a progress line (`live`).
-    pub live: Vec<Arc<crate::live::LiveCounters>>,
+    pub live: Vec<Arc<crate::recording::live::LiveCounters>>,
     pub driver: IoDriver,
     /// How responses are read: `io_uring multishot recv` when every core has a receive
     /// ring and some endpoint is plain HTTP (TLS connections always read through monoio),

@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use crate::clock::now_ns;
+use crate::foundation::clock::now_ns;
 use crate::rt::timer::TimerFd;
 
 /// The longest single sleep: how soon a stop request is noticed while waiting for an arrival.
@@ -157,7 +157,7 @@ impl Pacer {
                 // The core's spin loop wakes the pacer within a round of the deadline itself:
                 // no kernel timer, no early wake, no spin of its own.
                 crate::rt::timer::sleep_until_ns(deadline_ns.min(now + MAX_SLEEP_NS)).await;
-                if crate::interrupt::requested() {
+                if crate::foundation::interrupt::requested() {
                     return;
                 }
                 continue;
@@ -166,7 +166,7 @@ impl Pacer {
                 if let Some(t) = &mut self.timer {
                     t.sleep_until((deadline_ns - POLLED_EARLY_NS).min(now + MAX_SLEEP_NS))
                         .await;
-                    if crate::interrupt::requested() {
+                    if crate::foundation::interrupt::requested() {
                         return;
                     }
                     continue;
@@ -181,7 +181,7 @@ impl Pacer {
                 Some(t) if left > self.early_ns + MAX_SLEEP_NS => {
                     // A long wait is slept in pieces, so a stop request (Ctrl-C) is seen soon.
                     t.sleep_until(now + MAX_SLEEP_NS).await;
-                    if crate::interrupt::requested() {
+                    if crate::foundation::interrupt::requested() {
                         return;
                     }
                 }
@@ -204,7 +204,7 @@ impl Pacer {
                 None if left > COARSE_EARLY_NS => {
                     let nap = (left - COARSE_EARLY_NS).min(MAX_SLEEP_NS);
                     monoio::time::sleep(Duration::from_nanos(nap)).await;
-                    if crate::interrupt::requested() {
+                    if crate::foundation::interrupt::requested() {
                         return;
                     }
                 }

@@ -17,8 +17,8 @@ use rand_xoshiro::SplitMix64;
 
 use crate::api::json_text::{pieces, Piece};
 use crate::cli::ThinkTimeDist;
-use crate::dataset::vocabulary::WORDS;
 use crate::http::handler::Request;
+use crate::workload::dataset::vocabulary::WORDS;
 
 /// Answer bytes kept per turn: a longer answer ends its session (counted), so that an endpoint
 /// that never stops cannot grow a history without bound.

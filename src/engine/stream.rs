@@ -13,9 +13,9 @@ use crate::cli::Api;
 use crate::http::body::BodyError;
 use crate::http::conn::{Completed, ExchangeError, Failure, ReadTimeout, ResponseHandler};
 use crate::http::head::HeadError;
-use crate::outcome::{ErrorKind, Success, TokenSource, ERROR_SAMPLE_BYTES};
-use crate::recorder::Recorder;
-use crate::sse::{Event, Flow, SseError, SseParser};
+use crate::http::sse::{Event, Flow, SseError, SseParser};
+use crate::recording::outcome::{ErrorKind, Success, TokenSource, ERROR_SAMPLE_BYTES};
+use crate::recording::recorder::Recorder;
 
 /// Error bodies longer than this are not read to the end (the connection is closed instead).
 const MAX_ERROR_BODY: usize = 1 << 20;
@@ -219,7 +219,7 @@ impl<'a> StreamHandler<'a> {
                 .first_token_ns
                 .map_or(0, |first| self.last_token_ns.saturating_sub(first)),
             done_ns: done.end_ns,
-            reasoning: crate::outcome::Reasoning {
+            reasoning: crate::recording::outcome::Reasoning {
                 ttfot_ns: self.first_answer_ns.map(|t| t.saturating_sub(intended_ns)),
                 tokens: self.reasoning_tokens,
             },

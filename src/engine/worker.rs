@@ -11,11 +11,11 @@ use super::pacer::Pacer;
 use super::pool::Pool;
 use super::{Command, CorePlan, CoreReady, IoDriver, RecvPath};
 use crate::api::openai::ChunkParser;
-use crate::clock::{now_ns, thread_cpu_ns};
+use crate::foundation::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
-use crate::outcome::ErrorKind;
-use crate::prepared::Prepared;
-use crate::recorder::Recorder;
+use crate::recording::outcome::ErrorKind;
+use crate::recording::recorder::Recorder;
+use crate::workload::prepared::Prepared;
 
 /// Read-only run configuration shared by all cores (read once at thread start).
 pub(crate) struct Shared {
@@ -35,7 +35,7 @@ pub(crate) struct Shared {
     pub slo: super::exchange::Slo,
     pub timeouts: super::Timeouts,
     /// Each core's live counters.
-    pub live: Vec<Arc<crate::live::LiveCounters>>,
+    pub live: Vec<Arc<crate::recording::live::LiveCounters>>,
     /// `--session-turns`: how sessions go.
     pub sessions: Option<super::session::SessionPlan>,
     /// `--cancel-rate`: how sessions' later turns are abandoned.
@@ -209,7 +209,7 @@ fn measured_recorder(core: &Core, plan: &CorePlan) -> Recorder {
     if core.sessions.is_some() && plan.extras.session_ids.is_some() {
         measured.turns = Some(Default::default());
     }
-    measured.timeline = crate::timeline::Timeline::new(plan.window_start_ns);
+    measured.timeline = crate::recording::timeline::Timeline::new(plan.window_start_ns);
     core.live.reset();
     measured.live = Some(core.live.clone());
     measured
@@ -265,7 +265,7 @@ async fn run_level(
         let Some(due) = core.queue.borrow().next_due_ns() else {
             break;
         };
-        if crate::interrupt::requested() {
+        if crate::foundation::interrupt::requested() {
             break;
         }
         if core.capped() {
@@ -288,9 +288,10 @@ async fn run_level(
         if monoio::time::timeout(Duration::from_millis(50), all_finished(&core))
             .await
             .is_err()
-            && crate::interrupt::requested()
+            && crate::foundation::interrupt::requested()
         {
-            let until = *grace_until.get_or_insert_with(|| now_ns() + crate::interrupt::GRACE_NS);
+            let until = *grace_until
+                .get_or_insert_with(|| now_ns() + crate::foundation::interrupt::GRACE_NS);
             if now_ns() >= until {
                 break;
             }

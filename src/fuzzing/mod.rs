@@ -10,7 +10,7 @@ pub use events::{messages, reference_messages, reference_responses, responses};
 
 use crate::http::body::{BodyDecoder, Framing};
 use crate::http::head::parse_head;
-use crate::sse::{Flow, SseParser};
+use crate::http::sse::{Flow, SseParser};
 
 fn sse_events(input: &[u8], split: usize) -> Option<Vec<(Vec<u8>, bool)>> {
     let mut p = SseParser::new();
@@ -245,15 +245,15 @@ pub fn reference_chunk(root: &Json) -> crate::api::openai::ChunkInfo {
 /// back in the canonical form reads back the same (name, labels, value; NaN stays NaN).
 pub fn prometheus(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let parsed = crate::prometheus::parse(&text);
+    let parsed = crate::servermetrics::prometheus::parse(&text);
     for s in &parsed.samples {
         let first = s.name.as_bytes()[0];
         assert!(
             first == b'_' || first == b':' || first.is_ascii_alphabetic(),
             "{s:?}"
         );
-        let back = crate::prometheus::render(s);
-        let again = crate::prometheus::parse(&back);
+        let back = crate::servermetrics::prometheus::render(s);
+        let again = crate::servermetrics::prometheus::parse(&back);
         assert_eq!(again.samples.len(), 1, "{back:?} from {s:?}");
         let t = &again.samples[0];
         assert_eq!((t.name, &t.labels), (s.name, &s.labels), "{back:?}");

@@ -24,7 +24,7 @@ use rustls::{ClientConfig, ClientConnection};
 
 use super::response::ResponseReader;
 use super::tls::{TlsError, TlsIo};
-use crate::clock::now_ns;
+use crate::foundation::clock::now_ns;
 
 use super::sock::{read_append, send_nonblocking, sendv_nonblocking, READ_BUF};
 

@@ -17,5 +17,6 @@ pub mod head;
 pub mod response;
 pub mod ring_rx;
 pub mod sock;
+pub mod sse;
 pub mod tls;
 pub mod url;

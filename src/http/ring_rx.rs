@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::handler::{Completed, ExchangeError, Failure, ResponseHandler};
 use super::response::ResponseReader;
-use crate::clock::now_ns;
+use crate::foundation::clock::now_ns;
 use crate::rt::recv_ring::{RecvRing, Sink, SlotId};
 
 /// A connection's place on its core's receive ring; releasing it ends the receive.

@@ -163,7 +163,7 @@ mod tests {
             "é",
         ] {
             let _ = Endpoint::parse(url);
-            let _ = crate::secret::mask_url(url);
+            let _ = crate::foundation::secret::mask_url(url);
         }
     }
 

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cli::Progress;
-use crate::live::{quantile, LiveCounters};
+use crate::recording::live::{quantile, LiveCounters};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::clock::LocalTime;
-use crate::error::{Result, UserError};
+use crate::foundation::clock::LocalTime;
+use crate::foundation::error::{Result, UserError};
 
 /// A run's own results folder.
 #[derive(Debug, Clone)]

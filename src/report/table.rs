@@ -163,8 +163,8 @@ fn cell(m: &Percentiles, p: f64, digits: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{ErrorKind, Success, TokenSource};
-    use crate::recorder::Recorder;
+    use crate::recording::outcome::{ErrorKind, Success, TokenSource};
+    use crate::recording::recorder::Recorder;
     use crate::stats::{json_percentiles, LevelClock};
 
     #[test]

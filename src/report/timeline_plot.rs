@@ -15,7 +15,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::style::{err, register_font, FONT, LABEL_PX, TICK_PX, TITLE_PX};
-use crate::timeline::Row;
+use crate::recording::timeline::Row;
 
 const WIDTH: u32 = 2400;
 const STRIP_PX: u32 = 380;

@@ -24,7 +24,7 @@ use std::rc::Rc;
 use io_uring::{cqueue, opcode, types, IoUring};
 
 use super::buf_ring::{Provided, GROUP};
-use crate::clock::now_ns;
+use crate::foundation::clock::now_ns;
 
 /// Receives a connection's bytes where they land.
 pub trait Sink {

@@ -36,7 +36,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::clock::now_ns;
+use crate::foundation::clock::now_ns;
 
 /// A timerfd read through the runtime.
 pub struct TimerFd {
@@ -301,14 +301,17 @@ pub fn busy_poll_loop(
             return;
         };
         let mut buf = vec![0u8; 1];
-        let (mut round_ns, mut meter) = (crate::clock::now_ns(), super::SpinMeter::default());
+        let (mut round_ns, mut meter) = (
+            crate::foundation::clock::now_ns(),
+            super::SpinMeter::default(),
+        );
         while spinning.get() {
             let (res, b) = zero.read_at(buf, 0).await;
             buf = b;
             if res.is_err() {
                 return;
             }
-            let now = crate::clock::now_ns();
+            let now = crate::foundation::clock::now_ns();
             super::add_spin(meter.round(now - round_ns));
             round_ns = now;
             fire_due();

@@ -8,13 +8,14 @@
 //! samples of all its label sets (or of the one `--server-metrics-label` selects) combined by
 //! its [`Kind`].
 
+pub mod prometheus;
 pub mod scrape;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::prometheus::Exposition;
+use crate::servermetrics::prometheus::Exposition;
 
 /// How a series' label sets combine, and how it is summed up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,7 +296,7 @@ mod tests {
     #[test]
     fn label_sets_combine_by_kind_and_counters_become_rates() {
         let text = "vllm:num_requests_waiting{engine=\"0\",model_name=\"a\"} 3\nvllm:num_requests_waiting{engine=\"1\",model_name=\"b\"} 4\nvllm:kv_cache_usage_perc{engine=\"0\"} 0.2\nvllm:kv_cache_usage_perc{engine=\"1\"} 0.4\nmy_thing_total 10\n";
-        let e = crate::prometheus::parse(text);
+        let e = crate::servermetrics::prometheus::parse(text);
         let all = Selection::new(&["my_thing_total".into()], None);
         let v = all.pick(&e);
         let get = |v: &[(Kind, Option<f64>)], n: &str| {
@@ -350,7 +351,7 @@ mod tests {
         let all = Selection::new(&[], None);
         let at = |t: u64, text: &str| Scrape {
             t_ns: t,
-            values: all.pick(&crate::prometheus::parse(text)),
+            values: all.pick(&crate::servermetrics::prometheus::parse(text)),
         };
         let before = at(0, text);
         let after = at(

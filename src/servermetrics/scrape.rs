@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Scrape, Selection};
-use crate::clock::now_ns;
+use crate::foundation::clock::now_ns;
 pub use crate::http::blocking::Target;
 use crate::http::blocking::{call, Call};
 
@@ -57,7 +57,7 @@ impl Scraper {
                     let started = Instant::now();
                     match fetch(&target, timeout) {
                         Ok(text) => {
-                            let values = selection.pick(&crate::prometheus::parse(&text));
+                            let values = selection.pick(&crate::servermetrics::prometheus::parse(&text));
                             let scrape = Scrape { t_ns: now_ns(), values };
                             sc.lock().unwrap_or_else(|e| e.into_inner()).push(scrape);
                         }

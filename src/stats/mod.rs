@@ -7,16 +7,22 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::arrivals::Arrival;
 use crate::engine::LevelRun;
-use crate::outcome::ErrorKind;
-pub use crate::percentiles::{json_percentiles, pct_key, round6, Percentiles};
-use crate::recorder::{Recorder, TPS_SCALE};
-use crate::validity::{self, LevelFacts, Thresholds};
+use crate::recording::outcome::ErrorKind;
+use crate::recording::recorder::{Recorder, TPS_SCALE};
+pub use crate::stats::percentiles::{json_percentiles, pct_key, round6, Percentiles};
+use crate::workload::arrivals::Arrival;
+use validity::{LevelFacts, Thresholds};
 
 mod embeddings;
+pub mod endpoints;
+pub mod histograms_file;
 mod parts;
+pub mod per_turn;
+pub mod percentiles;
+pub mod prompt_cache;
 mod reasoning;
+pub mod validity;
 
 pub use embeddings::EmbeddingStats;
 use parts::{rate, top_stream_messages};
@@ -47,7 +53,7 @@ pub struct LevelStats {
     /// What the server's prefix cache gave the level's requests (`cached_prompt_tokens`,
     /// `prompt_cache_hit_share`, `cache_hit_requests`, …), written beside the other figures.
     #[serde(flatten)]
-    pub prompt_cache: crate::prefix_cache::PromptCache,
+    pub prompt_cache: crate::stats::prompt_cache::PromptCache,
     /// Time to first byte, seconds.
     pub ttfb: Percentiles,
     /// Time per output token after the first, seconds.
@@ -86,7 +92,7 @@ pub struct LevelStats {
     pub client_limited: bool,
     pub client_limited_reasons: Vec<String>,
     /// How well the realised send gaps follow the configured arrival process.
-    pub send_gap_fit: Option<crate::validity::GapFit>,
+    pub send_gap_fit: Option<crate::stats::validity::GapFit>,
     /// CPU time of each client core's thread during the level, and its share of the level's
     /// wall time.
     pub client_cpu_per_core: Vec<CoreCpu>,
@@ -131,7 +137,7 @@ pub struct LevelStats {
     pub missed_requests: Option<u64>,
     /// With several `--endpoint`s: each one's requests, successes, errors and TTFT.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoints: Option<Vec<crate::replicas::EndpointStats>>,
+    pub endpoints: Option<Vec<crate::stats::endpoints::EndpointStats>>,
     /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
     /// per second), and the scrapes that failed during it. Attached by `bench` after the level.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,10 +156,10 @@ pub struct LevelStats {
     pub single_read_responses: u64,
     /// With `--session-turns`: the level's sessions (started, completed, ended early).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<crate::per_turn::SessionStats>,
+    pub sessions: Option<crate::stats::per_turn::SessionStats>,
     /// With `--session-turns`: each turn's requests, latencies and prompt-cache figures.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_turn: Option<Vec<crate::per_turn::TurnStats>>,
+    pub per_turn: Option<Vec<crate::stats::per_turn::TurnStats>>,
     /// With `--api embeddings`: inputs embedded and their rates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embeddings: Option<EmbeddingStats>,
@@ -181,7 +187,7 @@ impl LevelStats {
         stats.shard_qps = (ctx.shards > 1).then(|| ctx.qps / ctx.shards as f64);
         stats.start_lag_s = ctx.start_lag_s.map(|s| (s * 1e6).round() / 1e6);
         stats.missed_requests = ctx.missed_requests;
-        stats.endpoints = crate::replicas::stats(&r.endpoints, ctx.endpoint_urls);
+        stats.endpoints = crate::stats::endpoints::stats(&r.endpoints, ctx.endpoint_urls);
         stats.add_sessions(r, ctx.session_turns.map(|t| ctx.qps / t), ctx.percentiles);
         let (arrival, burstiness) = validity::thinned(ctx.arrival, ctx.burstiness, ctx.shards);
         stats.send_gap_fit = validity::gap_fit(
@@ -223,7 +229,7 @@ impl LevelStats {
     /// and per-turn figures.
     pub fn add_sessions(&mut self, r: &Recorder, session_rate: Option<f64>, pcts: &[f64]) {
         if let (Some(t), Some(rate)) = (&r.turns, session_rate) {
-            let (sessions, per_turn) = crate::per_turn::build(t, rate, pcts);
+            let (sessions, per_turn) = crate::stats::per_turn::build(t, rate, pcts);
             self.sessions = Some(sessions);
             self.per_turn = Some(per_turn);
         }
@@ -317,7 +323,11 @@ impl LevelStats {
             tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
             output_tokens: Percentiles::from_hist(&r.output_tokens_n, pcts, 1.0),
             prompt_tokens: Percentiles::from_hist(&r.prompt_tokens_n, pcts, 1.0),
-            prompt_cache: crate::prefix_cache::PromptCache::new(&r.cached_tokens_n, &r.cache, pcts),
+            prompt_cache: crate::stats::prompt_cache::PromptCache::new(
+                &r.cached_tokens_n,
+                &r.cache,
+                pcts,
+            ),
             ttfb: Percentiles::from_hist(&r.ttfb_us, pcts, 1e-6),
             tpot: Percentiles::from_hist(&r.tpot_us, pcts, 1e-6),
             itl: Percentiles::from_hist(&r.itl_us, pcts, 1e-6),
@@ -394,9 +404,9 @@ impl LevelStats {
     /// in `prompt_cache_warning` and among its `warnings`; returns it.
     pub fn warn_about_cache(
         &mut self,
-        cx: crate::prefix_cache::WarningContext<'_>,
+        cx: crate::stats::prompt_cache::WarningContext<'_>,
     ) -> Option<&str> {
-        let w = crate::prefix_cache::warning(
+        let w = crate::stats::prompt_cache::warning(
             self.qps_target,
             self.successful_requests,
             &self.prompt_cache,
@@ -485,8 +495,8 @@ fn buffering_warning(r: &Recorder) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{ErrorKind, Success, TokenSource};
-    use crate::recorder::STREAM_MESSAGES_SHOWN;
+    use crate::recording::outcome::{ErrorKind, Success, TokenSource};
+    use crate::recording::recorder::STREAM_MESSAGES_SHOWN;
 
     fn ok(ttft_ms: u64, e2e_ms: u64, tokens: u64) -> Success {
         Success {
@@ -612,6 +622,6 @@ mod tests {
         assert_eq!((m[0].message.as_str(), m[0].count), ("context too long", 7));
         assert_eq!(m.last().unwrap().message, "other");
         assert_eq!(m.iter().map(|m| m.count).sum::<u64>(), 38);
-        assert!(a.stream_messages.len() <= 2 * crate::recorder::STREAM_MESSAGES_KEPT);
+        assert!(a.stream_messages.len() <= 2 * crate::recording::recorder::STREAM_MESSAGES_KEPT);
     }
 }

@@ -4,8 +4,8 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::percentiles::{round6, Percentiles};
-use crate::recorder::{Recorder, STREAM_MESSAGES_SHOWN};
+use crate::recording::recorder::{Recorder, STREAM_MESSAGES_SHOWN};
+use crate::stats::percentiles::{round6, Percentiles};
 
 /// One client core's CPU use during a level.
 #[derive(Debug, Clone, Serialize)]

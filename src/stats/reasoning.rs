@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::Percentiles;
-use crate::recorder::Recorder;
+use crate::recording::recorder::Recorder;
 
 /// A level's reasoning figures, present only where an answer reasoned first (a reasoning
 /// model): `ttft` is then the first token of any kind, and these say when the answer began.
