@@ -69,12 +69,12 @@ pub fn render(a_name: &str, a: &[LevelView], b_name: &str, b: &[LevelView]) -> S
             let _ = writeln!(
                 out,
                 "QPS {} (#{}: the {} level at this rate in its run)",
-                crate::report::rate::text(q),
+                crate::foundation::rate::text(q),
                 k + 1,
                 ordinal(k + 1)
             );
         } else {
-            let _ = writeln!(out, "QPS {}", crate::report::rate::text(q));
+            let _ = writeln!(out, "QPS {}", crate::foundation::rate::text(q));
         }
         let (la, lb) = match (la, lb) {
             (Some(la), Some(lb)) => (la, lb),
@@ -198,7 +198,7 @@ pub fn run(args: CompareArgs) -> Result<i32> {
     );
     let sa = crate::report::recommend::analyze(&a, &analysis::Criteria::of_run(&meta_a));
     let sb = crate::report::recommend::analyze(&b, &analysis::Criteria::of_run(&meta_b));
-    let v = |x: Option<f64>| x.map_or("-".to_string(), crate::report::rate::text);
+    let v = |x: Option<f64>| x.map_or("-".to_string(), crate::foundation::rate::text);
     crate::outln!("{:<29} {:>12} {:>12}", "Summary (QPS)", "A", "B");
     for (name, x, y) in [
         (

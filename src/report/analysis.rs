@@ -383,9 +383,9 @@ impl LevelView {
     }
 }
 
-/// A rate as every output writes it (`report::rate`).
+/// A rate as every output writes it (`foundation::rate`).
 fn qps_text(v: f64) -> String {
-    super::rate::text(v)
+    crate::foundation::rate::text(v)
 }
 
 /// A percentage or factor as written: `95`, not `95.0`.

@@ -1,6 +1,6 @@
 //! Reporting: the console table (`table`), the results folder with its JSON files (`results`),
 //! the saturation analysis (`analysis`: the rules) and the verdict built on it (`recommend`,
-//! `summary.json`), one way to write a rate (`rate`), the PNG (`plot`, with its
+//! `summary.json`), the PNG (`plot`, with its
 //! `summary_panel`), the timeline's picture (`timeline_plot`), the sessions' picture (`turns_plot`), what the pictures share
 //! (`style`), and the live progress line during a level (`progress`). Data flow: `bench` hands each finished level's `LevelStats`
 //! here.
@@ -9,7 +9,6 @@ pub mod analysis;
 pub mod glyphs;
 pub mod plot;
 pub mod progress;
-pub mod rate;
 pub mod recommend;
 pub mod results;
 pub mod style;

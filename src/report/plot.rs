@@ -115,7 +115,7 @@ fn qps_label(levels: &[&LevelView], x: f64) -> String {
     }
     levels
         .get(i as usize)
-        .map(|l| super::rate::text(l.qps_target))
+        .map(|l| crate::foundation::rate::text(l.qps_target))
         .unwrap_or_default()
 }
 

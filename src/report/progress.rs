@@ -142,7 +142,7 @@ fn report(live: &[Arc<LiveCounters>], info: &LevelInfo, mode: Mode, stop: &Atomi
         let line = format!(
             "[{}] QPS {} · {:.0}/{} s · sent {sent}/{} · ok {ok} failed {failed}{} in flight {} · {:.1} QPS · lag p99 {} · TTFT p50 {}",
             info.label,
-            super::rate::text(info.qps),
+            crate::foundation::rate::text(info.qps),
             window.min(info.duration_s),
             info.duration_s,
             info.planned,

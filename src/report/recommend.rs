@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::analysis::{saturation_reasons, Baseline, Criteria, LevelView};
-use super::rate::text as rate;
+use crate::foundation::rate::text as rate;
 use crate::stats::pct_key;
 
 /// `summary.json`.
@@ -268,13 +268,16 @@ fn saturation_point<'a>(usable: &[&'a LevelView], c: &Criteria) -> (Option<&'a L
 /// What to run next when the levels cannot name the capacity.
 fn next_step(usable: &[&LevelView], saturation: Option<&LevelView>) -> Option<String> {
     let (low, top) = (usable[0].qps_target, usable[usable.len() - 1].qps_target);
-    let list = |qs: [f64; 3]| qs.map(|q| rate(super::rate::round(q))).join(",");
+    let list = |qs: [f64; 3]| {
+        qs.map(|q| rate(crate::foundation::rate::round(q)))
+            .join(",")
+    };
     match saturation {
         Some(l) if std::ptr::eq(l, usable[0]) => Some(format!(
             "Saturated at the lowest level tried (QPS {}): test lower, e.g. --qps {} (or --qps auto --auto-start {})",
             rate(low),
             list([low / 8.0, low / 4.0, low / 2.0]),
-            rate(super::rate::round(low / 4.0))
+            rate(crate::foundation::rate::round(low / 4.0))
         )),
         Some(_) => None,
         None => Some(format!(

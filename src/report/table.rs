@@ -46,7 +46,7 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
                 "{:<12}",
                 format!(
                     "{}{}",
-                    super::rate::text(l.qps_target),
+                    crate::foundation::rate::text(l.qps_target),
                     if cached { CACHED_MARK } else { "" }
                 )
             ),
@@ -87,7 +87,7 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
             let _ = writeln!(
                 s,
                 "  - QPS {}: {}",
-                super::rate::text(l.qps_target),
+                crate::foundation::rate::text(l.qps_target),
                 l.client_limited_reasons.join("; ")
             );
         }
@@ -111,7 +111,7 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
                 let _ = writeln!(
                     s,
                     "  - QPS {}: {:.1} inputs/s ({} per request), {:.1} prompt tokens/s",
-                    super::rate::text(l.qps_target),
+                    crate::foundation::rate::text(l.qps_target),
                     e.inputs_per_sec,
                     e.batch,
                     e.prompt_tokens_per_sec
@@ -123,7 +123,7 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
         let _ = writeln!(
             s,
             "\nQPS {}: interrupted (a partial level: {} sent, {} still in flight not recorded)",
-            super::rate::text(l.qps_target),
+            crate::foundation::rate::text(l.qps_target),
             l.total_requests,
             l.unfinished_requests
         );
@@ -136,7 +136,7 @@ fn notes(s: &mut String, levels: &[LevelStats]) {
         let _ = writeln!(
             s,
             "\nQPS {} - Errors ({total} total):",
-            super::rate::text(l.qps_target)
+            crate::foundation::rate::text(l.qps_target)
         );
         let mut errs: Vec<_> = l.errors.iter().collect();
         errs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

@@ -141,7 +141,10 @@ fn chart(
         let solid = points(l, false);
         c.draw_series(LineSeries::new(solid.iter().copied(), col.stroke_width(4)))
             .map_err(err)?
-            .label(format!("QPS {}", super::rate::text(l.qps_target)))
+            .label(format!(
+                "QPS {}",
+                crate::foundation::rate::text(l.qps_target)
+            ))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], col.stroke_width(4)));
         c.draw_series(solid.iter().map(|&p| Circle::new(p, 6, col.filled())))
             .map_err(err)?;

@@ -107,7 +107,7 @@ pub fn warning(
         });
         parts.push(format!(
             "QPS {}: {hits} of {successes} requests{share} came from the server's prefix cache; TTFT reflects cache hits{}",
-            crate::report::rate::text(qps),
+            crate::foundation::rate::text(qps),
             match cx.expected {
                 Some(why) => format!(" (expected: the run shares prompts on purpose, {why})"),
                 None => String::new(),
@@ -120,7 +120,7 @@ pub fn warning(
     {
         parts.push(format!(
             "QPS {}: the reset did not hold: {:.0}% of prompt tokens still came from the cache after --reset-prefix-cache{}",
-            crate::report::rate::text(qps),
+            crate::foundation::rate::text(qps),
             share * 100.0,
             cx.reset_caveat.map_or(String::new(), |c| format!(" ({c})"))
         ));

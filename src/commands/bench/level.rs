@@ -335,7 +335,7 @@ fn announce(spec: &LevelSpec<'_>, planned: usize, warmup_n: usize) {
     };
     eprintln!(
         "[{which}] QPS {}: {what} over {} s{warmup}{how} ...",
-        crate::report::rate::text(spec.qps),
+        crate::foundation::rate::text(spec.qps),
         spec.duration_s
     );
 }

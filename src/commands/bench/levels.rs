@@ -345,7 +345,7 @@ struct AutoSearch {
     tolerance: f64,
 }
 
-use crate::report::rate::{round as round_rate, text as rate};
+use crate::foundation::rate::{round as round_rate, text as rate};
 
 impl Strategy for AutoSearch {
     fn run(&self, levels: &mut Levels<'_>) -> Result<Option<[f64; 2]>> {

@@ -138,7 +138,7 @@ pub fn exit_code(levels: &[LevelStats]) -> i32 {
         for l in levels {
             eprintln!(
                 "  QPS {}: {}",
-                crate::report::rate::text(l.qps_target),
+                crate::foundation::rate::text(l.qps_target),
                 l.client_limited_reasons.join("; ")
             );
         }
