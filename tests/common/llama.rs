@@ -163,7 +163,7 @@ pub fn args<'a>(url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
         "smollm2",
     ];
     // The one CPU left to the client may be shared with the machine's other work: the
-    // client-limited gate is tested elsewhere (tests/validity.rs).
+    // client-limited gate is tested elsewhere (tests/it/validity.rs).
     a.extend(["--max-send-lag-ms", "200", "--min-rate-ratio", "0.5"]);
     a.extend_from_slice(rest);
     a

@@ -274,7 +274,7 @@ pub fn endpoint_args(url: &str) -> Vec<&str> {
         "--model",
         "m",
         // Debug builds on a loaded 2-core machine see send-lag outliers of milliseconds; the
-        // client-limited gate is tested on its own (tests/validity.rs), so here it only catches
+        // client-limited gate is tested on its own (tests/it/validity.rs), so here it only catches
         // a client that fell far behind.
         "--max-send-lag-ms",
         "100",

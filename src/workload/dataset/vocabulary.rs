@@ -3,7 +3,7 @@
 //! `cl100k_base` (GPT-4, and the base of Llama 3's and Qwen's) and `o200k_base`. A text of N of
 //! these words, space-separated, is about N tokens for any of those models, without shipping a
 //! tokenizer. The list was taken from `cl100k_base` in rank order (most frequent merges first),
-//! kept where the word is in a dictionary and one token in all three; `tests/vocabulary.rs`
+//! kept where the word is in a dictionary and one token in all three; `tests/it/vocabulary.rs`
 //! checks it against the tokenizers. Every word is at most 7 bytes, so the built-in endpoint's
 //! word count (which counts a run over 8 bytes as several tokens) counts each as one.
 
