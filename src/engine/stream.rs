@@ -359,6 +359,7 @@ impl StreamHandler<'_> {
             // stack and this client added.
             self.rec
                 .borrow_mut()
+                .hist
                 .added_delay_ns
                 .saturating_record(t_ns.saturating_sub(stamp));
         }
@@ -520,8 +521,11 @@ mod tests {
         assert_eq!(s.prompt_tokens, Some(12));
         assert_eq!(s.token_reads, 2);
         // One gap (50 → 60 ms) carrying one token.
-        assert_eq!(rec.itl_us.len(), 1);
-        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(10_000));
+        assert_eq!(rec.hist.itl_us.len(), 1);
+        assert_eq!(
+            rec.hist.itl_us.max(),
+            rec.hist.itl_us.highest_equivalent(10_000)
+        );
     }
 
     #[test]
@@ -537,9 +541,15 @@ mod tests {
         );
         let s = out.unwrap();
         assert_eq!((s.output_tokens, s.source), (4, TokenSource::Usage));
-        assert_eq!(rec.itl_us.len(), 3);
-        assert_eq!(rec.itl_us.min(), rec.itl_us.lowest_equivalent(4_000));
-        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(4_000));
+        assert_eq!(rec.hist.itl_us.len(), 3);
+        assert_eq!(
+            rec.hist.itl_us.min(),
+            rec.hist.itl_us.lowest_equivalent(4_000)
+        );
+        assert_eq!(
+            rec.hist.itl_us.max(),
+            rec.hist.itl_us.highest_equivalent(4_000)
+        );
     }
 
     #[test]
@@ -556,8 +566,11 @@ mod tests {
         assert_eq!((s.output_tokens, s.source), (3, TokenSource::Estimated));
         assert_eq!(s.token_reads, 2);
         // The 20 ms gap belongs to the one token of the second read.
-        assert_eq!(rec.itl_us.len(), 1);
-        assert_eq!(rec.itl_us.max(), rec.itl_us.highest_equivalent(20_000));
+        assert_eq!(rec.hist.itl_us.len(), 1);
+        assert_eq!(
+            rec.hist.itl_us.max(),
+            rec.hist.itl_us.highest_equivalent(20_000)
+        );
     }
 
     #[test]

@@ -39,35 +39,87 @@ fn bounded_message(msg: &str) -> &str {
     &msg[..end]
 }
 
+/// Declares the recorder's histograms in one list: each one's field, the name it is saved under
+/// in `histograms.json` and its bounds. The struct, its constructor, the merge and the saved list
+/// (`each`, `each_mut`) all come from this list, so adding a histogram is one line of it (and
+/// the line that records into it).
+macro_rules! histograms {
+    ($($(#[$doc:meta])* $field:ident: $saved:literal, $make:expr;)+) => {
+        /// Every histogram of one recorder.
+        #[derive(Debug, Clone)]
+        pub struct Histograms {
+            $($(#[$doc])* pub $field: Histogram<u64>,)+
+        }
+
+        impl Histograms {
+            fn new() -> Self {
+                Self { $($field: $make,)+ }
+            }
+
+            /// Each histogram with the name it is saved under.
+            pub fn each(&self) -> impl Iterator<Item = (&'static str, &Histogram<u64>)> {
+                [$(($saved, &self.$field)),+].into_iter()
+            }
+
+            /// Each histogram with the name it is saved under, to fill.
+            pub fn each_mut(&mut self) -> impl Iterator<Item = (&'static str, &mut Histogram<u64>)> {
+                [$(($saved, &mut self.$field)),+].into_iter()
+            }
+
+            /// Adds another recorder's histograms (same bounds on both sides: `add` cannot fail).
+            fn merge(&mut self, other: &Histograms) {
+                $(let _ = self.$field.add(&other.$field);)+
+            }
+        }
+    };
+}
+
+histograms! {
+    /// Time to first token (content or reasoning text), µs (successful requests).
+    ttft_us: "ttft_us", histogram(MAX_LATENCY_US);
+    /// End-to-end latency, µs (successful requests).
+    e2e_us: "e2e_us", histogram(MAX_LATENCY_US);
+    /// Time to first byte, µs (successful requests).
+    ttfb_us: "ttfb_us", histogram(MAX_LATENCY_US);
+    /// Inter-token latency, µs: each gap between token-bearing reads, split evenly among the
+    /// tokens of the later read (every token of every HTTP 200 stream).
+    itl_us: "itl_us", histogram(MAX_LATENCY_US);
+    /// Time per output token after the first, µs (successful requests with 2+ tokens).
+    tpot_us: "tpot_us", histogram(MAX_LATENCY_US);
+    /// Output tokens ÷ E2E of each success, in thousandths.
+    tps_milli: "tokens_per_sec_milli", histogram(MAX_TPS_MILLI);
+    /// How late each send was against its intended time, ns (arrivals the cap held back excluded).
+    send_lag_ns: "send_lag_ns", histogram(MAX_LATENCY_US * 1000);
+    /// Output tokens of each successful request.
+    output_tokens_n: "output_tokens", count_histogram();
+    /// `usage.prompt_tokens` of each successful request that reported it.
+    prompt_tokens_n: "prompt_tokens", count_histogram();
+    /// Cached prompt tokens of each successful request that reported them (3 significant
+    /// figures: exact to 2,048, within 0.1% above; a fourth would add ~10 MiB of peak memory per
+    /// level).
+    cached_tokens_n: "cached_prompt_tokens", histogram(MAX_TOKENS);
+    /// TCP connect and TLS handshake times of the connections opened, µs.
+    connect_us: "connect_us", histogram(MAX_LATENCY_US);
+    handshake_us: "tls_handshake_us", histogram(MAX_LATENCY_US);
+    /// How long `--max-concurrency` held each capped arrival back, ns.
+    cap_wait_ns: "cap_wait_ns", histogram(MAX_LATENCY_US * 1000);
+    /// Client's added delay: read time − the endpoint's send stamp (`qpsbench_sent_ns`), per
+    /// stamped chunk, ns. Only the built-in endpoint with `--stamp-chunks` stamps chunks.
+    added_delay_ns: "client_added_delay_ns", histogram(MAX_LATENCY_US * 1000);
+    /// Time to first output token (answer text, after any reasoning), µs.
+    ttfot_us: "ttfot_us", histogram(MAX_LATENCY_US);
+    /// `reasoning_tokens` of each success that reported them.
+    reasoning_tokens_n: "reasoning_tokens", histogram(MAX_TOKENS);
+}
+
 /// One core's measurements for one level.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    pub ttft_us: Histogram<u64>,
-    pub e2e_us: Histogram<u64>,
-    /// Time to first byte, µs (successful requests).
-    pub ttfb_us: Histogram<u64>,
-    /// Time per output token after the first, µs (successful requests with 2+ tokens).
-    pub tpot_us: Histogram<u64>,
-    /// Inter-token latency, µs: each gap between token-bearing reads, split evenly among the
-    /// tokens of the later read (every token of every HTTP 200 stream).
-    pub itl_us: Histogram<u64>,
-    pub tps_milli: Histogram<u64>,
-    /// Output tokens of each successful request.
-    pub output_tokens_n: Histogram<u64>,
-    /// `usage.prompt_tokens` of each successful request that reported it.
-    pub prompt_tokens_n: Histogram<u64>,
-    /// Cached prompt tokens of each successful request that reported them (3 significant
-    /// figures: exact to 2,048, within 0.1% above; a fourth would add ~10 MiB of peak memory per
-    /// level), and the exact counts behind the level's hit share (`prefix_cache`).
-    pub cached_tokens_n: Histogram<u64>,
+    /// The histograms, each listed once (`histograms!` above).
+    pub hist: Histograms,
     pub cache: crate::recording::outcome::CacheCounts,
-    /// Time to first output token (answer text, after any reasoning), µs.
-    pub ttfot_us: Histogram<u64>,
-    /// `reasoning_tokens` of each success that reported them.
-    pub reasoning_tokens_n: Histogram<u64>,
     /// Successes that reasoned before answering (`outcome::Reasoning::seen`).
     pub reasoning_requests: u64,
-    pub send_lag_ns: Histogram<u64>,
     pub sent: u64,
     pub succeeded: u64,
     /// Requests abandoned by `--cancel-rate` (counted in `sent`, never as errors).
@@ -81,9 +133,6 @@ pub struct Recorder {
     /// when a request came to reuse them, and discarded before the request was written.
     pub idle_closed: u64,
     pub new_connections: u64,
-    /// TCP connect and TLS handshake times of the connections opened, µs.
-    pub connect_us: Histogram<u64>,
-    pub handshake_us: Histogram<u64>,
     /// Successful responses with more than one output token, and those of them whose tokens all
     /// arrived in a single read (a sign of a buffering proxy).
     pub multi_token_successes: u64,
@@ -99,15 +148,11 @@ pub struct Recorder {
     /// Arrivals that `--max-concurrency` held back, and how long (ns, intended → sent). Their
     /// send lag is this wait, so they are kept out of `send_lag_ns`.
     pub capped: u64,
-    pub cap_wait_ns: Histogram<u64>,
     /// Actual send times (ns, monotonic), for the goodness-of-fit test of the arrival process.
     /// Moved (not merged) into the level's recorder by the engine.
     pub send_times_ns: Vec<u64>,
     /// Per-request records (`--save-requests`); moved like `send_times_ns`.
     pub records: Vec<crate::recording::request_log::RequestRecord>,
-    /// Client's added delay: read time − the endpoint's send stamp (`qpsbench_sent_ns`), per
-    /// stamped chunk, ns. Only the built-in endpoint with `--stamp-chunks` stamps chunks.
-    pub added_delay_ns: Histogram<u64>,
     /// Successful requests whose own TTFT and E2E met the SLOs (all successes without SLOs).
     pub slo_met: u64,
     /// The end of the sending window (monotonic ns), set when the level starts: successes
@@ -150,20 +195,9 @@ impl Default for Recorder {
 impl Recorder {
     pub fn new() -> Self {
         Self {
-            ttft_us: histogram(MAX_LATENCY_US),
-            e2e_us: histogram(MAX_LATENCY_US),
-            ttfb_us: histogram(MAX_LATENCY_US),
-            tpot_us: histogram(MAX_LATENCY_US),
-            itl_us: histogram(MAX_LATENCY_US),
-            tps_milli: histogram(MAX_TPS_MILLI),
-            output_tokens_n: count_histogram(),
-            prompt_tokens_n: count_histogram(),
-            cached_tokens_n: histogram(MAX_TOKENS),
+            hist: Histograms::new(),
             cache: Default::default(),
-            ttfot_us: histogram(MAX_LATENCY_US),
-            reasoning_tokens_n: histogram(MAX_TOKENS),
             reasoning_requests: 0,
-            send_lag_ns: histogram(MAX_LATENCY_US * 1000),
             sent: 0,
             succeeded: 0,
             cancelled: 0,
@@ -174,8 +208,6 @@ impl Recorder {
             estimated_counted: 0,
             idle_closed: 0,
             new_connections: 0,
-            connect_us: histogram(MAX_LATENCY_US),
-            handshake_us: histogram(MAX_LATENCY_US),
             multi_token_successes: 0,
             single_read_successes: 0,
             first_send_ns: u64::MAX,
@@ -183,10 +215,8 @@ impl Recorder {
             cpu_ns: 0,
             pacer_spin_ns: 0,
             capped: 0,
-            cap_wait_ns: histogram(MAX_LATENCY_US * 1000),
             send_times_ns: Vec::new(),
             records: Vec::new(),
-            added_delay_ns: histogram(MAX_LATENCY_US * 1000),
             slo_met: 0,
             window_end_ns: u64::MAX,
             ok_in_window: 0,
@@ -222,9 +252,9 @@ impl Recorder {
         }
         if capped {
             self.capped += 1;
-            self.cap_wait_ns.saturating_record(lag_ns);
+            self.hist.cap_wait_ns.saturating_record(lag_ns);
         } else {
-            self.send_lag_ns.saturating_record(lag_ns);
+            self.hist.send_lag_ns.saturating_record(lag_ns);
         }
         self.first_send_ns = self.first_send_ns.min(sent_ns);
         self.last_send_ns = self.last_send_ns.max(sent_ns);
@@ -235,6 +265,7 @@ impl Recorder {
     pub fn record_itl(&mut self, gap_ns: u64, tokens: u64) {
         if let Some(each) = gap_ns.checked_div(tokens) {
             let _ = self
+                .hist
                 .itl_us
                 .record_n((each / 1000).min(MAX_LATENCY_US), tokens);
         }
@@ -243,9 +274,11 @@ impl Recorder {
     /// A connection was opened.
     pub fn record_connect(&mut self, connect_ns: u64, handshake_ns: u64, tls: bool) {
         self.new_connections += 1;
-        self.connect_us.saturating_record(connect_ns / 1000);
+        self.hist.connect_us.saturating_record(connect_ns / 1000);
         if tls {
-            self.handshake_us.saturating_record(handshake_ns / 1000);
+            self.hist
+                .handshake_us
+                .saturating_record(handshake_ns / 1000);
         }
     }
 
@@ -262,35 +295,37 @@ impl Recorder {
             }
         }
         if let Some(t) = s.ttft_ns {
-            self.ttft_us.saturating_record(t / 1000);
+            self.hist.ttft_us.saturating_record(t / 1000);
         }
         if let Some(t) = s.reasoning.ttfot_ns {
-            self.ttfot_us.saturating_record(t / 1000);
+            self.hist.ttfot_us.saturating_record(t / 1000);
         }
         if let Some(n) = s.reasoning.tokens {
-            self.reasoning_tokens_n.saturating_record(n);
+            self.hist.reasoning_tokens_n.saturating_record(n);
         }
         if s.reasoning.seen(s.ttft_ns) {
             self.reasoning_requests += 1;
         }
-        self.e2e_us.saturating_record(s.e2e_ns / 1000);
-        self.ttfb_us.saturating_record(s.ttfb_ns / 1000);
+        self.hist.e2e_us.saturating_record(s.e2e_ns / 1000);
+        self.hist.ttfb_us.saturating_record(s.ttfb_ns / 1000);
         if s.output_tokens > 1 {
-            self.tpot_us
+            self.hist
+                .tpot_us
                 .saturating_record(s.decode_ns / (s.output_tokens - 1) / 1000);
         }
         let secs = s.e2e_ns.max(1) as f64 / 1e9;
-        self.tps_milli
+        self.hist
+            .tps_milli
             .saturating_record((s.output_tokens as f64 / secs * TPS_SCALE) as u64);
         self.output_tokens += s.output_tokens;
         self.prompt_tokens += s.prompt_tokens.unwrap_or(0);
-        self.output_tokens_n.saturating_record(s.output_tokens);
+        self.hist.output_tokens_n.saturating_record(s.output_tokens);
         if let Some(p) = s.prompt_tokens {
-            self.prompt_tokens_n.saturating_record(p);
+            self.hist.prompt_tokens_n.saturating_record(p);
         }
         if let Some(c) = s.cached_tokens {
             // Zero is a value here (nothing came from the cache), so it is recorded too.
-            self.cached_tokens_n.saturating_record(c);
+            self.hist.cached_tokens_n.saturating_record(c);
             self.cache.record(c, s.prompt_tokens);
         }
         self.last_ok_ns = self.last_ok_ns.max(s.done_ns);
@@ -356,21 +391,9 @@ impl Recorder {
 
     /// Adds another core's measurements into this one.
     pub fn merge(&mut self, other: &Recorder) {
-        // Same bounds on both sides: `add` cannot fail.
-        let _ = self.ttft_us.add(&other.ttft_us);
-        let _ = self.e2e_us.add(&other.e2e_us);
-        let _ = self.ttfb_us.add(&other.ttfb_us);
-        let _ = self.tpot_us.add(&other.tpot_us);
-        let _ = self.itl_us.add(&other.itl_us);
-        let _ = self.tps_milli.add(&other.tps_milli);
-        let _ = self.output_tokens_n.add(&other.output_tokens_n);
-        let _ = self.prompt_tokens_n.add(&other.prompt_tokens_n);
-        let _ = self.cached_tokens_n.add(&other.cached_tokens_n);
+        self.hist.merge(&other.hist);
         self.cache.merge(&other.cache);
-        let _ = self.ttfot_us.add(&other.ttfot_us);
-        let _ = self.reasoning_tokens_n.add(&other.reasoning_tokens_n);
         self.reasoning_requests += other.reasoning_requests;
-        let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent += other.sent;
         self.succeeded += other.succeeded;
         self.cancelled += other.cancelled;
@@ -388,8 +411,6 @@ impl Recorder {
         self.estimated_counted += other.estimated_counted;
         self.idle_closed += other.idle_closed;
         self.new_connections += other.new_connections;
-        let _ = self.connect_us.add(&other.connect_us);
-        let _ = self.handshake_us.add(&other.handshake_us);
         self.multi_token_successes += other.multi_token_successes;
         self.single_read_successes += other.single_read_successes;
         self.first_send_ns = self.first_send_ns.min(other.first_send_ns);
@@ -397,8 +418,6 @@ impl Recorder {
         self.cpu_ns += other.cpu_ns;
         self.pacer_spin_ns += other.pacer_spin_ns;
         self.capped += other.capped;
-        let _ = self.cap_wait_ns.add(&other.cap_wait_ns);
-        let _ = self.added_delay_ns.add(&other.added_delay_ns);
         self.slo_met += other.slo_met;
         if let Some(o) = &other.turns {
             self.turns.get_or_insert_with(Default::default).merge(o);

@@ -8,6 +8,8 @@
 //! rows ([`Timeline::rows`]) to `timeline.jsonl` after the level. The rows are counted at the
 //! same calls as the level's totals, so they add up to them exactly.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -21,20 +23,97 @@ fn ttft_histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds are valid")
 }
 
-/// One second of a level.
+/// What one second counts, summed the same way wherever seconds are added: the cores' seconds
+/// when a level ends (`K` = [`ErrorKind`]), and the shards' rows of `timeline.jsonl` when runs are
+/// merged (`K` = its text). One type, so that a new count is added and summed in one place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondCounts<K: Ord> {
+    pub sent: u64,
+    pub ok: u64,
+    /// Failures by category.
+    pub failed: BTreeMap<K, u64>,
+    /// Requests abandoned in this second (`--cancel-rate`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
+    pub output_tokens: u64,
+    /// `usage.prompt_tokens` of the successes completed in this second.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Of those, the tokens the server took from its prefix cache (null: no success of the
+    /// second reported `cached_tokens`).
+    #[serde(default)]
+    pub cached_prompt_tokens: Option<u64>,
+}
+
+impl<K: Ord> Default for SecondCounts<K> {
+    fn default() -> Self {
+        Self {
+            sent: 0,
+            ok: 0,
+            failed: BTreeMap::new(),
+            cancelled: 0,
+            output_tokens: 0,
+            prompt_tokens: 0,
+            cached_prompt_tokens: None,
+        }
+    }
+}
+
+impl<K: Ord + Clone> SecondCounts<K> {
+    /// Adds another second's counts into this one.
+    pub fn add(&mut self, other: &SecondCounts<K>) {
+        self.sent += other.sent;
+        self.ok += other.ok;
+        self.cancelled += other.cancelled;
+        self.output_tokens += other.output_tokens;
+        self.prompt_tokens += other.prompt_tokens;
+        if let Some(c) = other.cached_prompt_tokens {
+            *self.cached_prompt_tokens.get_or_insert(0) += c;
+        }
+        for (k, n) in &other.failed {
+            self.count_failed(k, *n);
+        }
+    }
+
+    /// `n` more failures of category `kind` (its key cloned only the first time).
+    fn count_failed(&mut self, kind: &K, n: u64) {
+        match self.failed.get_mut(kind) {
+            Some(m) => *m += n,
+            None => {
+                self.failed.insert(kind.clone(), n);
+            }
+        }
+    }
+
+    /// Requests that ended in this second: ok, failed or abandoned.
+    fn ended(&self) -> u64 {
+        self.ok + self.failed.values().sum::<u64>() + self.cancelled
+    }
+}
+
+impl SecondCounts<ErrorKind> {
+    /// The same counts with each error category as its text, as `timeline.jsonl` writes them.
+    fn by_text(&self) -> SecondCounts<String> {
+        SecondCounts {
+            sent: self.sent,
+            ok: self.ok,
+            failed: self
+                .failed
+                .iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect(),
+            cancelled: self.cancelled,
+            output_tokens: self.output_tokens,
+            prompt_tokens: self.prompt_tokens,
+            cached_prompt_tokens: self.cached_prompt_tokens,
+        }
+    }
+}
+
+/// One second of a level, on a core.
 #[derive(Debug, Clone, Default)]
 struct Second {
-    sent: u64,
-    ok: u64,
-    /// Abandoned (`--cancel-rate`).
-    cancelled: u64,
-    /// Failures by category (few distinct ones: a short list).
-    failed: Vec<(ErrorKind, u64)>,
-    output_tokens: u64,
-    /// `usage.prompt_tokens` of the successes completed in this second.
-    prompt_tokens: u64,
-    /// Their cached prompt tokens, from those that reported them (None: none did).
-    cached_prompt_tokens: Option<u64>,
+    counts: SecondCounts<ErrorKind>,
     /// TTFT (µs) of the successes completed in this second; allocated at the first one.
     ttft_us: Option<Box<Histogram<u32>>>,
 }
@@ -57,28 +136,16 @@ pub struct Row {
     pub level: usize,
     /// The second since the start of the level's measured window.
     pub t_s: usize,
-    pub sent: u64,
-    pub ok: u64,
-    pub failed: std::collections::BTreeMap<String, u64>,
-    /// Requests abandoned in this second (`--cancel-rate`).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub cancelled: u64,
+    #[serde(flatten)]
+    pub counts: SecondCounts<String>,
     /// Requests sent and not yet ended at the end of this second.
     pub in_flight: u64,
-    pub output_tokens: u64,
-    /// `usage.prompt_tokens` of the successes completed in this second.
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    /// Of those, the tokens the server took from its prefix cache (null: no success of the
-    /// second reported `cached_tokens`).
-    #[serde(default)]
-    pub cached_prompt_tokens: Option<u64>,
     /// TTFT of the successes completed in this second, seconds (null without one).
     pub ttft_p50: Option<f64>,
     pub ttft_p99: Option<f64>,
     /// With `--server-metrics`: the second's last value of each series (counters as rates).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub server: std::collections::BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server: BTreeMap<String, f64>,
 }
 
 impl Timeline {
@@ -102,17 +169,18 @@ impl Timeline {
 
     /// A request was sent at `t_ns`.
     pub fn sent(&mut self, t_ns: u64) {
-        self.at(t_ns).sent += 1;
+        self.at(t_ns).counts.sent += 1;
     }
 
     /// A request succeeded (at its `done_ns`), with its tokens and TTFT.
     pub fn ok(&mut self, ok: &Success) {
         let s = self.at(ok.done_ns);
-        s.ok += 1;
-        s.output_tokens += ok.output_tokens;
-        s.prompt_tokens += ok.prompt_tokens.unwrap_or(0);
-        if let Some(c) = ok.cached_tokens {
-            *s.cached_prompt_tokens.get_or_insert(0) += c;
+        let c = &mut s.counts;
+        c.ok += 1;
+        c.output_tokens += ok.output_tokens;
+        c.prompt_tokens += ok.prompt_tokens.unwrap_or(0);
+        if let Some(cached) = ok.cached_tokens {
+            *c.cached_prompt_tokens.get_or_insert(0) += cached;
         }
         if let Some(ttft) = ok.ttft_ns {
             s.ttft_us
@@ -123,16 +191,12 @@ impl Timeline {
 
     /// A request was abandoned at `t_ns`.
     pub fn cancelled(&mut self, t_ns: u64) {
-        self.at(t_ns).cancelled += 1;
+        self.at(t_ns).counts.cancelled += 1;
     }
 
     /// A request failed at `t_ns` with `kind`.
     pub fn failed(&mut self, t_ns: u64, kind: &ErrorKind) {
-        let s = self.at(t_ns);
-        match s.failed.iter_mut().find(|(k, _)| k == kind) {
-            Some((_, n)) => *n += 1,
-            None => s.failed.push((kind.clone(), 1)),
-        }
+        self.at(t_ns).counts.count_failed(kind, 1);
     }
 
     /// Adds another core's timeline (with the same start).
@@ -142,20 +206,7 @@ impl Timeline {
                 .resize_with(other.seconds.len(), Second::default);
         }
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
-            mine.sent += theirs.sent;
-            mine.ok += theirs.ok;
-            mine.cancelled += theirs.cancelled;
-            mine.output_tokens += theirs.output_tokens;
-            mine.prompt_tokens += theirs.prompt_tokens;
-            if let Some(c) = theirs.cached_prompt_tokens {
-                *mine.cached_prompt_tokens.get_or_insert(0) += c;
-            }
-            for (k, n) in &theirs.failed {
-                match mine.failed.iter_mut().find(|(m, _)| m == k) {
-                    Some((_, m)) => *m += n,
-                    None => mine.failed.push((k.clone(), *n)),
-                }
-            }
+            mine.counts.add(&theirs.counts);
             if let Some(h) = &theirs.ttft_us {
                 let _ = mine
                     .ttft_us
@@ -172,8 +223,8 @@ impl Timeline {
             .iter()
             .enumerate()
             .map(|(t_s, s)| {
-                let failed: u64 = s.failed.iter().map(|(_, n)| n).sum();
-                in_flight += s.sent as i64 - (s.ok + failed + s.cancelled) as i64;
+                let c = &s.counts;
+                in_flight += c.sent as i64 - c.ended() as i64;
                 let q = |p: f64| {
                     s.ttft_us
                         .as_ref()
@@ -182,14 +233,8 @@ impl Timeline {
                 Row {
                     level,
                     t_s,
-                    sent: s.sent,
-                    ok: s.ok,
-                    failed: s.failed.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
-                    cancelled: s.cancelled,
+                    counts: c.by_text(),
                     in_flight: in_flight.max(0) as u64,
-                    output_tokens: s.output_tokens,
-                    prompt_tokens: s.prompt_tokens,
-                    cached_prompt_tokens: s.cached_prompt_tokens,
                     ttft_p50: q(0.5),
                     ttft_p99: q(0.99),
                     server: Default::default(),
@@ -235,23 +280,26 @@ mod tests {
         let rows = a.rows(2);
         assert_eq!(rows.len(), 3);
         assert_eq!(
-            rows.iter().map(|r| r.sent).collect::<Vec<_>>(),
+            rows.iter().map(|r| r.counts.sent).collect::<Vec<_>>(),
             vec![3, 1, 0]
         );
         assert_eq!(
             rows.iter().map(|r| r.in_flight).collect::<Vec<_>>(),
             vec![3, 2, 0]
         );
-        assert_eq!(rows[1].ok, 2);
-        assert_eq!(rows[1].output_tokens, 14);
+        assert_eq!(rows[1].counts.ok, 2);
+        assert_eq!(rows[1].counts.output_tokens, 14);
         assert_eq!(
-            (rows[1].prompt_tokens, rows[1].cached_prompt_tokens),
+            (
+                rows[1].counts.prompt_tokens,
+                rows[1].counts.cached_prompt_tokens
+            ),
             (200, Some(64))
         );
-        assert_eq!(rows[0].cached_prompt_tokens, None);
+        assert_eq!(rows[0].counts.cached_prompt_tokens, None);
         assert!((rows[1].ttft_p50.unwrap() - 0.02).abs() < 0.001);
         assert_eq!(rows[0].ttft_p50, None);
-        assert_eq!(rows[2].failed["HTTP 503"], 2);
+        assert_eq!(rows[2].counts.failed["HTTP 503"], 2);
         assert_eq!(rows[2].level, 2);
     }
 }

@@ -81,7 +81,7 @@ pub fn render(path: &Path, rows: &[Row], title: &str) -> Result<(), String> {
     levels.sort_unstable();
     levels.dedup();
     let t_max = rows.iter().map(|r| r.t_s).max().unwrap_or(0) as f64 + 1.0;
-    let cached = rows.iter().any(|r| r.cached_prompt_tokens.is_some());
+    let cached = rows.iter().any(|r| r.counts.cached_prompt_tokens.is_some());
     let root = super::style::png_area(path, (WIDTH, height(levels.len())));
     root.fill(&WHITE).map_err(err)?;
     let (head, body) = root.split_vertically(TOP_PX);
@@ -180,9 +180,9 @@ macro_rules! draw_lines {
 }
 
 fn rates(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), String> {
-    let sent = line(rows, |r| Some(r.sent as f64));
+    let sent = line(rows, |r| Some(r.counts.sent as f64));
     let done = line(rows, |r| {
-        Some((r.ok + r.failed.values().sum::<u64>()) as f64)
+        Some((r.counts.ok + r.counts.failed.values().sum::<u64>()) as f64)
     });
     let y = top(&[&sent, &done]);
     let mut c = chart(
@@ -236,8 +236,8 @@ fn ttft(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), 
 /// The share of each second's prompt tokens the server took from its prefix cache, %.
 fn cache_hits(area: &Area<'_>, level: usize, rows: &[&Row], t_max: f64) -> Result<(), String> {
     let share = line(rows, |r| {
-        let cached = r.cached_prompt_tokens?;
-        (r.prompt_tokens > 0).then(|| cached as f64 * 100.0 / r.prompt_tokens as f64)
+        let cached = r.counts.cached_prompt_tokens?;
+        (r.counts.prompt_tokens > 0).then(|| cached as f64 * 100.0 / r.counts.prompt_tokens as f64)
     });
     let mut c = chart(
         area,

@@ -177,39 +177,6 @@ pub struct Counters {
     pub reasoning_requests: u64,
 }
 
-/// The histograms kept, by the name they are saved under: one list for reading (`&`) and for
-/// filling (`&mut`) a recorder, so that a name and its field cannot drift apart.
-macro_rules! kept {
-    ($r:expr, $($borrow:tt)+) => {
-        [
-            ("ttft_us", $($borrow)+ $r.ttft_us),
-            ("e2e_us", $($borrow)+ $r.e2e_us),
-            ("ttfb_us", $($borrow)+ $r.ttfb_us),
-            ("itl_us", $($borrow)+ $r.itl_us),
-            ("tpot_us", $($borrow)+ $r.tpot_us),
-            ("tokens_per_sec_milli", $($borrow)+ $r.tps_milli),
-            ("send_lag_ns", $($borrow)+ $r.send_lag_ns),
-            ("output_tokens", $($borrow)+ $r.output_tokens_n),
-            ("prompt_tokens", $($borrow)+ $r.prompt_tokens_n),
-            ("cached_prompt_tokens", $($borrow)+ $r.cached_tokens_n),
-            ("connect_us", $($borrow)+ $r.connect_us),
-            ("tls_handshake_us", $($borrow)+ $r.handshake_us),
-            ("cap_wait_ns", $($borrow)+ $r.cap_wait_ns),
-            ("client_added_delay_ns", $($borrow)+ $r.added_delay_ns),
-            ("ttfot_us", $($borrow)+ $r.ttfot_us),
-            ("reasoning_tokens", $($borrow)+ $r.reasoning_tokens_n),
-        ]
-    };
-}
-
-fn histograms(r: &Recorder) -> [(&'static str, &Histogram<u64>); 16] {
-    kept!(r, &)
-}
-
-fn histograms_mut(r: &mut Recorder) -> [(&'static str, &mut Histogram<u64>); 16] {
-    kept!(r, &mut)
-}
-
 /// A histogram as V2 bytes in base64.
 pub fn encode(h: &Histogram<u64>) -> Result<String, String> {
     let mut bytes = Vec::new();
@@ -324,7 +291,9 @@ impl LevelHistograms {
     /// Level `level`'s record: its result `stats` and the engine's run of it.
     pub fn new(level: usize, stats: &LevelStats, run: &LevelRun) -> Result<Self, String> {
         let r = &run.merged;
-        let histograms = histograms(r)
+        let histograms = r
+            .hist
+            .each()
             .into_iter()
             .map(|(name, h)| Ok((name.to_string(), encode(h)?)))
             .collect::<Result<_, String>>()?;
@@ -362,7 +331,7 @@ impl LevelHistograms {
     /// ([`unix_ns`]), so that recorders of several processes merge on one time base.
     pub fn to_recorder(&self) -> Result<Recorder, String> {
         let mut r = Recorder::new();
-        for (name, h) in histograms_mut(&mut r) {
+        for (name, h) in r.hist.each_mut() {
             if let Some(text) = self.histograms.get(name) {
                 let saved = decode(text).map_err(|e| format!("histogram {name}: {e}"))?;
                 h.add(&saved)
@@ -421,7 +390,7 @@ mod tests {
     fn histograms_and_counters_round_trip() {
         let mut r = Recorder::new();
         for v in [1_000u64, 20_000, 20_500, 3_000_000] {
-            r.ttft_us.saturating_record(v);
+            r.hist.ttft_us.saturating_record(v);
         }
         r.sent = 4;
         r.succeeded = 3;
@@ -457,7 +426,7 @@ mod tests {
         let back = decode(&l.histograms["ttft_us"]).unwrap();
         assert_eq!(
             back.value_at_quantile(0.5),
-            r.ttft_us.value_at_quantile(0.5)
+            r.hist.ttft_us.value_at_quantile(0.5)
         );
         assert!(decode("not base64!").is_err());
         // Through JSON and back into a recorder on the Unix clock.
@@ -469,7 +438,7 @@ mod tests {
             r2.errors[&ErrorKind::Http(503)].sample.as_deref(),
             Some("busy")
         );
-        assert_eq!(r2.ttft_us.max(), r.ttft_us.max());
+        assert_eq!(r2.hist.ttft_us.max(), r.hist.ttft_us.max());
         assert_eq!(r2.send_times_ns.len(), 3);
         assert_eq!(r2.send_times_ns[1] - r2.send_times_ns[0], 1_500_000);
         // Unix seconds in an f64 hold about a quarter of a µs.

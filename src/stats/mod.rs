@@ -212,7 +212,7 @@ impl LevelStats {
         stats.concurrency_cap = ctx.max_concurrency.map(|limit| CapStats {
             limit,
             waited: r.capped,
-            wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.cap_wait_ns)),
+            wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.hist.cap_wait_ns)),
         });
         stats.warmup = (ctx.warmup_s > 0.0).then_some(WarmupStats {
             seconds: ctx.warmup_s,
@@ -271,9 +271,9 @@ impl LevelStats {
             target_qps: target,
             actual_qps: actual,
             send_lag_p99_us: self.send_lag_us.p99,
-            late_sends: r.send_lag_ns.count_between(
+            late_sends: r.hist.send_lag_ns.count_between(
                 (ctx.thresholds.max_send_lag_p99_us * 1000.0) as u64 + 1,
-                r.send_lag_ns.max(),
+                r.hist.send_lag_ns.max(),
             ),
             sent,
             answered,
@@ -317,20 +317,20 @@ impl LevelStats {
                 0 => 0.0,
                 n => round6(r.succeeded as f64 * 100.0 / n as f64),
             },
-            ttft: Percentiles::from_hist(&r.ttft_us, pcts, 1e-6),
+            ttft: Percentiles::from_hist(&r.hist.ttft_us, pcts, 1e-6),
             reasoning: ReasoningStats::new(r, pcts),
-            e2e_latency: Percentiles::from_hist(&r.e2e_us, pcts, 1e-6),
-            tokens_per_sec: Percentiles::from_hist(&r.tps_milli, pcts, 1.0 / TPS_SCALE),
-            output_tokens: Percentiles::from_hist(&r.output_tokens_n, pcts, 1.0),
-            prompt_tokens: Percentiles::from_hist(&r.prompt_tokens_n, pcts, 1.0),
+            e2e_latency: Percentiles::from_hist(&r.hist.e2e_us, pcts, 1e-6),
+            tokens_per_sec: Percentiles::from_hist(&r.hist.tps_milli, pcts, 1.0 / TPS_SCALE),
+            output_tokens: Percentiles::from_hist(&r.hist.output_tokens_n, pcts, 1.0),
+            prompt_tokens: Percentiles::from_hist(&r.hist.prompt_tokens_n, pcts, 1.0),
             prompt_cache: crate::stats::prompt_cache::PromptCache::new(
-                &r.cached_tokens_n,
+                &r.hist.cached_tokens_n,
                 &r.cache,
                 pcts,
             ),
-            ttfb: Percentiles::from_hist(&r.ttfb_us, pcts, 1e-6),
-            tpot: Percentiles::from_hist(&r.tpot_us, pcts, 1e-6),
-            itl: Percentiles::from_hist(&r.itl_us, pcts, 1e-6),
+            ttfb: Percentiles::from_hist(&r.hist.ttfb_us, pcts, 1e-6),
+            tpot: Percentiles::from_hist(&r.hist.tpot_us, pcts, 1e-6),
+            itl: Percentiles::from_hist(&r.hist.itl_us, pcts, 1e-6),
             output_tokens_per_sec: rate(r.output_tokens, completion_s),
             errors: r
                 .errors
@@ -346,7 +346,7 @@ impl LevelStats {
             completion_window_s: round6(completion_s),
             drain_s: round6((completion_s - duration_s).max(0.0)),
             goodput_qps: rate(r.slo_met, completion_s),
-            send_lag_us: SendLag::from_ns(&r.send_lag_ns),
+            send_lag_us: SendLag::from_ns(&r.hist.send_lag_ns),
             interrupted: clock.interrupted,
             unfinished_requests: r.sent.saturating_sub(r.succeeded + failed),
             client_limited: false,
@@ -355,8 +355,8 @@ impl LevelStats {
             client_cpu_per_core: Vec::new(),
             concurrency_cap: None,
             warmup: None,
-            client_added_delay_us: (!r.added_delay_ns.is_empty())
-                .then(|| SendLag::from_ns(&r.added_delay_ns)),
+            client_added_delay_us: (!r.hist.added_delay_ns.is_empty())
+                .then(|| SendLag::from_ns(&r.hist.added_delay_ns)),
             duration_s,
             sending_window_s: round6(window_s),
             output_tokens_total: r.output_tokens,

@@ -73,11 +73,11 @@ impl ConnectionStats {
         Self {
             warmed_up: warm.new_connections,
             warmup_failures: warm.errors.values().map(|e| e.count).sum(),
-            warmup_connect_us: Percentiles::from_hist(&warm.connect_us, &p, 1.0),
-            warmup_tls_handshake_us: Percentiles::from_hist(&warm.handshake_us, &p, 1.0),
+            warmup_connect_us: Percentiles::from_hist(&warm.hist.connect_us, &p, 1.0),
+            warmup_tls_handshake_us: Percentiles::from_hist(&warm.hist.handshake_us, &p, 1.0),
             opened_in_window: level.new_connections,
-            connect_us: Percentiles::from_hist(&level.connect_us, &p, 1.0),
-            tls_handshake_us: Percentiles::from_hist(&level.handshake_us, &p, 1.0),
+            connect_us: Percentiles::from_hist(&level.hist.connect_us, &p, 1.0),
+            tls_handshake_us: Percentiles::from_hist(&level.hist.handshake_us, &p, 1.0),
         }
     }
 }

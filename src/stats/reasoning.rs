@@ -27,9 +27,9 @@ impl ReasoningStats {
             return Self::default();
         }
         Self {
-            ttfot: Some(Percentiles::from_hist(&r.ttfot_us, pcts, 1e-6)),
-            reasoning_tokens: (!r.reasoning_tokens_n.is_empty())
-                .then(|| Percentiles::from_hist(&r.reasoning_tokens_n, pcts, 1.0)),
+            ttfot: Some(Percentiles::from_hist(&r.hist.ttfot_us, pcts, 1e-6)),
+            reasoning_tokens: (!r.hist.reasoning_tokens_n.is_empty())
+                .then(|| Percentiles::from_hist(&r.hist.reasoning_tokens_n, pcts, 1.0)),
             reasoning_requests: Some(r.reasoning_requests),
         }
     }

@@ -3,7 +3,6 @@
 //! never with a panic. (A value that slipped through would start a run; the deadline below
 //! turns that into a failure instead of a hang.)
 
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! The saturation analysis (`summary.json` and the console block) against the built-in endpoint
 //! with a known capacity.
 
-
 use crate::common::*;
 
 fn summary(run: &Run) -> serde_json::Value {

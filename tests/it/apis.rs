@@ -3,7 +3,6 @@
 //! endpoint's own counts (its `/metrics`), reasons apart, maps faults to their categories, and
 //! refuses what it cannot send with exit 2.
 
-
 use crate::common::*;
 
 /// The built-in endpoint's URL with `path` in place of its chat path.

@@ -4,7 +4,6 @@
 //! them (by its own token counter); the connections they closed are never reused (every other
 //! answer arrives whole); an abandoned turn ends its session; bad flags are refused.
 
-
 use crate::common::*;
 
 /// 200 ms answers: 20 tokens, 5 ms to the first, 10 ms apart.

@@ -3,7 +3,6 @@
 //! rate's figures on both sides and the bare floor. Figures are checked for shape and
 //! consistency only (a loaded CI machine moves the ceilings themselves).
 
-
 use crate::common::*;
 
 #[test]

@@ -1,7 +1,6 @@
 //! Bad input gets a clear message naming the flag, file, sample or field, and exit status 2,
 //! before any request is sent.
 
-
 use crate::common::*;
 
 fn expect_error(args: &[&str], results: &std::path::Path, needles: &[&str]) {

@@ -1,7 +1,6 @@
 //! Big inputs and unwritable outputs: a 100,000-sample dataset and 10 MB prompts run with
 //! bounded memory; an unwritable results folder is refused before the first request.
 
-
 use crate::common::*;
 
 #[test]

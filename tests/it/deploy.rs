@@ -7,7 +7,6 @@
 //! `kubernetes-validate` comes from PyPI (`.ci/run` installs it). Without it the schema check
 //! says SKIPPED, except where `QPSBENCH_REQUIRE_K8S_VALIDATE=1` (CI), where it fails.
 
-
 use std::path::Path;
 use std::process::{Command, Output};
 

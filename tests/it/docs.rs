@@ -2,7 +2,6 @@
 //! command, is documented under `docs/`; and the README keeps its promises (the two commands at
 //! the top, at most 300 lines, links that lead somewhere).
 
-
 use std::collections::BTreeSet;
 
 use crate::common::BIN;

@@ -2,7 +2,6 @@
 //! category, the run finishes within its time bound, and the healthy requests of the same level
 //! succeed.
 
-
 use crate::common::*;
 
 #[test]

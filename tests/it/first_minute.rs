@@ -3,7 +3,6 @@
 //! no capacity is claimed without evidence; bad input of every kind is refused with exit status
 //! 2 and words that name it; every command survives a closed pipe; the help fits a screen.
 
-
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

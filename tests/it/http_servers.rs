@@ -2,7 +2,6 @@
 //! endpoint does not: close-delimited HTTP/1.0 streams, `Connection: close`, Content-Length
 //! bodies, keep-alive connections the server drops while idle, and garbage.
 
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -10,7 +10,6 @@
 //! of multi-turn sessions are answered from llama.cpp's cache; a sweep
 //! calibrated to the machine saturates and cites llama.cpp's queue.
 
-
 use crate::common::llama::*;
 use crate::common::*;
 

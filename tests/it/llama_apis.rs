@@ -4,7 +4,6 @@
 //! server's own counters, and embeddings from a second instance started with `--embeddings
 //! --pooling mean`, whose usage is checked against the server's own tokenizer.
 
-
 use crate::common::llama::*;
 use crate::common::*;
 

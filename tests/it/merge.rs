@@ -3,7 +3,6 @@
 //! those of the concatenated requests; `plot` and `compare` take the merged folder; folders that
 //! are not the shards of one run are refused with exit 2.
 
-
 use std::path::{Path, PathBuf};
 
 use crate::common::*;

@@ -3,7 +3,6 @@
 //! answers, usage only when asked for, the completions API, `/v1/models` and `/health`, vLLM's
 //! `ignore_eos` and `min_tokens`, and a prefill time that grows with the prompt.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

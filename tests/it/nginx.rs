@@ -7,7 +7,6 @@
 //! stopped afterwards. Without nginx installed the tests say so and pass, unless
 //! `QPSBENCH_REQUIRE_NGINX=1` (set by `.ci/run`, which installs it), where they fail.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

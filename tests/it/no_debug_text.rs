@@ -4,7 +4,6 @@
 //! own error texts (`error_samples`, stream error messages) are left out of the scan: they are
 //! quoted, not written by qpsbench.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -5,7 +5,6 @@
 //! repeat, across levels and runs with other seeds, unless a pool is asked for; the reset empties
 //! the cache, or says why it cannot. The same against a real engine is `tests/it/llama.rs`.
 
-
 use crate::common::*;
 
 /// Four rows of a short system prompt and a user message of ~40 words each.

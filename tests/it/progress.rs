@@ -1,7 +1,6 @@
 //! The live progress line: redrawn in place on a terminal (a pseudo-terminal here), and never an
 //! escape code when stderr is a pipe.
 
-
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};

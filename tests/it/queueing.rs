@@ -7,7 +7,6 @@
 //! Also: the client's own open-file limit ends a level with its own error category, the level
 //! flagged, and every results file written.
 
-
 use crate::common::*;
 
 const CAPACITY: f64 = 1000.0 * 0.01 / (0.05 + 19.0 * 0.01);

@@ -3,7 +3,6 @@
 //! answer token after the reasoning, and the gap between them is the reasoning's time; the
 //! reasoning tokens come from usage. Without reasoning, neither field appears.
 
-
 use crate::common::*;
 
 /// A level against the built-in endpoint with `mock_extra`; the folder lives as long as the

@@ -3,7 +3,6 @@
 //! kernel without multishot receive gets (monoio reads). Both read the same answers, keep the
 //! same connections and see the same faults, and `metadata.json` names the path that ran.
 
-
 use crate::common::*;
 
 const RING: &str = "io_uring multishot recv";

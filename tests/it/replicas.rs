@@ -3,7 +3,6 @@
 //! servers' own token counters say; random: drawn from the seed), each level reports each
 //! endpoint's requests and TTFT, and shards of such a run merge per endpoint too.
 
-
 use crate::common::*;
 
 fn args<'a>(a: &'a Mock, b: &'a Mock, extra: &[&'a str]) -> Vec<&'a str> {

@@ -1,6 +1,5 @@
 //! End-to-end runs of the benchmark against the built-in endpoint over loopback.
 
-
 use crate::common::*;
 
 #[test]

@@ -2,7 +2,6 @@
 //! queue that builds above capacity is seen and cited by the analysis, none builds below it,
 //! and a `/metrics` that fails or hangs never disturbs the run.
 
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;

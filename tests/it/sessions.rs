@@ -5,7 +5,6 @@
 //! ends its session, flags that cannot hold are refused, and shards merge into the same
 //! per-turn figures. The same against a real engine is in `tests/it/llama.rs`.
 
-
 use std::collections::HashMap;
 
 use crate::common::*;

@@ -2,7 +2,6 @@
 //! process sends (the same intended times and samples), each keeps the global `qps_target` and
 //! records its share; `--shard auto` needs the engine's environment; `--qps auto` is refused.
 
-
 use crate::common::*;
 
 /// (intended µs, sample) of every measured request of a run.

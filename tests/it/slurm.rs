@@ -6,7 +6,6 @@
 //! Needs root and the Debian packages slurm-wlm and munge. Without them the test says SKIPPED,
 //! except where `QPSBENCH_REQUIRE_SLURM=1` (CI), where it fails.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

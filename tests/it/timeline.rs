@@ -1,7 +1,6 @@
 //! The per-second timeline (`timeline.jsonl`): one line per level and second, whose rows add up
 //! exactly to the level's totals, failures by category included.
 
-
 use crate::common::*;
 
 #[test]

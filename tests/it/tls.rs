@@ -1,7 +1,6 @@
 //! HTTPS against the built-in endpoint over loopback: private CAs, --insecure, readable handshake
 //! failures counted per level, IPv6; plus --header, secret masking and warm-up connections.
 
-
 use std::path::Path;
 
 use crate::common::*;

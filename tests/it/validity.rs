@@ -1,7 +1,6 @@
 //! Measurements you can trust: per-request records, the client-limited gate, warm-up seconds and
 //! the concurrency cap, against the built-in endpoint over loopback.
 
-
 use crate::common::*;
 
 #[test]

@@ -2,7 +2,6 @@
 //! lengths (`--dataset-name random`, `ignore_eos`), and a Mooncake trace replayed at its own
 //! times (`--replay`, `--replay-speed`, a `--duration` cut).
 
-
 use crate::common::*;
 
 fn random_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

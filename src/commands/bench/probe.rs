@@ -315,8 +315,8 @@ fn ask(engine: &Engine, requests: &RunRequests, k: u64) -> Result<Answer> {
     if m.succeeded == 1 {
         let us = |h: &hdrhistogram::Histogram<u64>| (!h.is_empty()).then(|| h.max() as f64 / 1e6);
         return Ok(Answer::Answered(
-            us(&m.ttft_us),
-            us(&m.e2e_us).unwrap_or(0.0),
+            us(&m.hist.ttft_us),
+            us(&m.hist.e2e_us).unwrap_or(0.0),
         ));
     }
     let Some((kind, stat)) = m.errors.iter().next() else {

@@ -74,14 +74,8 @@ fn empty((level, t_s): (usize, usize)) -> Row {
     Row {
         level,
         t_s,
-        sent: 0,
-        ok: 0,
-        failed: BTreeMap::new(),
-        cancelled: 0,
+        counts: Default::default(),
         in_flight: 0,
-        output_tokens: 0,
-        prompt_tokens: 0,
-        cached_prompt_tokens: None,
         ttft_p50: None,
         ttft_p99: None,
         server: BTreeMap::new(),
@@ -91,21 +85,11 @@ fn empty((level, t_s): (usize, usize)) -> Row {
 /// Adds one shard's second into the merged one (`ttft_p50` holds the weighted sum until the
 /// end; `weight` its weight). Server samples come from shard 0, the one that scraped.
 fn add((into, weight): &mut (Row, f64), row: Row, scraper: bool) {
-    into.sent += row.sent;
-    into.ok += row.ok;
-    into.cancelled += row.cancelled;
+    into.counts.add(&row.counts);
     into.in_flight += row.in_flight;
-    into.output_tokens += row.output_tokens;
-    into.prompt_tokens += row.prompt_tokens;
-    if let Some(c) = row.cached_prompt_tokens {
-        *into.cached_prompt_tokens.get_or_insert(0) += c;
-    }
-    for (k, v) in row.failed {
-        *into.failed.entry(k).or_default() += v;
-    }
     if let Some(p50) = row.ttft_p50 {
-        into.ttft_p50 = Some(into.ttft_p50.unwrap_or(0.0) + p50 * row.ok as f64);
-        *weight += row.ok as f64;
+        into.ttft_p50 = Some(into.ttft_p50.unwrap_or(0.0) + p50 * row.counts.ok as f64);
+        *weight += row.counts.ok as f64;
     }
     into.ttft_p99 = match (into.ttft_p99, row.ttft_p99) {
         (Some(a), Some(b)) => Some(a.max(b)),

@@ -115,7 +115,7 @@ pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(Leve
     stats.concurrency_cap = s.max_concurrency.map(|limit| CapStats {
         limit,
         waited: r.capped,
-        wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.cap_wait_ns)),
+        wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.hist.cap_wait_ns)),
     });
     cache_warning(&mut stats, parts, s);
     let mut json = serde_json::to_value(&stats)
