@@ -247,18 +247,20 @@ impl Plan {
     /// What every request to endpoint `r` shares.
     pub fn template<'a>(&'a self, r: &'a Replica) -> RequestTemplate<'a> {
         RequestTemplate {
-            api: self.api,
             extra_body: self.extra_body.as_ref(),
-            endpoint: &r.endpoint,
-            api_key: &self.api_key,
-            model: &self.model,
-            max_tokens: self.args.max_tokens,
             temperature: self.args.temperature,
             include_usage: !self.args.no_usage_request,
             continuous_usage: self.continuous_usage,
             headers: &self.headers,
             ignore_eos: self.workload.ignore_eos,
             batch: self.args.embedding_batch,
+            ..RequestTemplate::new(
+                self.api,
+                &r.endpoint,
+                &self.model,
+                &self.api_key,
+                self.args.max_tokens,
+            )
         }
     }
 

@@ -252,20 +252,13 @@ pub(crate) fn client_target(url: &str, output_tokens: u64) -> Result<(Target, Pr
         br#"[{"prompt_content":"You are a helpful assistant.","cut_chat_history":[{"role":"user","content":"Count to eight."}]}]"#,
         "selftest",
     )?;
-    let template = RequestTemplate {
-        api: crate::cli::Api::Chat,
-        extra_body: None,
-        endpoint: &endpoint,
-        api_key: "selftest",
-        model: "selftest",
-        max_tokens: output_tokens as u32,
-        temperature: 0.0,
-        include_usage: true,
-        continuous_usage: false,
-        headers: &[],
-        ignore_eos: false,
-        batch: 1,
-    };
+    let template = RequestTemplate::new(
+        crate::cli::Api::Chat,
+        &endpoint,
+        "selftest",
+        "selftest",
+        output_tokens as u32,
+    );
     let requests = render_samples(&template, &samples)?;
     let addrs = endpoint.resolve().map_err(UserError::input)?;
     let target = Target {

@@ -52,23 +52,39 @@ pub struct RequestTemplate<'a> {
     pub batch: u32,
 }
 
-#[cfg(test)]
 impl<'a> RequestTemplate<'a> {
-    /// A template for tests: key `k`, model `m`, 512 tokens, usage asked, no extras.
-    pub(crate) fn for_test(endpoint: &'a Endpoint, api: Api, ignore_eos: bool) -> Self {
+    /// A template for `model` at `endpoint`: `max_tokens` per answer, temperature 0, usage asked
+    /// for (without continuous stats), no extra body or headers, one prompt per request. Callers
+    /// change the rest with struct update syntax (`..RequestTemplate::new(…)`).
+    pub fn new(
+        api: Api,
+        endpoint: &'a Endpoint,
+        model: &'a str,
+        api_key: &'a str,
+        max_tokens: u32,
+    ) -> Self {
         Self {
             api,
             extra_body: None,
             endpoint,
-            api_key: "k",
-            model: "m",
-            max_tokens: 512,
+            api_key,
+            model,
+            max_tokens,
             temperature: 0.0,
             include_usage: true,
             continuous_usage: false,
             headers: &[],
-            ignore_eos,
+            ignore_eos: false,
             batch: 1,
+        }
+    }
+
+    /// A template for tests: key `k`, model `m`, 512 tokens, usage asked, no extras.
+    #[cfg(test)]
+    pub(crate) fn for_test(endpoint: &'a Endpoint, api: Api, ignore_eos: bool) -> Self {
+        Self {
+            ignore_eos,
+            ..Self::new(api, endpoint, "m", "k", 512)
         }
     }
 }
@@ -202,18 +218,8 @@ mod tests {
         )
         .unwrap();
         let mut t = RequestTemplate {
-            api: Api::Chat,
-            extra_body: None,
-            endpoint: &ep,
-            api_key: "sk-test",
-            model: "m",
-            max_tokens: 512,
             temperature: 0.7,
-            include_usage: true,
-            continuous_usage: false,
-            headers: &[],
-            ignore_eos: false,
-            batch: 1,
+            ..RequestTemplate::new(Api::Chat, &ep, "m", "sk-test", 512)
         };
         let all = render_samples(&t, &samples).unwrap();
         let req = all.get(0);
@@ -251,20 +257,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        let t = RequestTemplate {
-            api: Api::Completions,
-            extra_body: None,
-            endpoint: &ep,
-            api_key: "k",
-            model: "m",
-            max_tokens: 8,
-            temperature: 0.0,
-            include_usage: true,
-            continuous_usage: false,
-            headers: &[],
-            ignore_eos: false,
-            batch: 1,
-        };
+        let t = RequestTemplate::new(Api::Completions, &ep, "m", "k", 8);
         let r = render(&t, &samples[0]);
         let text = std::str::from_utf8(&r).unwrap();
         let body = text.split_once("\r\n\r\n").unwrap().1;
@@ -318,18 +311,9 @@ mod header_tests {
             ("X-Tenant".to_string(), "acme".to_string()),
         ];
         let t = RequestTemplate {
-            api: Api::Chat,
-            extra_body: None,
-            endpoint: &ep,
-            api_key: "k",
-            model: "m",
-            max_tokens: 1,
-            temperature: 0.0,
             include_usage: false,
-            continuous_usage: false,
             headers: &headers,
-            ignore_eos: false,
-            batch: 1,
+            ..RequestTemplate::new(Api::Chat, &ep, "m", "k", 1)
         };
         let r = render(&t, &samples[0]);
         let text = std::str::from_utf8(&r).unwrap();
