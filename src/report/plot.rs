@@ -19,42 +19,14 @@ use super::analysis::Criteria;
 use super::analysis::LevelView;
 use super::recommend::Summary;
 use super::style::{
-    err, register_font, Area, FONT, HEADROOM, LABEL_PX, LIMITED, TEXT_PX, TICK_PX, TITLE_PX,
+    err, legend, register_font, Area, BLUE, BROWN, CYAN, FONT, GRAY, GREEN, HEADROOM, LABEL_PX,
+    LIMITED, OLIVE, ORANGE, PINK, PURPLE, RED, TEXT_PX, TICK_PX, TITLE_PX,
 };
 
 const WIDTH: u32 = 3200;
 const HEIGHT: u32 = 1200;
-const PCTS: [(&str, RGBColor); 4] = [
-    ("p50", RGBColor(31, 119, 180)),
-    ("p90", RGBColor(44, 160, 44)),
-    ("p95", RGBColor(255, 127, 14)),
-    ("p99", RGBColor(214, 39, 40)),
-];
-const ERROR_COLORS: [RGBColor; 8] = [
-    RGBColor(214, 39, 40),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-/// The legend of a chart (single or dual axis: the builder types differ, the style does not).
-macro_rules! draw_legend {
-    ($chart:expr) => {
-        $chart
-            .configure_series_labels()
-            .legend_area_size(60)
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, TICK_PX - 2))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)
-    };
-}
+const PCTS: [(&str, RGBColor); 4] = [("p50", BLUE), ("p90", GREEN), ("p95", ORANGE), ("p99", RED)];
+const ERROR_COLORS: [RGBColor; 8] = [RED, ORANGE, PURPLE, BROWN, PINK, GRAY, OLIVE, CYAN];
 
 /// Renders the PNG to `path`. `levels` may be in any order and any number (one or more).
 pub fn render(
@@ -270,19 +242,11 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
     mark_limited(&mut chart, levels, y_max)?;
     type Series = (&'static str, RGBColor, Box<dyn Fn(&LevelView) -> f64>);
     let series: [Series; 3] = [
-        (
-            "target QPS",
-            RGBColor(127, 127, 127),
-            Box::new(|l| l.qps_target),
-        ),
-        (
-            "actual QPS (sent)",
-            RGBColor(31, 119, 180),
-            Box::new(|l| l.actual_qps),
-        ),
+        ("target QPS", GRAY, Box::new(|l| l.qps_target)),
+        ("actual QPS (sent)", BLUE, Box::new(|l| l.actual_qps)),
         (
             "throughput QPS (completed)",
-            RGBColor(44, 160, 44),
+            GREEN,
             Box::new(|l| l.throughput_qps),
         ),
     ];
@@ -303,7 +267,7 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 8, color.filled())))
             .map_err(err)?;
     }
-    let red = RGBColor(214, 39, 40);
+    let red = RED;
     let pts: Vec<(f64, f64)> = levels
         .iter()
         .enumerate()
@@ -320,7 +284,7 @@ fn qps_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
                 .map(|p| TriangleMarker::new(p, 10, red.filled())),
         )
         .map_err(err)?;
-    draw_legend!(chart)
+    legend!(chart, SeriesLabelPosition::UpperLeft, TICK_PX - 2)
 }
 
 /// The P50/P90/P95/P99 lines of one figure over the levels, with the SLO (value, percentile)
@@ -403,7 +367,7 @@ fn percentile_panel(
                 .map_err(err)?;
         }
     }
-    draw_legend!(chart)
+    legend!(chart, SeriesLabelPosition::UpperLeft, TICK_PX - 2)
 }
 
 /// Embeddings: the inputs embedded per second at each level (each request's batch).
@@ -514,7 +478,7 @@ fn errors_panel(area: &Area<'_>, levels: &[&LevelView]) -> Result<(), String> {
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 10), (x + 30, y + 10)], color.filled()));
     }
-    draw_legend!(chart)
+    legend!(chart, SeriesLabelPosition::UpperLeft, TICK_PX - 2)
 }
 
 /// The PNG's title: model, endpoint and the run's start (to the second).

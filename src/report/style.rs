@@ -1,5 +1,6 @@
-//! What the pictures share (`plot`, its `summary_panel`, `timeline_plot`): the compiled-in font,
-//! the text sizes, the client-limited color, the drawing area's type and the error conversion.
+//! What the pictures share (`plot`, its `summary_panel`, `timeline_plot`, `turns_plot`): the
+//! compiled-in font, the text sizes, the palette, the backend, drawing area and chart types, the
+//! legend's style, axis formats, the write-beside-then-rename of a PNG and the error conversion.
 
 use std::sync::Once;
 
@@ -13,6 +14,38 @@ pub const TICK_PX: u32 = 26;
 pub const TEXT_PX: u32 = 27;
 /// Client-limited levels, and warnings.
 pub const LIMITED: RGBColor = RGBColor(200, 0, 0);
+
+/// The palette every picture draws its series from (matplotlib's "tab10", the spec's colors).
+pub const BLUE: RGBColor = RGBColor(31, 119, 180);
+pub const ORANGE: RGBColor = RGBColor(255, 127, 14);
+pub const GREEN: RGBColor = RGBColor(44, 160, 44);
+pub const RED: RGBColor = RGBColor(214, 39, 40);
+pub const PURPLE: RGBColor = RGBColor(148, 103, 189);
+pub const BROWN: RGBColor = RGBColor(140, 86, 75);
+pub const PINK: RGBColor = RGBColor(227, 119, 194);
+pub const GRAY: RGBColor = RGBColor(127, 127, 127);
+pub const OLIVE: RGBColor = RGBColor(188, 189, 34);
+pub const CYAN: RGBColor = RGBColor(23, 190, 207);
+/// The palette in its order, for series told apart by color alone.
+pub const PALETTE: [RGBColor; 10] = [
+    BLUE, ORANGE, GREEN, RED, PURPLE, BROWN, PINK, GRAY, OLIVE, CYAN,
+];
+
+/// Draws a chart's legend at `$at` with labels of `$px` pixels, in the one legend style (a single
+/// or a dual axis chart: their builder types differ, so this is a macro).
+macro_rules! legend {
+    ($chart:expr, $at:expr, $px:expr) => {
+        $chart
+            .configure_series_labels()
+            .position($at)
+            .label_font(($crate::report::style::FONT, $px))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err($crate::report::style::err)
+    };
+}
+pub(crate) use legend;
 
 /// Registers DejaVu Sans (compiled in: no system font library is needed), once.
 pub fn register_font() {
@@ -40,6 +73,20 @@ pub type Chart<'a, 'b> = plotters::chart::ChartContext<
 pub fn png_area(path: &std::path::Path, size: (u32, u32)) -> Area<'_> {
     register_font();
     super::glyphs::Glyphs::new(BitMapBackend::new(path, size)).into_drawing_area()
+}
+
+/// Writes the picture `dir/file` with `render` (drawn beside it, then renamed, so an existing
+/// picture is replaced whole or not at all); returns its path.
+pub fn replace_png(
+    dir: &std::path::Path,
+    file: &str,
+    render: impl FnOnce(&std::path::Path) -> Result<(), String>,
+) -> Result<std::path::PathBuf, String> {
+    let tmp = dir.join(format!(".{file}.tmp.png"));
+    render(&tmp)?;
+    let png = dir.join(file);
+    std::fs::rename(&tmp, &png).map_err(|e| format!("cannot write {}: {e}", png.display()))?;
+    Ok(png)
 }
 
 /// The room above a chart's highest value, as a multiple of it: the top three eighths stay free for

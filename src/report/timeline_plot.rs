@@ -14,21 +14,21 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::style::{err, register_font, FONT, LABEL_PX, TICK_PX, TITLE_PX};
+use super::style::{self, err, register_font, FONT, LABEL_PX, TICK_PX, TITLE_PX};
 use crate::recording::timeline::Row;
 
 const WIDTH: u32 = 2400;
 const STRIP_PX: u32 = 380;
 const TOP_PX: u32 = 70;
 /// The series' colors (tests look for them inside each strip).
-pub const SENT: RGBColor = RGBColor(31, 119, 180);
-pub const DONE: RGBColor = RGBColor(44, 160, 44);
-pub const IN_FLIGHT: RGBColor = RGBColor(148, 103, 189);
-pub const WAITING: RGBColor = RGBColor(214, 39, 40);
-pub const RUNNING: RGBColor = RGBColor(255, 127, 14);
-pub const TTFT_P50: RGBColor = RGBColor(23, 190, 207);
-pub const TTFT_P99: RGBColor = RGBColor(140, 86, 75);
-pub const CACHE_HIT: RGBColor = RGBColor(227, 119, 194);
+pub const SENT: RGBColor = style::BLUE;
+pub const DONE: RGBColor = style::GREEN;
+pub const IN_FLIGHT: RGBColor = style::PURPLE;
+pub const WAITING: RGBColor = style::RED;
+pub const RUNNING: RGBColor = style::ORANGE;
+pub const TTFT_P50: RGBColor = style::CYAN;
+pub const TTFT_P99: RGBColor = style::BROWN;
+pub const CACHE_HIT: RGBColor = style::PINK;
 
 /// The series of the running and waiting requests, by server.
 use crate::servermetrics::{QUEUES as WAITING_NAMES, RUNNING as RUNNING_NAMES};
@@ -67,11 +67,7 @@ pub fn render_dir(dir: &Path, title: &str) -> Result<Option<std::path::PathBuf>,
     if rows.is_empty() {
         return Ok(None);
     }
-    let tmp = dir.join(format!(".{FILE}.tmp.png"));
-    render(&tmp, &rows, title)?;
-    let png = dir.join(FILE);
-    std::fs::rename(&tmp, &png).map_err(|e| format!("cannot write {}: {e}", png.display()))?;
-    Ok(Some(png))
+    style::replace_png(dir, FILE, |tmp| render(tmp, &rows, title)).map(Some)
 }
 
 /// Renders `rows` (any order; levels from 1) to `path`.
@@ -153,13 +149,7 @@ fn top(series: &[&[(f64, f64)]]) -> f64 {
 }
 
 fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>, at: SeriesLabelPosition) -> Result<(), String> {
-    c.configure_series_labels()
-        .position(at)
-        .label_font((FONT, TICK_PX - 6))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    style::legend!(c, at, TICK_PX - 6)
 }
 
 /// Draws `series` (label, color, points) on chart `c`, with the legend at `at`. A series with

@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::analysis::{LevelView, TurnView};
-use super::style::{err, register_font, Area, FONT, LABEL_PX, TICK_PX, TITLE_PX};
+use super::style::{self, err, register_font, Area, FONT, LABEL_PX, TICK_PX, TITLE_PX};
 
 const WIDTH: u32 = 2400;
 const HEIGHT: u32 = 900;
@@ -33,24 +33,12 @@ pub fn render_dir(
     {
         return Ok(None);
     }
-    let tmp = dir.join(format!(".{FILE}.tmp.png"));
-    render(&tmp, levels, title)?;
-    let png = dir.join(FILE);
-    std::fs::rename(&tmp, &png).map_err(|e| format!("cannot write {}: {e}", png.display()))?;
-    Ok(Some(png))
+    style::replace_png(dir, FILE, |tmp| render(tmp, levels, title)).map(Some)
 }
 
-/// A level's line: its color, from a fixed palette.
+/// A level's line: its color, from the palette.
 fn color(i: usize) -> RGBColor {
-    const PALETTE: [RGBColor; 6] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-    ];
-    PALETTE[i % PALETTE.len()]
+    style::PALETTE[i % style::PALETTE.len()]
 }
 
 /// Turn `≥8` is drawn at 8.
@@ -152,11 +140,5 @@ fn chart(
         c.draw_series(DashedLineSeries::new(dashed, 10, 8, col.stroke_width(2)))
             .map_err(err)?;
     }
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, TICK_PX - 4))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
+    style::legend!(c, SeriesLabelPosition::UpperRight, TICK_PX - 4)
 }

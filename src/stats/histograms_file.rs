@@ -294,7 +294,6 @@ impl LevelHistograms {
         let histograms = r
             .hist
             .each()
-            .into_iter()
             .map(|(name, h)| Ok((name.to_string(), encode(h)?)))
             .collect::<Result<_, String>>()?;
         let clocks = (
