@@ -122,7 +122,7 @@ fn histograms(c: &mut Criterion) {
             Recorder::new,
             |mut r| {
                 for i in 0..1000u64 {
-                    r.record_send(i * 1000, i * 7, false);
+                    r.record_send(i * 1000, i * 7, false, 0);
                     r.record_success(Success {
                         ttft_ns: Some(100_000_000 + i * 1000),
                         e2e_ns: 2_000_000_000 + i * 10_000,

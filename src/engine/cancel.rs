@@ -26,7 +26,7 @@ pub struct CancelPlan {
     pub seed: u64,
 }
 
-use super::session::{draw, unit};
+use super::session_plan::{draw, unit};
 
 fn rng(seed: u64, id: u64, what: u64) -> SplitMix64 {
     draw(seed ^ what.wrapping_mul(0xD6E8_FEB8_6659_FD93), id)

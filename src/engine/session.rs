@@ -3,128 +3,124 @@
 //! earlier user message and the server's *own* streamed answer to it — plus a new user message,
 //! a think time after the previous turn's last byte.
 //!
-//! Data flow: `engine::exchange::run` sends turn 1 with the stream handler keeping the answer's
+//! Data flow: an arrival's task (`dispatch::run`) hands its session to [`run`], which sends turn 1 with the stream handler keeping the answer's
 //! decoded text (the API's reader, through `api::openai::ChunkParser::parse_with`); then [`Session::start`] cuts turn 1's
 //! bytes where the messages array ends, and each [`Session::next_request`] appends the answer
 //! and the next user message there (JSON-escaped once, here); the turn's request is its own
 //! head and the shared history and tail, as parts. A session lives in its first turn's task,
 //! on one core, and its history is freed when that task ends.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use rand_xoshiro::rand_core::{Rng as _, SeedableRng};
-use rand_xoshiro::SplitMix64;
-
+use super::core_state::Core;
+use super::pacer::Pacer;
+use super::pool::PooledConn;
+use super::request::{complete, send_now, RequestEnd, Ticket};
+use super::session_plan::SessionPlan;
 use crate::api::json_text::{pieces, Piece};
-use crate::cli::ThinkTimeDist;
+use crate::foundation::clock::now_ns;
 use crate::http::handler::Request;
-use crate::workload::dataset::vocabulary::WORDS;
+use crate::recording::recorder::Recorder;
+use crate::recording::session_counts::SessionEnd;
+use crate::workload::prepared::RequestBuf;
 
 /// Answer bytes kept per turn: a longer answer ends its session (counted), so that an endpoint
 /// that never stops cannot grow a history without bound.
 pub const MAX_ANSWER_BYTES: usize = 64 << 10;
 
-/// The most turns a session may be drawn to have.
-pub const MAX_TURNS: u32 = 1000;
-
-/// How a run's sessions go: the same on every core (and in `metadata.json`'s `sessions`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionPlan {
-    /// `--session-turns`: the mean number of turns.
-    pub turns: f64,
-    /// `--session-turns-stddev`: turns are drawn from a normal distribution, rounded, at least 1.
-    pub turns_stddev: f64,
-    /// `--turn-input-len`: words (≈ tokens) of each later turn's new user message.
-    pub turn_input_len: u32,
-    /// `--think-time-ms` and its distribution.
-    #[serde(rename = "think_time_ms")]
-    pub think_ms: f64,
-    #[serde(rename = "think_time_dist")]
-    pub think_dist: ThinkTimeDist,
-    #[serde(skip)]
-    pub seed: u64,
-    /// Sessions replayed from a dataset's conversations: each row's later user messages
-    /// (`dataset::conversations`), in place of drawn ones; a session's row is its id's
-    /// ((id − 1) mod rows, as `prepared::unique` maps prompts to rows).
-    #[serde(skip)]
-    pub scripts: Option<std::sync::Arc<Vec<Vec<String>>>>,
-    /// The body's key whose array holds the turns: `messages` (chat, Messages) or `input`
-    /// (Responses).
-    #[serde(skip)]
-    pub history_key: &'static str,
+/// A session, in its first turn's task: turn 1 (`request`, the arrival's, on `first` if it was
+/// already written at dispatch), then its later turns; how it ended is recorded.
+pub async fn run(
+    core: &Rc<Core>,
+    rec: &Rc<RefCell<Recorder>>,
+    mut t: Ticket,
+    request: RequestBuf,
+    first: Option<PooledConn>,
+    plan: &SessionPlan,
+) {
+    let mut answer = Vec::new();
+    let done = complete(core, rec, &mut t, request, first, Some(&mut answer)).await;
+    let id = core.session_id(t.sample).unwrap_or_default();
+    let ended = match done {
+        RequestEnd::Done(done_ns) => later_turns(core, rec, (t, id), plan, answer, done_ns).await,
+        RequestEnd::Failed => SessionEnd::Failed,
+        RequestEnd::Cancelled => SessionEnd::Cancelled,
+    };
+    rec.borrow_mut().record_session_end(ended);
 }
 
-impl SessionPlan {
-    /// A generator for one draw about session `id` (its first prompt's number); `what` keeps
-    /// the turn count, the think times and the texts apart.
-    fn rng(&self, id: u64, what: u64) -> SplitMix64 {
-        draw(self.seed ^ what.wrapping_mul(0xC2B2_AE3D_27D4_EB4F), id)
+/// A session's turns after the first (which succeeded at `done_ns`, answering `answer`): each
+/// a think time after the previous one's last byte, on an idle pooled connection of the same
+/// endpoint if there is one.
+async fn later_turns(
+    core: &Rc<Core>,
+    rec: &Rc<RefCell<Recorder>>,
+    (first, id): (Ticket, u64),
+    plan: &SessionPlan,
+    mut answer: Vec<u8>,
+    mut done_ns: u64,
+) -> SessionEnd {
+    let turns = plan.turns_of(id);
+    if turns <= 1 {
+        return SessionEnd::Completed;
     }
-
-    /// Session `id`'s later user messages, when it replays a dataset's conversation.
-    fn script(&self, id: u64) -> Option<&[String]> {
-        let scripts = self.scripts.as_deref()?;
-        let row = id.saturating_sub(1) % scripts.len().max(1) as u64;
-        scripts.get(row as usize).map(Vec::as_slice)
-    }
-
-    /// How many turns session `id` has: its conversation's, or drawn.
-    pub fn turns_of(&self, id: u64) -> u32 {
-        if let Some(script) = self.script(id) {
-            return 1 + script.len() as u32;
+    let bytes = core.requests.borrow().get(first.sample);
+    let Some(mut history) = Session::start(&bytes, plan.history_key) else {
+        // Refused before the run (sessions need an API with a messages array).
+        return SessionEnd::Failed;
+    };
+    drop(bytes);
+    for k in 2..=turns {
+        if answer.len() > MAX_ANSWER_BYTES {
+            return SessionEnd::AnswerCap;
         }
-        let mean = self.turns;
-        let drawn = if self.turns_stddev > 0.0 {
-            // Box–Muller: one standard normal from two uniforms.
-            let mut r = self.rng(id, 1);
-            let (u1, u2) = (unit(&mut r).max(f64::MIN_POSITIVE), unit(&mut r));
-            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            mean + self.turns_stddev * z
-        } else {
-            mean
+        let intended_ns = done_ns + plan.think_ns(id, k);
+        wait_until(core, rec, intended_ns).await;
+        if crate::foundation::interrupt::requested() {
+            return SessionEnd::Stopped;
+        }
+        let request = history.next_request(&answer, &plan.user_text(id, k));
+        answer.clear();
+        let cancel = core.cancels.as_ref().and_then(|c| c.later_turn(id, k));
+        let mut t = Ticket {
+            intended_ns,
+            sent_ns: None,
+            waited: false,
+            turn: k,
+            cancel_at_ns: cancel.map(|after| intended_ns.saturating_add(after)),
+            ..first
         };
-        (drawn.round().max(1.0) as u32).min(MAX_TURNS)
-    }
-
-    /// The think time before turn `turn` (from 2) of session `id`, ns.
-    pub fn think_ns(&self, id: u64, turn: u32) -> u64 {
-        let ms = match self.think_dist {
-            ThinkTimeDist::Constant => self.think_ms,
-            ThinkTimeDist::Exponential => {
-                let u = unit(&mut self.rng(id, 2 + u64::from(turn) * 4));
-                -(1.0 - u).max(f64::MIN_POSITIVE).ln() * self.think_ms
-            }
-        };
-        (ms * 1e6).round() as u64
-    }
-
-    /// Turn `turn`'s new user message of session `id`: its conversation's, or `--turn-input-len`
-    /// words of the single-token vocabulary (its turn number first, so that no two turns of a
-    /// session ask the same).
-    pub fn user_text(&self, id: u64, turn: u32) -> String {
-        if let Some(script) = self.script(id) {
-            let i = (turn as usize).saturating_sub(2);
-            return script.get(i).cloned().unwrap_or_default();
+        let conn = send_now(core, rec, t.endpoint, &request, now_ns());
+        if conn.is_some() {
+            t.record_send(rec, now_ns());
         }
-        let mut r = self.rng(id, 3 + u64::from(turn) * 4);
-        let mut text = format!("turn {turn}:");
-        for _ in 2..self.turn_input_len.max(2) {
-            text.push(' ');
-            text.push_str(WORDS[(r.next_u64() as usize) & (WORDS.len() - 1)]);
+        match complete(core, rec, &mut t, request, conn, Some(&mut answer)).await {
+            RequestEnd::Done(end) => done_ns = end,
+            RequestEnd::Failed => return SessionEnd::Failed,
+            RequestEnd::Cancelled => return SessionEnd::Cancelled,
         }
-        text
     }
+    SessionEnd::Completed
 }
 
-/// A generator for one seeded draw about `id` (a prompt's number): the same in every core and
-/// shard. Sessions and abandoned requests (`cancel`) each mix their own purposes into `seed`.
-pub(crate) fn draw(seed: u64, id: u64) -> SplitMix64 {
-    SplitMix64::seed_from_u64(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-}
-
-/// A uniform draw in [0, 1).
-pub(crate) fn unit(r: &mut SplitMix64) -> f64 {
-    (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+/// Sleeps until `at_ns` (monotonic) as precisely as an arrival is paced: on monoio's coarse
+/// timer until a few ms before (no descriptor held while a session thinks), then with a pacer of
+/// its own (`pacer`: a timerfd wake a learned margin early, then fair yields); its spin counts
+/// with the level's pacer spin.
+async fn wait_until(core: &Core, rec: &RefCell<Recorder>, at_ns: u64) {
+    const FINE_NS: u64 = 3_000_000;
+    let coarse = at_ns.saturating_sub(FINE_NS);
+    if now_ns() < coarse {
+        crate::rt::timer::sleep_until_ns(coarse).await;
+    }
+    let mut pacer = if crate::rt::timer::spin_driven() {
+        Pacer::polled()
+    } else {
+        Pacer::new(core.precise_timers)
+    };
+    pacer.wait_until(at_ns, || true).await;
+    rec.borrow_mut().record_pacer_spin(pacer.spin_ns);
 }
 
 /// Appends `s` as the inside of a JSON string.
@@ -297,19 +293,6 @@ impl Request for OwnedRequest {
 mod tests {
     use super::*;
 
-    fn plan() -> SessionPlan {
-        SessionPlan {
-            turns: 4.0,
-            turns_stddev: 0.0,
-            turn_input_len: 8,
-            think_ms: 500.0,
-            think_dist: ThinkTimeDist::Constant,
-            seed: 7,
-            scripts: None,
-            history_key: "messages",
-        }
-    }
-
     #[test]
     fn the_messages_array_is_found_at_the_top_level_only() {
         let b = br#"{"model":"m","x":{"messages":[1]},"messages":[{"role":"user","content":"a ] \" }"}],"max_tokens":4}"#;
@@ -376,41 +359,5 @@ mod tests {
         // A completions body has no history to carry.
         let prompt = "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"prompt\":1}";
         assert!(Session::start(prompt.as_bytes(), "messages").is_none());
-    }
-
-    #[test]
-    fn a_replayed_conversation_sets_its_turns_and_messages() {
-        let p = SessionPlan {
-            scripts: Some(std::sync::Arc::new(vec![
-                vec!["b".into(), "c".into()],
-                vec![],
-            ])),
-            ..plan()
-        };
-        // Prompt 1 (and 3, 5, …) sends row 0; prompt 2 row 1.
-        assert_eq!((p.turns_of(1), p.turns_of(2), p.turns_of(3)), (3, 1, 3));
-        assert_eq!(p.user_text(3, 2), "b");
-        assert_eq!(p.user_text(3, 3), "c");
-    }
-
-    #[test]
-    fn draws_follow_the_seed_and_the_flags() {
-        let p = plan();
-        assert_eq!(p.turns_of(1), 4);
-        assert_eq!(p.think_ns(1, 2), 500_000_000);
-        assert_eq!(p.user_text(5, 2), p.user_text(5, 2));
-        assert_ne!(p.user_text(5, 2), p.user_text(5, 3));
-        assert_eq!(p.user_text(5, 2).split(' ').count(), 8);
-        let spread = SessionPlan {
-            turns_stddev: 2.0,
-            think_dist: ThinkTimeDist::Exponential,
-            ..p
-        };
-        let turns: Vec<u32> = (0..2000).map(|i| spread.turns_of(i)).collect();
-        let mean = turns.iter().sum::<u32>() as f64 / 2000.0;
-        assert!((3.7..4.4).contains(&mean), "{mean}");
-        assert!(turns.iter().all(|&t| t >= 1) && turns.iter().any(|&t| t != 4));
-        let think: f64 = (0..2000).map(|i| spread.think_ns(i, 2) as f64).sum::<f64>() / 2000.0;
-        assert!((400e6..600e6).contains(&think), "{think}");
     }
 }

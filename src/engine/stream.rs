@@ -23,8 +23,28 @@ const MAX_ERROR_BODY: usize = 1 << 20;
 /// even against an endpoint that never stops sending; a 64k-token answer is ~15 MiB of SSE).
 pub const MAX_STREAM_BODY: usize = 256 << 20;
 
-/// A failed request: its category and, for HTTP errors, the start of the body.
-pub type Failed = (ErrorKind, Option<Vec<u8>>);
+/// A failed request: its category and, for HTTP errors, the start of the body (for a stream
+/// error, its message).
+#[derive(Debug)]
+pub struct Failed {
+    pub kind: ErrorKind,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Failed {
+    /// A failure with nothing of the server's to keep.
+    pub fn new(kind: ErrorKind) -> Self {
+        Self { kind, body: None }
+    }
+
+    /// A failure with the server's text.
+    pub fn with_body(kind: ErrorKind, body: Vec<u8>) -> Self {
+        Self {
+            kind,
+            body: Some(body),
+        }
+    }
+}
 
 /// What `--save-requests` keeps of one request besides its outcome.
 #[derive(Default)]
@@ -69,7 +89,7 @@ pub struct Hooks<'a> {
 
 /// A `Stream error` whose message is recorded with it (as the failure's body).
 fn stream_error(message: Vec<u8>) -> Failed {
-    (ErrorKind::Stream, Some(message))
+    Failed::with_body(ErrorKind::Stream, message)
 }
 
 /// Follows one streamed chat response.
@@ -185,7 +205,10 @@ impl<'a> StreamHandler<'a> {
     pub fn finish(mut self, done: Completed, intended_ns: u64) -> Result<Success, Failed> {
         self.flush_itl();
         if self.status != 200 {
-            return Err((ErrorKind::Http(self.status), Some(self.error_body)));
+            return Err(Failed::with_body(
+                ErrorKind::Http(self.status),
+                self.error_body,
+            ));
         }
         if let Some(e) = self.error {
             return Err(e);
@@ -200,7 +223,7 @@ impl<'a> StreamHandler<'a> {
             } else {
                 ErrorKind::Truncated
             };
-            return Err((kind, None));
+            return Err(Failed::new(kind));
         }
         let (output_tokens, source) = match self.completion_tokens {
             Some(n) => (n, TokenSource::Usage),
@@ -230,7 +253,7 @@ impl<'a> StreamHandler<'a> {
     pub fn failure(mut self, f: Failure) -> Failed {
         self.flush_itl();
         if self.status != 0 && self.status != 200 {
-            return (ErrorKind::Http(self.status), Some(self.error_body));
+            return Failed::with_body(ErrorKind::Http(self.status), self.error_body);
         }
         let kind = match f.error {
             ExchangeError::Io(e) => ErrorKind::from_io(&e),
@@ -245,7 +268,7 @@ impl<'a> StreamHandler<'a> {
             ExchangeError::Timeout(ReadTimeout::FirstToken) => ErrorKind::TimeoutFirstToken,
             ExchangeError::Timeout(ReadTimeout::Idle) => ErrorKind::TimeoutIdle,
         };
-        (kind, None)
+        Failed::new(kind)
     }
 }
 
@@ -296,7 +319,7 @@ impl ResponseHandler for StreamHandler<'_> {
         self.body_bytes += data.len();
         if self.body_bytes > MAX_STREAM_BODY {
             let what = format!("stream body over {} MiB", MAX_STREAM_BODY >> 20);
-            self.error = Some((ErrorKind::TooLarge(what), None));
+            self.error = Some(Failed::new(ErrorKind::TooLarge(what)));
             return false;
         }
         if let Reading::Embeddings { .. } = self.reading {
@@ -315,7 +338,7 @@ impl ResponseHandler for StreamHandler<'_> {
         self.sse = sse;
         if let Err(SseError::TooLong) = fed {
             let what = "event stream line over 4 MiB".to_string();
-            self.error = Some((ErrorKind::TooLarge(what), None));
+            self.error = Some(Failed::new(ErrorKind::TooLarge(what)));
         }
         self.error.is_none()
     }
@@ -337,7 +360,7 @@ impl StreamHandler<'_> {
             Err(_) if ev.error_event => return self.stop(stream_error(ev.data.to_vec())),
             Err(_) => {
                 let kind = ErrorKind::Malformed("stream chunk is not JSON".into());
-                return self.stop((kind, None));
+                return self.stop(Failed::new(kind));
             }
         };
         if let Some(msg) = info.error {
@@ -389,7 +412,7 @@ impl StreamHandler<'_> {
     fn embeddings(self, inputs: u64, done: Completed, intended_ns: u64) -> Result<Success, Failed> {
         use crate::api::embeddings::{check, Refusal};
         let answer = check(&self.json, inputs).map_err(|r| match r {
-            Refusal::Malformed(why) => (ErrorKind::Malformed(why), None),
+            Refusal::Malformed(why) => Failed::new(ErrorKind::Malformed(why)),
             Refusal::Error(message) => stream_error(message.into_bytes()),
         })?;
         Ok(Success {
@@ -576,16 +599,16 @@ mod tests {
     #[test]
     fn truncated_streams_and_non_streams_fail_with_their_category() {
         let (out, _) = run(0, &[(10 * MS, content("a")), (20 * MS, content("b"))]);
-        assert_eq!(out.unwrap_err().0, ErrorKind::Truncated);
+        assert_eq!(out.unwrap_err().kind, ErrorKind::Truncated);
         let (out, _) = run(0, &[(10 * MS, "{\"id\":\"x\"}".to_string())]);
-        let kind = out.unwrap_err().0;
+        let kind = out.unwrap_err().kind;
         assert!(
             matches!(&kind, ErrorKind::Malformed(m) if m.contains("not an event stream")),
             "{kind:?}"
         );
         let (out, _) = run(0, &[(10 * MS, "data: {not json\n\n".to_string())]);
         assert_eq!(
-            out.unwrap_err().0,
+            out.unwrap_err().kind,
             ErrorKind::Malformed("stream chunk is not JSON".into())
         );
     }
@@ -602,7 +625,10 @@ mod tests {
                 ),
             ],
         );
-        let (kind, message) = out.unwrap_err();
+        let Failed {
+            kind,
+            body: message,
+        } = out.unwrap_err();
         assert_eq!(kind, ErrorKind::Stream);
         assert_eq!(kind.to_string(), "Stream error");
         assert_eq!(message.as_deref(), Some(&b"overloaded (req 42)"[..]));

@@ -6,10 +6,11 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use super::exchange::{dispatch_due, Core, CoreQueue};
+use super::core_state::{Core, CoreQueue, Slo};
+use super::dispatch::dispatch_due;
+use super::orders::{Command, CorePlan, CoreReady, IoDriver, RecvPath, Timeouts};
 use super::pacer::Pacer;
 use super::pool::Pool;
-use super::{Command, CorePlan, CoreReady, IoDriver, RecvPath};
 use crate::api::openai::ChunkParser;
 use crate::foundation::clock::{now_ns, thread_cpu_ns};
 use crate::http::conn::Target;
@@ -32,12 +33,12 @@ pub(crate) struct Shared {
     pub busy_poll: bool,
     /// The receive path asked for (`QPSBENCH_RECV_PATH`).
     pub recv_path: RecvPath,
-    pub slo: super::exchange::Slo,
-    pub timeouts: super::Timeouts,
+    pub slo: Slo,
+    pub timeouts: Timeouts,
     /// Each core's live counters.
     pub live: Vec<Arc<crate::recording::live::LiveCounters>>,
     /// `--session-turns`: how sessions go.
-    pub sessions: Option<super::session::SessionPlan>,
+    pub sessions: Option<super::session_plan::SessionPlan>,
     /// `--cancel-rate`: how sessions' later turns are abandoned.
     pub cancels: Option<super::cancel::CancelPlan>,
     pub reading: super::stream::Reading,
@@ -148,6 +149,7 @@ fn new_core(index: usize, shared: &Shared, driver: IoDriver) -> Rc<Core> {
         cancels: shared.cancels.clone(),
         reading: shared.reading,
         precise_timers: driver == IoDriver::IoUring,
+        dispatch: dispatch_due,
     })
 }
 

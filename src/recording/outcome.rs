@@ -163,6 +163,22 @@ pub enum TokenSource {
     Estimated,
 }
 
+/// How one request ended, as its recorder counts it.
+#[derive(Debug)]
+pub enum Ended<'a> {
+    /// It succeeded; `slo_met`: its own TTFT and E2E met the SLOs (always, without SLOs).
+    Ok { success: Success, slo_met: bool },
+    /// It failed at `at_ns` (monotonic) with `kind`; `body` is the start of an HTTP error's
+    /// body, or a stream error's message.
+    Failed {
+        at_ns: u64,
+        kind: ErrorKind,
+        body: Option<&'a [u8]>,
+    },
+    /// It was abandoned at `at_ns` (`--cancel-rate`): neither ok nor failed.
+    Cancelled { at_ns: u64 },
+}
+
 /// One successful request, as measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Success {

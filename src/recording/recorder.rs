@@ -12,7 +12,11 @@ use std::sync::Arc;
 use hdrhistogram::Histogram;
 
 use crate::recording::live::LiveCounters;
-use crate::recording::outcome::{ErrorKind, ErrorStat, Success, TokenSource, ERROR_SAMPLE_BYTES};
+use crate::recording::outcome::{
+    Ended, ErrorKind, ErrorStat, Success, TokenSource, ERROR_SAMPLE_BYTES,
+};
+use crate::recording::request_log::RequestRecord;
+use crate::recording::session_counts::SessionEnd;
 use crate::recording::timeline::Timeline;
 
 /// Largest latency recorded, in microseconds (one hour); larger values are clamped.
@@ -152,7 +156,7 @@ pub struct Recorder {
     /// Moved (not merged) into the level's recorder by the engine.
     pub send_times_ns: Vec<u64>,
     /// Per-request records (`--save-requests`); moved like `send_times_ns`.
-    pub records: Vec<crate::recording::request_log::RequestRecord>,
+    pub records: Vec<RequestRecord>,
     /// Successful requests whose own TTFT and E2E met the SLOs (all successes without SLOs).
     pub slo_met: u64,
     /// The end of the sending window (monotonic ns), set when the level starts: successes
@@ -232,16 +236,18 @@ impl Recorder {
 
     /// A request was handed to its connection at `sent_ns`, `lag_ns` after its intended time;
     /// `capped`: `--max-concurrency` held it back (the lag is then that wait, not the client's).
-    pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool) {
-        self.count_send(sent_ns, lag_ns, capped);
-        self.send_times_ns.push(sent_ns);
-    }
-
-    /// A session's turn after the first was sent at `sent_ns`, `lag_ns` after its intended time
-    /// (the previous turn's end plus the think time): counted as a request and in the send lag,
-    /// but not an arrival of the plan, so kept out of the arrival gaps (`send_times_ns`).
-    pub fn record_later_turn_send(&mut self, sent_ns: u64, lag_ns: u64) {
-        self.count_send(sent_ns, lag_ns, false);
+    /// `turn`: the session turn it is (from 1), or 0 without sessions. A session's turn after
+    /// the first (due the previous turn's end plus the think time) counts as a request and in
+    /// the send lag, but is not an arrival of the plan, so it stays out of the arrival gaps
+    /// (`send_times_ns`).
+    pub fn record_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool, turn: u32) {
+        self.count_send(sent_ns, lag_ns, capped && turn <= 1);
+        if turn <= 1 {
+            self.send_times_ns.push(sent_ns);
+        }
+        if let Some(turns) = self.turns.as_mut().filter(|_| turn > 0) {
+            turns.sent(turn);
+        }
     }
 
     fn count_send(&mut self, sent_ns: u64, lag_ns: u64, capped: bool) {
@@ -338,11 +344,54 @@ impl Recorder {
         }
     }
 
-    /// A failed request of category `kind`; `sample` is the start of an HTTP error's body, or a
-    /// stream error's message.
-    /// A request that failed at `done_ns` (monotonic): counted, and placed in the timeline.
+    /// How one request to endpoint `endpoint` ended (`turn`: its session turn from 1, or 0):
+    /// counted in the level's totals, its endpoint's, its session turn's and the timeline.
+    pub fn record_outcome(&mut self, endpoint: usize, turn: u32, ended: Ended<'_>) {
+        if let Some(e) = self.endpoints.get_mut(endpoint) {
+            e.sent += 1;
+            match &ended {
+                Ended::Ok { success, .. } => e.success(success.ttft_ns),
+                Ended::Failed { kind, .. } => e.failure(kind),
+                Ended::Cancelled { .. } => {}
+            }
+        }
+        match ended {
+            Ended::Ok { success, slo_met } => {
+                self.slo_met += u64::from(slo_met);
+                if let Some(turns) = self.turns.as_mut().filter(|_| turn > 0) {
+                    turns.success(turn, &success);
+                }
+                self.record_success(success);
+            }
+            Ended::Failed { at_ns, kind, body } => self.record_failure(at_ns, kind, body),
+            Ended::Cancelled { at_ns } => self.record_cancel(at_ns),
+        }
+    }
+
+    /// A session ended (counted with sessions only).
+    pub fn record_session_end(&mut self, how: SessionEnd) {
+        if let Some(turns) = self.turns.as_mut() {
+            turns.sessions.ended(how);
+        }
+    }
+
+    /// Idle pooled connections found closed when a request came to reuse them.
+    pub fn record_idle_closed(&mut self, n: u64) {
+        self.idle_closed += n;
+    }
+
+    /// Time a pacer spun before an arrival or a session's turn.
+    pub fn record_pacer_spin(&mut self, ns: u64) {
+        self.pacer_spin_ns += ns;
+    }
+
+    /// One request's record (`--save-requests`).
+    pub fn record_request(&mut self, record: RequestRecord) {
+        self.records.push(record);
+    }
+
     /// A request was abandoned at `t_ns` (`--cancel-rate`): it ended, neither ok nor failed.
-    pub fn record_cancel(&mut self, t_ns: u64) {
+    fn record_cancel(&mut self, t_ns: u64) {
         self.cancelled += 1;
         self.timeline.cancelled(t_ns);
         if let Some(l) = &self.live {
@@ -350,6 +399,8 @@ impl Recorder {
         }
     }
 
+    /// A request that failed at `done_ns` (monotonic) with `kind`: counted, and placed in the
+    /// timeline; `sample` is the start of an HTTP error's body, or a stream error's message.
     pub fn record_failure(&mut self, done_ns: u64, kind: ErrorKind, sample: Option<&[u8]>) {
         self.timeline.failed(done_ns, &kind);
         if let Some(l) = &self.live {

@@ -46,7 +46,30 @@ pub struct SessionCounts {
     pub turns_sent: u64,
 }
 
+/// How one session ended, as its first turn's task reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    Completed,
+    Failed,
+    /// A turn was abandoned (`--cancel-rate`).
+    Cancelled,
+    AnswerCap,
+    /// Ctrl-C: its remaining turns were never sent.
+    Stopped,
+}
+
 impl SessionCounts {
+    /// One session ended.
+    pub fn ended(&mut self, how: SessionEnd) {
+        match how {
+            SessionEnd::Completed => self.completed += 1,
+            SessionEnd::Failed => self.ended_by_failure += 1,
+            SessionEnd::Cancelled => self.ended_by_cancel += 1,
+            SessionEnd::AnswerCap => self.ended_by_answer_cap += 1,
+            SessionEnd::Stopped => {}
+        }
+    }
+
     pub fn merge(&mut self, o: &SessionCounts) {
         self.started += o.started;
         self.completed += o.completed;

@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn matches_the_seed_layout() {
         let mut r = Recorder::new();
-        r.record_send(1_000_000_000, 10, false);
+        r.record_send(1_000_000_000, 10, false, 0);
         r.record_success(Success {
             ttft_ns: Some(120_000_000),
             e2e_ns: 2_500_000_000,
@@ -184,7 +184,7 @@ mod tests {
             done_ns: 2_500_000_000,
             reasoning: Default::default(),
         });
-        r.record_send(1_000_000_000, 10, false);
+        r.record_send(1_000_000_000, 10, false, 0);
         r.record_error(ErrorKind::Http(503), None);
         let clock = LevelClock {
             start_ns: 0,

@@ -528,11 +528,11 @@ mod tests {
         let mut a = Recorder::new();
         let mut b = Recorder::new();
         for i in 0..100 {
-            a.record_send(1_000_000_000 + i * 10_000_000, 20_000, false);
+            a.record_send(1_000_000_000 + i * 10_000_000, 20_000, false, 0);
             a.record_success(ok(100 + i, 1000, 50));
         }
         for i in 0..100 {
-            b.record_send(1_000_000_000 + i * 10_000_000, 40_000, false);
+            b.record_send(1_000_000_000 + i * 10_000_000, 40_000, false, 0);
             b.record_error(ErrorKind::Http(503), Some(b"{\"error\":\"busy\"}"));
         }
         a.merge(&b);
@@ -581,7 +581,7 @@ mod tests {
         let mut r = Recorder::new();
         r.window_end_ns = start + 10_000_000_000;
         for i in 0..200u64 {
-            r.record_send(start + i * 50_000_000, 0, false);
+            r.record_send(start + i * 50_000_000, 0, false, 0);
             let mut s = ok(50, 100, 20);
             s.done_ns = start + (i + 1) * 100_000_000;
             r.record_success(s);

@@ -66,8 +66,26 @@ pub struct LevelPrompts<'a> {
     pub first: u64,
 }
 
-/// One planned arrival before its request is rendered: (offset ns, prompt number, endpoint).
-type Planned = (u64, u64, u16);
+/// One planned arrival before its request is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Planned {
+    /// When it is due: ns from the level's start.
+    offset_ns: u64,
+    /// Its prompt number in the whole schedule.
+    prompt: u64,
+    endpoint: u16,
+}
+
+impl Planned {
+    /// The arrival as the engine takes it, sending the level's request `sample`.
+    fn to_engine(self, sample: u32) -> PlannedArrival {
+        PlannedArrival {
+            offset_ns: self.offset_ns,
+            sample,
+            endpoint: self.endpoint,
+        }
+    }
+}
 
 /// Keep-alive connections per core to open before a level: the level's rate per core times the
 /// expected latency (the previous level's E2E p90, else 1 s), with 25% headroom, 1 to 256.
@@ -88,7 +106,11 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<Planned>, usize, u64, usize) {
     let at = |t: u64, i: usize| {
         let endpoint =
             crate::workload::endpoint_pick::pick(strategy, spec.seed, i, endpoints.len());
-        (t, first + i as u64, endpoint)
+        Planned {
+            offset_ns: t,
+            prompt: first + i as u64,
+            endpoint,
+        }
     };
     let (k, n) = spec.shard.unwrap_or((0, 1));
     let mine = |i: &usize| *i % n == k;
@@ -136,7 +158,7 @@ fn arrival_plan(spec: &LevelSpec<'_>) -> (Vec<Planned>, usize, u64, usize) {
 /// holds it to the rate it was given, which averages qps ÷ N over the shards. None unsharded.
 fn shard_rate(spec: &LevelSpec<'_>, measured: &[Planned], window_ns: u64) -> Option<f64> {
     spec.shard.filter(|&(_, n)| n > 1)?;
-    let span_ns = measured.last()?.0.saturating_sub(window_ns);
+    let span_ns = measured.last()?.offset_ns.saturating_sub(window_ns);
     (span_ns > 0).then(|| measured.len() as f64 / (span_ns as f64 / 1e9))
 }
 
@@ -159,7 +181,7 @@ pub fn measure_level(
         Some(Slot::Late { planned_ns }) => (None, None, Some(planned_ns)),
         Some(Slot::Join(t)) => {
             let due = (now_ns() + LEAD_NS).saturating_sub(t);
-            let gone = arrivals.iter().take_while(|a| a.0 < due).count();
+            let gone = arrivals.iter().take_while(|a| a.offset_ns < due).count();
             arrivals.drain(..gone);
             let gone_warm = gone.min(warmup_n);
             warmup_n -= gone_warm;
@@ -248,13 +270,16 @@ fn render(
     planned: &[Planned],
 ) -> Result<(Vec<PlannedArrival>, Option<LevelRequests>)> {
     let Some(p) = spec.prompts else {
-        return Ok((planned.iter().map(|&(t, _, e)| (t, 0, e)).collect(), None));
+        let arrivals = planned.iter().map(|a| a.to_engine(0)).collect();
+        return Ok((arrivals, None));
     };
-    let requests = p.requests.level(planned.iter().map(|&(_, n, e)| (n, e)))?;
+    let requests = p
+        .requests
+        .level(planned.iter().map(|a| (a.prompt, a.endpoint)))?;
     let arrivals = planned
         .iter()
         .enumerate()
-        .map(|(j, &(t, _, e))| (t, j as u32, e))
+        .map(|(j, a)| a.to_engine(j as u32))
         .collect();
     Ok((arrivals, Some(requests)))
 }
@@ -262,7 +287,7 @@ fn render(
 /// What the level's requests carry beyond their bytes: a session's id is its first prompt's
 /// number, and the abandoned requests are chosen over the whole schedule, so every shard agrees.
 fn extras(spec: &LevelSpec<'_>, planned: &[Planned]) -> LevelExtras {
-    let prompts = || planned.iter().map(|a| a.1);
+    let prompts = || planned.iter().map(|a| a.prompt);
     let rate = spec.arrival_qps();
     let schedule = match spec.replay {
         Some(r) => (0, r.offsets_ns.len() as u64),
@@ -426,7 +451,10 @@ mod tests {
             for k in 0..4 {
                 let (mine, w, win, p) = arrival_plan(&spec(arrival, b, Some((k, 4))));
                 assert_eq!(win, window);
-                assert!(mine.windows(2).all(|x| x[0].0 <= x[1].0), "in time order");
+                assert!(
+                    mine.windows(2).all(|x| x[0].offset_ns <= x[1].offset_ns),
+                    "in time order"
+                );
                 warm_sum += w;
                 planned_sum += p;
                 union.extend(mine);
@@ -437,7 +465,7 @@ mod tests {
             all_sorted.sort_unstable();
             assert_eq!(union, all_sorted, "{arrival:?}");
             assert!(
-                (0..3).all(|e| all.iter().any(|a| a.2 == e)),
+                (0..3).all(|e| all.iter().any(|a| a.endpoint == e)),
                 "all endpoints used"
             );
         }

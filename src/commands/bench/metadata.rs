@@ -111,7 +111,7 @@ struct Metadata<'a> {
     prefix_cache_reset: Option<&'a super::reset::Meta>,
     /// `--session-turns`: each arrival started a session of these turns and think times.
     #[serde(skip_serializing_if = "Option::is_none")]
-    sessions: Option<&'a crate::engine::session::SessionPlan>,
+    sessions: Option<&'a crate::engine::session_plan::SessionPlan>,
     /// `--cancel-rate`: the share of each level's requests abandoned, and when.
     #[serde(skip_serializing_if = "Option::is_none")]
     cancel: Option<&'a crate::engine::cancel::CancelPlan>,

@@ -302,7 +302,11 @@ fn report_dropped(o: &mut Outcome, asked: Fields, accepted: Fields, code: &Error
 fn ask(engine: &Engine, requests: &RunRequests, k: u64) -> Result<Answer> {
     let run = engine
         .run_level(
-            &[(0, 0, 0)],
+            &[crate::engine::PlannedArrival {
+                offset_ns: 0,
+                sample: 0,
+                endpoint: 0,
+            }],
             0,
             (0, 0),
             None,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::cli::{Api, BenchArgs, DatasetName, ThinkTimeDist};
-use crate::engine::session::{SessionPlan, MAX_TURNS};
+use crate::engine::session_plan::{SessionPlan, MAX_TURNS};
 use crate::foundation::error::{Result, UserError};
 use crate::foundation::flag_ranges::{check, count, Low};
 use crate::workload::dataset::text::MAX_SPAN_WORDS;
