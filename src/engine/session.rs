@@ -17,7 +17,7 @@ use super::core_state::Core;
 use super::pacer::Pacer;
 use super::pool::PooledConn;
 use super::request::{complete, send_now, RequestEnd, Ticket};
-use super::session_plan::SessionPlan;
+use super::session_plan::{SessionPlan, MAX_ANSWER_BYTES};
 use crate::api::json_text::{pieces, Piece};
 use crate::foundation::clock::now_ns;
 use crate::http::handler::Request;
@@ -25,9 +25,6 @@ use crate::recording::recorder::Recorder;
 use crate::recording::session_counts::SessionEnd;
 use crate::workload::prepared::RequestBuf;
 
-/// Answer bytes kept per turn: a longer answer ends its session (counted), so that an endpoint
-/// that never stops cannot grow a history without bound.
-pub const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 /// A session, in its first turn's task: turn 1 (`request`, the arrival's, on `first` if it was
 /// already written at dispatch), then its later turns; how it ended is recorded.

@@ -9,6 +9,10 @@ use rand_xoshiro::SplitMix64;
 use crate::cli::ThinkTimeDist;
 use crate::workload::dataset::vocabulary::WORDS;
 
+/// Answer bytes kept per turn: a longer answer ends its session (counted), so that an endpoint
+/// that never stops cannot grow a history without bound.
+pub const MAX_ANSWER_BYTES: usize = 64 << 10;
+
 /// The most turns a session may be drawn to have.
 pub const MAX_TURNS: u32 = 1000;
 

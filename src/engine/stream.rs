@@ -142,7 +142,7 @@ pub struct StreamHandler<'a> {
     /// What ended the stream early: its category and, for a stream error, the message.
     error: Option<Failed>,
     /// A session's turn: the answer's text is kept here, until it passes
-    /// `session::MAX_ANSWER_BYTES` (then no more is kept, and the caller ends the session).
+    /// `session_plan::MAX_ANSWER_BYTES` (then no more is kept, and the caller ends the session).
     answer: Option<&'a mut Vec<u8>>,
 }
 
@@ -369,7 +369,7 @@ impl StreamHandler<'_> {
         if self
             .answer
             .as_ref()
-            .is_some_and(|a| a.len() > super::session::MAX_ANSWER_BYTES)
+            .is_some_and(|a| a.len() > super::session_plan::MAX_ANSWER_BYTES)
         {
             // Past the cap nothing more is kept; the turn itself is measured to its end.
             self.answer = None;
