@@ -6,12 +6,12 @@
 //! when they are all done. Nothing is shared between cores while the level runs.
 
 pub mod cancel;
-mod core_state;
+pub mod core_state;
 pub mod dispatch;
 pub mod orders;
 pub mod pacer;
 pub mod pool;
-mod request;
+pub mod request;
 pub mod session;
 pub mod session_plan;
 pub mod stream;

@@ -25,7 +25,6 @@ use crate::recording::recorder::Recorder;
 use crate::recording::session_counts::SessionEnd;
 use crate::workload::prepared::RequestBuf;
 
-
 /// A session, in its first turn's task: turn 1 (`request`, the arrival's, on `first` if it was
 /// already written at dispatch), then its later turns; how it ended is recorded.
 pub async fn run(
