@@ -198,7 +198,7 @@ pub struct BenchArgs {
 
     /// Dataset file (the spec's conversations JSON, ShareGPT, JSONL, Mooncake)
     ///
-    /// Path to the dataset: by default the seed's JSON array of {"prompt_content",
+    /// Path to the dataset: by default the spec's JSON array of {"prompt_content",
     /// "cut_chat_history"} samples (see --dataset-name for the others) [required, except with
     /// --dataset-name random]
     #[arg(help_heading = "Workload", long)]
@@ -380,7 +380,7 @@ pub struct BenchArgs {
 
     /// Also draw the PNG charts
     ///
-    /// Write the visualization PNG (the seed's 3×2 charts) into the run's results folder
+    /// Write the visualization PNG (the spec's 3×2 charts) into the run's results folder
     #[arg(help_heading = "Output", long)]
     pub plot: bool,
 

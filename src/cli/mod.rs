@@ -1,5 +1,5 @@
 //! Command-line interface: every command's flags, each documented where it is defined (this is
-//! what `--help` prints). The default command is the benchmark, with every flag of the seed spec
+//! what `--help` prints). The default command is the benchmark, with every flag of the spec
 //! (same names, same defaults) plus qpsbench's own.
 //!
 //! A leaf of the module map: it names the flags and their types, and depends on no other module,

@@ -5,7 +5,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetName {
-    /// The seed's `[{"prompt_content", "cut_chat_history"}]`.
+    /// The spec's `[{"prompt_content", "cut_chat_history"}]`.
     Seed,
     /// A ShareGPT dump: `[{"conversations": [{"from", "value"}]}]`.
     Sharegpt,

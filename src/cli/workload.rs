@@ -142,7 +142,7 @@ pub struct WorkloadArgs {
     /// level arrival starts a session; every later turn re-sends the whole history, with the
     /// server's own streamed answers, plus a new user message. Sessions start at --qps ÷ this
     /// (so requests average --qps), and every session started in the window runs to its end.
-    /// With a ShareGPT, JSONL or seed-format file: each conversation's user turns (at most N),
+    /// With a ShareGPT, JSONL or `seed`-format file: each conversation's user turns (at most N),
     /// with the server's answers between them. Chat, Responses and Messages APIs only (1: single
     /// requests)
     #[arg(help_heading = "Workload", long, value_name = "N")]

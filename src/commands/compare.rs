@@ -1,5 +1,5 @@
 //! `qpsbench compare DIR_A DIR_B`: two saved runs side by side, level by level (matched by
-//! target QPS), with the differences — the seed's "Comparing Results" workflow.
+//! target QPS), with the differences — the spec's "Comparing Results" workflow.
 //!
 //! Data flow: two results folders → `plot::load` → the levels' key metrics → a console table.
 

@@ -1,5 +1,5 @@
 //! `qpsbench demo`: the built-in endpoint, started in-process with a capacity model that
-//! saturates within the sweep, and a short benchmark against it with the seed's example
+//! saturates within the sweep, and a short benchmark against it with the spec's example
 //! conversations (embedded in the binary). The quickest way to see every output qpsbench makes.
 
 use clap::Parser;
@@ -77,7 +77,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     let code = bench::run(
         cli.bench,
         Some(DatasetSource::Embedded {
-            name: "built-in demo dataset (the seed's example conversations)".into(),
+            name: "built-in demo dataset (the spec's example conversations)".into(),
             json: DEMO_DATASET,
         }),
     )?;

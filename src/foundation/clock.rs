@@ -70,7 +70,7 @@ impl LocalTime {
         }
     }
 
-    /// `2024-11-14_10-30-45`, the seed's results folder name.
+    /// `2024-11-14_10-30-45`, the spec's results folder name.
     pub fn folder_name(&self) -> String {
         format!(
             "{:04}-{:02}-{:02}_{:02}-{:02}-{:02}",
@@ -78,7 +78,7 @@ impl LocalTime {
         )
     }
 
-    /// `2024-11-14T10:30:45.123456`, the seed's metadata timestamp.
+    /// `2024-11-14T10:30:45.123456`, the spec's metadata timestamp.
     pub fn iso(&self) -> String {
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",

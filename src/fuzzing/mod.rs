@@ -1,7 +1,7 @@
 //! The properties the fuzz targets in `fuzz/` check, as plain functions (`events`: the Messages
 //! and Responses readers'): the cargo-fuzz targets
-//! call them with libFuzzer's inputs, and `tests/it/fuzz_corpus.rs` replays the checked-in seed
-//! corpus (`fuzz/seeds/`) through them on the stable toolchain. Each panics when its property
+//! call them with libFuzzer's inputs, and `tests/it/fuzz_corpus.rs` replays the checked-in
+//! starting corpus (`fuzz/seeds/`) through them on the stable toolchain. Each panics when its property
 //! fails, as a fuzz target must.
 
 mod events;

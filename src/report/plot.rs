@@ -1,4 +1,4 @@
-//! The picture (`--plot`, `qpsbench plot DIR`): the seed's 3×2 PNG, 3200×1200 px (32×12 inches at
+//! The picture (`--plot`, `qpsbench plot DIR`): the spec's 3×2 PNG, 3200×1200 px (32×12 inches at
 //! 100 dpi) — (1) target vs actual and throughput QPS with the success rate, (2) TTFT, (3) E2E
 //! latency and (4) tokens/sec percentiles per level, (5) the summary and recommendations as text
 //! (`summary_panel`),

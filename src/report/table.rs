@@ -1,4 +1,4 @@
-//! The console table, exactly as the seed prints it: the title lines, then one row per level
+//! The console table, exactly as the spec prints it: the title lines, then one row per level
 //! with left-aligned 12-character columns (Success% is 10) separated by a space, percentile
 //! columns following `--percentiles`; then each level's errors by category.
 
@@ -16,7 +16,7 @@ fn extra(m: ShowMetric, l: &LevelStats) -> (&'static str, usize, &Percentiles) {
     }
 }
 
-/// Renders the results table; `show` adds metric columns after the seed's.
+/// Renders the results table; `show` adds metric columns after the spec's.
 pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -> String {
     let mut s = String::new();
     let rule = "=".repeat(80);
@@ -168,7 +168,7 @@ mod tests {
     use crate::stats::{json_percentiles, LevelClock};
 
     #[test]
-    fn matches_the_seed_layout() {
+    fn matches_the_spec_layout() {
         let mut r = Recorder::new();
         r.record_send(1_000_000_000, 10, false, 0);
         r.record_success(Success {

@@ -174,7 +174,7 @@ fn bad_traces_and_misused_flags_exit_2_naming_the_problem() {
         assert!(!run.stderr.contains("panicked"));
         assert!(run.dir.is_none(), "no results folder for bad input");
     }
-    // Without --dataset, only random runs; the others keep the seed's message.
+    // Without --dataset, only random runs; the others keep the spec format's message.
     let run = qpsbench(
         &["--endpoint", url, "--api-key", "k", "--model", "m"],
         tmp.path(),

@@ -1,4 +1,4 @@
-//! Stage 3, the metadata: `metadata.json`, the seed's fields (in its order) then qpsbench's,
+//! Stage 3, the metadata: `metadata.json`, the spec's fields (in its order) then qpsbench's,
 //! written before the first level. Never the API key; secret-looking headers and query parameters
 //! masked.
 
@@ -12,7 +12,7 @@ use crate::foundation::secret::masked_header;
 use crate::report::results::RunDir;
 use crate::workload::arrivals::Arrival;
 
-/// `metadata.json`: the seed's fields (in its order), then qpsbench's. Never the API key.
+/// `metadata.json`: the spec's fields (in its order), then qpsbench's. Never the API key.
 #[derive(Serialize)]
 struct Metadata<'a> {
     timestamp: String,
@@ -144,7 +144,7 @@ struct TlsMeta {
     insecure: bool,
 }
 
-/// A number as an integer when it is one (the seed writes `"duration": 60`).
+/// A number as an integer when it is one (the spec writes `"duration": 60`).
 pub fn json_number(v: f64) -> serde_json::Value {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         serde_json::Value::from(v as i64)

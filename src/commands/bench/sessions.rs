@@ -64,7 +64,7 @@ pub fn plan(a: &BenchArgs, api: Api, dataset: &mut Dataset) -> Result<Option<Ses
     };
     if dataset.name == DatasetName::Mooncake || a.workload.replay {
         return Err(UserError::input(format!(
-            "--session-turns {turns}: a trace's rows are single requests; use --dataset-name random, or a ShareGPT, JSONL or seed-format file of conversations"
+            "--session-turns {turns}: a trace's rows are single requests; use --dataset-name random, or a ShareGPT, JSONL or `seed`-format file of conversations"
         )));
     }
     let mut plan = SessionPlan {

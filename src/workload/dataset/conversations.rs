@@ -1,5 +1,5 @@
 //! A dataset's conversations as multi-turn sessions (`--session-turns` with a ShareGPT, JSONL or
-//! seed-format file): turn 1 is a sample's messages up to and including its first user message;
+//! spec-format file): turn 1 is a sample's messages up to and including its first user message;
 //! each later user message, in order, is a later turn. The dataset's own answers between them
 //! are left out, since a session carries the server's own answers instead.
 //!

@@ -4,7 +4,7 @@
 //! is either a [`Sample`] read from a file (a chat message list, and from a prompt-only source
 //! the raw prompt the completions API sends as is), or a synthetic prompt made of spans of a
 //! shared text ([`Synthetic`]); either may carry its own `max_tokens`. Sources, one module each:
-//! the seed's conversations file (`seed`, the default), ShareGPT dumps (`sharegpt`),
+//! the spec's conversations file (`seed`, the default), ShareGPT dumps (`sharegpt`),
 //! OpenAI-style JSONL (`jsonl`), Mooncake traces (`mooncake`) and synthetic prompts of drawn
 //! lengths (`random`). Every error names the file, the sample or line, the field, and what was
 //! expected.
@@ -13,8 +13,8 @@ pub mod conversations;
 mod jsonl;
 pub mod mooncake;
 mod random;
-mod seed;
 mod sharegpt;
+mod spec_format;
 pub mod synthetic;
 pub mod text;
 pub mod vocabulary;
@@ -29,7 +29,7 @@ pub use crate::cli::DatasetName;
 use crate::cli::WorkloadArgs;
 use crate::foundation::error::{Result, UserError};
 pub use mooncake::Trace;
-pub use seed::{parse, DEMO_DATASET};
+pub use spec_format::{parse, DEMO_DATASET};
 pub use synthetic::Synthetic;
 
 /// A chat message as sent to the endpoint.
@@ -89,7 +89,7 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Samples read from a file, in the seed's format or another.
+    /// Samples read from a file, in the spec's format or another.
     pub fn from_samples(samples: Vec<Sample>, name: DatasetName, skipped: u64) -> Self {
         Self {
             rows: std::sync::Arc::new(Rows::Samples(samples)),
@@ -119,7 +119,7 @@ pub fn random(w: &WorkloadArgs, seed: u64) -> Dataset {
 /// file shows: a first line that is an object with `input_length` or `input_tokens` is a
 /// Mooncake trace; a `.jsonl` name, or a first line that is an object with `messages` or
 /// `prompt`, is JSONL; an array whose first sample has `conversations` is ShareGPT; anything else
-/// is read as the seed's format (whose errors then say what that format expects).
+/// is read as the spec's format (whose errors then say what that format expects).
 pub fn load(path: &Path, name: Option<DatasetName>) -> Result<Dataset> {
     let shown = path.display().to_string();
     let cannot =
@@ -212,8 +212,8 @@ fn detect(bytes: &[u8], jsonl_name: bool) -> DatasetName {
             // The first sample's keys decide; a bounded head of the text is enough to see them.
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
             let conversations = text.find("\"conversations\"");
-            let seed = text.find("\"prompt_content\"");
-            match (conversations, seed) {
+            let spec_format = text.find("\"prompt_content\"");
+            match (conversations, spec_format) {
                 (Some(c), Some(s)) if c < s => DatasetName::Sharegpt,
                 (Some(_), None) => DatasetName::Sharegpt,
                 _ => DatasetName::Seed,
@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_are_detected_and_a_seed_mistake_stays_a_seed_error() {
+    fn formats_are_detected_and_a_spec_format_mistake_stays_a_spec_format_error() {
         assert_eq!(
             detect(b"[{\"prompt_content\":\"p\"}]", false),
             DatasetName::Seed
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(detect(sharegpt, false), DatasetName::Sharegpt);
         assert_eq!(detect(b"{\"prompt\":\"x\"}\n", false), DatasetName::Jsonl);
         assert_eq!(detect(b"  {\"messages\":[]}", false), DatasetName::Jsonl);
-        // An object that is no JSONL sample is a seed-format file written wrong.
+        // An object that is no JSONL sample is a spec-format file written wrong.
         assert_eq!(
             detect(b"{\"prompt_content\":\"x\"}", false),
             DatasetName::Seed

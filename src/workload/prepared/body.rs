@@ -32,7 +32,7 @@ enum Input<'a> {
     Texts(&'a [String]),
 }
 
-/// Every API's body, in the seed's key order; each API fills the keys it uses.
+/// Every API's body, in the spec's key order; each API fills the keys it uses.
 #[derive(Serialize, Default)]
 struct Body<'a> {
     model: &'a str,

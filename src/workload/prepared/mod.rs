@@ -210,7 +210,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_the_seed_body_with_usage_option() {
+    fn renders_the_spec_body_with_usage_option() {
         let ep = Endpoint::parse("http://[::1]:8000/v1/chat/completions").unwrap();
         let samples = crate::workload::dataset::parse(
             br#"[{"prompt_content":"Be \"brief\"","cut_chat_history":[{"role":"user","content":"Hi\n"}]}]"#,

@@ -11,7 +11,7 @@
 //! When a row must repeat, a marker of the pass at the start of its first user message
 //! ([`marker`]: the pass's number in words of the single-token vocabulary, then a line break) or
 //! vLLM's `cache_salt` body field ([`salt`]) keeps it from being answered by a prefix cache: the
-//! rows of one pass still share what they share on purpose (a system prompt, the seed format's
+//! rows of one pass still share what they share on purpose (a system prompt, the spec format's
 //! cut-off histories). `random` without a pool needs neither: every prompt's text is its own
 //! (`dataset::text::Text::own`).
 
@@ -37,7 +37,7 @@ fn probe_pass(pass: u64) -> bool {
 /// What the rows of a run are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// Read from a file (seed format, ShareGPT, JSONL).
+    /// Read from a file (the spec's format, ShareGPT, JSONL).
     Samples,
     /// Synthetic rows (a `random` pool, a Mooncake trace): their own text, if any, is each
     /// prompt's anew.

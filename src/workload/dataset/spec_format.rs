@@ -1,4 +1,4 @@
-//! The seed's dataset format: a JSON array of `{"prompt_content", "cut_chat_history"}` samples.
+//! The spec's dataset format (`--dataset-name seed`): a JSON array of `{"prompt_content", "cut_chat_history"}` samples.
 //!
 //! Each sample becomes a message list: `prompt_content` as the system message, then the `cut_chat_history`
 //! turns in order, skipping turns whose role is `system`. Other fields are ignored. Every error
@@ -89,7 +89,7 @@ fn sample(item: Value) -> std::result::Result<Sample, String> {
                 ))
             }
         };
-        // The seed: system turns inside the history are skipped; only prompt_content is the
+        // As the spec reads it: system turns inside the history are skipped; only prompt_content is the
         // system message.
         if role != "system" {
             messages.push(Message { role, content });
@@ -102,7 +102,7 @@ fn sample(item: Value) -> std::result::Result<Sample, String> {
     })
 }
 
-/// The seed's example conversations, used by `qpsbench demo`.
+/// The spec's example conversations, used by `qpsbench demo`.
 pub const DEMO_DATASET: &str = include_str!("../../../data/demo_conversations.json");
 
 #[cfg(test)]
@@ -114,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_conversion() {
+    fn spec_format_conversion() {
         let s = parse(
             br#"[{"prompt_content":"P","turnXp":3,"cut_chat_history":[
                 {"role":"user","content":"a"},{"role":"system","content":"skip"},
