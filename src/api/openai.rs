@@ -1,7 +1,7 @@
 //! OpenAI chat-completion chunk payloads: what one SSE event's JSON says about the stream.
 //!
 //! Data flow: `sse` hands each event's `data` to [`ChunkParser::parse`]; the result tells the
-//! request state machine (`engine::exchange`) whether the chunk carried output (content or
+//! request's exchange (`engine::request`) whether the chunk carried output (content or
 //! reasoning text), ended the choice (`finish_reason`), reported `usage`, or was an `error`.
 //!
 //! simd-json mutates its input, so the payload is copied once into a reused scratch buffer that

@@ -5,7 +5,7 @@
 //! Data flow: `bench` asks [`CancelPlan::level`] which of a level's arrivals are abandoned
 //! (exactly round(rate × requests) of the measured ones, chosen over the whole schedule so that
 //! shards agree) → the engine's cores race each such request against its deadline
-//! (`exchange::turn`); a session's later turns are drawn one by one ([`CancelPlan::later_turn`]).
+//! (`request::complete`); a session's later turns are drawn one by one ([`CancelPlan::later_turn`]).
 
 use std::sync::Arc;
 

@@ -44,7 +44,7 @@ pub struct EngineConfig {
     /// its arrival goes to).
     pub requests: Prepared,
     /// Connections all cores together may have open at once (from the open-file limit, less a
-    /// reserve for everything else the process opens: see `limits::connection_budget`).
+    /// reserve for everything else the process opens: see `foundation::os_limits::connection_budget`).
     pub max_connections: usize,
     pub timeout: Duration,
     /// `--max-concurrency`, split across cores (None: no cap).

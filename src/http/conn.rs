@@ -1,6 +1,6 @@
 //! One HTTP/1.1 connection and one request/response exchange on it.
 //!
-//! Data flow: `engine::exchange` gets a [`Conn`] from its core's pool, calls [`Conn::exchange`]
+//! Data flow: `engine::request` gets a [`Conn`] from its core's pool, calls [`Conn::exchange`]
 //! with the prepared request bytes and a [`ResponseHandler`]; the exchange writes the request,
 //! then feeds each read's bytes to a `response::ResponseReader` (head, body), which hands each
 //! piece of body data to the handler together with the time of the read that delivered it — the

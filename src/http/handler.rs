@@ -2,7 +2,7 @@
 //! of the response as it arrives ([`ResponseHandler`]), and how the exchange ended
 //! ([`Completed`], [`Failure`]).
 //!
-//! Data flow: `engine::exchange` implements both traits and calls `http::conn::Conn::exchange`;
+//! Data flow: `engine::request` (with `engine::stream`) implements both traits and calls `http::conn::Conn::exchange`;
 //! the readers of a response (`http::response`, `http::ring_rx`) fill in the outcome.
 
 use std::io;

@@ -5,7 +5,7 @@
 //! ring (`ring_rx`) or through monoio. Beside the load, `blocking` runs one exchange on a
 //! connection of its own for the side channels (`/metrics`, cache resets).
 //!
-//! Data flow: `engine::exchange` takes a [`conn::Conn`] from its core's pool, writes the request
+//! Data flow: `engine::request` takes a [`conn::Conn`] from its core's pool, writes the request
 //! bytes rendered by `prepared`, and reads the response through `response` (`head` → `body`)
 //! → the handler (`sse`).
 

@@ -1,6 +1,6 @@
 //! Server-sent events framing: turns the decoded bytes of a response body into event payloads.
 //!
-//! Data flow: `http::body` hands each read's body bytes to [`SseParser::feed`], which calls back
+//! Data flow: `engine::stream` hands each read's body bytes to [`SseParser::feed`], which calls back
 //! once per complete event with its `data` (the `openai` module parses that JSON).
 //!
 //! The parser is incremental and zero-copy in the common case: an event whose single `data:` line

@@ -2,9 +2,9 @@
 //! latency histograms and prompt-cache counts (turn 1 is cold; later turns re-send a history the
 //! server may have cached, so their figures are kept apart).
 //!
-//! Data flow: `engine::exchange` records each turn's outcome into its core's
+//! Data flow: `engine::request` hands each turn's outcome into its core's
 //! `recorder::Recorder::turns` → merged with the recorders at the level's end → `per_turn`
-//! builds the level's `per_turn` and `sessions` figures; `mergeable` carries the histograms.
+//! builds the level's `per_turn` and `sessions` figures; `stats::histograms_file` carries the histograms.
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};

@@ -67,11 +67,11 @@ pub struct LevelHistograms {
     pub turns: Option<TurnsHistograms>,
 }
 
-/// A level's sessions (`turns::Turns`), saved.
+/// A level's sessions (`session_counts::Turns`), saved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TurnsHistograms {
     pub sessions: crate::recording::session_counts::SessionCounts,
-    /// Turn 1, 2, …, the last for every turn from `turns::TURN_BUCKETS` on.
+    /// Turn 1, 2, …, the last for every turn from `session_counts::TURN_BUCKETS` on.
     pub buckets: Vec<TurnBucketSaved>,
 }
 

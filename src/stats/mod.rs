@@ -400,7 +400,7 @@ impl LevelStats {
         self.prompt_cache.prompt_cache_warning.as_deref()
     }
 
-    /// Sets the prefix-cache warning the level's figures call for (`prefix_cache::warning`),
+    /// Sets the prefix-cache warning the level's figures call for (`prompt_cache::warning`),
     /// in `prompt_cache_warning` and among its `warnings`; returns it.
     pub fn warn_about_cache(
         &mut self,

@@ -2,7 +2,7 @@
 //! and per turn (1, 2, …, `≥8`) the requests, TTFT and E2E percentiles, prompt tokens and what
 //! the server's prefix cache gave them — turn 1 is cold, later turns re-send a history.
 //!
-//! Data flow: the merged `recorder::Recorder`'s `turns` (`turns::Turns`) → [`build`] →
+//! Data flow: the merged `recorder::Recorder`'s `turns` (`session_counts::Turns`) → [`build`] →
 //! `stats::LevelStats::sessions` (with how much faster later turns start, for the summary) and
 //! `per_turn`.
 

@@ -32,7 +32,7 @@ pub fn parse_qps(raw: &[String]) -> Result<Option<Vec<f64>>> {
         .map(Some)
 }
 
-/// Every numeric flag within its documented range (`flags`), and the combinations that must
+/// Every numeric flag within its documented range (`foundation::flag_ranges`), and the combinations that must
 /// hold between them. The first flag out of range is the error.
 pub fn validate_numbers(a: &BenchArgs) -> Result<()> {
     check_levels(a)?;
