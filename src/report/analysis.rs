@@ -213,9 +213,9 @@ impl From<&LevelStats> for LevelView {
             embeddings: l.embeddings.as_ref().map(|e| EmbeddingsView {
                 inputs_per_sec: e.inputs_per_sec,
             }),
-            client_limited: l.client_limited,
+            client_limited: l.client.client_limited,
             interrupted: l.interrupted,
-            server_metrics: l.server_metrics.clone(),
+            server_metrics: l.server.server_metrics.clone(),
             prompt_cache_warning: l.prompt_cache.prompt_cache_warning.clone(),
             sessions: l.sessions.as_ref().map(|s| SessionsView {
                 first_turn_ttft_p50_s: s.first_turn_ttft_p50_s,

@@ -55,7 +55,7 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
                 format!(
                     "{:.2}{}",
                     l.actual_qps,
-                    if l.client_limited { "*" } else { "" }
+                    if l.client.client_limited { "*" } else { "" }
                 )
             ),
             format!("{:<10}", format!("{:.1}", l.success_rate)),
@@ -78,17 +78,17 @@ pub fn render(levels: &[LevelStats], percentiles: &[f64], show: &[ShowMetric]) -
 
 /// What the table's marks mean, interrupted levels, then each level's errors by category.
 fn notes(s: &mut String, levels: &[LevelStats]) {
-    if levels.iter().any(|l| l.client_limited) {
+    if levels.iter().any(|l| l.client.client_limited) {
         let _ = writeln!(
             s,
             "\n* client-limited: the client fell behind its own schedule at this level, so its numbers measure the client, not the endpoint:"
         );
-        for l in levels.iter().filter(|l| l.client_limited) {
+        for l in levels.iter().filter(|l| l.client.client_limited) {
             let _ = writeln!(
                 s,
                 "  - QPS {}: {}",
                 crate::foundation::rate::text(l.qps_target),
-                l.client_limited_reasons.join("; ")
+                l.client.client_limited_reasons.join("; ")
             );
         }
     }
@@ -192,7 +192,13 @@ mod tests {
             end_ns: 0,
             interrupted: false,
         };
-        let l = LevelStats::from_recorder(&r, 1.0, clock, &json_percentiles(&[50.0, 95.0, 99.0]));
+        let l = LevelStats::new(
+            &r,
+            1.0,
+            clock,
+            &json_percentiles(&[50.0, 95.0, 99.0]),
+            Default::default(),
+        );
         let out = render(std::slice::from_ref(&l), &[50.0, 95.0, 99.0], &[]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "=".repeat(80));

@@ -1,9 +1,10 @@
-//! A level's embeddings figures (`--api embeddings`): inputs and their rates, and the token
-//! figures that do not apply to an answer that generates nothing, emptied.
+//! A level's embeddings figures (`--api embeddings`): inputs and their rates. (The token figures
+//! that do not apply to an answer that generates nothing are left empty by `LevelStats::new`.)
 
 use serde::Serialize;
 
-use super::{rate, LevelStats};
+use super::rate;
+use crate::recording::recorder::Recorder;
 
 /// An embeddings level's own figures: inputs (each request's batch) and prompt tokens, per
 /// second of the completion window, as throughput is.
@@ -18,26 +19,16 @@ pub struct EmbeddingStats {
     pub prompt_tokens_per_sec: f64,
 }
 
-impl LevelStats {
-    /// With `--api embeddings` (`batch` inputs per request): the inputs and their rates; the
-    /// token figures that do not apply (no answer is generated) are left empty, so that they
-    /// read `-`, not 0.
-    pub fn add_embeddings(&mut self, batch: u32) {
-        let inputs = self.successful_requests * u64::from(batch);
-        self.embeddings = Some(EmbeddingStats {
+impl EmbeddingStats {
+    /// With `--api embeddings` (`batch` inputs per request): the inputs of the recorder's
+    /// successes and their rates over the completion window (`completion_s`).
+    pub fn new(r: &Recorder, batch: u32, completion_s: f64) -> Self {
+        let inputs = r.succeeded * u64::from(batch);
+        Self {
             batch,
             inputs,
-            inputs_per_sec: rate(inputs, self.completion_window_s),
-            prompt_tokens_per_sec: rate(self.prompt_tokens_total, self.completion_window_s),
-        });
-        for p in [
-            &mut self.tokens_per_sec,
-            &mut self.output_tokens,
-            &mut self.tpot,
-            &mut self.itl,
-        ] {
-            p.clear();
+            inputs_per_sec: rate(inputs, completion_s),
+            prompt_tokens_per_sec: rate(r.prompt_tokens, completion_s),
         }
-        self.client_cpu_us_per_token = None;
     }
 }

@@ -211,7 +211,7 @@ pub fn unix_ns(s: f64) -> u64 {
 
 /// Each endpoint's counts and TTFT (none with one endpoint).
 fn endpoints(r: &Recorder, stats: &LevelStats) -> Result<Vec<EndpointHistograms>, String> {
-    let Some(shown) = &stats.endpoints else {
+    let Some(shown) = &stats.place.endpoints else {
         return Ok(Vec::new());
     };
     shown
@@ -314,10 +314,10 @@ impl LevelHistograms {
             last_ok_unix_s: (r.succeeded > 0).then(|| unix_s(r.last_ok_ns)),
             planned: run.planned,
             interrupted: stats.interrupted,
-            client_limited: stats.client_limited,
-            client_limited_reasons: stats.client_limited_reasons.clone(),
-            start_lag_s: stats.start_lag_s,
-            missed_requests: stats.missed_requests,
+            client_limited: stats.client.client_limited,
+            client_limited_reasons: stats.client.client_limited_reasons.clone(),
+            start_lag_s: stats.place.start_lag_s,
+            missed_requests: stats.place.missed_requests,
             counters: counters(r, &run.warmup),
             histograms,
             send_times_us: r.send_times_ns.iter().map(|&t| start_us(t)).collect(),
@@ -409,7 +409,7 @@ mod tests {
             end_ns: t0 + 60_000_000,
             interrupted: false,
         };
-        let stats = LevelStats::from_recorder(&r, 10.0, clock, &[50.0, 99.0]);
+        let stats = LevelStats::new(&r, 10.0, clock, &[50.0, 99.0], Default::default());
         let run = LevelRun {
             start_ns: t0,
             window_start_ns: t0,

@@ -88,19 +88,10 @@ pub struct LevelStats {
     /// schedule, and `unfinished_requests` were still in flight after the grace period.
     pub interrupted: bool,
     pub unfinished_requests: u64,
-    /// The client fell behind its own schedule (`validity`): this level measures the client.
-    pub client_limited: bool,
-    pub client_limited_reasons: Vec<String>,
-    /// How well the realised send gaps follow the configured arrival process.
-    pub send_gap_fit: Option<crate::stats::validity::GapFit>,
-    /// CPU time of each client core's thread during the level, and its share of the level's
-    /// wall time.
-    pub client_cpu_per_core: Vec<CoreCpu>,
-    /// `--max-concurrency`: arrivals it held back and for how long (their latencies still
-    /// count from the intended time).
-    pub concurrency_cap: Option<CapStats>,
-    /// `--warmup`: requests sent before the measured window and left out of every statistic.
-    pub warmup: Option<WarmupStats>,
+    /// The client's verdict on itself and what it rests on (`client_limited`, its reasons, the
+    /// send gaps' fit, CPU per core, the cap, the warm-up), written beside the other figures.
+    #[serde(flatten)]
+    pub client: ClientVerdict,
     /// Read time − the built-in endpoint's send stamp, per chunk, µs (only against
     /// `serve-mock --stamp-chunks`, as `qpsbench selftest` runs it).
     pub client_added_delay_us: Option<SendLag>,
@@ -118,32 +109,14 @@ pub struct LevelStats {
     /// Idle keep-alive connections the server had closed, found and discarded before reuse
     /// (no request was written to them, so none failed).
     pub idle_connections_closed_by_server: u64,
-    /// A trace replayed at its own times (`--replay`): its rows sent, the speed, its span.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replay: Option<ReplayStats>,
-    /// `--shard K/N`: this shard's share of `qps_target` (qps ÷ N), which its client-limited
-    /// rules use.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shard_qps: Option<f64>,
-    /// The first and last pass over the dataset the level's prompts were on (`--unique-prompts`):
-    /// a pass past the first repeats rows.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt_passes: Option<[u64; 2]>,
-    /// `--start-at`: how late the level started against its planned start, seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_lag_s: Option<f64>,
-    /// `--start-at`, a process that joined the level under way: arrivals it left out.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub missed_requests: Option<u64>,
-    /// With several `--endpoint`s: each one's requests, successes, errors and TTFT.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoints: Option<Vec<crate::stats::endpoints::EndpointStats>>,
-    /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
-    /// per second), and the scrapes that failed during it. Attached by `bench` after the level.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_metrics: Option<BTreeMap<String, crate::servermetrics::SeriesStats>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_metrics_errors: Option<u64>,
+    /// Where the level sits in its run (`replay`, `shard_qps`, `prompt_passes`, `start_lag_s`,
+    /// `missed_requests`, `endpoints`), written beside the other figures.
+    #[serde(flatten)]
+    pub place: LevelPlace,
+    /// With `--server-metrics`: the server's own figures over the level, written beside the
+    /// other figures.
+    #[serde(flatten)]
+    pub server: ServerFigures,
     pub new_connections: u64,
     pub client_cpu_s: f64,
     /// Time the pacer spent spinning just before arrivals for precision, apart from the work
@@ -166,10 +139,81 @@ pub struct LevelStats {
     pub warnings: Vec<String>,
 }
 
+/// The client's verdict on itself for a level, and what it rests on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientVerdict {
+    /// The client fell behind its own schedule (`validity`): this level measures the client.
+    pub client_limited: bool,
+    pub client_limited_reasons: Vec<String>,
+    /// How well the realised send gaps follow the configured arrival process.
+    pub send_gap_fit: Option<validity::GapFit>,
+    /// CPU time of each client core's thread during the level, and its share of the level's
+    /// wall time.
+    pub client_cpu_per_core: Vec<CoreCpu>,
+    /// `--max-concurrency`: arrivals it held back and for how long (their latencies still
+    /// count from the intended time).
+    pub concurrency_cap: Option<CapStats>,
+    /// `--warmup`: requests sent before the measured window and left out of every statistic.
+    pub warmup: Option<WarmupStats>,
+}
+
+/// Where a level sits in its run: what the run's flags made of it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LevelPlace {
+    /// A trace replayed at its own times (`--replay`): its rows sent, the speed, its span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayStats>,
+    /// `--shard K/N`: this shard's share of `qps_target` (qps ÷ N), which its client-limited
+    /// rules use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_qps: Option<f64>,
+    /// The first and last pass over the dataset the level's prompts were on (`--unique-prompts`):
+    /// a pass past the first repeats rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_passes: Option<[u64; 2]>,
+    /// `--start-at`: how late the level started against its planned start, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_lag_s: Option<f64>,
+    /// `--start-at`, a process that joined the level under way: arrivals it left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed_requests: Option<u64>,
+    /// With several `--endpoint`s: each one's requests, successes, errors and TTFT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<endpoints::EndpointStats>>,
+}
+
+/// The server's own figures over a level (`--server-metrics`), which `bench` works out from its
+/// scrapes once the level has ended ([`LevelStats::attach_server_figures`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerFigures {
+    /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
+    /// per second), and the scrapes that failed during it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<BTreeMap<String, crate::servermetrics::SeriesStats>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_metrics_errors: Option<u64>,
+}
+
+/// What a level's figures are built from besides its merged recorder: the parts that a
+/// benchmark ([`LevelStats::build`]) and a merge of shards each work out their own way.
+#[derive(Debug, Clone, Default)]
+pub struct Parts {
+    pub client: ClientVerdict,
+    pub place: LevelPlace,
+    /// The connections opened for the level (before it and during it).
+    pub connections: Option<ConnectionStats>,
+    /// With sessions: their planned starts per second.
+    pub session_rate: Option<f64>,
+    /// `--api embeddings`: inputs per request.
+    pub embedding_batch: Option<u32>,
+    /// Warnings the parts call for, after the recorder's own.
+    pub warnings: Vec<String>,
+}
+
 impl LevelStats {
-    /// The one place a level's result is built: from the engine's run of it (its cores'
-    /// recorders merged) and the connections opened before it. The recorder's figures, then the
-    /// verdict on the client, the fit of the send gaps, CPU per core, the cap and the warm-up.
+    /// A benchmark's level, built whole: from the engine's run of it (its cores' recorders
+    /// merged) and the connections opened before it. The client's verdict on itself (from the
+    /// recorder's own figures), the level's place in the run, then every figure at once.
     pub fn build(run: &LevelRun, connections: &Recorder, ctx: &LevelContext<'_>) -> Self {
         let r = &run.merged;
         let clock = LevelClock {
@@ -178,140 +222,66 @@ impl LevelStats {
             end_ns: run.end_ns,
             interrupted: ctx.interrupted,
         };
-        let mut stats = Self::from_recorder(r, ctx.qps, clock, ctx.percentiles);
-        stats.connections = Some(ConnectionStats::new(connections, r));
-        let verdict = validity::assess(&stats.facts(r, ctx, run.window_start_ns), &ctx.thresholds);
-        stats.client_limited = verdict.client_limited;
-        stats.client_limited_reasons = verdict.reasons;
-        stats.replay = ctx.replay;
-        stats.shard_qps = (ctx.shards > 1).then(|| ctx.qps / ctx.shards as f64);
-        stats.start_lag_s = ctx.start_lag_s.map(|s| (s * 1e6).round() / 1e6);
-        stats.missed_requests = ctx.missed_requests;
-        stats.endpoints = crate::stats::endpoints::stats(&r.endpoints, ctx.endpoint_urls);
-        stats.add_sessions(r, ctx.session_turns.map(|t| ctx.qps / t), ctx.percentiles);
-        let (arrival, burstiness) = validity::thinned(ctx.arrival, ctx.burstiness, ctx.shards);
-        stats.send_gap_fit = validity::gap_fit(
-            run.window_start_ns,
-            &r.send_times_ns,
-            ctx.duration_s / ctx.planned.max(1) as f64,
-            arrival,
-            burstiness,
-        )
-        .filter(|_| ctx.replay.is_none());
-        let wall_ns = run.end_ns.saturating_sub(run.start_ns).max(1) as f64;
-        stats.client_cpu_per_core = run
-            .per_core
-            .iter()
-            .enumerate()
-            .map(|(core, c)| CoreCpu {
-                core,
-                cpu_s: (c.cpu_ns as f64 / 1e6).round() / 1e3,
-                busy_pct: (c.cpu_ns as f64 * 1000.0 / wall_ns).round() / 10.0,
-            })
+        let client = client_verdict(run, ctx);
+        let warnings = gap_fit_warning(&client, r, ctx.arrival)
+            .into_iter()
             .collect();
-        stats.concurrency_cap = ctx.max_concurrency.map(|limit| CapStats {
-            limit,
-            waited: r.capped,
-            wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.hist.cap_wait_ns)),
-        });
-        stats.warmup = (ctx.warmup_s > 0.0).then_some(WarmupStats {
-            seconds: ctx.warmup_s,
-            requests: run.warmup.sent,
-            successful: run.warmup.succeeded,
-        });
-        stats
-            .warnings
-            .extend(gap_fit_warning(&stats, r, ctx.arrival));
-        stats
-    }
-
-    /// With sessions (`session_rate`: their planned starts per second): the level's sessions
-    /// and per-turn figures.
-    pub fn add_sessions(&mut self, r: &Recorder, session_rate: Option<f64>, pcts: &[f64]) {
-        if let (Some(t), Some(rate)) = (&r.turns, session_rate) {
-            let (sessions, per_turn) = crate::stats::per_turn::build(t, rate, pcts);
-            self.sessions = Some(sessions);
-            self.per_turn = Some(per_turn);
-        }
-    }
-
-    /// What the validity gate looks at: with sessions, the rate rule compares session starts
-    /// (the plan's arrivals) with their planned rate, since later turns wait for answers by
-    /// design.
-    fn facts(&self, r: &Recorder, ctx: &LevelContext<'_>, window_start_ns: u64) -> LevelFacts {
-        let (target, actual, sent) = match ctx.session_turns {
-            Some(turns) => {
-                let starts = r.send_times_ns.len() as u64;
-                let span_ns = r
-                    .send_times_ns
-                    .iter()
-                    .max()
-                    .map_or(0, |&last| last.saturating_sub(window_start_ns));
-                let target = ctx.qps / turns / ctx.shards.max(1) as f64;
-                (
-                    ctx.shard_rate.unwrap_or(target),
-                    rate(starts, span_ns as f64 / 1e9),
-                    starts,
-                )
-            }
-            None => (
-                // A shard keeps its share of the rate: the one its arrivals were planned at.
-                ctx.shard_rate.unwrap_or(ctx.qps / ctx.shards.max(1) as f64),
-                self.actual_qps,
-                r.sent,
-            ),
+        let place = LevelPlace {
+            replay: ctx.replay,
+            shard_qps: (ctx.shards > 1).then(|| ctx.qps / ctx.shards as f64),
+            prompt_passes: ctx.prompt_passes,
+            start_lag_s: ctx.start_lag_s.map(|s| (s * 1e6).round() / 1e6),
+            missed_requests: ctx.missed_requests,
+            endpoints: endpoints::stats(&r.endpoints, ctx.endpoint_urls),
         };
-        let answered = r.succeeded
-            + r.errors
-                .iter()
-                .filter(|(k, _)| matches!(k, ErrorKind::Http(_)))
-                .map(|(_, v)| v.count)
-                .sum::<u64>();
-        LevelFacts {
-            target_qps: target,
-            actual_qps: actual,
-            send_lag_p99_us: self.send_lag_us.p99,
-            late_sends: r.hist.send_lag_ns.count_between(
-                (ctx.thresholds.max_send_lag_p99_us * 1000.0) as u64 + 1,
-                r.hist.send_lag_ns.max(),
-            ),
-            sent,
-            answered,
-            capped: r.capped,
-            ttft_p50_us: self.ttft.get("p50").map(|s| s * 1e6),
-            client_errors: r
-                .errors
-                .iter()
-                .filter(|(k, _)| k.is_client_side())
-                .map(|(k, v)| (k.to_string(), v.count))
-                .collect(),
-        }
+        let parts = Parts {
+            client,
+            place,
+            connections: Some(ConnectionStats::new(connections, r)),
+            session_rate: ctx.session_turns.map(|t| ctx.qps / t),
+            embedding_batch: ctx.embedding_batch,
+            warnings,
+        };
+        Self::new(r, ctx.qps, clock, ctx.percentiles, parts)
     }
 
-    /// The recorder's part of the result; `pcts` are the percentiles to report.
-    pub(crate) fn from_recorder(
+    /// With `--server-metrics`: the server's figures over the level, and the share of prompt
+    /// tokens its own counters say its cache served, from the scrapes (a later stage than the
+    /// level's own: the scraper's view is summed up once the level has ended).
+    pub fn attach_server_figures(
+        &mut self,
+        server: ServerFigures,
+        server_prompt_cache: Option<prompt_cache::ServerCache>,
+    ) {
+        self.server = server;
+        self.prompt_cache.server_prompt_cache = server_prompt_cache;
+    }
+
+    /// The level's result, whole: the recorder's figures (`pcts` are the percentiles to report)
+    /// with `parts`.
+    pub fn new(
         r: &Recorder,
         qps_target: f64,
         clock: LevelClock,
         pcts: &[f64],
+        parts: Parts,
     ) -> Self {
         let (start_ns, duration_s) = (clock.start_ns, clock.duration_s);
         let completion_s = clock.completion_window_s(r);
-        let window_s = if r.sent > 0 {
-            r.last_send_ns.saturating_sub(start_ns) as f64 / 1e9
-        } else {
-            0.0
-        };
-        let actual_qps = if window_s > 0.0 {
-            r.sent as f64 / window_s
-        } else {
-            0.0
-        };
+        let window_s = sending_window_s(r, start_ns);
         let failed: u64 = r.errors.values().map(|e| e.count).sum();
         let per = |n: u64| (n > 0).then(|| round6(r.cpu_ns as f64 / 1000.0 / n as f64));
+        // An embeddings answer generates nothing: its token figures read `-`, not 0.
+        let generated = parts.embedding_batch.is_none();
+        let of = |h, scale| match generated {
+            true => Percentiles::from_hist(h, pcts, scale),
+            false => Percentiles::none(pcts),
+        };
+        let mut warnings: Vec<String> = buffering_warning(r).into_iter().collect();
+        warnings.extend(parts.warnings);
         Self {
             qps_target,
-            actual_qps: round6(actual_qps),
+            actual_qps: round6(actual_qps(r, window_s)),
             // Abandoned requests never read as failures: they are out of the denominator.
             success_rate: match r.sent.saturating_sub(r.cancelled) {
                 0 => 0.0,
@@ -320,17 +290,13 @@ impl LevelStats {
             ttft: Percentiles::from_hist(&r.hist.ttft_us, pcts, 1e-6),
             reasoning: ReasoningStats::new(r, pcts),
             e2e_latency: Percentiles::from_hist(&r.hist.e2e_us, pcts, 1e-6),
-            tokens_per_sec: Percentiles::from_hist(&r.hist.tps_milli, pcts, 1.0 / TPS_SCALE),
-            output_tokens: Percentiles::from_hist(&r.hist.output_tokens_n, pcts, 1.0),
+            tokens_per_sec: of(&r.hist.tps_milli, 1.0 / TPS_SCALE),
+            output_tokens: of(&r.hist.output_tokens_n, 1.0),
             prompt_tokens: Percentiles::from_hist(&r.hist.prompt_tokens_n, pcts, 1.0),
-            prompt_cache: crate::stats::prompt_cache::PromptCache::new(
-                &r.hist.cached_tokens_n,
-                &r.cache,
-                pcts,
-            ),
+            prompt_cache: prompt_cache::PromptCache::new(&r.hist.cached_tokens_n, &r.cache, pcts),
             ttfb: Percentiles::from_hist(&r.hist.ttfb_us, pcts, 1e-6),
-            tpot: Percentiles::from_hist(&r.hist.tpot_us, pcts, 1e-6),
-            itl: Percentiles::from_hist(&r.hist.itl_us, pcts, 1e-6),
+            tpot: of(&r.hist.tpot_us, 1e-6),
+            itl: of(&r.hist.itl_us, 1e-6),
             output_tokens_per_sec: rate(r.output_tokens, completion_s),
             errors: r
                 .errors
@@ -349,12 +315,7 @@ impl LevelStats {
             send_lag_us: SendLag::from_ns(&r.hist.send_lag_ns),
             interrupted: clock.interrupted,
             unfinished_requests: r.sent.saturating_sub(r.succeeded + failed),
-            client_limited: false,
-            client_limited_reasons: Vec::new(),
-            send_gap_fit: None,
-            client_cpu_per_core: Vec::new(),
-            concurrency_cap: None,
-            warmup: None,
+            client: parts.client,
             client_added_delay_us: (!r.hist.added_delay_ns.is_empty())
                 .then(|| SendLag::from_ns(&r.hist.added_delay_ns)),
             duration_s,
@@ -364,34 +325,154 @@ impl LevelStats {
             requests_with_usage: r.usage_counted,
             requests_estimated: r.estimated_counted,
             prompt_tokens_total: r.prompt_tokens,
-            error_samples: r
-                .errors
-                .iter()
-                .filter_map(|(k, v)| v.sample.clone().map(|s| (k.to_string(), s)))
-                .collect(),
+            error_samples: error_samples(r),
             stream_error_messages: top_stream_messages(r),
             idle_connections_closed_by_server: r.idle_closed,
-            replay: None,
-            shard_qps: None,
-            prompt_passes: None,
-            start_lag_s: None,
-            missed_requests: None,
-            endpoints: None,
-            server_metrics: None,
-            server_metrics_errors: None,
+            place: parts.place,
+            server: ServerFigures::default(),
             new_connections: r.new_connections,
             client_cpu_s: round6(r.cpu_ns as f64 / 1e9),
             pacer_spin_s: round6(r.pacer_spin_ns as f64 / 1e9),
             client_cpu_us_per_request: per(r.sent),
-            client_cpu_us_per_token: per(r.output_tokens),
-            connections: None,
+            client_cpu_us_per_token: per(r.output_tokens).filter(|_| generated),
+            connections: parts.connections,
             single_read_responses: r.single_read_successes,
             sessions: None,
             per_turn: None,
-            embeddings: None,
-            warnings: buffering_warning(r).into_iter().collect(),
+            embeddings: parts
+                .embedding_batch
+                .map(|batch| EmbeddingStats::new(r, batch, round6(completion_s))),
+            warnings,
         }
+        .with_sessions(r, parts.session_rate, pcts)
     }
+
+    /// With sessions (`session_rate`: their planned starts per second): the level's sessions
+    /// and per-turn figures.
+    fn with_sessions(mut self, r: &Recorder, session_rate: Option<f64>, pcts: &[f64]) -> Self {
+        if let (Some(t), Some(rate)) = (&r.turns, session_rate) {
+            let (sessions, per_turn) = per_turn::build(t, rate, pcts);
+            (self.sessions, self.per_turn) = (Some(sessions), Some(per_turn));
+        }
+        self
+    }
+}
+
+/// The client's verdict on itself for a benchmark's level, from the recorder's own figures and
+/// the run: the gate (`validity::assess`), the send gaps' fit, CPU per core, the cap, the warm-up.
+fn client_verdict(run: &LevelRun, ctx: &LevelContext<'_>) -> ClientVerdict {
+    let r = &run.merged;
+    let verdict = validity::assess(&facts(r, ctx, run.window_start_ns), &ctx.thresholds);
+    let (arrival, burstiness) = validity::thinned(ctx.arrival, ctx.burstiness, ctx.shards);
+    let wall_ns = run.end_ns.saturating_sub(run.start_ns).max(1) as f64;
+    ClientVerdict {
+        client_limited: verdict.client_limited,
+        client_limited_reasons: verdict.reasons,
+        send_gap_fit: validity::gap_fit(
+            run.window_start_ns,
+            &r.send_times_ns,
+            ctx.duration_s / ctx.planned.max(1) as f64,
+            arrival,
+            burstiness,
+        )
+        .filter(|_| ctx.replay.is_none()),
+        client_cpu_per_core: run
+            .per_core
+            .iter()
+            .enumerate()
+            .map(|(core, c)| CoreCpu {
+                core,
+                cpu_s: (c.cpu_ns as f64 / 1e6).round() / 1e3,
+                busy_pct: (c.cpu_ns as f64 * 1000.0 / wall_ns).round() / 10.0,
+            })
+            .collect(),
+        concurrency_cap: ctx.max_concurrency.map(|limit| CapStats::new(limit, r)),
+        warmup: (ctx.warmup_s > 0.0).then_some(WarmupStats {
+            seconds: ctx.warmup_s,
+            requests: run.warmup.sent,
+            successful: run.warmup.succeeded,
+        }),
+    }
+}
+
+/// What the validity gate looks at: with sessions, the rate rule compares session starts
+/// (the plan's arrivals) with their planned rate, since later turns wait for answers by
+/// design.
+fn facts(r: &Recorder, ctx: &LevelContext<'_>, window_start_ns: u64) -> LevelFacts {
+    let (target, actual, sent) = match ctx.session_turns {
+        Some(turns) => {
+            let starts = r.send_times_ns.len() as u64;
+            let span_ns = r
+                .send_times_ns
+                .iter()
+                .max()
+                .map_or(0, |&last| last.saturating_sub(window_start_ns));
+            let target = ctx.qps / turns / ctx.shards.max(1) as f64;
+            (
+                ctx.shard_rate.unwrap_or(target),
+                rate(starts, span_ns as f64 / 1e9),
+                starts,
+            )
+        }
+        None => (
+            // A shard keeps its share of the rate: the one its arrivals were planned at.
+            ctx.shard_rate.unwrap_or(ctx.qps / ctx.shards.max(1) as f64),
+            round6(actual_qps(r, sending_window_s(r, window_start_ns))),
+            r.sent,
+        ),
+    };
+    let answered = r.succeeded
+        + r.errors
+            .iter()
+            .filter(|(k, _)| matches!(k, ErrorKind::Http(_)))
+            .map(|(_, v)| v.count)
+            .sum::<u64>();
+    let ttft = Percentiles::from_hist(&r.hist.ttft_us, ctx.percentiles, 1e-6);
+    LevelFacts {
+        target_qps: target,
+        actual_qps: actual,
+        send_lag_p99_us: SendLag::from_ns(&r.hist.send_lag_ns).p99,
+        late_sends: r.hist.send_lag_ns.count_between(
+            (ctx.thresholds.max_send_lag_p99_us * 1000.0) as u64 + 1,
+            r.hist.send_lag_ns.max(),
+        ),
+        sent,
+        answered,
+        capped: r.capped,
+        ttft_p50_us: ttft.get("p50").map(|s| s * 1e6),
+        client_errors: r
+            .errors
+            .iter()
+            .filter(|(k, _)| k.is_client_side())
+            .map(|(k, v)| (k.to_string(), v.count))
+            .collect(),
+    }
+}
+
+/// From the measured window's start to the last send, seconds (0 with nothing sent).
+fn sending_window_s(r: &Recorder, start_ns: u64) -> f64 {
+    if r.sent > 0 {
+        r.last_send_ns.saturating_sub(start_ns) as f64 / 1e9
+    } else {
+        0.0
+    }
+}
+
+/// Requests sent ÷ the sending window.
+fn actual_qps(r: &Recorder, window_s: f64) -> f64 {
+    if window_s > 0.0 {
+        r.sent as f64 / window_s
+    } else {
+        0.0
+    }
+}
+
+/// The first response body of each error category that had one.
+fn error_samples(r: &Recorder) -> BTreeMap<String, String> {
+    r.errors
+        .iter()
+        .filter_map(|(k, v)| v.sample.clone().map(|s| (k.to_string(), s)))
+        .collect()
 }
 
 impl LevelStats {
@@ -464,13 +545,17 @@ pub struct LevelContext<'a> {
     pub endpoint_urls: &'a [String],
     /// `--session-turns`: each arrival started a session of this many turns on average.
     pub session_turns: Option<f64>,
+    /// The first and last pass over the dataset the level's prompts were on.
+    pub prompt_passes: Option<[u64; 2]>,
+    /// `--api embeddings`: inputs per request.
+    pub embedding_batch: Option<u32>,
 }
 
 /// A warning when the realised send gaps do not follow the configured process. With thousands
 /// of gaps KS flags distortions of a few µs, so only when the shape is off by more than 5 points
 /// of the CDF as well; and never when `--max-concurrency` shaped the gaps.
-fn gap_fit_warning(stats: &LevelStats, r: &Recorder, arrival: Arrival) -> Option<String> {
-    let fit = stats.send_gap_fit.as_ref().filter(|_| r.capped == 0)?;
+fn gap_fit_warning(client: &ClientVerdict, r: &Recorder, arrival: Arrival) -> Option<String> {
+    let fit = client.send_gap_fit.as_ref().filter(|_| r.capped == 0)?;
     let p = fit
         .p_value
         .filter(|&p| p < 0.01 && fit.statistic.is_some_and(|d| d > 0.05))?;
@@ -536,11 +621,12 @@ mod tests {
             b.record_error(ErrorKind::Http(503), Some(b"{\"error\":\"busy\"}"));
         }
         a.merge(&b);
-        let s = LevelStats::from_recorder(
+        let s = LevelStats::new(
             &a,
             100.0,
             clock(1_000_000_000 - 10_000_000, 1.0),
             &json_percentiles(&[50.0]),
+            Default::default(),
         );
         assert_eq!(s.total_requests, 200);
         assert_eq!(s.successful_requests, 100);
@@ -562,7 +648,13 @@ mod tests {
 
     #[test]
     fn empty_level_has_null_percentiles() {
-        let s = LevelStats::from_recorder(&Recorder::new(), 1.0, clock(0, 1.0), &[50.0]);
+        let s = LevelStats::new(
+            &Recorder::new(),
+            1.0,
+            clock(0, 1.0),
+            &[50.0],
+            Default::default(),
+        );
         assert_eq!(s.throughput_qps, 0.0);
         assert_eq!(s.completion_window_s, 0.0);
         assert_eq!(s.ttft.get("p50"), None);
@@ -586,7 +678,7 @@ mod tests {
             s.done_ns = start + (i + 1) * 100_000_000;
             r.record_success(s);
         }
-        let s = LevelStats::from_recorder(&r, 20.0, clock(start, 10.0), &[50.0]);
+        let s = LevelStats::new(&r, 20.0, clock(start, 10.0), &[50.0], Default::default());
         assert_eq!(s.completion_window_s, 20.0);
         assert_eq!(s.throughput_qps, 10.0);
         assert_eq!(s.in_window_throughput_qps, 10.0);
@@ -597,7 +689,7 @@ mod tests {
         let mut c = clock(start, 10.0);
         c.interrupted = true;
         c.end_ns = start + 40_000_000_000;
-        let s = LevelStats::from_recorder(&r, 20.0, c, &[50.0]);
+        let s = LevelStats::new(&r, 20.0, c, &[50.0], Default::default());
         assert_eq!(s.completion_window_s, 40.0);
         assert_eq!(s.throughput_qps, 5.0);
     }
@@ -614,7 +706,7 @@ mod tests {
         }
         b.record_stream_error(&"é".repeat(300));
         a.merge(&b);
-        let s = LevelStats::from_recorder(&a, 1.0, clock(0, 1.0), &[50.0]);
+        let s = LevelStats::new(&a, 1.0, clock(0, 1.0), &[50.0], Default::default());
         assert_eq!(s.errors.len(), 1);
         assert_eq!(s.errors["Stream error"], 38);
         let m = &s.stream_error_messages;

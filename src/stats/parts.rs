@@ -26,6 +26,17 @@ pub struct CapStats {
     pub wait_us: Option<SendLag>,
 }
 
+impl CapStats {
+    /// `--max-concurrency` at `limit`: what it held back of the recorder's arrivals.
+    pub fn new(limit: usize, r: &Recorder) -> Self {
+        Self {
+            limit,
+            waited: r.capped,
+            wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.hist.cap_wait_ns)),
+        }
+    }
+}
+
 /// The warm-up before a level's measured window.
 #[derive(Debug, Clone, Serialize)]
 pub struct WarmupStats {

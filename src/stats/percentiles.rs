@@ -27,11 +27,12 @@ impl Percentiles {
         Self(v)
     }
 
-    /// Every value empty (a figure that does not apply: it reads `-`, and `null` in JSON).
-    pub fn clear(&mut self) {
-        for (_, v) in &mut self.0 {
-            *v = None;
-        }
+    /// The keys of `pcts` and `max`, every value empty (a figure that does not apply: it reads
+    /// `-`, and `null` in JSON).
+    pub fn none(pcts: &[f64]) -> Self {
+        let mut v: Vec<(String, Option<f64>)> = pcts.iter().map(|&p| (pct_key(p), None)).collect();
+        v.push(("max".into(), None));
+        Self(v)
     }
 
     /// The value at percentile key `p50`, `p95`, … or `max`.

@@ -46,6 +46,8 @@ pub struct LevelSpec<'a> {
     /// `--session-turns`: the mean turns of a session; each arrival starts one, and arrivals
     /// come at `qps` ÷ this, so that requests average `qps`.
     pub session_turns: Option<f64>,
+    /// `--api embeddings`: inputs per request (its token figures then read `-`).
+    pub embedding_batch: Option<u32>,
     /// `--cancel-rate`: which of the level's requests are abandoned, and when.
     pub cancels: Option<&'a crate::engine::cancel::CancelPlan>,
 }
@@ -254,9 +256,10 @@ pub fn measure_level(
             speed: r.speed,
             span_s: r.span_s,
         }),
+        prompt_passes: requests.and_then(|r| r.passes).map(|(a, b)| [a, b]),
+        embedding_batch: spec.embedding_batch,
     };
-    let mut stats = LevelStats::build(&run, &connections, &ctx);
-    stats.prompt_passes = requests.and_then(|r| r.passes).map(|(a, b)| [a, b]);
+    let stats = LevelStats::build(&run, &connections, &ctx);
     if progress {
         print_outcome(&stats);
     }
@@ -370,7 +373,11 @@ fn print_outcome(stats: &LevelStats) {
     for w in &stats.warnings {
         eprintln!("      warning: {w}");
     }
-    let waited = stats.concurrency_cap.as_ref().map_or(0, |c| c.waited);
+    let waited = stats
+        .client
+        .concurrency_cap
+        .as_ref()
+        .map_or(0, |c| c.waited);
     eprintln!(
         "      {} sent, {} ok ({:.1}%), actual {:.2} QPS, send lag p99 {:.0} µs{}",
         stats.total_requests,
@@ -386,10 +393,10 @@ fn print_outcome(stats: &LevelStats) {
             String::new()
         }
     );
-    if stats.client_limited {
+    if stats.client.client_limited {
         eprintln!(
             "      CLIENT-LIMITED: {}",
-            stats.client_limited_reasons.join("; ")
+            stats.client.client_limited_reasons.join("; ")
         );
     }
 }
@@ -431,6 +438,7 @@ mod tests {
                 Box::leak(vec![String::new(); 3].into_boxed_slice()),
             ),
             session_turns: None,
+            embedding_batch: None,
             cancels: None,
         }
     }

@@ -18,7 +18,7 @@ use crate::report::results::RunDir;
 use crate::servermetrics::scrape::Scraper;
 use crate::stats::histograms_file::LevelHistograms;
 use crate::stats::validity::Thresholds;
-use crate::stats::{json_percentiles, LevelStats};
+use crate::stats::{json_percentiles, LevelStats, ServerFigures};
 use crate::workload::arrivals;
 use crate::workload::prepared::RunRequests;
 
@@ -151,6 +151,7 @@ impl<'a> Levels<'a> {
             start,
             replicas: (a.endpoint_strategy, &self.plan.shown_endpoints),
             session_turns: self.plan.session_turns(),
+            embedding_batch: self.plan.embedding_batch(),
             cancels: self.plan.cancels.as_ref(),
         };
         let expected_latency = self
@@ -162,9 +163,6 @@ impl<'a> Levels<'a> {
         // The previous level has drained (its every request ended); the next has not started.
         let reset = self.resetter.as_mut().map(|r| r.before_level());
         let (mut stats, mut run) = measure_level(self.engine, &spec, expected_latency, true)?;
-        if let Some(batch) = self.plan.embedding_batch() {
-            stats.add_embeddings(batch);
-        }
         self.next_prompt += self.plan.arrivals_at(qps);
         let server_seconds = self.attach_server_metrics(&mut stats, &run, errors_before);
         self.warn_about_cache(&mut stats, reset);
@@ -250,11 +248,15 @@ impl Levels<'_> {
             return BTreeMap::new();
         };
         let (summary, scrapes) = watch::level_summary(m, scraper, run);
-        stats.server_metrics = Some(summary);
         let (cache, after) = watch::level_cache(m, scraper, run, self.cache_scrape.take());
-        stats.prompt_cache.server_prompt_cache = cache;
         self.cache_scrape = after;
-        stats.server_metrics_errors = Some(scraper.errors() - errors_before);
+        stats.attach_server_figures(
+            ServerFigures {
+                server_metrics: Some(summary),
+                server_metrics_errors: Some(scraper.errors() - errors_before),
+            },
+            cache,
+        );
         watch::per_second(m, &scrapes, run.window_start_ns)
     }
 
@@ -469,11 +471,11 @@ impl Judge {
         if crate::foundation::interrupt::requested() {
             return Ok(None);
         }
-        if stats.client_limited {
+        if stats.client.client_limited {
             eprintln!(
                 "auto: QPS {} is client-limited ({}); stopping the search: beyond this rate qpsbench would measure itself, not the endpoint. Give it more cores (--cores) or run it on a bigger machine.",
                 rate(q),
-                stats.client_limited_reasons.join("; ")
+                stats.client.client_limited_reasons.join("; ")
             );
             return Ok(None);
         }

@@ -131,7 +131,7 @@ pub fn exit_code(levels: &[LevelStats]) -> i32 {
         );
         return exit::ENDPOINT;
     }
-    if levels.iter().all(|l| l.client_limited) {
+    if levels.iter().all(|l| l.client.client_limited) {
         eprintln!(
             "error: every level was client-limited: the client fell behind its own schedule or ran out of its own descriptors or ports, so these numbers measure qpsbench on this machine, not the endpoint."
         );
@@ -139,7 +139,7 @@ pub fn exit_code(levels: &[LevelStats]) -> i32 {
             eprintln!(
                 "  QPS {}: {}",
                 crate::foundation::rate::text(l.qps_target),
-                l.client_limited_reasons.join("; ")
+                l.client.client_limited_reasons.join("; ")
             );
         }
         eprintln!("  Give it more client cores (--cores), lower the rates, raise the open-file limit (ulimit -n), or run it on a less loaded machine; `qpsbench selftest` shows what this machine can drive.");

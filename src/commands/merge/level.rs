@@ -10,7 +10,9 @@ use crate::cli::Arrival;
 use crate::foundation::error::{Result, UserError};
 use crate::recording::recorder::Recorder;
 use crate::stats::histograms_file::{unix_ns, LevelHistograms};
-use crate::stats::{CapStats, LevelClock, LevelStats, SendLag, WarmupStats};
+use crate::stats::{
+    CapStats, ClientVerdict, LevelClock, LevelPlace, LevelStats, Parts, WarmupStats,
+};
 
 /// What the schedule says about every level (from the shards' common metadata).
 pub struct Schedule {
@@ -83,40 +85,48 @@ pub fn merge(parts: &[Part<'_>], of_shards: usize, s: &Schedule) -> Result<(Leve
         interrupted: parts.iter().any(|p| h(p).interrupted),
     };
     let qps = h(&parts[0]).qps_target;
-    let mut stats = LevelStats::from_recorder(&r, qps, clock, &s.percentiles);
-    stats.add_sessions(&r, s.session_turns.map(|t| qps / t), &s.percentiles);
-    if let Some(batch) = s.embedding_batch {
-        stats.add_embeddings(batch);
-    }
     let planned: usize = parts
         .iter()
         .map(|p| h(p).planned + h(p).missed_requests.unwrap_or(0) as usize)
         .sum();
-    stats.send_gap_fit = crate::stats::validity::gap_fit(
-        start_ns,
-        &r.send_times_ns,
-        s.duration_s / planned.max(1) as f64,
-        s.arrival,
-        s.burstiness,
-    )
-    .filter(|_| !s.replay);
-    verdicts(&mut stats, parts, of_shards);
+    let client = ClientVerdict {
+        send_gap_fit: crate::stats::validity::gap_fit(
+            start_ns,
+            &r.send_times_ns,
+            s.duration_s / planned.max(1) as f64,
+            s.arrival,
+            s.burstiness,
+        )
+        .filter(|_| !s.replay),
+        warmup: (s.warmup_s > 0.0).then(|| WarmupStats {
+            seconds: s.warmup_s,
+            requests: parts.iter().map(|p| h(p).counters.warmup_sent).sum(),
+            successful: parts.iter().map(|p| h(p).counters.warmup_succeeded).sum(),
+        }),
+        concurrency_cap: s.max_concurrency.map(|limit| CapStats::new(limit, &r)),
+        ..shard_verdicts(parts)
+    };
     let urls: Vec<String> = h(&parts[0])
         .endpoints
         .iter()
         .map(|e| e.url.clone())
         .collect();
-    stats.endpoints = crate::stats::endpoints::stats(&r.endpoints, &urls);
-    stats.warmup = (s.warmup_s > 0.0).then(|| WarmupStats {
-        seconds: s.warmup_s,
-        requests: parts.iter().map(|p| h(p).counters.warmup_sent).sum(),
-        successful: parts.iter().map(|p| h(p).counters.warmup_succeeded).sum(),
-    });
-    stats.concurrency_cap = s.max_concurrency.map(|limit| CapStats {
-        limit,
-        waited: r.capped,
-        wait_us: (r.capped > 0).then(|| SendLag::from_ns(&r.hist.cap_wait_ns)),
-    });
+    let (start_lag_s, missed_requests, warnings) = shard_starts(parts, of_shards);
+    let place = LevelPlace {
+        start_lag_s,
+        missed_requests,
+        endpoints: crate::stats::endpoints::stats(&r.endpoints, &urls),
+        ..Default::default()
+    };
+    let built = Parts {
+        client,
+        place,
+        session_rate: s.session_turns.map(|t| qps / t),
+        embedding_batch: s.embedding_batch,
+        warnings,
+        ..Default::default()
+    };
+    let mut stats = LevelStats::new(&r, qps, clock, &s.percentiles, built);
     cache_warning(&mut stats, parts, s);
     let mut json = serde_json::to_value(&stats)
         .map_err(|e| UserError::runtime(format!("level {level}: {e}")))?;
@@ -149,29 +159,40 @@ fn cache_warning(stats: &mut LevelStats, parts: &[Part<'_>], s: &Schedule) {
     stats.warn_about_cache(cx);
 }
 
-/// The shards' verdicts on themselves, their starts, and what is missing from the level.
-fn verdicts(stats: &mut LevelStats, parts: &[Part<'_>], of_shards: usize) {
-    let level = parts[0].histograms.level;
-    for p in parts {
-        let h = p.histograms;
-        stats.client_limited |= h.client_limited;
-        stats.client_limited_reasons.extend(
-            h.client_limited_reasons
-                .iter()
-                .map(|r| format!("shard {}: {r}", p.shard)),
-        );
+/// The shards' verdicts on themselves, each reason named by its shard.
+fn shard_verdicts(parts: &[Part<'_>]) -> ClientVerdict {
+    ClientVerdict {
+        client_limited: parts.iter().any(|p| p.histograms.client_limited),
+        client_limited_reasons: parts
+            .iter()
+            .flat_map(|p| {
+                p.histograms
+                    .client_limited_reasons
+                    .iter()
+                    .map(|r| format!("shard {}: {r}", p.shard))
+            })
+            .collect(),
+        ..Default::default()
     }
+}
+
+/// The shards' starts and what is missing from the level: the latest start lag, the arrivals
+/// left out, and the warnings they call for.
+fn shard_starts(parts: &[Part<'_>], of_shards: usize) -> (Option<f64>, Option<u64>, Vec<String>) {
+    let level = parts[0].histograms.level;
+    let mut warnings = Vec::new();
     let lags: Vec<f64> = parts
         .iter()
         .filter_map(|p| p.histograms.start_lag_s)
         .collect();
+    let mut start_lag_s = None;
     if !lags.is_empty() {
         let (lo, hi) = lags
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &l| (lo.min(l), hi.max(l)));
-        stats.start_lag_s = Some(hi);
+        start_lag_s = Some(hi);
         if hi - lo > 1.0 {
-            stats.warnings.push(format!(
+            warnings.push(format!(
                 "the shards started level {level} up to {:.2} s apart (start_lag_s from {lo:.2} to {hi:.2}): raise --cooldown so every shard's previous level drains in time",
                 hi - lo
             ));
@@ -181,12 +202,12 @@ fn verdicts(stats: &mut LevelStats, parts: &[Part<'_>], of_shards: usize) {
         .iter()
         .filter_map(|p| p.histograms.missed_requests)
         .sum();
-    stats.missed_requests = (missed > 0).then_some(missed);
     if parts.len() < of_shards {
         let have: Vec<usize> = parts.iter().map(|p| p.shard).collect();
-        stats.warnings.push(format!(
+        warnings.push(format!(
             "only shards {} of {of_shards} measured level {level} (the others joined later): its counts are partial",
             have.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         ));
     }
+    (start_lag_s, (missed > 0).then_some(missed), warnings)
 }

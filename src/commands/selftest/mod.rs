@@ -426,6 +426,7 @@ fn level_spec(
         start: None,
         replicas: (crate::cli::EndpointStrategy::RoundRobin, &[]),
         session_turns: None,
+        embedding_batch: None,
         cancels: None,
     }
 }
@@ -439,8 +440,8 @@ fn rate_result(l: &LevelStats) -> RateResult {
         client_cpu_us_per_token: l.client_cpu_us_per_token,
         client_cpu_us_per_request: l.client_cpu_us_per_request,
         success_rate: l.success_rate,
-        client_limited: l.client_limited,
-        client_limited_reasons: l.client_limited_reasons.clone(),
+        client_limited: l.client.client_limited,
+        client_limited_reasons: l.client.client_limited_reasons.clone(),
     }
 }
 

@@ -93,8 +93,8 @@ pub fn probe(
 
 /// Where the client fell short of the criteria at this level.
 fn client_reasons(l: &LevelStats, ttft_p99_ms: Option<f64>, endpoint_late_us: u64) -> Vec<String> {
-    let mut why = l.client_limited_reasons.clone();
-    if l.client_limited && why.is_empty() {
+    let mut why = l.client.client_limited_reasons.clone();
+    if l.client.client_limited && why.is_empty() {
         why.push("client-limited".into());
     }
     let allowed = TTFT_MS + MAX_TTFT_EXCESS_MS + endpoint_late_us as f64 / 1000.0;
