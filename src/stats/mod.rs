@@ -8,12 +8,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::engine::LevelRun;
-use crate::recording::outcome::ErrorKind;
 use crate::recording::recorder::{Recorder, TPS_SCALE};
 pub use crate::stats::percentiles::{json_percentiles, pct_key, round6, Percentiles};
-use crate::workload::arrivals::Arrival;
-use validity::{LevelFacts, Thresholds};
 
+mod client;
+mod context;
 mod embeddings;
 pub mod endpoints;
 pub mod histograms_file;
@@ -24,6 +23,7 @@ pub mod prompt_cache;
 mod reasoning;
 pub mod validity;
 
+pub use context::{ClientVerdict, LevelContext, LevelPlace, Parts, ReplayStats, ServerFigures};
 pub use embeddings::EmbeddingStats;
 use parts::{rate, top_stream_messages};
 pub use parts::{
@@ -139,77 +139,6 @@ pub struct LevelStats {
     pub warnings: Vec<String>,
 }
 
-/// The client's verdict on itself for a level, and what it rests on.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ClientVerdict {
-    /// The client fell behind its own schedule (`validity`): this level measures the client.
-    pub client_limited: bool,
-    pub client_limited_reasons: Vec<String>,
-    /// How well the realised send gaps follow the configured arrival process.
-    pub send_gap_fit: Option<validity::GapFit>,
-    /// CPU time of each client core's thread during the level, and its share of the level's
-    /// wall time.
-    pub client_cpu_per_core: Vec<CoreCpu>,
-    /// `--max-concurrency`: arrivals it held back and for how long (their latencies still
-    /// count from the intended time).
-    pub concurrency_cap: Option<CapStats>,
-    /// `--warmup`: requests sent before the measured window and left out of every statistic.
-    pub warmup: Option<WarmupStats>,
-}
-
-/// Where a level sits in its run: what the run's flags made of it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LevelPlace {
-    /// A trace replayed at its own times (`--replay`): its rows sent, the speed, its span.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replay: Option<ReplayStats>,
-    /// `--shard K/N`: this shard's share of `qps_target` (qps ÷ N), which its client-limited
-    /// rules use.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shard_qps: Option<f64>,
-    /// The first and last pass over the dataset the level's prompts were on (`--unique-prompts`):
-    /// a pass past the first repeats rows.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt_passes: Option<[u64; 2]>,
-    /// `--start-at`: how late the level started against its planned start, seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_lag_s: Option<f64>,
-    /// `--start-at`, a process that joined the level under way: arrivals it left out.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub missed_requests: Option<u64>,
-    /// With several `--endpoint`s: each one's requests, successes, errors and TTFT.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoints: Option<Vec<endpoints::EndpointStats>>,
-}
-
-/// The server's own figures over a level (`--server-metrics`), which `bench` works out from its
-/// scrapes once the level has ended ([`LevelStats::attach_server_figures`]).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ServerFigures {
-    /// With `--server-metrics`: each series over the level (gauges as read, counters as rates
-    /// per second), and the scrapes that failed during it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_metrics: Option<BTreeMap<String, crate::servermetrics::SeriesStats>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_metrics_errors: Option<u64>,
-}
-
-/// What a level's figures are built from besides its merged recorder: the parts that a
-/// benchmark ([`LevelStats::build`]) and a merge of shards each work out their own way.
-#[derive(Debug, Clone, Default)]
-pub struct Parts {
-    pub client: ClientVerdict,
-    pub place: LevelPlace,
-    /// The connections opened for the level (before it and during it).
-    pub connections: Option<ConnectionStats>,
-    /// With sessions: their planned starts per second.
-    pub session_rate: Option<f64>,
-    /// `--api embeddings`: inputs per request.
-    pub embedding_batch: Option<u32>,
-    /// Warnings the parts call for, after the recorder's own.
-    pub warnings: Vec<String>,
-}
-
 impl LevelStats {
     /// A benchmark's level, built whole: from the engine's run of it (its cores' recorders
     /// merged) and the connections opened before it. The client's verdict on itself (from the
@@ -222,8 +151,8 @@ impl LevelStats {
             end_ns: run.end_ns,
             interrupted: ctx.interrupted,
         };
-        let client = client_verdict(run, ctx);
-        let warnings = gap_fit_warning(&client, r, ctx.arrival)
+        let client = client::client_verdict(run, ctx);
+        let warnings = client::gap_fit_warning(&client, r, ctx.arrival)
             .into_iter()
             .collect();
         let place = LevelPlace {
@@ -358,99 +287,8 @@ impl LevelStats {
     }
 }
 
-/// The client's verdict on itself for a benchmark's level, from the recorder's own figures and
-/// the run: the gate (`validity::assess`), the send gaps' fit, CPU per core, the cap, the warm-up.
-fn client_verdict(run: &LevelRun, ctx: &LevelContext<'_>) -> ClientVerdict {
-    let r = &run.merged;
-    let verdict = validity::assess(&facts(r, ctx, run.window_start_ns), &ctx.thresholds);
-    let (arrival, burstiness) = validity::thinned(ctx.arrival, ctx.burstiness, ctx.shards);
-    let wall_ns = run.end_ns.saturating_sub(run.start_ns).max(1) as f64;
-    ClientVerdict {
-        client_limited: verdict.client_limited,
-        client_limited_reasons: verdict.reasons,
-        send_gap_fit: validity::gap_fit(
-            run.window_start_ns,
-            &r.send_times_ns,
-            ctx.duration_s / ctx.planned.max(1) as f64,
-            arrival,
-            burstiness,
-        )
-        .filter(|_| ctx.replay.is_none()),
-        client_cpu_per_core: run
-            .per_core
-            .iter()
-            .enumerate()
-            .map(|(core, c)| CoreCpu {
-                core,
-                cpu_s: (c.cpu_ns as f64 / 1e6).round() / 1e3,
-                busy_pct: (c.cpu_ns as f64 * 1000.0 / wall_ns).round() / 10.0,
-            })
-            .collect(),
-        concurrency_cap: ctx.max_concurrency.map(|limit| CapStats::new(limit, r)),
-        warmup: (ctx.warmup_s > 0.0).then_some(WarmupStats {
-            seconds: ctx.warmup_s,
-            requests: run.warmup.sent,
-            successful: run.warmup.succeeded,
-        }),
-    }
-}
-
-/// What the validity gate looks at: with sessions, the rate rule compares session starts
-/// (the plan's arrivals) with their planned rate, since later turns wait for answers by
-/// design.
-fn facts(r: &Recorder, ctx: &LevelContext<'_>, window_start_ns: u64) -> LevelFacts {
-    let (target, actual, sent) = match ctx.session_turns {
-        Some(turns) => {
-            let starts = r.send_times_ns.len() as u64;
-            let span_ns = r
-                .send_times_ns
-                .iter()
-                .max()
-                .map_or(0, |&last| last.saturating_sub(window_start_ns));
-            let target = ctx.qps / turns / ctx.shards.max(1) as f64;
-            (
-                ctx.shard_rate.unwrap_or(target),
-                rate(starts, span_ns as f64 / 1e9),
-                starts,
-            )
-        }
-        None => (
-            // A shard keeps its share of the rate: the one its arrivals were planned at.
-            ctx.shard_rate.unwrap_or(ctx.qps / ctx.shards.max(1) as f64),
-            round6(actual_qps(r, sending_window_s(r, window_start_ns))),
-            r.sent,
-        ),
-    };
-    let answered = r.succeeded
-        + r.errors
-            .iter()
-            .filter(|(k, _)| matches!(k, ErrorKind::Http(_)))
-            .map(|(_, v)| v.count)
-            .sum::<u64>();
-    let ttft = Percentiles::from_hist(&r.hist.ttft_us, ctx.percentiles, 1e-6);
-    LevelFacts {
-        target_qps: target,
-        actual_qps: actual,
-        send_lag_p99_us: SendLag::from_ns(&r.hist.send_lag_ns).p99,
-        late_sends: r.hist.send_lag_ns.count_between(
-            (ctx.thresholds.max_send_lag_p99_us * 1000.0) as u64 + 1,
-            r.hist.send_lag_ns.max(),
-        ),
-        sent,
-        answered,
-        capped: r.capped,
-        ttft_p50_us: ttft.get("p50").map(|s| s * 1e6),
-        client_errors: r
-            .errors
-            .iter()
-            .filter(|(k, _)| k.is_client_side())
-            .map(|(k, v)| (k.to_string(), v.count))
-            .collect(),
-    }
-}
-
 /// From the measured window's start to the last send, seconds (0 with nothing sent).
-fn sending_window_s(r: &Recorder, start_ns: u64) -> f64 {
+pub(crate) fn sending_window_s(r: &Recorder, start_ns: u64) -> f64 {
     if r.sent > 0 {
         r.last_send_ns.saturating_sub(start_ns) as f64 / 1e9
     } else {
@@ -459,7 +297,7 @@ fn sending_window_s(r: &Recorder, start_ns: u64) -> f64 {
 }
 
 /// Requests sent ÷ the sending window.
-fn actual_qps(r: &Recorder, window_s: f64) -> f64 {
+pub(crate) fn actual_qps(r: &Recorder, window_s: f64) -> f64 {
     if window_s > 0.0 {
         r.sent as f64 / window_s
     } else {
@@ -507,62 +345,6 @@ fn token_count_source(r: &Recorder) -> &'static str {
         (0, _) => "estimated",
         _ => "mixed",
     }
-}
-
-/// A replay's shape, in its level's JSON.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ReplayStats {
-    pub rows: usize,
-    pub speed: f64,
-    pub span_s: f64,
-}
-
-/// What a level was asked to do: the parts of its result that are not in the recorder.
-pub struct LevelContext<'a> {
-    pub qps: f64,
-    pub duration_s: f64,
-    pub warmup_s: f64,
-    /// Arrivals planned in the measured window.
-    pub planned: usize,
-    pub arrival: Arrival,
-    pub burstiness: f64,
-    pub max_concurrency: Option<usize>,
-    pub percentiles: &'a [f64],
-    pub thresholds: Thresholds,
-    /// Ctrl-C / SIGTERM stopped the run during this level.
-    pub interrupted: bool,
-    /// A trace replayed at its times (its gaps follow no arrival process).
-    pub replay: Option<ReplayStats>,
-    /// `--shard K/N`: the shards the schedule is split into (1: unsharded).
-    pub shards: usize,
-    /// A shard's own planned rate (its measured arrivals over their span), for the rate rule.
-    pub shard_rate: Option<f64>,
-    /// With `--start-at`: how late the level started against its planned start, seconds; and,
-    /// for a process that joined it under way, the arrivals already due that it left out.
-    pub start_lag_s: Option<f64>,
-    pub missed_requests: Option<u64>,
-    /// Every `--endpoint` (masked), for the level's `endpoints`.
-    pub endpoint_urls: &'a [String],
-    /// `--session-turns`: each arrival started a session of this many turns on average.
-    pub session_turns: Option<f64>,
-    /// The first and last pass over the dataset the level's prompts were on.
-    pub prompt_passes: Option<[u64; 2]>,
-    /// `--api embeddings`: inputs per request.
-    pub embedding_batch: Option<u32>,
-}
-
-/// A warning when the realised send gaps do not follow the configured process. With thousands
-/// of gaps KS flags distortions of a few µs, so only when the shape is off by more than 5 points
-/// of the CDF as well; and never when `--max-concurrency` shaped the gaps.
-fn gap_fit_warning(client: &ClientVerdict, r: &Recorder, arrival: Arrival) -> Option<String> {
-    let fit = client.send_gap_fit.as_ref().filter(|_| r.capped == 0)?;
-    let p = fit
-        .p_value
-        .filter(|&p| p < 0.01 && fit.statistic.is_some_and(|d| d > 0.05))?;
-    Some(format!(
-        "the realised send gaps do not follow the configured {} process (KS p = {p:.4})",
-        arrival.name()
-    ))
 }
 
 /// When nearly every successful multi-token response arrived in one read (TTFT ≈ E2E), something
