@@ -7,6 +7,7 @@
 
 mod bench;
 mod boxes;
+mod checks;
 mod tools;
 mod values;
 mod workload;
@@ -15,6 +16,7 @@ pub use bench::{
     Api, Arrival, BenchArgs, ContinuousUsage, DatasetName, EndpointStrategy, Progress, ShowMetric,
 };
 pub use boxes::ManyBoxesArgs;
+pub use checks::ChecksArgs;
 pub use tools::{
     BusyPollMode, CompareArgs, DemoArgs, K8sManifestArgs, MergeArgs, MockArgs, PlotArgs,
     SelftestArgs,

@@ -80,7 +80,7 @@ impl<'a> Levels<'a> {
     ) -> Result<Self> {
         let a = &plan.args;
         let mut asked = a.percentiles.clone();
-        asked.push(a.slo_percentile);
+        asked.push(a.checks.slo_percentile);
         let requests_file = if a.save_requests {
             Some(run_dir.create_new("requests.jsonl")?)
         } else {
@@ -94,19 +94,19 @@ impl<'a> Levels<'a> {
             resetter: None,
             run_dir,
             criteria: Criteria {
-                min_success_pct: a.saturation_success,
-                min_throughput_ratio: a.saturation_throughput,
-                max_ttft_growth: a.saturation_ttft_growth,
-                slo_ttft_s: a.slo_ttft,
-                slo_e2e_s: a.slo_e2e,
-                slo_percentile: a.slo_percentile,
+                min_success_pct: a.checks.saturation_success,
+                min_throughput_ratio: a.checks.saturation_throughput,
+                max_ttft_growth: a.checks.saturation_ttft_growth,
+                slo_ttft_s: a.checks.slo_ttft,
+                slo_e2e_s: a.checks.slo_e2e,
+                slo_percentile: a.checks.slo_percentile,
                 headroom: 0.75,
                 unloaded,
             },
             thresholds: Thresholds {
-                max_send_lag_p99_us: a.max_send_lag_ms * 1000.0,
-                max_send_lag_share: a.max_send_lag_share,
-                min_rate_ratio: a.min_rate_ratio,
+                max_send_lag_p99_us: a.checks.max_send_lag_ms * 1000.0,
+                max_send_lag_share: a.checks.max_send_lag_share,
+                min_rate_ratio: a.checks.min_rate_ratio,
             },
             percentiles: json_percentiles(&asked),
             requests_file,

@@ -366,8 +366,8 @@ impl Plan {
             recv_path: crate::engine::RecvPath::from_env().map_err(UserError::input)?,
             pin: None,
             slo: Slo {
-                ttft_ns: a.slo_ttft.map(|s| (s * 1e9) as u64),
-                e2e_ns: a.slo_e2e.map(|s| (s * 1e9) as u64),
+                ttft_ns: a.checks.slo_ttft.map(|s| (s * 1e9) as u64),
+                e2e_ns: a.checks.slo_e2e.map(|s| (s * 1e9) as u64),
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs_f64(a.connect_timeout),

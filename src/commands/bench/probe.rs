@@ -75,7 +75,7 @@ pub fn check(engine: &Engine, plan: &mut Plan, requests: &mut RunRequests) -> Re
         endpoint_check: String::new(),
         baseline: None,
     };
-    if plan.args.no_probe {
+    if plan.args.checks.no_probe {
         outcome.endpoint_check = "skipped (--no-probe)".into();
         return Ok(outcome);
     }
@@ -87,7 +87,7 @@ pub fn check(engine: &Engine, plan: &mut Plan, requests: &mut RunRequests) -> Re
             o.ignore_eos = format!("requested ({what})");
         }
     };
-    let wait = Duration::from_secs_f64(plan.args.probe_wait);
+    let wait = Duration::from_secs_f64(plan.args.checks.probe_wait);
     let (first, busy) = ask_waiting(engine, requests, 0, wait)?;
     let answered = match first {
         Answer::Answered(ttft, e2e) => {
@@ -98,11 +98,13 @@ pub fn check(engine: &Engine, plan: &mut Plan, requests: &mut RunRequests) -> Re
             let what = said(&kind, sample.as_deref());
             eprintln!(
                 "warning: the endpoint was still busy after {} s ({what}); going on: its first levels may measure a server that is still warming up",
-                plan.args.probe_wait
+                plan.args.checks.probe_wait
             );
             describe(&mut outcome, &format!("probe inconclusive: {kind}"));
-            outcome.endpoint_check =
-                format!("busy for {} s ({kind}); went on", plan.args.probe_wait);
+            outcome.endpoint_check = format!(
+                "busy for {} s ({kind}); went on",
+                plan.args.checks.probe_wait
+            );
             return Ok(outcome);
         }
         Answer::Failed(kind, Class::Broken, sample) => {
