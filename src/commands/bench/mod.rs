@@ -1,6 +1,7 @@
 //! The benchmark command, as a pipeline of named stages (each in its own module):
 //!
-//! 1. [`plan`]: flags checked, dataset loaded, endpoint resolved, TLS set up — every input error
+//! 1. [`plan`]: flags checked, dataset loaded, endpoints resolved with their TLS ([`endpoints`])
+//!    — every input error
 //!    is found here, before the results folder exists;
 //! 2. [`probe`]: one request checks that the endpoint answers at all (a run against one that
 //!    does not stops here, exit status 4, before any folder is made), a few more measure it
@@ -15,6 +16,7 @@
 
 mod cancels;
 mod clockstart;
+mod endpoints;
 mod level;
 mod levels;
 mod metadata;

@@ -2,13 +2,9 @@
 //! TLS set up, the levels and their request counts known. Everything that can be wrong with the
 //! input is found here, before the results folder exists or any request is sent.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
-
+use super::endpoints::{api_of, replica, Replica};
 use super::validate::{parse_qps, validate_numbers};
 use super::workload::{DatasetSource, Workload};
 use crate::cli::{BenchArgs, ContinuousUsage};
@@ -18,13 +14,11 @@ use crate::engine::{Engine, EngineConfig, Timeouts};
 use crate::foundation::error::{Result, UserError};
 use crate::foundation::secret::mask_url;
 use crate::http::conn::Target;
-use crate::http::tls;
 use crate::http::url::Endpoint;
 use crate::report::results::file_name_only;
 use crate::workload::arrivals;
 use crate::workload::prepared::{
-    api_of_path, check_api_key, parse_extra_body, parse_header, Api, Prepared, RequestTemplate,
-    RunRequests,
+    check_api_key, parse_extra_body, parse_header, Api, Prepared, RequestTemplate, RunRequests,
 };
 
 /// The validated run: what every later stage reads.
@@ -94,15 +88,6 @@ fn reset_ask(asked: &str) -> Result<ResetAsk> {
         ))
     })?;
     Ok(ResetAsk::Url { shown, target })
-}
-
-/// One `--endpoint`, parsed, resolved and with its TLS settings.
-pub struct Replica {
-    /// As shown in files and messages (secret query parameters masked).
-    pub shown: String,
-    pub endpoint: Endpoint,
-    pub addrs: Vec<SocketAddr>,
-    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 /// The required flags, all checked at once, each missing one named on its own line with the
@@ -454,59 +439,6 @@ fn scrapes(shard: Option<(usize, usize)>) -> bool {
         }
         _ => true,
     }
-}
-
-/// One `--endpoint`, resolved, with its TLS settings.
-fn replica(args: &BenchArgs, shown: String, endpoint: Endpoint) -> Result<Replica> {
-    let tls = tls_settings(args, &endpoint)?;
-    let addrs = endpoint
-        .resolve()
-        .map_err(|e| UserError::input(format!("--endpoint {shown}: {e}")))?;
-    Ok(Replica {
-        shown,
-        endpoint,
-        addrs,
-        tls,
-    })
-}
-
-/// `--api`, or the API the endpoints' paths imply (the same for every one of them).
-fn api_of(args: &BenchArgs, replicas: &[Replica]) -> Result<Api> {
-    if let Some(api) = args.api {
-        return Ok(api);
-    }
-    let api = api_of_path(&replicas[0].endpoint.target);
-    if let Some(r) = replicas
-        .iter()
-        .find(|r| api_of_path(&r.endpoint.target) != api)
-    {
-        return Err(UserError::input(format!(
-            "--endpoint {} and {}: their paths name different APIs ({} and {}); replicas of one model speak one API (or give --api)",
-            replicas[0].shown, r.shown, api, api_of_path(&r.endpoint.target)
-        )));
-    }
-    Ok(api)
-}
-
-/// The TLS client settings for an `https://` endpoint (none for `http://`).
-fn tls_settings(
-    args: &BenchArgs,
-    endpoint: &Endpoint,
-) -> Result<Option<(Arc<ClientConfig>, ServerName<'static>)>> {
-    if !endpoint.tls {
-        if args.ca_cert.is_some() || args.insecure {
-            eprintln!("note: --ca-cert and --insecure apply to https:// endpoints only; this one is http://");
-        }
-        return Ok(None);
-    }
-    let config =
-        tls::client_config(args.ca_cert.as_deref(), args.insecure).map_err(UserError::input)?;
-    let name = tls::server_name(&endpoint.host)
-        .map_err(|e| UserError::input(format!("--endpoint: {e}")))?;
-    if args.insecure {
-        eprintln!("warning: --insecure: the endpoint's TLS certificate is not verified; anyone on the path can read the key and the traffic");
-    }
-    Ok(Some((config, name)))
 }
 
 /// Requests of each fixed level (or of `--auto-start`, checked the same way); a level that
