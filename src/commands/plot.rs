@@ -84,7 +84,7 @@ pub fn run(args: PlotArgs) -> Result<i32> {
     };
     dir.write_json("summary.json", &summary)?;
     let name = file_name_only("--plot-output", &args.plot_output)?;
-    let title = crate::report::plot::title_of_run(&meta);
+    let title = crate::report::style::title_of_run(&meta);
     // Rendered beside, then renamed: an existing picture is replaced whole or not at all.
     let tmp = args.dir.join(format!(".{name}.tmp.png"));
     crate::report::plot::render(&tmp, &levels, &summary, &c, &title)

@@ -133,6 +133,26 @@ pub fn count_label(v: &f64) -> String {
     }
 }
 
+/// The pictures' title, from a saved run's `metadata.json`.
+pub fn title_of_run(meta: &serde_json::Value) -> String {
+    let s = |k: &str| {
+        meta.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+    };
+    plot_title(s("model"), s("endpoint"), s("timestamp"))
+}
+
+/// The pictures' title: model, endpoint and the run's start (to the second).
+pub fn plot_title(model: &str, endpoint: &str, timestamp: &str) -> String {
+    let ts = timestamp
+        .split('.')
+        .next()
+        .unwrap_or(timestamp)
+        .replace('T', " ");
+    format!("qpsbench: {model} at {endpoint}, {ts}")
+}
+
 /// A drawing error as text.
 pub fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
@@ -141,6 +161,12 @@ pub fn err<E: std::fmt::Display>(e: E) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn titles_name_model_endpoint_and_time() {
+        let t = plot_title("m", "http://h/v1", "2026-01-02T03:04:05.678");
+        assert_eq!(t, "qpsbench: m at http://h/v1, 2026-01-02 03:04:05");
+    }
 
     #[test]
     fn one_format_per_axis() {

@@ -1,8 +1,7 @@
 //! The benchmark command, as a pipeline of named stages (each in its own module):
 //!
-//! 1. [`plan`]: flags checked, dataset loaded, endpoints resolved with their TLS ([`endpoints`])
-//!    — every input error
-//!    is found here, before the results folder exists;
+//! 1. [`plan`]: flags checked, dataset loaded, endpoints resolved with their TLS
+//!    ([`endpoints`]) — every input error is found here, before the results folder exists;
 //! 2. [`probe`]: one request checks that the endpoint answers at all (a run against one that
 //!    does not stops here, exit status 4, before any folder is made), a few more measure it
 //!    unloaded (the saturation rules' baseline), and the optional fields it refuses are
@@ -14,6 +13,7 @@
 //! 5. [`report`]: the final summary, the console table and the PNG;
 //! 6. the exit status.
 
+mod auto_search;
 mod cancels;
 mod clockstart;
 mod endpoints;
@@ -64,7 +64,7 @@ pub fn run(args: BenchArgs, dataset_override: Option<DatasetSource>) -> Result<i
     announce(&plan, &engine, &run_dir, &uniqueness);
     let mut levels = levels::Levels::new(&plan, &engine, &requests, &run_dir, unloaded)?;
     levels.resetter = reset.map(|r| r.0);
-    let auto_bracket = levels::strategy(&plan).run(&mut levels)?;
+    let auto_bracket = strategy(&plan).run(&mut levels)?;
     let measured = report::Measured {
         criteria: levels.criteria,
         levels: levels.measured,
@@ -97,4 +97,16 @@ fn announce(
         run_dir.path.display()
     );
     eprintln!("qpsbench: {}", uniqueness.line());
+}
+
+/// The strategy the plan asks for.
+fn strategy(plan: &plan::Plan) -> Box<dyn levels::Strategy> {
+    match &plan.fixed_levels {
+        Some(rates) => Box::new(levels::Fixed(rates.clone())),
+        None => Box::new(auto_search::AutoSearch {
+            start: plan.args.auto_start,
+            max: plan.args.auto_max_qps,
+            tolerance: plan.args.auto_tolerance,
+        }),
+    }
 }

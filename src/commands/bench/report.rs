@@ -84,7 +84,7 @@ fn draw(
 ) -> Vec<String> {
     let mut written = Vec::new();
     let png = run_dir.path.join(&plan.plot_output);
-    let title = crate::report::plot::plot_title(&plan.model, &plan.shown_endpoint, &started.iso());
+    let title = crate::report::style::plot_title(&plan.model, &plan.shown_endpoint, &started.iso());
     let views = analysis::views(levels);
     match crate::report::plot::render(&png, &views, s, c, &title) {
         Ok(()) => written.push(plan.plot_output.clone()),

@@ -179,7 +179,7 @@ fn draw(
     summary: &crate::report::recommend::Summary,
     name: &str,
 ) -> Result<()> {
-    let title = crate::report::plot::title_of_run(meta);
+    let title = crate::report::style::title_of_run(meta);
     let png = out.path.join(file_name_only("--plot-output", name)?);
     let views = analysis::views(levels);
     let c = analysis::Criteria::of_run(meta);
