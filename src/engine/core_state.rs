@@ -14,6 +14,7 @@ use super::pool::Pool;
 use super::session_plan::SessionPlan;
 use super::stream::Reading;
 use crate::api::openai::ChunkParser;
+use crate::foundation::clock::now_ns;
 use crate::recording::outcome::Success;
 use crate::recording::recorder::Recorder;
 use crate::workload::prepared::CoreRequests;
@@ -101,6 +102,8 @@ impl Core {
 
     /// When request `sample` (due at `intended_ns`) is abandoned, if it is.
     pub fn cancel_at(&self, sample: usize, intended_ns: u64) -> Option<u64> {
+        // A run without --cancel-rate looks nothing up.
+        self.cancels.as_ref()?;
         let after = *self.extras.borrow().cancel_after_ns.as_ref()?.get(sample)?;
         (after != cancel::NEVER).then(|| intended_ns.saturating_add(after))
     }
@@ -108,6 +111,25 @@ impl Core {
     /// The concurrency cap holds the next arrival back.
     pub fn capped(&self) -> bool {
         self.inflight.get() >= self.max_inflight
+    }
+
+    /// An arrival's task has ended (its request, or its session's last turn): its concurrency
+    /// slot is free. The level's end is woken when it was the last; with a cap, an arrival it
+    /// held back goes now, from here, without waiting for the pacer, and the pacer is woken to
+    /// arm its timer for what comes next.
+    pub fn free_slot(self: &Rc<Self>) {
+        self.inflight.set(self.inflight.get() - 1);
+        if self.inflight.get() == 0 {
+            if let Some(w) = self.idle_waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+        if self.max_inflight != usize::MAX {
+            (self.dispatch)(self, now_ns());
+            if let Some(w) = self.slot_waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 //! every request task after each read — sends it at once: it takes an idle pooled connection and
 //! writes the request with a non-blocking `send` (`request::send_now`), so the request leaves
 //! when it is due even while the core is busy with other streams (a spawned task would only start
-//! after every task queued before it). It then spawns [`run`], which completes the request
-//! (`request::complete`: connect if needed, the exchange, the outcome recorded) and, with
-//! sessions, the session's later turns (`session::later_turns`). Every latency is measured from
+//! after every task queued before it). It then spawns the arrival's task: its request
+//! (`request::complete`: connect if needed, the exchange, the outcome recorded), or, with
+//! sessions, the session (`session::run`: the first turn, then the later ones). Every latency is measured from
 //! the intended time, so a client that falls behind shows it instead of hiding it (no
 //! coordinated omission).
 
@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::core_state::Core;
-use super::pool::PooledConn;
 use super::request::{complete, send_now, Ticket};
 use super::session;
 use crate::foundation::clock::{now_ns, thread_cpu_ns};
@@ -84,6 +83,8 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         core.inflight.set(core.inflight.get() + 1);
         let request = RequestBuf::new(&core.requests.borrow(), due.sample);
         let first = send_now(core, &due.rec, due.endpoint, &request, now);
+        // Without sessions in the run, nothing of them is looked up.
+        let plan = core.sessions.as_ref().and_then(|_| core.session_plan());
         let mut ticket = Ticket {
             intended_ns: due.intended_ns,
             sent_ns: None,
@@ -91,7 +92,7 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
             endpoint: due.endpoint,
             warmup: due.warmup,
             waited: due.waited,
-            turn: u32::from(core.sessions.is_some() && core.session_plan().is_some()),
+            turn: u32::from(plan.is_some()),
             cancel_at_ns: core.cancel_at(due.sample, due.intended_ns),
         };
         if first.is_some() {
@@ -101,47 +102,25 @@ pub fn dispatch_due(core: &Rc<Core>, mut now: u64) {
         // finished request's task (~3.5 KiB) is freed at once and its memory reused by the next
         // one. Keeping every handle to the level's end held them all: the heap grew by a fresh,
         // page-faulting 16 KiB every few requests (22 MB per level at 3,000 requests/s).
-        drop(monoio::spawn(run(
-            core.clone(),
-            due.rec,
-            ticket,
-            request,
-            first,
-        )));
+        let rec = due.rec;
+        match plan {
+            None => drop(monoio::spawn(complete(
+                core.clone(),
+                rec,
+                ticket,
+                request,
+                first,
+                None,
+            ))),
+            Some(plan) => drop(monoio::spawn(session::run(
+                core.clone(),
+                rec,
+                ticket,
+                request,
+                first,
+                plan,
+            ))),
+        }
         now = now_ns();
-    }
-}
-
-/// An arrival's task: completes its request — on `first`, the pooled connection it was already
-/// handed to, if there was one — and, with sessions, the session's later turns. Then frees its
-/// concurrency slot.
-async fn run(
-    core: Rc<Core>,
-    rec: Rc<RefCell<Recorder>>,
-    mut t: Ticket,
-    request: RequestBuf,
-    first: Option<PooledConn>,
-) {
-    match core.session_plan() {
-        None => {
-            complete(&core, &rec, &mut t, request, first, None).await;
-        }
-        // Boxed: a session's state (its history, its answer, the later turns' futures) would
-        // otherwise make every arrival's task as large as a session's, with or without sessions.
-        Some(plan) => Box::pin(session::run(&core, &rec, t, request, first, &plan)).await,
-    }
-    core.inflight.set(core.inflight.get() - 1);
-    if core.inflight.get() == 0 {
-        if let Some(w) = core.idle_waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
-    if core.max_inflight != usize::MAX {
-        // A slot is free: an arrival the cap held back goes now, from here, without waiting for
-        // the pacer; the pacer is woken to arm its timer for what comes next.
-        dispatch_due(&core, now_ns());
-        if let Some(w) = core.slot_waker.borrow_mut().take() {
-            w.wake();
-        }
     }
 }

@@ -10,6 +10,7 @@
 //! `StreamHandler`) → the recorder.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -89,28 +90,55 @@ pub enum RequestEnd {
 /// Completes one request (a single arrival, or one turn of a session) and records its outcome;
 /// with `answer`, the answer's text is kept there. An abandoned request's exchange is dropped at
 /// its time, which closes its connection: it is never put back in the pool.
-pub async fn complete(
-    core: &Rc<Core>,
-    rec: &Rc<RefCell<Recorder>>,
-    t: &mut Ticket,
-    request: impl Request,
-    first: Option<PooledConn>,
-    answer: Option<&mut Vec<u8>>,
-) -> RequestEnd {
-    if t.sent_ns.is_none() {
-        t.record_send(rec, now_ns());
+///
+/// A single arrival's request (turn 0) is its task, spawned as it is (`dispatch`), and frees its
+/// concurrency slot at its end. It owns what it needs rather than borrow it from a wrapping task:
+/// every future a task nests keeps its own copy of its arguments, and the task's size is what
+/// each arrival allocates and copies when it is spawned (the send lag pays for it).
+///
+/// A plain function returning an `async move` block, not an `async fn`: an `async fn` keeps each
+/// argument twice in its future (as passed, and as its body's own binding), which here cost a
+/// connection's 184 bytes and the ticket's 64 on every task.
+// An `async fn` would double the task's largest arguments (above).
+#[allow(clippy::manual_async_fn)]
+pub fn complete<'a, R: Request + 'a>(
+    core: Rc<Core>,
+    rec: Rc<RefCell<Recorder>>,
+    mut t: Ticket,
+    request: R,
+    mut first: Option<PooledConn>,
+    answer: Option<&'a mut Vec<u8>>,
+) -> impl Future<Output = RequestEnd> + 'a {
+    async move {
+        if t.sent_ns.is_none() {
+            t.record_send(&rec, now_ns());
+        }
+        let mut trace = core.save_requests.then(Trace::default);
+        let attempt = attempt(&core, &rec, &t, request, &mut first, &mut trace, answer);
+        let total = core.timeout.as_nanos() as u64;
+        let cancel_in = t.cancel_at_ns.map(|at| at.saturating_sub(now_ns()));
+        let limit = cancel_in.map_or(total, |c| c.min(total));
+        let outcome = match monoio::time::timeout(Duration::from_nanos(limit), attempt).await {
+            Ok(o) => Some(o),
+            Err(_) if cancel_in.is_some_and(|c| c < total) => None,
+            Err(_) => Some(Err(Failed::new(ErrorKind::TimeoutTotal))),
+        };
+        let end = record(&core, &mut rec.borrow_mut(), &t, trace, outcome);
+        if t.turn == 0 {
+            core.free_slot();
+        }
+        end
     }
-    let mut trace = core.save_requests.then(Trace::default);
-    let attempt = attempt(core, rec, t, request, first, &mut trace, answer);
-    let total = core.timeout.as_nanos() as u64;
-    let cancel_in = t.cancel_at_ns.map(|at| at.saturating_sub(now_ns()));
-    let limit = cancel_in.map_or(total, |c| c.min(total));
-    let outcome = match monoio::time::timeout(Duration::from_nanos(limit), attempt).await {
-        Ok(o) => Some(o),
-        Err(_) if cancel_in.is_some_and(|c| c < total) => None,
-        Err(_) => Some(Err(Failed::new(ErrorKind::TimeoutTotal))),
-    };
-    let mut rec = rec.borrow_mut();
+}
+
+/// Hands one request's outcome (`None`: abandoned) and its record to the recorder.
+fn record(
+    core: &Core,
+    rec: &mut Recorder,
+    t: &Ticket,
+    trace: Option<Trace>,
+    outcome: Option<Result<Success, Failed>>,
+) -> RequestEnd {
     if let Some(trace) = trace {
         let session = core.session_id(t.sample).filter(|_| t.turn > 0);
         rec.record_request(trace.into_record(t, core.index, outcome.as_ref(), session));
@@ -186,13 +214,14 @@ impl Trace {
 }
 
 /// One exchange on `first` (the pooled connection the request was already written to at
-/// dispatch) or on a new connection.
+/// dispatch; taken by reference, so that the future holds one copy of it) or on a new
+/// connection.
 async fn attempt(
     core: &Rc<Core>,
     rec: &RefCell<Recorder>,
     t: &Ticket,
     request: impl Request,
-    first: Option<PooledConn>,
+    first: &mut Option<PooledConn>,
     trace: &mut Option<Trace>,
     answer: Option<&mut Vec<u8>>,
 ) -> Result<Success, Failed> {
@@ -200,7 +229,7 @@ async fn attempt(
         .ttft_timeout_ns
         .map(|d| t.sent_ns.unwrap_or(t.intended_ns) + d);
     let pool = &core.pools[t.endpoint];
-    let mut conn = match first {
+    let mut conn = match first.take() {
         Some(c) => c,
         None => {
             let (c, times) = monoio::time::timeout(core.connect_timeout, pool.connect())

@@ -3,7 +3,7 @@
 //! earlier user message and the server's *own* streamed answer to it — plus a new user message,
 //! a think time after the previous turn's last byte.
 //!
-//! Data flow: an arrival's task (`dispatch::run`) hands its session to [`run`], which sends turn 1 with the stream handler keeping the answer's
+//! Data flow: `dispatch` spawns a session's arrival as [`run`], which sends turn 1 with the stream handler keeping the answer's
 //! decoded text (the API's reader, through `api::openai::ChunkParser::parse_with`); then [`Session::start`] cuts turn 1's
 //! bytes where the messages array ends, and each [`Session::next_request`] appends the answer
 //! and the next user message there (JSON-escaped once, here); the turn's request is its own
@@ -25,25 +25,37 @@ use crate::recording::recorder::Recorder;
 use crate::recording::session_counts::SessionEnd;
 use crate::workload::prepared::RequestBuf;
 
-/// A session, in its first turn's task: turn 1 (`request`, the arrival's, on `first` if it was
-/// already written at dispatch), then its later turns; how it ended is recorded.
+/// A session, as its arrival's task: turn 1 (`request`, the arrival's, on `first` if it was
+/// already written at dispatch), then its later turns; how it ended is recorded, and the task's
+/// concurrency slot freed.
 pub async fn run(
-    core: &Rc<Core>,
-    rec: &Rc<RefCell<Recorder>>,
-    mut t: Ticket,
+    core: Rc<Core>,
+    rec: Rc<RefCell<Recorder>>,
+    t: Ticket,
     request: RequestBuf,
     first: Option<PooledConn>,
-    plan: &SessionPlan,
+    plan: Rc<SessionPlan>,
 ) {
     let mut answer = Vec::new();
-    let done = complete(core, rec, &mut t, request, first, Some(&mut answer)).await;
+    let done = complete(
+        core.clone(),
+        rec.clone(),
+        t,
+        request,
+        first,
+        Some(&mut answer),
+    )
+    .await;
     let id = core.session_id(t.sample).unwrap_or_default();
     let ended = match done {
-        RequestEnd::Done(done_ns) => later_turns(core, rec, (t, id), plan, answer, done_ns).await,
+        RequestEnd::Done(done_ns) => {
+            later_turns(&core, &rec, (t, id), &plan, answer, done_ns).await
+        }
         RequestEnd::Failed => SessionEnd::Failed,
         RequestEnd::Cancelled => SessionEnd::Cancelled,
     };
     rec.borrow_mut().record_session_end(ended);
+    core.free_slot();
 }
 
 /// A session's turns after the first (which succeeded at `done_ns`, answering `answer`): each
@@ -79,7 +91,7 @@ async fn later_turns(
         let request = history.next_request(&answer, &plan.user_text(id, k));
         answer.clear();
         let cancel = core.cancels.as_ref().and_then(|c| c.later_turn(id, k));
-        let mut t = Ticket {
+        let t = Ticket {
             intended_ns,
             sent_ns: None,
             waited: false,
@@ -87,11 +99,20 @@ async fn later_turns(
             cancel_at_ns: cancel.map(|after| intended_ns.saturating_add(after)),
             ..first
         };
+        let mut t = t;
         let conn = send_now(core, rec, t.endpoint, &request, now_ns());
         if conn.is_some() {
             t.record_send(rec, now_ns());
         }
-        match complete(core, rec, &mut t, request, conn, Some(&mut answer)).await {
+        let turn = complete(
+            core.clone(),
+            rec.clone(),
+            t,
+            request,
+            conn,
+            Some(&mut answer),
+        );
+        match turn.await {
             RequestEnd::Done(end) => done_ns = end,
             RequestEnd::Failed => return SessionEnd::Failed,
             RequestEnd::Cancelled => return SessionEnd::Cancelled,
