@@ -44,7 +44,11 @@ fn memory_stays_flat_over_20000_requests_in_one_level() {
 fn measured(args: &[&str], results: &std::path::Path) -> (Run, f64) {
     use std::os::unix::process::ExitStatusExt;
     let log = |name: &str| std::fs::File::create(results.join(name)).unwrap();
-    let before: Vec<_> = std::fs::read_dir(results).unwrap().flatten().map(|e| e.path()).collect();
+    let before: Vec<_> = std::fs::read_dir(results)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     let child = std::process::Command::new(BIN)
         .args(args)
         .arg("--results-dir")
@@ -84,7 +88,14 @@ fn measured(args: &[&str], results: &std::path::Path) -> (Run, f64) {
 #[test]
 fn memory_per_open_stream_stays_within_the_bound() {
     let peak = |itl_ms: &str| {
-        let mock = Mock::start(&["--ttft-ms", "50", "--itl-ms", itl_ms, "--output-tokens", "20"]);
+        let mock = Mock::start(&[
+            "--ttft-ms",
+            "50",
+            "--itl-ms",
+            itl_ms,
+            "--output-tokens",
+            "20",
+        ]);
         let tmp = TempDir::new("stream-memory");
         let ds = tmp.file("d.json", DATASET);
         let mut args = base_args(&mock.url, ds.to_str().unwrap());
@@ -113,5 +124,8 @@ fn memory_per_open_stream_stays_within_the_bound() {
     eprintln!("peak RSS {short:.1} MiB with short streams, {open:.1} MiB with 1,600 open: {per_stream_kib:.1} KiB per open stream");
     // The bound: 24 KiB per open stream, twice what this debug build measured on the 2-core dev
     // VM (11.0 KiB; a release build's ~19k open streams take ~9.2 KiB each).
-    assert!(per_stream_kib < 24.0, "{per_stream_kib:.1} KiB per open stream");
+    assert!(
+        per_stream_kib < 24.0,
+        "{per_stream_kib:.1} KiB per open stream"
+    );
 }

@@ -77,7 +77,9 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     let code = bench::run(
         cli.bench,
         Some(DatasetSource::Embedded {
-            name: "built-in demo dataset (the spec's example conversations)".into(),
+            // Kept as earlier runs wrote it ("seed" is the spec's old name here): a run's
+            // metadata.json `dataset` is data that `compare` and users' scripts match on.
+            name: "built-in demo dataset (the seed's example conversations)".into(),
             json: DEMO_DATASET,
         }),
     )?;
