@@ -49,6 +49,8 @@ fn measured(args: &[&str], results: &std::path::Path) -> (Run, f64) {
         .flatten()
         .map(|e| e.path())
         .collect();
+    // Reaped by the wait4 below, which reads its rusage (std's wait would not).
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(BIN)
         .args(args)
         .arg("--results-dir")
