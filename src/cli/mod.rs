@@ -1,3 +1,6 @@
+//! Layer 2 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `foundation`; `rt` and the layers after it use it.
+//!
 //! Command-line interface: every command's flags, each documented where it is defined (this is
 //! what `--help` prints). The default command is the benchmark, with every flag of the spec
 //! (same names, same defaults) plus qpsbench's own.

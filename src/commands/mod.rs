@@ -1,3 +1,6 @@
+//! Layer 12 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `report`; nothing uses it.
+//!
 //! The commands, the bottom layer: the only modules that wire several layers together. The
 //! benchmark (`bench`, the default command), `merge` (shards into one run), `selftest` (how far
 //! this machine's client goes), `plot` (a saved run's pictures redrawn), `compare` (two runs side

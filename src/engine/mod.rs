@@ -1,3 +1,6 @@
+//! Layer 9 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `recording`; `stats` and the layers after it use it.
+//!
 //! The engine: one pinned OS thread per core, each running its own monoio runtime (io_uring, or
 //! epoll where io_uring is unavailable), its own keep-alive pool and its own recorder.
 //!

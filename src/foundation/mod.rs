@@ -1,4 +1,4 @@
-//! Layer 1, the foundations: what every other layer may use and which uses no other layer —
+//! Layer 1 of 12 (`docs/architecture.md`, "Code map"), the foundations: what every other layer may use and which uses no other layer —
 //! errors and exit statuses (`error`), standard output that a closed pipe cannot crash
 //! (`console`), the one range check of numeric flags (`flag_ranges`), clocks (`clock`), masking of
 //! secrets (`secret`), Ctrl-C and SIGTERM (`interrupt`), and the box's open-file and port limits

@@ -1,3 +1,6 @@
+//! Beside the layers (`docs/architecture.md`, "Code map"): test support, used by `fuzz/` and the
+//! corpus replay test, never by the commands.
+//!
 //! The properties the fuzz targets in `fuzz/` check, as plain functions (`events`: the Messages
 //! and Responses readers'): the cargo-fuzz targets
 //! call them with libFuzzer's inputs, and `tests/it/fuzz_corpus.rs` replays the checked-in

@@ -1,3 +1,6 @@
+//! Layer 4 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `rt`; `api` and the layers after it use it.
+//!
 //! The hand-written HTTP/1.1 client: response head parsing (`head`), body framing (`body`), one
 //! response read from whatever bytes arrive (`response`), endpoint URLs (`url`), TLS over monoio
 //! (`tls`), socket helpers (`sock`), what an exchange takes and gives (`handler`), and the

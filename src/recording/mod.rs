@@ -1,3 +1,6 @@
+//! Layer 8 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `workload`; `engine` and the layers after it use it.
+//!
 //! The recording layer: what the engine's hot path writes as requests end, one recorder per core
 //! per level, merged when the level ends. A request's outcome and the error categories
 //! (`outcome`), the per-core `recorder` with its histograms, the per-second `timeline`, the

@@ -1,3 +1,6 @@
+//! Layer 11 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `stats`; `commands` and the layers after it use it.
+//!
 //! Reporting: the console table (`table`), the results folder with its JSON files (`results`),
 //! the saturation analysis (`analysis`: the rules) and the verdict built on it (`recommend`,
 //! `summary.json`), the PNG (`plot`, with its

@@ -1,3 +1,6 @@
+//! Layer 3 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `cli`; `http` and the layers after it use it.
+//!
 //! The runtime layer: how each thread's monoio runtime is built, and the timing primitives every
 //! core (client or endpoint) runs on — precise timers and the busy-poll spin ([`timer`]), and a
 //! plain yield — and a client core's receive ring ([`recv_ring`]: multishot receives whose

@@ -1,3 +1,6 @@
+//! Layer 6 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `api`; `workload` and the layers after it use it.
+//!
 //! The server's own gauges: `--server-metrics URL` (its Prometheus `/metrics`), scraped about
 //! once a second on a thread of its own (`scrape`), reduced to the series qpsbench knows, and
 //! summed up per level and per second.

@@ -1,3 +1,6 @@
+//! Layer 10 of 12 (`docs/architecture.md`, "Code map"): uses only the layers before it, from
+//! `foundation` to `engine`; `report` and the layers after it use it.
+//!
 //! The per-level schema: [`LevelStats`], the object written to `benchmark_qps_results.json` and
 //! shown in the console table, built from one merged [`Recorder`], and the pieces it is made of
 //! (percentiles, send lag, connections, CPU; `reasoning` and `embeddings`: the figures only some
