@@ -205,9 +205,21 @@ impl LevelStats {
         let per = |n: u64| (n > 0).then(|| round6(r.cpu_ns as f64 / 1000.0 / n as f64));
         // An embeddings answer generates nothing: its token figures read `-`, not 0.
         let generated = parts.embedding_batch.is_none();
-        let of = |h, scale| match generated {
-            true => Percentiles::from_hist(h, pcts, scale),
-            false => Percentiles::none(pcts),
+        let of = |h, scale| {
+            if generated {
+                Percentiles::from_hist(h, pcts, scale)
+            } else {
+                Percentiles::none(pcts)
+            }
+        };
+        // With sessions (`session_rate`: their planned starts per second): the level's sessions
+        // and per-turn figures.
+        let (sessions, per_turn) = match (&r.turns, parts.session_rate) {
+            (Some(t), Some(rate)) => {
+                let (s, p) = per_turn::build(t, rate, pcts);
+                (Some(s), Some(p))
+            }
+            _ => (None, None),
         };
         let mut warnings: Vec<String> = buffering_warning(r).into_iter().collect();
         warnings.extend(parts.warnings);
@@ -269,24 +281,13 @@ impl LevelStats {
             client_cpu_us_per_token: per(r.output_tokens).filter(|_| generated),
             connections: parts.connections,
             single_read_responses: r.single_read_successes,
-            sessions: None,
-            per_turn: None,
+            sessions,
+            per_turn,
             embeddings: parts
                 .embedding_batch
                 .map(|batch| EmbeddingStats::new(r, batch, round6(completion_s))),
             warnings,
         }
-        .with_sessions(r, parts.session_rate, pcts)
-    }
-
-    /// With sessions (`session_rate`: their planned starts per second): the level's sessions
-    /// and per-turn figures.
-    fn with_sessions(mut self, r: &Recorder, session_rate: Option<f64>, pcts: &[f64]) -> Self {
-        if let (Some(t), Some(rate)) = (&r.turns, session_rate) {
-            let (sessions, per_turn) = per_turn::build(t, rate, pcts);
-            (self.sessions, self.per_turn) = (Some(sessions), Some(per_turn));
-        }
-        self
     }
 }
 
